@@ -1,0 +1,193 @@
+//! What exists in a database: tables, partitions, columns and which types can travel in
+//! COPY's binary format. Each function is one catalog query, whatever the number of tables.
+
+use crate::sql::TableName;
+use anyhow::{Context, Result};
+use postgres::Client;
+use std::collections::{HashMap, HashSet};
+
+/// The first OID a user object can get (`FirstNormalObjectId`); built-in types are below.
+const FIRST_NORMAL_OID: u32 = 16384;
+
+/// A table as the source catalog describes it.
+#[derive(Clone, Debug)]
+pub struct Table {
+    pub oid: u32,
+    pub name: TableName,
+    /// For a partition: the root of its partition tree.
+    pub parent: Option<TableName>,
+    /// A partitioned table holds no rows itself; its leaf partitions do.
+    pub partitioned: bool,
+    /// The planner's estimate; `None` when the table was never analyzed.
+    pub estimated_rows: Option<u64>,
+    /// Heap and TOAST bytes: what a COPY reads.
+    pub data_bytes: u64,
+    /// Heap, TOAST and index bytes: what the table takes on disk.
+    pub total_bytes: u64,
+}
+
+/// A column of a table, in the table's own order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Column {
+    pub name: String,
+    /// `format_type()` of the column: comparable between databases, unlike type OIDs.
+    pub type_name: String,
+    pub type_oid: u32,
+    pub generated: bool,
+}
+
+/// Ordinary tables, partitioned tables and partitions outside the system schemas. Views,
+/// materialized views, foreign tables, temporary tables and tables that belong to an
+/// extension (the extension creates and fills them) are left out.
+pub fn tables(client: &mut Client) -> Result<Vec<Table>> {
+    let rows = client
+        .query(
+            "SELECT c.oid, n.nspname, c.relname, c.relkind = 'p' AS partitioned,
+                    c.reltuples::float8 AS reltuples,
+                    pg_table_size(c.oid) AS data_bytes,
+                    pg_total_relation_size(c.oid) AS total_bytes,
+                    rn.nspname AS root_schema, rc.relname AS root_name
+             FROM pg_class c
+             JOIN pg_namespace n ON n.oid = c.relnamespace
+             LEFT JOIN pg_class rc
+                    ON c.relispartition AND rc.oid = pg_partition_root(c.oid)
+             LEFT JOIN pg_namespace rn ON rn.oid = rc.relnamespace
+             WHERE c.relkind IN ('r', 'p')
+               AND c.relpersistence <> 't'
+               AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+               AND n.nspname NOT LIKE 'pg\\_toast%'
+               AND n.nspname NOT LIKE 'pg\\_temp\\_%'
+               AND NOT EXISTS (
+                     SELECT 1 FROM pg_depend d
+                     WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid
+                       AND d.deptype = 'e')
+             ORDER BY n.nspname, c.relname",
+            &[],
+        )
+        .context("listing the source tables")?;
+    Ok(rows
+        .iter()
+        .map(|row| {
+            let reltuples: f64 = row.get("reltuples");
+            let root_schema: Option<String> = row.get("root_schema");
+            let root_name: Option<String> = row.get("root_name");
+            Table {
+                oid: row.get("oid"),
+                name: TableName::new(row.get::<_, String>("nspname"), row.get::<_, String>("relname")),
+                parent: root_schema.zip(root_name).map(|(s, n)| TableName::new(s, n)),
+                partitioned: row.get("partitioned"),
+                estimated_rows: (reltuples >= 0.0).then_some(reltuples as u64),
+                data_bytes: row.get::<_, i64>("data_bytes").max(0) as u64,
+                total_bytes: row.get::<_, i64>("total_bytes").max(0) as u64,
+            }
+        })
+        .collect())
+}
+
+/// The live columns of the given tables, keyed by table OID, in column order.
+pub fn columns(client: &mut Client, oids: &[u32]) -> Result<HashMap<u32, Vec<Column>>> {
+    let rows = client
+        .query(
+            "SELECT a.attrelid, a.attname, format_type(a.atttypid, a.atttypmod) AS type_name,
+                    a.atttypid, a.attgenerated <> '' AS generated
+             FROM pg_attribute a
+             WHERE a.attrelid = ANY($1) AND a.attnum > 0 AND NOT a.attisdropped
+             ORDER BY a.attrelid, a.attnum",
+            &[&oids],
+        )
+        .context("reading the source columns")?;
+    let mut map: HashMap<u32, Vec<Column>> = HashMap::new();
+    for row in rows {
+        map.entry(row.get("attrelid")).or_default().push(Column {
+            name: row.get("attname"),
+            type_name: row.get("type_name"),
+            type_oid: row.get("atttypid"),
+            generated: row.get("generated"),
+        });
+    }
+    Ok(map)
+}
+
+/// The types among `type_oids` whose values cannot travel in binary COPY between two
+/// databases: those with no binary send/receive function somewhere inside them (such as
+/// `aclitem`), and those whose binary form embeds the OID of a user-defined type (arrays
+/// record their element type, composites each field's type), because the destination
+/// assigned its own OIDs to its types and `array_recv` / `record_recv` reject a mismatch.
+pub fn binary_unsafe_types(client: &mut Client, type_oids: &[u32]) -> Result<HashSet<u32>> {
+    let rows = client
+        .query(
+            "WITH RECURSIVE walk(root, typ, embedded) AS (
+                 SELECT t.oid, t.oid, false FROM pg_type t WHERE t.oid = ANY($1)
+               UNION
+                 SELECT w.root, d.dep, d.embedded
+                 FROM walk w
+                 JOIN pg_type t ON t.oid = w.typ
+                 CROSS JOIN LATERAL (
+                     SELECT t.typelem, true WHERE t.typelem <> 0 AND t.typlen = -1
+                     UNION ALL
+                     SELECT t.typbasetype, false WHERE t.typtype = 'd'
+                     UNION ALL
+                     SELECT a.atttypid, true FROM pg_attribute a
+                     WHERE t.typrelid <> 0 AND a.attrelid = t.typrelid
+                       AND a.attnum > 0 AND NOT a.attisdropped
+                     UNION ALL
+                     SELECT r.rngsubtype, false FROM pg_range r WHERE r.rngtypid = t.oid
+                 ) AS d(dep, embedded)
+             )
+             SELECT DISTINCT w.root
+             FROM walk w JOIN pg_type t ON t.oid = w.typ
+             WHERE t.typsend = 0 OR t.typreceive = 0
+                OR (w.embedded AND w.typ >= $2)",
+            &[&type_oids, &FIRST_NORMAL_OID],
+        )
+        .context("checking which column types can be copied in binary")?;
+    Ok(rows.iter().map(|row| row.get(0)).collect())
+}
+
+/// A table on the destination as far as the schema check needs it.
+#[derive(Clone, Debug)]
+pub struct DestTable {
+    /// `pg_class.relkind`: `r` ordinary, `p` partitioned, `v` view, `f` foreign, ...
+    pub kind: String,
+    pub columns: Vec<Column>,
+}
+
+/// The destination's relations with the given names (whatever their kind) and their columns.
+pub fn dest_tables(
+    client: &mut Client,
+    names: &[TableName],
+) -> Result<HashMap<TableName, DestTable>> {
+    let schemas: Vec<&str> = names.iter().map(|t| t.schema.as_str()).collect();
+    let tables: Vec<&str> = names.iter().map(|t| t.name.as_str()).collect();
+    let rows = client
+        .query(
+            "SELECT n.nspname, c.relname, c.relkind::text AS kind, a.attname,
+                    format_type(a.atttypid, a.atttypmod) AS type_name, a.atttypid,
+                    a.attgenerated <> '' AS generated
+             FROM unnest($1::text[], $2::text[]) AS want(schema_name, table_name)
+             JOIN pg_namespace n ON n.nspname = want.schema_name
+             JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = want.table_name
+             LEFT JOIN pg_attribute a
+                    ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+             ORDER BY c.oid, a.attnum",
+            &[&schemas, &tables],
+        )
+        .context("reading the destination tables")?;
+    let mut map: HashMap<TableName, DestTable> = HashMap::new();
+    for row in rows {
+        let name = TableName::new(row.get::<_, String>("nspname"), row.get::<_, String>("relname"));
+        let table = map.entry(name).or_insert_with(|| DestTable {
+            kind: row.get("kind"),
+            columns: Vec::new(),
+        });
+        if let Some(column) = row.get::<_, Option<String>>("attname") {
+            table.columns.push(Column {
+                name: column,
+                type_name: row.get("type_name"),
+                type_oid: row.get("atttypid"),
+                generated: row.get("generated"),
+            });
+        }
+    }
+    Ok(map)
+}

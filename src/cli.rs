@@ -1,0 +1,161 @@
+//! Command-line syntax: the raw argh structs. Only `config.rs` reads them.
+
+use argh::FromArgs;
+use std::path::PathBuf;
+
+#[derive(FromArgs, Debug)]
+/// Copy the data of one PostgreSQL database into another whose schema already exists.
+#[argh(
+    help_triggers("-h", "--help", "help"),
+    note = "CONN is a postgres:// or postgresql:// URL or a libpq key=value string.\nRun `pgcopy help COMMAND` for the options of a command.",
+    error_code(0, "success: every selected table was copied"),
+    error_code(1, "one or more tables failed; the others were copied"),
+    error_code(2, "usage, configuration, connection or schema error, before anything was written"),
+    error_code(130, "interrupted")
+)]
+pub struct Args {
+    /// print the version and exit
+    #[argh(switch, short = 'V')]
+    pub version: bool,
+
+    #[argh(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(FromArgs, Debug)]
+#[argh(subcommand)]
+pub enum Command {
+    Copy(CopyArgs),
+    List(ListArgs),
+    Version(VersionArgs),
+}
+
+#[derive(FromArgs, Debug)]
+/// Replace the data of the selected destination tables with the source's.
+#[argh(
+    subcommand,
+    name = "copy",
+    help_triggers("-h", "--help", "help"),
+    note = "Each table is replaced in one destination transaction (TRUNCATE, then COPY): a table that fails keeps its old rows.\nThe destination schema must already exist and match the source's: columns are matched by name.",
+    error_code(0, "success: every selected table was copied"),
+    error_code(1, "one or more tables failed; the others were copied"),
+    error_code(2, "usage, configuration, connection or schema error, before anything was written"),
+    error_code(130, "interrupted")
+)]
+pub struct CopyArgs {
+    /// source connection: URL or key=value string (default: $PGCOPY_SOURCE)
+    #[argh(option)]
+    pub source: Option<String>,
+
+    /// read the source connection from the first non-comment line of this file
+    #[argh(option)]
+    pub source_file: Option<PathBuf>,
+
+    /// destination connection: URL or key=value string (default: $PGCOPY_DEST)
+    #[argh(option)]
+    pub dest: Option<String>,
+
+    /// read the destination connection from the first non-comment line of this file
+    #[argh(option)]
+    pub dest_file: Option<PathBuf>,
+
+    /// tables copied at once, each with one reader and one writer connection (default 4)
+    #[argh(option, default = "4")]
+    pub parallel: usize,
+
+    /// bytes per chunk passed from reader to writer, with an optional KiB or MiB suffix
+    /// (default 256KiB); data in flight is at most about parallel x 6 x batch size
+    #[argh(option)]
+    pub batch_size: Option<String>,
+
+    /// comma-separated glob patterns (* and ?) of tables to copy, matched against `table`
+    /// and `schema.table`; may be repeated
+    #[argh(option)]
+    pub include_tables: Vec<String>,
+
+    /// comma-separated glob patterns of tables to leave out (applied after the includes)
+    #[argh(option)]
+    pub exclude_tables: Vec<String>,
+
+    /// comma-separated glob patterns of schemas to copy
+    #[argh(option)]
+    pub include_schemas: Vec<String>,
+
+    /// comma-separated glob patterns of schemas to leave out
+    #[argh(option)]
+    pub exclude_schemas: Vec<String>,
+
+    /// check everything and print the plan, but change nothing
+    #[argh(switch)]
+    pub dry_run: bool,
+
+    /// replace the destination tables' data without asking
+    #[argh(switch, short = 'y')]
+    pub yes: bool,
+
+    /// no progress bar; periodic progress lines go to the log instead
+    #[argh(switch)]
+    pub no_progress: bool,
+}
+
+#[derive(FromArgs, Debug)]
+/// List the source tables that a copy with the same filters would copy.
+#[argh(
+    subcommand,
+    name = "list",
+    help_triggers("-h", "--help", "help"),
+    error_code(0, "success"),
+    error_code(2, "usage, configuration or connection error")
+)]
+pub struct ListArgs {
+    /// source connection: URL or key=value string (default: $PGCOPY_SOURCE)
+    #[argh(option)]
+    pub source: Option<String>,
+
+    /// read the source connection from the first non-comment line of this file
+    #[argh(option)]
+    pub source_file: Option<PathBuf>,
+
+    /// comma-separated glob patterns (* and ?) of tables to list; may be repeated
+    #[argh(option)]
+    pub include_tables: Vec<String>,
+
+    /// comma-separated glob patterns of tables to leave out
+    #[argh(option)]
+    pub exclude_tables: Vec<String>,
+
+    /// comma-separated glob patterns of schemas to list
+    #[argh(option)]
+    pub include_schemas: Vec<String>,
+
+    /// comma-separated glob patterns of schemas to leave out
+    #[argh(option)]
+    pub exclude_schemas: Vec<String>,
+
+    /// count rows exactly (reads every table) instead of using the planner's estimate
+    #[argh(switch)]
+    pub exact: bool,
+}
+
+#[derive(FromArgs, Debug)]
+/// Print the version.
+#[argh(subcommand, name = "version")]
+pub struct VersionArgs {}
+
+/// What parsing the command line gave: arguments, or text to print and an exit code.
+pub enum Parsed {
+    Args(Args),
+    Exit { output: String, success: bool },
+}
+
+/// Parses the command line (without the program name).
+pub fn parse(args: &[String]) -> Parsed {
+    let strs: Vec<&str> = args.iter().map(String::as_str).collect();
+    match Args::from_args(&["pgcopy"], &strs) {
+        Ok(args) => Parsed::Args(args),
+        Err(exit) => Parsed::Exit {
+            output: exit.output,
+            success: exit.status.is_ok(),
+        },
+    }
+}

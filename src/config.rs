@@ -1,0 +1,190 @@
+//! The validated configuration: connection strings resolved from flags, files and the
+//! environment, sizes parsed, filters compiled. Everything after `cli.rs` reads this.
+
+use crate::cli;
+use crate::conn::Target;
+use crate::filter::{parse_list, TableFilter};
+use anyhow::{bail, Context, Result};
+use std::path::Path;
+
+/// Default chunk size on the byte pipe.
+pub const DEFAULT_BATCH_SIZE: usize = 256 * 1024;
+const MIN_BATCH_SIZE: usize = 4 * 1024;
+const MAX_BATCH_SIZE: usize = 64 * 1024 * 1024;
+const MAX_PARALLEL: usize = 64;
+
+/// What the user asked for.
+pub enum Command {
+    Copy(CopyConfig),
+    List(ListConfig),
+    Version,
+}
+
+#[derive(Debug)]
+pub struct CopyConfig {
+    pub source: Target,
+    pub dest: Target,
+    pub parallel: usize,
+    pub batch_size: usize,
+    pub filter: TableFilter,
+    pub dry_run: bool,
+    pub yes: bool,
+    pub progress: bool,
+}
+
+#[derive(Debug)]
+pub struct ListConfig {
+    pub source: Target,
+    pub filter: TableFilter,
+    pub exact: bool,
+}
+
+/// Validates the raw arguments; every error here is a usage error (exit code 2).
+pub fn from_args(args: cli::Args) -> Result<Command> {
+    let command = match args.command {
+        _ if args.version => return Ok(Command::Version),
+        None => bail!("no command given; run `pgcopy help` for the commands"),
+        Some(command) => command,
+    };
+    Ok(match command {
+        cli::Command::Version(_) => Command::Version,
+        cli::Command::List(a) => Command::List(ListConfig {
+            source: resolve_target(
+                "source",
+                a.source,
+                a.source_file.as_deref(),
+                "PGCOPY_SOURCE",
+            )?,
+            filter: filter(
+                &a.include_tables,
+                &a.exclude_tables,
+                &a.include_schemas,
+                &a.exclude_schemas,
+            ),
+            exact: a.exact,
+        }),
+        cli::Command::Copy(a) => {
+            if a.parallel == 0 || a.parallel > MAX_PARALLEL {
+                bail!(
+                    "--parallel must be between 1 and {MAX_PARALLEL}, not {}",
+                    a.parallel
+                );
+            }
+            let batch_size = match &a.batch_size {
+                None => DEFAULT_BATCH_SIZE,
+                Some(text) => parse_size(text).context("invalid --batch-size")?,
+            };
+            if !(MIN_BATCH_SIZE..=MAX_BATCH_SIZE).contains(&batch_size) {
+                bail!("--batch-size must be between 4KiB and 64MiB");
+            }
+            Command::Copy(CopyConfig {
+                source: resolve_target(
+                    "source",
+                    a.source,
+                    a.source_file.as_deref(),
+                    "PGCOPY_SOURCE",
+                )?,
+                dest: resolve_target("dest", a.dest, a.dest_file.as_deref(), "PGCOPY_DEST")?,
+                parallel: a.parallel,
+                batch_size,
+                filter: filter(
+                    &a.include_tables,
+                    &a.exclude_tables,
+                    &a.include_schemas,
+                    &a.exclude_schemas,
+                ),
+                dry_run: a.dry_run,
+                yes: a.yes,
+                progress: !a.no_progress,
+            })
+        }
+    })
+}
+
+fn filter(it: &[String], et: &[String], is: &[String], es: &[String]) -> TableFilter {
+    TableFilter {
+        include_tables: parse_list(it),
+        exclude_tables: parse_list(et),
+        include_schemas: parse_list(is),
+        exclude_schemas: parse_list(es),
+    }
+}
+
+/// Finds a connection string: the flag, else the file flag, else the environment variable.
+fn resolve_target(
+    role: &str,
+    flag: Option<String>,
+    file: Option<&Path>,
+    env_var: &str,
+) -> Result<Target> {
+    let text = match (flag, file) {
+        (Some(_), Some(_)) => bail!("give either --{role} or --{role}-file, not both"),
+        (Some(text), None) => text,
+        (None, Some(path)) => read_conn_file(path)
+            .with_context(|| format!("reading --{role}-file {}", path.display()))?,
+        (None, None) => match std::env::var(env_var) {
+            Ok(text) if !text.trim().is_empty() => text,
+            _ => bail!("no {role} connection: pass --{role}, --{role}-file or set {env_var}"),
+        },
+    };
+    Target::parse(text.trim()).with_context(|| format!("invalid {role} connection string"))
+}
+
+/// The first line of a connection file that is neither blank nor a `#` comment.
+fn read_conn_file(path: &Path) -> Result<String> {
+    let text = std::fs::read_to_string(path)?;
+    text.lines()
+        .map(str::trim)
+        .find(|line| !line.is_empty() && !line.starts_with('#'))
+        .map(str::to_string)
+        .context("the file has no connection line (only blank lines and # comments)")
+}
+
+/// Parses `65536`, `64KiB`, `64K`, `1MiB`, `1M` (binary units).
+pub fn parse_size(text: &str) -> Result<usize> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (digits, unit) = text.split_at(split);
+    let number: usize = digits
+        .parse()
+        .with_context(|| format!("{text:?} does not start with a number"))?;
+    let factor = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1024,
+        "m" | "mb" | "mib" => 1024 * 1024,
+        other => bail!("unknown size unit {other:?}: use KiB or MiB"),
+    };
+    number
+        .checked_mul(factor)
+        .with_context(|| format!("{text:?} is too large"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_sizes_with_binary_units() {
+        assert_eq!(parse_size("65536").unwrap(), 65536);
+        assert_eq!(parse_size("64KiB").unwrap(), 65536);
+        assert_eq!(parse_size("64k").unwrap(), 65536);
+        assert_eq!(parse_size("1MiB").unwrap(), 1 << 20);
+        assert_eq!(parse_size(" 2 M ").unwrap(), 2 << 20);
+        assert!(parse_size("MiB").is_err());
+        assert!(parse_size("1GiB").is_err());
+    }
+
+    #[test]
+    fn reads_the_first_non_comment_line_of_a_connection_file() {
+        let dir = std::env::temp_dir().join(format!("pgcopy-conf-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("source.conn");
+        std::fs::write(&path, "# production\n\n  host=db1 dbname=app  \nhost=other\n").unwrap();
+        assert_eq!(read_conn_file(&path).unwrap(), "host=db1 dbname=app");
+        std::fs::write(&path, "# nothing\n").unwrap();
+        assert!(read_conn_file(&path).is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -1,0 +1,42 @@
+//! pgcopy copies the data of one PostgreSQL database into another whose schema already
+//! exists. `main.rs` parses arguments and maps errors to exit codes; everything else is here
+//! so that integration tests can reach it.
+
+pub mod catalog;
+pub mod cli;
+pub mod config;
+pub mod conn;
+pub mod constraints;
+pub mod copy;
+pub mod filter;
+pub mod framing;
+pub mod list;
+pub mod pipe;
+pub mod plan;
+pub mod progress;
+pub mod report;
+pub mod sql;
+
+/// The exit codes, as documented in `--help` and the README.
+pub mod exit {
+    /// Every selected table was copied.
+    pub const SUCCESS: u8 = 0;
+    /// One or more tables failed; the others were copied and everything was put back.
+    pub const TABLES_FAILED: u8 = 1;
+    /// Usage, configuration, connection or schema error, before anything was written.
+    pub const USAGE: u8 = 2;
+    /// Interrupted.
+    pub const INTERRUPTED: u8 = 130;
+}
+
+/// Runs a command; an `Err` is reported with exit code 2 (nothing was written).
+pub fn run(command: config::Command) -> anyhow::Result<u8> {
+    match command {
+        config::Command::Version => {
+            println!("pgcopy {}", env!("CARGO_PKG_VERSION"));
+            Ok(exit::SUCCESS)
+        }
+        config::Command::List(cfg) => list::run(&cfg),
+        config::Command::Copy(cfg) => copy::run(&cfg),
+    }
+}

@@ -1,0 +1,435 @@
+//! The byte pipe: per lane, a reader thread streams `COPY … TO STDOUT` from the source in
+//! chunks through a bounded channel to a writer thread that replaces the destination table
+//! with `TRUNCATE` + `COPY … FROM STDIN` in one transaction. Bytes are not decoded on the way.
+
+use crate::conn::{describe, Pool, PooledClient};
+use crate::framing::RowCounter;
+use crate::plan::{Format, Plan, TablePlan};
+use crate::progress::Counters;
+use crate::sql::column_list;
+use anyhow::{anyhow, bail, Context, Result};
+use crossbeam_channel::{bounded, Receiver, Sender};
+use postgres::{Client, IsolationLevel};
+use std::io::{BufRead, Write};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// Chunks queued between a reader and its writer. With one chunk being filled and one being
+/// written, a lane holds at most `CHANNEL_DEPTH + 2` chunks.
+pub const CHANNEL_DEPTH: usize = 4;
+
+/// Session settings that fix how values are written as text, so that text COPY out of one
+/// server reads back identically into another whatever their configured defaults.
+const TEXT_SETTINGS: &str = "SET LOCAL DateStyle = 'ISO, MDY';
+     SET LOCAL IntervalStyle = 'postgres';
+     SET LOCAL TimeZone = 'UTC';
+     SET LOCAL extra_float_digits = 3;
+     SET LOCAL bytea_output = 'hex'";
+
+/// No table in flight on a lane.
+const IDLE: usize = usize::MAX;
+
+/// What the pipe needs besides the plan.
+pub struct Settings {
+    /// `SET TRANSACTION SNAPSHOT …` for the exported source snapshot.
+    pub snapshot_sql: String,
+    pub batch_size: usize,
+    pub parallel: usize,
+}
+
+/// How one table's copy ended.
+#[derive(Debug)]
+pub struct TableOutcome {
+    pub rows: u64,
+    pub bytes: u64,
+    pub elapsed: Duration,
+    pub error: Option<anyhow::Error>,
+}
+
+/// What a reader tells its writer.
+enum Msg {
+    /// The next table: its index in the plan.
+    Begin(usize),
+    Chunk(Vec<u8>),
+    /// The table's stream ended: the rows the source sent, or why it stopped.
+    End(Result<u64>),
+}
+
+/// One reader–writer pair; its counters let the main thread show what is in flight.
+pub struct Lane {
+    /// The plan index of the table being written, or `IDLE`.
+    pub current: AtomicUsize,
+    /// A table whose writer failed: its reader stops reading it.
+    abandon: AtomicUsize,
+}
+
+struct Shared<'a> {
+    plan: &'a Plan,
+    settings: &'a Settings,
+    counters: &'a Counters,
+    quit: &'a AtomicBool,
+    next: AtomicUsize,
+    outcomes: Mutex<Vec<Option<TableOutcome>>>,
+    lane_errors: Mutex<Vec<String>>,
+    threads_done: AtomicUsize,
+}
+
+/// Copies every table of the plan, `parallel` at a time, calling `tick` on this thread
+/// about ten times a second until all lanes are done. Returns one outcome per planned table;
+/// a table that failed (or never started) carries its error and kept its old rows.
+pub fn run(
+    plan: &Plan,
+    settings: &Settings,
+    source: &Pool,
+    dest: &Pool,
+    counters: &Counters,
+    quit: &AtomicBool,
+    mut tick: impl FnMut(&[Lane]),
+) -> Result<Vec<TableOutcome>> {
+    let lanes: Vec<Lane> = (0..settings.parallel.min(plan.tables.len()).max(1))
+        .map(|_| Lane {
+            current: AtomicUsize::new(IDLE),
+            abandon: AtomicUsize::new(IDLE),
+        })
+        .collect();
+    // Every reader and every writer blocks on I/O for its whole life, so each gets a thread
+    // of its own: a reader must never wait for a writer that has no thread to run on.
+    let threads = rayon::ThreadPoolBuilder::new()
+        .num_threads(lanes.len() * 2)
+        .thread_name(|i| format!("pgcopy-{}-{}", if i % 2 == 0 { "read" } else { "write" }, i / 2))
+        .build()
+        .context("starting the copy threads")?;
+    let shared = Shared {
+        plan,
+        settings,
+        counters,
+        quit,
+        next: AtomicUsize::new(0),
+        outcomes: Mutex::new((0..plan.tables.len()).map(|_| None).collect()),
+        lane_errors: Mutex::new(Vec::new()),
+        threads_done: AtomicUsize::new(0),
+    };
+    threads.in_place_scope(|scope| {
+        for lane in &lanes {
+            let (chunks_tx, chunks_rx) = bounded(CHANNEL_DEPTH);
+            let (conn_tx, conn_rx) = bounded(1);
+            let shared = &shared;
+            scope.spawn(move |_| {
+                reader_lane(shared, lane, source, dest, chunks_tx, conn_tx);
+                shared.threads_done.fetch_add(1, Ordering::SeqCst);
+            });
+            scope.spawn(move |_| {
+                writer_lane(shared, lane, chunks_rx, conn_rx);
+                shared.threads_done.fetch_add(1, Ordering::SeqCst);
+            });
+        }
+        while shared.threads_done.load(Ordering::SeqCst) < lanes.len() * 2 {
+            tick(&lanes);
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    });
+    tick(&lanes);
+
+    let lane_errors = shared.lane_errors.into_inner().unwrap_or_default();
+    let why_not = if quit.load(Ordering::SeqCst) {
+        "not copied: interrupted".to_string()
+    } else if lane_errors.is_empty() {
+        "not copied".to_string()
+    } else {
+        format!("not copied: {}", lane_errors.join("; "))
+    };
+    let outcomes = shared.outcomes.into_inner().unwrap_or_default();
+    Ok(outcomes
+        .into_iter()
+        .map(|outcome| {
+            outcome.unwrap_or_else(|| TableOutcome {
+                rows: 0,
+                bytes: 0,
+                elapsed: Duration::ZERO,
+                error: Some(anyhow!(why_not.clone())),
+            })
+        })
+        .collect())
+}
+
+/// Takes tables from the plan one after another and streams each to the lane's writer.
+/// It opens the lane's two connections first, so a lane that cannot connect takes no table.
+fn reader_lane(
+    shared: &Shared,
+    lane: &Lane,
+    source: &Pool,
+    dest: &Pool,
+    chunks: Sender<Msg>,
+    dest_conn: Sender<Option<PooledClient>>,
+) {
+    let conns = source
+        .get()
+        .context("connecting to the source")
+        .and_then(|s| Ok((s, dest.get().context("connecting to the destination")?)));
+    let mut source_conn = match conns {
+        Ok((s, d)) => {
+            // A failed send means the writer is gone; the next send below notices too.
+            let _ = dest_conn.send(Some(d));
+            s
+        }
+        Err(err) => {
+            let _ = dest_conn.send(None);
+            if let Ok(mut errors) = shared.lane_errors.lock() {
+                errors.push(describe(&err));
+            }
+            return;
+        }
+    };
+    loop {
+        if shared.quit.load(Ordering::SeqCst) {
+            break;
+        }
+        let index = shared.next.fetch_add(1, Ordering::SeqCst);
+        let Some(table) = shared.plan.tables.get(index) else {
+            break;
+        };
+        if chunks.send(Msg::Begin(index)).is_err() {
+            break;
+        }
+        let result = read_table(shared, lane, index, table, &mut source_conn, &chunks);
+        if chunks.send(Msg::End(result)).is_err() {
+            break;
+        }
+    }
+}
+
+/// Streams one table out of the source snapshot; returns the number of rows sent.
+fn read_table(
+    shared: &Shared,
+    lane: &Lane,
+    index: usize,
+    table: &TablePlan,
+    client: &mut Client,
+    chunks: &Sender<Msg>,
+) -> Result<u64> {
+    let batch_size = shared.settings.batch_size;
+    let mut tx = client
+        .build_transaction()
+        .isolation_level(IsolationLevel::RepeatableRead)
+        .read_only(true)
+        .start()
+        .context("starting the source transaction")?;
+    tx.batch_execute(&shared.settings.snapshot_sql)
+        .context("importing the source snapshot")?;
+    if table.format == Format::Text {
+        tx.batch_execute(TEXT_SETTINGS)?;
+    }
+    let sql = copy_out_sql(table);
+    log::debug!("source: {sql}");
+    let mut reader = tx.copy_out(&sql).context("starting COPY on the source")?;
+    let mut counter = RowCounter::new(table.format == Format::Binary);
+    let mut chunk = Vec::with_capacity(batch_size);
+    let send = |chunk: Vec<u8>, counter: &mut RowCounter| -> Result<()> {
+        let before = counter.rows();
+        counter.feed(&chunk)?;
+        shared
+            .counters
+            .rows
+            .fetch_add(counter.rows() - before, Ordering::Relaxed);
+        if lane.abandon.load(Ordering::SeqCst) == index {
+            bail!("stopped reading because the destination failed");
+        }
+        chunks
+            .send(Msg::Chunk(chunk))
+            .map_err(|_| anyhow!("the destination writer stopped"))
+    };
+    loop {
+        let buf = reader.fill_buf().context("reading from the source")?;
+        if buf.is_empty() {
+            break;
+        }
+        let take = buf.len().min(batch_size - chunk.len());
+        chunk.extend_from_slice(&buf[..take]);
+        reader.consume(take);
+        if chunk.len() == batch_size {
+            let full = std::mem::replace(&mut chunk, Vec::with_capacity(batch_size));
+            send(full, &mut counter)?;
+        }
+    }
+    if !chunk.is_empty() {
+        send(chunk, &mut counter)?;
+    }
+    let rows = counter.finish()?;
+    drop(reader);
+    tx.commit().context("ending the source transaction")?;
+    Ok(rows)
+}
+
+/// Writes each table its reader announces, and records how it went.
+fn writer_lane(
+    shared: &Shared,
+    lane: &Lane,
+    chunks: Receiver<Msg>,
+    conn: Receiver<Option<PooledClient>>,
+) {
+    let Ok(Some(mut client)) = conn.recv() else {
+        return;
+    };
+    while let Ok(msg) = chunks.recv() {
+        let Msg::Begin(index) = msg else {
+            continue;
+        };
+        let table = &shared.plan.tables[index];
+        lane.current.store(index, Ordering::SeqCst);
+        let started = Instant::now();
+        let mut incoming = Incoming {
+            chunks: &chunks,
+            ended: false,
+            bytes: 0,
+        };
+        let result = write_table(shared, table, &mut client, &mut incoming);
+        if !incoming.ended {
+            lane.abandon.store(index, Ordering::SeqCst);
+            incoming.drain();
+        }
+        let outcome = TableOutcome {
+            rows: *result.as_ref().unwrap_or(&0),
+            bytes: incoming.bytes,
+            elapsed: started.elapsed(),
+            error: result.err(),
+        };
+        match &outcome.error {
+            None => log::info!(
+                "copied {} ({} rows, {})",
+                table.name,
+                outcome.rows,
+                crate::report::format_bytes(outcome.bytes)
+            ),
+            Some(err) => log::error!("{} failed: {}", table.name, describe(err)),
+        }
+        if let Ok(mut outcomes) = shared.outcomes.lock() {
+            outcomes[index] = Some(outcome);
+        }
+        shared.counters.tables_done.fetch_add(1, Ordering::SeqCst);
+        lane.current.store(IDLE, Ordering::SeqCst);
+    }
+}
+
+/// The chunks of the table being written, as the writer consumes them.
+struct Incoming<'a> {
+    chunks: &'a Receiver<Msg>,
+    /// Whether the reader's `End` for this table has arrived.
+    ended: bool,
+    bytes: u64,
+}
+
+enum Piece {
+    Chunk(Vec<u8>),
+    End(u64),
+}
+
+impl Incoming<'_> {
+    fn next(&mut self) -> Result<Piece> {
+        match self.chunks.recv() {
+            Ok(Msg::Chunk(chunk)) => {
+                self.bytes += chunk.len() as u64;
+                Ok(Piece::Chunk(chunk))
+            }
+            Ok(Msg::End(result)) => {
+                self.ended = true;
+                Ok(Piece::End(result.context("reading the source")?))
+            }
+            Ok(Msg::Begin(_)) => {
+                self.ended = true;
+                bail!("internal error: a new table began before the last one ended")
+            }
+            Err(_) => {
+                self.ended = true;
+                bail!("the source reader stopped")
+            }
+        }
+    }
+
+    /// Discards the rest of an abandoned table so its reader is never blocked on us.
+    fn drain(&mut self) {
+        while !self.ended {
+            if let Err(_) | Ok(Msg::End(_)) = self.chunks.recv() {
+                self.ended = true;
+            }
+        }
+    }
+}
+
+/// Replaces one destination table's rows in one transaction; returns the rows written.
+/// Any error rolls the transaction back (the `Transaction` is dropped), keeping the old rows.
+fn write_table(
+    shared: &Shared,
+    table: &TablePlan,
+    client: &mut Client,
+    incoming: &mut Incoming,
+) -> Result<u64> {
+    let mut tx = client
+        .transaction()
+        .context("starting the destination transaction")?;
+    if table.format == Format::Text {
+        tx.batch_execute(TEXT_SETTINGS)?;
+    }
+    // ONLY: never reach inheritance children, which are tables of their own.
+    let truncate = format!("TRUNCATE ONLY {}", table.name.quoted());
+    log::debug!("destination: {truncate}");
+    tx.batch_execute(&truncate)
+        .context("emptying the destination table")?;
+    let sql = copy_in_sql(table);
+    log::debug!("destination: {sql}");
+    let mut writer = tx
+        .copy_in(&sql)
+        .context("starting COPY on the destination")?;
+    let sent = loop {
+        match incoming.next()? {
+            Piece::Chunk(chunk) => {
+                writer
+                    .write_all(&chunk)
+                    .context("writing to the destination")?;
+                shared
+                    .counters
+                    .bytes
+                    .fetch_add(chunk.len() as u64, Ordering::Relaxed);
+            }
+            Piece::End(rows) => break rows,
+        }
+    };
+    let written = writer
+        .finish()
+        .context("finishing COPY on the destination")?;
+    if written != sent {
+        bail!("the source sent {sent} rows but the destination took {written}");
+    }
+    tx.commit().context("committing on the destination")?;
+    Ok(written)
+}
+
+fn copy_out_sql(table: &TablePlan) -> String {
+    format!(
+        "COPY {}{} TO STDOUT (FORMAT {})",
+        table.name.quoted(),
+        columns_clause(table),
+        table.format
+    )
+}
+
+/// `FREEZE` writes the rows already frozen (no later VACUUM rewrite of the whole table); it
+/// is allowed because the same transaction truncated the table.
+fn copy_in_sql(table: &TablePlan) -> String {
+    format!(
+        "COPY {}{} FROM STDIN (FORMAT {}, FREEZE)",
+        table.name.quoted(),
+        columns_clause(table),
+        table.format
+    )
+}
+
+/// The column list, naming columns so that their order on either side does not matter. A
+/// table with no copied columns gets none: `COPY t ()` is not valid SQL.
+fn columns_clause(table: &TablePlan) -> String {
+    if table.columns.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", column_list(table.column_names()))
+    }
+}

@@ -1,0 +1,194 @@
+//! What a copy will do: which tables, which of their columns, in which format and order,
+//! and the check that the destination can take it before anything is written.
+
+use crate::catalog::{self, Column, DestTable, Table};
+use crate::filter::TableFilter;
+use crate::sql::TableName;
+use anyhow::{bail, Result};
+use postgres::Client;
+use std::collections::HashMap;
+use std::fmt;
+
+/// How a table's rows travel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    Binary,
+    /// For tables with a column type that cannot travel in binary.
+    Text,
+}
+
+impl fmt::Display for Format {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Format::Binary => "binary",
+            Format::Text => "text",
+        })
+    }
+}
+
+/// One table to copy.
+#[derive(Clone, Debug)]
+pub struct TablePlan {
+    pub name: TableName,
+    /// Copied columns, matched by name on the destination, in the source's order.
+    pub columns: Vec<Column>,
+    /// Generated columns, left out because the destination computes them.
+    pub generated: Vec<String>,
+    pub format: Format,
+    /// Why the table travels as text: the columns whose types cannot go in binary.
+    pub text_reason: Option<String>,
+    pub estimated_rows: Option<u64>,
+    pub data_bytes: u64,
+}
+
+impl TablePlan {
+    pub fn column_names(&self) -> impl Iterator<Item = &str> {
+        self.columns.iter().map(|c| c.name.as_str())
+    }
+}
+
+/// The tables to copy, largest first so the run does not end with one big table alone.
+#[derive(Clone, Debug)]
+pub struct Plan {
+    pub tables: Vec<TablePlan>,
+}
+
+impl Plan {
+    pub fn names(&self) -> Vec<TableName> {
+        self.tables.iter().map(|t| t.name.clone()).collect()
+    }
+
+    pub fn data_bytes(&self) -> u64 {
+        self.tables.iter().map(|t| t.data_bytes).sum()
+    }
+}
+
+/// The tables that hold rows (ordinary tables and leaf partitions) that the filter selects.
+/// Include patterns that match nothing are warned about; selecting nothing is an error.
+pub fn select(all: &[Table], filter: &TableFilter) -> Result<Vec<Table>> {
+    let candidates: Vec<(TableName, Option<TableName>)> = all
+        .iter()
+        .map(|t| (t.name.clone(), t.parent.clone()))
+        .collect();
+    for glob in filter.unmatched_includes(&candidates) {
+        log::warn!("include pattern {:?} matches no table", glob.as_string());
+    }
+    let selected: Vec<Table> = all
+        .iter()
+        .filter(|t| !t.partitioned && filter.selects(&t.name, t.parent.as_ref()))
+        .cloned()
+        .collect();
+    if selected.is_empty() {
+        bail!("no source table matches the filters");
+    }
+    Ok(selected)
+}
+
+/// Reads the selected tables' columns and types from the source and decides each table's
+/// columns and format.
+pub fn build(client: &mut Client, selected: &[Table]) -> Result<Plan> {
+    let oids: Vec<u32> = selected.iter().map(|t| t.oid).collect();
+    let mut columns = catalog::columns(client, &oids)?;
+    let mut type_oids: Vec<u32> = columns.values().flatten().map(|c| c.type_oid).collect();
+    type_oids.sort_unstable();
+    type_oids.dedup();
+    let unsafe_types = catalog::binary_unsafe_types(client, &type_oids)?;
+
+    let mut tables: Vec<TablePlan> = selected
+        .iter()
+        .map(|table| {
+            let cols = columns.remove(&table.oid).unwrap_or_default();
+            let (generated, copied): (Vec<Column>, Vec<Column>) =
+                cols.into_iter().partition(|c| c.generated);
+            let text_columns: Vec<String> = copied
+                .iter()
+                .filter(|c| unsafe_types.contains(&c.type_oid))
+                .map(|c| format!("{} ({})", c.name, c.type_name))
+                .collect();
+            TablePlan {
+                name: table.name.clone(),
+                columns: copied,
+                generated: generated.into_iter().map(|c| c.name).collect(),
+                format: if text_columns.is_empty() {
+                    Format::Binary
+                } else {
+                    Format::Text
+                },
+                text_reason: (!text_columns.is_empty()).then(|| {
+                    format!("no portable binary form for {}", text_columns.join(", "))
+                }),
+                estimated_rows: table.estimated_rows,
+                data_bytes: table.data_bytes,
+            }
+        })
+        .collect();
+    tables.sort_by(|a, b| {
+        b.data_bytes
+            .cmp(&a.data_bytes)
+            .then_with(|| a.name.cmp(&b.name))
+    });
+    Ok(Plan { tables })
+}
+
+/// Checks that every planned table exists on the destination as an ordinary table with
+/// every copied column, of the same type, and not generated there. Reads only.
+pub fn check_destination(client: &mut Client, plan: &Plan) -> Result<()> {
+    let dest = catalog::dest_tables(client, &plan.names())?;
+    let problems: Vec<String> = plan
+        .tables
+        .iter()
+        .flat_map(|table| mismatches(table, dest.get(&table.name)))
+        .collect();
+    if !problems.is_empty() {
+        bail!(
+            "the destination schema does not match the source; nothing was changed:\n  {}",
+            problems.join("\n  ")
+        );
+    }
+    Ok(())
+}
+
+fn mismatches(table: &TablePlan, dest: Option<&DestTable>) -> Vec<String> {
+    let name = &table.name;
+    let dest = match dest {
+        None => return vec![format!("{name}: table is missing on the destination")],
+        Some(dest) if dest.kind != "r" => {
+            return vec![format!(
+                "{name}: is {} on the destination, not an ordinary table or partition",
+                kind_name(&dest.kind)
+            )]
+        }
+        Some(dest) => dest,
+    };
+    let by_name: HashMap<&str, &Column> =
+        dest.columns.iter().map(|c| (c.name.as_str(), c)).collect();
+    table
+        .columns
+        .iter()
+        .filter_map(|column| {
+            let col = &column.name;
+            match by_name.get(col.as_str()) {
+                None => Some(format!("{name}: column {col:?} is missing on the destination")),
+                Some(d) if d.type_name != column.type_name => Some(format!(
+                    "{name}: column {col:?} is {} on the source but {} on the destination",
+                    column.type_name, d.type_name
+                )),
+                Some(d) if d.generated => Some(format!(
+                    "{name}: column {col:?} is generated on the destination but not on the source"
+                )),
+                _ => None,
+            }
+        })
+        .collect()
+}
+
+fn kind_name(kind: &str) -> &'static str {
+    match kind {
+        "p" => "a partitioned table",
+        "v" => "a view",
+        "m" => "a materialized view",
+        "f" => "a foreign table",
+        "S" => "a sequence",
+        _ => "another kind of relation",
+    }
+}

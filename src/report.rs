@@ -1,0 +1,175 @@
+//! The final report of a copy, and the human units it and `list` print numbers in.
+
+use crate::conn::describe;
+use crate::pipe::TableOutcome;
+use crate::plan::Plan;
+use std::io::{self, Write};
+use std::time::Duration;
+
+/// Bytes in binary units with one decimal: `512 B`, `1.5 KiB`, `12.0 MiB`.
+pub fn format_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["KiB", "MiB", "GiB", "TiB", "PiB"];
+    if bytes < 1024 {
+        return format!("{bytes} B");
+    }
+    let mut value = bytes as f64 / 1024.0;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    format!("{value:.1} {}", UNITS[unit])
+}
+
+/// Seconds with one decimal below a minute, else minutes and seconds.
+pub fn format_duration(d: Duration) -> String {
+    let secs = d.as_secs_f64();
+    if secs < 60.0 {
+        format!("{secs:.1}s")
+    } else {
+        let whole = d.as_secs();
+        format!("{}m{:02}s", whole / 60, whole % 60)
+    }
+}
+
+/// Lays out rows of cells in columns; cells after the first are right-aligned.
+pub fn write_table(out: &mut impl Write, rows: &[Vec<String>]) -> io::Result<()> {
+    let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let widths: Vec<usize> = (0..columns)
+        .map(|i| {
+            rows.iter()
+                .filter_map(|row| row.get(i))
+                .map(|cell| cell.chars().count())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    for row in rows {
+        let mut line = String::new();
+        for (i, cell) in row.iter().enumerate() {
+            let pad = widths[i] - cell.chars().count();
+            if i == 0 {
+                line.push_str(cell);
+                line.push_str(&" ".repeat(pad));
+            } else {
+                line.push_str("  ");
+                line.push_str(&" ".repeat(pad));
+                line.push_str(cell);
+            }
+        }
+        writeln!(out, "{}", line.trim_end())?;
+    }
+    Ok(())
+}
+
+/// Everything the final report shows.
+pub struct Report<'a> {
+    pub plan: &'a Plan,
+    pub outcomes: &'a [TableOutcome],
+    pub elapsed: Duration,
+    /// Foreign keys dropped before the load and put back after it.
+    pub keys_restored: usize,
+    /// Problems that are not one table's: keys that could not be put back, for example.
+    pub problems: &'a [String],
+}
+
+impl Report<'_> {
+    pub fn failed_tables(&self) -> usize {
+        self.outcomes.iter().filter(|o| o.error.is_some()).count()
+    }
+
+    pub fn write(&self, out: &mut impl Write) -> io::Result<()> {
+        let mut rows = vec![vec![
+            "table".to_string(),
+            "rows".into(),
+            "bytes".into(),
+            "time".into(),
+            "MiB/s".into(),
+            "format".into(),
+            "status".into(),
+        ]];
+        let (mut total_rows, mut total_bytes) = (0, 0);
+        for (table, outcome) in self.plan.tables.iter().zip(self.outcomes) {
+            total_rows += outcome.rows;
+            total_bytes += outcome.bytes;
+            rows.push(vec![
+                table.name.to_string(),
+                outcome.rows.to_string(),
+                format_bytes(outcome.bytes),
+                format_duration(outcome.elapsed),
+                rate(outcome.bytes, outcome.elapsed),
+                table.format.to_string(),
+                if outcome.error.is_some() { "FAILED" } else { "ok" }.into(),
+            ]);
+        }
+        let copied = self.outcomes.len() - self.failed_tables();
+        rows.push(vec![
+            format!("total: {copied} of {} tables", self.outcomes.len()),
+            total_rows.to_string(),
+            format_bytes(total_bytes),
+            format_duration(self.elapsed),
+            rate(total_bytes, self.elapsed),
+            String::new(),
+            String::new(),
+        ]);
+        write_table(out, &rows)?;
+        writeln!(out, "foreign keys put back: {}", self.keys_restored)?;
+        let failures: Vec<String> = self
+            .plan
+            .tables
+            .iter()
+            .zip(self.outcomes)
+            .filter_map(|(t, o)| o.error.as_ref().map(|e| format!("{}: {}", t.name, describe(e))))
+            .chain(self.problems.iter().cloned())
+            .collect();
+        if !failures.is_empty() {
+            writeln!(out, "failures:")?;
+            for failure in failures {
+                writeln!(out, "  {failure}")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn rate(bytes: u64, elapsed: Duration) -> String {
+    let secs = elapsed.as_secs_f64();
+    if secs <= 0.0 {
+        return "-".into();
+    }
+    format!("{:.1}", bytes as f64 / secs / (1024.0 * 1024.0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_bytes_in_binary_units() {
+        assert_eq!(format_bytes(0), "0 B");
+        assert_eq!(format_bytes(1023), "1023 B");
+        assert_eq!(format_bytes(1536), "1.5 KiB");
+        assert_eq!(format_bytes(12 * 1024 * 1024), "12.0 MiB");
+        assert_eq!(format_bytes(3 << 40), "3.0 TiB");
+    }
+
+    #[test]
+    fn formats_durations() {
+        assert_eq!(format_duration(Duration::from_millis(1500)), "1.5s");
+        assert_eq!(format_duration(Duration::from_secs(125)), "2m05s");
+    }
+
+    #[test]
+    fn aligns_table_columns() {
+        let mut out = Vec::new();
+        let rows = vec![
+            vec!["name".to_string(), "rows".to_string()],
+            vec!["a_long_name".to_string(), "5".to_string()],
+        ];
+        write_table(&mut out, &rows).unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "name         rows\na_long_name     5\n"
+        );
+    }
+}
