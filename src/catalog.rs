@@ -73,8 +73,13 @@ pub fn tables(client: &mut Client) -> Result<Vec<Table>> {
             let root_name: Option<String> = row.get("root_name");
             Table {
                 oid: row.get("oid"),
-                name: TableName::new(row.get::<_, String>("nspname"), row.get::<_, String>("relname")),
-                parent: root_schema.zip(root_name).map(|(s, n)| TableName::new(s, n)),
+                name: TableName::new(
+                    row.get::<_, String>("nspname"),
+                    row.get::<_, String>("relname"),
+                ),
+                parent: root_schema
+                    .zip(root_name)
+                    .map(|(s, n)| TableName::new(s, n)),
                 partitioned: row.get("partitioned"),
                 estimated_rows: (reltuples >= 0.0).then_some(reltuples as u64),
                 data_bytes: row.get::<_, i64>("data_bytes").max(0) as u64,
@@ -175,7 +180,10 @@ pub fn dest_tables(
         .context("reading the destination tables")?;
     let mut map: HashMap<TableName, DestTable> = HashMap::new();
     for row in rows {
-        let name = TableName::new(row.get::<_, String>("nspname"), row.get::<_, String>("relname"));
+        let name = TableName::new(
+            row.get::<_, String>("nspname"),
+            row.get::<_, String>("relname"),
+        );
         let table = map.entry(name).or_insert_with(|| DestTable {
             kind: row.get("kind"),
             columns: Vec::new(),

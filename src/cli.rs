@@ -10,7 +10,10 @@ use std::path::PathBuf;
     note = "CONN is a postgres:// or postgresql:// URL or a libpq key=value string.\nRun `pgcopy help COMMAND` for the options of a command.",
     error_code(0, "success: every selected table was copied"),
     error_code(1, "one or more tables failed; the others were copied"),
-    error_code(2, "usage, configuration, connection or schema error, before anything was written"),
+    error_code(
+        2,
+        "usage, configuration, connection or schema error, before anything was written"
+    ),
     error_code(130, "interrupted")
 )]
 pub struct Args {
@@ -39,7 +42,10 @@ pub enum Command {
     note = "Each table is replaced in one destination transaction (TRUNCATE, then COPY): a table that fails keeps its old rows.\nThe destination schema must already exist and match the source's: columns are matched by name.",
     error_code(0, "success: every selected table was copied"),
     error_code(1, "one or more tables failed; the others were copied"),
-    error_code(2, "usage, configuration, connection or schema error, before anything was written"),
+    error_code(
+        2,
+        "usage, configuration, connection or schema error, before anything was written"
+    ),
     error_code(130, "interrupted")
 )]
 pub struct CopyArgs {
@@ -144,7 +150,7 @@ pub struct VersionArgs {}
 
 /// What parsing the command line gave: arguments, or text to print and an exit code.
 pub enum Parsed {
-    Args(Args),
+    Args(Box<Args>),
     Exit { output: String, success: bool },
 }
 
@@ -152,7 +158,7 @@ pub enum Parsed {
 pub fn parse(args: &[String]) -> Parsed {
     let strs: Vec<&str> = args.iter().map(String::as_str).collect();
     match Args::from_args(&["pgcopy"], &strs) {
-        Ok(args) => Parsed::Args(args),
+        Ok(args) => Parsed::Args(Box::new(args)),
         Err(exit) => Parsed::Exit {
             output: exit.output,
             success: exit.status.is_ok(),

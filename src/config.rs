@@ -15,8 +15,8 @@ const MAX_PARALLEL: usize = 64;
 
 /// What the user asked for.
 pub enum Command {
-    Copy(CopyConfig),
-    List(ListConfig),
+    Copy(Box<CopyConfig>),
+    List(Box<ListConfig>),
     Version,
 }
 
@@ -40,7 +40,7 @@ pub struct ListConfig {
 }
 
 /// Validates the raw arguments; every error here is a usage error (exit code 2).
-pub fn from_args(args: cli::Args) -> Result<Command> {
+pub fn from_args(args: Box<cli::Args>) -> Result<Command> {
     let command = match args.command {
         _ if args.version => return Ok(Command::Version),
         None => bail!("no command given; run `pgcopy help` for the commands"),
@@ -48,7 +48,7 @@ pub fn from_args(args: cli::Args) -> Result<Command> {
     };
     Ok(match command {
         cli::Command::Version(_) => Command::Version,
-        cli::Command::List(a) => Command::List(ListConfig {
+        cli::Command::List(a) => Command::List(Box::new(ListConfig {
             source: resolve_target(
                 "source",
                 a.source,
@@ -62,7 +62,7 @@ pub fn from_args(args: cli::Args) -> Result<Command> {
                 &a.exclude_schemas,
             ),
             exact: a.exact,
-        }),
+        })),
         cli::Command::Copy(a) => {
             if a.parallel == 0 || a.parallel > MAX_PARALLEL {
                 bail!(
@@ -77,7 +77,7 @@ pub fn from_args(args: cli::Args) -> Result<Command> {
             if !(MIN_BATCH_SIZE..=MAX_BATCH_SIZE).contains(&batch_size) {
                 bail!("--batch-size must be between 4KiB and 64MiB");
             }
-            Command::Copy(CopyConfig {
+            Command::Copy(Box::new(CopyConfig {
                 source: resolve_target(
                     "source",
                     a.source,
@@ -96,7 +96,7 @@ pub fn from_args(args: cli::Args) -> Result<Command> {
                 dry_run: a.dry_run,
                 yes: a.yes,
                 progress: !a.no_progress,
-            })
+            }))
         }
     })
 }
@@ -181,7 +181,11 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("pgcopy-conf-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("source.conn");
-        std::fs::write(&path, "# production\n\n  host=db1 dbname=app  \nhost=other\n").unwrap();
+        std::fs::write(
+            &path,
+            "# production\n\n  host=db1 dbname=app  \nhost=other\n",
+        )
+        .unwrap();
         assert_eq!(read_conn_file(&path).unwrap(), "host=db1 dbname=app");
         std::fs::write(&path, "# nothing\n").unwrap();
         assert!(read_conn_file(&path).is_err());

@@ -137,26 +137,6 @@ impl Snapshot {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn displays_targets_without_passwords() {
-        let t = Target::parse("postgres://alice:s3cret@db.example:6543/app").unwrap();
-        assert_eq!(t.to_string(), "alice@db.example:6543/app");
-        assert!(!format!("{t:?}").contains("s3cret"));
-        let t = Target::parse("host=10.0.0.1 user=bob password=s3cret dbname=x").unwrap();
-        assert_eq!(t.to_string(), "bob@10.0.0.1:5432/x");
-    }
-
-    #[test]
-    fn rejects_malformed_strings_without_echoing_them() {
-        let err = Target::parse("postgres://bob:s3cret@host:notaport/db").unwrap_err();
-        assert!(!format!("{err:#}").contains("s3cret"));
-    }
-}
-
 /// An error and its causes on one line, server errors as `db_error` shows them.
 pub fn describe(err: &anyhow::Error) -> String {
     let mut parts: Vec<String> = Vec::new();
@@ -189,3 +169,22 @@ pub fn db_error(err: &postgres::Error) -> String {
     }
 }
 
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn displays_targets_without_passwords() {
+        let t = Target::parse("postgres://alice:s3cret@db.example:6543/app").unwrap();
+        assert_eq!(t.to_string(), "alice@db.example:6543/app");
+        assert!(!format!("{t:?}").contains("s3cret"));
+        let t = Target::parse("host=10.0.0.1 user=bob password=s3cret dbname=x").unwrap();
+        assert_eq!(t.to_string(), "bob@10.0.0.1:5432/x");
+    }
+
+    #[test]
+    fn rejects_malformed_strings_without_echoing_them() {
+        let err = Target::parse("postgres://bob:s3cret@host:notaport/db").unwrap_err();
+        assert!(!format!("{err:#}").contains("s3cret"));
+    }
+}

@@ -110,7 +110,10 @@ pub fn drop_all(client: &mut Client, keys: &[ForeignKey]) -> Result<()> {
         return Ok(());
     }
     let sql: Vec<String> = keys.iter().map(ForeignKey::drop_sql).collect();
-    log::info!("dropping {} foreign keys until the load is done", keys.len());
+    log::info!(
+        "dropping {} foreign keys until the load is done",
+        keys.len()
+    );
     for statement in &sql {
         log::debug!("destination: {statement}");
     }
@@ -190,7 +193,11 @@ mod tests {
 
     #[test]
     fn keeps_keys_that_were_not_valid_not_valid() {
-        let k = key("FOREIGN KEY (p) REFERENCES parent(id) NOT VALID", false, false);
+        let k = key(
+            "FOREIGN KEY (p) REFERENCES parent(id) NOT VALID",
+            false,
+            false,
+        );
         assert!(k.add_sql().ends_with("REFERENCES parent(id) NOT VALID"));
         assert!(k.validate_sql().is_none());
     }

@@ -148,13 +148,19 @@ fn confirm(cfg: &CopyConfig, dest: &mut Client, plan: &Plan) -> Result<()> {
             cfg.dest
         );
     }
-    let mut rows = vec![vec!["table".to_string(), "rows now on the destination".into()]];
+    let mut rows = vec![vec![
+        "table".to_string(),
+        "rows now on the destination".into(),
+    ]];
     for table in &plan.tables {
-        rows.push(vec![table.name.to_string(), current_rows(dest, &table.name)?]);
+        rows.push(vec![
+            table.name.to_string(),
+            current_rows(dest, &table.name)?,
+        ]);
     }
     let mut err = std::io::stderr().lock();
     writeln!(err, "These tables in {} will be replaced:", cfg.dest)?;
-    write_table(&mut err, &rows)?;
+    write_table(&mut err, "lr", &rows)?;
     write!(
         err,
         "Replace the data of these {} tables? [y/N] ",
@@ -226,7 +232,7 @@ fn print_plan(cfg: &CopyConfig, plan: &Plan, keys: &[ForeignKey]) -> std::io::Re
                 .join(", "),
         ]);
     }
-    write_table(&mut out, &rows)?;
+    write_table(&mut out, "lrrll", &rows)?;
     for table in plan.tables.iter().filter(|t| t.format == Format::Text) {
         if let Some(reason) = &table.text_reason {
             writeln!(out, "{} travels as text: {reason}", table.name)?;
@@ -242,4 +248,3 @@ fn print_plan(cfg: &CopyConfig, plan: &Plan, keys: &[ForeignKey]) -> std::io::Re
     }
     Ok(())
 }
-

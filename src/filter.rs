@@ -75,8 +75,14 @@ impl TableFilter {
     /// to (its root): naming the parent selects or excludes all of its partitions.
     pub fn selects(&self, table: &TableName, parent: Option<&TableName>) -> bool {
         let schema_ok = (self.include_schemas.is_empty()
-            || self.include_schemas.iter().any(|g| g.matches(&table.schema)))
-            && !self.exclude_schemas.iter().any(|g| g.matches(&table.schema));
+            || self
+                .include_schemas
+                .iter()
+                .any(|g| g.matches(&table.schema)))
+            && !self
+                .exclude_schemas
+                .iter()
+                .any(|g| g.matches(&table.schema));
         if !schema_ok {
             return false;
         }

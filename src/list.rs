@@ -66,10 +66,7 @@ fn group(leaves: Vec<(&Table, Option<u64>)>) -> Vec<Entry> {
         partitions.sort_by(|a, b| b.bytes.cmp(&a.bytes).then_with(|| a.name.cmp(&b.name)));
         entries.push(Entry {
             name,
-            rows: partitions
-                .iter()
-                .map(|p| p.rows)
-                .sum::<Option<u64>>(),
+            rows: partitions.iter().map(|p| p.rows).sum::<Option<u64>>(),
             bytes: partitions.iter().map(|p| p.bytes).sum(),
             partitions,
         });
@@ -109,5 +106,5 @@ fn write_listing(entries: &[Entry], exact: bool) -> std::io::Result<()> {
         total_rows.map_or("?".into(), |n| n.to_string()),
         format_bytes(entries.iter().map(|e| e.bytes).sum()),
     ]);
-    write_table(&mut std::io::stdout().lock(), &rows)
+    write_table(&mut std::io::stdout().lock(), "llrr", &rows)
 }

@@ -97,7 +97,13 @@ pub fn run(
     // of its own: a reader must never wait for a writer that has no thread to run on.
     let threads = rayon::ThreadPoolBuilder::new()
         .num_threads(lanes.len() * 2)
-        .thread_name(|i| format!("pgcopy-{}-{}", if i % 2 == 0 { "read" } else { "write" }, i / 2))
+        .thread_name(|i| {
+            format!(
+                "pgcopy-{}-{}",
+                if i % 2 == 0 { "read" } else { "write" },
+                i / 2
+            )
+        })
         .build()
         .context("starting the copy threads")?;
     let shared = Shared {

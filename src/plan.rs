@@ -114,9 +114,8 @@ pub fn build(client: &mut Client, selected: &[Table]) -> Result<Plan> {
                 } else {
                     Format::Text
                 },
-                text_reason: (!text_columns.is_empty()).then(|| {
-                    format!("no portable binary form for {}", text_columns.join(", "))
-                }),
+                text_reason: (!text_columns.is_empty())
+                    .then(|| format!("no portable binary form for {}", text_columns.join(", "))),
                 estimated_rows: table.estimated_rows,
                 data_bytes: table.data_bytes,
             }
@@ -168,7 +167,9 @@ fn mismatches(table: &TablePlan, dest: Option<&DestTable>) -> Vec<String> {
         .filter_map(|column| {
             let col = &column.name;
             match by_name.get(col.as_str()) {
-                None => Some(format!("{name}: column {col:?} is missing on the destination")),
+                None => Some(format!(
+                    "{name}: column {col:?} is missing on the destination"
+                )),
                 Some(d) if d.type_name != column.type_name => Some(format!(
                     "{name}: column {col:?} is {} on the source but {} on the destination",
                     column.type_name, d.type_name

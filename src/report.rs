@@ -32,8 +32,10 @@ pub fn format_duration(d: Duration) -> String {
     }
 }
 
-/// Lays out rows of cells in columns; cells after the first are right-aligned.
-pub fn write_table(out: &mut impl Write, rows: &[Vec<String>]) -> io::Result<()> {
+/// Lays out rows of cells in columns; `align` has an `l` or `r` per column (left or right;
+/// columns beyond it are left-aligned).
+pub fn write_table(out: &mut impl Write, align: &str, rows: &[Vec<String>]) -> io::Result<()> {
+    let right: Vec<bool> = align.chars().map(|c| c == 'r').collect();
     let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
     let widths: Vec<usize> = (0..columns)
         .map(|i| {
@@ -47,14 +49,16 @@ pub fn write_table(out: &mut impl Write, rows: &[Vec<String>]) -> io::Result<()>
     for row in rows {
         let mut line = String::new();
         for (i, cell) in row.iter().enumerate() {
-            let pad = widths[i] - cell.chars().count();
-            if i == 0 {
-                line.push_str(cell);
-                line.push_str(&" ".repeat(pad));
-            } else {
+            let pad = " ".repeat(widths[i] - cell.chars().count());
+            if i > 0 {
                 line.push_str("  ");
-                line.push_str(&" ".repeat(pad));
+            }
+            if right.get(i).copied().unwrap_or(false) {
+                line.push_str(&pad);
                 line.push_str(cell);
+            } else {
+                line.push_str(cell);
+                line.push_str(&pad);
             }
         }
         writeln!(out, "{}", line.trim_end())?;
@@ -99,7 +103,12 @@ impl Report<'_> {
                 format_duration(outcome.elapsed),
                 rate(outcome.bytes, outcome.elapsed),
                 table.format.to_string(),
-                if outcome.error.is_some() { "FAILED" } else { "ok" }.into(),
+                if outcome.error.is_some() {
+                    "FAILED"
+                } else {
+                    "ok"
+                }
+                .into(),
             ]);
         }
         let copied = self.outcomes.len() - self.failed_tables();
@@ -112,14 +121,18 @@ impl Report<'_> {
             String::new(),
             String::new(),
         ]);
-        write_table(out, &rows)?;
+        write_table(out, "lrrrrll", &rows)?;
         writeln!(out, "foreign keys put back: {}", self.keys_restored)?;
         let failures: Vec<String> = self
             .plan
             .tables
             .iter()
             .zip(self.outcomes)
-            .filter_map(|(t, o)| o.error.as_ref().map(|e| format!("{}: {}", t.name, describe(e))))
+            .filter_map(|(t, o)| {
+                o.error
+                    .as_ref()
+                    .map(|e| format!("{}: {}", t.name, describe(e)))
+            })
             .chain(self.problems.iter().cloned())
             .collect();
         if !failures.is_empty() {
@@ -166,7 +179,7 @@ mod tests {
             vec!["name".to_string(), "rows".to_string()],
             vec!["a_long_name".to_string(), "5".to_string()],
         ];
-        write_table(&mut out, &rows).unwrap();
+        write_table(&mut out, "lr", &rows).unwrap();
         assert_eq!(
             String::from_utf8(out).unwrap(),
             "name         rows\na_long_name     5\n"

@@ -1,0 +1,165 @@
+# shellcheck shell=bash
+# Throwaway PostgreSQL clusters for the scripts, the shell twin of tests/util/mod.rs.
+#
+# Source this file, then:
+#   WORKDIR=$(cluster_workdir)        # a temp dir the server's user can use
+#   cluster_start source "$(free_port)"
+#   cluster_url source demo           # postgres://postgres@127.0.0.1:PORT/demo
+#   cluster_stop source
+#   rm -rf "$WORKDIR"
+#
+# PostgreSQL refuses to run as root: as root the server programs run as `postgres` via runuser.
+
+# The directory with initdb: $PG_BINDIR, else `pg_config --bindir`, else initdb on PATH, else the
+# newest /usr/lib/postgresql/*/bin. Prints it, or fails with how to install PostgreSQL.
+pg_bindir() {
+    local dir
+    if [[ -n ${PG_BINDIR:-} ]]; then
+        if [[ -x $PG_BINDIR/initdb ]]; then
+            echo "$PG_BINDIR"
+            return 0
+        fi
+        echo "PG_BINDIR=$PG_BINDIR has no initdb" >&2
+        return 1
+    fi
+    if dir=$(pg_config --bindir 2>/dev/null) && [[ -x $dir/initdb ]]; then
+        echo "$dir"
+        return 0
+    fi
+    if dir=$(command -v initdb 2>/dev/null); then
+        # Debian links initdb into other directories; the real one also has pgbench and psql.
+        dir=$(dirname "$(readlink -f "$dir")")
+        if [[ -x $dir/initdb ]]; then
+            echo "$dir"
+            return 0
+        fi
+    fi
+    dir=$(find /usr/lib/postgresql -mindepth 3 -maxdepth 3 -path '*/bin/initdb' 2>/dev/null |
+        sort -t / -k 5,5n | tail -n 1)
+    if [[ -n $dir ]]; then
+        dirname "$dir"
+        return 0
+    fi
+    echo "cannot find the PostgreSQL server programs (initdb, pg_ctl);" \
+        "install them (apt-get install postgresql) or set PG_BINDIR" >&2
+    return 1
+}
+
+# True when we run as root and so must run the server as `postgres`.
+_cluster_as_root() {
+    [[ $(id -u) == 0 ]]
+}
+
+# Runs a server program from the bindir, as `postgres` when we are root.
+_cluster_pg() {
+    local program=$1
+    shift
+    local bindir
+    bindir=$(pg_bindir) || return 1
+    if _cluster_as_root; then
+        if ! id -u postgres >/dev/null 2>&1; then
+            echo "running as root but there is no postgres user to run PostgreSQL as" \
+                "(apt-get install postgresql creates it)" >&2
+            return 1
+        fi
+        (cd / && runuser -u postgres -- "$bindir/$program" "$@")
+    else
+        "$bindir/$program" "$@"
+    fi
+}
+
+# Makes and prints a temp dir for clusters: traversable, and owned by postgres when root.
+cluster_workdir() {
+    local dir
+    dir=$(mktemp -d "${TMPDIR:-/tmp}/pgcopy-XXXXXX")
+    chmod 0755 "$dir"
+    if _cluster_as_root; then
+        chown postgres: "$dir"
+    fi
+    echo "$dir"
+}
+
+# A TCP port on 127.0.0.1 that nothing listens on right now.
+free_port() {
+    local port
+    if port=$(perl -MIO::Socket::INET -e \
+        'print IO::Socket::INET->new(Listen => 1, LocalAddr => "127.0.0.1:0")->sockport' \
+        2>/dev/null) && [[ -n $port ]]; then
+        echo "$port"
+        return 0
+    fi
+    # No perl: probe random high ports until one refuses connections.
+    for _ in $(seq 1 100); do
+        port=$((20000 + RANDOM % 30000))
+        if ! (echo >"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+            echo "$port"
+            return 0
+        fi
+    done
+    echo "no free port found" >&2
+    return 1
+}
+
+# cluster_start NAME PORT: initdb in $WORKDIR/NAME and start a server on 127.0.0.1:PORT with
+# trust authentication and durability off. Extra arguments are passed as server settings,
+# e.g. `cluster_start src 5433 max_wal_size=4GB`.
+cluster_start() {
+    local name=$1 port=$2
+    shift 2
+    : "${WORKDIR:?set WORKDIR (e.g. WORKDIR=\$(cluster_workdir)) before cluster_start}"
+    local dir=$WORKDIR/$name
+    mkdir -p "$dir/sock"
+    chmod 0755 "$dir"
+    if _cluster_as_root; then
+        chown -R postgres: "$dir"
+    fi
+    local out
+    if ! out=$(_cluster_pg initdb -D "$dir/data" -U postgres --auth=trust -E UTF8 \
+        --locale=C --no-sync 2>&1); then
+        echo "initdb for $name failed:" >&2
+        echo "$out" >&2
+        return 1
+    fi
+    local options="-p $port -c listen_addresses=127.0.0.1 -k $dir/sock -c fsync=off"
+    options+=" -c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
+    options+=" -c shared_buffers=128MB"
+    local setting
+    for setting in "$@"; do
+        options+=" -c $setting"
+    done
+    if ! out=$(_cluster_pg pg_ctl -w -t 60 -D "$dir/data" -l "$dir/server.log" \
+        -o "$options" start 2>&1); then
+        echo "starting $name on port $port failed:" >&2
+        echo "$out" >&2
+        echo "--- $dir/server.log ---" >&2
+        tail -n 40 "$dir/server.log" >&2 || true
+        return 1
+    fi
+    echo "$port" >"$dir/port"
+}
+
+# cluster_stop NAME: stops the server if it runs (fast shutdown: connections are closed).
+cluster_stop() {
+    local dir=$WORKDIR/$1
+    if [[ -f $dir/data/postmaster.pid ]]; then
+        _cluster_pg pg_ctl -w -t 60 -D "$dir/data" -m fast stop >/dev/null
+    fi
+}
+
+# cluster_port NAME: the port cluster_start gave it.
+cluster_port() {
+    cat "$WORKDIR/$1/port"
+}
+
+# cluster_url NAME DB: the URL to give pgcopy.
+cluster_url() {
+    echo "postgres://postgres@127.0.0.1:$(cluster_port "$1")/$2"
+}
+
+# cluster_psql NAME DB [psql args...]: psql as postgres over the cluster's unix socket.
+cluster_psql() {
+    local name=$1 db=$2
+    shift 2
+    "$(pg_bindir)/psql" -X -q -v ON_ERROR_STOP=1 -h "$WORKDIR/$name/sock" \
+        -p "$(cluster_port "$name")" -U postgres -d "$db" "$@"
+}
