@@ -181,7 +181,7 @@ fn current_rows(dest: &mut Client, table: &crate::sql::TableName) -> Result<Stri
         .query_one(
             &format!(
                 "SELECT EXISTS (SELECT 1 FROM {0}),
-                        (SELECT reltuples::float8 FROM pg_class WHERE oid = $1::regclass)",
+                        (SELECT reltuples::float8 FROM pg_class WHERE oid = $1::text::regclass)",
                 table.quoted()
             ),
             &[&table.quoted()],
