@@ -30,6 +30,7 @@ pub struct Args {
 pub enum Command {
     Copy(CopyArgs),
     List(ListArgs),
+    Recover(RecoverArgs),
     Version(VersionArgs),
 }
 
@@ -102,6 +103,55 @@ pub struct CopyArgs {
     /// no progress bar; periodic progress lines go to the log instead
     #[argh(switch)]
     pub no_progress: bool,
+
+    /// how foreign keys and triggers are kept out of the load's way: auto (default:
+    /// replica if the role may use it, else drop), replica, drop or none
+    #[argh(option)]
+    pub fk_mode: Option<String>,
+
+    /// let the destination's user triggers fire for the copied rows
+    #[argh(switch)]
+    pub enable_triggers: bool,
+
+    /// do not set the destination's sequences to the source's values
+    #[argh(switch)]
+    pub no_sequences: bool,
+
+    /// accept tables outside the selection that reference copied tables; their foreign
+    /// keys come back NOT VALID
+    #[argh(switch)]
+    pub allow_outside_references: bool,
+
+    /// directory for the state files that let an interrupted run be put back
+    /// (default $XDG_STATE_HOME/pgcopy or ~/.local/state/pgcopy)
+    #[argh(option)]
+    pub state_dir: Option<PathBuf>,
+}
+
+#[derive(FromArgs, Debug)]
+/// Put back what an interrupted or killed copy left dropped on a destination.
+#[argh(
+    subcommand,
+    name = "recover",
+    help_triggers("-h", "--help", "help"),
+    error_code(0, "success: nothing was left, or everything was put back"),
+    error_code(
+        2,
+        "usage, configuration or connection error, or something could not be put back"
+    )
+)]
+pub struct RecoverArgs {
+    /// destination connection: URL or key=value string (default: $PGCOPY_DEST)
+    #[argh(option)]
+    pub dest: Option<String>,
+
+    /// read the destination connection from the first non-comment line of this file
+    #[argh(option)]
+    pub dest_file: Option<PathBuf>,
+
+    /// directory of the state files (default $XDG_STATE_HOME/pgcopy or ~/.local/state/pgcopy)
+    #[argh(option)]
+    pub state_dir: Option<PathBuf>,
 }
 
 #[derive(FromArgs, Debug)]

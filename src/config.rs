@@ -3,9 +3,10 @@
 
 use crate::cli;
 use crate::conn::Target;
+use crate::constraints::FkMode;
 use crate::filter::{parse_list, TableFilter};
 use anyhow::{bail, Context, Result};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// Default chunk size on the byte pipe.
 pub const DEFAULT_BATCH_SIZE: usize = 256 * 1024;
@@ -17,6 +18,7 @@ const MAX_PARALLEL: usize = 64;
 pub enum Command {
     Copy(Box<CopyConfig>),
     List(Box<ListConfig>),
+    Recover(Box<RecoverConfig>),
     Version,
 }
 
@@ -30,6 +32,17 @@ pub struct CopyConfig {
     pub dry_run: bool,
     pub yes: bool,
     pub progress: bool,
+    pub fk_mode: FkMode,
+    pub enable_triggers: bool,
+    pub sequences: bool,
+    pub allow_outside_references: bool,
+    pub state_dir: PathBuf,
+}
+
+#[derive(Debug)]
+pub struct RecoverConfig {
+    pub dest: Target,
+    pub state_dir: PathBuf,
 }
 
 #[derive(Debug)]
@@ -48,6 +61,10 @@ pub fn from_args(args: Box<cli::Args>) -> Result<Command> {
     };
     Ok(match command {
         cli::Command::Version(_) => Command::Version,
+        cli::Command::Recover(a) => Command::Recover(Box::new(RecoverConfig {
+            dest: resolve_target("dest", a.dest, a.dest_file.as_deref(), "PGCOPY_DEST")?,
+            state_dir: state_dir(a.state_dir)?,
+        })),
         cli::Command::List(a) => Command::List(Box::new(ListConfig {
             source: resolve_target(
                 "source",
@@ -77,6 +94,10 @@ pub fn from_args(args: Box<cli::Args>) -> Result<Command> {
             if !(MIN_BATCH_SIZE..=MAX_BATCH_SIZE).contains(&batch_size) {
                 bail!("--batch-size must be between 4KiB and 64MiB");
             }
+            let fk_mode: FkMode = a.fk_mode.as_deref().unwrap_or("auto").parse()?;
+            if fk_mode == FkMode::Replica && a.enable_triggers {
+                bail!("--enable-triggers cannot be used with --fk-mode replica, in which ordinary triggers never fire");
+            }
             Command::Copy(Box::new(CopyConfig {
                 source: resolve_target(
                     "source",
@@ -96,9 +117,21 @@ pub fn from_args(args: Box<cli::Args>) -> Result<Command> {
                 dry_run: a.dry_run,
                 yes: a.yes,
                 progress: !a.no_progress,
+                fk_mode,
+                enable_triggers: a.enable_triggers,
+                sequences: !a.no_sequences,
+                allow_outside_references: a.allow_outside_references,
+                state_dir: state_dir(a.state_dir)?,
             }))
         }
     })
+}
+
+fn state_dir(flag: Option<PathBuf>) -> Result<PathBuf> {
+    match flag {
+        Some(dir) => Ok(dir),
+        None => crate::state::default_dir(),
+    }
 }
 
 fn filter(it: &[String], et: &[String], is: &[String], es: &[String]) -> TableFilter {

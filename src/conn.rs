@@ -111,6 +111,60 @@ impl fmt::Debug for Target {
     }
 }
 
+/// Who a server and database are, whatever URL reached them (`localhost` or `127.0.0.1`,
+/// a socket, another user).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Identity {
+    /// `pg_control_system().system_identifier`: set by initdb, shared only by physical copies.
+    pub system_id: String,
+    /// The port the server is configured with, which the URL may not show.
+    pub port: String,
+    pub database: String,
+    /// The postmaster's start time: tells apart two running copies of one cluster.
+    pub started: String,
+}
+
+impl Identity {
+    pub fn read(client: &mut Client) -> Result<Identity> {
+        let row = client
+            .query_one(
+                "SELECT (SELECT system_identifier::text FROM pg_control_system()),
+                        current_setting('port'), current_database(),
+                        pg_postmaster_start_time()::text",
+                &[],
+            )
+            .context("asking the server who it is")?;
+        Ok(Identity {
+            system_id: row.get(0),
+            port: row.get(1),
+            database: row.get(2),
+            started: row.get(3),
+        })
+    }
+
+    /// What names this database across server restarts (state files use it).
+    pub fn key(&self) -> String {
+        format!("{}:{}/{}", self.system_id, self.port, self.database)
+    }
+}
+
+/// Takes the session advisory lock that one pgcopy at a time holds on a destination
+/// database. The server releases it when the session ends, even after `kill -9`, so a state
+/// file found while holding the lock is one that no running pgcopy is still using.
+pub fn lock_destination(client: &mut Client, target: &Target) -> Result<()> {
+    let locked: bool = client
+        .query_one(
+            "SELECT pg_try_advisory_lock(hashtext('pgcopy destination'))",
+            &[],
+        )
+        .context("taking pgcopy's lock on the destination")?
+        .get(0);
+    if !locked {
+        bail!("another pgcopy is copying into {target} (it holds pgcopy's advisory lock there); wait for it to finish");
+    }
+    Ok(())
+}
+
 /// A source connection holding a REPEATABLE READ transaction open with its snapshot
 /// exported: readers that import it see exactly what this transaction sees, for as long as
 /// this value lives.

@@ -1,11 +1,91 @@
-//! Foreign keys on the destination: found, dropped before the load (TRUNCATE refuses a table
-//! that another table references, and per-row checks would demand parents first), and put
-//! back exactly as they were afterwards.
+//! Foreign keys on the destination: the `--fk-mode` in force, the keys that touch the copied
+//! tables, dropped before the load (TRUNCATE refuses a table that another table references,
+//! even in replica mode, and per-row checks would demand parents first) and put back exactly
+//! as they were afterwards, from the state file if need be.
 
 use crate::conn::db_error;
 use crate::sql::{quote_ident, TableName};
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
+use postgres::error::SqlState;
 use postgres::Client;
+use std::collections::HashMap;
+use std::fmt;
+use std::str::FromStr;
+
+/// How the load gets past the destination's foreign keys (and triggers).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FkMode {
+    /// `Replica` when the role may set `session_replication_role`, else `Drop`.
+    Auto,
+    /// Writers run with `session_replication_role = replica`: no trigger fires unless it
+    /// is enabled `ALWAYS` or `REPLICA`. Keys touching the copied tables are still dropped
+    /// and put back, because TRUNCATE checks them whatever the role.
+    Replica,
+    /// Keys touching the copied tables are dropped and put back; user triggers are disabled
+    /// inside each table's load transaction. Works for the tables' owner.
+    Drop,
+    /// Nothing is dropped: the user guarantees the load order, or has no keys.
+    None,
+}
+
+impl FromStr for FkMode {
+    type Err = anyhow::Error;
+
+    fn from_str(text: &str) -> Result<FkMode> {
+        Ok(match text {
+            "auto" => FkMode::Auto,
+            "replica" => FkMode::Replica,
+            "drop" => FkMode::Drop,
+            "none" => FkMode::None,
+            other => bail!("unknown --fk-mode {other:?}: use auto, replica, drop or none"),
+        })
+    }
+}
+
+impl fmt::Display for FkMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            FkMode::Auto => "auto",
+            FkMode::Replica => "replica",
+            FkMode::Drop => "drop",
+            FkMode::None => "none",
+        })
+    }
+}
+
+impl FkMode {
+    /// Decides `Auto` by asking the destination; checks that `Replica` is allowed there.
+    /// Letting triggers fire rules out replica mode, where ordinary triggers never fire.
+    pub fn resolve(self, client: &mut Client, enable_triggers: bool) -> Result<FkMode> {
+        match self {
+            FkMode::Auto if enable_triggers => Ok(FkMode::Drop),
+            FkMode::Auto if may_use_replica(client)? => Ok(FkMode::Replica),
+            FkMode::Auto => Ok(FkMode::Drop),
+            FkMode::Replica if !may_use_replica(client)? => bail!(
+                "--fk-mode replica needs a superuser, or SET granted on session_replication_role \
+                 (PostgreSQL 15+: GRANT SET ON PARAMETER session_replication_role TO role); \
+                 --fk-mode drop works for the tables' owner"
+            ),
+            mode => Ok(mode),
+        }
+    }
+
+    /// Whether keys touching the copied tables are dropped for the load.
+    pub fn drops_keys(self) -> bool {
+        self != FkMode::None
+    }
+}
+
+/// Tries the setting in a transaction that is rolled back: the only test that is right for
+/// every version and every way the privilege can be held.
+fn may_use_replica(client: &mut Client) -> Result<bool> {
+    let mut tx = client.transaction()?;
+    match tx.batch_execute("SET LOCAL session_replication_role = replica") {
+        Ok(()) => Ok(true),
+        Err(err) if err.code() == Some(&SqlState::INSUFFICIENT_PRIVILEGE) => Ok(false),
+        Err(err) => Err(err).context("checking whether session_replication_role may be set"),
+    }
+}
 
 /// A foreign key as the destination defines it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -20,6 +100,9 @@ pub struct ForeignKey {
     pub validated: bool,
     /// Whether the owning table is partitioned: PostgreSQL cannot add such a key `NOT VALID`.
     pub on_partitioned: bool,
+    /// Whether the owning table is outside the copy while the key references a copied
+    /// table: its rows may point at rows that are gone, so the key comes back `NOT VALID`.
+    pub outside: bool,
 }
 
 impl ForeignKey {
@@ -50,7 +133,7 @@ impl ForeignKey {
 
     /// The second step of `add_sql`, for keys that were valid before the run.
     pub fn validate_sql(&self) -> Option<String> {
-        (self.validated && !self.on_partitioned).then(|| {
+        (self.validated && !self.on_partitioned && !self.outside).then(|| {
             format!(
                 "ALTER TABLE {} VALIDATE CONSTRAINT {}",
                 self.table.quoted(),
@@ -81,7 +164,8 @@ pub fn find(client: &mut Client, tables: &[TableName]) -> Result<Vec<ForeignKey>
              )
              SELECT n.nspname, c.relname, con.conname,
                     pg_get_constraintdef(con.oid) AS definition,
-                    con.convalidated, c.relkind = 'p' AS on_partitioned
+                    con.convalidated, c.relkind = 'p' AS on_partitioned,
+                    con.conrelid NOT IN (SELECT oid FROM related) AS outside
              FROM pg_constraint con
              JOIN pg_class c ON c.oid = con.conrelid
              JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -100,8 +184,28 @@ pub fn find(client: &mut Client, tables: &[TableName]) -> Result<Vec<ForeignKey>
             definition: row.get(3),
             validated: row.get(4),
             on_partitioned: row.get(5),
+            outside: row.get(6),
         })
         .collect())
+}
+
+/// Refuses keys from tables outside the selection that reference copied tables, unless the
+/// user accepted them: those tables would be left pointing at rows that are gone.
+pub fn check_outside(keys: &[ForeignKey], allowed: bool) -> Result<()> {
+    let outside: Vec<String> = keys
+        .iter()
+        .filter(|k| k.outside)
+        .map(|k| format!("{} ({}: {})", k.table, k.name, k.definition))
+        .collect();
+    if outside.is_empty() || allowed {
+        return Ok(());
+    }
+    bail!(
+        "tables outside the selection reference copied tables, and would be left pointing at \
+         rows that are gone; nothing was changed:\n  {}\ninclude them in the copy, or pass \
+         --allow-outside-references to accept it (their keys then come back NOT VALID)",
+        outside.join("\n  ")
+    )
 }
 
 /// Drops the keys in one transaction: all of them go, or none.
@@ -125,31 +229,67 @@ pub fn drop_all(client: &mut Client, keys: &[ForeignKey]) -> Result<()> {
     Ok(())
 }
 
-/// Puts every key back, each in its own statement so one failure does not hold back the
-/// others. Returns a description of each key that could not be put back (or validated).
-pub fn restore_all(client: &mut Client, keys: &[ForeignKey]) -> Vec<String> {
-    let mut problems = Vec::new();
-    let mut added = Vec::new();
+/// How putting keys back went.
+#[derive(Debug, Default)]
+pub struct Restored {
+    /// Keys that are in place now (validated or not).
+    pub in_place: usize,
+    /// Keys that were put back `NOT VALID` on purpose (their table is outside the copy).
+    pub not_valid: Vec<String>,
+    /// Keys that could not be put back, or not validated, and why.
+    pub problems: Vec<String>,
+}
+
+impl Restored {
+    /// Every key exists again: nothing is left for a later recovery to do.
+    pub fn complete(&self, keys: &[ForeignKey]) -> bool {
+        self.in_place == keys.len()
+    }
+}
+
+/// Puts every key back that is not in place, each in its own statement so one failure does
+/// not hold back the others, then validates the keys that were valid before. Keys already
+/// there (a recovery after a run that got part of the way) are left as they are, only
+/// validated if they should be. An `Err` means the destination could not even be asked.
+pub fn restore_all(client: &mut Client, keys: &[ForeignKey]) -> Result<Restored> {
+    let existing = existing(client, keys)?;
+    let mut restored = Restored::default();
+    let mut to_validate = Vec::new();
     for key in keys {
-        let sql = key.add_sql();
-        log::debug!("destination: {sql}");
-        match client.batch_execute(&sql) {
-            Ok(()) => added.push(key),
-            Err(err) => problems.push(format!(
-                "foreign key {} on {} could not be put back: {}; run by hand: {sql}",
-                key.name,
-                key.table,
-                db_error(&err)
-            )),
+        let valid_now = match existing.get(&(key.table.clone(), key.name.clone())) {
+            Some(&validated) => validated,
+            None => {
+                let sql = key.add_sql();
+                log::debug!("destination: {sql}");
+                if let Err(err) = client.batch_execute(&sql) {
+                    restored.problems.push(format!(
+                        "foreign key {} on {} could not be put back: {}; run by hand: {sql}",
+                        key.name,
+                        key.table,
+                        db_error(&err)
+                    ));
+                    continue;
+                }
+                // Only a key on a partitioned table is added validated in one step.
+                key.on_partitioned
+            }
+        };
+        restored.in_place += 1;
+        if key.outside {
+            restored
+                .not_valid
+                .push(format!("{} on {} (outside the copy)", key.name, key.table));
+        } else if !valid_now {
+            to_validate.push(key);
         }
     }
-    for key in added {
+    for key in to_validate {
         let Some(sql) = key.validate_sql() else {
             continue;
         };
         log::debug!("destination: {sql}");
         if let Err(err) = client.batch_execute(&sql) {
-            problems.push(format!(
+            restored.problems.push(format!(
                 "foreign key {} on {} is back but NOT VALID: the copied data violates it: {}",
                 key.name,
                 key.table,
@@ -157,10 +297,43 @@ pub fn restore_all(client: &mut Client, keys: &[ForeignKey]) -> Vec<String> {
             ));
         }
     }
-    if problems.is_empty() && !keys.is_empty() {
-        log::info!("put back {} foreign keys", keys.len());
+    if !keys.is_empty() {
+        log::info!(
+            "put back {} of {} foreign keys",
+            restored.in_place,
+            keys.len()
+        );
     }
-    problems
+    Ok(restored)
+}
+
+/// Which of the keys exist on the destination now, and whether each is validated.
+fn existing(
+    client: &mut Client,
+    keys: &[ForeignKey],
+) -> Result<HashMap<(TableName, String), bool>> {
+    let schemas: Vec<&str> = keys.iter().map(|k| k.table.schema.as_str()).collect();
+    let tables: Vec<&str> = keys.iter().map(|k| k.table.name.as_str()).collect();
+    let names: Vec<&str> = keys.iter().map(|k| k.name.as_str()).collect();
+    let rows = client
+        .query(
+            "SELECT n.nspname, c.relname, con.conname, con.convalidated
+             FROM unnest($1::text[], $2::text[], $3::text[])
+                  AS want(schema_name, table_name, key_name)
+             JOIN pg_namespace n ON n.nspname = want.schema_name
+             JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = want.table_name
+             JOIN pg_constraint con ON con.conrelid = c.oid AND con.conname = want.key_name
+                                   AND con.contype = 'f'",
+            &[&schemas, &tables, &names],
+        )
+        .context("reading which foreign keys are in place on the destination")?;
+    Ok(rows
+        .iter()
+        .map(|row| {
+            let table = TableName::new(row.get::<_, String>(0), row.get::<_, String>(1));
+            ((table, row.get(2)), row.get(3))
+        })
+        .collect())
 }
 
 #[cfg(test)]
@@ -174,6 +347,7 @@ mod tests {
             definition: definition.into(),
             validated,
             on_partitioned,
+            outside: false,
         }
     }
 
@@ -207,5 +381,41 @@ mod tests {
         let k = key("FOREIGN KEY (p) REFERENCES parent(id)", true, true);
         assert!(k.add_sql().ends_with("REFERENCES parent(id)"));
         assert!(k.validate_sql().is_none());
+    }
+}
+
+#[cfg(test)]
+mod mode_tests {
+    use super::*;
+
+    #[test]
+    fn parses_fk_modes() {
+        for mode in ["auto", "replica", "drop", "none"] {
+            assert_eq!(mode.parse::<FkMode>().unwrap().to_string(), mode);
+        }
+        assert!("cascade".parse::<FkMode>().is_err());
+    }
+
+    #[test]
+    fn refuses_outside_references_unless_allowed() {
+        let mut key = ForeignKey {
+            table: TableName::new("public", "outsider"),
+            name: "outsider_fk".into(),
+            definition: "FOREIGN KEY (p) REFERENCES parent(id)".into(),
+            validated: true,
+            on_partitioned: false,
+            outside: false,
+        };
+        assert!(check_outside(std::slice::from_ref(&key), false).is_ok());
+        key.outside = true;
+        let err = check_outside(std::slice::from_ref(&key), false).unwrap_err();
+        assert!(err
+            .to_string()
+            .contains("public.outsider (outsider_fk: FOREIGN KEY (p) REFERENCES parent(id))"));
+        assert!(check_outside(std::slice::from_ref(&key), true).is_ok());
+        assert!(
+            key.validate_sql().is_none(),
+            "an outside key stays NOT VALID"
+        );
     }
 }

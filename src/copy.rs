@@ -1,42 +1,95 @@
-//! The `copy` command: plan against both catalogs, confirm, move the foreign keys out of the
-//! way, run the byte pipe, put the keys back, report.
+//! The `copy` command: plan against both catalogs, confirm, record what will be undone, move
+//! the foreign keys out of the way, run the byte pipe, set sequences, put the keys back,
+//! report.
 
 use crate::config::CopyConfig;
-use crate::conn::{describe, Snapshot};
-use crate::constraints::{self, ForeignKey};
-use crate::exit;
+use crate::conn::{describe, lock_destination, Identity, Snapshot};
+use crate::constraints::{self, FkMode, ForeignKey, Restored};
 use crate::pipe::{self, TableOutcome};
 use crate::plan::{self, Format, Plan};
 use crate::progress::{Counters, Progress};
 use crate::report::{format_bytes, write_table, Report};
+use crate::sequences::{self, Sequence};
+use crate::state::{State, StateFile};
+use crate::{exit, interrupt, recover, triggers};
 use anyhow::{bail, Context, Result};
 use postgres::Client;
 use std::io::{BufRead, IsTerminal, Write};
-use std::sync::atomic::AtomicBool;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::Instant;
 
-/// Runs a copy. An `Err` means nothing on the destination was changed; once writing has
-/// begun, failures end up in the report and the exit code instead.
+/// Runs a copy. An `Err` means nothing on the destination was changed; once changing has
+/// begun, failures end up in the report and the exit code instead, after everything was
+/// put back.
 pub fn run(cfg: &CopyConfig) -> Result<u8> {
     let mut snapshot = Snapshot::export(cfg.source.connect()?)?;
+    let mut dest = cfg.dest.connect()?;
+    let dest_id = Identity::read(&mut dest)?;
+    if Identity::read(&mut snapshot.client)? == dest_id {
+        bail!(
+            "the source and the destination are the same database ({} and {} are one server \
+             and database); refusing to copy a database onto itself",
+            cfg.source,
+            cfg.dest
+        );
+    }
+    let state_file = StateFile::new(&cfg.state_dir, &dest_id.database, &dest_id.key());
+    if cfg.dry_run {
+        if let Some(state) = state_file.load()? {
+            log::warn!(
+                "an earlier run left {} foreign keys dropped on {}: `pgcopy recover` or the \
+                 next copy puts them back",
+                state.keys.len(),
+                cfg.dest
+            );
+        }
+    } else {
+        lock_destination(&mut dest, &cfg.dest)?;
+        recover::pending(&mut dest, &state_file, &cfg.dest)?;
+    }
+
     let all = crate::catalog::tables(&mut snapshot.client)?;
     let selected = plan::select(&all, &cfg.filter)?;
-    let plan = plan::build(&mut snapshot.client, &selected)?;
-    let mut dest = cfg.dest.connect()?;
-    plan::check_destination(&mut dest, &plan)?;
+    let mut plan = plan::build(&mut snapshot.client, &selected)?;
+    let sequences = if cfg.sequences {
+        sequences::plan(&mut snapshot.client, &selected)?
+    } else {
+        Vec::new()
+    };
+    let mut problems = plan::check_destination(&mut dest, &plan)?;
+    problems.extend(sequences::check_destination(&mut dest, &sequences)?);
+    if !problems.is_empty() {
+        bail!(
+            "the destination schema does not match the source; nothing was changed:\n  {}",
+            problems.join("\n  ")
+        );
+    }
     for table in &plan.tables {
         if let Some(reason) = &table.text_reason {
             log::info!("{} travels in text format: {reason}", table.name);
         }
     }
-    let keys = constraints::find(&mut dest, &plan.names())?;
+    let mode = cfg.fk_mode.resolve(&mut dest, cfg.enable_triggers)?;
+    let keys = if mode.drops_keys() {
+        constraints::find(&mut dest, &plan.names())?
+    } else {
+        Vec::new()
+    };
+    constraints::check_outside(&keys, cfg.allow_outside_references)?;
+    if !cfg.enable_triggers {
+        let mut firing = triggers::firing(&mut dest, &plan.names(), mode == FkMode::Replica)?;
+        for table in &mut plan.tables {
+            table.triggers = firing.remove(&table.name).unwrap_or_default();
+        }
+    }
     if cfg.dry_run {
-        print_plan(cfg, &plan, &keys).context("writing the plan")?;
+        print_plan(cfg, &plan, mode, &keys, &sequences).context("writing the plan")?;
         return Ok(exit::SUCCESS);
     }
     confirm(cfg, &mut dest, &plan)?;
+    interrupt::install()?;
     log::info!(
-        "copying {} tables ({} on disk) from {} to {}, {} at a time",
+        "copying {} tables ({} on disk) from {} to {}, {} at a time, foreign keys in {mode} mode",
         plan.tables.len(),
         format_bytes(plan.data_bytes()),
         cfg.source,
@@ -45,22 +98,49 @@ pub fn run(cfg: &CopyConfig) -> Result<u8> {
     );
 
     let started = Instant::now();
-    constraints::drop_all(&mut dest, &keys)?;
-    let outcomes = copy_tables(cfg, &plan, &snapshot);
+    // The undo record is durable before the first change it undoes.
+    if !keys.is_empty() {
+        state_file.save(&State::new(cfg.dest.to_string(), keys.clone()))?;
+        log::info!(
+            "dropping {} foreign keys for the load (recorded in {})",
+            keys.len(),
+            state_file.path.display()
+        );
+    }
+    if let Err(err) = constraints::drop_all(&mut dest, &keys) {
+        // The drop is one transaction: it failed whole, so there is nothing to undo.
+        state_file.remove()?;
+        return Err(err);
+    }
+    let outcomes = catch_unwind(AssertUnwindSafe(|| {
+        copy_tables(cfg, &plan, &snapshot, mode)
+    }))
+    .unwrap_or_else(|_| failed_all(&plan, "internal error: a copy thread panicked"));
     drop(snapshot);
-    let problems = put_keys_back(cfg, dest, &keys);
 
+    let mut problems = Vec::new();
+    let sequences_set = set_sequences(&mut dest, &plan, &outcomes, &sequences, &mut problems);
+    let restored = put_keys_back(cfg, dest, &keys, &state_file, &mut problems);
+
+    let interrupted = interrupt::requested();
     let report = Report {
         plan: &plan,
         outcomes: &outcomes,
         elapsed: started.elapsed(),
-        keys_restored: keys.len(),
+        fk_mode: mode,
+        keys_dropped: keys.len(),
+        keys_restored: restored.in_place,
+        keys_not_valid: &restored.not_valid,
+        sequences_set,
+        interrupted,
         problems: &problems,
     };
     report
         .write(&mut std::io::stdout().lock())
         .context("writing the report")?;
-    Ok(if report.failed_tables() > 0 || !problems.is_empty() {
+    Ok(if interrupted {
+        exit::INTERRUPTED
+    } else if report.failed_tables() > 0 || !problems.is_empty() {
         exit::TABLES_FAILED
     } else {
         exit::SUCCESS
@@ -69,69 +149,127 @@ pub fn run(cfg: &CopyConfig) -> Result<u8> {
 
 /// Runs the byte pipe with progress; never fails as a whole: a table that could not be
 /// copied carries its error.
-fn copy_tables(cfg: &CopyConfig, plan: &Plan, snapshot: &Snapshot) -> Vec<TableOutcome> {
+fn copy_tables(
+    cfg: &CopyConfig,
+    plan: &Plan,
+    snapshot: &Snapshot,
+    mode: FkMode,
+) -> Vec<TableOutcome> {
     let settings = pipe::Settings {
         snapshot_sql: snapshot.import_sql(),
         batch_size: cfg.batch_size,
         parallel: cfg.parallel,
+        replica: mode == FkMode::Replica,
     };
     let counters = Counters::default();
-    let quit = AtomicBool::new(false);
     let bar = cfg.progress && std::io::stderr().is_terminal();
     let mut progress = Progress::new(plan, bar);
-    let started = Instant::now();
     let result = cfg
         .source
         .pool(cfg.parallel)
         .and_then(|source| Ok((source, cfg.dest.pool(cfg.parallel)?)))
         .and_then(|(source, dest)| {
-            pipe::run(plan, &settings, &source, &dest, &counters, &quit, |lanes| {
-                progress.tick(&counters, lanes)
-            })
+            pipe::run(
+                plan,
+                &settings,
+                &source,
+                &dest,
+                &counters,
+                interrupt::stop_flag(),
+                |lanes| progress.tick(&counters, lanes),
+            )
         });
     progress.finish();
-    match result {
-        Ok(outcomes) => outcomes,
+    result.unwrap_or_else(|err| failed_all(plan, &describe(&err)))
+}
+
+fn failed_all(plan: &Plan, why: &str) -> Vec<TableOutcome> {
+    plan.tables
+        .iter()
+        .map(|_| TableOutcome {
+            rows: 0,
+            bytes: 0,
+            elapsed: std::time::Duration::ZERO,
+            error: Some(anyhow::anyhow!(why.to_string())),
+        })
+        .collect()
+}
+
+/// Sets the sequences of the tables that were copied, and the standalone ones.
+fn set_sequences(
+    dest: &mut Client,
+    plan: &Plan,
+    outcomes: &[TableOutcome],
+    sequences: &[Sequence],
+    problems: &mut Vec<String>,
+) -> usize {
+    let tables: Vec<_> = plan
+        .tables
+        .iter()
+        .zip(outcomes)
+        .map(|(t, o)| (&t.name, t.parent.as_ref(), o.error.is_none()))
+        .collect();
+    let to_set = sequences::to_set(sequences, &tables);
+    match sequences::set(dest, &to_set) {
+        Ok(()) => to_set.len(),
         Err(err) => {
-            let message = describe(&err);
-            plan.tables
-                .iter()
-                .map(|_| TableOutcome {
-                    rows: 0,
-                    bytes: 0,
-                    elapsed: started.elapsed(),
-                    error: Some(anyhow::anyhow!(message.clone())),
-                })
-                .collect()
+            problems.push(describe(&err));
+            0
         }
     }
 }
 
-/// Puts the foreign keys back, on a new connection if the first one was lost meanwhile.
-fn put_keys_back(cfg: &CopyConfig, mut dest: Client, keys: &[ForeignKey]) -> Vec<String> {
+/// Puts the foreign keys back, on a new connection if the first one was lost meanwhile, and
+/// removes the state file once every key is in place again.
+fn put_keys_back(
+    cfg: &CopyConfig,
+    mut dest: Client,
+    keys: &[ForeignKey],
+    state_file: &StateFile,
+    problems: &mut Vec<String>,
+) -> Restored {
     if keys.is_empty() {
-        return Vec::new();
+        return Restored::default();
     }
     if dest.is_closed() {
         match cfg.dest.connect() {
             Ok(client) => dest = client,
             Err(err) => {
-                return keys
-                    .iter()
-                    .map(|key| {
-                        format!(
-                            "foreign key {} on {} could not be put back ({}); run by hand: {}",
-                            key.name,
-                            key.table,
-                            describe(&err),
-                            key.add_sql()
-                        )
-                    })
-                    .collect()
+                problems.push(format!(
+                    "could not reconnect to put the foreign keys back ({}); they are recorded \
+                     in {}: run `pgcopy recover`",
+                    describe(&err),
+                    state_file.path.display()
+                ));
+                return Restored::default();
             }
         }
     }
-    constraints::restore_all(&mut dest, keys)
+    match constraints::restore_all(&mut dest, keys) {
+        Ok(restored) => {
+            problems.extend(restored.problems.iter().cloned());
+            if restored.complete(keys) {
+                if let Err(err) = state_file.remove() {
+                    problems.push(describe(&err));
+                }
+            } else {
+                problems.push(format!(
+                    "some foreign keys are not back; they are recorded in {}: fix the cause \
+                     and run `pgcopy recover`",
+                    state_file.path.display()
+                ));
+            }
+            restored
+        }
+        Err(err) => {
+            problems.push(format!(
+                "{}; the foreign keys are recorded in {}: run `pgcopy recover`",
+                describe(&err),
+                state_file.path.display()
+            ));
+            Restored::default()
+        }
+    }
 }
 
 /// Asks before replacing data, unless `--yes`. Without a terminal to ask on, refuses.
@@ -197,14 +335,20 @@ fn current_rows(dest: &mut Client, table: &crate::sql::TableName) -> Result<Stri
 }
 
 /// The `--dry-run` output: everything the copy would do, and nothing done.
-fn print_plan(cfg: &CopyConfig, plan: &Plan, keys: &[ForeignKey]) -> std::io::Result<()> {
+fn print_plan(
+    cfg: &CopyConfig,
+    plan: &Plan,
+    mode: FkMode,
+    keys: &[ForeignKey],
+    sequences: &[Sequence],
+) -> std::io::Result<()> {
     let mut out = std::io::stdout().lock();
     writeln!(out, "dry run: nothing was changed")?;
     writeln!(out, "source:      {}", cfg.source)?;
     writeln!(out, "destination: {}", cfg.dest)?;
     writeln!(
         out,
-        "{} tables, {} on disk, {} at a time",
+        "{} tables, {} on disk, {} at a time, in this order:",
         plan.tables.len(),
         format_bytes(plan.data_bytes()),
         cfg.parallel
@@ -238,13 +382,44 @@ fn print_plan(cfg: &CopyConfig, plan: &Plan, keys: &[ForeignKey]) -> std::io::Re
             writeln!(out, "{} travels as text: {reason}", table.name)?;
         }
     }
+    writeln!(out, "foreign key mode: {mode}")?;
     writeln!(
         out,
         "foreign keys dropped for the load and put back after it: {}",
         keys.len()
     )?;
     for key in keys {
-        writeln!(out, "  {} on {}: {}", key.name, key.table, key.definition)?;
+        let note = if key.outside {
+            " (outside the copy: comes back NOT VALID)"
+        } else {
+            ""
+        };
+        writeln!(
+            out,
+            "  {} on {}: {}{note}",
+            key.name, key.table, key.definition
+        )?;
+    }
+    let triggers: Vec<String> = plan
+        .tables
+        .iter()
+        .flat_map(|t| {
+            t.triggers
+                .iter()
+                .map(move |tr| format!("{} on {}", tr.name, t.name))
+        })
+        .collect();
+    writeln!(
+        out,
+        "triggers disabled during each table's load: {}",
+        triggers.len()
+    )?;
+    for trigger in &triggers {
+        writeln!(out, "  {trigger}")?;
+    }
+    writeln!(out, "sequences set after the load: {}", sequences.len())?;
+    for sequence in sequences {
+        writeln!(out, "  {}", sequences::describe(sequence))?;
     }
     Ok(())
 }

@@ -10,12 +10,17 @@ pub mod constraints;
 pub mod copy;
 pub mod filter;
 pub mod framing;
+pub mod interrupt;
 pub mod list;
 pub mod pipe;
 pub mod plan;
 pub mod progress;
+pub mod recover;
 pub mod report;
+pub mod sequences;
 pub mod sql;
+pub mod state;
+pub mod triggers;
 
 /// The exit codes, as documented in `--help` and the README.
 pub mod exit {
@@ -25,7 +30,7 @@ pub mod exit {
     pub const TABLES_FAILED: u8 = 1;
     /// Usage, configuration, connection or schema error, before anything was written.
     pub const USAGE: u8 = 2;
-    /// Interrupted.
+    /// Interrupted (Ctrl-C, SIGTERM); the destination was put back as far as it had changed.
     pub const INTERRUPTED: u8 = 130;
 }
 
@@ -38,5 +43,6 @@ pub fn run(command: config::Command) -> anyhow::Result<u8> {
         }
         config::Command::List(cfg) => list::run(&cfg),
         config::Command::Copy(cfg) => copy::run(&cfg),
+        config::Command::Recover(cfg) => recover::run(&cfg),
     }
 }

@@ -9,7 +9,7 @@ use crate::progress::Counters;
 use crate::sql::column_list;
 use anyhow::{anyhow, bail, Context, Result};
 use crossbeam_channel::{bounded, Receiver, Sender};
-use postgres::{Client, IsolationLevel};
+use postgres::{CancelToken, Client, IsolationLevel, NoTls, Transaction};
 use std::io::{BufRead, Write};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
@@ -36,6 +36,8 @@ pub struct Settings {
     pub snapshot_sql: String,
     pub batch_size: usize,
     pub parallel: usize,
+    /// Writers run with `session_replication_role = replica` (`--fk-mode replica`).
+    pub replica: bool,
 }
 
 /// How one table's copy ended.
@@ -62,6 +64,8 @@ pub struct Lane {
     pub current: AtomicUsize,
     /// A table whose writer failed: its reader stops reading it.
     abandon: AtomicUsize,
+    /// Cancel handles for the lane's two connections, used when the user interrupts.
+    cancel: Mutex<Vec<CancelToken>>,
 }
 
 struct Shared<'a> {
@@ -91,6 +95,7 @@ pub fn run(
         .map(|_| Lane {
             current: AtomicUsize::new(IDLE),
             abandon: AtomicUsize::new(IDLE),
+            cancel: Mutex::new(Vec::new()),
         })
         .collect();
     // Every reader and every writer blocks on I/O for its whole life, so each gets a thread
@@ -130,7 +135,14 @@ pub fn run(
                 shared.threads_done.fetch_add(1, Ordering::SeqCst);
             });
         }
+        let mut cancelled = false;
         while shared.threads_done.load(Ordering::SeqCst) < lanes.len() * 2 {
+            if !cancelled && quit.load(Ordering::SeqCst) {
+                // A statement can wait a long time (a lock, a slow server): cancel what is
+                // running so the lanes notice the interrupt now.
+                cancelled = true;
+                cancel_all(&lanes);
+            }
             tick(&lanes);
             std::thread::sleep(Duration::from_millis(100));
         }
@@ -159,6 +171,17 @@ pub fn run(
         .collect())
 }
 
+fn cancel_all(lanes: &[Lane]) {
+    for lane in lanes {
+        if let Ok(tokens) = lane.cancel.lock() {
+            for token in tokens.iter() {
+                // Best effort: a connection that is already gone has nothing to cancel.
+                let _ = token.cancel_query(NoTls);
+            }
+        }
+    }
+}
+
 /// Takes tables from the plan one after another and streams each to the lane's writer.
 /// It opens the lane's two connections first, so a lane that cannot connect takes no table.
 fn reader_lane(
@@ -175,6 +198,10 @@ fn reader_lane(
         .and_then(|s| Ok((s, dest.get().context("connecting to the destination")?)));
     let mut source_conn = match conns {
         Ok((s, d)) => {
+            if let Ok(mut tokens) = lane.cancel.lock() {
+                tokens.push(s.cancel_token());
+                tokens.push(d.cancel_token());
+            }
             // A failed send means the writer is gone; the next send below notices too.
             let _ = dest_conn.send(Some(d));
             s
@@ -240,6 +267,9 @@ fn read_table(
             .fetch_add(counter.rows() - before, Ordering::Relaxed);
         if lane.abandon.load(Ordering::SeqCst) == index {
             bail!("stopped reading because the destination failed");
+        }
+        if shared.quit.load(Ordering::SeqCst) {
+            bail!("interrupted");
         }
         chunks
             .send(Msg::Chunk(chunk))
@@ -376,6 +406,16 @@ fn write_table(
     if table.format == Format::Text {
         tx.batch_execute(TEXT_SETTINGS)?;
     }
+    if shared.settings.replica {
+        tx.batch_execute("SET LOCAL session_replication_role = replica")
+            .context("switching to replica mode")?;
+    }
+    // In this transaction, so they are back at commit or rollback whatever happens.
+    run_each(
+        &mut tx,
+        table.triggers.iter().map(|t| t.disable_sql(&table.name)),
+    )
+    .context("disabling the table's triggers for the load")?;
     // ONLY: never reach inheritance children, which are tables of their own.
     let truncate = format!("TRUNCATE ONLY {}", table.name.quoted());
     log::debug!("destination: {truncate}");
@@ -406,8 +446,21 @@ fn write_table(
     if written != sent {
         bail!("the source sent {sent} rows but the destination took {written}");
     }
+    run_each(
+        &mut tx,
+        table.triggers.iter().map(|t| t.enable_sql(&table.name)),
+    )
+    .context("enabling the table's triggers again")?;
     tx.commit().context("committing on the destination")?;
     Ok(written)
+}
+
+fn run_each(tx: &mut Transaction, statements: impl Iterator<Item = String>) -> Result<()> {
+    for sql in statements {
+        log::debug!("destination: {sql}");
+        tx.batch_execute(&sql)?;
+    }
+    Ok(())
 }
 
 fn copy_out_sql(table: &TablePlan) -> String {

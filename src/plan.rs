@@ -4,6 +4,7 @@
 use crate::catalog::{self, Column, DestTable, Table};
 use crate::filter::TableFilter;
 use crate::sql::TableName;
+use crate::triggers::Trigger;
 use anyhow::{bail, Result};
 use postgres::Client;
 use std::collections::HashMap;
@@ -39,6 +40,11 @@ pub struct TablePlan {
     pub text_reason: Option<String>,
     pub estimated_rows: Option<u64>,
     pub data_bytes: u64,
+    /// The root partitioned table, for a partition.
+    pub parent: Option<TableName>,
+    /// Destination user triggers that would fire for the copied rows: disabled inside the
+    /// table's load transaction. Empty with `--enable-triggers`.
+    pub triggers: Vec<Trigger>,
 }
 
 impl TablePlan {
@@ -118,6 +124,8 @@ pub fn build(client: &mut Client, selected: &[Table]) -> Result<Plan> {
                     .then(|| format!("no portable binary form for {}", text_columns.join(", "))),
                 estimated_rows: table.estimated_rows,
                 data_bytes: table.data_bytes,
+                parent: table.parent.clone(),
+                triggers: Vec::new(),
             }
         })
         .collect();
@@ -130,21 +138,15 @@ pub fn build(client: &mut Client, selected: &[Table]) -> Result<Plan> {
 }
 
 /// Checks that every planned table exists on the destination as an ordinary table with
-/// every copied column, of the same type, and not generated there. Reads only.
-pub fn check_destination(client: &mut Client, plan: &Plan) -> Result<()> {
+/// every copied column, of the same type, and not generated there. Reads only; returns the
+/// mismatches found.
+pub fn check_destination(client: &mut Client, plan: &Plan) -> Result<Vec<String>> {
     let dest = catalog::dest_tables(client, &plan.names())?;
-    let problems: Vec<String> = plan
+    Ok(plan
         .tables
         .iter()
         .flat_map(|table| mismatches(table, dest.get(&table.name)))
-        .collect();
-    if !problems.is_empty() {
-        bail!(
-            "the destination schema does not match the source; nothing was changed:\n  {}",
-            problems.join("\n  ")
-        );
-    }
-    Ok(())
+        .collect())
 }
 
 fn mismatches(table: &TablePlan, dest: Option<&DestTable>) -> Vec<String> {

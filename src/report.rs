@@ -1,6 +1,7 @@
 //! The final report of a copy, and the human units it and `list` print numbers in.
 
 use crate::conn::describe;
+use crate::constraints::FkMode;
 use crate::pipe::TableOutcome;
 use crate::plan::Plan;
 use std::io::{self, Write};
@@ -71,8 +72,15 @@ pub struct Report<'a> {
     pub plan: &'a Plan,
     pub outcomes: &'a [TableOutcome],
     pub elapsed: Duration,
-    /// Foreign keys dropped before the load and put back after it.
+    pub fk_mode: FkMode,
+    /// Foreign keys dropped before the load.
+    pub keys_dropped: usize,
+    /// Foreign keys in place again after it.
     pub keys_restored: usize,
+    /// Keys put back `NOT VALID` on purpose (their table is outside the copy).
+    pub keys_not_valid: &'a [String],
+    pub sequences_set: usize,
+    pub interrupted: bool,
     /// Problems that are not one table's: keys that could not be put back, for example.
     pub problems: &'a [String],
 }
@@ -122,7 +130,23 @@ impl Report<'_> {
             String::new(),
         ]);
         write_table(out, "lrrrrll", &rows)?;
-        writeln!(out, "foreign keys put back: {}", self.keys_restored)?;
+        let triggers: usize = self.plan.tables.iter().map(|t| t.triggers.len()).sum();
+        writeln!(
+            out,
+            "foreign keys ({} mode): {} dropped for the load, {} put back",
+            self.fk_mode, self.keys_dropped, self.keys_restored
+        )?;
+        for key in self.keys_not_valid {
+            writeln!(out, "  NOT VALID as asked: {key}")?;
+        }
+        writeln!(out, "triggers kept from firing during the load: {triggers}")?;
+        writeln!(out, "sequences set: {}", self.sequences_set)?;
+        if self.interrupted {
+            writeln!(
+                out,
+                "interrupted: the tables not marked ok kept their old rows"
+            )?;
+        }
         let failures: Vec<String> = self
             .plan
             .tables

@@ -797,12 +797,26 @@ pub fn copy_schema(src: &TestDb, dst: &TestDb) {
 // ---------------------------------------------------------------------------------------------
 
 /// The `pgcopy` binary with no connection settings inherited from the caller's environment
-/// (`PGCOPY_*`, `PGHOST`, `PGPORT`, ... and `RUST_LOG` are removed) and stdin closed.
+/// (`PGCOPY_*`, `PGHOST`, `PGPORT`, ... and `RUST_LOG` are removed), state files under
+/// `state_home()`, and stdin closed.
 pub fn pgcopy() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_pgcopy"));
     clear_pg_env(&mut cmd);
-    cmd.env_remove("RUST_LOG").stdin(Stdio::null());
+    cmd.env_remove("RUST_LOG")
+        .env("XDG_STATE_HOME", state_home())
+        .stdin(Stdio::null());
     cmd
+}
+
+/// Where the binary keeps its state files in tests: a directory of this test process, so
+/// runs never find the state of another process (or of the user running the tests).
+pub fn state_home() -> PathBuf {
+    std::env::temp_dir().join(format!("pgcopy-test-state-{}", std::process::id()))
+}
+
+/// The directory that holds pgcopy's state files under `state_home()`.
+pub fn state_dir() -> PathBuf {
+    state_home().join("pgcopy")
 }
 
 /// What a finished command did. Its `Debug` shows everything, so `assert_eq!(out.code, 0,

@@ -1,0 +1,268 @@
+//! What survives a crash: before pgcopy changes a destination's schema it writes, fsynced,
+//! everything needed to put it back into a state file named after that destination. A run
+//! that ends normally removes it; after `kill -9` or a crash the next `copy` (or `recover`)
+//! to that destination finds it and puts the schema back first.
+
+use crate::constraints::ForeignKey;
+use crate::sql::TableName;
+use anyhow::{bail, Context, Result};
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+const MAGIC: &str = "pgcopy-state 1";
+
+/// The default state directory: `$XDG_STATE_HOME/pgcopy`, else `~/.local/state/pgcopy`.
+pub fn default_dir() -> Result<PathBuf> {
+    if let Some(dir) = std::env::var_os("XDG_STATE_HOME").filter(|d| !d.is_empty()) {
+        return Ok(PathBuf::from(dir).join("pgcopy"));
+    }
+    match std::env::var_os("HOME").filter(|h| !h.is_empty()) {
+        Some(home) => Ok(PathBuf::from(home).join(".local/state/pgcopy")),
+        None => bail!("neither XDG_STATE_HOME nor HOME is set: pass --state-dir"),
+    }
+}
+
+/// What an interrupted run left to undo on one destination.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct State {
+    /// The destination as `user@host:port/db`, for messages.
+    pub dest: String,
+    pub pid: u32,
+    /// Seconds since the Unix epoch when the run began changing the destination.
+    pub started: u64,
+    /// Foreign keys dropped for the load.
+    pub keys: Vec<ForeignKey>,
+}
+
+impl State {
+    pub fn new(dest: String, keys: Vec<ForeignKey>) -> State {
+        State {
+            dest,
+            pid: std::process::id(),
+            started: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
+            keys,
+        }
+    }
+
+    fn encode(&self) -> String {
+        let mut out = format!(
+            "{MAGIC}\ndest\t{}\npid\t{}\nstarted\t{}\n",
+            escape(&self.dest),
+            self.pid,
+            self.started
+        );
+        for key in &self.keys {
+            let fields = [
+                flag(key.validated),
+                flag(key.on_partitioned),
+                flag(key.outside),
+                escape(&key.table.schema),
+                escape(&key.table.name),
+                escape(&key.name),
+                escape(&key.definition),
+            ];
+            out.push_str(&format!("fk\t{}\n", fields.join("\t")));
+        }
+        out
+    }
+
+    fn decode(text: &str) -> Result<State> {
+        let mut lines = text.lines();
+        if lines.next() != Some(MAGIC) {
+            bail!("not a pgcopy state file (or one from a newer pgcopy)");
+        }
+        let mut state = State {
+            dest: String::new(),
+            pid: 0,
+            started: 0,
+            keys: Vec::new(),
+        };
+        for line in lines {
+            let fields: Vec<String> = line.split('\t').map(unescape).collect();
+            match fields.as_slice() {
+                [tag, dest] if tag == "dest" => state.dest = dest.clone(),
+                [tag, pid] if tag == "pid" => state.pid = pid.parse()?,
+                [tag, started] if tag == "started" => state.started = started.parse()?,
+                [tag, validated, partitioned, outside, schema, table, name, definition]
+                    if tag == "fk" =>
+                {
+                    state.keys.push(ForeignKey {
+                        table: TableName::new(schema.clone(), table.clone()),
+                        name: name.clone(),
+                        definition: definition.clone(),
+                        validated: validated == "1",
+                        on_partitioned: partitioned == "1",
+                        outside: outside == "1",
+                    })
+                }
+                _ => bail!("unreadable line in state file: {line:?}"),
+            }
+        }
+        Ok(state)
+    }
+}
+
+/// The state file of one destination database.
+#[derive(Clone, Debug)]
+pub struct StateFile {
+    pub path: PathBuf,
+}
+
+impl StateFile {
+    /// The file for a destination, named by its server identity (see `conn::Identity::key`)
+    /// so that any URL reaching that database finds it.
+    pub fn new(dir: &Path, database: &str, identity_key: &str) -> StateFile {
+        let readable: String = database
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+            .take(40)
+            .collect();
+        let name = format!("{readable}-{:016x}.state", fnv1a(identity_key.as_bytes()));
+        StateFile {
+            path: dir.join(name),
+        }
+    }
+
+    pub fn load(&self) -> Result<Option<State>> {
+        match fs::read_to_string(&self.path) {
+            Ok(text) => State::decode(&text)
+                .map(Some)
+                .with_context(|| format!("reading state file {}", self.path.display())),
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(err) => Err(err).with_context(|| format!("reading {}", self.path.display())),
+        }
+    }
+
+    /// Writes the state durably: a temporary file, fsynced, renamed over the old one, and
+    /// the directory fsynced, so a crash leaves either the old file or the new one.
+    pub fn save(&self, state: &State) -> Result<()> {
+        let dir = self.path.parent().unwrap_or(Path::new("."));
+        fs::create_dir_all(dir)
+            .with_context(|| format!("creating state directory {}", dir.display()))?;
+        let tmp = self.path.with_extension("tmp");
+        let write = || -> std::io::Result<()> {
+            let mut file = OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .open(&tmp)?;
+            file.write_all(state.encode().as_bytes())?;
+            file.sync_all()?;
+            fs::rename(&tmp, &self.path)?;
+            File::open(dir)?.sync_all()
+        };
+        write().with_context(|| format!("writing state file {}", self.path.display()))
+    }
+
+    pub fn remove(&self) -> Result<()> {
+        match fs::remove_file(&self.path) {
+            Ok(()) => Ok(()),
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(err) => Err(err).with_context(|| format!("removing {}", self.path.display())),
+        }
+    }
+}
+
+fn flag(value: bool) -> String {
+    if value { "1" } else { "0" }.to_string()
+}
+
+fn escape(text: &str) -> String {
+    text.replace('\\', "\\\\")
+        .replace('\t', "\\t")
+        .replace('\n', "\\n")
+        .replace('\r', "\\r")
+}
+
+fn unescape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some('t') => out.push('\t'),
+            Some('n') => out.push('\n'),
+            Some('r') => out.push('\r'),
+            Some(other) => out.push(other),
+            None => out.push('\\'),
+        }
+    }
+    out
+}
+
+/// FNV-1a: a hash that, unlike std's, stays the same across Rust versions and runs.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, &b| {
+        (hash ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(name: &str, definition: &str) -> ForeignKey {
+        ForeignKey {
+            table: TableName::new("we\tird", "Child\nTable"),
+            name: name.into(),
+            definition: definition.into(),
+            validated: true,
+            on_partitioned: false,
+            outside: true,
+        }
+    }
+
+    #[test]
+    fn state_round_trips_through_its_file_format() {
+        let state = State::new(
+            "app@db:5432/app".into(),
+            vec![
+                key("fk\\1", "FOREIGN KEY (a) REFERENCES p(a) ON DELETE CASCADE"),
+                key("fk2", "FOREIGN KEY (\"b\tc\") REFERENCES p(b) NOT VALID"),
+            ],
+        );
+        assert_eq!(State::decode(&state.encode()).unwrap(), state);
+    }
+
+    #[test]
+    fn saves_loads_and_removes_durably() {
+        let dir = std::env::temp_dir().join(format!("pgcopy-state-test-{}", std::process::id()));
+        let file = StateFile::new(&dir, "my db", "12345:5432/my db");
+        assert!(file
+            .path
+            .file_name()
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .starts_with("my_db-"));
+        assert_eq!(file.load().unwrap(), None);
+        let state = State::new(
+            "x@y:1/z".into(),
+            vec![key("k", "FOREIGN KEY (a) REFERENCES p(a)")],
+        );
+        file.save(&state).unwrap();
+        assert_eq!(file.load().unwrap(), Some(state));
+        file.remove().unwrap();
+        assert_eq!(file.load().unwrap(), None);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn refuses_files_it_cannot_read() {
+        assert!(State::decode("something else\n").is_err());
+        assert!(State::decode(&format!("{MAGIC}\nfk\tonly\n")).is_err());
+    }
+
+    #[test]
+    fn names_files_stably() {
+        assert_eq!(fnv1a(b""), 0xcbf2_9ce4_8422_2325);
+        assert_eq!(fnv1a(b"a"), 0xaf63_dc4c_8601_ec8c);
+    }
+}
