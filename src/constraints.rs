@@ -106,6 +106,11 @@ pub struct ForeignKey {
 }
 
 impl ForeignKey {
+    /// The same constraint: same table, same name.
+    pub fn same_key(&self, other: &ForeignKey) -> bool {
+        self.table == other.table && self.name == other.name
+    }
+
     pub fn drop_sql(&self) -> String {
         format!(
             "ALTER TABLE {} DROP CONSTRAINT {}",
@@ -236,15 +241,13 @@ pub struct Restored {
     pub in_place: usize,
     /// Keys that were put back `NOT VALID` on purpose (their table is outside the copy).
     pub not_valid: Vec<String>,
-    /// Keys that could not be put back, or not validated, and why.
+    /// Keys that could not be put back: a later recovery must add them.
+    pub missing: Vec<ForeignKey>,
+    /// Keys that are back but `NOT VALID` although they were valid: a later copy that
+    /// makes the data whole validates them.
+    pub unvalidated: Vec<ForeignKey>,
+    /// What went wrong with each of those, for the report.
     pub problems: Vec<String>,
-}
-
-impl Restored {
-    /// Every key exists again: nothing is left for a later recovery to do.
-    pub fn complete(&self, keys: &[ForeignKey]) -> bool {
-        self.in_place == keys.len()
-    }
 }
 
 /// Puts every key back that is not in place, each in its own statement so one failure does
@@ -268,6 +271,7 @@ pub fn restore_all(client: &mut Client, keys: &[ForeignKey]) -> Result<Restored>
                         key.table,
                         db_error(&err)
                     ));
+                    restored.missing.push(key.clone());
                     continue;
                 }
                 // Only a key on a partitioned table is added validated in one step.
@@ -290,11 +294,12 @@ pub fn restore_all(client: &mut Client, keys: &[ForeignKey]) -> Result<Restored>
         log::debug!("destination: {sql}");
         if let Err(err) = client.batch_execute(&sql) {
             restored.problems.push(format!(
-                "foreign key {} on {} is back but NOT VALID: the copied data violates it: {}",
+                "foreign key {} on {} is back but NOT VALID: the data violates it: {}",
                 key.name,
                 key.table,
                 db_error(&err)
             ));
+            restored.unvalidated.push(key.clone());
         }
     }
     if !keys.is_empty() {

@@ -43,9 +43,12 @@ pub fn run(cfg: &CopyConfig) -> Result<u8> {
                 cfg.dest
             );
         }
-    } else {
+    }
+    // Keys an earlier run left NOT VALID although they were valid: validated at the end.
+    let mut carried = Vec::new();
+    if !cfg.dry_run {
         lock_destination(&mut dest, &cfg.dest)?;
-        recover::pending(&mut dest, &state_file, &cfg.dest)?;
+        carried = recover::pending(&mut dest, &state_file, &cfg.dest)?.unwrap_or_default();
     }
 
     let all = crate::catalog::tables(&mut snapshot.client)?;
@@ -70,11 +73,19 @@ pub fn run(cfg: &CopyConfig) -> Result<u8> {
         }
     }
     let mode = cfg.fk_mode.resolve(&mut dest, cfg.enable_triggers)?;
-    let keys = if mode.drops_keys() {
+    let mut keys = if mode.drops_keys() {
         constraints::find(&mut dest, &plan.names())?
     } else {
         Vec::new()
     };
+    // A carried key that this run drops anyway comes back validated like the others.
+    carried.retain(|old| match keys.iter_mut().find(|k| k.same_key(old)) {
+        Some(key) => {
+            key.validated = true;
+            false
+        }
+        None => true,
+    });
     constraints::check_outside(&keys, cfg.allow_outside_references)?;
     if !cfg.enable_triggers {
         let mut firing = triggers::firing(&mut dest, &plan.names(), mode == FkMode::Replica)?;
@@ -99,8 +110,12 @@ pub fn run(cfg: &CopyConfig) -> Result<u8> {
 
     let started = Instant::now();
     // The undo record is durable before the first change it undoes.
-    if !keys.is_empty() {
-        state_file.save(&State::new(cfg.dest.to_string(), keys.clone()))?;
+    if !keys.is_empty() || !carried.is_empty() {
+        state_file.save(&State::new(
+            cfg.dest.to_string(),
+            keys.clone(),
+            carried.clone(),
+        ))?;
         log::info!(
             "dropping {} foreign keys for the load (recorded in {})",
             keys.len(),
@@ -109,7 +124,11 @@ pub fn run(cfg: &CopyConfig) -> Result<u8> {
     }
     if let Err(err) = constraints::drop_all(&mut dest, &keys) {
         // The drop is one transaction: it failed whole, so there is nothing to undo.
-        state_file.remove()?;
+        if carried.is_empty() {
+            state_file.remove()?;
+        } else {
+            state_file.save(&State::new(cfg.dest.to_string(), Vec::new(), carried))?;
+        }
         return Err(err);
     }
     let outcomes = catch_unwind(AssertUnwindSafe(|| {
@@ -120,6 +139,8 @@ pub fn run(cfg: &CopyConfig) -> Result<u8> {
 
     let mut problems = Vec::new();
     let sequences_set = set_sequences(&mut dest, &plan, &outcomes, &sequences, &mut problems);
+    let dropped = keys.len();
+    keys.extend(carried);
     let restored = put_keys_back(cfg, dest, &keys, &state_file, &mut problems);
 
     let interrupted = interrupt::requested();
@@ -128,7 +149,7 @@ pub fn run(cfg: &CopyConfig) -> Result<u8> {
         outcomes: &outcomes,
         elapsed: started.elapsed(),
         fk_mode: mode,
-        keys_dropped: keys.len(),
+        keys_dropped: dropped,
         keys_restored: restored.in_place,
         keys_not_valid: &restored.not_valid,
         sequences_set,
@@ -248,11 +269,10 @@ fn put_keys_back(
     match constraints::restore_all(&mut dest, keys) {
         Ok(restored) => {
             problems.extend(restored.problems.iter().cloned());
-            if restored.complete(keys) {
-                if let Err(err) = state_file.remove() {
-                    problems.push(describe(&err));
-                }
-            } else {
+            if let Err(err) = state_file.settle(&cfg.dest.to_string(), &restored) {
+                problems.push(describe(&err));
+            }
+            if !restored.missing.is_empty() {
                 problems.push(format!(
                     "some foreign keys are not back; they are recorded in {}: fix the cause \
                      and run `pgcopy recover`",

@@ -131,7 +131,7 @@ pub fn run(
                 shared.threads_done.fetch_add(1, Ordering::SeqCst);
             });
             scope.spawn(move |_| {
-                writer_lane(shared, lane, chunks_rx, conn_rx);
+                writer_lane(shared, lane, dest, chunks_rx, conn_rx);
                 shared.threads_done.fetch_add(1, Ordering::SeqCst);
             });
         }
@@ -182,6 +182,15 @@ fn cancel_all(lanes: &[Lane]) {
     }
 }
 
+/// Slot 0 holds the reader's token, slot 1 the writer's.
+fn replace_cancel_token(lane: &Lane, slot: usize, token: CancelToken) {
+    if let Ok(mut tokens) = lane.cancel.lock() {
+        if let Some(old) = tokens.get_mut(slot) {
+            *old = token;
+        }
+    }
+}
+
 /// Takes tables from the plan one after another and streams each to the lane's writer.
 /// It opens the lane's two connections first, so a lane that cannot connect takes no table.
 fn reader_lane(
@@ -224,6 +233,12 @@ fn reader_lane(
         };
         if chunks.send(Msg::Begin(index)).is_err() {
             break;
+        }
+        if source_conn.is_closed() {
+            if let Ok(fresh) = source.get() {
+                replace_cancel_token(lane, 0, fresh.cancel_token());
+                source_conn = fresh;
+            }
         }
         let result = read_table(shared, lane, index, table, &mut source_conn, &chunks);
         if chunks.send(Msg::End(result)).is_err() {
@@ -301,6 +316,7 @@ fn read_table(
 fn writer_lane(
     shared: &Shared,
     lane: &Lane,
+    dest: &Pool,
     chunks: Receiver<Msg>,
     conn: Receiver<Option<PooledClient>>,
 ) {
@@ -311,6 +327,14 @@ fn writer_lane(
         let Msg::Begin(index) = msg else {
             continue;
         };
+        // A connection lost with the last table (a terminated backend, a restart) must not
+        // fail the next one too: take a new one from the pool.
+        if client.is_closed() {
+            if let Ok(fresh) = dest.get() {
+                replace_cancel_token(lane, 1, fresh.cancel_token());
+                client = fresh;
+            }
+        }
         let table = &shared.plan.tables[index];
         lane.current.store(index, Ordering::SeqCst);
         let started = Instant::now();

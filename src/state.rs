@@ -3,7 +3,7 @@
 //! that ends normally removes it; after `kill -9` or a crash the next `copy` (or `recover`)
 //! to that destination finds it and puts the schema back first.
 
-use crate::constraints::ForeignKey;
+use crate::constraints::{ForeignKey, Restored};
 use crate::sql::TableName;
 use anyhow::{bail, Context, Result};
 use std::fs::{self, File, OpenOptions};
@@ -34,11 +34,15 @@ pub struct State {
     pub started: u64,
     /// Foreign keys dropped for the load.
     pub keys: Vec<ForeignKey>,
+    /// Foreign keys that are in place but `NOT VALID` although they were valid before a
+    /// run: the data they check was left half copied. The next copy validates them again.
+    pub validate: Vec<ForeignKey>,
 }
 
 impl State {
-    pub fn new(dest: String, keys: Vec<ForeignKey>) -> State {
+    pub fn new(dest: String, keys: Vec<ForeignKey>, validate: Vec<ForeignKey>) -> State {
         State {
+            validate,
             dest,
             pid: std::process::id(),
             started: SystemTime::now()
@@ -55,7 +59,12 @@ impl State {
             self.pid,
             self.started
         );
-        for key in &self.keys {
+        let tagged = self
+            .keys
+            .iter()
+            .map(|k| ("fk", k))
+            .chain(self.validate.iter().map(|k| ("validate", k)));
+        for (tag, key) in tagged {
             let fields = [
                 flag(key.validated),
                 flag(key.on_partitioned),
@@ -65,7 +74,7 @@ impl State {
                 escape(&key.name),
                 escape(&key.definition),
             ];
-            out.push_str(&format!("fk\t{}\n", fields.join("\t")));
+            out.push_str(&format!("{tag}\t{}\n", fields.join("\t")));
         }
         out
     }
@@ -80,6 +89,7 @@ impl State {
             pid: 0,
             started: 0,
             keys: Vec::new(),
+            validate: Vec::new(),
         };
         for line in lines {
             let fields: Vec<String> = line.split('\t').map(unescape).collect();
@@ -88,9 +98,14 @@ impl State {
                 [tag, pid] if tag == "pid" => state.pid = pid.parse()?,
                 [tag, started] if tag == "started" => state.started = started.parse()?,
                 [tag, validated, partitioned, outside, schema, table, name, definition]
-                    if tag == "fk" =>
+                    if tag == "fk" || tag == "validate" =>
                 {
-                    state.keys.push(ForeignKey {
+                    let list = if tag == "fk" {
+                        &mut state.keys
+                    } else {
+                        &mut state.validate
+                    };
+                    list.push(ForeignKey {
                         table: TableName::new(schema.clone(), table.clone()),
                         name: name.clone(),
                         definition: definition.clone(),
@@ -156,6 +171,19 @@ impl StateFile {
             File::open(dir)?.sync_all()
         };
         write().with_context(|| format!("writing state file {}", self.path.display()))
+    }
+
+    /// Records what a restore left undone, or removes the file when nothing is.
+    pub fn settle(&self, dest: &str, restored: &Restored) -> Result<()> {
+        if restored.missing.is_empty() && restored.unvalidated.is_empty() {
+            self.remove()
+        } else {
+            self.save(&State::new(
+                dest.to_string(),
+                restored.missing.clone(),
+                restored.unvalidated.clone(),
+            ))
+        }
     }
 
     pub fn remove(&self) -> Result<()> {
@@ -227,6 +255,7 @@ mod tests {
                 key("fk\\1", "FOREIGN KEY (a) REFERENCES p(a) ON DELETE CASCADE"),
                 key("fk2", "FOREIGN KEY (\"b\tc\") REFERENCES p(b) NOT VALID"),
             ],
+            vec![key("fk3", "FOREIGN KEY (a) REFERENCES p(a)")],
         );
         assert_eq!(State::decode(&state.encode()).unwrap(), state);
     }
@@ -246,6 +275,7 @@ mod tests {
         let state = State::new(
             "x@y:1/z".into(),
             vec![key("k", "FOREIGN KEY (a) REFERENCES p(a)")],
+            Vec::new(),
         );
         file.save(&state).unwrap();
         assert_eq!(file.load().unwrap(), Some(state));
