@@ -104,6 +104,22 @@ pub struct CopyArgs {
     #[argh(switch)]
     pub no_progress: bool,
 
+    /// seconds between progress lines when there is no bar (default 5)
+    #[argh(option, default = "5")]
+    pub progress_interval: u64,
+
+    /// print the report as one JSON document on stdout (and nothing else there)
+    #[argh(switch)]
+    pub json: bool,
+
+    /// errors only: no progress, no log lines below errors, no report unless it failed
+    #[argh(switch, short = 'q')]
+    pub quiet: bool,
+
+    /// per-table detail and every SQL statement sent (RUST_LOG, when set, decides instead)
+    #[argh(switch, short = 'v')]
+    pub verbose: bool,
+
     /// how foreign keys and triggers are kept out of the load's way: auto (default:
     /// replica if the role may use it, else drop), replica, drop or none
     #[argh(option)]
@@ -152,6 +168,14 @@ pub struct RecoverArgs {
     /// directory of the state files (default $XDG_STATE_HOME/pgcopy or ~/.local/state/pgcopy)
     #[argh(option)]
     pub state_dir: Option<PathBuf>,
+
+    /// errors only
+    #[argh(switch, short = 'q')]
+    pub quiet: bool,
+
+    /// every SQL statement sent (RUST_LOG, when set, decides instead)
+    #[argh(switch, short = 'v')]
+    pub verbose: bool,
 }
 
 #[derive(FromArgs, Debug)]
@@ -191,6 +215,18 @@ pub struct ListArgs {
     /// count rows exactly (reads every table) instead of using the planner's estimate
     #[argh(switch)]
     pub exact: bool,
+
+    /// print the listing as one JSON document (sizes in bytes)
+    #[argh(switch)]
+    pub json: bool,
+
+    /// errors only
+    #[argh(switch, short = 'q')]
+    pub quiet: bool,
+
+    /// every SQL statement sent (RUST_LOG, when set, decides instead)
+    #[argh(switch, short = 'v')]
+    pub verbose: bool,
 }
 
 #[derive(FromArgs, Debug)]

@@ -5,8 +5,10 @@ use crate::cli;
 use crate::conn::Target;
 use crate::constraints::FkMode;
 use crate::filter::{parse_list, TableFilter};
+use crate::logging::Verbosity;
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 /// Default chunk size on the byte pipe.
 pub const DEFAULT_BATCH_SIZE: usize = 256 * 1024;
@@ -37,12 +39,36 @@ pub struct CopyConfig {
     pub sequences: bool,
     pub allow_outside_references: bool,
     pub state_dir: PathBuf,
+    pub progress_interval: Duration,
+    pub json: bool,
+    pub verbosity: Verbosity,
 }
 
 #[derive(Debug)]
 pub struct RecoverConfig {
     pub dest: Target,
     pub state_dir: PathBuf,
+    pub verbosity: Verbosity,
+}
+
+impl Command {
+    pub fn verbosity(&self) -> Verbosity {
+        match self {
+            Command::Copy(c) => c.verbosity,
+            Command::List(c) => c.verbosity,
+            Command::Recover(c) => c.verbosity,
+            Command::Version => Verbosity::Normal,
+        }
+    }
+
+    /// Whether errors are to be reported as a JSON document on stdout.
+    pub fn json(&self) -> bool {
+        match self {
+            Command::Copy(c) => c.json,
+            Command::List(c) => c.json,
+            _ => false,
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -50,6 +76,8 @@ pub struct ListConfig {
     pub source: Target,
     pub filter: TableFilter,
     pub exact: bool,
+    pub json: bool,
+    pub verbosity: Verbosity,
 }
 
 /// Validates the raw arguments; every error here is a usage error (exit code 2).
@@ -64,6 +92,7 @@ pub fn from_args(args: Box<cli::Args>) -> Result<Command> {
         cli::Command::Recover(a) => Command::Recover(Box::new(RecoverConfig {
             dest: resolve_target("dest", a.dest, a.dest_file.as_deref(), "PGCOPY_DEST")?,
             state_dir: state_dir(a.state_dir)?,
+            verbosity: verbosity(a.quiet, a.verbose)?,
         })),
         cli::Command::List(a) => Command::List(Box::new(ListConfig {
             source: resolve_target(
@@ -79,6 +108,8 @@ pub fn from_args(args: Box<cli::Args>) -> Result<Command> {
                 &a.exclude_schemas,
             ),
             exact: a.exact,
+            json: a.json,
+            verbosity: verbosity(a.quiet, a.verbose)?,
         })),
         cli::Command::Copy(a) => {
             if a.parallel == 0 || a.parallel > MAX_PARALLEL {
@@ -122,8 +153,20 @@ pub fn from_args(args: Box<cli::Args>) -> Result<Command> {
                 sequences: !a.no_sequences,
                 allow_outside_references: a.allow_outside_references,
                 state_dir: state_dir(a.state_dir)?,
+                progress_interval: Duration::from_secs(a.progress_interval.max(1)),
+                json: a.json,
+                verbosity: verbosity(a.quiet, a.verbose)?,
             }))
         }
+    })
+}
+
+fn verbosity(quiet: bool, verbose: bool) -> Result<Verbosity> {
+    Ok(match (quiet, verbose) {
+        (true, true) => bail!("give either --quiet or --verbose, not both"),
+        (true, false) => Verbosity::Quiet,
+        (false, true) => Verbosity::Verbose,
+        (false, false) => Verbosity::Normal,
     })
 }
 

@@ -219,10 +219,6 @@ pub fn drop_all(client: &mut Client, keys: &[ForeignKey]) -> Result<()> {
         return Ok(());
     }
     let sql: Vec<String> = keys.iter().map(ForeignKey::drop_sql).collect();
-    log::info!(
-        "dropping {} foreign keys until the load is done",
-        keys.len()
-    );
     for statement in &sql {
         log::debug!("destination: {statement}");
     }

@@ -5,10 +5,11 @@
 use crate::config::CopyConfig;
 use crate::conn::{describe, lock_destination, Identity, Snapshot};
 use crate::constraints::{self, FkMode, ForeignKey, Restored};
+use crate::logging::{self, Verbosity};
 use crate::pipe::{self, TableOutcome};
 use crate::plan::{self, Format, Plan};
-use crate::progress::{Counters, Progress};
-use crate::report::{format_bytes, write_table, Report};
+use crate::progress::{Counters, Display, Progress};
+use crate::report::{format_bytes, print_json, write_table, Report};
 use crate::sequences::{self, Sequence};
 use crate::state::{State, StateFile};
 use crate::{exit, interrupt, recover, triggers};
@@ -94,7 +95,12 @@ pub fn run(cfg: &CopyConfig) -> Result<u8> {
         }
     }
     if cfg.dry_run {
-        print_plan(cfg, &plan, mode, &keys, &sequences).context("writing the plan")?;
+        if cfg.json {
+            print_json(&plan_json(cfg, &plan, mode, &keys, &sequences))
+                .context("writing the plan")?;
+        } else {
+            print_plan(cfg, &plan, mode, &keys, &sequences).context("writing the plan")?;
+        }
         return Ok(exit::SUCCESS);
     }
     confirm(cfg, &mut dest, &plan)?;
@@ -143,8 +149,12 @@ pub fn run(cfg: &CopyConfig) -> Result<u8> {
     keys.extend(carried);
     let restored = put_keys_back(cfg, dest, &keys, &state_file, &mut problems);
 
-    let interrupted = interrupt::requested();
+    for problem in &problems {
+        log::error!("{problem}");
+    }
     let report = Report {
+        source: cfg.source.to_string(),
+        dest: cfg.dest.to_string(),
         plan: &plan,
         outcomes: &outcomes,
         elapsed: started.elapsed(),
@@ -153,19 +163,19 @@ pub fn run(cfg: &CopyConfig) -> Result<u8> {
         keys_restored: restored.in_place,
         keys_not_valid: &restored.not_valid,
         sequences_set,
-        interrupted,
+        interrupted: interrupt::requested(),
         problems: &problems,
+        warnings: logging::warnings(),
     };
-    report
-        .write(&mut std::io::stdout().lock())
-        .context("writing the report")?;
-    Ok(if interrupted {
-        exit::INTERRUPTED
-    } else if report.failed_tables() > 0 || !problems.is_empty() {
-        exit::TABLES_FAILED
-    } else {
-        exit::SUCCESS
-    })
+    let code = report.exit_code();
+    if cfg.json {
+        print_json(&report.to_json()).context("writing the report")?;
+    } else if cfg.verbosity != Verbosity::Quiet || code != exit::SUCCESS {
+        report
+            .write(&mut std::io::stdout().lock())
+            .context("writing the report")?;
+    }
+    Ok(code)
 }
 
 /// Runs the byte pipe with progress; never fails as a whole: a table that could not be
@@ -183,8 +193,14 @@ fn copy_tables(
         replica: mode == FkMode::Replica,
     };
     let counters = Counters::default();
-    let bar = cfg.progress && std::io::stderr().is_terminal();
-    let mut progress = Progress::new(plan, bar);
+    let display = if cfg.verbosity == Verbosity::Quiet {
+        Display::Off
+    } else if cfg.progress && std::io::stderr().is_terminal() {
+        Display::Bar
+    } else {
+        Display::Lines(cfg.progress_interval)
+    };
+    let mut progress = Progress::new(plan, display);
     let result = cfg
         .source
         .pool(cfg.parallel)
@@ -442,4 +458,45 @@ fn print_plan(
         writeln!(out, "  {}", sequences::describe(sequence))?;
     }
     Ok(())
+}
+
+/// The `--dry-run --json` output.
+fn plan_json(
+    cfg: &CopyConfig,
+    plan: &Plan,
+    mode: FkMode,
+    keys: &[ForeignKey],
+    sequences: &[Sequence],
+) -> serde_json::Value {
+    serde_json::json!({
+        "pgcopy_version": env!("CARGO_PKG_VERSION"),
+        "dry_run": true,
+        "source": cfg.source.to_string(),
+        "destination": cfg.dest.to_string(),
+        "parallel": cfg.parallel,
+        "tables": plan.tables.iter().map(|t| serde_json::json!({
+            "schema": t.name.schema,
+            "table": t.name.name,
+            "estimated_rows": t.estimated_rows,
+            "bytes": t.data_bytes,
+            "format": t.format.to_string(),
+            "text_reason": t.text_reason,
+            "columns": t.columns.iter().map(|c| &c.name).collect::<Vec<_>>(),
+            "generated_columns_left_out": t.generated,
+            "triggers_disabled": t.triggers.iter().map(|tr| &tr.name).collect::<Vec<_>>(),
+        })).collect::<Vec<_>>(),
+        "fk_mode": mode.to_string(),
+        "foreign_keys": keys.iter().map(|k| serde_json::json!({
+            "table": k.table.to_string(),
+            "name": k.name,
+            "definition": k.definition,
+            "outside_selection": k.outside,
+        })).collect::<Vec<_>>(),
+        "sequences": sequences.iter().map(|q| serde_json::json!({
+            "sequence": q.name.to_string(),
+            "last_value": q.last_value,
+            "is_called": q.is_called,
+        })).collect::<Vec<_>>(),
+        "warnings": logging::warnings(),
+    })
 }

@@ -12,6 +12,7 @@ pub mod filter;
 pub mod framing;
 pub mod interrupt;
 pub mod list;
+pub mod logging;
 pub mod pipe;
 pub mod plan;
 pub mod progress;

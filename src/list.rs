@@ -4,10 +4,11 @@
 use crate::catalog::{self, Table};
 use crate::config::ListConfig;
 use crate::plan;
-use crate::report::{format_bytes, write_table};
+use crate::report::{format_bytes, print_json, write_table};
 use crate::sql::TableName;
 use anyhow::{Context, Result};
 use postgres::Client;
+use serde_json::json;
 use std::collections::BTreeMap;
 
 /// One line of the listing: a table, or a partitioned table with its selected partitions.
@@ -34,8 +35,36 @@ pub fn run(cfg: &ListConfig) -> Result<u8> {
         leaves.push((table, rows));
     }
     let entries = group(leaves);
-    write_listing(&entries, cfg.exact).context("writing the listing")?;
+    if cfg.json {
+        print_json(&listing_json(cfg, &entries)).context("writing the listing")?;
+    } else {
+        write_listing(&entries, cfg.exact).context("writing the listing")?;
+    }
     Ok(crate::exit::SUCCESS)
+}
+
+/// The `--json` listing; its fields are documented in the README.
+fn listing_json(cfg: &ListConfig, entries: &[Entry]) -> serde_json::Value {
+    fn entry(e: &Entry) -> serde_json::Value {
+        json!({
+            "schema": e.name.schema,
+            "table": e.name.name,
+            "rows": e.rows,
+            "bytes": e.bytes,
+            "partitions": e.partitions.iter().map(entry).collect::<Vec<_>>(),
+        })
+    }
+    json!({
+        "pgcopy_version": env!("CARGO_PKG_VERSION"),
+        "source": cfg.source.to_string(),
+        "rows_exact": cfg.exact,
+        "tables": entries.iter().map(entry).collect::<Vec<_>>(),
+        "totals": {
+            "tables": entries.iter().map(|e| e.partitions.len().max(1)).sum::<usize>(),
+            "rows": entries.iter().map(|e| e.rows).sum::<Option<u64>>(),
+            "bytes": entries.iter().map(|e| e.bytes).sum::<u64>(),
+        },
+    })
 }
 
 fn count(client: &mut Client, table: &TableName) -> Result<u64> {

@@ -1,8 +1,8 @@
 //! The `pgcopy` binary: parse arguments, set up logging, run, map the outcome to an exit code.
 
 use pgcopy::cli::{self, Parsed};
-use pgcopy::{config, exit};
-use std::io::Write;
+use pgcopy::conn::describe;
+use pgcopy::{config, exit, logging};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
@@ -19,29 +19,34 @@ fn main() -> ExitCode {
             };
         }
     };
-    init_logging();
-    match config::from_args(args).and_then(pgcopy::run) {
+    let command = match config::from_args(args) {
+        Ok(command) => command,
+        Err(err) => {
+            eprintln!("pgcopy: error: {}", describe(&err));
+            return ExitCode::from(exit::USAGE);
+        }
+    };
+    logging::init(command.verbosity());
+    let json = command.json();
+    match pgcopy::run(command) {
         Ok(code) => ExitCode::from(code),
         Err(err) if is_broken_pipe(&err) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("pgcopy: error: {}", pgcopy::conn::describe(&err));
+            let message = describe(&err);
+            eprintln!("pgcopy: error: {message}");
+            if json {
+                let doc = serde_json::json!({
+                    "pgcopy_version": env!("CARGO_PKG_VERSION"),
+                    "status": "error",
+                    "exit_code": exit::USAGE,
+                    "error": message,
+                });
+                // Nothing is left to tell if stdout is gone too.
+                let _ = pgcopy::report::print_json(&doc);
+            }
             ExitCode::from(exit::USAGE)
         }
     }
-}
-
-/// Logs go to stderr as `pgcopy: LEVEL: message`; `RUST_LOG` overrides the default level.
-fn init_logging() {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("pgcopy=info"))
-        .format(|buf, record| {
-            writeln!(
-                buf,
-                "pgcopy: {}: {}",
-                record.level().as_str().to_ascii_lowercase(),
-                record.args()
-            )
-        })
-        .init();
 }
 
 /// Output cut short by a closed pipe (`pgcopy list | head`) is not an error.

@@ -355,7 +355,7 @@ fn writer_lane(
             error: result.err(),
         };
         match &outcome.error {
-            None => log::info!(
+            None => log::debug!(
                 "copied {} ({} rows, {})",
                 table.name,
                 outcome.rows,

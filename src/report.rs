@@ -4,6 +4,7 @@ use crate::conn::describe;
 use crate::constraints::FkMode;
 use crate::pipe::TableOutcome;
 use crate::plan::Plan;
+use serde_json::json;
 use std::io::{self, Write};
 use std::time::Duration;
 
@@ -67,8 +68,17 @@ pub fn write_table(out: &mut impl Write, align: &str, rows: &[Vec<String>]) -> i
     Ok(())
 }
 
+/// Writes a JSON document to stdout; a closed pipe comes back as an error, not a panic.
+pub fn print_json(doc: &serde_json::Value) -> io::Result<()> {
+    let mut out = io::stdout().lock();
+    writeln!(out, "{doc:#}")?;
+    out.flush()
+}
+
 /// Everything the final report shows.
 pub struct Report<'a> {
+    pub source: String,
+    pub dest: String,
     pub plan: &'a Plan,
     pub outcomes: &'a [TableOutcome],
     pub elapsed: Duration,
@@ -83,11 +93,50 @@ pub struct Report<'a> {
     pub interrupted: bool,
     /// Problems that are not one table's: keys that could not be put back, for example.
     pub problems: &'a [String],
+    /// Warnings logged during the run.
+    pub warnings: Vec<String>,
 }
 
 impl Report<'_> {
     pub fn failed_tables(&self) -> usize {
         self.outcomes.iter().filter(|o| o.error.is_some()).count()
+    }
+
+    /// The exit code this report stands for.
+    pub fn exit_code(&self) -> u8 {
+        if self.interrupted {
+            crate::exit::INTERRUPTED
+        } else if self.failed_tables() > 0 || !self.problems.is_empty() {
+            crate::exit::TABLES_FAILED
+        } else {
+            crate::exit::SUCCESS
+        }
+    }
+
+    fn status(&self) -> &'static str {
+        match self.exit_code() {
+            crate::exit::SUCCESS => "ok",
+            crate::exit::INTERRUPTED => "interrupted",
+            _ => "failed",
+        }
+    }
+
+    fn triggers_disabled(&self) -> usize {
+        self.plan.tables.iter().map(|t| t.triggers.len()).sum()
+    }
+
+    fn failures(&self) -> Vec<String> {
+        self.plan
+            .tables
+            .iter()
+            .zip(self.outcomes)
+            .filter_map(|(t, o)| {
+                o.error
+                    .as_ref()
+                    .map(|e| format!("{}: {}", t.name, describe(e)))
+            })
+            .chain(self.problems.iter().cloned())
+            .collect()
     }
 
     pub fn write(&self, out: &mut impl Write) -> io::Result<()> {
@@ -98,6 +147,7 @@ impl Report<'_> {
             "time".into(),
             "MiB/s".into(),
             "format".into(),
+            "pieces".into(),
             "status".into(),
         ]];
         let (mut total_rows, mut total_bytes) = (0, 0);
@@ -111,6 +161,7 @@ impl Report<'_> {
                 format_duration(outcome.elapsed),
                 rate(outcome.bytes, outcome.elapsed),
                 table.format.to_string(),
+                "1".into(),
                 if outcome.error.is_some() {
                     "FAILED"
                 } else {
@@ -128,9 +179,9 @@ impl Report<'_> {
             rate(total_bytes, self.elapsed),
             String::new(),
             String::new(),
+            String::new(),
         ]);
-        write_table(out, "lrrrrll", &rows)?;
-        let triggers: usize = self.plan.tables.iter().map(|t| t.triggers.len()).sum();
+        write_table(out, "lrrrrlrl", &rows)?;
         writeln!(
             out,
             "foreign keys ({} mode): {} dropped for the load, {} put back",
@@ -139,7 +190,11 @@ impl Report<'_> {
         for key in self.keys_not_valid {
             writeln!(out, "  NOT VALID as asked: {key}")?;
         }
-        writeln!(out, "triggers kept from firing during the load: {triggers}")?;
+        writeln!(
+            out,
+            "triggers kept from firing during the load: {}",
+            self.triggers_disabled()
+        )?;
         writeln!(out, "sequences set: {}", self.sequences_set)?;
         if self.interrupted {
             writeln!(
@@ -147,18 +202,13 @@ impl Report<'_> {
                 "interrupted: the tables not marked ok kept their old rows"
             )?;
         }
-        let failures: Vec<String> = self
-            .plan
-            .tables
-            .iter()
-            .zip(self.outcomes)
-            .filter_map(|(t, o)| {
-                o.error
-                    .as_ref()
-                    .map(|e| format!("{}: {}", t.name, describe(e)))
-            })
-            .chain(self.problems.iter().cloned())
-            .collect();
+        if !self.warnings.is_empty() {
+            writeln!(out, "warnings:")?;
+            for warning in &self.warnings {
+                writeln!(out, "  {warning}")?;
+            }
+        }
+        let failures = self.failures();
         if !failures.is_empty() {
             writeln!(out, "failures:")?;
             for failure in failures {
@@ -166,6 +216,67 @@ impl Report<'_> {
             }
         }
         Ok(())
+    }
+
+    /// The report as one JSON document; its fields are documented in the README.
+    pub fn to_json(&self) -> serde_json::Value {
+        let tables: Vec<serde_json::Value> = self
+            .plan
+            .tables
+            .iter()
+            .zip(self.outcomes)
+            .map(|(table, outcome)| {
+                json!({
+                    "schema": table.name.schema,
+                    "table": table.name.name,
+                    "rows": outcome.rows,
+                    "bytes": outcome.bytes,
+                    "seconds": outcome.elapsed.as_secs_f64(),
+                    "mib_per_second": mib_per_second(outcome.bytes, outcome.elapsed),
+                    "format": table.format.to_string(),
+                    "pieces": 1,
+                    "status": if outcome.error.is_some() { "failed" } else { "ok" },
+                    "error": outcome.error.as_ref().map(describe),
+                })
+            })
+            .collect();
+        let failed = self.failed_tables();
+        json!({
+            "pgcopy_version": env!("CARGO_PKG_VERSION"),
+            "status": self.status(),
+            "exit_code": self.exit_code(),
+            "source": self.source,
+            "destination": self.dest,
+            "elapsed_seconds": self.elapsed.as_secs_f64(),
+            "tables": tables,
+            "totals": {
+                "tables": self.outcomes.len(),
+                "tables_copied": self.outcomes.len() - failed,
+                "tables_failed": failed,
+                "rows": self.outcomes.iter().map(|o| o.rows).sum::<u64>(),
+                "bytes": self.outcomes.iter().map(|o| o.bytes).sum::<u64>(),
+            },
+            "fk_mode": self.fk_mode.to_string(),
+            "foreign_keys": {
+                "dropped": self.keys_dropped,
+                "restored": self.keys_restored,
+                "not_valid_as_asked": self.keys_not_valid,
+            },
+            "triggers_disabled": self.triggers_disabled(),
+            "sequences_set": self.sequences_set,
+            "interrupted": self.interrupted,
+            "warnings": self.warnings,
+            "failures": self.failures(),
+        })
+    }
+}
+
+fn mib_per_second(bytes: u64, elapsed: Duration) -> f64 {
+    let secs = elapsed.as_secs_f64();
+    if secs <= 0.0 {
+        0.0
+    } else {
+        bytes as f64 / secs / (1024.0 * 1024.0)
     }
 }
 

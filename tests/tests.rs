@@ -3,6 +3,7 @@
 
 mod copying;
 mod integrity;
+mod operator;
 mod util;
 
 use util::{Output, TestDb};

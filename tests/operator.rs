@@ -1,0 +1,248 @@
+//! Operator experience: the progress bar on a terminal, plain lines without one, the JSON
+//! report and listing, and how much is said at each verbosity.
+
+use crate::util::{self, TestDb};
+use crate::{both, copy};
+use std::process::Command;
+
+/// A pgbench source and its schema on the destination.
+fn pgbench_pair(name: &str) -> (TestDb, TestDb) {
+    let (src, dst) = util::pair(name);
+    util::load_pgbench(&src, 1);
+    util::copy_schema(&src, &dst);
+    (src, dst)
+}
+
+fn json(text: &str) -> serde_json::Value {
+    serde_json::from_str(text).unwrap_or_else(|e| panic!("not JSON ({e}):\n{text}"))
+}
+
+#[test]
+fn on_a_terminal_a_bar_stays_in_place_and_log_lines_stay_whole() {
+    let (src, dst) = pgbench_pair("bar_on_a_terminal");
+    let dir = std::env::temp_dir().join(format!("pgcopy-pty-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("creating a temp dir");
+    let typescript = dir.join("typescript");
+    let binary = env!("CARGO_BIN_EXE_pgcopy");
+    // `script` gives pgcopy a pseudo-terminal, as a person at a terminal would have.
+    let inner = format!(
+        "{binary} copy --yes --batch-size 8KiB --source {} --dest {}",
+        src.url(),
+        dst.url()
+    );
+    let out = util::run(
+        Command::new("script")
+            .args(["-q", "-e", "-c", &inner])
+            .arg(&typescript)
+            .env("XDG_STATE_HOME", util::state_home())
+            .env("COLUMNS", "150"),
+    );
+    assert_eq!(out.code, 0, "{out:?}");
+    let screen = std::fs::read_to_string(&typescript).expect("reading the typescript");
+    std::fs::remove_dir_all(&dir).expect("removing the temp dir");
+
+    assert!(screen.contains("tables"), "a bar was drawn: {screen}");
+    assert!(
+        screen.contains("\r4/4 tables"),
+        "the bar ends complete: {screen:?}"
+    );
+    assert!(screen.contains("100.00 %"), "{screen:?}");
+    // Every log line starts a line of its own: at a line start, or right after the erase
+    // sequence that takes the bar's frame away first.
+    for (at, _) in screen.match_indices("pgcopy: ") {
+        let before = &screen[..at];
+        assert!(
+            before.is_empty() || before.ends_with('\n') || before.ends_with("\r\x1b[2K"),
+            "a log line landed inside a frame: {:?}",
+            &screen[at.saturating_sub(80)..(at + 40).min(screen.len())]
+        );
+    }
+    assert!(screen.contains("total: 4 of 4 tables"), "{screen}");
+    assert_eq!(
+        src.checksum("pgbench_accounts", &[]),
+        dst.checksum("pgbench_accounts", &[])
+    );
+}
+
+#[test]
+fn without_a_terminal_progress_comes_as_plain_lines_without_carriage_returns() {
+    let (src, dst) = util::pair("plain_progress_lines");
+    both(
+        &src,
+        &dst,
+        "CREATE TABLE t (id int); CREATE TABLE slow (id int)",
+    );
+    src.exec("INSERT INTO t SELECT generate_series(1, 1000); INSERT INTO slow VALUES (1)");
+    // Hold the copy up for a few seconds so progress lines come.
+    let mut locker = dst.client();
+    locker
+        .batch_execute("BEGIN; LOCK TABLE slow IN ACCESS EXCLUSIVE MODE")
+        .expect("locking");
+    let release = std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_millis(2500));
+        locker.batch_execute("ROLLBACK").expect("unlocking");
+    });
+    let out = copy(&src, &dst, &["--progress-interval", "1"]);
+    release.join().expect("the unlocking thread");
+
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(
+        !out.stderr.contains('\r') && !out.stdout.contains('\r'),
+        "{out:?}"
+    );
+    assert!(
+        out.stderr.contains("pgcopy: info: progress: 1/2 tables"),
+        "{out:?}"
+    );
+    assert!(out.stderr.contains("in flight: slow"), "{out:?}");
+}
+
+#[test]
+fn json_report_is_one_document_with_the_documented_fields() {
+    let (src, dst) = pgbench_pair("json_report_fields");
+    dst.exec("ALTER TABLE pgbench_tellers ADD CONSTRAINT few CHECK (tid < 5)");
+    let out = copy(&src, &dst, &["--json"]);
+    assert_eq!(out.code, 1, "{out:?}");
+    let doc = json(&out.stdout);
+    for field in [
+        "pgcopy_version",
+        "status",
+        "exit_code",
+        "source",
+        "destination",
+        "elapsed_seconds",
+        "tables",
+        "totals",
+        "fk_mode",
+        "foreign_keys",
+        "triggers_disabled",
+        "sequences_set",
+        "interrupted",
+        "warnings",
+        "failures",
+    ] {
+        assert!(doc.get(field).is_some(), "{field} missing: {doc:#}");
+    }
+    assert_eq!(doc["status"], "failed");
+    assert_eq!(doc["exit_code"], 1);
+    assert_eq!(doc["totals"]["tables"], 4);
+    assert_eq!(doc["totals"]["tables_failed"], 1);
+    assert_eq!(doc["foreign_keys"]["dropped"], 5);
+    assert_eq!(doc["foreign_keys"]["restored"], 5);
+    let tables = doc["tables"].as_array().expect("tables is a list");
+    let accounts = tables
+        .iter()
+        .find(|t| t["table"] == "pgbench_accounts")
+        .expect("pgbench_accounts is reported");
+    for field in [
+        "schema",
+        "rows",
+        "bytes",
+        "seconds",
+        "mib_per_second",
+        "format",
+        "pieces",
+        "status",
+        "error",
+    ] {
+        assert!(
+            accounts.get(field).is_some(),
+            "{field} missing: {accounts:#}"
+        );
+    }
+    assert_eq!(accounts["rows"], 100_000);
+    assert_eq!(accounts["status"], "ok");
+    let tellers = tables
+        .iter()
+        .find(|t| t["table"] == "pgbench_tellers")
+        .expect("tellers");
+    assert_eq!(tellers["status"], "failed");
+    assert!(
+        tellers["error"].as_str().is_some_and(|e| e.contains("few")),
+        "{tellers:#}"
+    );
+
+    let out = util::run(util::pgcopy().args([
+        "copy",
+        "--yes",
+        "--json",
+        "--source",
+        &src.url(),
+        "--dest",
+        "postgres://postgres@127.0.0.1:1/x",
+    ]));
+    assert_eq!(out.code, 2, "{out:?}");
+    let doc = json(&out.stdout);
+    assert_eq!(doc["status"], "error");
+    assert!(
+        doc["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("connecting to")),
+        "{doc:#}"
+    );
+}
+
+#[test]
+fn list_json_gives_bytes_and_partitions() {
+    let (src, _dst) = util::pair("list_json_gives_bytes");
+    src.exec(
+        "CREATE TABLE m (id int, at date) PARTITION BY RANGE (at);
+         CREATE TABLE m_1 PARTITION OF m FOR VALUES FROM ('2024-01-01') TO ('2025-01-01');
+         INSERT INTO m SELECT i, date '2024-01-01' + i FROM generate_series(1, 30) i;
+         CREATE TABLE plain (id int); INSERT INTO plain VALUES (1)",
+    );
+    let out = util::run(util::pgcopy().args(["list", "--json", "--exact", "--source", &src.url()]));
+    assert_eq!(out.code, 0, "{out:?}");
+    let doc = json(&out.stdout);
+    assert_eq!(doc["rows_exact"], true);
+    assert_eq!(doc["totals"]["tables"], 2);
+    assert_eq!(doc["totals"]["rows"], 31);
+    let m = doc["tables"]
+        .as_array()
+        .and_then(|t| t.iter().find(|e| e["table"] == "m"))
+        .expect("the partitioned table");
+    assert_eq!(m["partitions"][0]["table"], "m_1");
+    assert_eq!(m["rows"], 30);
+    assert!(m["bytes"].as_u64().is_some_and(|b| b > 0), "{m:#}");
+}
+
+#[test]
+fn quiet_says_nothing_on_success_and_verbose_shows_the_sql() {
+    let (src, dst) = util::pair("quiet_and_verbose");
+    both(&src, &dst, "CREATE TABLE t (id int)");
+    src.exec("INSERT INTO t VALUES (1)");
+
+    let out = copy(&src, &dst, &["-q"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(out.stdout, "", "{out:?}");
+    assert_eq!(out.stderr, "", "{out:?}");
+
+    let out = copy(&src, &dst, &["--verbose"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(
+        out.stderr
+            .contains("pgcopy: debug: destination: TRUNCATE ONLY \"public\".\"t\""),
+        "{out:?}"
+    );
+    assert!(
+        out.stderr
+            .contains("pgcopy: debug: copied public.t (1 rows"),
+        "{out:?}"
+    );
+
+    let out = util::run(
+        util::pgcopy()
+            .args([
+                "copy",
+                "--yes",
+                "--source",
+                &src.url(),
+                "--dest",
+                &dst.url(),
+            ])
+            .env("RUST_LOG", "pgcopy=warn"),
+    );
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(!out.stderr.contains("info:"), "RUST_LOG decides: {out:?}");
+    assert!(out.stdout.contains("total: 1 of 1 tables"), "{out:?}");
+}
