@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Example cron job: refresh staging from production every night with pgcopy.
+#
+#   # m h dom mon dow  command
+#   30 2 * * *  /opt/pgcopy/cron-refresh-staging.sh >>/var/log/pgcopy/refresh.log 2>&1
+#
+# Connection strings live in files readable only by the cron user (chmod 600), never on the
+# command line where `ps` and shell history would show them. Passwords can also come from
+# ~/.pgpass. The JSON report of every run is kept next to the log for monitoring; the exit
+# code tells cron (and whoever reads its mail) how it went:
+#   0 all copied, 1 some tables failed (the rest copied, keys put back),
+#   2 nothing was written (configuration, connection or schema problem), 130 interrupted.
+set -euo pipefail
+
+PGCOPY=${PGCOPY:-pgcopy}
+CONF_DIR=${CONF_DIR:-/etc/pgcopy}
+REPORT_DIR=${REPORT_DIR:-/var/log/pgcopy}
+# Tables staging does not need (sessions, audit trails); adjust to your schema.
+EXCLUDE=${EXCLUDE:-"*_sessions,audit.*"}
+
+mkdir -p "$REPORT_DIR"
+report="$REPORT_DIR/refresh-$(date -u +%Y%m%dT%H%M%SZ).json"
+
+status=0
+"$PGCOPY" copy \
+    --source-file "$CONF_DIR/source.conn" \
+    --dest-file "$CONF_DIR/dest.conn" \
+    --exclude-tables "$EXCLUDE" \
+    --yes --no-progress --progress-interval 60 \
+    --json >"$report" || status=$?
+
+case "$status" in
+    0) echo "$(date -u +%FT%TZ) refresh ok: $report" ;;
+    1) echo "$(date -u +%FT%TZ) refresh finished with failed tables, see $report" >&2 ;;
+    *) echo "$(date -u +%FT%TZ) refresh failed (exit $status), see the log above and $report" >&2 ;;
+esac
+exit "$status"
