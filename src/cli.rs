@@ -31,6 +31,7 @@ pub enum Command {
     Copy(CopyArgs),
     List(ListArgs),
     Recover(RecoverArgs),
+    Verify(VerifyArgs),
     Version(VersionArgs),
 }
 
@@ -111,6 +112,11 @@ pub struct CopyArgs {
     /// print the report as one JSON document on stdout (and nothing else there)
     #[argh(switch)]
     pub json: bool,
+
+    /// after copying, verify every copied table (row count and checksum) against the
+    /// copy's own source snapshot
+    #[argh(switch)]
+    pub verify: bool,
 
     /// errors only: no progress, no log lines below errors, no report unless it failed
     #[argh(switch, short = 'q')]
@@ -217,6 +223,67 @@ pub struct ListArgs {
     pub exact: bool,
 
     /// print the listing as one JSON document (sizes in bytes)
+    #[argh(switch)]
+    pub json: bool,
+
+    /// errors only
+    #[argh(switch, short = 'q')]
+    pub quiet: bool,
+
+    /// every SQL statement sent (RUST_LOG, when set, decides instead)
+    #[argh(switch, short = 'v')]
+    pub verbose: bool,
+}
+
+#[derive(FromArgs, Debug)]
+/// Compare source and destination: exact row counts and content checksums, computed on
+/// each server.
+#[argh(
+    subcommand,
+    name = "verify",
+    help_triggers("-h", "--help", "help"),
+    error_code(0, "every table matches"),
+    error_code(2, "usage, configuration, connection or schema error"),
+    error_code(3, "a table differs")
+)]
+pub struct VerifyArgs {
+    /// source connection: URL or key=value string (default: $PGCOPY_SOURCE)
+    #[argh(option)]
+    pub source: Option<String>,
+
+    /// read the source connection from the first non-comment line of this file
+    #[argh(option)]
+    pub source_file: Option<PathBuf>,
+
+    /// destination connection: URL or key=value string (default: $PGCOPY_DEST)
+    #[argh(option)]
+    pub dest: Option<String>,
+
+    /// read the destination connection from the first non-comment line of this file
+    #[argh(option)]
+    pub dest_file: Option<PathBuf>,
+
+    /// tables checked at once on each side (default 4)
+    #[argh(option, default = "4")]
+    pub parallel: usize,
+
+    /// comma-separated glob patterns (* and ?) of tables to verify; may be repeated
+    #[argh(option)]
+    pub include_tables: Vec<String>,
+
+    /// comma-separated glob patterns of tables to leave out
+    #[argh(option)]
+    pub exclude_tables: Vec<String>,
+
+    /// comma-separated glob patterns of schemas to verify
+    #[argh(option)]
+    pub include_schemas: Vec<String>,
+
+    /// comma-separated glob patterns of schemas to leave out
+    #[argh(option)]
+    pub exclude_schemas: Vec<String>,
+
+    /// print the result as one JSON document
     #[argh(switch)]
     pub json: bool,
 

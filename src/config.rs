@@ -21,6 +21,7 @@ pub enum Command {
     Copy(Box<CopyConfig>),
     List(Box<ListConfig>),
     Recover(Box<RecoverConfig>),
+    Verify(Box<VerifyConfig>),
     Version,
 }
 
@@ -41,6 +42,17 @@ pub struct CopyConfig {
     pub state_dir: PathBuf,
     pub progress_interval: Duration,
     pub json: bool,
+    pub verify: bool,
+    pub verbosity: Verbosity,
+}
+
+#[derive(Debug)]
+pub struct VerifyConfig {
+    pub source: Target,
+    pub dest: Target,
+    pub filter: TableFilter,
+    pub parallel: usize,
+    pub json: bool,
     pub verbosity: Verbosity,
 }
 
@@ -57,6 +69,7 @@ impl Command {
             Command::Copy(c) => c.verbosity,
             Command::List(c) => c.verbosity,
             Command::Recover(c) => c.verbosity,
+            Command::Verify(c) => c.verbosity,
             Command::Version => Verbosity::Normal,
         }
     }
@@ -66,6 +79,7 @@ impl Command {
         match self {
             Command::Copy(c) => c.json,
             Command::List(c) => c.json,
+            Command::Verify(c) => c.json,
             _ => false,
         }
     }
@@ -89,6 +103,24 @@ pub fn from_args(args: Box<cli::Args>) -> Result<Command> {
     };
     Ok(match command {
         cli::Command::Version(_) => Command::Version,
+        cli::Command::Verify(a) => Command::Verify(Box::new(VerifyConfig {
+            source: resolve_target(
+                "source",
+                a.source,
+                a.source_file.as_deref(),
+                "PGCOPY_SOURCE",
+            )?,
+            dest: resolve_target("dest", a.dest, a.dest_file.as_deref(), "PGCOPY_DEST")?,
+            filter: filter(
+                &a.include_tables,
+                &a.exclude_tables,
+                &a.include_schemas,
+                &a.exclude_schemas,
+            ),
+            parallel: parallel(a.parallel)?,
+            json: a.json,
+            verbosity: verbosity(a.quiet, a.verbose)?,
+        })),
         cli::Command::Recover(a) => Command::Recover(Box::new(RecoverConfig {
             dest: resolve_target("dest", a.dest, a.dest_file.as_deref(), "PGCOPY_DEST")?,
             state_dir: state_dir(a.state_dir)?,
@@ -112,12 +144,7 @@ pub fn from_args(args: Box<cli::Args>) -> Result<Command> {
             verbosity: verbosity(a.quiet, a.verbose)?,
         })),
         cli::Command::Copy(a) => {
-            if a.parallel == 0 || a.parallel > MAX_PARALLEL {
-                bail!(
-                    "--parallel must be between 1 and {MAX_PARALLEL}, not {}",
-                    a.parallel
-                );
-            }
+            let parallel = parallel(a.parallel)?;
             let batch_size = match &a.batch_size {
                 None => DEFAULT_BATCH_SIZE,
                 Some(text) => parse_size(text).context("invalid --batch-size")?,
@@ -137,7 +164,7 @@ pub fn from_args(args: Box<cli::Args>) -> Result<Command> {
                     "PGCOPY_SOURCE",
                 )?,
                 dest: resolve_target("dest", a.dest, a.dest_file.as_deref(), "PGCOPY_DEST")?,
-                parallel: a.parallel,
+                parallel,
                 batch_size,
                 filter: filter(
                     &a.include_tables,
@@ -155,10 +182,18 @@ pub fn from_args(args: Box<cli::Args>) -> Result<Command> {
                 state_dir: state_dir(a.state_dir)?,
                 progress_interval: Duration::from_secs(a.progress_interval.max(1)),
                 json: a.json,
+                verify: a.verify,
                 verbosity: verbosity(a.quiet, a.verbose)?,
             }))
         }
     })
+}
+
+fn parallel(n: usize) -> Result<usize> {
+    if n == 0 || n > MAX_PARALLEL {
+        bail!("--parallel must be between 1 and {MAX_PARALLEL}, not {n}");
+    }
+    Ok(n)
 }
 
 fn verbosity(quiet: bool, verbose: bool) -> Result<Verbosity> {

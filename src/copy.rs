@@ -12,7 +12,7 @@ use crate::progress::{Counters, Display, Progress};
 use crate::report::{format_bytes, print_json, write_table, Report};
 use crate::sequences::{self, Sequence};
 use crate::state::{State, StateFile};
-use crate::{exit, interrupt, recover, triggers};
+use crate::{exit, interrupt, recover, triggers, verify};
 use anyhow::{bail, Context, Result};
 use postgres::Client;
 use std::io::{BufRead, IsTerminal, Write};
@@ -141,7 +141,6 @@ pub fn run(cfg: &CopyConfig) -> Result<u8> {
         copy_tables(cfg, &plan, &snapshot, mode)
     }))
     .unwrap_or_else(|_| failed_all(&plan, "internal error: a copy thread panicked"));
-    drop(snapshot);
 
     let mut problems = Vec::new();
     let sequences_set = set_sequences(&mut dest, &plan, &outcomes, &sequences, &mut problems);
@@ -149,6 +148,12 @@ pub fn run(cfg: &CopyConfig) -> Result<u8> {
     keys.extend(carried);
     let restored = put_keys_back(cfg, dest, &keys, &state_file, &mut problems);
 
+    let checks = if cfg.verify && !interrupt::requested() {
+        verify_copied(cfg, &plan, &outcomes, &snapshot, &mut problems)
+    } else {
+        None
+    };
+    drop(snapshot);
     for problem in &problems {
         log::error!("{problem}");
     }
@@ -166,6 +171,7 @@ pub fn run(cfg: &CopyConfig) -> Result<u8> {
         interrupted: interrupt::requested(),
         problems: &problems,
         warnings: logging::warnings(),
+        checks: checks.as_deref(),
     };
     let code = report.exit_code();
     if cfg.json {
@@ -176,6 +182,47 @@ pub fn run(cfg: &CopyConfig) -> Result<u8> {
             .context("writing the report")?;
     }
     Ok(code)
+}
+
+/// Verifies the tables that were copied against the copy's own source snapshot, so rows
+/// written to the source since do not show up as differences.
+fn verify_copied(
+    cfg: &CopyConfig,
+    plan: &Plan,
+    outcomes: &[TableOutcome],
+    snapshot: &Snapshot,
+    problems: &mut Vec<String>,
+) -> Option<Vec<verify::Check>> {
+    let copied = Plan {
+        tables: plan
+            .tables
+            .iter()
+            .zip(outcomes)
+            .filter(|(_, o)| o.error.is_none())
+            .map(|(t, _)| t.clone())
+            .collect(),
+    };
+    log::info!("verifying {} copied tables", copied.tables.len());
+    let result = cfg
+        .source
+        .pool(cfg.parallel)
+        .and_then(|source| Ok((source, cfg.dest.pool(cfg.parallel)?)))
+        .and_then(|(source, dest)| {
+            verify::compare(
+                &copied,
+                &snapshot.import_sql(),
+                &source,
+                &dest,
+                cfg.parallel,
+            )
+        });
+    match result {
+        Ok(checks) => Some(checks),
+        Err(err) => {
+            problems.push(format!("verification could not run: {}", describe(&err)));
+            None
+        }
+    }
 }
 
 /// Runs the byte pipe with progress; never fails as a whole: a table that could not be

@@ -22,6 +22,7 @@ pub mod sequences;
 pub mod sql;
 pub mod state;
 pub mod triggers;
+pub mod verify;
 
 /// The exit codes, as documented in `--help` and the README.
 pub mod exit {
@@ -31,6 +32,8 @@ pub mod exit {
     pub const TABLES_FAILED: u8 = 1;
     /// Usage, configuration, connection or schema error, before anything was written.
     pub const USAGE: u8 = 2;
+    /// A verification found a table that differs.
+    pub const VERIFY_MISMATCH: u8 = 3;
     /// Interrupted (Ctrl-C, SIGTERM); the destination was put back as far as it had changed.
     pub const INTERRUPTED: u8 = 130;
 }
@@ -45,5 +48,6 @@ pub fn run(command: config::Command) -> anyhow::Result<u8> {
         config::Command::List(cfg) => list::run(&cfg),
         config::Command::Copy(cfg) => copy::run(&cfg),
         config::Command::Recover(cfg) => recover::run(&cfg),
+        config::Command::Verify(cfg) => verify::run(&cfg),
     }
 }

@@ -6,7 +6,7 @@ use crate::conn::{describe, Pool, PooledClient};
 use crate::framing::RowCounter;
 use crate::plan::{Format, Plan, TablePlan};
 use crate::progress::Counters;
-use crate::sql::column_list;
+use crate::sql::{column_list, TEXT_SETTINGS};
 use anyhow::{anyhow, bail, Context, Result};
 use crossbeam_channel::{bounded, Receiver, Sender};
 use postgres::{CancelToken, Client, IsolationLevel, NoTls, Transaction};
@@ -18,14 +18,6 @@ use std::time::{Duration, Instant};
 /// Chunks queued between a reader and its writer. With one chunk being filled and one being
 /// written, a lane holds at most `CHANNEL_DEPTH + 2` chunks.
 pub const CHANNEL_DEPTH: usize = 4;
-
-/// Session settings that fix how values are written as text, so that text COPY out of one
-/// server reads back identically into another whatever their configured defaults.
-const TEXT_SETTINGS: &str = "SET LOCAL DateStyle = 'ISO, MDY';
-     SET LOCAL IntervalStyle = 'postgres';
-     SET LOCAL TimeZone = 'UTC';
-     SET LOCAL extra_float_digits = 3;
-     SET LOCAL bytea_output = 'hex'";
 
 /// No table in flight on a lane.
 const IDLE: usize = usize::MAX;

@@ -4,6 +4,7 @@ use crate::conn::describe;
 use crate::constraints::FkMode;
 use crate::pipe::TableOutcome;
 use crate::plan::Plan;
+use crate::verify::{self, Check};
 use serde_json::json;
 use std::io::{self, Write};
 use std::time::Duration;
@@ -95,6 +96,8 @@ pub struct Report<'a> {
     pub problems: &'a [String],
     /// Warnings logged during the run.
     pub warnings: Vec<String>,
+    /// The verification of the copied tables, with `--verify`.
+    pub checks: Option<&'a [Check]>,
 }
 
 impl Report<'_> {
@@ -106,6 +109,8 @@ impl Report<'_> {
     pub fn exit_code(&self) -> u8 {
         if self.interrupted {
             crate::exit::INTERRUPTED
+        } else if self.checks.is_some_and(|c| !c.iter().all(Check::matches)) {
+            crate::exit::VERIFY_MISMATCH
         } else if self.failed_tables() > 0 || !self.problems.is_empty() {
             crate::exit::TABLES_FAILED
         } else {
@@ -117,6 +122,7 @@ impl Report<'_> {
         match self.exit_code() {
             crate::exit::SUCCESS => "ok",
             crate::exit::INTERRUPTED => "interrupted",
+            crate::exit::VERIFY_MISMATCH => "mismatch",
             _ => "failed",
         }
     }
@@ -202,6 +208,19 @@ impl Report<'_> {
                 "interrupted: the tables not marked ok kept their old rows"
             )?;
         }
+        if let Some(checks) = self.checks {
+            let differ: Vec<&Check> = checks.iter().filter(|c| !c.matches()).collect();
+            writeln!(
+                out,
+                "verified: {} of {} copied tables match",
+                checks.len() - differ.len(),
+                checks.len()
+            )?;
+            if !differ.is_empty() {
+                writeln!(out, "verification found differences:")?;
+                verify::write_checks(out, &differ)?;
+            }
+        }
         if !self.warnings.is_empty() {
             writeln!(out, "warnings:")?;
             for warning in &self.warnings {
@@ -267,6 +286,7 @@ impl Report<'_> {
             "interrupted": self.interrupted,
             "warnings": self.warnings,
             "failures": self.failures(),
+            "verify": self.checks.map(verify::checks_json),
         })
     }
 }

@@ -2,6 +2,15 @@
 
 use std::fmt;
 
+/// Session settings that fix how values are written as text, so that text out of one server
+/// reads back (or hashes) identically on another whatever their configured defaults. For
+/// use inside a transaction.
+pub const TEXT_SETTINGS: &str = "SET LOCAL DateStyle = 'ISO, MDY';
+     SET LOCAL IntervalStyle = 'postgres';
+     SET LOCAL TimeZone = 'UTC';
+     SET LOCAL extra_float_digits = 3;
+     SET LOCAL bytea_output = 'hex'";
+
 /// Quotes an identifier the way PostgreSQL's `quote_ident` does when in doubt: always.
 pub fn quote_ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
