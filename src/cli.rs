@@ -113,6 +113,21 @@ pub struct CopyArgs {
     #[argh(switch)]
     pub json: bool,
 
+    /// further tries for a table that fails with a transient error (lost connection,
+    /// server restart, deadlock), with backoff (default 3)
+    #[argh(option, default = "3")]
+    pub retries: u32,
+
+    /// seconds to wait for a lock on a destination table before that table fails
+    /// (default 60)
+    #[argh(option, default = "60")]
+    pub lock_timeout: u64,
+
+    /// copy only the tables an interrupted or failed run to this destination did not finish
+    /// (they come from a new snapshot; refused if the selection changed)
+    #[argh(switch)]
+    pub resume: bool,
+
     /// after copying, verify every copied table (row count and checksum) against the
     /// copy's own source snapshot
     #[argh(switch)]

@@ -43,6 +43,9 @@ pub struct CopyConfig {
     pub progress_interval: Duration,
     pub json: bool,
     pub verify: bool,
+    pub resume: bool,
+    pub retries: u32,
+    pub lock_timeout: Duration,
     pub verbosity: Verbosity,
 }
 
@@ -183,6 +186,9 @@ pub fn from_args(args: Box<cli::Args>) -> Result<Command> {
                 progress_interval: Duration::from_secs(a.progress_interval.max(1)),
                 json: a.json,
                 verify: a.verify,
+                resume: a.resume,
+                retries: a.retries,
+                lock_timeout: Duration::from_secs(a.lock_timeout.max(1)),
                 verbosity: verbosity(a.quiet, a.verbose)?,
             }))
         }

@@ -11,6 +11,7 @@ use postgres::Client;
 use std::collections::HashMap;
 use std::fmt;
 use std::str::FromStr;
+use std::time::Duration;
 
 /// How the load gets past the destination's foreign keys (and triggers).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -214,7 +215,7 @@ pub fn check_outside(keys: &[ForeignKey], allowed: bool) -> Result<()> {
 }
 
 /// Drops the keys in one transaction: all of them go, or none.
-pub fn drop_all(client: &mut Client, keys: &[ForeignKey]) -> Result<()> {
+pub fn drop_all(client: &mut Client, keys: &[ForeignKey], lock_timeout: Duration) -> Result<()> {
     if keys.is_empty() {
         return Ok(());
     }
@@ -223,8 +224,12 @@ pub fn drop_all(client: &mut Client, keys: &[ForeignKey]) -> Result<()> {
         log::debug!("destination: {statement}");
     }
     let mut tx = client.transaction()?;
+    tx.batch_execute(&format!(
+        "SET LOCAL lock_timeout = {}",
+        lock_timeout.as_millis()
+    ))?;
     tx.batch_execute(&sql.join(";\n"))
-        .context("dropping the destination's foreign keys")?;
+        .context("dropping the destination's foreign keys (a table locked by another session fails this after --lock-timeout)")?;
     tx.commit()
         .context("committing the drop of the foreign keys")?;
     Ok(())

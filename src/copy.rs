@@ -11,13 +11,19 @@ use crate::plan::{self, Format, Plan};
 use crate::progress::{Counters, Display, Progress};
 use crate::report::{format_bytes, print_json, write_table, Report};
 use crate::sequences::{self, Sequence};
+use crate::sql::TableName;
 use crate::state::{State, StateFile};
 use crate::{exit, interrupt, recover, triggers, verify};
 use anyhow::{bail, Context, Result};
 use postgres::Client;
+use std::collections::{HashMap, HashSet};
 use std::io::{BufRead, IsTerminal, Write};
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::time::Instant;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+/// How often the main thread checks that the source snapshot's session is alive.
+const SNAPSHOT_CHECK: Duration = Duration::from_secs(2);
 
 /// Runs a copy. An `Err` means nothing on the destination was changed; once changing has
 /// begun, failures end up in the report and the exit code instead, after everything was
@@ -26,7 +32,8 @@ pub fn run(cfg: &CopyConfig) -> Result<u8> {
     let mut snapshot = Snapshot::export(cfg.source.connect()?)?;
     let mut dest = cfg.dest.connect()?;
     let dest_id = Identity::read(&mut dest)?;
-    if Identity::read(&mut snapshot.client)? == dest_id {
+    let source_id = Identity::read(&mut snapshot.client)?;
+    if source_id == dest_id {
         bail!(
             "the source and the destination are the same database ({} and {} are one server \
              and database); refusing to copy a database onto itself",
@@ -35,8 +42,9 @@ pub fn run(cfg: &CopyConfig) -> Result<u8> {
         );
     }
     let state_file = StateFile::new(&cfg.state_dir, &dest_id.database, &dest_id.key());
-    if cfg.dry_run {
-        if let Some(state) = state_file.load()? {
+    let previous = if cfg.dry_run {
+        let previous = state_file.load()?;
+        if let Some(state) = previous.as_ref().filter(|s| !s.keys.is_empty()) {
             log::warn!(
                 "an earlier run left {} foreign keys dropped on {}: `pgcopy recover` or the \
                  next copy puts them back",
@@ -44,13 +52,11 @@ pub fn run(cfg: &CopyConfig) -> Result<u8> {
                 cfg.dest
             );
         }
-    }
-    // Keys an earlier run left NOT VALID although they were valid: validated at the end.
-    let mut carried = Vec::new();
-    if !cfg.dry_run {
+        previous
+    } else {
         lock_destination(&mut dest, &cfg.dest)?;
-        carried = recover::pending(&mut dest, &state_file, &cfg.dest)?.unwrap_or_default();
-    }
+        recover::pending(&mut dest, &state_file, &cfg.dest)?
+    };
 
     let all = crate::catalog::tables(&mut snapshot.client)?;
     let selected = plan::select(&all, &cfg.filter)?;
@@ -68,18 +74,30 @@ pub fn run(cfg: &CopyConfig) -> Result<u8> {
             problems.join("\n  ")
         );
     }
+    let fingerprint = fingerprint(&source_id, &plan);
+    let full_plan = plan.clone();
+    let done_before = if cfg.resume {
+        resume(&mut plan, previous.as_ref(), &fingerprint)?
+    } else {
+        Vec::new()
+    };
     for table in &plan.tables {
         if let Some(reason) = &table.text_reason {
             log::info!("{} travels in text format: {reason}", table.name);
         }
     }
     let mode = cfg.fk_mode.resolve(&mut dest, cfg.enable_triggers)?;
+    // Keys are found for the whole selection, also when resuming: a table an earlier run
+    // finished is part of this copy, not outside it, and its keys to the tables copied now
+    // must be out of the way too.
     let mut keys = if mode.drops_keys() {
-        constraints::find(&mut dest, &plan.names())?
+        constraints::find(&mut dest, &full_plan.names())?
     } else {
         Vec::new()
     };
-    // A carried key that this run drops anyway comes back validated like the others.
+    // Keys an earlier run left NOT VALID although they were valid are validated at the end;
+    // one that this run drops anyway comes back validated like the others.
+    let mut carried = previous.map(|p| p.validate).unwrap_or_default();
     carried.retain(|old| match keys.iter_mut().find(|k| k.same_key(old)) {
         Some(key) => {
             key.validated = true;
@@ -116,37 +134,56 @@ pub fn run(cfg: &CopyConfig) -> Result<u8> {
 
     let started = Instant::now();
     // The undo record is durable before the first change it undoes.
-    if !keys.is_empty() || !carried.is_empty() {
-        state_file.save(&State::new(
-            cfg.dest.to_string(),
-            keys.clone(),
-            carried.clone(),
-        ))?;
+    let mut journal = State::new(cfg.dest.to_string());
+    journal.keys = keys.clone();
+    journal.validate = carried.clone();
+    journal.plan = Some(fingerprint.clone());
+    journal.done = done_before.clone();
+    state_file.save(&journal)?;
+    if !keys.is_empty() {
         log::info!(
             "dropping {} foreign keys for the load (recorded in {})",
             keys.len(),
             state_file.path.display()
         );
     }
-    if let Err(err) = constraints::drop_all(&mut dest, &keys) {
+    if let Err(err) = constraints::drop_all(&mut dest, &keys, cfg.lock_timeout) {
         // The drop is one transaction: it failed whole, so there is nothing to undo.
-        if carried.is_empty() {
-            state_file.remove()?;
-        } else {
-            state_file.save(&State::new(cfg.dest.to_string(), Vec::new(), carried))?;
+        journal.keys.clear();
+        if done_before.is_empty() {
+            journal.plan = None;
         }
+        state_file.store(&journal)?;
         return Err(err);
     }
+    let mut problems = Vec::new();
     let outcomes = catch_unwind(AssertUnwindSafe(|| {
-        copy_tables(cfg, &plan, &snapshot, mode)
+        copy_tables(
+            cfg,
+            &plan,
+            &mut snapshot,
+            mode,
+            &state_file,
+            &mut journal,
+            &mut problems,
+        )
     }))
     .unwrap_or_else(|_| failed_all(&plan, "internal error: a copy thread panicked"));
 
-    let mut problems = Vec::new();
-    let sequences_set = set_sequences(&mut dest, &plan, &outcomes, &sequences, &mut problems);
+    // The destination may have restarted during the load: the rest needs a live session.
+    if let Err(err) = ensure_connected(cfg, &mut dest) {
+        problems.push(describe(&err));
+    }
+    let sequences_set = set_sequences(
+        &mut dest,
+        &full_plan,
+        &outcomes_by_name(&plan, &outcomes, &done_before),
+        &sequences,
+        &mut problems,
+    );
     let dropped = keys.len();
     keys.extend(carried);
-    let restored = put_keys_back(cfg, dest, &keys, &state_file, &mut problems);
+    let restored = put_keys_back(cfg, dest, &keys, &mut problems);
 
     let checks = if cfg.verify && !interrupt::requested() {
         verify_copied(cfg, &plan, &outcomes, &snapshot, &mut problems)
@@ -154,6 +191,35 @@ pub fn run(cfg: &CopyConfig) -> Result<u8> {
         None
     };
     drop(snapshot);
+
+    // What is left for later: keys not back, keys to validate, and tables to resume.
+    journal.keys = restored.missing.clone();
+    journal.validate = restored.unvalidated.clone();
+    journal.done = done_before
+        .iter()
+        .cloned()
+        .chain(
+            plan.tables
+                .iter()
+                .zip(&outcomes)
+                .filter(|(_, o)| o.error.is_none())
+                .map(|(t, _)| t.name.clone()),
+        )
+        .collect();
+    if journal.done.len() == full_plan.tables.len() {
+        journal.plan = None;
+        journal.done.clear();
+    }
+    if let Err(err) = state_file.store(&journal) {
+        problems.push(describe(&err));
+    }
+    if !restored.missing.is_empty() {
+        problems.push(format!(
+            "some foreign keys are not back; they are recorded in {}: fix the cause and run \
+             `pgcopy recover`",
+            state_file.path.display()
+        ));
+    }
     for problem in &problems {
         log::error!("{problem}");
     }
@@ -182,6 +248,63 @@ pub fn run(cfg: &CopyConfig) -> Result<u8> {
             .context("writing the report")?;
     }
     Ok(code)
+}
+
+/// What a run copies, in a few characters: the source database and, per table, its name,
+/// columns and format. A run may only resume one with the same fingerprint.
+fn fingerprint(source: &Identity, plan: &Plan) -> String {
+    let mut text = source.key();
+    let mut tables: Vec<String> = plan
+        .tables
+        .iter()
+        .map(|t| {
+            let columns: Vec<&str> = t.column_names().collect();
+            format!("{}|{}|{}", t.name, columns.join(","), t.format)
+        })
+        .collect();
+    tables.sort();
+    for table in tables {
+        text.push('\n');
+        text.push_str(&table);
+    }
+    format!("{:016x}", crate::state::fnv1a(text.as_bytes()))
+}
+
+/// Narrows the plan to the tables an interrupted run did not finish; returns those it did.
+fn resume(plan: &mut Plan, previous: Option<&State>, fingerprint: &str) -> Result<Vec<TableName>> {
+    let Some(previous) = previous.filter(|p| p.plan.is_some()) else {
+        bail!("nothing to resume: no interrupted copy left tables to do on this destination; run without --resume");
+    };
+    if previous.plan.as_deref() != Some(fingerprint) {
+        bail!(
+            "cannot resume: the source, the selected tables or their columns changed since the \
+             interrupted run; run without --resume to copy everything"
+        );
+    }
+    let done: HashSet<&TableName> = previous.done.iter().collect();
+    plan.tables.retain(|t| !done.contains(&t.name));
+    log::warn!(
+        "resuming: {} tables were copied by the interrupted run, from its own older snapshot; \
+         the {} left are copied now, from a new one",
+        previous.done.len(),
+        plan.tables.len()
+    );
+    Ok(previous.done.clone())
+}
+
+/// For sequences: every table of the full plan with whether it is copied now, counting
+/// the tables an interrupted run finished as copied.
+fn outcomes_by_name(
+    plan: &Plan,
+    outcomes: &[TableOutcome],
+    done_before: &[TableName],
+) -> HashMap<TableName, bool> {
+    plan.tables
+        .iter()
+        .zip(outcomes)
+        .map(|(t, o)| (t.name.clone(), o.error.is_none()))
+        .chain(done_before.iter().map(|t| (t.clone(), true)))
+        .collect()
 }
 
 /// Verifies the tables that were copied against the copy's own source snapshot, so rows
@@ -230,14 +353,19 @@ fn verify_copied(
 fn copy_tables(
     cfg: &CopyConfig,
     plan: &Plan,
-    snapshot: &Snapshot,
+    snapshot: &mut Snapshot,
     mode: FkMode,
+    state_file: &StateFile,
+    journal: &mut State,
+    problems: &mut Vec<String>,
 ) -> Vec<TableOutcome> {
     let settings = pipe::Settings {
         snapshot_sql: snapshot.import_sql(),
         batch_size: cfg.batch_size,
         parallel: cfg.parallel,
         replica: mode == FkMode::Replica,
+        retries: cfg.retries,
+        lock_timeout: cfg.lock_timeout,
     };
     let counters = Counters::default();
     let display = if cfg.verbosity == Verbosity::Quiet {
@@ -248,22 +376,67 @@ fn copy_tables(
         Display::Lines(cfg.progress_interval)
     };
     let mut progress = Progress::new(plan, display);
+    // Tables are recorded as done in the state file about once a second, so that after a
+    // crash `--resume` repeats at most the last second's worth.
+    let done_before = journal.done.clone();
+    let mut recorded = 0;
+    let mut last_record = Instant::now();
+    let mut record = |force: bool| {
+        let done = counters
+            .copied
+            .lock()
+            .map(|d| d.clone())
+            .unwrap_or_default();
+        if done.len() == recorded || (!force && last_record.elapsed().as_secs() < 1) {
+            return;
+        }
+        recorded = done.len();
+        last_record = Instant::now();
+        journal.done = done_before
+            .iter()
+            .cloned()
+            .chain(done.iter().map(|&i| plan.tables[i].name.clone()))
+            .collect();
+        if let Err(err) = state_file.save(journal) {
+            log::warn!("could not record progress: {}", describe(&err));
+        }
+    };
+    // Twice the lanes: a lane replacing a lost connection never waits for a free one.
+    let stop = AtomicBool::new(false);
+    let mut source_lost = false;
+    let mut last_check = Instant::now();
     let result = cfg
         .source
-        .pool(cfg.parallel)
-        .and_then(|source| Ok((source, cfg.dest.pool(cfg.parallel)?)))
+        .pool(cfg.parallel * 2)
+        .and_then(|source| Ok((source, cfg.dest.pool(cfg.parallel * 2)?)))
         .and_then(|(source, dest)| {
-            pipe::run(
-                plan,
-                &settings,
-                &source,
-                &dest,
-                &counters,
-                interrupt::stop_flag(),
-                |lanes| progress.tick(&counters, lanes),
-            )
+            pipe::run(plan, &settings, &source, &dest, &counters, &stop, |lanes| {
+                progress.tick(&counters, lanes);
+                record(false);
+                if interrupt::requested() {
+                    stop.store(true, Ordering::SeqCst);
+                }
+                // The snapshot lives in this session: once it is gone nothing more can
+                // be read consistently, so the copy stops instead of retrying in vain.
+                if last_check.elapsed() >= SNAPSHOT_CHECK && !source_lost {
+                    last_check = Instant::now();
+                    if snapshot.client.batch_execute("SELECT 1").is_err() {
+                        source_lost = true;
+                        stop.store(true, Ordering::SeqCst);
+                        log::error!("lost the source session that holds the snapshot: stopping");
+                    }
+                }
+            })
         });
+    record(true);
     progress.finish();
+    if source_lost {
+        problems.push(
+            "the source session holding the snapshot was lost; the tables not copied kept \
+             their old rows: copy again, or with --resume"
+                .to_string(),
+        );
+    }
     result.unwrap_or_else(|err| failed_all(plan, &describe(&err)))
 }
 
@@ -275,6 +448,7 @@ fn failed_all(plan: &Plan, why: &str) -> Vec<TableOutcome> {
             bytes: 0,
             elapsed: std::time::Duration::ZERO,
             error: Some(anyhow::anyhow!(why.to_string())),
+            attempts: 0,
         })
         .collect()
 }
@@ -282,16 +456,18 @@ fn failed_all(plan: &Plan, why: &str) -> Vec<TableOutcome> {
 /// Sets the sequences of the tables that were copied, and the standalone ones.
 fn set_sequences(
     dest: &mut Client,
-    plan: &Plan,
-    outcomes: &[TableOutcome],
+    full_plan: &Plan,
+    copied: &HashMap<TableName, bool>,
     sequences: &[Sequence],
     problems: &mut Vec<String>,
 ) -> usize {
-    let tables: Vec<_> = plan
+    let tables: Vec<_> = full_plan
         .tables
         .iter()
-        .zip(outcomes)
-        .map(|(t, o)| (&t.name, t.parent.as_ref(), o.error.is_none()))
+        .map(|t| {
+            let ok = copied.get(&t.name).copied().unwrap_or(false);
+            (&t.name, t.parent.as_ref(), ok)
+        })
         .collect();
     let to_set = sequences::to_set(sequences, &tables);
     match sequences::set(dest, &to_set) {
@@ -303,56 +479,61 @@ fn set_sequences(
     }
 }
 
-/// Puts the foreign keys back, on a new connection if the first one was lost meanwhile, and
-/// removes the state file once every key is in place again.
+/// Puts the foreign keys back, on a new connection if the first one was lost meanwhile.
 fn put_keys_back(
     cfg: &CopyConfig,
     mut dest: Client,
     keys: &[ForeignKey],
-    state_file: &StateFile,
     problems: &mut Vec<String>,
 ) -> Restored {
+    let nothing_back = || Restored {
+        missing: keys.to_vec(),
+        ..Restored::default()
+    };
     if keys.is_empty() {
         return Restored::default();
     }
-    if dest.is_closed() {
-        match cfg.dest.connect() {
-            Ok(client) => dest = client,
-            Err(err) => {
-                problems.push(format!(
-                    "could not reconnect to put the foreign keys back ({}); they are recorded \
-                     in {}: run `pgcopy recover`",
-                    describe(&err),
-                    state_file.path.display()
-                ));
-                return Restored::default();
-            }
-        }
+    if let Err(err) = ensure_connected(cfg, &mut dest) {
+        problems.push(format!(
+            "could not reconnect to put the foreign keys back: {}",
+            describe(&err)
+        ));
+        return nothing_back();
     }
     match constraints::restore_all(&mut dest, keys) {
         Ok(restored) => {
             problems.extend(restored.problems.iter().cloned());
-            if let Err(err) = state_file.settle(&cfg.dest.to_string(), &restored) {
-                problems.push(describe(&err));
-            }
-            if !restored.missing.is_empty() {
-                problems.push(format!(
-                    "some foreign keys are not back; they are recorded in {}: fix the cause \
-                     and run `pgcopy recover`",
-                    state_file.path.display()
-                ));
-            }
             restored
         }
         Err(err) => {
-            problems.push(format!(
-                "{}; the foreign keys are recorded in {}: run `pgcopy recover`",
-                describe(&err),
-                state_file.path.display()
-            ));
-            Restored::default()
+            problems.push(describe(&err));
+            nothing_back()
         }
     }
+}
+
+/// Checks that the main destination session is alive, and replaces it (taking pgcopy's
+/// lock again) if the server closed it, after a restart for example.
+fn ensure_connected(cfg: &CopyConfig, dest: &mut Client) -> Result<()> {
+    if !dest.is_closed() && dest.batch_execute("SELECT 1").is_ok() {
+        return Ok(());
+    }
+    log::warn!("the destination connection was lost; reconnecting");
+    let mut attempt = 1;
+    let mut fresh = loop {
+        match cfg.dest.connect() {
+            Ok(client) => break client,
+            // A server that is restarting refuses connections for a moment.
+            Err(err) if attempt <= cfg.retries.max(3) && crate::retry::is_transient(&err) => {
+                std::thread::sleep(crate::retry::backoff(attempt));
+                attempt += 1;
+            }
+            Err(err) => return Err(err),
+        }
+    };
+    lock_destination(&mut fresh, &cfg.dest)?;
+    *dest = fresh;
+    Ok(())
 }
 
 /// Asks before replacing data, unless `--yes`. Without a terminal to ask on, refuses.

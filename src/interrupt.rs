@@ -25,11 +25,6 @@ pub fn install() -> Result<()> {
     .context("installing the Ctrl-C handler")
 }
 
-/// The flag the copy's threads check.
-pub fn stop_flag() -> &'static AtomicBool {
-    &STOP
-}
-
 /// Whether an interrupt has been asked for.
 pub fn requested() -> bool {
     STOP.load(Ordering::SeqCst)

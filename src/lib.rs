@@ -13,14 +13,17 @@ pub mod framing;
 pub mod interrupt;
 pub mod list;
 pub mod logging;
+pub mod pgpass;
 pub mod pipe;
 pub mod plan;
 pub mod progress;
 pub mod recover;
 pub mod report;
+pub mod retry;
 pub mod sequences;
 pub mod sql;
 pub mod state;
+pub mod tls;
 pub mod triggers;
 pub mod verify;
 

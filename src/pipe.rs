@@ -6,10 +6,12 @@ use crate::conn::{describe, Pool, PooledClient};
 use crate::framing::RowCounter;
 use crate::plan::{Format, Plan, TablePlan};
 use crate::progress::Counters;
+use crate::retry;
 use crate::sql::{column_list, TEXT_SETTINGS};
 use anyhow::{anyhow, bail, Context, Result};
 use crossbeam_channel::{bounded, Receiver, Sender};
-use postgres::{CancelToken, Client, IsolationLevel, NoTls, Transaction};
+use postgres::error::SqlState;
+use postgres::{CancelToken, Client, IsolationLevel, Transaction};
 use std::io::{BufRead, Write};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
@@ -30,6 +32,10 @@ pub struct Settings {
     pub parallel: usize,
     /// Writers run with `session_replication_role = replica` (`--fk-mode replica`).
     pub replica: bool,
+    /// Further tries for a table that failed with a transient error.
+    pub retries: u32,
+    /// How long a writer waits for a lock on its table before it gives up.
+    pub lock_timeout: Duration,
 }
 
 /// How one table's copy ended.
@@ -37,14 +43,17 @@ pub struct Settings {
 pub struct TableOutcome {
     pub rows: u64,
     pub bytes: u64,
+    /// The time of the last try.
     pub elapsed: Duration,
     pub error: Option<anyhow::Error>,
+    /// How many times the table was tried.
+    pub attempts: u32,
 }
 
 /// What a reader tells its writer.
 enum Msg {
-    /// The next table: its index in the plan.
-    Begin(usize),
+    /// The next table to write.
+    Begin(Job),
     Chunk(Vec<u8>),
     /// The table's stream ended: the rows the source sent, or why it stopped.
     End(Result<u64>),
@@ -54,10 +63,38 @@ enum Msg {
 pub struct Lane {
     /// The plan index of the table being written, or `IDLE`.
     pub current: AtomicUsize,
-    /// A table whose writer failed: its reader stops reading it.
+    /// The ticket of a try whose writer failed: its reader stops reading.
     abandon: AtomicUsize,
     /// Cancel handles for the lane's two connections, used when the user interrupts.
     cancel: Mutex<Vec<CancelToken>>,
+}
+
+/// One try at one table.
+#[derive(Clone, Copy, Debug)]
+struct Job {
+    /// The table's index in the plan.
+    index: usize,
+    /// 1 for the first try.
+    attempt: u32,
+    /// Unique per try, so a writer can tell its reader to stop this try and not another.
+    ticket: usize,
+}
+
+/// The tables still to try: new ones in plan order, and failed ones waiting for a retry.
+struct Jobs {
+    next: usize,
+    retries: Vec<(Job, Instant)>,
+    /// Tables without a final outcome yet: while any is in flight, a retry may still come.
+    unfinished: usize,
+    tickets: usize,
+}
+
+/// What a reader lane does next.
+enum Next {
+    Run(Job),
+    /// A retry is waiting for its time, or a table in flight may still need one.
+    Wait,
+    Done,
 }
 
 struct Shared<'a> {
@@ -65,7 +102,7 @@ struct Shared<'a> {
     settings: &'a Settings,
     counters: &'a Counters,
     quit: &'a AtomicBool,
-    next: AtomicUsize,
+    jobs: Mutex<Jobs>,
     outcomes: Mutex<Vec<Option<TableOutcome>>>,
     lane_errors: Mutex<Vec<String>>,
     threads_done: AtomicUsize,
@@ -86,7 +123,7 @@ pub fn run(
     let lanes: Vec<Lane> = (0..settings.parallel.min(plan.tables.len()).max(1))
         .map(|_| Lane {
             current: AtomicUsize::new(IDLE),
-            abandon: AtomicUsize::new(IDLE),
+            abandon: AtomicUsize::new(usize::MAX),
             cancel: Mutex::new(Vec::new()),
         })
         .collect();
@@ -108,7 +145,12 @@ pub fn run(
         settings,
         counters,
         quit,
-        next: AtomicUsize::new(0),
+        jobs: Mutex::new(Jobs {
+            next: 0,
+            retries: Vec::new(),
+            unfinished: plan.tables.len(),
+            tickets: 0,
+        }),
         outcomes: Mutex::new((0..plan.tables.len()).map(|_| None).collect()),
         lane_errors: Mutex::new(Vec::new()),
         threads_done: AtomicUsize::new(0),
@@ -143,7 +185,7 @@ pub fn run(
 
     let lane_errors = shared.lane_errors.into_inner().unwrap_or_default();
     let why_not = if quit.load(Ordering::SeqCst) {
-        "not copied: interrupted".to_string()
+        "not copied: the copy was stopped".to_string()
     } else if lane_errors.is_empty() {
         "not copied".to_string()
     } else {
@@ -158,6 +200,7 @@ pub fn run(
                 bytes: 0,
                 elapsed: Duration::ZERO,
                 error: Some(anyhow!(why_not.clone())),
+                attempts: 0,
             })
         })
         .collect())
@@ -168,9 +211,64 @@ fn cancel_all(lanes: &[Lane]) {
         if let Ok(tokens) = lane.cancel.lock() {
             for token in tokens.iter() {
                 // Best effort: a connection that is already gone has nothing to cancel.
-                let _ = token.cancel_query(NoTls);
+                let _ = token.cancel_query(crate::tls::cancel_connector());
             }
         }
+    }
+}
+
+impl Shared<'_> {
+    fn next_job(&self) -> Next {
+        let Ok(mut jobs) = self.jobs.lock() else {
+            return Next::Done;
+        };
+        let now = Instant::now();
+        if let Some(ready) = jobs.retries.iter().position(|(_, at)| *at <= now) {
+            let (mut job, _) = jobs.retries.remove(ready);
+            job.ticket = jobs.tickets;
+            jobs.tickets += 1;
+            return Next::Run(job);
+        }
+        if jobs.next < self.plan.tables.len() {
+            let job = Job {
+                index: jobs.next,
+                attempt: 1,
+                ticket: jobs.tickets,
+            };
+            jobs.next += 1;
+            jobs.tickets += 1;
+            return Next::Run(job);
+        }
+        if jobs.unfinished > 0 {
+            Next::Wait
+        } else {
+            Next::Done
+        }
+    }
+
+    fn retry_later(&self, job: Job, wait: Duration) {
+        if let Ok(mut jobs) = self.jobs.lock() {
+            let next = Job {
+                attempt: job.attempt + 1,
+                ..job
+            };
+            jobs.retries.push((next, Instant::now() + wait));
+        }
+    }
+
+    fn finish(&self, index: usize, outcome: TableOutcome) {
+        if outcome.error.is_none() {
+            if let Ok(mut copied) = self.counters.copied.lock() {
+                copied.push(index);
+            }
+        }
+        if let Ok(mut outcomes) = self.outcomes.lock() {
+            outcomes[index] = Some(outcome);
+        }
+        if let Ok(mut jobs) = self.jobs.lock() {
+            jobs.unfinished -= 1;
+        }
+        self.counters.tables_done.fetch_add(1, Ordering::SeqCst);
     }
 }
 
@@ -215,24 +313,31 @@ fn reader_lane(
             return;
         }
     };
+    let mut suspect = false;
     loop {
         if shared.quit.load(Ordering::SeqCst) {
             break;
         }
-        let index = shared.next.fetch_add(1, Ordering::SeqCst);
-        let Some(table) = shared.plan.tables.get(index) else {
-            break;
+        let job = match shared.next_job() {
+            Next::Run(job) => job,
+            Next::Wait => {
+                std::thread::sleep(Duration::from_millis(50));
+                continue;
+            }
+            Next::Done => break,
         };
-        if chunks.send(Msg::Begin(index)).is_err() {
+        let table = &shared.plan.tables[job.index];
+        if chunks.send(Msg::Begin(job)).is_err() {
             break;
         }
-        if source_conn.is_closed() {
+        if suspect || source_conn.is_closed() {
             if let Ok(fresh) = source.get() {
                 replace_cancel_token(lane, 0, fresh.cancel_token());
                 source_conn = fresh;
             }
         }
-        let result = read_table(shared, lane, index, table, &mut source_conn, &chunks);
+        let result = read_table(shared, lane, job.ticket, table, &mut source_conn, &chunks);
+        suspect = result.is_err();
         if chunks.send(Msg::End(result)).is_err() {
             break;
         }
@@ -243,7 +348,7 @@ fn reader_lane(
 fn read_table(
     shared: &Shared,
     lane: &Lane,
-    index: usize,
+    ticket: usize,
     table: &TablePlan,
     client: &mut Client,
     chunks: &Sender<Msg>,
@@ -272,11 +377,11 @@ fn read_table(
             .counters
             .rows
             .fetch_add(counter.rows() - before, Ordering::Relaxed);
-        if lane.abandon.load(Ordering::SeqCst) == index {
+        if lane.abandon.load(Ordering::SeqCst) == ticket {
             bail!("stopped reading because the destination failed");
         }
         if shared.quit.load(Ordering::SeqCst) {
-            bail!("interrupted");
+            bail!("stopped");
         }
         chunks
             .send(Msg::Chunk(chunk))
@@ -315,20 +420,21 @@ fn writer_lane(
     let Ok(Some(mut client)) = conn.recv() else {
         return;
     };
+    let mut suspect = false;
     while let Ok(msg) = chunks.recv() {
-        let Msg::Begin(index) = msg else {
+        let Msg::Begin(job) = msg else {
             continue;
         };
-        // A connection lost with the last table (a terminated backend, a restart) must not
-        // fail the next one too: take a new one from the pool.
-        if client.is_closed() {
+        // After a failure the session may be gone (a terminated backend, a restart) even
+        // if it does not look closed yet: take another one from the pool, which checks it.
+        if suspect || client.is_closed() {
             if let Ok(fresh) = dest.get() {
                 replace_cancel_token(lane, 1, fresh.cancel_token());
                 client = fresh;
             }
         }
-        let table = &shared.plan.tables[index];
-        lane.current.store(index, Ordering::SeqCst);
+        let table = &shared.plan.tables[job.index];
+        lane.current.store(job.index, Ordering::SeqCst);
         let started = Instant::now();
         let mut incoming = Incoming {
             chunks: &chunks,
@@ -336,30 +442,56 @@ fn writer_lane(
             bytes: 0,
         };
         let result = write_table(shared, table, &mut client, &mut incoming);
+        suspect = result.is_err();
         if !incoming.ended {
-            lane.abandon.store(index, Ordering::SeqCst);
+            lane.abandon.store(job.ticket, Ordering::SeqCst);
             incoming.drain();
         }
-        let outcome = TableOutcome {
-            rows: *result.as_ref().unwrap_or(&0),
-            bytes: incoming.bytes,
-            elapsed: started.elapsed(),
-            error: result.err(),
-        };
-        match &outcome.error {
-            None => log::debug!(
-                "copied {} ({} rows, {})",
-                table.name,
-                outcome.rows,
-                crate::report::format_bytes(outcome.bytes)
-            ),
-            Some(err) => log::error!("{} failed: {}", table.name, describe(err)),
-        }
-        if let Ok(mut outcomes) = shared.outcomes.lock() {
-            outcomes[index] = Some(outcome);
-        }
-        shared.counters.tables_done.fetch_add(1, Ordering::SeqCst);
         lane.current.store(IDLE, Ordering::SeqCst);
+        match result {
+            Ok(rows) => {
+                log::debug!(
+                    "copied {} ({rows} rows, {})",
+                    table.name,
+                    crate::report::format_bytes(incoming.bytes)
+                );
+                let outcome = TableOutcome {
+                    rows,
+                    bytes: incoming.bytes,
+                    elapsed: started.elapsed(),
+                    error: None,
+                    attempts: job.attempt,
+                };
+                shared.finish(job.index, outcome);
+            }
+            Err(err)
+                if job.attempt <= shared.settings.retries
+                    && retry::is_transient(&err)
+                    && !shared.quit.load(Ordering::SeqCst) =>
+            {
+                let wait = retry::backoff(job.attempt);
+                log::warn!(
+                    "{}: {}; trying again in {} (try {} of {})",
+                    table.name,
+                    describe(&err),
+                    crate::report::format_duration(wait),
+                    job.attempt + 1,
+                    shared.settings.retries + 1
+                );
+                shared.retry_later(job, wait);
+            }
+            Err(err) => {
+                log::error!("{} failed: {}", table.name, describe(&err));
+                let outcome = TableOutcome {
+                    rows: 0,
+                    bytes: incoming.bytes,
+                    elapsed: started.elapsed(),
+                    error: Some(err),
+                    attempts: job.attempt,
+                };
+                shared.finish(job.index, outcome);
+            }
+        }
     }
 }
 
@@ -419,6 +551,11 @@ fn write_table(
     let mut tx = client
         .transaction()
         .context("starting the destination transaction")?;
+    // A table locked by another session fails with a clear message instead of hanging.
+    tx.batch_execute(&format!(
+        "SET LOCAL lock_timeout = {}",
+        shared.settings.lock_timeout.as_millis()
+    ))?;
     if table.format == Format::Text {
         tx.batch_execute(TEXT_SETTINGS)?;
     }
@@ -436,6 +573,7 @@ fn write_table(
     let truncate = format!("TRUNCATE ONLY {}", table.name.quoted());
     log::debug!("destination: {truncate}");
     tx.batch_execute(&truncate)
+        .map_err(|err| locked(err, shared.settings.lock_timeout))
         .context("emptying the destination table")?;
     let sql = copy_in_sql(table);
     log::debug!("destination: {sql}");
@@ -471,7 +609,22 @@ fn write_table(
     Ok(written)
 }
 
-fn run_each(tx: &mut Transaction, statements: impl Iterator<Item = String>) -> Result<()> {
+/// Says in words what a lock timeout means for the operator.
+fn locked(err: postgres::Error, timeout: Duration) -> anyhow::Error {
+    if err.code() == Some(&SqlState::LOCK_NOT_AVAILABLE) {
+        anyhow::Error::new(err).context(format!(
+            "the table is locked by another session; gave up after --lock-timeout {}s",
+            timeout.as_secs()
+        ))
+    } else {
+        err.into()
+    }
+}
+
+fn run_each(
+    tx: &mut Transaction,
+    statements: impl Iterator<Item = String>,
+) -> Result<(), postgres::Error> {
     for sql in statements {
         log::debug!("destination: {sql}");
         tx.batch_execute(&sql)?;

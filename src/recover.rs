@@ -4,7 +4,7 @@
 use crate::config::RecoverConfig;
 use crate::conn::{lock_destination, Identity, Target};
 use crate::constraints::{self, ForeignKey};
-use crate::state::StateFile;
+use crate::state::{State, StateFile};
 use anyhow::{bail, Result};
 use postgres::Client;
 
@@ -13,67 +13,79 @@ pub fn run(cfg: &RecoverConfig) -> Result<u8> {
     let identity = Identity::read(&mut dest)?;
     lock_destination(&mut dest, &cfg.dest)?;
     let file = StateFile::new(&cfg.state_dir, &identity.database, &identity.key());
-    match pending(&mut dest, &file, &cfg.dest)? {
-        None => {
-            println!(
-                "{}: nothing to recover (no state file {})",
-                cfg.dest,
-                file.path.display()
-            );
-            Ok(crate::exit::SUCCESS)
-        }
-        Some(unvalidated) if unvalidated.is_empty() => {
-            println!("{}: put back what an interrupted run had dropped", cfg.dest);
-            Ok(crate::exit::SUCCESS)
-        }
-        Some(unvalidated) => {
-            println!(
-                "{}: every foreign key is back, but {} stay NOT VALID until a copy makes the \
-                 data whole again: {}",
-                cfg.dest,
-                unvalidated.len(),
-                unvalidated
-                    .iter()
-                    .map(|k| format!("{} on {}", k.name, k.table))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            );
-            Ok(crate::exit::TABLES_FAILED)
-        }
+    let Some(state) = pending(&mut dest, &file, &cfg.dest)? else {
+        println!(
+            "{}: nothing to recover (no state file {})",
+            cfg.dest,
+            file.path.display()
+        );
+        return Ok(crate::exit::SUCCESS);
+    };
+    if state.plan.is_some() {
+        println!(
+            "{}: an interrupted copy finished {} tables; `pgcopy copy --resume` copies the rest",
+            cfg.dest,
+            state.done.len()
+        );
     }
+    if state.validate.is_empty() {
+        println!("{}: every foreign key is in place", cfg.dest);
+        return Ok(crate::exit::SUCCESS);
+    }
+    println!(
+        "{}: every foreign key is back, but {} stay NOT VALID until a copy makes the data \
+         whole again: {}",
+        cfg.dest,
+        state.validate.len(),
+        describe_keys(&state.validate)
+    );
+    Ok(crate::exit::TABLES_FAILED)
 }
 
-/// If the state file of this destination exists, puts its keys back and validates what
-/// should be valid. Returns `None` when there was nothing to do, else the keys that are
-/// back but still `NOT VALID` because the data an interrupted copy left half done violates
-/// them; those stay in the state file for the next copy. The caller holds the lock.
-pub fn pending(
-    dest: &mut Client,
-    file: &StateFile,
-    target: &Target,
-) -> Result<Option<Vec<ForeignKey>>> {
+fn describe_keys(keys: &[ForeignKey]) -> String {
+    keys.iter()
+        .map(|k| format!("{} on {}", k.name, k.table))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// If this destination has a state file, puts its keys back and validates what should be
+/// valid, then returns the state that remains: keys still `NOT VALID` because the data an
+/// interrupted copy left half done violates them (`validate`, for the next copy), and the
+/// tables that copy finished (`plan`, `done`, for `--resume`). `None` when there was no
+/// file. The caller holds the destination lock.
+pub fn pending(dest: &mut Client, file: &StateFile, target: &Target) -> Result<Option<State>> {
     let Some(state) = file.load()? else {
         return Ok(None);
     };
+    if state.keys.is_empty() && state.validate.is_empty() {
+        return Ok(Some(state));
+    }
     log::warn!(
         "an earlier run (pid {}, started at {} s since 1970) did not finish on {target}: \
          putting back the {} foreign keys it had dropped, first",
         state.pid,
         state.started,
-        state.keys.len()
+        state.keys.len() + state.validate.len()
     );
     let all: Vec<ForeignKey> = state.keys.iter().chain(&state.validate).cloned().collect();
     let restored = constraints::restore_all(dest, &all)?;
     for problem in &restored.problems {
         log::warn!("{problem}");
     }
-    file.settle(&target.to_string(), &restored)?;
-    if !restored.missing.is_empty() {
+    let remaining = State {
+        keys: restored.missing,
+        validate: restored.unvalidated,
+        ..state
+    };
+    file.store(&remaining)?;
+    if !remaining.keys.is_empty() {
         bail!(
-            "could not put back every foreign key the earlier run dropped; the state file {} \
-             is kept for another try",
+            "could not put back every foreign key the earlier run dropped ({}); the state file \
+             {} is kept for another try",
+            describe_keys(&remaining.keys),
             file.path.display()
         );
     }
-    Ok(Some(restored.unvalidated))
+    Ok(Some(remaining))
 }

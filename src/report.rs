@@ -254,6 +254,7 @@ impl Report<'_> {
                     "mib_per_second": mib_per_second(outcome.bytes, outcome.elapsed),
                     "format": table.format.to_string(),
                     "pieces": 1,
+                    "attempts": outcome.attempts,
                     "status": if outcome.error.is_some() { "failed" } else { "ok" },
                     "error": outcome.error.as_ref().map(describe),
                 })

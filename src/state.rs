@@ -1,9 +1,10 @@
 //! What survives a crash: before pgcopy changes a destination's schema it writes, fsynced,
-//! everything needed to put it back into a state file named after that destination. A run
-//! that ends normally removes it; after `kill -9` or a crash the next `copy` (or `recover`)
-//! to that destination finds it and puts the schema back first.
+//! everything needed to put it back into a state file named after that destination, and as
+//! tables are done it records them there, for `copy --resume`. A run that ends with every
+//! table copied removes it; after `kill -9` or a crash the next `copy` (or `recover`) to that
+//! destination finds it and puts the schema back first.
 
-use crate::constraints::{ForeignKey, Restored};
+use crate::constraints::ForeignKey;
 use crate::sql::TableName;
 use anyhow::{bail, Context, Result};
 use std::fs::{self, File, OpenOptions};
@@ -37,19 +38,31 @@ pub struct State {
     /// Foreign keys that are in place but `NOT VALID` although they were valid before a
     /// run: the data they check was left half copied. The next copy validates them again.
     pub validate: Vec<ForeignKey>,
+    /// What the run copies (see `copy::fingerprint`), while it has tables left to do.
+    pub plan: Option<String>,
+    /// Tables the run (and the runs it resumed) copied completely.
+    pub done: Vec<TableName>,
 }
 
 impl State {
-    pub fn new(dest: String, keys: Vec<ForeignKey>, validate: Vec<ForeignKey>) -> State {
+    /// An empty state of this process for a destination.
+    pub fn new(dest: String) -> State {
         State {
-            validate,
             dest,
             pid: std::process::id(),
             started: SystemTime::now()
                 .duration_since(UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs()),
-            keys,
+            keys: Vec::new(),
+            validate: Vec::new(),
+            plan: None,
+            done: Vec::new(),
         }
+    }
+
+    /// Nothing to put back and nothing to resume.
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty() && self.validate.is_empty() && self.plan.is_none()
     }
 
     fn encode(&self) -> String {
@@ -76,6 +89,16 @@ impl State {
             ];
             out.push_str(&format!("{tag}\t{}\n", fields.join("\t")));
         }
+        if let Some(plan) = &self.plan {
+            out.push_str(&format!("plan\t{}\n", escape(plan)));
+        }
+        for table in &self.done {
+            out.push_str(&format!(
+                "done\t{}\t{}\n",
+                escape(&table.schema),
+                escape(&table.name)
+            ));
+        }
         out
     }
 
@@ -90,6 +113,8 @@ impl State {
             started: 0,
             keys: Vec::new(),
             validate: Vec::new(),
+            plan: None,
+            done: Vec::new(),
         };
         for line in lines {
             let fields: Vec<String> = line.split('\t').map(unescape).collect();
@@ -97,6 +122,10 @@ impl State {
                 [tag, dest] if tag == "dest" => state.dest = dest.clone(),
                 [tag, pid] if tag == "pid" => state.pid = pid.parse()?,
                 [tag, started] if tag == "started" => state.started = started.parse()?,
+                [tag, plan] if tag == "plan" => state.plan = Some(plan.clone()),
+                [tag, schema, table] if tag == "done" => state
+                    .done
+                    .push(TableName::new(schema.clone(), table.clone())),
                 [tag, validated, partitioned, outside, schema, table, name, definition]
                     if tag == "fk" || tag == "validate" =>
                 {
@@ -173,16 +202,12 @@ impl StateFile {
         write().with_context(|| format!("writing state file {}", self.path.display()))
     }
 
-    /// Records what a restore left undone, or removes the file when nothing is.
-    pub fn settle(&self, dest: &str, restored: &Restored) -> Result<()> {
-        if restored.missing.is_empty() && restored.unvalidated.is_empty() {
+    /// Saves the state, or removes the file when there is nothing left in it.
+    pub fn store(&self, state: &State) -> Result<()> {
+        if state.is_empty() {
             self.remove()
         } else {
-            self.save(&State::new(
-                dest.to_string(),
-                restored.missing.clone(),
-                restored.unvalidated.clone(),
-            ))
+            self.save(state)
         }
     }
 
@@ -226,7 +251,7 @@ fn unescape(text: &str) -> String {
 }
 
 /// FNV-1a: a hash that, unlike std's, stays the same across Rust versions and runs.
-fn fnv1a(bytes: &[u8]) -> u64 {
+pub fn fnv1a(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, &b| {
         (hash ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
     })
@@ -249,14 +274,14 @@ mod tests {
 
     #[test]
     fn state_round_trips_through_its_file_format() {
-        let state = State::new(
-            "app@db:5432/app".into(),
-            vec![
-                key("fk\\1", "FOREIGN KEY (a) REFERENCES p(a) ON DELETE CASCADE"),
-                key("fk2", "FOREIGN KEY (\"b\tc\") REFERENCES p(b) NOT VALID"),
-            ],
-            vec![key("fk3", "FOREIGN KEY (a) REFERENCES p(a)")],
-        );
+        let mut state = State::new("app@db:5432/app".into());
+        state.keys = vec![
+            key("fk\\1", "FOREIGN KEY (a) REFERENCES p(a) ON DELETE CASCADE"),
+            key("fk2", "FOREIGN KEY (\"b\tc\") REFERENCES p(b) NOT VALID"),
+        ];
+        state.validate = vec![key("fk3", "FOREIGN KEY (a) REFERENCES p(a)")];
+        state.plan = Some("0123abcd".into());
+        state.done = vec![TableName::new("s", "t\tx"), TableName::new("public", "u")];
         assert_eq!(State::decode(&state.encode()).unwrap(), state);
     }
 
@@ -272,12 +297,11 @@ mod tests {
             .unwrap()
             .starts_with("my_db-"));
         assert_eq!(file.load().unwrap(), None);
-        let state = State::new(
-            "x@y:1/z".into(),
-            vec![key("k", "FOREIGN KEY (a) REFERENCES p(a)")],
-            Vec::new(),
-        );
-        file.save(&state).unwrap();
+        let mut state = State::new("x@y:1/z".into());
+        file.store(&state).unwrap();
+        assert_eq!(file.load().unwrap(), None, "an empty state is no file");
+        state.keys = vec![key("k", "FOREIGN KEY (a) REFERENCES p(a)")];
+        file.store(&state).unwrap();
         assert_eq!(file.load().unwrap(), Some(state));
         file.remove().unwrap();
         assert_eq!(file.load().unwrap(), None);

@@ -1,11 +1,11 @@
 //! Integrity: foreign keys, triggers and sequences handled completely, and the destination
 //! always put back, after failures, Ctrl-C and `kill -9` too.
 
-use crate::util::{self, Output, TestDb};
-use crate::{both, copy, foreign_keys, triggers};
-use std::io::Read;
-use std::process::{Child, Stdio};
-use std::time::{Duration, Instant};
+use crate::util::{self, TestDb};
+use crate::{
+    both, copy, finish, foreign_keys, has_state_file, lock_table, spawn_copy, state_count,
+    triggers, wait_for_blocked_writer, wait_for_pgcopy_gone,
+};
 
 /// Keys of every kind: a chain a <- b <- c, a cycle x <-> y with deferrable keys, a
 /// self-reference, a composite MATCH FULL key.
@@ -36,7 +36,7 @@ const KEYS_DATA: &str = "
     INSERT INTO pair_child SELECT i, i, -i FROM generate_series(1, 40) i;
     INSERT INTO pair_child VALUES (41, NULL, NULL);";
 
-const KEY_TABLES: [&str; 9] = [
+pub const KEY_TABLES: [&str; 9] = [
     "a",
     "b",
     "c",
@@ -50,7 +50,7 @@ const KEY_TABLES: [&str; 9] = [
 
 /// The keys schema on both sides, source data, and different stale rows on the destination.
 /// `blocker` has no keys, so a test can lock it without holding up the drop of the keys.
-fn keys_pair(name: &str) -> (TestDb, TestDb) {
+pub fn keys_pair(name: &str) -> (TestDb, TestDb) {
     let (src, dst) = util::pair(name);
     both(&src, &dst, KEYS_SCHEMA);
     both(
@@ -71,7 +71,7 @@ fn keys_pair(name: &str) -> (TestDb, TestDb) {
     (src, dst)
 }
 
-fn assert_same_data(src: &TestDb, dst: &TestDb, tables: &[&str]) {
+pub fn assert_same_data(src: &TestDb, dst: &TestDb, tables: &[&str]) {
     for table in tables {
         assert_eq!(
             src.checksum(table, &[]),
@@ -79,123 +79,6 @@ fn assert_same_data(src: &TestDb, dst: &TestDb, tables: &[&str]) {
             "{table}"
         );
     }
-}
-
-/// `pgcopy copy --yes` started in the background, for tests that act on it mid-copy.
-fn spawn_copy(src: &TestDb, dst: &TestDb, extra: &[&str]) -> Child {
-    util::pgcopy()
-        .args([
-            "copy",
-            "--source",
-            &src.url(),
-            "--dest",
-            &dst.url(),
-            "--yes",
-        ])
-        .args(extra)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("starting pgcopy")
-}
-
-/// Waits for a background pgcopy and collects what it printed.
-fn finish(mut child: Child) -> Output {
-    let mut stdout = String::new();
-    let mut stderr = String::new();
-    let status = child.wait().expect("waiting for pgcopy");
-    if let Some(mut out) = child.stdout.take() {
-        out.read_to_string(&mut stdout).expect("reading stdout");
-    }
-    if let Some(mut err) = child.stderr.take() {
-        err.read_to_string(&mut stderr).expect("reading stderr");
-    }
-    use std::os::unix::process::ExitStatusExt;
-    Output {
-        command: "pgcopy copy (in the background)".into(),
-        code: status
-            .code()
-            .unwrap_or_else(|| 128 + status.signal().unwrap_or(0)),
-        stdout,
-        stderr,
-    }
-}
-
-/// A session holding `ACCESS EXCLUSIVE` on a destination table until dropped (rolled back),
-/// so that pgcopy's writer for that table waits.
-struct Locker {
-    _client: postgres::Client,
-    pid: i32,
-}
-
-fn lock_table(db: &TestDb, table: &str) -> Locker {
-    let mut client = db.client();
-    let pid: i32 = client
-        .query_one("SELECT pg_backend_pid()", &[])
-        .expect("asking for the backend pid")
-        .get(0);
-    client
-        .batch_execute(&format!(
-            "BEGIN; LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE"
-        ))
-        .expect("locking the table");
-    Locker {
-        _client: client,
-        pid,
-    }
-}
-
-/// Waits until one of pgcopy's sessions on `db` waits for the locker; returns its pid.
-/// (Others may wait briefly for autovacuum: those are not the one.)
-fn wait_for_blocked_writer(db: &TestDb, locker: &Locker) -> i64 {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let rows = db.rows_text(&format!(
-            "SELECT pid FROM pg_stat_activity
-             WHERE application_name = 'pgcopy' AND datname = current_database()
-               AND {} = ANY (pg_blocking_pids(pid))",
-            locker.pid
-        ));
-        if let Some(Some(pid)) = rows.first().and_then(|r| r.first()) {
-            return pid.parse().expect("a pid");
-        }
-        assert!(Instant::now() < deadline, "pgcopy's writer never blocked");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-/// Waits until no session of pgcopy holds its advisory lock on `db` any more.
-fn wait_for_pgcopy_gone(db: &TestDb) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while db.scalar_i64(
-        "SELECT count(*) FROM pg_locks l JOIN pg_database d ON d.oid = l.database
-         WHERE l.locktype = 'advisory' AND d.datname = current_database()",
-    ) > 0
-    {
-        assert!(
-            Instant::now() < deadline,
-            "pgcopy's session never went away"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-fn state_files() -> Vec<std::path::PathBuf> {
-    std::fs::read_dir(util::state_dir())
-        .map(|dir| {
-            dir.filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| p.extension().is_some_and(|x| x == "state"))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-fn state_file_mentions(db: &TestDb) -> bool {
-    state_files().iter().any(|p| {
-        p.file_name()
-            .and_then(|n| n.to_str())
-            .is_some_and(|n| n.starts_with(&db.name))
-    })
 }
 
 #[test]
@@ -218,7 +101,7 @@ fn puts_chain_cycle_self_and_composite_keys_back_byte_identical() {
         "a superuser gets replica mode: {out:?}"
     );
     assert!(
-        !state_file_mentions(&dst),
+        !has_state_file(&dst),
         "the state file is gone after a clean run"
     );
 }
@@ -434,13 +317,13 @@ fn a_writer_terminated_mid_copy_leaves_keys_and_triggers_restored() {
     let before = triggers(&dst);
     let locker = lock_table(&dst, "blocker");
 
-    let child = spawn_copy(&src, &dst, &["--fk-mode", "drop"]);
+    let child = spawn_copy(&src, &dst, &["--fk-mode", "drop", "--retries", "0"]);
     let pid = wait_for_blocked_writer(&dst, &locker);
     assert!(
         foreign_keys(&dst).is_empty(),
         "the keys are dropped mid-copy"
     );
-    assert!(state_file_mentions(&dst), "and recorded in the state file");
+    assert_eq!(state_count(&dst, "fk"), 6, "and recorded in the state file");
     dst.exec(&format!("SELECT pg_terminate_backend({pid})"));
     drop(locker);
     let out = finish(child);
@@ -455,7 +338,7 @@ fn a_writer_terminated_mid_copy_leaves_keys_and_triggers_restored() {
         "old rows kept"
     );
     assert_same_data(&src, &dst, &KEY_TABLES[..8]);
-    assert!(!state_file_mentions(&dst));
+    assert_eq!(state_count(&dst, "fk"), 0);
 }
 
 #[test]
@@ -478,7 +361,7 @@ fn after_kill_9_mid_copy_recover_and_the_next_copy_put_the_keys_back() {
         drop(locker);
         wait_for_pgcopy_gone(&dst);
         assert!(foreign_keys(&dst).is_empty(), "nobody put them back yet");
-        assert!(state_file_mentions(&dst), "the state file survived");
+        assert_eq!(state_count(&dst, "fk"), 6, "the state file survived");
 
         let out = match recovery {
             "recover" => util::run(util::pgcopy().args(["recover", "--dest", &dst.url()])),
@@ -501,7 +384,11 @@ fn after_kill_9_mid_copy_recover_and_the_next_copy_put_the_keys_back() {
         if recovery == "copy" || out.code == 0 {
             assert_eq!(out.code, 0, "{recovery}: {out:?}");
             assert_eq!(foreign_keys(&dst), keys, "{recovery}: valid as before");
-            assert!(!state_file_mentions(&dst), "{recovery}");
+            assert_eq!(
+                state_count(&dst, "fk") + state_count(&dst, "validate"),
+                0,
+                "{recovery}"
+            );
         } else {
             // Tables copied before the kill and tables not yet copied can disagree: a key
             // between them stays NOT VALID, and the state file remembers to validate it.
@@ -510,7 +397,7 @@ fn after_kill_9_mid_copy_recover_and_the_next_copy_put_the_keys_back() {
                 out.stdout.contains("stay NOT VALID until a copy"),
                 "{out:?}"
             );
-            assert!(state_file_mentions(&dst));
+            assert!(state_count(&dst, "validate") > 0, "{out:?}");
         }
     }
     assert_same_data(&src, &dst, &KEY_TABLES);
@@ -546,7 +433,7 @@ fn sigint_mid_copy_puts_everything_back_and_exits_130() {
         -1,
         "old rows kept"
     );
-    assert!(!state_file_mentions(&dst));
+    assert_eq!(state_count(&dst, "fk"), 0);
 }
 
 #[test]
@@ -597,5 +484,5 @@ fn dry_run_shows_keys_triggers_and_sequences_and_changes_nothing() {
     }
     assert_eq!(foreign_keys(&dst), keys);
     assert_eq!(dst.count("a"), 1);
-    assert!(!state_file_mentions(&dst));
+    assert!(!has_state_file(&dst), "a dry run writes no state");
 }

@@ -1,11 +1,16 @@
 //! Integration tests: the real `pgcopy` binary against throwaway PostgreSQL clusters. One
 //! test crate (as ripgrep does), with a module per area and the shared helpers here.
 
+mod connections;
 mod copying;
 mod integrity;
 mod operator;
+mod reliability;
 mod util;
 
+use std::io::Read;
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
 use util::{Output, TestDb};
 
 /// `pgcopy copy --yes` from `src` to `dst` with extra arguments.
@@ -50,4 +55,145 @@ pub fn triggers(db: &TestDb) -> Vec<Vec<Option<String>>> {
         "SELECT tgrelid::regclass::text, tgname, tgenabled::text
          FROM pg_trigger WHERE NOT tgisinternal ORDER BY 1, 2",
     )
+}
+
+/// `pgcopy copy --yes` started in the background, for tests that act on it mid-copy.
+pub fn spawn_copy(src: &TestDb, dst: &TestDb, extra: &[&str]) -> Child {
+    util::pgcopy()
+        .args([
+            "copy",
+            "--source",
+            &src.url(),
+            "--dest",
+            &dst.url(),
+            "--yes",
+        ])
+        .args(extra)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starting pgcopy")
+}
+
+/// Waits for a background pgcopy and collects what it printed.
+pub fn finish(mut child: Child) -> Output {
+    let mut stdout = String::new();
+    let mut stderr = String::new();
+    let status = child.wait().expect("waiting for pgcopy");
+    if let Some(mut out) = child.stdout.take() {
+        out.read_to_string(&mut stdout).expect("reading stdout");
+    }
+    if let Some(mut err) = child.stderr.take() {
+        err.read_to_string(&mut stderr).expect("reading stderr");
+    }
+    use std::os::unix::process::ExitStatusExt;
+    Output {
+        command: "pgcopy copy (in the background)".into(),
+        code: status
+            .code()
+            .unwrap_or_else(|| 128 + status.signal().unwrap_or(0)),
+        stdout,
+        stderr,
+    }
+}
+
+/// A session holding `ACCESS EXCLUSIVE` on a destination table until dropped (rolled back),
+/// so that pgcopy's writer for that table waits.
+pub struct Locker {
+    _client: postgres::Client,
+    pid: i32,
+}
+
+pub fn lock_table(db: &TestDb, table: &str) -> Locker {
+    let mut client = db.client();
+    let pid: i32 = client
+        .query_one("SELECT pg_backend_pid()", &[])
+        .expect("asking for the backend pid")
+        .get(0);
+    client
+        .batch_execute(&format!(
+            "BEGIN; LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE"
+        ))
+        .expect("locking the table");
+    Locker {
+        _client: client,
+        pid,
+    }
+}
+
+/// Waits until one of pgcopy's sessions on `db` waits for the locker; returns its pid.
+/// (Others may wait briefly for autovacuum: those are not the one.)
+pub fn wait_for_blocked_writer(db: &TestDb, locker: &Locker) -> i64 {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let rows = db.rows_text(&format!(
+            "SELECT pid FROM pg_stat_activity
+             WHERE application_name = 'pgcopy' AND datname = current_database()
+               AND {} = ANY (pg_blocking_pids(pid))",
+            locker.pid
+        ));
+        if let Some(Some(pid)) = rows.first().and_then(|r| r.first()) {
+            return pid.parse().expect("a pid");
+        }
+        assert!(Instant::now() < deadline, "pgcopy's writer never blocked");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Waits until no session of pgcopy holds its advisory lock on `db` any more.
+pub fn wait_for_pgcopy_gone(db: &TestDb) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while db.scalar_i64(
+        "SELECT count(*) FROM pg_locks l JOIN pg_database d ON d.oid = l.database
+         WHERE l.locktype = 'advisory' AND d.datname = current_database()",
+    ) > 0
+    {
+        assert!(
+            Instant::now() < deadline,
+            "pgcopy's session never went away"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+pub fn state_files() -> Vec<std::path::PathBuf> {
+    std::fs::read_dir(util::state_dir())
+        .map(|dir| {
+            dir.filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|x| x == "state"))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The lines of this database's state file, empty when it has none.
+pub fn state_lines(db: &TestDb) -> Vec<String> {
+    state_files()
+        .iter()
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with(&db.name))
+        })
+        .flat_map(|p| {
+            std::fs::read_to_string(p)
+                .unwrap_or_default()
+                .lines()
+                .map(str::to_string)
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+pub fn has_state_file(db: &TestDb) -> bool {
+    !state_lines(db).is_empty()
+}
+
+/// Lines of the state file that start with `tag` (`fk`: keys to put back; `validate`: keys
+/// to validate again; `done`: tables finished, for `--resume`).
+pub fn state_count(db: &TestDb, tag: &str) -> usize {
+    state_lines(db)
+        .iter()
+        .filter(|l| l.starts_with(&format!("{tag}\t")))
+        .count()
 }

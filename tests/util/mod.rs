@@ -100,6 +100,11 @@ impl TestDb {
         format!("postgres://{PG_USER}@127.0.0.1:{}/{}", self.port, self.name)
     }
 
+    /// The directory of the cluster's unix-domain socket, for `host=` or `PGHOST`.
+    pub fn socket_dir(&self) -> &Path {
+        &self.socket_dir
+    }
+
     /// A new connection over the unix socket, which works whatever pg_hba.conf says about TCP.
     pub fn client(&self) -> postgres::Client {
         connect(&self.socket_dir, self.port, &self.name)

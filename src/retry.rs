@@ -1,0 +1,78 @@
+//! Which failures are worth another try, and how long to wait before it. A lost connection,
+//! a server shutting down or restarting, a serialization failure or deadlock: the same table
+//! copied again will likely go through. A constraint violation, a permission error or a type
+//! mismatch will fail the same way again: it fails the table at once, with the server's words.
+
+use postgres::error::SqlState;
+use std::time::Duration;
+
+/// Whether a table that failed with `err` should be copied again.
+pub fn is_transient(err: &anyhow::Error) -> bool {
+    for cause in err.chain() {
+        if let Some(pg) = cause.downcast_ref::<postgres::Error>() {
+            return match pg.code() {
+                Some(code) => transient_state(code),
+                // No SQLSTATE: the connection broke, closed or timed out.
+                None => true,
+            };
+        }
+        if cause.downcast_ref::<r2d2::Error>().is_some()
+            || cause.downcast_ref::<std::io::Error>().is_some()
+        {
+            return true;
+        }
+    }
+    false
+}
+
+fn transient_state(code: &SqlState) -> bool {
+    let code = code.code();
+    // Class 08: connection exception.
+    code.starts_with("08")
+        || matches!(
+            code,
+            "57P01" // admin_shutdown: terminated, or the server is shutting down
+                | "57P02" // crash_shutdown
+                | "57P03" // cannot_connect_now: the server is starting up
+                | "40001" // serialization_failure
+                | "40P01" // deadlock_detected
+                | "53300" // too_many_connections
+        )
+}
+
+/// The wait before try `attempt + 1` (attempt counts from 1): 1 s, 2 s, 4 s, … at most 30 s.
+pub fn backoff(attempt: u32) -> Duration {
+    Duration::from_secs(1u64 << attempt.saturating_sub(1).min(5)).min(Duration::from_secs(30))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classifies_server_states() {
+        assert!(transient_state(&SqlState::ADMIN_SHUTDOWN));
+        assert!(transient_state(&SqlState::CONNECTION_FAILURE));
+        assert!(transient_state(&SqlState::T_R_DEADLOCK_DETECTED));
+        assert!(transient_state(&SqlState::T_R_SERIALIZATION_FAILURE));
+        assert!(!transient_state(&SqlState::CHECK_VIOLATION));
+        assert!(!transient_state(&SqlState::INSUFFICIENT_PRIVILEGE));
+        assert!(!transient_state(&SqlState::LOCK_NOT_AVAILABLE));
+        assert!(!transient_state(&SqlState::QUERY_CANCELED));
+    }
+
+    #[test]
+    fn our_own_errors_are_permanent() {
+        assert!(!is_transient(&anyhow::anyhow!(
+            "the source sent 3 rows but the destination took 2"
+        )));
+        let io = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset");
+        assert!(is_transient(&anyhow::Error::new(io).context("reading")));
+    }
+
+    #[test]
+    fn backs_off_exponentially_up_to_half_a_minute() {
+        let secs: Vec<u64> = (1..=8).map(|a| backoff(a).as_secs()).collect();
+        assert_eq!(secs, [1, 2, 4, 8, 16, 30, 30, 30]);
+    }
+}

@@ -1,0 +1,622 @@
+//! Connections as libpq users expect them: the `PG*` environment variables, passwords (in the
+//! URL, `PGPASSWORD`, the password file), TLS modes, certificates, and errors an operator can
+//! act on.
+//!
+//! Besides the shared clusters, two of their own: one that wants a password over TCP, and one
+//! that accepts TCP only over TLS (its pg_hba.conf rejects plain connections, so any
+//! connection that works there used TLS). Every run gets an empty `HOME`, so the runner's
+//! `~/.pgpass` and `~/.postgresql/root.crt` never take part.
+
+use crate::util::{self, Cluster, ClusterOptions, Output, TestDb};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+/// The password of the `app` role; distinctive, so finding it in output means a leak.
+const PASSWORD: &str = "Pw-7f3a-pgcopy-Leak-Check";
+
+/// `pgcopy` with an empty home directory.
+fn pgcopy() -> Command {
+    static HOME: OnceLock<PathBuf> = OnceLock::new();
+    let home = HOME.get_or_init(|| {
+        let home = scratch_dir("home");
+        std::fs::create_dir_all(&home).expect("creating an empty HOME");
+        home
+    });
+    let mut cmd = util::pgcopy();
+    cmd.env("HOME", home);
+    cmd
+}
+
+/// `pgcopy list --source CONN`: the cheapest command that connects.
+fn list(conn: &str) -> Command {
+    let mut cmd = pgcopy();
+    cmd.args(["list", "--source", conn]);
+    cmd
+}
+
+/// A directory of this test process for files the tests write (password files, certificates).
+/// The first call removes those of test processes that are gone.
+fn scratch_dir(name: &str) -> PathBuf {
+    const PREFIX: &str = "pgcopy-test-connections-";
+    static SWEPT: OnceLock<()> = OnceLock::new();
+    SWEPT.get_or_init(|| {
+        for entry in std::fs::read_dir(std::env::temp_dir())
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let file_name = entry.file_name();
+            let pid = file_name
+                .to_str()
+                .and_then(|n| n.strip_prefix(PREFIX))
+                .and_then(|rest| rest.split('-').next());
+            if let Some(pid) = pid {
+                if !Path::new("/proc").join(pid).exists() {
+                    let _ = std::fs::remove_dir_all(entry.path());
+                }
+            }
+        }
+    });
+    std::env::temp_dir().join(format!("{PREFIX}{}-{name}", std::process::id()))
+}
+
+fn assert_lists(out: &Output, table: &str) {
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(out.stdout.contains(table), "{table} is not listed:{out:?}");
+}
+
+fn assert_fails_saying(out: &Output, words: &str) {
+    assert_eq!(out.code, 2, "{out:?}");
+    assert!(
+        out.stderr.contains(words),
+        "the error does not say {words:?}:{out:?}"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// The environment
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn pg_variables_fill_what_the_connection_string_leaves_out() {
+    let db = util::source().create_db("pg_variables_fill_what_the_connection_string_leaves_out");
+    db.exec("CREATE TABLE env_marker (a int)");
+    let port = db.port.to_string();
+
+    // Only the database in the string.
+    let out = util::run(
+        list(&format!("dbname={}", db.name))
+            .env("PGHOST", "127.0.0.1")
+            .env("PGPORT", &port)
+            .env("PGUSER", "postgres"),
+    );
+    assert_lists(&out, "env_marker");
+
+    // Nothing at all in the string.
+    let out = util::run(
+        list("")
+            .env("PGHOST", "127.0.0.1")
+            .env("PGPORT", &port)
+            .env("PGUSER", "postgres")
+            .env("PGDATABASE", &db.name),
+    );
+    assert_lists(&out, "env_marker");
+
+    // A socket directory in PGHOST; libpq never uses TLS on a socket, whatever PGSSLMODE says.
+    let out = util::run(
+        list("")
+            .env("PGHOST", db.socket_dir())
+            .env("PGPORT", &port)
+            .env("PGUSER", "postgres")
+            .env("PGDATABASE", &db.name)
+            .env("PGSSLMODE", "require"),
+    );
+    assert_lists(&out, "env_marker");
+
+    // The string wins: PGDATABASE names a database that does not exist.
+    let out = util::run(
+        list(&format!("postgres://postgres@127.0.0.1:{port}/{}", db.name))
+            .env("PGDATABASE", "no_such_database")
+            .env("PGPORT", "1"),
+    );
+    assert_lists(&out, "env_marker");
+}
+
+#[test]
+fn a_refused_connection_says_connection_refused() {
+    // A port that nothing listens on: bound, then released.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("finding a free port")
+        .port();
+    let out = util::run(&mut list(&format!(
+        "postgres://postgres@127.0.0.1:{port}/x"
+    )));
+    assert_fails_saying(&out, "connection refused");
+    assert!(out.stderr.contains(&format!("127.0.0.1:{port}")), "{out:?}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Passwords
+// ---------------------------------------------------------------------------------------------
+
+/// A cluster that wants a SCRAM password over TCP from `app`, a superuser (so `copy` may do
+/// everything it does), and its database `passwords` with one table.
+fn password_cluster() -> &'static (Cluster, TestDb) {
+    static CLUSTER: OnceLock<(Cluster, TestDb)> = OnceLock::new();
+    CLUSTER.get_or_init(|| {
+        let cluster = util::start_cluster(
+            ClusterOptions::default()
+                .conf("password_encryption", "scram-sha-256")
+                .hba("local all all trust\nhost all all 127.0.0.1/32 scram-sha-256\n"),
+        );
+        let db = cluster.create_db("passwords");
+        db.exec(&format!(
+            "CREATE ROLE app LOGIN SUPERUSER PASSWORD '{PASSWORD}';
+             CREATE TABLE password_marker (id int PRIMARY KEY, note text);
+             INSERT INTO password_marker SELECT i, 'row ' || i FROM generate_series(1, 100) i;"
+        ));
+        (cluster, db)
+    })
+}
+
+/// `postgres://app[:password]@127.0.0.1:PORT/db`.
+fn app_url(db: &TestDb, password: Option<&str>) -> String {
+    let password = password.map(|p| format!(":{p}")).unwrap_or_default();
+    format!("postgres://app{password}@127.0.0.1:{}/{}", db.port, db.name)
+}
+
+/// Writes a password file with the given mode, a line that does not match before the one
+/// that does.
+fn password_file(name: &str, db: &TestDb, mode: u32) -> PathBuf {
+    let dir = scratch_dir("pgpass");
+    std::fs::create_dir_all(&dir).expect("creating the password file directory");
+    let path = dir.join(name);
+    let text = format!(
+        "# a comment\n\
+         127.0.0.1:{port}:{db}:someone_else:wrong\n\
+         127.0.0.1:{port}:*:app:{PASSWORD}\n",
+        port = db.port,
+        db = db.name,
+    );
+    std::fs::write(&path, text).expect("writing the password file");
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))
+        .expect("setting the password file's mode");
+    path
+}
+
+#[test]
+fn connects_with_the_password_in_the_url() {
+    let (_, db) = password_cluster();
+    let out = util::run(&mut list(&app_url(db, Some(PASSWORD))));
+    assert_lists(&out, "password_marker");
+}
+
+#[test]
+fn connects_with_pgpassword() {
+    let (_, db) = password_cluster();
+    let out = util::run(list(&app_url(db, None)).env("PGPASSWORD", PASSWORD));
+    assert_lists(&out, "password_marker");
+}
+
+#[test]
+fn connects_with_a_password_file_of_mode_0600() {
+    let (_, db) = password_cluster();
+    let file = password_file("mode-0600", db, 0o600);
+    let out = util::run(list(&app_url(db, None)).env("PGPASSFILE", &file));
+    assert_lists(&out, "password_marker");
+    assert!(!out.stderr.contains("group or world"), "{out:?}");
+
+    // The same file as `passfile` in the string.
+    let url = format!("{}?passfile={}", app_url(db, None), file.display());
+    let out = util::run(&mut list(&url));
+    assert_lists(&out, "password_marker");
+}
+
+#[test]
+fn ignores_a_password_file_others_can_read_and_warns() {
+    let (_, db) = password_cluster();
+    let file = password_file("mode-0644", db, 0o644);
+    let out = util::run(list(&app_url(db, None)).env("PGPASSFILE", &file));
+    assert_fails_saying(&out, "no password supplied");
+    assert!(
+        out.stderr.contains("has group or world access")
+            && out
+                .stderr
+                .contains("permissions should be u=rw (0600) or less"),
+        "no warning about the file's permissions:{out:?}"
+    );
+}
+
+#[test]
+fn a_wrong_password_fails_with_exit_2_and_says_so() {
+    let (_, db) = password_cluster();
+    let wrong = "Wrong-9c1e-Leak-Check";
+    let out = util::run(&mut list(&app_url(db, Some(wrong))));
+    assert_fails_saying(&out, "password authentication failed for user \"app\"");
+    assert!(
+        !out.stderr.contains(wrong) && !out.stdout.contains(wrong),
+        "{out:?}"
+    );
+}
+
+#[test]
+fn never_prints_the_password() {
+    let (cluster, source) = password_cluster();
+    let dest = cluster.create_db("never_prints_the_password");
+    dest.exec("CREATE TABLE password_marker (id int PRIMARY KEY, note text)");
+    let copy = |dest: &TestDb| {
+        util::run(
+            pgcopy()
+                .args(["copy", "--yes", "--source"])
+                .arg(app_url(source, Some(PASSWORD)))
+                .arg("--dest")
+                .arg(app_url(dest, Some(PASSWORD)))
+                // Everything pgcopy and its libraries log.
+                .env("RUST_LOG", "trace"),
+        )
+    };
+    let leaked = |out: &Output| out.stdout.contains(PASSWORD) || out.stderr.contains(PASSWORD);
+
+    let out = copy(&dest);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(dest.count("password_marker"), 100);
+    assert!(!leaked(&out), "the password was printed:{out:?}");
+
+    // A failing copy: the destination lacks the table.
+    let empty = cluster.create_db("never_prints_the_password_empty");
+    let out = copy(&empty);
+    assert_eq!(out.code, 2, "{out:?}");
+    assert!(!leaked(&out), "the password was printed:{out:?}");
+
+    // A failing connection, with the password in the string.
+    let out = util::run(&mut list(&format!(
+        "host=127.0.0.1 port={} user=app password={PASSWORD} dbname=no_such_database",
+        source.port
+    )));
+    assert_fails_saying(&out, "no_such_database");
+    assert!(!leaked(&out), "the password was printed:{out:?}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// TLS
+// ---------------------------------------------------------------------------------------------
+
+/// A cluster with TLS on and plain TCP refused, the CA that signed its certificate (issued for
+/// `localhost` only), another CA, and a client certificate for the role `certuser`, which may
+/// log in only with it.
+struct TlsCluster {
+    cluster: Cluster,
+    db: TestDb,
+    ca: PathBuf,
+    other_ca: PathBuf,
+    client_cert: PathBuf,
+    client_key: PathBuf,
+}
+
+impl TlsCluster {
+    /// `postgres://USER@HOST:PORT/DB?QUERY`.
+    fn url(&self, user: &str, host: &str, query: &str) -> String {
+        format!(
+            "postgres://{user}@{host}:{}/{}?{query}",
+            self.cluster.port, self.db.name
+        )
+    }
+}
+
+fn tls_cluster() -> &'static TlsCluster {
+    static CLUSTER: OnceLock<TlsCluster> = OnceLock::new();
+    CLUSTER.get_or_init(|| {
+        let dir = certificates();
+        let cluster = util::start_cluster(
+            with_tls(ClusterOptions::default())
+                .conf("ssl_ca_file", "ca.crt")
+                .file("ca.crt", read(&dir.join("ca.crt")))
+                .hba(
+                    "local all all trust\n\
+                     hostssl all certuser 127.0.0.1/32 cert\n\
+                     hostssl all all 127.0.0.1/32 trust\n\
+                     hostnossl all all 127.0.0.1/32 reject\n",
+                ),
+        );
+        let db = cluster.create_db("tls");
+        db.exec(
+            "CREATE ROLE certuser LOGIN SUPERUSER;
+             CREATE TABLE tls_marker (id int PRIMARY KEY);
+             INSERT INTO tls_marker SELECT generate_series(1, 50);",
+        );
+        TlsCluster {
+            cluster,
+            db,
+            ca: dir.join("ca.crt"),
+            other_ca: dir.join("other-ca.crt"),
+            client_cert: dir.join("client.crt"),
+            client_key: dir.join("client.key"),
+        }
+    })
+}
+
+/// The certificates of `make_certificates`, made once.
+fn certificates() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = scratch_dir("certificates");
+        make_certificates(&dir);
+        dir
+    })
+}
+
+fn read(path: &Path) -> Vec<u8> {
+    std::fs::read(path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
+}
+
+/// TLS on, with the server certificate for `localhost`.
+fn with_tls(options: ClusterOptions) -> ClusterOptions {
+    let dir = certificates();
+    options
+        .conf("ssl", "on")
+        .conf("ssl_cert_file", "server.crt")
+        .conf("ssl_key_file", "server.key")
+        .file("server.crt", read(&dir.join("server.crt")))
+        .file("server.key", read(&dir.join("server.key")))
+}
+
+/// The extensions of the test certificates, for `openssl -config/-extfile`.
+const OPENSSL_CONFIG: &str = "\
+[req]
+distinguished_name = dn
+prompt = no
+[dn]
+CN = unused
+[ca]
+basicConstraints = critical,CA:TRUE
+keyUsage = critical,keyCertSign,cRLSign
+subjectKeyIdentifier = hash
+[server]
+basicConstraints = critical,CA:FALSE
+keyUsage = critical,digitalSignature,keyEncipherment
+extendedKeyUsage = serverAuth
+subjectAltName = DNS:localhost
+[client]
+basicConstraints = critical,CA:FALSE
+keyUsage = critical,digitalSignature,keyEncipherment
+extendedKeyUsage = clientAuth
+";
+
+/// Two CAs, a server certificate for `localhost` (not 127.0.0.1) signed by the first, and a
+/// client certificate for `certuser` signed by it too. P-256 keys: quick to make.
+fn make_certificates(dir: &Path) {
+    if Command::new("openssl").arg("version").output().is_err() {
+        panic!(
+            "the TLS tests make their certificates with the `openssl` command-line tool, which \
+             is missing: apt-get install openssl. They never skip."
+        );
+    }
+    std::fs::create_dir_all(dir).expect("creating the certificate directory");
+    std::fs::write(dir.join("openssl.cnf"), OPENSSL_CONFIG).expect("writing openssl.cnf");
+    let openssl = |args: &[&str]| {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("running openssl");
+        assert!(
+            out.status.success(),
+            "openssl {} failed:\n{}{}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let new_key = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    for (name, subject) in [("ca", "/CN=pgcopy test CA"), ("other-ca", "/CN=another CA")] {
+        let (key, crt) = (format!("{name}.key"), format!("{name}.crt"));
+        let mut args = vec![
+            "req",
+            "-x509",
+            "-new",
+            "-config",
+            "openssl.cnf",
+            "-extensions",
+            "ca",
+        ];
+        args.extend(new_key);
+        args.extend([
+            "-keyout", &key, "-out", &crt, "-days", "3", "-subj", subject,
+        ]);
+        openssl(&args);
+    }
+    for (name, subject, serial) in [
+        ("server", "/CN=localhost", "2"),
+        ("client", "/CN=certuser", "3"),
+    ] {
+        let (key, csr, crt) = (
+            format!("{name}.key"),
+            format!("{name}.csr"),
+            format!("{name}.crt"),
+        );
+        let mut args = vec!["req", "-new", "-config", "openssl.cnf"];
+        args.extend(new_key);
+        args.extend(["-keyout", &key, "-out", &csr, "-subj", subject]);
+        openssl(&args);
+        openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            &csr,
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-set_serial",
+            serial,
+            "-days",
+            "3",
+            "-extfile",
+            "openssl.cnf",
+            "-extensions",
+            name,
+            "-out",
+            &crt,
+        ]);
+    }
+}
+
+#[test]
+fn sslmode_require_and_the_default_prefer_connect_over_tls() {
+    let tls = tls_cluster();
+    // pg_hba.conf rejects plain TCP, so each of these used TLS.
+    let out = util::run(&mut list(&tls.url(
+        "postgres",
+        "127.0.0.1",
+        "sslmode=require",
+    )));
+    assert_lists(&out, "tls_marker");
+    let out = util::run(&mut list(&tls.url("postgres", "127.0.0.1", "")));
+    assert_lists(&out, "tls_marker");
+    let out = util::run(list(&tls.url("postgres", "127.0.0.1", "")).env("PGSSLMODE", "allow"));
+    assert_lists(&out, "tls_marker");
+}
+
+#[test]
+fn sslmode_disable_is_refused_by_a_server_that_wants_tls() {
+    let tls = tls_cluster();
+    let out = util::run(&mut list(&tls.url(
+        "postgres",
+        "127.0.0.1",
+        "sslmode=disable",
+    )));
+    assert_fails_saying(&out, "no encryption");
+    assert!(out.stderr.contains("only over TLS"), "{out:?}");
+}
+
+#[test]
+fn sslmode_require_fails_against_a_server_without_tls() {
+    let db = util::source().create_db("sslmode_require_fails_against_a_server_without_tls");
+    let out = util::run(&mut list(&format!("{}?sslmode=require", db.url())));
+    assert_fails_saying(&out, "the server does not support TLS");
+}
+
+#[test]
+fn verify_full_connects_to_the_host_its_certificate_names() {
+    let tls = tls_cluster();
+    let query = format!("sslmode=verify-full&sslrootcert={}", tls.ca.display());
+    let out = util::run(&mut list(&tls.url("postgres", "localhost", &query)));
+    assert_lists(&out, "tls_marker");
+
+    // The same from PGSSLMODE and PGSSLROOTCERT, with a key=value string.
+    let conn = format!(
+        "host=localhost port={} user=postgres dbname={}",
+        tls.cluster.port, tls.db.name
+    );
+    let out = util::run(
+        list(&conn)
+            .env("PGSSLMODE", "verify-full")
+            .env("PGSSLROOTCERT", &tls.ca),
+    );
+    assert_lists(&out, "tls_marker");
+
+    // Without a root certificate there is nothing to verify against.
+    let out = util::run(list(&conn).env("PGSSLMODE", "verify-full"));
+    assert_fails_saying(&out, "sslrootcert");
+}
+
+#[test]
+fn verify_full_refuses_a_certificate_signed_by_another_ca() {
+    let tls = tls_cluster();
+    let query = format!("sslmode=verify-full&sslrootcert={}", tls.other_ca.display());
+    let out = util::run(&mut list(&tls.url("postgres", "localhost", &query)));
+    assert_fails_saying(
+        &out,
+        "the server's certificate is not signed by a CA in sslrootcert",
+    );
+
+    // require with a root certificate checks the chain as verify-ca does.
+    let query = format!("sslmode=require&sslrootcert={}", tls.other_ca.display());
+    let out = util::run(&mut list(&tls.url("postgres", "localhost", &query)));
+    assert_fails_saying(&out, "not signed by a CA");
+}
+
+#[test]
+fn verify_ca_skips_the_host_name_that_verify_full_checks() {
+    let tls = tls_cluster();
+    // The certificate names localhost only.
+    let query = format!("sslmode=verify-ca&sslrootcert={}", tls.ca.display());
+    let out = util::run(&mut list(&tls.url("postgres", "127.0.0.1", &query)));
+    assert_lists(&out, "tls_marker");
+
+    let query = format!("sslmode=verify-full&sslrootcert={}", tls.ca.display());
+    let out = util::run(&mut list(&tls.url("postgres", "127.0.0.1", &query)));
+    assert_fails_saying(&out, "does not name the host");
+}
+
+#[test]
+fn logs_in_with_a_client_certificate() {
+    let tls = tls_cluster();
+    let query = format!(
+        "sslmode=verify-full&sslrootcert={}&sslcert={}&sslkey={}",
+        tls.ca.display(),
+        tls.client_cert.display(),
+        tls.client_key.display()
+    );
+    let out = util::run(&mut list(&tls.url("certuser", "localhost", &query)));
+    assert_lists(&out, "tls_marker");
+
+    // Without it the server refuses certuser.
+    let out = util::run(&mut list(&tls.url(
+        "certuser",
+        "localhost",
+        "sslmode=require",
+    )));
+    assert_eq!(out.code, 2, "{out:?}");
+    assert!(out.stderr.contains("certificate"), "{out:?}");
+}
+
+#[test]
+fn copies_over_verified_tls() {
+    let tls = tls_cluster();
+    let dest = tls.cluster.create_db("copies_over_verified_tls");
+    dest.exec("CREATE TABLE tls_marker (id int PRIMARY KEY)");
+    let query = format!("sslmode=verify-full&sslrootcert={}", tls.ca.display());
+    let url = |db: &TestDb| {
+        format!(
+            "postgres://postgres@localhost:{}/{}?{query}",
+            db.port, db.name
+        )
+    };
+    let out = util::run(
+        pgcopy()
+            .args(["copy", "--yes", "--parallel", "2", "--source"])
+            .arg(url(&tls.db))
+            .arg("--dest")
+            .arg(url(&dest)),
+    );
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(dest.count("tls_marker"), 50);
+}
+
+#[test]
+fn prefer_falls_back_to_plain_when_the_tls_handshake_fails() {
+    // The server offers TLS, but only a version rustls refuses; plain TCP is trusted.
+    let cluster = util::start_cluster(
+        with_tls(ClusterOptions::default())
+            .conf("ssl_min_protocol_version", "TLSv1")
+            .conf("ssl_max_protocol_version", "TLSv1.1"),
+    );
+    let db = cluster.create_db("prefer_falls_back");
+    db.exec("CREATE TABLE fallback_marker (a int)");
+    let out = util::run(&mut list(&db.url()));
+    assert_lists(&out, "fallback_marker");
+    assert!(out.stderr.contains("connecting without TLS"), "{out:?}");
+
+    let out = util::run(&mut list(&format!("{}?sslmode=require", db.url())));
+    assert_fails_saying(&out, "the server offers no TLS version pgcopy speaks");
+}
