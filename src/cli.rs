@@ -154,6 +154,11 @@ pub struct CopyArgs {
     #[argh(switch)]
     pub no_sequences: bool,
 
+    /// do not ANALYZE the copied tables afterwards (they then have no planner statistics
+    /// until autovacuum gets to them)
+    #[argh(switch)]
+    pub no_analyze: bool,
+
     /// accept tables outside the selection that reference copied tables; their foreign
     /// keys come back NOT VALID
     #[argh(switch)]

@@ -171,7 +171,7 @@ pub fn run(cfg: &CopyConfig) -> Result<u8> {
     .unwrap_or_else(|_| failed_all(&plan, "internal error: a copy thread panicked"));
 
     // The destination may have restarted during the load: the rest needs a live session.
-    if let Err(err) = ensure_connected(cfg, &mut dest) {
+    if let Err(err) = ensure_connected(cfg, &mut dest).and_then(|()| make_durable(&mut dest)) {
         problems.push(describe(&err));
     }
     let sequences_set = set_sequences(
@@ -184,6 +184,11 @@ pub fn run(cfg: &CopyConfig) -> Result<u8> {
     let dropped = keys.len();
     keys.extend(carried);
     let restored = put_keys_back(cfg, dest, &keys, &mut problems);
+    let analyzed = if cfg.analyze && !interrupt::requested() {
+        analyze_copied(cfg, &plan, &outcomes, &mut problems)
+    } else {
+        0
+    };
 
     let checks = if cfg.verify && !interrupt::requested() {
         verify_copied(cfg, &plan, &outcomes, &snapshot, &mut problems)
@@ -234,6 +239,7 @@ pub fn run(cfg: &CopyConfig) -> Result<u8> {
         keys_restored: restored.in_place,
         keys_not_valid: &restored.not_valid,
         sequences_set,
+        analyzed,
         interrupted: interrupt::requested(),
         problems: &problems,
         warnings: logging::warnings(),
@@ -305,6 +311,35 @@ fn outcomes_by_name(
         .map(|(t, o)| (t.name.clone(), o.error.is_none()))
         .chain(done_before.iter().map(|t| (t.clone(), true)))
         .collect()
+}
+
+/// ANALYZEs the tables that were copied, `--parallel` at a time.
+fn analyze_copied(
+    cfg: &CopyConfig,
+    plan: &Plan,
+    outcomes: &[TableOutcome],
+    problems: &mut Vec<String>,
+) -> usize {
+    let copied: Vec<&TableName> = plan
+        .tables
+        .iter()
+        .zip(outcomes)
+        .filter(|(_, o)| o.error.is_none())
+        .map(|(t, _)| &t.name)
+        .collect();
+    log::info!("analyzing {} copied tables", copied.len());
+    match cfg.dest.pool(cfg.parallel) {
+        Ok(pool) => {
+            let failures = crate::analyze::analyze(&pool, &copied, cfg.parallel);
+            let analyzed = copied.len() - failures.len();
+            problems.extend(failures);
+            analyzed
+        }
+        Err(err) => {
+            problems.push(describe(&err));
+            0
+        }
+    }
 }
 
 /// Verifies the tables that were copied against the copy's own source snapshot, so rows
@@ -510,6 +545,19 @@ fn put_keys_back(
             nothing_back()
         }
     }
+}
+
+/// The writers commit without waiting for their WAL to reach disk; one synchronous commit of
+/// a transaction that writes WAL flushes everything before it, so the tables the report
+/// calls copied are durable.
+fn make_durable(dest: &mut Client) -> Result<()> {
+    dest.batch_execute(
+        "BEGIN;
+         SET LOCAL synchronous_commit = on;
+         SELECT txid_current();
+         COMMIT",
+    )
+    .context("flushing the destination's WAL")
 }
 
 /// Checks that the main destination session is alive, and replaces it (taking pgcopy's

@@ -552,8 +552,10 @@ fn write_table(
         .transaction()
         .context("starting the destination transaction")?;
     // A table locked by another session fails with a clear message instead of hanging.
+    // The commit need not wait for its WAL to reach disk: the copy ends with one
+    // synchronous commit, which makes every earlier one durable (WAL is flushed in order).
     tx.batch_execute(&format!(
-        "SET LOCAL lock_timeout = {}",
+        "SET LOCAL lock_timeout = {}; SET LOCAL synchronous_commit = off",
         shared.settings.lock_timeout.as_millis()
     ))?;
     if table.format == Format::Text {

@@ -91,6 +91,8 @@ pub struct Report<'a> {
     /// Keys put back `NOT VALID` on purpose (their table is outside the copy).
     pub keys_not_valid: &'a [String],
     pub sequences_set: usize,
+    /// Tables ANALYZEd after the load.
+    pub analyzed: usize,
     pub interrupted: bool,
     /// Problems that are not one table's: keys that could not be put back, for example.
     pub problems: &'a [String],
@@ -202,6 +204,7 @@ impl Report<'_> {
             self.triggers_disabled()
         )?;
         writeln!(out, "sequences set: {}", self.sequences_set)?;
+        writeln!(out, "tables analyzed: {}", self.analyzed)?;
         if self.interrupted {
             writeln!(
                 out,
@@ -284,6 +287,7 @@ impl Report<'_> {
             },
             "triggers_disabled": self.triggers_disabled(),
             "sequences_set": self.sequences_set,
+            "tables_analyzed": self.analyzed,
             "interrupted": self.interrupted,
             "warnings": self.warnings,
             "failures": self.failures(),

@@ -1,6 +1,6 @@
 //! Copying data: types, column order, partitions, filters, schema checks, the command line.
 
-use crate::util;
+use crate::util::{self, TestDb};
 use crate::{both, copy, foreign_keys, shift_oids};
 
 const MIXED_SCHEMA: &str = "
@@ -580,5 +580,37 @@ fn harness_starts_two_clusters_and_isolates_databases() {
         src.checksum("t", &["id", "v"]),
         dst.checksum("t", &["id", "v"]),
         "the checksum can fail"
+    );
+}
+
+#[test]
+fn analyzes_the_copied_tables_unless_told_not_to() {
+    let (src, dst) = util::pair("analyzes_the_copied_tables");
+    both(
+        &src,
+        &dst,
+        "CREATE TABLE t (id int); CREATE TABLE u (id int)",
+    );
+    src.exec("INSERT INTO t SELECT generate_series(1, 500)");
+    // Manual ANALYZE counts in analyze_count; autovacuum's in autoanalyze_count.
+    let analyzed = |db: &TestDb| {
+        db.scalar_i64(
+            "SELECT sum(analyze_count) FROM pg_stat_user_tables WHERE relname IN ('t', 'u')",
+        )
+    };
+
+    let out = copy(&src, &dst, &["--no-analyze"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(out.stdout.contains("tables analyzed: 0"), "{out:?}");
+    assert_eq!(analyzed(&dst), 0);
+
+    let out = copy(&src, &dst, &[]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(out.stdout.contains("tables analyzed: 2"), "{out:?}");
+    assert_eq!(analyzed(&dst), 2);
+    assert_eq!(
+        dst.scalar_i64("SELECT reltuples::int8 FROM pg_class WHERE relname = 't'"),
+        500,
+        "the planner knows the new row count"
     );
 }
