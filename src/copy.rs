@@ -7,17 +7,17 @@ use crate::conn::{describe, lock_destination, Identity, Snapshot};
 use crate::constraints::{self, FkMode, ForeignKey, Restored};
 use crate::logging::{self, Verbosity};
 use crate::pipe::{self, TableOutcome};
-use crate::plan::{self, Format, Plan};
+use crate::plan::{self, Plan};
 use crate::progress::{Counters, Display, Progress};
-use crate::report::{format_bytes, print_json, write_table, Report};
+use crate::report::{format_bytes, print_json, Report};
 use crate::sequences::{self, Sequence};
 use crate::sql::TableName;
 use crate::state::{State, StateFile};
-use crate::{exit, interrupt, recover, triggers, verify};
+use crate::{confirm, dry_run, exit, interrupt, recover, triggers, verify};
 use anyhow::{bail, Context, Result};
 use postgres::Client;
 use std::collections::{HashMap, HashSet};
-use std::io::{BufRead, IsTerminal, Write};
+use std::io::IsTerminal;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -114,14 +114,14 @@ pub fn run(cfg: &CopyConfig) -> Result<u8> {
     }
     if cfg.dry_run {
         if cfg.json {
-            print_json(&plan_json(cfg, &plan, mode, &keys, &sequences))
+            print_json(&dry_run::plan_json(cfg, &plan, mode, &keys, &sequences))
                 .context("writing the plan")?;
         } else {
-            print_plan(cfg, &plan, mode, &keys, &sequences).context("writing the plan")?;
+            dry_run::print_plan(cfg, &plan, mode, &keys, &sequences).context("writing the plan")?;
         }
         return Ok(exit::SUCCESS);
     }
-    confirm(cfg, &mut dest, &plan)?;
+    confirm::confirm(cfg, &mut dest, &plan)?;
     interrupt::install()?;
     log::info!(
         "copying {} tables ({} on disk) from {} to {}, {} at a time, foreign keys in {mode} mode",
@@ -582,197 +582,4 @@ fn ensure_connected(cfg: &CopyConfig, dest: &mut Client) -> Result<()> {
     lock_destination(&mut fresh, &cfg.dest)?;
     *dest = fresh;
     Ok(())
-}
-
-/// Asks before replacing data, unless `--yes`. Without a terminal to ask on, refuses.
-fn confirm(cfg: &CopyConfig, dest: &mut Client, plan: &Plan) -> Result<()> {
-    if cfg.yes {
-        return Ok(());
-    }
-    let interactive = std::io::stdin().is_terminal() && std::io::stderr().is_terminal();
-    if !interactive {
-        bail!(
-            "refusing to replace the data of {} tables in {} without confirmation: \
-             pass --yes, or run on a terminal to be asked (--dry-run shows the plan)",
-            plan.tables.len(),
-            cfg.dest
-        );
-    }
-    let mut rows = vec![vec![
-        "table".to_string(),
-        "rows now on the destination".into(),
-    ]];
-    for table in &plan.tables {
-        rows.push(vec![
-            table.name.to_string(),
-            current_rows(dest, &table.name)?,
-        ]);
-    }
-    let mut err = std::io::stderr().lock();
-    writeln!(err, "These tables in {} will be replaced:", cfg.dest)?;
-    write_table(&mut err, "lr", &rows)?;
-    write!(
-        err,
-        "Replace the data of these {} tables? [y/N] ",
-        plan.tables.len()
-    )?;
-    err.flush()?;
-    let mut answer = String::new();
-    std::io::stdin().lock().read_line(&mut answer)?;
-    if !matches!(answer.trim().to_ascii_lowercase().as_str(), "y" | "yes") {
-        bail!("not confirmed; nothing was changed");
-    }
-    Ok(())
-}
-
-/// "empty", or the planner's estimate of the rows a table holds (cheap on any size).
-fn current_rows(dest: &mut Client, table: &crate::sql::TableName) -> Result<String> {
-    let row = dest
-        .query_one(
-            &format!(
-                "SELECT EXISTS (SELECT 1 FROM {0}),
-                        (SELECT reltuples::float8 FROM pg_class WHERE oid = $1::text::regclass)",
-                table.quoted()
-            ),
-            &[&table.quoted()],
-        )
-        .with_context(|| format!("looking at {table} on the destination"))?;
-    let any: bool = row.get(0);
-    let estimate: Option<f64> = row.get(1);
-    Ok(match (any, estimate) {
-        (false, _) => "empty".into(),
-        (true, Some(n)) if n > 0.0 => format!("~{}", n as u64),
-        (true, _) => "some (not yet analyzed)".into(),
-    })
-}
-
-/// The `--dry-run` output: everything the copy would do, and nothing done.
-fn print_plan(
-    cfg: &CopyConfig,
-    plan: &Plan,
-    mode: FkMode,
-    keys: &[ForeignKey],
-    sequences: &[Sequence],
-) -> std::io::Result<()> {
-    let mut out = std::io::stdout().lock();
-    writeln!(out, "dry run: nothing was changed")?;
-    writeln!(out, "source:      {}", cfg.source)?;
-    writeln!(out, "destination: {}", cfg.dest)?;
-    writeln!(
-        out,
-        "{} tables, {} on disk, {} at a time, in this order:",
-        plan.tables.len(),
-        format_bytes(plan.data_bytes()),
-        cfg.parallel
-    )?;
-    let mut rows = vec![vec![
-        "table".to_string(),
-        "est. rows".into(),
-        "size".into(),
-        "format".into(),
-        "left out".into(),
-    ]];
-    for table in &plan.tables {
-        rows.push(vec![
-            table.name.to_string(),
-            table
-                .estimated_rows
-                .map_or("?".into(), |rows| rows.to_string()),
-            format_bytes(table.data_bytes),
-            table.format.to_string(),
-            table
-                .generated
-                .iter()
-                .map(|c| format!("{c} (generated)"))
-                .collect::<Vec<_>>()
-                .join(", "),
-        ]);
-    }
-    write_table(&mut out, "lrrll", &rows)?;
-    for table in plan.tables.iter().filter(|t| t.format == Format::Text) {
-        if let Some(reason) = &table.text_reason {
-            writeln!(out, "{} travels as text: {reason}", table.name)?;
-        }
-    }
-    writeln!(out, "foreign key mode: {mode}")?;
-    writeln!(
-        out,
-        "foreign keys dropped for the load and put back after it: {}",
-        keys.len()
-    )?;
-    for key in keys {
-        let note = if key.outside {
-            " (outside the copy: comes back NOT VALID)"
-        } else {
-            ""
-        };
-        writeln!(
-            out,
-            "  {} on {}: {}{note}",
-            key.name, key.table, key.definition
-        )?;
-    }
-    let triggers: Vec<String> = plan
-        .tables
-        .iter()
-        .flat_map(|t| {
-            t.triggers
-                .iter()
-                .map(move |tr| format!("{} on {}", tr.name, t.name))
-        })
-        .collect();
-    writeln!(
-        out,
-        "triggers disabled during each table's load: {}",
-        triggers.len()
-    )?;
-    for trigger in &triggers {
-        writeln!(out, "  {trigger}")?;
-    }
-    writeln!(out, "sequences set after the load: {}", sequences.len())?;
-    for sequence in sequences {
-        writeln!(out, "  {}", sequences::describe(sequence))?;
-    }
-    Ok(())
-}
-
-/// The `--dry-run --json` output.
-fn plan_json(
-    cfg: &CopyConfig,
-    plan: &Plan,
-    mode: FkMode,
-    keys: &[ForeignKey],
-    sequences: &[Sequence],
-) -> serde_json::Value {
-    serde_json::json!({
-        "pgcopy_version": env!("CARGO_PKG_VERSION"),
-        "dry_run": true,
-        "source": cfg.source.to_string(),
-        "destination": cfg.dest.to_string(),
-        "parallel": cfg.parallel,
-        "tables": plan.tables.iter().map(|t| serde_json::json!({
-            "schema": t.name.schema,
-            "table": t.name.name,
-            "estimated_rows": t.estimated_rows,
-            "bytes": t.data_bytes,
-            "format": t.format.to_string(),
-            "text_reason": t.text_reason,
-            "columns": t.columns.iter().map(|c| &c.name).collect::<Vec<_>>(),
-            "generated_columns_left_out": t.generated,
-            "triggers_disabled": t.triggers.iter().map(|tr| &tr.name).collect::<Vec<_>>(),
-        })).collect::<Vec<_>>(),
-        "fk_mode": mode.to_string(),
-        "foreign_keys": keys.iter().map(|k| serde_json::json!({
-            "table": k.table.to_string(),
-            "name": k.name,
-            "definition": k.definition,
-            "outside_selection": k.outside,
-        })).collect::<Vec<_>>(),
-        "sequences": sequences.iter().map(|q| serde_json::json!({
-            "sequence": q.name.to_string(),
-            "last_value": q.last_value,
-            "is_called": q.is_called,
-        })).collect::<Vec<_>>(),
-        "warnings": logging::warnings(),
-    })
 }
