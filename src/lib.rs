@@ -8,6 +8,7 @@ pub mod cli;
 pub mod config;
 pub mod confirm;
 pub mod conn;
+pub mod conninfo;
 pub mod constraints;
 pub mod copy;
 pub mod dry_run;
