@@ -6,6 +6,7 @@ mod copying;
 mod integrity;
 mod operator;
 mod reliability;
+mod scale;
 mod util;
 
 use std::io::Read;
