@@ -108,13 +108,8 @@ pub fn from_args(args: Box<cli::Args>) -> Result<Command> {
     Ok(match command {
         cli::Command::Version(_) => Command::Version,
         cli::Command::Verify(a) => Command::Verify(Box::new(VerifyConfig {
-            source: resolve_target(
-                "source",
-                a.source,
-                a.source_file.as_deref(),
-                "PGCOPY_SOURCE",
-            )?,
-            dest: resolve_target("dest", a.dest, a.dest_file.as_deref(), "PGCOPY_DEST")?,
+            source: source(a.source, a.source_file.as_deref())?,
+            dest: dest(a.dest, a.dest_file.as_deref())?,
             filter: filter(
                 &a.include_tables,
                 &a.exclude_tables,
@@ -126,17 +121,12 @@ pub fn from_args(args: Box<cli::Args>) -> Result<Command> {
             verbosity: verbosity(a.quiet, a.verbose)?,
         })),
         cli::Command::Recover(a) => Command::Recover(Box::new(RecoverConfig {
-            dest: resolve_target("dest", a.dest, a.dest_file.as_deref(), "PGCOPY_DEST")?,
+            dest: dest(a.dest, a.dest_file.as_deref())?,
             state_dir: state_dir(a.state_dir)?,
             verbosity: verbosity(a.quiet, a.verbose)?,
         })),
         cli::Command::List(a) => Command::List(Box::new(ListConfig {
-            source: resolve_target(
-                "source",
-                a.source,
-                a.source_file.as_deref(),
-                "PGCOPY_SOURCE",
-            )?,
+            source: source(a.source, a.source_file.as_deref())?,
             filter: filter(
                 &a.include_tables,
                 &a.exclude_tables,
@@ -161,13 +151,8 @@ pub fn from_args(args: Box<cli::Args>) -> Result<Command> {
                 bail!("--enable-triggers cannot be used with --fk-mode replica, in which ordinary triggers never fire");
             }
             Command::Copy(Box::new(CopyConfig {
-                source: resolve_target(
-                    "source",
-                    a.source,
-                    a.source_file.as_deref(),
-                    "PGCOPY_SOURCE",
-                )?,
-                dest: resolve_target("dest", a.dest, a.dest_file.as_deref(), "PGCOPY_DEST")?,
+                source: source(a.source, a.source_file.as_deref())?,
+                dest: dest(a.dest, a.dest_file.as_deref())?,
                 parallel,
                 batch_size,
                 filter: filter(
@@ -227,6 +212,14 @@ fn filter(it: &[String], et: &[String], is: &[String], es: &[String]) -> TableFi
         include_schemas: parse_list(is),
         exclude_schemas: parse_list(es),
     }
+}
+
+fn source(flag: Option<String>, file: Option<&Path>) -> Result<Target> {
+    resolve_target("source", flag, file, "PGCOPY_SOURCE")
+}
+
+fn dest(flag: Option<String>, file: Option<&Path>) -> Result<Target> {
+    resolve_target("dest", flag, file, "PGCOPY_DEST")
 }
 
 /// Finds a connection string: the flag, else the file flag, else the environment variable.

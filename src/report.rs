@@ -306,11 +306,10 @@ fn mib_per_second(bytes: u64, elapsed: Duration) -> f64 {
 }
 
 fn rate(bytes: u64, elapsed: Duration) -> String {
-    let secs = elapsed.as_secs_f64();
-    if secs <= 0.0 {
+    if elapsed.is_zero() {
         return "-".into();
     }
-    format!("{:.1}", bytes as f64 / secs / (1024.0 * 1024.0))
+    format!("{:.1}", mib_per_second(bytes, elapsed))
 }
 
 #[cfg(test)]
