@@ -154,6 +154,12 @@ pub struct CopyArgs {
     #[argh(switch)]
     pub no_sequences: bool,
 
+    /// the destination's indexes during the load: keep (maintained row by row), rebuild
+    /// (dropped and built after the data, in the table's load transaction) or auto
+    /// (default: rebuild for tables of 16 MiB and more)
+    #[argh(option)]
+    pub indexes: Option<String>,
+
     /// do not ANALYZE the copied tables afterwards (they then have no planner statistics
     /// until autovacuum gets to them)
     #[argh(switch)]

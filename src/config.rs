@@ -5,6 +5,7 @@ use crate::cli;
 use crate::conn::Target;
 use crate::constraints::FkMode;
 use crate::filter::{parse_list, TableFilter};
+use crate::indexes::IndexMode;
 use crate::logging::Verbosity;
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
@@ -39,6 +40,7 @@ pub struct CopyConfig {
     pub enable_triggers: bool,
     pub sequences: bool,
     pub analyze: bool,
+    pub index_mode: IndexMode,
     pub allow_outside_references: bool,
     pub state_dir: PathBuf,
     pub progress_interval: Duration,
@@ -168,6 +170,7 @@ pub fn from_args(args: Box<cli::Args>) -> Result<Command> {
                 enable_triggers: a.enable_triggers,
                 sequences: !a.no_sequences,
                 analyze: !a.no_analyze,
+                index_mode: a.indexes.as_deref().unwrap_or("auto").parse()?,
                 allow_outside_references: a.allow_outside_references,
                 state_dir: state_dir(a.state_dir)?,
                 progress_interval: Duration::from_secs(a.progress_interval.max(1)),

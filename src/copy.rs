@@ -5,6 +5,7 @@
 use crate::config::CopyConfig;
 use crate::conn::{describe, lock_destination, Identity, Snapshot};
 use crate::constraints::{self, FkMode, ForeignKey, Restored};
+use crate::indexes::{self, IndexMode};
 use crate::logging::{self, Verbosity};
 use crate::pipe::{self, TableOutcome};
 use crate::plan::{self, Plan};
@@ -41,6 +42,12 @@ pub fn run(cfg: &CopyConfig) -> Result<u8> {
             cfg.dest
         );
     }
+    // Planning reads the catalog; a table locked by another session must give a clear
+    // error, not a silent hang (pg_get_indexdef, for one, waits for the lock).
+    dest.batch_execute(&format!(
+        "SET lock_timeout = {}",
+        cfg.lock_timeout.as_millis()
+    ))?;
     let state_file = StateFile::new(&cfg.state_dir, &dest_id.database, &dest_id.key());
     let previous = if cfg.dry_run {
         let previous = state_file.load()?;
@@ -112,6 +119,20 @@ pub fn run(cfg: &CopyConfig) -> Result<u8> {
             table.triggers = firing.remove(&table.name).unwrap_or_default();
         }
     }
+    if cfg.index_mode != IndexMode::Keep {
+        let big: Vec<TableName> = plan
+            .tables
+            .iter()
+            .filter(|t| cfg.index_mode.rebuilds(t.data_bytes))
+            .map(|t| t.name.clone())
+            .collect();
+        let mut rebuildable = indexes::rebuildable(&mut dest, &big, mode.drops_keys())?;
+        for table in &mut plan.tables {
+            if cfg.index_mode.rebuilds(table.data_bytes) {
+                table.indexes = rebuildable.remove(&table.name).unwrap_or_default();
+            }
+        }
+    }
     if cfg.dry_run {
         if cfg.json {
             print_json(&dry_run::plan_json(cfg, &plan, mode, &keys, &sequences))
@@ -122,6 +143,8 @@ pub fn run(cfg: &CopyConfig) -> Result<u8> {
         return Ok(exit::SUCCESS);
     }
     confirm::confirm(cfg, &mut dest, &plan)?;
+    // Putting keys back must wait for locks rather than give up and leave them to recover.
+    dest.batch_execute("RESET lock_timeout")?;
     interrupt::install()?;
     log::info!(
         "copying {} tables ({} on disk) from {} to {}, {} at a time, foreign keys in {mode} mode",

@@ -92,6 +92,23 @@ pub fn print_plan(
     for trigger in &triggers {
         writeln!(out, "  {trigger}")?;
     }
+    let indexes: Vec<String> = plan
+        .tables
+        .iter()
+        .flat_map(|t| {
+            t.indexes
+                .iter()
+                .map(move |i| format!("{} on {}", i.name, t.name))
+        })
+        .collect();
+    writeln!(
+        out,
+        "indexes dropped and built again in each table's load: {}",
+        indexes.len()
+    )?;
+    for index in &indexes {
+        writeln!(out, "  {index}")?;
+    }
     writeln!(out, "sequences set after the load: {}", sequences.len())?;
     for sequence in sequences {
         writeln!(out, "  {}", sequences::describe(sequence))?;
@@ -123,6 +140,7 @@ pub fn plan_json(
             "columns": t.columns.iter().map(|c| &c.name).collect::<Vec<_>>(),
             "generated_columns_left_out": t.generated,
             "triggers_disabled": t.triggers.iter().map(|tr| &tr.name).collect::<Vec<_>>(),
+            "indexes_rebuilt": t.indexes.iter().map(|i| &i.name).collect::<Vec<_>>(),
         })).collect::<Vec<_>>(),
         "fk_mode": mode.to_string(),
         "foreign_keys": keys.iter().map(|k| serde_json::json!({

@@ -14,6 +14,7 @@ pub mod copy;
 pub mod dry_run;
 pub mod filter;
 pub mod framing;
+pub mod indexes;
 pub mod interrupt;
 pub mod list;
 pub mod logging;

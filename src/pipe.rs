@@ -21,6 +21,9 @@ use std::time::{Duration, Instant};
 /// written, a lane holds at most `CHANNEL_DEPTH + 2` chunks.
 pub const CHANNEL_DEPTH: usize = 4;
 
+/// `maintenance_work_mem` for a table's index builds: more memory, fewer sort passes.
+const INDEX_BUILD_MEMORY: &str = "256MB";
+
 /// No table in flight on a lane.
 const IDLE: usize = usize::MAX;
 
@@ -577,6 +580,13 @@ fn write_table(
     tx.batch_execute(&truncate)
         .map_err(|err| locked(err, shared.settings.lock_timeout))
         .context("emptying the destination table")?;
+    // Built again after the data, in this transaction: a sorted build beats maintaining
+    // them row by row, and a rollback brings them back as they were.
+    run_each(
+        &mut tx,
+        table.indexes.iter().map(|i| i.drop_sql(&table.name)),
+    )
+    .context("dropping the table's indexes for the load")?;
     let sql = copy_in_sql(table);
     log::debug!("destination: {sql}");
     let mut writer = tx
@@ -601,6 +611,17 @@ fn write_table(
         .context("finishing COPY on the destination")?;
     if written != sent {
         bail!("the source sent {sent} rows but the destination took {written}");
+    }
+    if !table.indexes.is_empty() {
+        tx.batch_execute(&format!(
+            "SET LOCAL maintenance_work_mem = '{}'",
+            INDEX_BUILD_MEMORY
+        ))?;
+        run_each(
+            &mut tx,
+            table.indexes.iter().flat_map(|i| i.create_sql(&table.name)),
+        )
+        .context("building the table's indexes again")?;
     }
     run_each(
         &mut tx,

@@ -3,6 +3,7 @@
 
 use crate::catalog::{self, Column, DestTable, Table};
 use crate::filter::TableFilter;
+use crate::indexes::Index;
 use crate::sql::TableName;
 use crate::triggers::Trigger;
 use anyhow::{bail, Result};
@@ -45,6 +46,9 @@ pub struct TablePlan {
     /// Destination user triggers that would fire for the copied rows: disabled inside the
     /// table's load transaction. Empty with `--enable-triggers`.
     pub triggers: Vec<Trigger>,
+    /// Destination indexes dropped before the load and built after it, in the table's load
+    /// transaction (`--indexes`).
+    pub indexes: Vec<Index>,
 }
 
 impl TablePlan {
@@ -126,6 +130,7 @@ pub fn build(client: &mut Client, selected: &[Table]) -> Result<Plan> {
                 data_bytes: table.data_bytes,
                 parent: table.parent.clone(),
                 triggers: Vec::new(),
+                indexes: Vec::new(),
             }
         })
         .collect();

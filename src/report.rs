@@ -129,6 +129,18 @@ impl Report<'_> {
         }
     }
 
+    /// Indexes rebuilt in the tables that were copied (a failed table's came back as they
+    /// were with its rollback).
+    fn indexes_rebuilt(&self) -> usize {
+        self.plan
+            .tables
+            .iter()
+            .zip(self.outcomes)
+            .filter(|(_, o)| o.error.is_none())
+            .map(|(t, _)| t.indexes.len())
+            .sum()
+    }
+
     fn triggers_disabled(&self) -> usize {
         self.plan.tables.iter().map(|t| t.triggers.len()).sum()
     }
@@ -205,6 +217,11 @@ impl Report<'_> {
         )?;
         writeln!(out, "sequences set: {}", self.sequences_set)?;
         writeln!(out, "tables analyzed: {}", self.analyzed)?;
+        writeln!(
+            out,
+            "indexes dropped for the load and built after it: {}",
+            self.indexes_rebuilt()
+        )?;
         if self.interrupted {
             writeln!(
                 out,
@@ -288,6 +305,7 @@ impl Report<'_> {
             "triggers_disabled": self.triggers_disabled(),
             "sequences_set": self.sequences_set,
             "tables_analyzed": self.analyzed,
+            "indexes_rebuilt": self.indexes_rebuilt(),
             "interrupted": self.interrupted,
             "warnings": self.warnings,
             "failures": self.failures(),

@@ -260,6 +260,7 @@ mod tests {
             data_bytes: 0,
             parent: None,
             triggers: Vec::new(),
+            indexes: Vec::new(),
         };
         let sql = digest_sql(&table);
         assert!(sql.contains("md5(ROW(\"A\", \"a\", \"b\")::text)"), "{sql}");

@@ -175,7 +175,11 @@ fn wait_for_reader(db: &TestDb) -> i64 {
         }
         assert!(
             std::time::Instant::now() < deadline,
-            "no reader ever streamed"
+            "no reader ever streamed: {:?}",
+            db.rows_text(
+                "SELECT state, wait_event, left(query, 60) FROM pg_stat_activity
+                 WHERE application_name = 'pgcopy'"
+            )
         );
         std::thread::sleep(Duration::from_millis(50));
     }

@@ -7,6 +7,7 @@ mod integrity;
 mod operator;
 mod reliability;
 mod scale;
+mod speed;
 mod util;
 
 use std::io::Read;
