@@ -90,8 +90,8 @@ else
     pgcopy=${CARGO_TARGET_DIR:-$root/target}/release/pgcopy
 fi
 
-step "pgcopy copy --source $src_url --dest $dst_url --yes"
-"$pgcopy" copy --source "$src_url" --dest "$dst_url" --yes
+step "pgcopy copy --source $src_url --dest $dst_url --yes --verify"
+"$pgcopy" copy --source "$src_url" --dest "$dst_url" --yes --verify --state-dir "$WORKDIR/state"
 
 step "Rows per table, source vs. destination"
 tables=$(cluster_psql source "$db" -At -c "
