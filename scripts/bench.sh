@@ -115,7 +115,7 @@ settings=(
     wal_level=minimal max_wal_senders=0 autovacuum=off
 )
 
-if [[ $reuse == 1 || $keep == 1 ]]; then
+if [[ -n ${BENCH_DIR:-} || $reuse == 1 || $keep == 1 ]]; then
     WORKDIR=${BENCH_DIR:-${TMPDIR:-/tmp}/pgcopy-bench}
     if [[ ! -d $WORKDIR ]]; then
         mkdir -p "$WORKDIR"
@@ -123,21 +123,30 @@ if [[ $reuse == 1 || $keep == 1 ]]; then
         if [[ $(id -u) == 0 ]]; then chown postgres: "$WORKDIR"; fi
     fi
 else
-    WORKDIR=${BENCH_DIR:-$(cluster_workdir)}
+    WORKDIR=$(cluster_workdir)
 fi
 export WORKDIR
-tmp=$WORKDIR/run
+tmp=$WORKDIR/bench-run
 rm -rf "$tmp"
 mkdir -p "$tmp/logs"
 
+# The clusters this run started or reused: the only ones teardown stops (and, unless kept,
+# removes), so a BENCH_DIR that holds something else is never touched beyond bench-run/.
+owned=()
 teardown() {
-    local status=$?
-    cluster_stop source 2>/dev/null || true
-    cluster_stop dest 2>/dev/null || true
+    local status=$? name
+    trap - EXIT INT TERM
+    for name in "${owned[@]}"; do
+        cluster_stop "$name" >/dev/null 2>&1 || true
+    done
     if [[ $keep == 1 || $reuse == 1 ]]; then
         echo "bench: kept $WORKDIR (logs in $tmp/logs)" >&2
     else
-        rm -rf "$WORKDIR"
+        for name in "${owned[@]}"; do
+            rm -rf "${WORKDIR:?}/$name"
+        done
+        rm -rf "$tmp"
+        rmdir "$WORKDIR" 2>/dev/null || true
     fi
     exit "$status"
 }
@@ -153,6 +162,7 @@ start_cluster() {
         [[ $reuse == 1 ]] || die "$WORKDIR/$name already holds a cluster: set BENCH_REUSE=1" \
             "to reuse it, or remove it"
         step "Reusing the $name cluster in $WORKDIR/$name (port $(cluster_port "$name"))"
+        owned+=("$name")
         local out
         if ! out=$(_cluster_pg pg_ctl -w -t 60 -D "$WORKDIR/$name/data" \
             -l "$WORKDIR/$name/server.log" restart 2>&1); then
@@ -167,6 +177,7 @@ start_cluster() {
         port=$(free_port)
     done
     step "Starting the $name cluster in $WORKDIR/$name on port $port"
+    owned+=("$name")
     cluster_start "$name" "$port" "${settings[@]}"
 }
 start_cluster source
@@ -310,6 +321,7 @@ empty_dest() {
 
 # The psql pipe for one table, as a careful shell user would write it: TRUNCATE and COPY FREEZE in
 # one destination transaction (as pgcopy does), so that wal_level=minimal spares it the WAL too.
+# shellcheck disable=SC2153 # BENCH_SRC and BENCH_DST come from run_tool, in the environment
 pipe_table() {
     set -euo pipefail
     local table=$1
@@ -380,7 +392,8 @@ results=$tmp/results.txt
 : >"$results"
 
 # run_tool TOOL RUN DB SCALE: one measured run of TOOL into the emptied destination, checked
-# against the source; appends "scale tool run wall cpu rss_kib server_cpu wal_bytes checkpoint".
+# against the source; appends "scale tool run wall cpu rss_kib server_cpu wal_bytes checkpoint
+# busy%" (busy: client and server CPU over the wall time of all the machine's cores).
 run_tool() {
     local tool=$1 run=$2 db=$3 s=$4
     local src dst log timing
@@ -423,7 +436,7 @@ run_tool() {
         die "$(label "$tool") run $run: the destination differs from the source (diff above;" \
             "the tool's output is in $log)"
     fi
-    awk -v scale="$s" -v tool="$tool" -v run="$run" \
+    awk -v scale="$s" -v tool="$tool" -v run="$run" -v cores="$(nproc)" \
         -v server="$((cpu_after - cpu_before))" -v hz="$clock_ticks" -v wal="$wal" \
         -v ckpt="$(((end - start) / 1000000))" '
         /User time \(seconds\)/ { cpu += $NF }
@@ -434,8 +447,9 @@ run_tool() {
             wall = (n == 3) ? p[1] * 3600 + p[2] * 60 + p[3] : p[1] * 60 + p[2]
         }
         END {
-            printf "%s %s %s %.2f %.2f %d %.2f %d %.2f\n", scale, tool, run, wall, cpu, rss,
-                server / hz, wal, ckpt / 1000
+            busy = (wall > 0) ? 100 * (cpu + server / hz) / (wall * cores) : 0
+            printf "%s %s %s %.2f %.2f %d %.2f %.0f %.2f %.0f\n", scale, tool, run, wall, cpu, rss,
+                server / hz, wal, ckpt / 1000, busy
         }' "$timing" >>"$results"
 }
 
@@ -460,12 +474,11 @@ load "$db" "$scale"
 pg_version=$(cluster_psql source postgres -At -c 'SELECT version()')
 cpu_model=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
 mem_total=$(awk '/^MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo)
-sizes=$(psql_url "$(cluster_url source "$db")" -At -F '|' -c "
-    SELECT pg_size_pretty(pg_database_size(current_database())),
-           (SELECT string_agg(format('%s %s', relname, reltuples::bigint), ', '
-                              ORDER BY pg_total_relation_size(oid) DESC)
-            FROM pg_class WHERE relkind = 'r' AND relnamespace = 'public'::regnamespace
-              AND reltuples > 0)")
+db_size=$(psql_url "$(cluster_url source "$db")" -At -c \
+    'SELECT pg_size_pretty(pg_database_size(current_database()))')
+# rows: from the source's fingerprint (table|rows|checksum|checksum), tables that have any
+rows=$(awk -F '|' 'NF == 4 && $2 > 0 { sub(/^public\./, "", $1); printf "%s%s %s", sep, $1, $2; sep = ", " }' \
+    "$tmp/source-$db.txt")
 
 cat <<EOF
 # pgcopy benchmark ($(date -u '+%Y-%m-%d %H:%M UTC'))
@@ -473,8 +486,8 @@ cat <<EOF
 machine     $(nproc) CPUs ($cpu_model), $mem_total RAM, $(uname -sr)
 postgres    $pg_version
 pgcopy      $("$pgcopy" --version) ($pgcopy)
-data        pgbench -i -s $scale --foreign-keys + bench_mixed: ${sizes%%|*} on disk
-            rows: ${sizes#*|}
+data        pgbench -i -s $scale --foreign-keys + bench_mixed: $db_size on disk
+            rows: $rows
 load avg    $(cut -d ' ' -f 1-3 /proc/loadavg) before the runs (other work on the machine skews the numbers)
 parameters  --scale $scale --runs $runs --parallel $parallel; $runs run(s) of each tool, round robin
 servers     both on this machine, over TCP on 127.0.0.1; durable (fsync on, full_page_writes on,
@@ -515,19 +528,27 @@ done
 echo "load avg    $(cut -d ' ' -f 1-3 /proc/loadavg) after the runs"
 echo
 
-fmt_mib() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
-
-printf '| tool (scale %s, %s runs) | wall s (median) | client CPU s (median) | peak RSS MiB (max) | server CPU s (median) | dest WAL MiB (median) | CHECKPOINT after s (median) |\n' \
-    "$scale" "$runs"
-echo '| --- | ---: | ---: | ---: | ---: | ---: | ---: |'
-for tool in "${tools[@]}"; do
-    printf '| %s | %.2f | %.2f | %s | %.2f | %s | %.2f |\n' "$(label "$tool")" \
-        "$(stat_of "$scale" "$tool" 4 median)" "$(stat_of "$scale" "$tool" 5 median)" \
-        "$(fmt_mib "$(stat_of "$scale" "$tool" 6 max)")" "$(stat_of "$scale" "$tool" 7 median)" \
-        "$(awk -v b="$(stat_of "$scale" "$tool" 8 median)" 'BEGIN { printf "%.0f", b / 1048576 }')" \
-        "$(stat_of "$scale" "$tool" 9 median)"
-done
-echo
+# table SCALE TOOL...: the results at SCALE, one row per tool.
+table() {
+    local s=$1 tool
+    shift
+    printf '| tool (scale %s, runs: %s) | wall s | client CPU s | peak RSS MiB | server CPU s |' \
+        "$s" "$runs"
+    printf ' CPU busy %% | dest WAL MiB | CHECKPOINT after s |\n'
+    echo '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |'
+    for tool in "$@"; do
+        printf '| %s | %.2f | %.2f | %.1f | %.2f | %.0f | %.0f | %.2f |\n' "$(label "$tool")" \
+            "$(stat_of "$s" "$tool" 4 median)" "$(stat_of "$s" "$tool" 5 median)" \
+            "$(awk -v k="$(stat_of "$s" "$tool" 6 max)" 'BEGIN { print k / 1024 }')" \
+            "$(stat_of "$s" "$tool" 7 median)" "$(stat_of "$s" "$tool" 10 median)" \
+            "$(awk -v b="$(stat_of "$s" "$tool" 8 median)" 'BEGIN { print b / 1048576 }')" \
+            "$(stat_of "$s" "$tool" 9 median)"
+    done
+    echo "(medians over the runs; peak RSS: the largest of any run. CPU busy: client + server"
+    echo "CPU over wall time × $(nproc) cores.)"
+    echo
+}
+table "$scale" "${tools[@]}"
 
 # --- the scale check ---------------------------------------------------------------------------
 
@@ -544,15 +565,7 @@ if [[ $scale_check == 1 ]]; then
     for ((run = 1; run <= runs; run++)); do
         run_tool pgcopy "$run" "$big_db" "$big"
     done
-    printf '| tool (scale %s, %s runs) | wall s (median) | client CPU s (median) | peak RSS MiB (max) | server CPU s (median) | dest WAL MiB (median) | CHECKPOINT after s (median) |\n' \
-        "$big" "$runs"
-    echo '| --- | ---: | ---: | ---: | ---: | ---: | ---: |'
-    printf '| %s | %.2f | %.2f | %s | %.2f | %s | %.2f |\n' "$(label pgcopy)" \
-        "$(stat_of "$big" pgcopy 4 median)" "$(stat_of "$big" pgcopy 5 median)" \
-        "$(fmt_mib "$(stat_of "$big" pgcopy 6 max)")" "$(stat_of "$big" pgcopy 7 median)" \
-        "$(awk -v b="$(stat_of "$big" pgcopy 8 median)" 'BEGIN { printf "%.0f", b / 1048576 }')" \
-        "$(stat_of "$big" pgcopy 9 median)"
-    echo
+    table "$big" pgcopy
 fi
 
 # --- the goals ---------------------------------------------------------------------------------
@@ -560,7 +573,7 @@ fi
 # goal NAME VALUE GOAL: one row; VALUE <= GOAL is met.
 goal() {
     awk -v name="$1" -v v="$2" -v g="$3" 'BEGIN {
-        printf "| %s | %.2f | ≤ %s | %s |\n", name, v, g, (v <= g) ? "met" : "NOT met"
+        printf "| %s | %.3f | ≤ %s | %s |\n", name, v, g, (v <= g) ? "met" : "NOT met"
     }'
 }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.4f", (b > 0) ? a / b : 1e9 }'; }
