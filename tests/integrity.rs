@@ -3,8 +3,8 @@
 
 use crate::util::{self, TestDb};
 use crate::{
-    both, copy, finish, foreign_keys, has_state_file, lock_table, spawn_copy, state_count,
-    triggers, wait_for_blocked_writer, wait_for_pgcopy_gone,
+    both, copy, finish, foreign_keys, has_state_file, key_names, lock_table, spawn_copy,
+    state_count, triggers, wait_for_blocked_writer, wait_for_pgcopy_gone,
 };
 
 /// Keys of every kind: a chain a <- b <- c, a cycle x <-> y with deferrable keys, a
@@ -372,12 +372,9 @@ fn after_kill_9_mid_copy_recover_and_the_next_copy_put_the_keys_back() {
                 && out.stderr.contains("putting back the 6 foreign keys"),
             "{recovery} says what it does: {out:?}"
         );
-        let names = |keys: Vec<Vec<Option<String>>>| -> Vec<Option<String>> {
-            keys.into_iter().map(|k| k[1].clone()).collect()
-        };
         assert_eq!(
-            names(foreign_keys(&dst)),
-            names(keys.clone()),
+            key_names(&foreign_keys(&dst)),
+            key_names(&keys),
             "{recovery}: every key is back"
         );
         assert_eq!(triggers(&dst), before, "{recovery}");

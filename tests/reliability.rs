@@ -4,8 +4,8 @@
 use crate::integrity::{assert_same_data, keys_pair, KEY_TABLES};
 use crate::util::{self, TestDb};
 use crate::{
-    both, copy, finish, foreign_keys, lock_table, spawn_copy, state_count, wait_for_blocked_writer,
-    wait_for_pgcopy_gone,
+    both, copy, finish, foreign_keys, key_names, lock_table, spawn_copy, state_count,
+    wait_for_blocked_writer, wait_for_pgcopy_gone,
 };
 use std::time::Duration;
 
@@ -128,12 +128,9 @@ fn resume_after_kill_9_copies_only_what_was_left_and_verifies() {
     let out = copy(&src, &dst, &["--resume", "--exclude-tables", "a"]);
     assert_eq!(out.code, 2, "a changed selection is refused: {out:?}");
     assert!(out.stderr.contains("cannot resume"), "{out:?}");
-    let names = |keys: Vec<Vec<Option<String>>>| -> Vec<Option<String>> {
-        keys.into_iter().map(|k| k[1].clone()).collect()
-    };
     assert_eq!(
-        names(foreign_keys(&dst)),
-        names(keys.clone()),
+        key_names(&foreign_keys(&dst)),
+        key_names(&keys),
         "but the keys were put back first (validated once the data is whole)"
     );
 

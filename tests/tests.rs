@@ -51,6 +51,12 @@ pub fn foreign_keys(db: &TestDb) -> Vec<Vec<Option<String>>> {
     )
 }
 
+/// Just the names of `foreign_keys()`: what must be back even where a key could not be
+/// validated yet.
+pub fn key_names(keys: &[Vec<Option<String>>]) -> Vec<Option<String>> {
+    keys.iter().map(|k| k[1].clone()).collect()
+}
+
 /// Every user trigger of a database and how it is enabled.
 pub fn triggers(db: &TestDb) -> Vec<Vec<Option<String>>> {
     db.rows_text(
