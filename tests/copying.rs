@@ -494,6 +494,11 @@ fn reads_connections_from_files_and_the_environment() {
     );
     assert_eq!(out.code, 2, "{out:?}");
     assert!(out.stderr.contains("missing.conn"), "{out:?}");
+
+    // A path that cannot be read as a file (root reads any file, so use a directory).
+    let out = util::run(util::pgcopy().args(["list", "--source-file"]).arg(&dir));
+    assert_eq!(out.code, 2, "{out:?}");
+    assert!(out.stderr.contains("reading --source-file"), "{out:?}");
     std::fs::remove_dir_all(&dir).expect("removing the temp dir");
 
     let out = util::run(util::pgcopy().args(["copy", "--yes", "--dest", &dst.url()]));
