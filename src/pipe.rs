@@ -53,6 +53,19 @@ pub struct TableOutcome {
     pub attempts: u32,
 }
 
+impl TableOutcome {
+    /// A try whose writer went away before it could say how the table went.
+    fn lost(job: Job) -> TableOutcome {
+        TableOutcome {
+            rows: 0,
+            bytes: 0,
+            elapsed: Duration::ZERO,
+            error: Some(anyhow!("the destination writer stopped")),
+            attempts: job.attempt,
+        }
+    }
+}
+
 /// What a reader tells its writer.
 enum Msg {
     /// The next table to write.
@@ -269,7 +282,7 @@ impl Shared<'_> {
             outcomes[index] = Some(outcome);
         }
         if let Ok(mut jobs) = self.jobs.lock() {
-            jobs.unfinished -= 1;
+            jobs.unfinished = jobs.unfinished.saturating_sub(1);
         }
         self.counters.tables_done.fetch_add(1, Ordering::SeqCst);
     }
@@ -331,6 +344,9 @@ fn reader_lane(
         };
         let table = &shared.plan.tables[job.index];
         if chunks.send(Msg::Begin(job)).is_err() {
+            // The writer is gone: the table must still get an outcome, or the other lanes
+            // would wait for it forever.
+            shared.finish(job.index, TableOutcome::lost(job));
             break;
         }
         if suspect || source_conn.is_closed() {
@@ -342,6 +358,7 @@ fn reader_lane(
         let result = read_table(shared, lane, job.ticket, table, &mut source_conn, &chunks);
         suspect = result.is_err();
         if chunks.send(Msg::End(result)).is_err() {
+            shared.finish(job.index, TableOutcome::lost(job));
             break;
         }
     }
