@@ -156,7 +156,7 @@ pub struct CopyArgs {
 
     /// the destination's indexes during the load: keep (maintained row by row), rebuild
     /// (dropped and built after the data, in the table's load transaction) or auto
-    /// (default: rebuild for tables of 16 MiB and more)
+    /// (default: rebuild for tables of 1 MiB and more)
     #[argh(option)]
     pub indexes: Option<String>,
 

@@ -126,7 +126,21 @@ pub fn run(cfg: &CopyConfig) -> Result<u8> {
             .filter(|t| cfg.index_mode.rebuilds(t.data_bytes))
             .map(|t| t.name.clone())
             .collect();
-        let mut rebuildable = indexes::rebuildable(&mut dest, &big, mode.drops_keys())?;
+        let mut rebuildable = match indexes::rebuildable(&mut dest, &big, mode.drops_keys()) {
+            Ok(rebuildable) => rebuildable,
+            // Reading an index definition waits for a lock another session holds on its
+            // table: keep every index rather than hold up or fail the whole copy; that
+            // table's own writer then waits for its lock, up to --lock-timeout.
+            Err(err) if indexes::is_lock_timeout(&err) => {
+                log::warn!(
+                    "could not read the destination's indexes (a table is locked by another \
+                     session), so every index stays as it is: {}",
+                    describe(&err)
+                );
+                HashMap::new()
+            }
+            Err(err) => return Err(err),
+        };
         for table in &mut plan.tables {
             if cfg.index_mode.rebuilds(table.data_bytes) {
                 table.indexes = rebuildable.remove(&table.name).unwrap_or_default();

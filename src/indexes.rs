@@ -5,8 +5,10 @@
 
 use crate::sql::{quote_ident, quote_literal, TableName};
 use anyhow::{Context, Result};
+use postgres::error::SqlState;
 use postgres::Client;
 use std::collections::HashMap;
+use std::time::Duration;
 
 /// `--indexes`: what to do with the destination's indexes during the load.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -20,8 +22,10 @@ pub enum IndexMode {
     Auto,
 }
 
-/// From this much source data up, `auto` rebuilds a table's indexes.
-pub const AUTO_REBUILD_BYTES: u64 = 16 * 1024 * 1024;
+/// From this much source data up, `auto` rebuilds a table's indexes. Measured with a
+/// primary key on PostgreSQL 15: rebuilding took 0.14 s against 0.23 s for a 4 MiB table and
+/// 1.16 s against 1.48 s for 128 MiB; at 368 KiB both took the same.
+pub const AUTO_REBUILD_BYTES: u64 = 1024 * 1024;
 
 impl std::str::FromStr for IndexMode {
     type Err = anyhow::Error;
@@ -129,7 +133,13 @@ pub fn rebuildable(
 ) -> Result<HashMap<TableName, Vec<Index>>> {
     let schemas: Vec<&str> = tables.iter().map(|t| t.schema.as_str()).collect();
     let names: Vec<&str> = tables.iter().map(|t| t.name.as_str()).collect();
-    let rows = client
+    let mut tx = client.transaction()?;
+    // pg_get_indexdef waits for locks on the table: give up soon (see `is_lock_timeout`).
+    tx.batch_execute(&format!(
+        "SET LOCAL lock_timeout = {}",
+        LOCK_WAIT.as_millis()
+    ))?;
+    let rows = tx
         .query(
             "SELECT n.nspname, c.relname, i.relname AS index_name,
                     pg_get_indexdef(x.indexrelid) AS definition,
@@ -160,6 +170,7 @@ pub fn rebuildable(
             &[&schemas, &names],
         )
         .context("reading the destination's indexes")?;
+    tx.commit()?;
     let mut map: HashMap<TableName, Vec<Index>> = HashMap::new();
     for row in rows {
         let pinned: bool = row.get("pinned");
@@ -190,6 +201,19 @@ pub fn rebuildable(
         });
     }
     Ok(map)
+}
+
+/// How long reading the index definitions waits for a lock.
+const LOCK_WAIT: Duration = Duration::from_secs(2);
+
+/// Whether `rebuildable` gave up on a lock another session holds.
+pub fn is_lock_timeout(err: &anyhow::Error) -> bool {
+    err.chain().any(|cause| {
+        cause
+            .downcast_ref::<postgres::Error>()
+            .and_then(postgres::Error::code)
+            == Some(&SqlState::LOCK_NOT_AVAILABLE)
+    })
 }
 
 #[cfg(test)]
