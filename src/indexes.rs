@@ -124,8 +124,9 @@ impl Index {
 
 /// The indexes of the given destination tables that can be dropped and built again inside
 /// a load transaction: not those of partitions attached to a partitioned index, not the one
-/// that is the replica identity, not exclusion constraints, and — unless the foreign keys
-/// are out of the way for the load (`keys_dropped`) — none that a foreign key depends on.
+/// that is the replica identity, not exclusion constraints, none that another object (a
+/// view, say) depends on, and — unless the foreign keys are out of the way for the load
+/// (`keys_dropped`) — none that a foreign key depends on.
 pub fn rebuildable(
     client: &mut Client,
     tables: &[TableName],
@@ -157,7 +158,14 @@ pub fn rebuildable(
                             WHERE d.refclassid = 'pg_class'::regclass
                               AND d.refobjid = x.indexrelid
                               AND d.classid = 'pg_constraint'::regclass
-                              AND d.deptype = 'n') AS referenced
+                              AND d.deptype = 'n') AS referenced,
+                    EXISTS (SELECT 1 FROM pg_depend d
+                            WHERE d.deptype = 'n'
+                              AND d.classid <> 'pg_constraint'::regclass
+                              AND ((d.refclassid = 'pg_class'::regclass
+                                    AND d.refobjid = x.indexrelid)
+                                OR (d.refclassid = 'pg_constraint'::regclass
+                                    AND d.refobjid = con.oid))) AS depended_on
              FROM unnest($1::text[], $2::text[]) AS want(schema_name, table_name)
              JOIN pg_namespace n ON n.nspname = want.schema_name
              JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = want.table_name
@@ -175,7 +183,9 @@ pub fn rebuildable(
     for row in rows {
         let pinned: bool = row.get("pinned");
         let referenced: bool = row.get("referenced");
-        if pinned || (referenced && !keys_dropped) {
+        // A view grouping by the primary key depends on it, for one: dropping it would fail.
+        let depended_on: bool = row.get("depended_on");
+        if pinned || depended_on || (referenced && !keys_dropped) {
             continue;
         }
         let conname: Option<String> = row.get("conname");

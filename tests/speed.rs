@@ -38,11 +38,15 @@ fn rebuilt_indexes_come_back_exactly_and_a_failure_rolls_them_back() {
          CREATE INDEX r_lower_note ON r (lower(note));
          COMMENT ON INDEX r_lower_note IS 'for case-insensitive search';
          ALTER TABLE r CLUSTER ON r_pkey;
-         CREATE TABLE child (id int, r_id int CONSTRAINT child_r_fk REFERENCES r)",
+         CREATE TABLE child (id int, r_id int CONSTRAINT child_r_fk REFERENCES r);
+         CREATE TABLE grouped (id int PRIMARY KEY, label text);
+         -- Depends on grouped's primary key (label is functionally dependent on id).
+         CREATE VIEW by_id AS SELECT id, label FROM grouped GROUP BY id",
     );
     src.exec(
         "INSERT INTO r SELECT i, 'c' || i, i % 50, 'Note ' || i FROM generate_series(1, 5000) i;
-         INSERT INTO child SELECT i, i FROM generate_series(1, 100) i",
+         INSERT INTO child SELECT i, i FROM generate_series(1, 100) i;
+         INSERT INTO grouped SELECT i, 'g' || i FROM generate_series(1, 100) i",
     );
     dst.exec("INSERT INTO r VALUES (-1, 'old', 1, 'old')");
     let original = shapes(&dst);
@@ -59,7 +63,12 @@ fn rebuilt_indexes_come_back_exactly_and_a_failure_rolls_them_back() {
         original,
         "indexes and constraints as they were"
     );
-    for table in ["r", "child"] {
+    assert_eq!(
+        dst.count("by_id"),
+        100,
+        "a primary key a view depends on stays"
+    );
+    for table in ["r", "child", "grouped"] {
         assert_eq!(
             src.checksum(table, &[]),
             dst.checksum(table, &[]),
