@@ -1,7 +1,7 @@
 //! Copying data: types, column order, partitions, filters, schema checks, the command line.
 
 use crate::util::{self, TestDb};
-use crate::{both, copy, foreign_keys, shift_oids};
+use crate::{both, copy, copy_to, foreign_keys, shift_oids};
 
 const MIXED_SCHEMA: &str = "
     CREATE TYPE mood AS ENUM ('sad', 'ok', 'happy');
@@ -510,14 +510,11 @@ fn reads_connections_from_files_and_the_environment() {
 fn never_prints_the_password_of_a_connection() {
     let (src, _dst) = util::pair("never_prints_the_password");
     let url = src.url().replace("postgres@", "postgres:hunter2secret@");
-    let out = util::run(util::pgcopy().args([
-        "copy",
-        "--yes",
-        "--source",
+    let out = copy_to(
         &url,
-        "--dest",
         "postgres://someone:hunter2secret@127.0.0.1:1/nowhere?connect_timeout=2",
-    ]));
+        &[],
+    );
     assert_eq!(out.code, 2, "{out:?}");
     assert!(
         !out.stdout.contains("hunter2secret") && !out.stderr.contains("hunter2secret"),

@@ -3,7 +3,7 @@
 
 use crate::util::{self, TestDb};
 use crate::{
-    both, copy, finish, foreign_keys, has_state_file, key_names, lock_table, spawn_copy,
+    both, copy, copy_to, finish, foreign_keys, has_state_file, key_names, lock_table, spawn_copy,
     state_count, triggers, wait_for_blocked_writer, wait_for_pgcopy_gone,
 };
 
@@ -223,30 +223,14 @@ fn drop_mode_works_for_a_table_owner_without_superuser() {
     let before = triggers(&dst);
     let as_owner = dst.url().replace("postgres@", &format!("{owner}@"));
 
-    let out = util::run(util::pgcopy().args([
-        "copy",
-        "--yes",
-        "--source",
-        &src.url(),
-        "--dest",
-        &as_owner,
-        "--fk-mode",
-        "replica",
-    ]));
+    let out = copy_to(&src.url(), &as_owner, &["--fk-mode", "replica"]);
     assert_eq!(out.code, 2, "{out:?}");
     assert!(
         out.stderr.contains("--fk-mode replica needs a superuser"),
         "{out:?}"
     );
 
-    let out = util::run(util::pgcopy().args([
-        "copy",
-        "--yes",
-        "--source",
-        &src.url(),
-        "--dest",
-        &as_owner,
-    ]));
+    let out = copy_to(&src.url(), &as_owner, &[]);
     assert_eq!(out.code, 0, "{out:?}");
     assert!(
         out.stdout.contains("foreign keys (drop mode): 6 dropped"),
@@ -443,14 +427,7 @@ fn refuses_to_copy_a_database_onto_itself_whatever_the_urls_look_like() {
         src.port, src.name
     );
     for dest in [src.url(), other_spelling, key_value] {
-        let out = util::run(util::pgcopy().args([
-            "copy",
-            "--yes",
-            "--source",
-            &src.url(),
-            "--dest",
-            &dest,
-        ]));
+        let out = copy_to(&src.url(), &dest, &[]);
         assert_eq!(out.code, 2, "{out:?}");
         assert!(
             out.stderr

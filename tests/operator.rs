@@ -2,7 +2,7 @@
 //! report and listing, and how much is said at each verbosity.
 
 use crate::util::{self, TestDb};
-use crate::{both, copy};
+use crate::{both, copy, copy_to};
 use std::process::Command;
 
 /// A pgbench source and its schema on the destination.
@@ -162,15 +162,7 @@ fn json_report_is_one_document_with_the_documented_fields() {
         "{tellers:#}"
     );
 
-    let out = util::run(util::pgcopy().args([
-        "copy",
-        "--yes",
-        "--json",
-        "--source",
-        &src.url(),
-        "--dest",
-        "postgres://postgres@127.0.0.1:1/x",
-    ]));
+    let out = copy_to(&src.url(), "postgres://postgres@127.0.0.1:1/x", &["--json"]);
     assert_eq!(out.code, 2, "{out:?}");
     let doc = json(&out.stdout);
     assert_eq!(doc["status"], "error");

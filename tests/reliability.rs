@@ -4,7 +4,7 @@
 use crate::integrity::{assert_same_data, keys_pair, KEY_TABLES};
 use crate::util::{self, TestDb};
 use crate::{
-    both, copy, finish, foreign_keys, key_names, lock_table, spawn_copy, state_count,
+    both, copy, copy_to, finish, foreign_keys, key_names, lock_table, spawn_copy, state_count,
     wait_for_blocked_writer, wait_for_pgcopy_gone,
 };
 use std::time::Duration;
@@ -330,14 +330,7 @@ fn bad_connection_input_fails_before_any_write_with_a_message_naming_the_cause()
         ),
     ];
     for (dest, cause) in cases {
-        let out = util::run(util::pgcopy().args([
-            "copy",
-            "--yes",
-            "--source",
-            &src.url(),
-            "--dest",
-            dest,
-        ]));
+        let out = copy_to(&src.url(), dest, &[]);
         assert_eq!(out.code, 2, "{dest}: {out:?}");
         assert!(
             out.stderr.contains(cause),
@@ -372,16 +365,8 @@ fn tables_the_roles_may_not_read_or_truncate_fail_with_the_servers_reason() {
     ));
 
     // The source role may not read closed_t: that table fails, open_t is copied.
-    let out = util::run(util::pgcopy().args([
-        "copy",
-        "--yes",
-        "--fk-mode",
-        "none",
-        "--source",
-        &src.url().replace("postgres@", &format!("{reader}@")),
-        "--dest",
-        &dst.url(),
-    ]));
+    let as_reader = src.url().replace("postgres@", &format!("{reader}@"));
+    let out = copy_to(&as_reader, &dst.url(), &["--fk-mode", "none"]);
     assert_eq!(out.code, 1, "{out:?}");
     assert!(
         out.stdout.contains("permission denied for table closed_t"),
@@ -391,17 +376,12 @@ fn tables_the_roles_may_not_read_or_truncate_fail_with_the_servers_reason() {
     assert_eq!(dst.scalar_i64("SELECT id FROM closed_t"), -1);
 
     // The destination role may not truncate closed_t: that table fails and keeps its rows.
-    let out = util::run(util::pgcopy().args([
-        "copy",
-        "--yes",
-        "--fk-mode",
-        "none",
-        "--no-sequences",
-        "--source",
+    let as_writer = dst.url().replace("postgres@", &format!("{writer}@"));
+    let out = copy_to(
         &src.url(),
-        "--dest",
-        &dst.url().replace("postgres@", &format!("{writer}@")),
-    ]));
+        &as_writer,
+        &["--fk-mode", "none", "--no-sequences"],
+    );
     assert_eq!(out.code, 1, "{out:?}");
     assert!(
         out.stdout.contains("permission denied for table closed_t"),

@@ -17,18 +17,20 @@ use util::{Output, TestDb};
 
 /// `pgcopy copy --yes` from `src` to `dst` with extra arguments.
 pub fn copy(src: &TestDb, dst: &TestDb, extra: &[&str]) -> Output {
-    util::run(
-        util::pgcopy()
-            .args([
-                "copy",
-                "--source",
-                &src.url(),
-                "--dest",
-                &dst.url(),
-                "--yes",
-            ])
-            .args(extra),
-    )
+    copy_to(&src.url(), &dst.url(), extra)
+}
+
+/// `pgcopy copy --yes` between two connection strings, for tests that spell them.
+pub fn copy_to(source: &str, dest: &str, extra: &[&str]) -> Output {
+    util::run(&mut copy_command(source, dest, extra))
+}
+
+/// The `pgcopy copy --yes` command line, not yet run.
+pub fn copy_command(source: &str, dest: &str, extra: &[&str]) -> std::process::Command {
+    let mut cmd = util::pgcopy();
+    cmd.args(["copy", "--source", source, "--dest", dest, "--yes"])
+        .args(extra);
+    cmd
 }
 
 /// Runs the same SQL on both databases: the schema both sides share.
@@ -67,16 +69,7 @@ pub fn triggers(db: &TestDb) -> Vec<Vec<Option<String>>> {
 
 /// `pgcopy copy --yes` started in the background, for tests that act on it mid-copy.
 pub fn spawn_copy(src: &TestDb, dst: &TestDb, extra: &[&str]) -> Child {
-    util::pgcopy()
-        .args([
-            "copy",
-            "--source",
-            &src.url(),
-            "--dest",
-            &dst.url(),
-            "--yes",
-        ])
-        .args(extra)
+    copy_command(&src.url(), &dst.url(), extra)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
