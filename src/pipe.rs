@@ -122,6 +122,9 @@ struct Shared<'a> {
     outcomes: Mutex<Vec<Option<TableOutcome>>>,
     lane_errors: Mutex<Vec<String>>,
     threads_done: AtomicUsize,
+    /// Sessions lost so far, to the source (0) and to the destination (1): a server restart
+    /// ends every session, and the idle ones only find out at their next statement.
+    losses: [AtomicUsize; 2],
 }
 
 /// Copies every table of the plan, `parallel` at a time, calling `tick` on this thread
@@ -170,6 +173,7 @@ pub fn run(
         outcomes: Mutex::new((0..plan.tables.len()).map(|_| None).collect()),
         lane_errors: Mutex::new(Vec::new()),
         threads_done: AtomicUsize::new(0),
+        losses: [AtomicUsize::new(0), AtomicUsize::new(0)],
     };
     threads.in_place_scope(|scope| {
         for lane in &lanes {
@@ -288,11 +292,66 @@ impl Shared<'_> {
     }
 }
 
-/// Slot 0 holds the reader's token, slot 1 the writer's.
-fn replace_cancel_token(lane: &Lane, slot: usize, token: CancelToken) {
-    if let Ok(mut tokens) = lane.cancel.lock() {
-        if let Some(old) = tokens.get_mut(slot) {
-            *old = token;
+/// The source side of a lane (the reader's connection), and the destination side.
+const SOURCE: usize = 0;
+const DEST: usize = 1;
+
+/// How long a lane waits for a session it suspects to answer before replacing it.
+const CHECK_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// One side's session of a lane, kept alive across tables.
+struct Session<'p> {
+    /// `SOURCE` or `DEST`: the slot of its cancel token and of its loss count.
+    side: usize,
+    pool: &'p Pool,
+    client: PooledClient,
+    /// The last try on this session failed: it may be dead without looking closed.
+    suspect: bool,
+    /// The side's loss count when this session was last known to be alive.
+    seen: usize,
+}
+
+impl Session<'_> {
+    /// Makes sure the session is alive before the next table. After its own failure it is
+    /// replaced; after another lane lost a session to the same server, it is asked first. A
+    /// dead session is replaced from the pool; if the server is not back yet, the table fails
+    /// on the old one and is retried later, so this never waits long.
+    fn renew(&mut self, shared: &Shared, lane: &Lane) {
+        let losses = shared.losses[self.side].load(Ordering::SeqCst);
+        let dead = self.suspect
+            || self.client.is_closed()
+            || (losses != self.seen && self.client.is_valid(CHECK_TIMEOUT).is_err());
+        if !dead {
+            self.seen = losses;
+            return;
+        }
+        log::debug!(
+            "lane session to the {} is gone; taking a new one",
+            if self.side == SOURCE {
+                "source"
+            } else {
+                "destination"
+            }
+        );
+        if let Ok(fresh) = self.pool.get() {
+            if let Ok(mut tokens) = lane.cancel.lock() {
+                if let Some(old) = tokens.get_mut(self.side) {
+                    *old = fresh.cancel_token();
+                }
+            }
+            self.client = fresh;
+            self.suspect = false;
+            self.seen = losses;
+        }
+    }
+
+    /// Records how a try on this session went.
+    fn ended<T>(&mut self, shared: &Shared, result: &Result<T>, ours: bool) {
+        self.suspect = result.is_err();
+        if let Err(err) = result {
+            if ours && retry::is_connection_lost(err) {
+                shared.losses[self.side].fetch_add(1, Ordering::SeqCst);
+            }
         }
     }
 }
@@ -311,7 +370,7 @@ fn reader_lane(
         .get()
         .context("connecting to the source")
         .and_then(|s| Ok((s, dest.get().context("connecting to the destination")?)));
-    let mut source_conn = match conns {
+    let mut session = match conns {
         Ok((s, d)) => {
             if let Ok(mut tokens) = lane.cancel.lock() {
                 tokens.push(s.cancel_token());
@@ -319,7 +378,13 @@ fn reader_lane(
             }
             // A failed send means the writer is gone; the next send below notices too.
             let _ = dest_conn.send(Some(d));
-            s
+            Session {
+                side: SOURCE,
+                pool: source,
+                client: s,
+                suspect: false,
+                seen: shared.losses[SOURCE].load(Ordering::SeqCst),
+            }
         }
         Err(err) => {
             let _ = dest_conn.send(None);
@@ -329,7 +394,6 @@ fn reader_lane(
             return;
         }
     };
-    let mut suspect = false;
     loop {
         if shared.quit.load(Ordering::SeqCst) {
             break;
@@ -349,14 +413,16 @@ fn reader_lane(
             shared.finish(job.index, TableOutcome::lost(job));
             break;
         }
-        if suspect || source_conn.is_closed() {
-            if let Ok(fresh) = source.get() {
-                replace_cancel_token(lane, 0, fresh.cancel_token());
-                source_conn = fresh;
-            }
-        }
-        let result = read_table(shared, lane, job.ticket, table, &mut source_conn, &chunks);
-        suspect = result.is_err();
+        session.renew(shared, lane);
+        let result = read_table(
+            shared,
+            lane,
+            job.ticket,
+            table,
+            &mut session.client,
+            &chunks,
+        );
+        session.ended(shared, &result, true);
         if chunks.send(Msg::End(result)).is_err() {
             shared.finish(job.index, TableOutcome::lost(job));
             break;
@@ -437,22 +503,21 @@ fn writer_lane(
     chunks: Receiver<Msg>,
     conn: Receiver<Option<PooledClient>>,
 ) {
-    let Ok(Some(mut client)) = conn.recv() else {
+    let Ok(Some(client)) = conn.recv() else {
         return;
     };
-    let mut suspect = false;
+    let mut session = Session {
+        side: DEST,
+        pool: dest,
+        client,
+        suspect: false,
+        seen: shared.losses[DEST].load(Ordering::SeqCst),
+    };
     while let Ok(msg) = chunks.recv() {
         let Msg::Begin(job) = msg else {
             continue;
         };
-        // After a failure the session may be gone (a terminated backend, a restart) even
-        // if it does not look closed yet: take another one from the pool, which checks it.
-        if suspect || client.is_closed() {
-            if let Ok(fresh) = dest.get() {
-                replace_cancel_token(lane, 1, fresh.cancel_token());
-                client = fresh;
-            }
-        }
+        session.renew(shared, lane);
         let table = &shared.plan.tables[job.index];
         lane.current.store(job.index, Ordering::SeqCst);
         let started = Instant::now();
@@ -460,9 +525,11 @@ fn writer_lane(
             chunks: &chunks,
             ended: false,
             bytes: 0,
+            source_failed: false,
         };
-        let result = write_table(shared, table, &mut client, &mut incoming);
-        suspect = result.is_err();
+        let result = write_table(shared, table, &mut session.client, &mut incoming);
+        // A source failure the reader passed on says nothing about the destination session.
+        session.ended(shared, &result, !incoming.source_failed);
         if !incoming.ended {
             lane.abandon.store(job.ticket, Ordering::SeqCst);
             incoming.drain();
@@ -521,6 +588,8 @@ struct Incoming<'a> {
     /// Whether the reader's `End` for this table has arrived.
     ended: bool,
     bytes: u64,
+    /// The reader ended the table with an error of its own.
+    source_failed: bool,
 }
 
 enum Piece {
@@ -537,6 +606,7 @@ impl Incoming<'_> {
             }
             Ok(Msg::End(result)) => {
                 self.ended = true;
+                self.source_failed = result.is_err();
                 Ok(Piece::End(result.context("reading the source")?))
             }
             Ok(Msg::Begin(_)) => {

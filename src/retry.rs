@@ -25,16 +25,36 @@ pub fn is_transient(err: &anyhow::Error) -> bool {
     false
 }
 
-fn transient_state(code: &SqlState) -> bool {
+/// Whether `err` says the session itself is gone (terminated, server shut down or restarted,
+/// connection broken). Other sessions to the same server may be gone too without knowing it
+/// yet: an idle session learns only at its next statement.
+pub fn is_connection_lost(err: &anyhow::Error) -> bool {
+    for cause in err.chain() {
+        if let Some(pg) = cause.downcast_ref::<postgres::Error>() {
+            return match pg.code() {
+                Some(code) => lost_state(code),
+                None => true,
+            };
+        }
+        if cause.downcast_ref::<std::io::Error>().is_some() {
+            return true;
+        }
+    }
+    false
+}
+
+fn lost_state(code: &SqlState) -> bool {
     let code = code.code();
-    // Class 08: connection exception.
-    code.starts_with("08")
+    code.starts_with("08") || matches!(code, "57P01" | "57P02" | "57P03")
+}
+
+fn transient_state(code: &SqlState) -> bool {
+    // Class 08 (connection exception), 57P01 admin_shutdown (terminated, or the server is
+    // shutting down), 57P02 crash_shutdown, 57P03 cannot_connect_now (starting up).
+    lost_state(code)
         || matches!(
-            code,
-            "57P01" // admin_shutdown: terminated, or the server is shutting down
-                | "57P02" // crash_shutdown
-                | "57P03" // cannot_connect_now: the server is starting up
-                | "40001" // serialization_failure
+            code.code(),
+            "40001" // serialization_failure
                 | "40P01" // deadlock_detected
                 | "53300" // too_many_connections
         )
@@ -59,6 +79,20 @@ mod tests {
         assert!(!transient_state(&SqlState::INSUFFICIENT_PRIVILEGE));
         assert!(!transient_state(&SqlState::LOCK_NOT_AVAILABLE));
         assert!(!transient_state(&SqlState::QUERY_CANCELED));
+    }
+
+    #[test]
+    fn tells_a_lost_session_from_a_failed_statement() {
+        let lost = |code: SqlState| lost_state(&code);
+        assert!(lost(SqlState::ADMIN_SHUTDOWN));
+        assert!(lost(SqlState::CONNECTION_EXCEPTION));
+        assert!(!lost(SqlState::T_R_DEADLOCK_DETECTED));
+        assert!(!lost(SqlState::TOO_MANY_CONNECTIONS));
+        let io = std::io::Error::new(std::io::ErrorKind::BrokenPipe, "broken pipe");
+        assert!(is_connection_lost(&anyhow::Error::new(io)));
+        assert!(!is_connection_lost(&anyhow::anyhow!(
+            "the destination writer stopped"
+        )));
     }
 
     #[test]
