@@ -7,6 +7,7 @@ use crate::conninfo::Conninfo;
 use crate::pgpass;
 use crate::sql::quote_literal;
 use crate::tls::{self, SslMode, Tls};
+use crate::wire;
 use anyhow::{anyhow, bail, Context, Result};
 use postgres::config::{Host, SslMode as WireMode};
 use postgres::error::SqlState;
@@ -25,10 +26,16 @@ pub const MIN_SERVER_VERSION: i32 = 120000;
 
 const POOL_TIMEOUT: Duration = Duration::from_secs(10);
 
-pub type Pool = r2d2::Pool<PostgresConnectionManager<MakeRustlsConnect>>;
+/// The pools' connection manager for postgres-crate sessions.
+pub type Manager = PostgresConnectionManager<MakeRustlsConnect>;
+
+pub type Pool = r2d2::Pool<Manager>;
+
+/// The readers' sessions on the source.
+pub type WirePool = r2d2::Pool<wire::Manager>;
 
 /// A connection taken from a `Pool`; it goes back when dropped.
-pub type PooledClient = r2d2::PooledConnection<PostgresConnectionManager<MakeRustlsConnect>>;
+pub type PooledClient = r2d2::PooledConnection<Manager>;
 
 /// A database to connect to. Its `Display` is `user@host:port/db`, and neither it nor `Debug`
 /// ever shows the password.
@@ -111,6 +118,20 @@ impl Target {
             .build_unchecked(manager))
     }
 
+    /// A pool of the readers' own sessions (see `wire`). Connections open when a reader asks.
+    pub fn wire_pool(&self, size: usize) -> WirePool {
+        r2d2::Pool::builder()
+            .max_size(size as u32)
+            .min_idle(Some(0))
+            .connection_timeout(POOL_TIMEOUT)
+            .build_unchecked(wire::Manager::new(self.clone()))
+    }
+
+    /// The rustls configuration of this target, for the readers' own sessions.
+    pub fn tls_config(&self) -> Arc<rustls::ClientConfig> {
+        self.tls.config()
+    }
+
     /// The TLS connector of this target, for `postgres::Config::connect` and
     /// `CancelToken::cancel_query`.
     pub fn connector(&self) -> MakeRustlsConnect {
@@ -120,7 +141,7 @@ impl Target {
     /// The configuration to connect with: with the password file's password when no password
     /// was given, and without TLS after a fallback. The file is read at the first connection,
     /// as libpq reads it when it connects, and after the logger is up, so its warnings show.
-    fn config(&self) -> Cow<'_, postgres::Config> {
+    pub fn config(&self) -> Cow<'_, postgres::Config> {
         let mut config = Cow::Borrowed(&self.config);
         if let Some(passfile) = &self.passfile {
             let password = self.from_passfile.get_or_init(|| {

@@ -477,29 +477,26 @@ fn copy_tables(
     let stop = AtomicBool::new(false);
     let mut source_lost = false;
     let mut last_check = Instant::now();
-    let result = cfg
-        .source
-        .pool(cfg.parallel * 2)
-        .and_then(|source| Ok((source, cfg.dest.pool(cfg.parallel * 2)?)))
-        .and_then(|(source, dest)| {
-            pipe::run(plan, &settings, &source, &dest, &counters, &stop, |lanes| {
-                progress.tick(&counters, lanes);
-                record(false);
-                if interrupt::requested() {
+    let source = cfg.source.wire_pool(cfg.parallel * 2);
+    let result = cfg.dest.pool(cfg.parallel * 2).and_then(|dest| {
+        pipe::run(plan, &settings, &source, &dest, &counters, &stop, |lanes| {
+            progress.tick(&counters, lanes);
+            record(false);
+            if interrupt::requested() {
+                stop.store(true, Ordering::SeqCst);
+            }
+            // The snapshot lives in this session: once it is gone nothing more can
+            // be read consistently, so the copy stops instead of retrying in vain.
+            if last_check.elapsed() >= SNAPSHOT_CHECK && !source_lost {
+                last_check = Instant::now();
+                if snapshot.client.batch_execute("SELECT 1").is_err() {
+                    source_lost = true;
                     stop.store(true, Ordering::SeqCst);
+                    log::error!("lost the source session that holds the snapshot: stopping");
                 }
-                // The snapshot lives in this session: once it is gone nothing more can
-                // be read consistently, so the copy stops instead of retrying in vain.
-                if last_check.elapsed() >= SNAPSHOT_CHECK && !source_lost {
-                    last_check = Instant::now();
-                    if snapshot.client.batch_execute("SELECT 1").is_err() {
-                        source_lost = true;
-                        stop.store(true, Ordering::SeqCst);
-                        log::error!("lost the source session that holds the snapshot: stopping");
-                    }
-                }
-            })
-        });
+            }
+        })
+    });
     record(true);
     progress.finish();
     if source_lost {

@@ -31,6 +31,7 @@ pub mod state;
 pub mod tls;
 pub mod triggers;
 pub mod verify;
+pub mod wire;
 
 /// The exit codes, as documented in `--help` and the README.
 pub mod exit {

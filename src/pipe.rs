@@ -2,17 +2,18 @@
 //! chunks through a bounded channel to a writer thread that replaces the destination table
 //! with `TRUNCATE` + `COPY … FROM STDIN` in one transaction. Bytes are not decoded on the way.
 
-use crate::conn::{describe, Pool, PooledClient};
+use crate::conn::{describe, Pool, PooledClient, WirePool};
 use crate::framing::RowCounter;
 use crate::plan::{Format, Plan, TablePlan};
 use crate::progress::Counters;
 use crate::retry;
 use crate::sql::{column_list, TEXT_SETTINGS};
+use crate::wire;
 use anyhow::{anyhow, bail, Context, Result};
 use crossbeam_channel::{bounded, Receiver, Sender};
 use postgres::error::SqlState;
-use postgres::{CancelToken, Client, IsolationLevel, Transaction};
-use std::io::{BufRead, Write};
+use postgres::{CancelToken, Client, Transaction};
+use std::io::Write;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -82,7 +83,15 @@ pub struct Lane {
     /// The ticket of a try whose writer failed: its reader stops reading.
     abandon: AtomicUsize,
     /// Cancel handles for the lane's two connections, used when the user interrupts.
-    cancel: Mutex<Vec<CancelToken>>,
+    cancel: Mutex<[Option<Cancel>; 2]>,
+}
+
+/// How to stop what a lane's connection is doing, from the main thread.
+enum Cancel {
+    /// A reader's session: its socket is shut, which ends the read at once.
+    Socket(wire::Interrupter),
+    /// A writer's session: the server is asked to cancel the statement.
+    Query(CancelToken),
 }
 
 /// One try at one table.
@@ -133,7 +142,7 @@ struct Shared<'a> {
 pub fn run(
     plan: &Plan,
     settings: &Settings,
-    source: &Pool,
+    source: &WirePool,
     dest: &Pool,
     counters: &Counters,
     quit: &AtomicBool,
@@ -143,7 +152,7 @@ pub fn run(
         .map(|_| Lane {
             current: AtomicUsize::new(IDLE),
             abandon: AtomicUsize::new(usize::MAX),
-            cancel: Mutex::new(Vec::new()),
+            cancel: Mutex::new([None, None]),
         })
         .collect();
     // Every reader and every writer blocks on I/O for its whole life, so each gets a thread
@@ -229,9 +238,14 @@ pub fn run(
 fn cancel_all(lanes: &[Lane]) {
     for lane in lanes {
         if let Ok(tokens) = lane.cancel.lock() {
-            for token in tokens.iter() {
-                // Best effort: a connection that is already gone has nothing to cancel.
-                let _ = token.cancel_query(crate::tls::cancel_connector());
+            for token in tokens.iter().flatten() {
+                match token {
+                    Cancel::Socket(socket) => socket.interrupt(),
+                    // Best effort: a connection that is already gone has nothing to cancel.
+                    Cancel::Query(token) => {
+                        let _ = token.cancel_query(crate::tls::cancel_connector());
+                    }
+                }
             }
         }
     }
@@ -299,19 +313,54 @@ const DEST: usize = 1;
 /// How long a lane waits for a session it suspects to answer before replacing it.
 const CHECK_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// What a lane needs of a connection to keep it alive across tables.
+trait LaneConnection: r2d2::ManageConnection {
+    fn closed(conn: &Self::Connection) -> bool;
+    fn valid(conn: &mut Self::Connection) -> bool;
+    fn cancel(conn: &Self::Connection) -> Option<Cancel>;
+}
+
+impl LaneConnection for wire::Manager {
+    fn closed(conn: &wire::Connection) -> bool {
+        conn.is_broken()
+    }
+
+    fn valid(conn: &mut wire::Connection) -> bool {
+        conn.reset().and_then(|_| conn.execute("")).is_ok()
+    }
+
+    fn cancel(conn: &wire::Connection) -> Option<Cancel> {
+        conn.interrupter().ok().map(Cancel::Socket)
+    }
+}
+
+impl LaneConnection for crate::conn::Manager {
+    fn closed(conn: &Client) -> bool {
+        conn.is_closed()
+    }
+
+    fn valid(conn: &mut Client) -> bool {
+        conn.is_valid(CHECK_TIMEOUT).is_ok()
+    }
+
+    fn cancel(conn: &Client) -> Option<Cancel> {
+        Some(Cancel::Query(conn.cancel_token()))
+    }
+}
+
 /// One side's session of a lane, kept alive across tables.
-struct Session<'p> {
-    /// `SOURCE` or `DEST`: the slot of its cancel token and of its loss count.
+struct Session<'p, M: LaneConnection> {
+    /// `SOURCE` or `DEST`: the slot of its cancel handle and of its loss count.
     side: usize,
-    pool: &'p Pool,
-    client: PooledClient,
+    pool: &'p r2d2::Pool<M>,
+    client: r2d2::PooledConnection<M>,
     /// The last try on this session failed: it may be dead without looking closed.
     suspect: bool,
     /// The side's loss count when this session was last known to be alive.
     seen: usize,
 }
 
-impl Session<'_> {
+impl<M: LaneConnection> Session<'_, M> {
     /// Makes sure the session is alive before the next table. After its own failure it is
     /// replaced; after another lane lost a session to the same server, it is asked first. A
     /// dead session is replaced from the pool; if the server is not back yet, the table fails
@@ -319,8 +368,8 @@ impl Session<'_> {
     fn renew(&mut self, shared: &Shared, lane: &Lane) {
         let losses = shared.losses[self.side].load(Ordering::SeqCst);
         let dead = self.suspect
-            || self.client.is_closed()
-            || (losses != self.seen && self.client.is_valid(CHECK_TIMEOUT).is_err());
+            || M::closed(&self.client)
+            || (losses != self.seen && !M::valid(&mut self.client));
         if !dead {
             self.seen = losses;
             return;
@@ -335,9 +384,7 @@ impl Session<'_> {
         );
         if let Ok(fresh) = self.pool.get() {
             if let Ok(mut tokens) = lane.cancel.lock() {
-                if let Some(old) = tokens.get_mut(self.side) {
-                    *old = fresh.cancel_token();
-                }
+                tokens[self.side] = M::cancel(&fresh);
             }
             self.client = fresh;
             self.suspect = false;
@@ -361,7 +408,7 @@ impl Session<'_> {
 fn reader_lane(
     shared: &Shared,
     lane: &Lane,
-    source: &Pool,
+    source: &WirePool,
     dest: &Pool,
     chunks: Sender<Msg>,
     dest_conn: Sender<Option<PooledClient>>,
@@ -373,8 +420,7 @@ fn reader_lane(
     let mut session = match conns {
         Ok((s, d)) => {
             if let Ok(mut tokens) = lane.cancel.lock() {
-                tokens.push(s.cancel_token());
-                tokens.push(d.cancel_token());
+                *tokens = [wire::Manager::cancel(&s), crate::conn::Manager::cancel(&d)];
             }
             // A failed send means the writer is gone; the next send below notices too.
             let _ = dest_conn.send(Some(d));
@@ -436,27 +482,25 @@ fn read_table(
     lane: &Lane,
     ticket: usize,
     table: &TablePlan,
-    client: &mut Client,
+    conn: &mut wire::Connection,
     chunks: &Sender<Msg>,
 ) -> Result<u64> {
     let batch_size = shared.settings.batch_size;
-    let mut tx = client
-        .build_transaction()
-        .isolation_level(IsolationLevel::RepeatableRead)
-        .read_only(true)
-        .start()
-        .context("starting the source transaction")?;
-    tx.batch_execute(&shared.settings.snapshot_sql)
-        .context("importing the source snapshot")?;
+    conn.reset().context("ending the last source transaction")?;
+    let mut begin = format!(
+        "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; {}",
+        shared.settings.snapshot_sql
+    );
     if table.format == Format::Text {
-        tx.batch_execute(TEXT_SETTINGS)?;
+        begin = format!("{begin}; {TEXT_SETTINGS}");
     }
+    conn.execute(&begin)
+        .context("importing the source snapshot")?;
     let sql = copy_out_sql(table);
     log::debug!("source: {sql}");
-    let mut reader = tx.copy_out(&sql).context("starting COPY on the source")?;
     let mut counter = RowCounter::new(table.format == Format::Binary);
     let mut chunk = Vec::with_capacity(batch_size);
-    let send = |chunk: Vec<u8>, counter: &mut RowCounter| -> Result<()> {
+    let mut send = |chunk: Vec<u8>| -> Result<()> {
         let before = counter.rows();
         counter.feed(&chunk)?;
         shared
@@ -473,25 +517,27 @@ fn read_table(
             .send(Msg::Chunk(chunk))
             .map_err(|_| anyhow!("the destination writer stopped"))
     };
-    loop {
-        let buf = reader.fill_buf().context("reading from the source")?;
-        if buf.is_empty() {
-            break;
+    conn.copy_out(&sql, |mut data| {
+        while !data.is_empty() {
+            let take = data.len().min(batch_size - chunk.len());
+            chunk.extend_from_slice(&data[..take]);
+            data = &data[take..];
+            if chunk.len() == batch_size {
+                send(std::mem::replace(
+                    &mut chunk,
+                    Vec::with_capacity(batch_size),
+                ))?;
+            }
         }
-        let take = buf.len().min(batch_size - chunk.len());
-        chunk.extend_from_slice(&buf[..take]);
-        reader.consume(take);
-        if chunk.len() == batch_size {
-            let full = std::mem::replace(&mut chunk, Vec::with_capacity(batch_size));
-            send(full, &mut counter)?;
-        }
-    }
+        Ok(())
+    })
+    .context("reading from the source")?;
     if !chunk.is_empty() {
-        send(chunk, &mut counter)?;
+        send(chunk)?;
     }
     let rows = counter.finish()?;
-    drop(reader);
-    tx.commit().context("ending the source transaction")?;
+    conn.execute("COMMIT")
+        .context("ending the source transaction")?;
     Ok(rows)
 }
 

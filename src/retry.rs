@@ -3,6 +3,7 @@
 //! copied again will likely go through. A constraint violation, a permission error or a type
 //! mismatch will fail the same way again: it fails the table at once, with the server's words.
 
+use crate::wire::ServerError;
 use postgres::error::SqlState;
 use std::time::Duration;
 
@@ -15,6 +16,9 @@ pub fn is_transient(err: &anyhow::Error) -> bool {
                 // No SQLSTATE: the connection broke, closed or timed out.
                 None => true,
             };
+        }
+        if let Some(server) = cause.downcast_ref::<ServerError>() {
+            return transient_state(&SqlState::from_code(server.code()));
         }
         if cause.downcast_ref::<r2d2::Error>().is_some()
             || cause.downcast_ref::<std::io::Error>().is_some()
@@ -35,6 +39,9 @@ pub fn is_connection_lost(err: &anyhow::Error) -> bool {
                 Some(code) => lost_state(code),
                 None => true,
             };
+        }
+        if let Some(server) = cause.downcast_ref::<ServerError>() {
+            return lost_state(&SqlState::from_code(server.code()));
         }
         if cause.downcast_ref::<std::io::Error>().is_some() {
             return true;

@@ -113,6 +113,8 @@ pub struct Tls {
     mode: SslMode,
     check: Check,
     connector: MakeRustlsConnect,
+    /// The same configuration, for the readers' own connections (`wire`).
+    config: Arc<ClientConfig>,
 }
 
 impl fmt::Debug for Tls {
@@ -189,7 +191,8 @@ impl Tls {
         Ok(Tls {
             mode,
             check,
-            connector: MakeRustlsConnect::new(config),
+            connector: MakeRustlsConnect::new(config.clone()),
+            config: Arc::new(config),
         })
     }
 
@@ -211,6 +214,11 @@ impl Tls {
     /// The connector for `postgres::Config::connect` and the pools.
     pub fn connector(&self) -> MakeRustlsConnect {
         self.connector.clone()
+    }
+
+    /// The rustls configuration behind the connector.
+    pub fn config(&self) -> Arc<ClientConfig> {
+        self.config.clone()
     }
 
     /// Where the trusted CA certificates come from, when the server's certificate is checked.

@@ -280,6 +280,56 @@ fn never_prints_the_password() {
     assert!(!leaked(&out), "the password was printed:{out:?}");
 }
 
+/// The readers speak the wire protocol themselves (src/wire.rs): every way the server may ask
+/// a client in must work for them too, not only SCRAM (above) and TLS (below).
+#[test]
+fn copies_from_a_source_that_asks_for_md5_or_plain_passwords_or_over_a_unix_socket() {
+    let cluster = util::start_cluster(
+        ClusterOptions::default()
+            .conf("password_encryption", "md5")
+            .hba(
+                "local all all trust\n\
+                 host all plainuser 127.0.0.1/32 password\n\
+                 host all all 127.0.0.1/32 md5\n",
+            ),
+    );
+    let source = cluster.create_db("auth_methods_source");
+    source.exec(&format!(
+        "CREATE ROLE md5user LOGIN SUPERUSER PASSWORD '{PASSWORD}';
+         CREATE ROLE plainuser LOGIN SUPERUSER PASSWORD '{PASSWORD}';
+         CREATE TABLE auth_marker (id int PRIMARY KEY);
+         INSERT INTO auth_marker SELECT generate_series(1, 70);"
+    ));
+    let dest = cluster.create_db("auth_methods_dest");
+    dest.exec("CREATE TABLE auth_marker (id int PRIMARY KEY)");
+    let socket = |db: &TestDb| {
+        format!(
+            "host={} port={} user=postgres dbname={}",
+            cluster.socket_dir().display(),
+            db.port,
+            db.name
+        )
+    };
+    let tcp = |user: &str| {
+        format!(
+            "postgres://{user}:{PASSWORD}@127.0.0.1:{}/{}",
+            source.port, source.name
+        )
+    };
+    for from in [tcp("md5user"), tcp("plainuser"), socket(&source)] {
+        dest.exec("TRUNCATE auth_marker");
+        let out = util::run(
+            pgcopy()
+                .args(["copy", "--yes", "--parallel", "2", "--source"])
+                .arg(&from)
+                .arg("--dest")
+                .arg(socket(&dest)),
+        );
+        assert_eq!(out.code, 0, "{from}: {out:?}");
+        assert_eq!(dest.count("auth_marker"), 70, "{from}");
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // TLS
 // ---------------------------------------------------------------------------------------------

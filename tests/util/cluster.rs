@@ -237,6 +237,10 @@ impl Cluster {
     }
 
     /// The data directory, e.g. to look at files the server wrote.
+    pub fn socket_dir(&self) -> &Path {
+        &self.socket_dir
+    }
+
     pub fn data_dir(&self) -> &Path {
         &self.data
     }
