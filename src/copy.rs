@@ -221,11 +221,11 @@ pub fn run(cfg: &CopyConfig) -> Result<u8> {
     let dropped = keys.len();
     keys.extend(carried);
     let restored = put_keys_back(cfg, dest, &keys, &mut problems);
-    let analyzed = if cfg.analyze && !interrupt::requested() {
-        analyze_copied(cfg, &plan, &outcomes, &mut problems)
-    } else {
-        0
-    };
+    let analyzed = outcomes
+        .iter()
+        .filter(|o| matches!(o.analyzed, Some(Ok(()))))
+        .count();
+    problems.extend(outcomes.iter().filter_map(|o| o.analyzed.clone()?.err()));
 
     let checks = if cfg.verify && !interrupt::requested() {
         verify_copied(cfg, &plan, &outcomes, &snapshot, &mut problems)
@@ -350,35 +350,6 @@ fn outcomes_by_name(
         .collect()
 }
 
-/// ANALYZEs the tables that were copied, `--parallel` at a time.
-fn analyze_copied(
-    cfg: &CopyConfig,
-    plan: &Plan,
-    outcomes: &[TableOutcome],
-    problems: &mut Vec<String>,
-) -> usize {
-    let copied: Vec<&TableName> = plan
-        .tables
-        .iter()
-        .zip(outcomes)
-        .filter(|(_, o)| o.error.is_none())
-        .map(|(t, _)| &t.name)
-        .collect();
-    log::info!("analyzing {} copied tables", copied.len());
-    match cfg.dest.pool(cfg.parallel) {
-        Ok(pool) => {
-            let failures = crate::analyze::analyze(&pool, &copied, cfg.parallel);
-            let analyzed = copied.len() - failures.len();
-            problems.extend(failures);
-            analyzed
-        }
-        Err(err) => {
-            problems.push(describe(&err));
-            0
-        }
-    }
-}
-
 /// Verifies the tables that were copied against the copy's own source snapshot, so rows
 /// written to the source since do not show up as differences.
 fn verify_copied(
@@ -438,6 +409,7 @@ fn copy_tables(
         replica: mode == FkMode::Replica,
         retries: cfg.retries,
         lock_timeout: cfg.lock_timeout,
+        analyze: cfg.analyze,
     };
     let counters = Counters::default();
     let display = if cfg.verbosity == Verbosity::Quiet {
@@ -518,6 +490,7 @@ fn failed_all(plan: &Plan, why: &str) -> Vec<TableOutcome> {
             elapsed: std::time::Duration::ZERO,
             error: Some(anyhow::anyhow!(why.to_string())),
             attempts: 0,
+            analyzed: None,
         })
         .collect()
 }

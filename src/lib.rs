@@ -2,7 +2,6 @@
 //! exists. `main.rs` parses arguments and maps errors to exit codes; everything else is here
 //! so that integration tests can reach it.
 
-pub mod analyze;
 pub mod catalog;
 pub mod cli;
 pub mod config;

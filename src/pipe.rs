@@ -40,6 +40,8 @@ pub struct Settings {
     pub retries: u32,
     /// How long a writer waits for a lock on its table before it gives up.
     pub lock_timeout: Duration,
+    /// Writers `ANALYZE` each table right after its commit, while other tables still load.
+    pub analyze: bool,
 }
 
 /// How one table's copy ended.
@@ -52,6 +54,8 @@ pub struct TableOutcome {
     pub error: Option<anyhow::Error>,
     /// How many times the table was tried.
     pub attempts: u32,
+    /// Whether the loaded table was analyzed: `None` when it was not tried, else the failure.
+    pub analyzed: Option<Result<(), String>>,
 }
 
 impl TableOutcome {
@@ -63,6 +67,7 @@ impl TableOutcome {
             elapsed: Duration::ZERO,
             error: Some(anyhow!("the destination writer stopped")),
             attempts: job.attempt,
+            analyzed: None,
         }
     }
 }
@@ -230,6 +235,7 @@ pub fn run(
                 elapsed: Duration::ZERO,
                 error: Some(anyhow!(why_not.clone())),
                 attempts: 0,
+                analyzed: None,
             })
         })
         .collect())
@@ -588,12 +594,16 @@ fn writer_lane(
                     table.name,
                     crate::report::format_bytes(incoming.bytes)
                 );
+                let elapsed = started.elapsed();
+                let analyzed = (shared.settings.analyze && !shared.quit.load(Ordering::SeqCst))
+                    .then(|| analyze(&mut session.client, table));
                 let outcome = TableOutcome {
                     rows,
                     bytes: incoming.bytes,
-                    elapsed: started.elapsed(),
+                    elapsed,
                     error: None,
                     attempts: job.attempt,
+                    analyzed,
                 };
                 shared.finish(job.index, outcome);
             }
@@ -621,6 +631,7 @@ fn writer_lane(
                     elapsed: started.elapsed(),
                     error: Some(err),
                     attempts: job.attempt,
+                    analyzed: None,
                 };
                 shared.finish(job.index, outcome);
             }
@@ -763,6 +774,16 @@ fn write_table(
     .context("enabling the table's triggers again")?;
     tx.commit().context("committing on the destination")?;
     Ok(written)
+}
+
+/// Gives the planner statistics for the freshly loaded table: without them the first queries
+/// against it get bad plans. A failure is reported, but the data stays.
+fn analyze(client: &mut Client, table: &TablePlan) -> Result<(), String> {
+    let sql = format!("ANALYZE {}", table.name.quoted());
+    log::debug!("destination: {sql}");
+    client
+        .batch_execute(&sql)
+        .map_err(|err| format!("ANALYZE {} failed: {}", table.name, describe(&err.into())))
 }
 
 /// Says in words what a lock timeout means for the operator.
