@@ -64,6 +64,9 @@ pub struct Index {
     pub constraint: Option<(String, char, String)>,
     pub comment: Option<String>,
     pub clustered: bool,
+    /// Columns (by number) given their own statistics target, `ALTER INDEX … ALTER COLUMN n
+    /// SET STATISTICS t`: expression columns, whose statistics `ANALYZE` gathers.
+    pub statistics: Vec<(i32, i32)>,
 }
 
 impl Index {
@@ -118,6 +121,11 @@ impl Index {
                 quote_ident(&self.name)
             ));
         }
+        for (column, target) in &self.statistics {
+            sql.push(format!(
+                "ALTER INDEX {qualified} ALTER COLUMN {column} SET STATISTICS {target}"
+            ));
+        }
         sql
     }
 }
@@ -150,6 +158,12 @@ pub fn rebuildable(
                          ELSE '' END AS deferrable,
                     obj_description(x.indexrelid, 'pg_class') AS comment,
                     x.indisclustered,
+                    ARRAY(SELECT a.attnum::int4 FROM pg_attribute a
+                          WHERE a.attrelid = x.indexrelid AND a.attstattarget >= 0
+                          ORDER BY a.attnum) AS stat_columns,
+                    ARRAY(SELECT a.attstattarget::int4 FROM pg_attribute a
+                          WHERE a.attrelid = x.indexrelid AND a.attstattarget >= 0
+                          ORDER BY a.attnum) AS stat_targets,
                     x.indisreplident
                       OR coalesce(con.contype = 'x', false)
                       OR EXISTS (SELECT 1 FROM pg_inherits h WHERE h.inhrelid = x.indexrelid)
@@ -208,6 +222,11 @@ pub fn rebuildable(
             constraint,
             comment: row.get("comment"),
             clustered: row.get("indisclustered"),
+            statistics: row
+                .get::<_, Vec<i32>>("stat_columns")
+                .into_iter()
+                .zip(row.get::<_, Vec<i32>>("stat_targets"))
+                .collect(),
         });
     }
     Ok(map)
@@ -248,6 +267,7 @@ mod tests {
             constraint: Some(("T_pkey".into(), 'p', String::new())),
             comment: Some("it's the key".into()),
             clustered: true,
+            statistics: vec![(1, 500)],
         };
         assert_eq!(
             index.drop_sql(&table),
@@ -260,6 +280,7 @@ mod tests {
                 "ALTER TABLE \"s\".\"T\" ADD CONSTRAINT \"T_pkey\" PRIMARY KEY USING INDEX \"T_pkey\"",
                 "COMMENT ON INDEX \"s\".\"T_pkey\" IS 'it''s the key'",
                 "ALTER TABLE \"s\".\"T\" CLUSTER ON \"T_pkey\"",
+                "ALTER INDEX \"s\".\"T_pkey\" ALTER COLUMN 1 SET STATISTICS 500",
             ]
         );
         let plain = Index {

@@ -4,12 +4,14 @@
 use crate::util::{self, TestDb};
 use crate::{both, copy};
 
-/// Every index of `table` with its definition, clustering and comment, and every constraint
-/// of it: what must survive a rebuild exactly.
+/// Every index of `table` with its definition, clustering, comment and per-column
+/// statistics targets, and every constraint of it: what must survive a rebuild exactly.
 fn index_shape(db: &TestDb, table: &str) -> Vec<Vec<Option<String>>> {
     let mut rows = db.rows_text(&format!(
         "SELECT indexrelid::regclass::text, pg_get_indexdef(indexrelid),
-                indisclustered::text, obj_description(indexrelid, 'pg_class')
+                indisclustered::text, obj_description(indexrelid, 'pg_class'),
+                (SELECT string_agg(attnum || '=' || attstattarget, ',' ORDER BY attnum)
+                 FROM pg_attribute WHERE attrelid = indexrelid AND attstattarget >= 0)
          FROM pg_index WHERE indrelid = '{table}'::regclass ORDER BY 1"
     ));
     rows.extend(db.rows_text(&format!(
@@ -37,6 +39,7 @@ fn rebuilt_indexes_come_back_exactly_and_a_failure_rolls_them_back() {
          CREATE INDEX r_amount_partial ON r (amount) INCLUDE (note) WHERE amount > 10;
          CREATE INDEX r_lower_note ON r (lower(note));
          COMMENT ON INDEX r_lower_note IS 'for case-insensitive search';
+         ALTER INDEX r_lower_note ALTER COLUMN 1 SET STATISTICS 500;
          ALTER TABLE r CLUSTER ON r_pkey;
          CREATE TABLE child (id int, r_id int CONSTRAINT child_r_fk REFERENCES r);
          CREATE TABLE grouped (id int PRIMARY KEY, label text);
