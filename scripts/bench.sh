@@ -9,7 +9,7 @@
 # same size, gives the destination the same schema, then runs each tool N times, round robin,
 # emptying the destination in between and checking every result against the source:
 #
-#   pgcopy                   pgcopy copy --parallel P (which ANALYZEs the tables afterwards)
+#   pgcopy                   pgcopy copy --parallel P (which ANALYZEs each table after its load)
 #   pgcopy --no-analyze      the same without the ANALYZE
 #   psql pipe                per table `psql COPY TO STDOUT (FORMAT binary) | psql COPY FROM STDIN`,
 #                            P tables at a time, foreign keys dropped before and added back after
@@ -499,7 +499,7 @@ wal         wal_level=minimal lets a COPY into a table truncated in the same tra
             does not (it never truncates), so it writes every row to the WAL too: see "dest WAL".
 EOF
 if ((has_no_analyze)); then
-    echo "analyze     pgcopy ANALYZEs the copied tables after the load; the other tools do not:"
+    echo "analyze     pgcopy ANALYZEs each copied table after its load; the other tools do not:"
     echo "            'pgcopy --no-analyze' is the like-for-like row"
 else
     echo "analyze     this pgcopy has no --no-analyze; it runs no ANALYZE after a load"
