@@ -4,16 +4,15 @@
 
 use crate::conn::{describe, Pool, PooledClient, WirePool};
 use crate::framing::RowCounter;
+use crate::load::{self, Piece};
 use crate::plan::{Format, Plan, TablePlan};
 use crate::progress::Counters;
 use crate::retry;
-use crate::sql::{column_list, TEXT_SETTINGS};
+use crate::session::{self, Cancels, LaneConnection, Losses, Session, DEST, SOURCE};
+use crate::sql::TEXT_SETTINGS;
 use crate::wire;
 use anyhow::{anyhow, bail, Context, Result};
 use crossbeam_channel::{bounded, Receiver, Sender};
-use postgres::error::SqlState;
-use postgres::{CancelToken, Client, Transaction};
-use std::io::Write;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -21,9 +20,6 @@ use std::time::{Duration, Instant};
 /// Chunks queued between a reader and its writer. With one chunk being filled and one being
 /// written, a lane holds at most `CHANNEL_DEPTH + 2` chunks.
 pub const CHANNEL_DEPTH: usize = 4;
-
-/// `maintenance_work_mem` for a table's index builds: more memory, fewer sort passes.
-const INDEX_BUILD_MEMORY: &str = "256MB";
 
 /// No table in flight on a lane.
 const IDLE: usize = usize::MAX;
@@ -88,15 +84,7 @@ pub struct Lane {
     /// The ticket of a try whose writer failed: its reader stops reading.
     abandon: AtomicUsize,
     /// Cancel handles for the lane's two connections, used when the user interrupts.
-    cancel: Mutex<[Option<Cancel>; 2]>,
-}
-
-/// How to stop what a lane's connection is doing, from the main thread.
-enum Cancel {
-    /// A reader's session: its socket is shut, which ends the read at once.
-    Socket(wire::Interrupter),
-    /// A writer's session: the server is asked to cancel the statement.
-    Query(CancelToken),
+    cancel: Mutex<Cancels>,
 }
 
 /// One try at one table.
@@ -136,9 +124,9 @@ struct Shared<'a> {
     outcomes: Mutex<Vec<Option<TableOutcome>>>,
     lane_errors: Mutex<Vec<String>>,
     threads_done: AtomicUsize,
-    /// Sessions lost so far, to the source (0) and to the destination (1): a server restart
-    /// ends every session, and the idle ones only find out at their next statement.
-    losses: [AtomicUsize; 2],
+    /// Sessions lost so far on either side: a server restart ends every session, and the
+    /// idle ones only find out at their next statement.
+    losses: Losses,
 }
 
 /// Copies every table of the plan, `parallel` at a time, calling `tick` on this thread
@@ -209,7 +197,7 @@ pub fn run(
                 // A statement can wait a long time (a lock, a slow server): cancel what is
                 // running so the lanes notice the interrupt now.
                 cancelled = true;
-                cancel_all(&lanes);
+                session::cancel_all(lanes.iter().map(|lane| &lane.cancel));
             }
             tick(&lanes);
             std::thread::sleep(Duration::from_millis(100));
@@ -239,22 +227,6 @@ pub fn run(
             })
         })
         .collect())
-}
-
-fn cancel_all(lanes: &[Lane]) {
-    for lane in lanes {
-        if let Ok(tokens) = lane.cancel.lock() {
-            for token in tokens.iter().flatten() {
-                match token {
-                    Cancel::Socket(socket) => socket.interrupt(),
-                    // Best effort: a connection that is already gone has nothing to cancel.
-                    Cancel::Query(token) => {
-                        let _ = token.cancel_query(crate::tls::cancel_connector());
-                    }
-                }
-            }
-        }
-    }
 }
 
 impl Shared<'_> {
@@ -312,103 +284,6 @@ impl Shared<'_> {
     }
 }
 
-/// The source side of a lane (the reader's connection), and the destination side.
-const SOURCE: usize = 0;
-const DEST: usize = 1;
-
-/// How long a lane waits for a session it suspects to answer before replacing it.
-const CHECK_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// What a lane needs of a connection to keep it alive across tables.
-trait LaneConnection: r2d2::ManageConnection {
-    fn closed(conn: &Self::Connection) -> bool;
-    fn valid(conn: &mut Self::Connection) -> bool;
-    fn cancel(conn: &Self::Connection) -> Option<Cancel>;
-}
-
-impl LaneConnection for wire::Manager {
-    fn closed(conn: &wire::Connection) -> bool {
-        conn.is_broken()
-    }
-
-    fn valid(conn: &mut wire::Connection) -> bool {
-        conn.reset().and_then(|_| conn.execute("")).is_ok()
-    }
-
-    fn cancel(conn: &wire::Connection) -> Option<Cancel> {
-        conn.interrupter().ok().map(Cancel::Socket)
-    }
-}
-
-impl LaneConnection for crate::conn::Manager {
-    fn closed(conn: &Client) -> bool {
-        conn.is_closed()
-    }
-
-    fn valid(conn: &mut Client) -> bool {
-        conn.is_valid(CHECK_TIMEOUT).is_ok()
-    }
-
-    fn cancel(conn: &Client) -> Option<Cancel> {
-        Some(Cancel::Query(conn.cancel_token()))
-    }
-}
-
-/// One side's session of a lane, kept alive across tables.
-struct Session<'p, M: LaneConnection> {
-    /// `SOURCE` or `DEST`: the slot of its cancel handle and of its loss count.
-    side: usize,
-    pool: &'p r2d2::Pool<M>,
-    client: r2d2::PooledConnection<M>,
-    /// The last try on this session failed: it may be dead without looking closed.
-    suspect: bool,
-    /// The side's loss count when this session was last known to be alive.
-    seen: usize,
-}
-
-impl<M: LaneConnection> Session<'_, M> {
-    /// Makes sure the session is alive before the next table. After its own failure it is
-    /// replaced; after another lane lost a session to the same server, it is asked first. A
-    /// dead session is replaced from the pool; if the server is not back yet, the table fails
-    /// on the old one and is retried later, so this never waits long.
-    fn renew(&mut self, shared: &Shared, lane: &Lane) {
-        let losses = shared.losses[self.side].load(Ordering::SeqCst);
-        let dead = self.suspect
-            || M::closed(&self.client)
-            || (losses != self.seen && !M::valid(&mut self.client));
-        if !dead {
-            self.seen = losses;
-            return;
-        }
-        log::debug!(
-            "lane session to the {} is gone; taking a new one",
-            if self.side == SOURCE {
-                "source"
-            } else {
-                "destination"
-            }
-        );
-        if let Ok(fresh) = self.pool.get() {
-            if let Ok(mut tokens) = lane.cancel.lock() {
-                tokens[self.side] = M::cancel(&fresh);
-            }
-            self.client = fresh;
-            self.suspect = false;
-            self.seen = losses;
-        }
-    }
-
-    /// Records how a try on this session went.
-    fn ended<T>(&mut self, shared: &Shared, result: &Result<T>, ours: bool) {
-        self.suspect = result.is_err();
-        if let Err(err) = result {
-            if ours && retry::is_connection_lost(err) {
-                shared.losses[self.side].fetch_add(1, Ordering::SeqCst);
-            }
-        }
-    }
-}
-
 /// Takes tables from the plan one after another and streams each to the lane's writer.
 /// It opens the lane's two connections first, so a lane that cannot connect takes no table.
 fn reader_lane(
@@ -430,13 +305,7 @@ fn reader_lane(
             }
             // A failed send means the writer is gone; the next send below notices too.
             let _ = dest_conn.send(Some(d));
-            Session {
-                side: SOURCE,
-                pool: source,
-                client: s,
-                suspect: false,
-                seen: shared.losses[SOURCE].load(Ordering::SeqCst),
-            }
+            Session::new(SOURCE, source, s, &shared.losses)
         }
         Err(err) => {
             let _ = dest_conn.send(None);
@@ -465,7 +334,7 @@ fn reader_lane(
             shared.finish(job.index, TableOutcome::lost(job));
             break;
         }
-        session.renew(shared, lane);
+        session.renew(&shared.losses, &lane.cancel);
         let result = read_table(
             shared,
             lane,
@@ -474,7 +343,7 @@ fn reader_lane(
             &mut session.client,
             &chunks,
         );
-        session.ended(shared, &result, true);
+        session.ended(&shared.losses, &result, true);
         if chunks.send(Msg::End(result)).is_err() {
             shared.finish(job.index, TableOutcome::lost(job));
             break;
@@ -502,7 +371,7 @@ fn read_table(
     }
     conn.execute(&begin)
         .context("importing the source snapshot")?;
-    let sql = copy_out_sql(table);
+    let sql = table.copy_out_sql();
     log::debug!("source: {sql}");
     let mut counter = RowCounter::new(table.format == Format::Binary);
     let mut chunk = Vec::with_capacity(batch_size);
@@ -558,18 +427,12 @@ fn writer_lane(
     let Ok(Some(client)) = conn.recv() else {
         return;
     };
-    let mut session = Session {
-        side: DEST,
-        pool: dest,
-        client,
-        suspect: false,
-        seen: shared.losses[DEST].load(Ordering::SeqCst),
-    };
+    let mut session = Session::new(DEST, dest, client, &shared.losses);
     while let Ok(msg) = chunks.recv() {
         let Msg::Begin(job) = msg else {
             continue;
         };
-        session.renew(shared, lane);
+        session.renew(&shared.losses, &lane.cancel);
         let table = &shared.plan.tables[job.index];
         lane.current.store(job.index, Ordering::SeqCst);
         let started = Instant::now();
@@ -579,9 +442,15 @@ fn writer_lane(
             bytes: 0,
             source_failed: false,
         };
-        let result = write_table(shared, table, &mut session.client, &mut incoming);
+        let result = load::write_table(
+            shared.settings,
+            &shared.counters.bytes,
+            table,
+            &mut session.client,
+            || incoming.next(),
+        );
         // A source failure the reader passed on says nothing about the destination session.
-        session.ended(shared, &result, !incoming.source_failed);
+        session.ended(&shared.losses, &result, !incoming.source_failed);
         if !incoming.ended {
             lane.abandon.store(job.ticket, Ordering::SeqCst);
             incoming.drain();
@@ -596,7 +465,7 @@ fn writer_lane(
                 );
                 let elapsed = started.elapsed();
                 let analyzed = (shared.settings.analyze && !shared.quit.load(Ordering::SeqCst))
-                    .then(|| analyze(&mut session.client, table));
+                    .then(|| load::analyze(&mut session.client, table));
                 let outcome = TableOutcome {
                     rows,
                     bytes: incoming.bytes,
@@ -649,11 +518,6 @@ struct Incoming<'a> {
     source_failed: bool,
 }
 
-enum Piece {
-    Chunk(Vec<u8>),
-    End(u64),
-}
-
 impl Incoming<'_> {
     fn next(&mut self) -> Result<Piece> {
         match self.chunks.recv() {
@@ -684,157 +548,5 @@ impl Incoming<'_> {
                 self.ended = true;
             }
         }
-    }
-}
-
-/// Replaces one destination table's rows in one transaction; returns the rows written.
-/// Any error rolls the transaction back (the `Transaction` is dropped), keeping the old rows.
-fn write_table(
-    shared: &Shared,
-    table: &TablePlan,
-    client: &mut Client,
-    incoming: &mut Incoming,
-) -> Result<u64> {
-    let mut tx = client
-        .transaction()
-        .context("starting the destination transaction")?;
-    // A table locked by another session fails with a clear message instead of hanging.
-    // The commit need not wait for its WAL to reach disk: the copy ends with one
-    // synchronous commit, which makes every earlier one durable (WAL is flushed in order).
-    tx.batch_execute(&format!(
-        "SET LOCAL lock_timeout = {}; SET LOCAL synchronous_commit = off",
-        shared.settings.lock_timeout.as_millis()
-    ))?;
-    if table.format == Format::Text {
-        tx.batch_execute(TEXT_SETTINGS)?;
-    }
-    if shared.settings.replica {
-        tx.batch_execute("SET LOCAL session_replication_role = replica")
-            .context("switching to replica mode")?;
-    }
-    // In this transaction, so they are back at commit or rollback whatever happens.
-    run_each(
-        &mut tx,
-        table.triggers.iter().map(|t| t.disable_sql(&table.name)),
-    )
-    .context("disabling the table's triggers for the load")?;
-    // ONLY: never reach inheritance children, which are tables of their own.
-    let truncate = format!("TRUNCATE ONLY {}", table.name.quoted());
-    log::debug!("destination: {truncate}");
-    tx.batch_execute(&truncate)
-        .map_err(|err| locked(err, shared.settings.lock_timeout))
-        .context("emptying the destination table")?;
-    // Built again after the data, in this transaction: a sorted build beats maintaining
-    // them row by row, and a rollback brings them back as they were.
-    run_each(
-        &mut tx,
-        table.indexes.iter().map(|i| i.drop_sql(&table.name)),
-    )
-    .context("dropping the table's indexes for the load")?;
-    let sql = copy_in_sql(table);
-    log::debug!("destination: {sql}");
-    let mut writer = tx
-        .copy_in(&sql)
-        .context("starting COPY on the destination")?;
-    let sent = loop {
-        match incoming.next()? {
-            Piece::Chunk(chunk) => {
-                writer
-                    .write_all(&chunk)
-                    .context("writing to the destination")?;
-                shared
-                    .counters
-                    .bytes
-                    .fetch_add(chunk.len() as u64, Ordering::Relaxed);
-            }
-            Piece::End(rows) => break rows,
-        }
-    };
-    let written = writer
-        .finish()
-        .context("finishing COPY on the destination")?;
-    if written != sent {
-        bail!("the source sent {sent} rows but the destination took {written}");
-    }
-    if !table.indexes.is_empty() {
-        tx.batch_execute(&format!(
-            "SET LOCAL maintenance_work_mem = '{}'",
-            INDEX_BUILD_MEMORY
-        ))?;
-        run_each(
-            &mut tx,
-            table.indexes.iter().flat_map(|i| i.create_sql(&table.name)),
-        )
-        .context("building the table's indexes again")?;
-    }
-    run_each(
-        &mut tx,
-        table.triggers.iter().map(|t| t.enable_sql(&table.name)),
-    )
-    .context("enabling the table's triggers again")?;
-    tx.commit().context("committing on the destination")?;
-    Ok(written)
-}
-
-/// Gives the planner statistics for the freshly loaded table: without them the first queries
-/// against it get bad plans. A failure is reported, but the data stays.
-fn analyze(client: &mut Client, table: &TablePlan) -> Result<(), String> {
-    let sql = format!("ANALYZE {}", table.name.quoted());
-    log::debug!("destination: {sql}");
-    client
-        .batch_execute(&sql)
-        .map_err(|err| format!("ANALYZE {} failed: {}", table.name, describe(&err.into())))
-}
-
-/// Says in words what a lock timeout means for the operator.
-fn locked(err: postgres::Error, timeout: Duration) -> anyhow::Error {
-    if err.code() == Some(&SqlState::LOCK_NOT_AVAILABLE) {
-        anyhow::Error::new(err).context(format!(
-            "the table is locked by another session; gave up after --lock-timeout {}s",
-            timeout.as_secs()
-        ))
-    } else {
-        err.into()
-    }
-}
-
-fn run_each(
-    tx: &mut Transaction,
-    statements: impl Iterator<Item = String>,
-) -> Result<(), postgres::Error> {
-    for sql in statements {
-        log::debug!("destination: {sql}");
-        tx.batch_execute(&sql)?;
-    }
-    Ok(())
-}
-
-fn copy_out_sql(table: &TablePlan) -> String {
-    format!(
-        "COPY {}{} TO STDOUT (FORMAT {})",
-        table.name.quoted(),
-        columns_clause(table),
-        table.format
-    )
-}
-
-/// `FREEZE` writes the rows already frozen (no later VACUUM rewrite of the whole table); it
-/// is allowed because the same transaction truncated the table.
-fn copy_in_sql(table: &TablePlan) -> String {
-    format!(
-        "COPY {}{} FROM STDIN (FORMAT {}, FREEZE)",
-        table.name.quoted(),
-        columns_clause(table),
-        table.format
-    )
-}
-
-/// The column list, naming columns so that their order on either side does not matter. A
-/// table with no copied columns gets none: `COPY t ()` is not valid SQL.
-fn columns_clause(table: &TablePlan) -> String {
-    if table.columns.is_empty() {
-        String::new()
-    } else {
-        format!(" ({})", column_list(table.column_names()))
     }
 }

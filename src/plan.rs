@@ -4,7 +4,7 @@
 use crate::catalog::{self, Column, DestTable, Table};
 use crate::filter::TableFilter;
 use crate::indexes::Index;
-use crate::sql::TableName;
+use crate::sql::{column_list, TableName};
 use crate::triggers::Trigger;
 use anyhow::{bail, Result};
 use postgres::Client;
@@ -54,6 +54,38 @@ pub struct TablePlan {
 impl TablePlan {
     pub fn column_names(&self) -> impl Iterator<Item = &str> {
         self.columns.iter().map(|c| c.name.as_str())
+    }
+
+    /// The source's `COPY … TO STDOUT`.
+    pub fn copy_out_sql(&self) -> String {
+        format!(
+            "COPY {}{} TO STDOUT (FORMAT {})",
+            self.name.quoted(),
+            self.columns_clause(),
+            self.format
+        )
+    }
+
+    /// The destination's `COPY … FROM STDIN`. `FREEZE` writes the rows already frozen (no
+    /// later VACUUM rewrite of the whole table); it is allowed because the same transaction
+    /// truncated the table.
+    pub fn copy_in_sql(&self) -> String {
+        format!(
+            "COPY {}{} FROM STDIN (FORMAT {}, FREEZE)",
+            self.name.quoted(),
+            self.columns_clause(),
+            self.format
+        )
+    }
+
+    /// The column list, naming columns so that their order on either side does not matter.
+    /// A table with no copied columns gets none: `COPY t ()` is not valid SQL.
+    fn columns_clause(&self) -> String {
+        if self.columns.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", column_list(self.column_names()))
+        }
     }
 }
 

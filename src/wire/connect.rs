@@ -1,0 +1,304 @@
+//! Opening a reader's session: the socket (TCP or Unix-domain, hosts tried in order as libpq
+//! does), TLS when the mode asks for it, the startup message and the password exchange
+//! (cleartext, MD5, SCRAM-SHA-256); and the r2d2 manager that pools the sessions.
+
+use super::{push_cstr, split_i32, Connection, ServerError, Socket, Stream, READ_BUFFER};
+use crate::conn::Target;
+use anyhow::{anyhow, bail, Context, Result};
+use postgres::config::{Host, SslMode};
+use postgres_protocol::authentication::{md5_hash, sasl};
+use rustls::pki_types::ServerName;
+use rustls::{ClientConfig, ClientConnection, StreamOwned};
+use std::fmt;
+use std::io::{self, Read, Write};
+use std::net::{IpAddr, SocketAddr, TcpStream, ToSocketAddrs};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The protocol version 3.0, and the code of the TLS request sent in its place.
+const PROTOCOL_3: i32 = 196_608;
+const SSL_REQUEST: i32 = 80_877_103;
+
+impl Connection {
+    /// Connects as `config` says, with `tls` when the server is asked for TLS; tries the
+    /// hosts in order, as libpq does.
+    pub fn connect(config: &postgres::Config, tls: &Arc<ClientConfig>) -> Result<Connection> {
+        let hosts = config.get_hosts();
+        let ports = config.get_ports();
+        let hostaddrs = config.get_hostaddrs();
+        let count = hosts.len().max(hostaddrs.len()).max(1);
+        let mut last = None;
+        for i in 0..count {
+            let port = match ports {
+                [] => 5432,
+                [one] => *one,
+                many => many.get(i).copied().unwrap_or(5432),
+            };
+            let host = hosts.get(i);
+            let addr = hostaddrs.get(i).copied();
+            match Connection::connect_one(config, tls, host, addr, port) {
+                Ok(conn) => return Ok(conn),
+                Err(err) => last = Some(err),
+            }
+        }
+        Err(last.unwrap_or_else(|| anyhow!("no host to connect to")))
+    }
+
+    fn connect_one(
+        config: &postgres::Config,
+        tls: &Arc<ClientConfig>,
+        host: Option<&Host>,
+        hostaddr: Option<IpAddr>,
+        port: u16,
+    ) -> Result<Connection> {
+        let timeout = config.get_connect_timeout().copied();
+        let (stream, interrupter) = match (host, hostaddr) {
+            (Some(Host::Unix(dir)), None) => {
+                let path = socket_path(dir, port);
+                let socket = UnixStream::connect(&path)
+                    .with_context(|| format!("connecting to {}", path.display()))?;
+                let interrupter = Socket::Unix(socket.try_clone()?);
+                (Stream::Unix(socket), interrupter)
+            }
+            (host, hostaddr) => {
+                let name = match host {
+                    Some(Host::Tcp(name)) => name.clone(),
+                    _ => hostaddr.map(|a| a.to_string()).unwrap_or_default(),
+                };
+                let socket = tcp_connect(&name, hostaddr, port, timeout)?;
+                let interrupter = Socket::Tcp(socket.try_clone()?);
+                (tls_if_wanted(config, tls, &name, socket)?, interrupter)
+            }
+        };
+        let mut conn = Connection {
+            stream,
+            buf: vec![0; READ_BUFFER],
+            start: 0,
+            end: 0,
+            status: b'I',
+            broken: false,
+            interrupter,
+        };
+        conn.startup(config)?;
+        Ok(conn)
+    }
+
+    /// Sends the startup message, answers the server's password request and waits until the
+    /// server is ready for queries.
+    fn startup(&mut self, config: &postgres::Config) -> Result<()> {
+        let user = config.get_user().unwrap_or_default();
+        let mut params: Vec<(&str, &str)> = vec![("client_encoding", "UTF8"), ("user", user)];
+        if let Some(dbname) = config.get_dbname() {
+            params.push(("database", dbname));
+        }
+        if let Some(options) = config.get_options() {
+            params.push(("options", options));
+        }
+        if let Some(name) = config.get_application_name() {
+            params.push(("application_name", name));
+        }
+        let mut body = PROTOCOL_3.to_be_bytes().to_vec();
+        for (key, value) in params {
+            push_cstr(&mut body, key.as_bytes());
+            push_cstr(&mut body, value.as_bytes());
+        }
+        body.push(0);
+        self.send_untagged(&body)?;
+        let password = config.get_password();
+        let mut scram = None;
+        loop {
+            let (tag, body) = self.message()?;
+            match tag {
+                b'R' => {
+                    let (kind, data) = split_i32(body)?;
+                    match kind {
+                        0 => {}
+                        3 => {
+                            let password = password.context("password missing")?;
+                            let mut reply = password.to_vec();
+                            reply.push(0);
+                            self.send(b'p', &reply)?;
+                        }
+                        5 => {
+                            let password = password.context("password missing")?;
+                            let salt: [u8; 4] = data
+                                .get(..4)
+                                .and_then(|s| s.try_into().ok())
+                                .context("the server's MD5 password request has no salt")?;
+                            let mut reply = md5_hash(user.as_bytes(), password, salt).into_bytes();
+                            reply.push(0);
+                            self.send(b'p', &reply)?;
+                        }
+                        10 => {
+                            let password = password.context("password missing")?;
+                            let offered = data
+                                .split(|&b| b == 0)
+                                .any(|m| m == sasl::SCRAM_SHA_256.as_bytes());
+                            if !offered {
+                                bail!("the server offers no SASL mechanism pgcopy supports");
+                            }
+                            // No channel binding: `n` says the client does not do it, which
+                            // servers accept whether or not they offer it.
+                            let state = sasl::ScramSha256::new(
+                                password,
+                                sasl::ChannelBinding::unsupported(),
+                            );
+                            let mut reply = Vec::new();
+                            push_cstr(&mut reply, sasl::SCRAM_SHA_256.as_bytes());
+                            reply.extend_from_slice(&(state.message().len() as i32).to_be_bytes());
+                            reply.extend_from_slice(state.message());
+                            self.send(b'p', &reply)?;
+                            scram = Some(state);
+                        }
+                        11 => {
+                            let state = scram.as_mut().context("SASL data before SASL began")?;
+                            state.update(data).context("SCRAM authentication")?;
+                            let reply = state.message().to_vec();
+                            self.send(b'p', &reply)?;
+                        }
+                        12 => {
+                            let state = scram.as_mut().context("SASL end before SASL began")?;
+                            state.finish(data).context("SCRAM authentication")?;
+                        }
+                        other => bail!("unsupported authentication method (request {other})"),
+                    }
+                }
+                b'E' => return Err(ServerError::parse(body).into()),
+                b'Z' => {
+                    self.status = body.first().copied().unwrap_or(b'I');
+                    return Ok(());
+                }
+                // Backend key data, parameter status, notices: nothing to act on.
+                _ => {}
+            }
+        }
+    }
+}
+
+fn tcp_connect(
+    name: &str,
+    hostaddr: Option<IpAddr>,
+    port: u16,
+    timeout: Option<Duration>,
+) -> Result<TcpStream> {
+    let addrs: Vec<SocketAddr> = match hostaddr {
+        Some(ip) => vec![SocketAddr::new(ip, port)],
+        None => (name, port)
+            .to_socket_addrs()
+            .with_context(|| format!("resolving {name}"))?
+            .collect(),
+    };
+    let mut last = None;
+    for addr in addrs {
+        let result = match timeout {
+            Some(timeout) => TcpStream::connect_timeout(&addr, timeout),
+            None => TcpStream::connect(addr),
+        };
+        match result {
+            Ok(socket) => {
+                socket.set_nodelay(true)?;
+                return Ok(socket);
+            }
+            Err(err) => last = Some(err),
+        }
+    }
+    let err = last.unwrap_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no address"));
+    Err(anyhow::Error::new(err).context(format!("connecting to {name}:{port}")))
+}
+
+/// Asks the server for TLS unless `sslmode=disable`, and sets it up when the server agrees;
+/// without it, goes on in plain text only where the mode allows.
+fn tls_if_wanted(
+    config: &postgres::Config,
+    tls: &Arc<ClientConfig>,
+    name: &str,
+    mut socket: TcpStream,
+) -> Result<Stream> {
+    let mode = config.get_ssl_mode();
+    if mode == SslMode::Disable {
+        return Ok(Stream::Tcp(socket));
+    }
+    let mut request = 8i32.to_be_bytes().to_vec();
+    request.extend_from_slice(&SSL_REQUEST.to_be_bytes());
+    socket.write_all(&request)?;
+    let mut answer = [0u8; 1];
+    socket.read_exact(&mut answer)?;
+    match answer[0] {
+        b'S' => {}
+        b'N' if mode == SslMode::Require => bail!("server does not support TLS"),
+        b'N' => return Ok(Stream::Tcp(socket)),
+        other => bail!("unexpected answer {other} to the TLS request"),
+    }
+    let server = ServerName::try_from(name.to_string())
+        .map_err(|_| anyhow!("{name:?} is not a valid TLS server name"))?;
+    let mut session = ClientConnection::new(tls.clone(), server)?;
+    while session.is_handshaking() {
+        session
+            .complete_io(&mut socket)
+            .context("TLS handshake failed")?;
+    }
+    Ok(Stream::Tls(Box::new(StreamOwned::new(session, socket))))
+}
+
+/// r2d2's connection manager for readers' sessions.
+pub struct Manager {
+    target: Target,
+}
+
+impl Manager {
+    pub fn new(target: Target) -> Manager {
+        Manager { target }
+    }
+}
+
+/// A connection error as r2d2 needs it: a `std::error::Error` (anyhow's is not one).
+#[derive(Debug)]
+pub struct ConnectError(String);
+
+impl fmt::Display for ConnectError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ConnectError {}
+
+impl r2d2::ManageConnection for Manager {
+    type Connection = Connection;
+    type Error = ConnectError;
+
+    fn connect(&self) -> Result<Connection, ConnectError> {
+        Connection::connect(&self.target.config(), &self.target.tls_config())
+            .map_err(|err| ConnectError(format!("{err:#}")))
+    }
+
+    fn is_valid(&self, conn: &mut Connection) -> Result<(), ConnectError> {
+        conn.reset()
+            .and_then(|_| conn.execute(""))
+            .map_err(|err| ConnectError(format!("{err:#}")))
+    }
+
+    fn has_broken(&self, conn: &mut Connection) -> bool {
+        conn.is_broken()
+    }
+}
+
+/// Where a Unix-domain socket of `dir` for `port` is, as libpq names it.
+fn socket_path(dir: &Path, port: u16) -> PathBuf {
+    dir.join(format!(".s.PGSQL.{port}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_sockets_as_libpq_does() {
+        assert_eq!(
+            socket_path(Path::new("/run/postgresql"), 5433),
+            Path::new("/run/postgresql/.s.PGSQL.5433")
+        );
+    }
+}
