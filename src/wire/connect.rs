@@ -9,13 +9,13 @@ use postgres::config::{Host, SslMode};
 use postgres_protocol::authentication::{md5_hash, sasl};
 use rustls::pki_types::ServerName;
 use rustls::{ClientConfig, ClientConnection, StreamOwned};
+use socket2::{SockRef, TcpKeepalive};
 use std::fmt;
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpStream, ToSocketAddrs};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 
 /// The protocol version 3.0, and the code of the TLS request sent in its place.
 const PROTOCOL_3: i32 = 196_608;
@@ -53,7 +53,6 @@ impl Connection {
         hostaddr: Option<IpAddr>,
         port: u16,
     ) -> Result<Connection> {
-        let timeout = config.get_connect_timeout().copied();
         let (stream, interrupter) = match (host, hostaddr) {
             (Some(Host::Unix(dir)), None) => {
                 let path = socket_path(dir, port);
@@ -67,7 +66,7 @@ impl Connection {
                     Some(Host::Tcp(name)) => name.clone(),
                     _ => hostaddr.map(|a| a.to_string()).unwrap_or_default(),
                 };
-                let socket = tcp_connect(&name, hostaddr, port, timeout)?;
+                let socket = tcp_connect(config, &name, hostaddr, port)?;
                 let interrupter = Socket::Tcp(socket.try_clone()?);
                 (tls_if_wanted(config, tls, &name, socket)?, interrupter)
             }
@@ -177,12 +176,16 @@ impl Connection {
     }
 }
 
+/// A TCP connection to `name` (or `hostaddr`) with the socket options the postgres crate
+/// sets: no Nagle delay, keepalives and the TCP user timeout as `config` says, so a reader
+/// whose server vanished from the network finds out as a writer would.
 fn tcp_connect(
+    config: &postgres::Config,
     name: &str,
     hostaddr: Option<IpAddr>,
     port: u16,
-    timeout: Option<Duration>,
 ) -> Result<TcpStream> {
+    let timeout = config.get_connect_timeout().copied();
     let addrs: Vec<SocketAddr> = match hostaddr {
         Some(ip) => vec![SocketAddr::new(ip, port)],
         None => (name, port)
@@ -199,6 +202,20 @@ fn tcp_connect(
         match result {
             Ok(socket) => {
                 socket.set_nodelay(true)?;
+                let options = SockRef::from(&socket);
+                if config.get_keepalives() {
+                    let mut keepalive = TcpKeepalive::new().with_time(config.get_keepalives_idle());
+                    if let Some(interval) = config.get_keepalives_interval() {
+                        keepalive = keepalive.with_interval(interval);
+                    }
+                    if let Some(retries) = config.get_keepalives_retries() {
+                        keepalive = keepalive.with_retries(retries);
+                    }
+                    options.set_tcp_keepalive(&keepalive)?;
+                }
+                if let Some(timeout) = config.get_tcp_user_timeout() {
+                    options.set_tcp_user_timeout(Some(*timeout))?;
+                }
                 return Ok(socket);
             }
             Err(err) => last = Some(err),
