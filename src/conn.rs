@@ -47,9 +47,9 @@ pub struct Target {
     passfile: Option<PathBuf>,
     /// What the password file had, read once, so its warnings come once; clones share it.
     from_passfile: Arc<OnceLock<Option<String>>>,
-    /// Set when a TLS handshake failed under `sslmode=allow` or `prefer` and pgcopy connected
-    /// without TLS instead, as libpq does; the pools then connect without TLS too.
-    plain_fallback: Arc<AtomicBool>,
+    /// Whether to connect without TLS: from the start under `sslmode=allow`, after TLS
+    /// failed under `prefer`, as libpq does; every later connection (pools, readers) follows.
+    plain: Arc<AtomicBool>,
 }
 
 impl Target {
@@ -67,11 +67,11 @@ impl Target {
             passfile,
         } = conninfo;
         Target {
+            plain: Arc::new(AtomicBool::new(tls.mode() == SslMode::Allow)),
             config,
             tls,
             passfile,
             from_passfile: Arc::new(OnceLock::new()),
-            plain_fallback: Arc::new(AtomicBool::new(false)),
         }
     }
 
@@ -79,17 +79,23 @@ impl Target {
     pub fn connect(&self) -> Result<Client> {
         let config = self.config();
         let mut client = match config.connect(self.connector()) {
-            // The driver has no error kind to ask for; its message for this one is fixed.
-            Err(err)
-                if config.get_ssl_mode() == WireMode::Prefer
-                    && err.to_string() == "error performing TLS handshake" =>
-            {
-                log::warn!(
-                    "TLS with {self} failed ({}); connecting without TLS, as sslmode={} allows",
-                    self.explain(&err),
-                    self.tls.mode()
-                );
-                self.plain_fallback.store(true, Ordering::Relaxed);
+            Err(err) if self.may_switch(&config, &err) => {
+                let tried_tls = config.get_ssl_mode() != WireMode::Disable;
+                if tried_tls {
+                    log::warn!(
+                        "TLS with {self} failed ({}); connecting without TLS, as sslmode={} \
+                         allows",
+                        self.explain(&err),
+                        self.tls.mode()
+                    );
+                } else {
+                    log::info!(
+                        "{self} refused a connection without TLS ({}); connecting with TLS, as \
+                         sslmode=allow does",
+                        self.explain(&err)
+                    );
+                }
+                self.plain.store(tried_tls, Ordering::Relaxed);
                 self.config().connect(self.connector())
             }
             result => result,
@@ -104,6 +110,23 @@ impl Target {
             bail!("{self} runs PostgreSQL {version}; pgcopy needs 12 or newer");
         }
         Ok(client)
+    }
+
+    /// Whether a failed first try may be made again the other way, as libpq does:
+    /// `sslmode=prefer` tries TLS first and goes on without it when the handshake fails or the
+    /// server refuses the TLS connection; `allow` tries without TLS first and goes on with it
+    /// when the server refuses that. A refusal is the server's `pg_hba.conf` saying no (28000),
+    /// not a wrong password.
+    fn may_switch(&self, config: &postgres::Config, err: &postgres::Error) -> bool {
+        if !matches!(self.tls.mode(), SslMode::Prefer | SslMode::Allow) {
+            return false;
+        }
+        let refused = err.code() == Some(&SqlState::INVALID_AUTHORIZATION_SPECIFICATION);
+        match config.get_ssl_mode() {
+            // The driver has no error kind to ask for; its message for this one is fixed.
+            WireMode::Prefer => refused || err.to_string() == "error performing TLS handshake",
+            _ => refused && self.tls.mode() == SslMode::Allow,
+        }
     }
 
     /// A pool for the worker threads. Connections open when a worker first asks.
@@ -158,7 +181,7 @@ impl Target {
                 config.to_mut().password(password.as_str());
             }
         }
-        if self.plain_fallback.load(Ordering::Relaxed) {
+        if self.plain.load(Ordering::Relaxed) {
             config.to_mut().ssl_mode(WireMode::Disable);
         }
         config

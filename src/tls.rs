@@ -128,8 +128,8 @@ impl fmt::Debug for Tls {
 
 impl Tls {
     /// Resolves the options as libpq does:
-    /// - `disable`: no TLS. `allow` and `prefer`: TLS when the server offers it, without
-    ///   checking its certificate (pgcopy tries TLS first for `allow` too).
+    /// - `disable`: no TLS. `prefer`: TLS when the server offers it, `allow`: only when the
+    ///   server refuses plain connections (see `Target::connect`); the certificate unchecked.
     /// - `require`: TLS or no connection; the certificate is not checked unless there is a
     ///   root certificate (`sslrootcert`, or `~/.postgresql/root.crt` exists), and then it is
     ///   checked as `verify-ca` does (libpq documents this).

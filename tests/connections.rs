@@ -536,6 +536,48 @@ fn sslmode_require_and_the_default_prefer_connect_over_tls() {
     assert_lists(&out, "tls_marker");
 }
 
+/// libpq's two fallbacks: `prefer` tries TLS first and goes on without it when the server
+/// refuses TLS connections; `allow` tries without TLS first (the TLS cluster above refuses
+/// that, and `allow` still connects there, through TLS).
+#[test]
+fn prefer_goes_on_without_tls_when_the_server_refuses_tls_connections() {
+    let cluster = util::start_cluster(with_tls(ClusterOptions::default()).hba(
+        "local all all trust\n\
+         hostssl all all 127.0.0.1/32 reject\n\
+         hostnossl all all 127.0.0.1/32 trust\n",
+    ));
+    let source = cluster.create_db("plain_only_source");
+    source.exec(
+        "CREATE TABLE plain_marker (id int PRIMARY KEY);
+         INSERT INTO plain_marker SELECT generate_series(1, 40);",
+    );
+    let dest = cluster.create_db("plain_only_dest");
+    dest.exec("CREATE TABLE plain_marker (id int PRIMARY KEY)");
+
+    let out = util::run(&mut list(&source.url()));
+    assert_lists(&out, "plain_marker");
+    assert!(out.stderr.contains("connecting without TLS"), "{out:?}");
+    // The readers' and writers' sessions follow: the copy goes through without TLS too.
+    let out = util::run(
+        pgcopy()
+            .args(["copy", "--yes", "--parallel", "2", "--source"])
+            .arg(source.url())
+            .arg("--dest")
+            .arg(dest.url()),
+    );
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(dest.count("plain_marker"), 40);
+
+    let out = util::run(list(&source.url()).env("PGSSLMODE", "allow"));
+    assert_lists(&out, "plain_marker");
+    assert!(
+        !out.stderr.contains("TLS"),
+        "allow tried plain first: {out:?}"
+    );
+    let out = util::run(list(&source.url()).env("PGSSLMODE", "require"));
+    assert_fails_saying(&out, "pg_hba.conf rejects connection");
+}
+
 #[test]
 fn sslmode_disable_is_refused_by_a_server_that_wants_tls() {
     let tls = tls_cluster();
