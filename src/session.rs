@@ -49,7 +49,7 @@ impl LaneConnection for wire::Manager {
     }
 
     fn valid(conn: &mut wire::Connection) -> bool {
-        conn.reset().and_then(|_| conn.execute("")).is_ok()
+        conn.is_valid(CHECK_TIMEOUT).is_ok()
     }
 
     fn cancel(conn: &wire::Connection) -> Option<Cancel> {

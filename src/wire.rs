@@ -16,6 +16,7 @@ use std::fmt;
 use std::io::{self, Read, Write};
 use std::net::TcpStream;
 use std::os::unix::net::UnixStream;
+use std::time::Duration;
 
 /// Socket reads go into a buffer this big: one read takes many rows.
 const READ_BUFFER: usize = 256 * 1024;
@@ -151,7 +152,8 @@ pub struct Connection {
     status: u8,
     /// The session can no longer be used: it failed in the middle of a message exchange.
     broken: bool,
-    interrupter: Socket,
+    /// The socket under `stream`, for what is set on the socket itself (shutdown, timeouts).
+    socket: Socket,
 }
 
 impl Connection {
@@ -255,9 +257,25 @@ impl Connection {
         self.broken
     }
 
+    /// Whether the server answers within `timeout`, as `postgres::Client::is_valid` asks. A
+    /// session that does not is left broken.
+    pub fn is_valid(&mut self, timeout: Duration) -> Result<()> {
+        self.read_timeout(Some(timeout))?;
+        let result = self.reset().and_then(|_| self.execute(""));
+        self.read_timeout(None)?;
+        result
+    }
+
+    fn read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        match &self.socket {
+            Socket::Tcp(s) => s.set_read_timeout(timeout),
+            Socket::Unix(s) => s.set_read_timeout(timeout),
+        }
+    }
+
     /// A handle that ends this session's socket from another thread.
     pub fn interrupter(&self) -> Result<Interrupter> {
-        Ok(Interrupter(match &self.interrupter {
+        Ok(Interrupter(match &self.socket {
             Socket::Tcp(s) => Socket::Tcp(s.try_clone()?),
             Socket::Unix(s) => Socket::Unix(s.try_clone()?),
         }))

@@ -16,6 +16,10 @@ use std::net::{IpAddr, SocketAddr, TcpStream, ToSocketAddrs};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
+
+/// How long the pool waits for a session it hands out to answer.
+const CHECK_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The protocol version 3.0, and the code of the TLS request sent in its place.
 const PROTOCOL_3: i32 = 196_608;
@@ -53,13 +57,13 @@ impl Connection {
         hostaddr: Option<IpAddr>,
         port: u16,
     ) -> Result<Connection> {
-        let (stream, interrupter) = match (host, hostaddr) {
+        let (stream, socket) = match (host, hostaddr) {
             (Some(Host::Unix(dir)), None) => {
                 let path = socket_path(dir, port);
                 let socket = UnixStream::connect(&path)
                     .with_context(|| format!("connecting to {}", path.display()))?;
-                let interrupter = Socket::Unix(socket.try_clone()?);
-                (Stream::Unix(socket), interrupter)
+                let handle = Socket::Unix(socket.try_clone()?);
+                (Stream::Unix(socket), handle)
             }
             (host, hostaddr) => {
                 let name = match host {
@@ -67,8 +71,8 @@ impl Connection {
                     _ => hostaddr.map(|a| a.to_string()).unwrap_or_default(),
                 };
                 let socket = tcp_connect(config, &name, hostaddr, port)?;
-                let interrupter = Socket::Tcp(socket.try_clone()?);
-                (tls_if_wanted(config, tls, &name, socket)?, interrupter)
+                let handle = Socket::Tcp(socket.try_clone()?);
+                (tls_if_wanted(config, tls, &name, socket)?, handle)
             }
         };
         let mut conn = Connection {
@@ -78,7 +82,7 @@ impl Connection {
             end: 0,
             status: b'I',
             broken: false,
-            interrupter,
+            socket,
         };
         conn.startup(config)?;
         Ok(conn)
@@ -292,8 +296,7 @@ impl r2d2::ManageConnection for Manager {
     }
 
     fn is_valid(&self, conn: &mut Connection) -> Result<(), ConnectError> {
-        conn.reset()
-            .and_then(|_| conn.execute(""))
+        conn.is_valid(CHECK_TIMEOUT)
             .map_err(|err| ConnectError(format!("{err:#}")))
     }
 
