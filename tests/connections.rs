@@ -684,10 +684,19 @@ fn copies_over_verified_tls() {
             db.port, db.name
         )
     };
+    // The source as certuser, who may log in only with its client certificate: the readers'
+    // own sessions present it too.
+    let source = format!(
+        "postgres://certuser@localhost:{}/{}?{query}&sslcert={}&sslkey={}",
+        tls.db.port,
+        tls.db.name,
+        tls.client_cert.display(),
+        tls.client_key.display()
+    );
     let out = util::run(
         pgcopy()
             .args(["copy", "--yes", "--parallel", "2", "--source"])
-            .arg(url(&tls.db))
+            .arg(source)
             .arg("--dest")
             .arg(url(&dest)),
     );
