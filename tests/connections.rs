@@ -536,6 +536,40 @@ fn sslmode_require_and_the_default_prefer_connect_over_tls() {
     assert_lists(&out, "tls_marker");
 }
 
+/// `channel_binding=require`: SCRAM bound to the TLS session, on every session, the readers'
+/// own included (a wrong binding would make the server refuse the login).
+#[test]
+fn copies_with_channel_binding_required() {
+    let cluster = util::start_cluster(
+        with_tls(ClusterOptions::default())
+            .conf("password_encryption", "scram-sha-256")
+            .hba("local all all trust\nhostssl all all 127.0.0.1/32 scram-sha-256\n"),
+    );
+    let source = cluster.create_db("channel_binding_source");
+    source.exec(&format!(
+        "CREATE ROLE binder LOGIN SUPERUSER PASSWORD '{PASSWORD}';
+         CREATE TABLE bound_marker (id int PRIMARY KEY);
+         INSERT INTO bound_marker SELECT generate_series(1, 30);"
+    ));
+    let dest = cluster.create_db("channel_binding_dest");
+    dest.exec("CREATE TABLE bound_marker (id int PRIMARY KEY)");
+    let url = |db: &TestDb, binding: &str| {
+        format!(
+            "postgres://binder:{PASSWORD}@127.0.0.1:{}/{}?sslmode=require&channel_binding={binding}",
+            db.port, db.name
+        )
+    };
+    let out = util::run(
+        pgcopy()
+            .args(["copy", "--yes", "--parallel", "2", "--source"])
+            .arg(url(&source, "require"))
+            .arg("--dest")
+            .arg(url(&dest, "require")),
+    );
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(dest.count("bound_marker"), 30);
+}
+
 /// libpq's two fallbacks: `prefer` tries TLS first and goes on without it when the server
 /// refuses TLS connections; `allow` tries without TLS first (the TLS cluster above refuses
 /// that, and `allow` still connects there, through TLS).

@@ -5,10 +5,11 @@
 use super::{push_cstr, split_i32, Connection, ServerError, Socket, Stream, READ_BUFFER};
 use crate::conn::Target;
 use anyhow::{anyhow, bail, Context, Result};
-use postgres::config::{Host, SslMode};
+use postgres::config::{ChannelBinding, Host, SslMode};
 use postgres_protocol::authentication::{md5_hash, sasl};
 use rustls::pki_types::ServerName;
 use rustls::{ClientConfig, ClientConnection, StreamOwned};
+use sha2::{Digest, Sha256, Sha384, Sha512};
 use socket2::{SockRef, TcpKeepalive};
 use std::fmt;
 use std::io::{self, Read, Write};
@@ -17,6 +18,9 @@ use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
+use x509_cert::der::oid::db::rfc5912;
+use x509_cert::der::Decode;
+use x509_cert::Certificate;
 
 /// How long the pool waits for a session it hands out to answer.
 const CHECK_TIMEOUT: Duration = Duration::from_secs(10);
@@ -110,12 +114,21 @@ impl Connection {
         body.push(0);
         self.send_untagged(&body)?;
         let password = config.get_password();
+        let setting = config.get_channel_binding();
+        let mut end_point = match (&self.stream, setting) {
+            (_, ChannelBinding::Disable) => None,
+            (Stream::Tls(tls), _) => server_end_point(&tls.conn),
+            _ => None,
+        };
         let mut scram = None;
         loop {
             let (tag, body) = self.message()?;
             match tag {
                 b'R' => {
                     let (kind, data) = split_i32(body)?;
+                    if !matches!(kind, 0 | 10..=12) || (kind == 0 && scram.is_none()) {
+                        can_skip_channel_binding(setting)?;
+                    }
                     match kind {
                         0 => {}
                         3 => {
@@ -136,20 +149,12 @@ impl Connection {
                         }
                         10 => {
                             let password = password.context("password missing")?;
-                            let offered = data
-                                .split(|&b| b == 0)
-                                .any(|m| m == sasl::SCRAM_SHA_256.as_bytes());
-                            if !offered {
-                                bail!("the server offers no SASL mechanism pgcopy supports");
-                            }
-                            // No channel binding: `n` says the client does not do it, which
-                            // servers accept whether or not they offer it.
-                            let state = sasl::ScramSha256::new(
-                                password,
-                                sasl::ChannelBinding::unsupported(),
-                            );
+                            let offered: Vec<&[u8]> = data.split(|&b| b == 0).collect();
+                            let (mechanism, binding) =
+                                choose_scram(&offered, end_point.take(), setting)?;
+                            let state = sasl::ScramSha256::new(password, binding.into_sasl());
                             let mut reply = Vec::new();
-                            push_cstr(&mut reply, sasl::SCRAM_SHA_256.as_bytes());
+                            push_cstr(&mut reply, mechanism.as_bytes());
                             reply.extend_from_slice(&(state.message().len() as i32).to_be_bytes());
                             reply.extend_from_slice(state.message());
                             self.send(b'p', &reply)?;
@@ -178,6 +183,87 @@ impl Connection {
             }
         }
     }
+}
+
+/// Fails when `channel_binding=require` and the server authenticates without SCRAM channel
+/// binding, as the postgres crate does.
+fn can_skip_channel_binding(setting: ChannelBinding) -> Result<()> {
+    if setting == ChannelBinding::Require {
+        bail!("the server did not use channel binding, which channel_binding=require requires");
+    }
+    Ok(())
+}
+
+/// What the client says about channel binding in its first SCRAM message.
+#[derive(Debug, PartialEq, Eq)]
+enum Binding {
+    /// `n`: the client does not do it.
+    Unsupported,
+    /// `y`: the client could, but the server did not offer it.
+    Unrequested,
+    /// `p=tls-server-end-point`, with the hash of the server's certificate.
+    EndPoint(Vec<u8>),
+}
+
+impl Binding {
+    fn into_sasl(self) -> sasl::ChannelBinding {
+        match self {
+            Binding::Unsupported => sasl::ChannelBinding::unsupported(),
+            Binding::Unrequested => sasl::ChannelBinding::unrequested(),
+            Binding::EndPoint(hash) => sasl::ChannelBinding::tls_server_end_point(hash),
+        }
+    }
+}
+
+/// The SCRAM mechanism and channel binding to use, as the postgres crate chooses them: with
+/// the TLS session's end point (`None` without TLS, or with `channel_binding=disable`) binding
+/// whenever the server offers `SCRAM-SHA-256-PLUS`.
+fn choose_scram(
+    offered: &[&[u8]],
+    end_point: Option<Vec<u8>>,
+    setting: ChannelBinding,
+) -> Result<(&'static str, Binding)> {
+    let has = |name: &str| offered.contains(&name.as_bytes());
+    let choice = match (has(sasl::SCRAM_SHA_256_PLUS), end_point) {
+        (true, Some(hash)) => (sasl::SCRAM_SHA_256_PLUS, Binding::EndPoint(hash)),
+        (_, end_point) if has(sasl::SCRAM_SHA_256) => {
+            let binding = if end_point.is_some() {
+                Binding::Unrequested
+            } else {
+                Binding::Unsupported
+            };
+            (sasl::SCRAM_SHA_256, binding)
+        }
+        _ => bail!("the server offers no SASL mechanism pgcopy supports"),
+    };
+    if choice.0 != sasl::SCRAM_SHA_256_PLUS {
+        can_skip_channel_binding(setting)?;
+    }
+    Ok(choice)
+}
+
+/// The `tls-server-end-point` channel binding of a TLS session (RFC 5929): the server
+/// certificate hashed with its signature's hash function, SHA-256 in place of MD5 and SHA-1.
+/// `None` for signatures without one (Ed25519).
+fn server_end_point(tls: &ClientConnection) -> Option<Vec<u8>> {
+    let der = tls.peer_certificates()?.first()?;
+    let certificate = Certificate::from_der(der).ok()?;
+    let hash = match certificate.signature_algorithm.oid {
+        rfc5912::MD_5_WITH_RSA_ENCRYPTION
+        | rfc5912::ID_SHA_1
+        | rfc5912::SHA_1_WITH_RSA_ENCRYPTION
+        | rfc5912::ID_SHA_256
+        | rfc5912::SHA_256_WITH_RSA_ENCRYPTION
+        | rfc5912::ECDSA_WITH_SHA_256 => Sha256::digest(der).to_vec(),
+        rfc5912::ID_SHA_384
+        | rfc5912::SHA_384_WITH_RSA_ENCRYPTION
+        | rfc5912::ECDSA_WITH_SHA_384 => Sha384::digest(der).to_vec(),
+        rfc5912::ID_SHA_512
+        | rfc5912::SHA_512_WITH_RSA_ENCRYPTION
+        | rfc5912::ECDSA_WITH_SHA_512 => Sha512::digest(der).to_vec(),
+        _ => return None,
+    };
+    Some(hash)
 }
 
 /// A TCP connection to `name` (or `hostaddr`) with the socket options the postgres crate
@@ -313,6 +399,37 @@ fn socket_path(dir: &Path, port: u16) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn binds_the_channel_whenever_the_server_offers_it() {
+        let plus: &[&[u8]] = &[b"SCRAM-SHA-256-PLUS", b"SCRAM-SHA-256", b""];
+        let plain: &[&[u8]] = &[b"SCRAM-SHA-256", b""];
+        let hash = || Some(vec![1, 2, 3]);
+        let prefer = ChannelBinding::Prefer;
+        assert_eq!(
+            choose_scram(plus, hash(), prefer).unwrap(),
+            ("SCRAM-SHA-256-PLUS", Binding::EndPoint(vec![1, 2, 3]))
+        );
+        assert_eq!(
+            choose_scram(plus, None, prefer).unwrap(),
+            ("SCRAM-SHA-256", Binding::Unsupported)
+        );
+        assert_eq!(
+            choose_scram(plain, hash(), prefer).unwrap(),
+            ("SCRAM-SHA-256", Binding::Unrequested)
+        );
+        assert_eq!(
+            choose_scram(plain, None, prefer).unwrap(),
+            ("SCRAM-SHA-256", Binding::Unsupported)
+        );
+        let require = ChannelBinding::Require;
+        assert!(choose_scram(plus, hash(), require).is_ok());
+        assert!(choose_scram(plus, None, require).is_err());
+        assert!(choose_scram(plain, hash(), require).is_err());
+        assert!(choose_scram(&[b"OTHER", b""], hash(), prefer).is_err());
+        assert!(can_skip_channel_binding(require).is_err());
+        assert!(can_skip_channel_binding(ChannelBinding::Disable).is_ok());
+    }
 
     #[test]
     fn names_sockets_as_libpq_does() {
