@@ -536,6 +536,40 @@ fn sslmode_require_and_the_default_prefer_connect_over_tls() {
     assert_lists(&out, "tls_marker");
 }
 
+/// `target_session_attrs=read-write` with two hosts, the first of which only reads: every
+/// session, the readers' own included, goes to the second, where the snapshot is.
+#[test]
+fn target_session_attrs_sends_every_session_to_the_same_server() {
+    let read_only = util::start_cluster(ClusterOptions::default());
+    let replica = read_only.create_db("session_attrs");
+    replica.exec(
+        "CREATE TABLE attrs_marker (id int PRIMARY KEY);
+         INSERT INTO attrs_marker SELECT generate_series(1, 5);
+         ALTER DATABASE session_attrs SET default_transaction_read_only = on;",
+    );
+    let primary = util::source().create_db("session_attrs");
+    primary.exec(
+        "CREATE TABLE attrs_marker (id int PRIMARY KEY);
+         INSERT INTO attrs_marker SELECT generate_series(1, 20);",
+    );
+    let dest = util::dest().create_db("session_attrs_dest");
+    dest.exec("CREATE TABLE attrs_marker (id int PRIMARY KEY)");
+    let source = format!(
+        "host=127.0.0.1,127.0.0.1 port={},{} user=postgres dbname=session_attrs \
+         target_session_attrs=read-write",
+        replica.port, primary.port
+    );
+    let out = util::run(
+        pgcopy()
+            .args(["copy", "--yes", "--parallel", "2", "--source"])
+            .arg(&source)
+            .arg("--dest")
+            .arg(dest.url()),
+    );
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(dest.count("attrs_marker"), 20, "copied from the primary");
+}
+
 /// `channel_binding=require`: SCRAM bound to the TLS session, on every session, the readers'
 /// own included (a wrong binding would make the server refuse the login).
 #[test]

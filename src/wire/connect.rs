@@ -5,7 +5,7 @@
 use super::{push_cstr, split_i32, Connection, ServerError, Socket, Stream, READ_BUFFER};
 use crate::conn::Target;
 use anyhow::{anyhow, bail, Context, Result};
-use postgres::config::{ChannelBinding, Host, SslMode};
+use postgres::config::{ChannelBinding, Host, SslMode, TargetSessionAttrs};
 use postgres_protocol::authentication::{md5_hash, sasl};
 use rustls::pki_types::ServerName;
 use rustls::{ClientConfig, ClientConnection, StreamOwned};
@@ -89,7 +89,27 @@ impl Connection {
             socket,
         };
         conn.startup(config)?;
+        conn.check_session_attrs(config.get_target_session_attrs())?;
         Ok(conn)
+    }
+
+    /// `target_session_attrs=read-write` or `read-only`: a server whose sessions are not so
+    /// fails this host, and the next one is tried, as the postgres crate does for the main
+    /// connection, so a reader ends up on the server the snapshot came from.
+    fn check_session_attrs(&mut self, wanted: TargetSessionAttrs) -> Result<()> {
+        let read_only = match wanted {
+            TargetSessionAttrs::ReadWrite => "off",
+            TargetSessionAttrs::ReadOnly => "on",
+            _ => return Ok(()),
+        };
+        self.execute(&format!(
+            "DO $$ BEGIN
+                 IF current_setting('transaction_read_only') <> '{read_only}' THEN
+                     RAISE EXCEPTION 'transaction_read_only is not {read_only} here';
+                 END IF;
+             END $$"
+        ))
+        .context("checking target_session_attrs")
     }
 
     /// Sends the startup message, answers the server's password request and waits until the
