@@ -217,8 +217,18 @@ fn filter(it: &[String], et: &[String], is: &[String], es: &[String]) -> TableFi
     }
 }
 
+/// The source's connection. Every session of a copy must reach the one server that holds
+/// its snapshot: hosts picked at random would scatter them.
 fn source(flag: Option<String>, file: Option<&Path>) -> Result<Target> {
-    resolve_target("source", flag, file, "PGCOPY_SOURCE")
+    let target = resolve_target("source", flag, file, "PGCOPY_SOURCE")?;
+    if target.balances_hosts() {
+        bail!(
+            "load_balance_hosts=random cannot be used for the source: every session of a copy \
+             must reach the server that holds its snapshot (list the hosts without it; \
+             target_session_attrs chooses among them)"
+        );
+    }
+    Ok(target)
 }
 
 fn dest(flag: Option<String>, file: Option<&Path>) -> Result<Target> {

@@ -9,7 +9,7 @@ use crate::sql::quote_literal;
 use crate::tls::{self, SslMode, Tls};
 use crate::wire;
 use anyhow::{anyhow, bail, Context, Result};
-use postgres::config::{Host, SslMode as WireMode};
+use postgres::config::{Host, LoadBalanceHosts, SslMode as WireMode};
 use postgres::error::SqlState;
 use postgres::Client;
 use r2d2_postgres::PostgresConnectionManager;
@@ -110,6 +110,11 @@ impl Target {
             bail!("{self} runs PostgreSQL {version}; pgcopy needs 12 or newer");
         }
         Ok(client)
+    }
+
+    /// Whether each connection picks among the hosts at random (`load_balance_hosts=random`).
+    pub fn balances_hosts(&self) -> bool {
+        self.config.get_load_balance_hosts() == LoadBalanceHosts::Random
     }
 
     /// Whether a failed first try may be made again the other way, as libpq does:

@@ -340,6 +340,15 @@ fn bad_connection_input_fails_before_any_write_with_a_message_naming_the_cause()
             "{dest}: expected {cause:?}: {out:?}"
         );
     }
+    // Sessions scattered over the hosts could not share the source's snapshot.
+    let scattered = format!("{}?load_balance_hosts=random", src.url());
+    let out = copy_to(&scattered, &dst.url(), &[]);
+    assert_eq!(out.code, 2, "{out:?}");
+    assert!(
+        out.stderr
+            .contains("load_balance_hosts=random cannot be used for the source"),
+        "{out:?}"
+    );
     assert_eq!(
         dst.scalar_i64("SELECT id FROM t"),
         -1,
