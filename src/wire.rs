@@ -160,9 +160,46 @@ impl Connection {
     /// Runs statements whose results are not wanted, such as `BEGIN …; SET TRANSACTION
     /// SNAPSHOT …`.
     pub fn execute(&mut self, sql: &str) -> Result<()> {
+        self.run(sql, None::<fn(&[u8]) -> Result<()>>)
+    }
+
+    /// Runs `COPY … TO STDOUT` and hands the stream to `sink` in pieces as they arrive, not
+    /// cut at rows. If `sink` fails, the session is left broken (the server is still
+    /// sending) and its error returned.
+    pub fn copy_out(&mut self, sql: &str, sink: impl FnMut(&[u8]) -> Result<()>) -> Result<()> {
+        self.run(sql, Some(sink))
+    }
+
+    /// Sends `sql` and reads until the server is ready for the next query, handing COPY data
+    /// to `sink`. The first error the server reported is returned once it is ready; results,
+    /// notices and the COPY's own framing messages are skipped.
+    fn run<F: FnMut(&[u8]) -> Result<()>>(&mut self, sql: &str, mut sink: Option<F>) -> Result<()> {
         self.query(sql)?;
         let mut error = None;
         loop {
+            if let Err(err) = self.fill_to(5) {
+                return Err(self.fail(error, err));
+            }
+            if let (b'd', Some(sink)) = (self.buf[self.start], sink.as_mut()) {
+                // CopyData: its body goes to the sink as it is, in as many pieces as it comes.
+                let mut left = read_len(&self.buf[self.start + 1..self.start + 5])?;
+                self.start += 5;
+                while left > 0 {
+                    if self.start == self.end {
+                        if let Err(err) = self.read_more() {
+                            return Err(self.fail(error, err));
+                        }
+                    }
+                    let take = left.min(self.end - self.start);
+                    if let Err(err) = sink(&self.buf[self.start..self.start + take]) {
+                        self.broken = true;
+                        return Err(err);
+                    }
+                    self.start += take;
+                    left -= take;
+                }
+                continue;
+            }
             let (tag, body) = match self.message() {
                 Ok(message) => message,
                 Err(err) => return Err(self.fail(error, err)),
@@ -173,68 +210,17 @@ impl Connection {
                     self.status = body.first().copied().unwrap_or(b'I');
                     break;
                 }
-                b'G' | b'H' | b'W' => {
+                b'G' | b'W' => {
+                    self.broken = true;
+                    bail!("the server expected COPY data from pgcopy");
+                }
+                b'H' | b'd' if sink.is_none() => {
                     self.broken = true;
                     bail!("the statement started a COPY, which `execute` does not run");
                 }
+                // CopyOutResponse, CopyDone, CommandComplete, notices, other statements'
+                // results.
                 _ => {}
-            }
-        }
-        match error {
-            Some(error) => Err(error.into()),
-            None => Ok(()),
-        }
-    }
-
-    /// Runs `COPY … TO STDOUT` and hands the stream to `sink` in pieces as they arrive, not
-    /// cut at rows. If `sink` fails, the session is left broken (the server is still
-    /// sending) and its error returned.
-    pub fn copy_out(&mut self, sql: &str, mut sink: impl FnMut(&[u8]) -> Result<()>) -> Result<()> {
-        self.query(sql)?;
-        let mut error = None;
-        loop {
-            if let Err(err) = self.fill_to(5) {
-                return Err(self.fail(error, err));
-            }
-            let tag = self.buf[self.start];
-            let len = read_len(&self.buf[self.start + 1..self.start + 5])?;
-            if tag != b'd' {
-                let (tag, body) = match self.message() {
-                    Ok(message) => message,
-                    Err(err) => return Err(self.fail(error, err)),
-                };
-                match tag {
-                    b'E' => error = Some(ServerError::parse(body)),
-                    b'Z' => {
-                        self.status = body.first().copied().unwrap_or(b'I');
-                        break;
-                    }
-                    b'G' | b'W' => {
-                        self.broken = true;
-                        bail!("the server expected COPY data from pgcopy");
-                    }
-                    // CopyOutResponse, CopyDone, CommandComplete, notices, other statements'
-                    // results.
-                    _ => {}
-                }
-                continue;
-            }
-            // CopyData: its body goes to the sink as it is, in as many pieces as it comes.
-            self.start += 5;
-            let mut left = len;
-            while left > 0 {
-                if self.start == self.end {
-                    if let Err(err) = self.read_more() {
-                        return Err(self.fail(error, err));
-                    }
-                }
-                let take = left.min(self.end - self.start);
-                if let Err(err) = sink(&self.buf[self.start..self.start + take]) {
-                    self.broken = true;
-                    return Err(err);
-                }
-                self.start += take;
-                left -= take;
             }
         }
         match error {
