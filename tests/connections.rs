@@ -36,6 +36,16 @@ fn list(conn: &str) -> Command {
     cmd
 }
 
+/// `pgcopy copy --yes --parallel 2 --source SOURCE --dest DEST`, run to the end: two lanes,
+/// so readers' and writers' own sessions connect too.
+fn copy(source: &str, dest: &str) -> Output {
+    util::run(
+        pgcopy()
+            .args(["copy", "--yes", "--parallel", "2", "--source", source])
+            .args(["--dest", dest]),
+    )
+}
+
 /// A directory of this test process for files the tests write (password files, certificates).
 /// The first call removes those of test processes that are gone.
 fn scratch_dir(name: &str) -> PathBuf {
@@ -318,13 +328,7 @@ fn copies_from_a_source_that_asks_for_md5_or_plain_passwords_or_over_a_unix_sock
     };
     for from in [tcp("md5user"), tcp("plainuser"), socket(&source)] {
         dest.exec("TRUNCATE auth_marker");
-        let out = util::run(
-            pgcopy()
-                .args(["copy", "--yes", "--parallel", "2", "--source"])
-                .arg(&from)
-                .arg("--dest")
-                .arg(socket(&dest)),
-        );
+        let out = copy(&from, &socket(&dest));
         assert_eq!(out.code, 0, "{from}: {out:?}");
         assert_eq!(dest.count("auth_marker"), 70, "{from}");
     }
@@ -559,13 +563,7 @@ fn target_session_attrs_sends_every_session_to_the_same_server() {
          target_session_attrs=read-write",
         replica.port, primary.port
     );
-    let out = util::run(
-        pgcopy()
-            .args(["copy", "--yes", "--parallel", "2", "--source"])
-            .arg(&source)
-            .arg("--dest")
-            .arg(dest.url()),
-    );
+    let out = copy(&source, &dest.url());
     assert_eq!(out.code, 0, "{out:?}");
     assert_eq!(dest.count("attrs_marker"), 20, "copied from the primary");
 }
@@ -593,13 +591,7 @@ fn copies_with_channel_binding_required() {
             db.port, db.name
         )
     };
-    let out = util::run(
-        pgcopy()
-            .args(["copy", "--yes", "--parallel", "2", "--source"])
-            .arg(url(&source, "require"))
-            .arg("--dest")
-            .arg(url(&dest, "require")),
-    );
+    let out = copy(&url(&source, "require"), &url(&dest, "require"));
     assert_eq!(out.code, 0, "{out:?}");
     assert_eq!(dest.count("bound_marker"), 30);
 }
@@ -626,13 +618,7 @@ fn prefer_goes_on_without_tls_when_the_server_refuses_tls_connections() {
     assert_lists(&out, "plain_marker");
     assert!(out.stderr.contains("connecting without TLS"), "{out:?}");
     // The readers' and writers' sessions follow: the copy goes through without TLS too.
-    let out = util::run(
-        pgcopy()
-            .args(["copy", "--yes", "--parallel", "2", "--source"])
-            .arg(source.url())
-            .arg("--dest")
-            .arg(dest.url()),
-    );
+    let out = copy(&source.url(), &dest.url());
     assert_eq!(out.code, 0, "{out:?}");
     assert_eq!(dest.count("plain_marker"), 40);
 
@@ -761,13 +747,7 @@ fn copies_over_verified_tls() {
         tls.client_cert.display(),
         tls.client_key.display()
     );
-    let out = util::run(
-        pgcopy()
-            .args(["copy", "--yes", "--parallel", "2", "--source"])
-            .arg(source)
-            .arg("--dest")
-            .arg(url(&dest)),
-    );
+    let out = copy(&source, &url(&dest));
     assert_eq!(out.code, 0, "{out:?}");
     assert_eq!(dest.count("tls_marker"), 50);
 }
