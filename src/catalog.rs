@@ -24,6 +24,13 @@ pub struct Table {
     pub data_bytes: u64,
     /// Heap, TOAST and index bytes: what the table takes on disk.
     pub total_bytes: u64,
+    /// An unlogged table: a standby has no rows for it.
+    pub unlogged: bool,
+    /// Row-level security filters this table for the connected role
+    /// (`row_security_active`): reading it would see only what the policies let through.
+    pub policies_apply: bool,
+    /// The connected role may `SELECT` from (and so lock) the whole table.
+    pub readable: bool,
 }
 
 /// A column of a table, in the table's own order.
@@ -38,14 +45,17 @@ pub struct Column {
 
 /// Ordinary tables, partitioned tables and partitions outside the system schemas. Views,
 /// materialized views, foreign tables, temporary tables and tables that belong to an
-/// extension (the extension creates and fills them) are left out.
+/// extension (the extension creates and fills them) are left out. Reads only the catalog,
+/// so it takes no lock on any table and waits for none: sizes are `sizes`' job, once the
+/// tables wanted are locked.
 pub fn tables(client: &mut Client) -> Result<Vec<Table>> {
     let rows = client
         .query(
             "SELECT c.oid, n.nspname, c.relname, c.relkind = 'p' AS partitioned,
                     c.reltuples::float8 AS reltuples,
-                    pg_table_size(c.oid) AS data_bytes,
-                    pg_total_relation_size(c.oid) AS total_bytes,
+                    c.relpersistence = 'u' AS unlogged,
+                    row_security_active(c.oid) AS policies_apply,
+                    has_table_privilege(c.oid, 'SELECT') AS readable,
                     rn.nspname AS root_schema, rc.relname AS root_name
              FROM pg_class c
              JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -82,10 +92,66 @@ pub fn tables(client: &mut Client) -> Result<Vec<Table>> {
                     .map(|(s, n)| TableName::new(s, n)),
                 partitioned: row.get("partitioned"),
                 estimated_rows: (reltuples >= 0.0).then_some(reltuples as u64),
-                data_bytes: row.get::<_, i64>("data_bytes").max(0) as u64,
-                total_bytes: row.get::<_, i64>("total_bytes").max(0) as u64,
+                data_bytes: 0,
+                total_bytes: 0,
+                unlogged: row.get("unlogged"),
+                policies_apply: row.get("policies_apply"),
+                readable: row.get("readable"),
             }
         })
+        .collect())
+}
+
+/// Fills in the sizes of `tables`. Measuring a table takes a lock on it, so this waits for
+/// a session that holds an exclusive one: call it for tables already locked, or where
+/// waiting is right. Tables the role may not read (and so did not lock) are left at 0.
+pub fn sizes(client: &mut Client, tables: &mut [Table]) -> Result<()> {
+    let oids: Vec<u32> = tables
+        .iter()
+        .filter(|t| t.readable)
+        .map(|t| t.oid)
+        .collect();
+    let rows = client
+        .query(
+            "SELECT t.oid, pg_table_size(t.oid), pg_total_relation_size(t.oid)
+             FROM unnest($1::oid[]) AS t(oid)",
+            &[&oids],
+        )
+        .context("measuring the source tables")?;
+    // NULL for a table dropped meanwhile.
+    let sizes: HashMap<u32, (Option<i64>, Option<i64>)> = rows
+        .iter()
+        .map(|row| (row.get(0), (row.get(1), row.get(2))))
+        .collect();
+    for table in tables {
+        if let Some(&(data, total)) = sizes.get(&table.oid) {
+            table.data_bytes = data.unwrap_or(0).max(0) as u64;
+            table.total_bytes = total.unwrap_or(0).max(0) as u64;
+        }
+    }
+    Ok(())
+}
+
+/// Those of `oids` whose data the snapshot of this transaction cannot see any more: the
+/// table was truncated or rewritten (`TRUNCATE`, `VACUUM FULL`, `CLUSTER`, a rewriting
+/// `ALTER TABLE`) by a transaction that committed after the snapshot was taken. Such a table
+/// has a new file, and the old one, which held the rows the snapshot sees, is gone: read in
+/// the snapshot it looks empty. The snapshot sees the file it had; `pg_relation_filenode`
+/// says which file the table has now (exact once the table is locked).
+pub fn rewritten(client: &mut Client, oids: &[u32]) -> Result<Vec<TableName>> {
+    let rows = client
+        .query(
+            "SELECT n.nspname, c.relname
+             FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+             WHERE c.oid = ANY($1) AND c.relfilenode <> 0
+               AND pg_relation_filenode(c.oid) IS DISTINCT FROM c.relfilenode
+             ORDER BY 1, 2",
+            &[&oids],
+        )
+        .context("checking that no source table was truncated after the snapshot")?;
+    Ok(rows
+        .iter()
+        .map(|row| TableName::new(row.get::<_, String>(0), row.get::<_, String>(1)))
         .collect())
 }
 
@@ -113,11 +179,31 @@ pub fn columns(client: &mut Client, oids: &[u32]) -> Result<HashMap<u32, Vec<Col
     Ok(map)
 }
 
+/// The object identifier types whose binary form is the bare OID of a table, type, function,
+/// role… In text they are names (schema-qualified under the sessions' empty `search_path`),
+/// which the destination turns into its own OIDs; in binary another database would get
+/// numbers that name another object, or none. (`regcollation` is 13+; an older server has
+/// none to match.)
+const OID_ALIASES: [&str; 11] = [
+    "regclass",
+    "regtype",
+    "regproc",
+    "regprocedure",
+    "regoper",
+    "regoperator",
+    "regrole",
+    "regnamespace",
+    "regconfig",
+    "regdictionary",
+    "regcollation",
+];
+
 /// The types among `type_oids` whose values cannot travel in binary COPY between two
 /// databases: those with no binary send/receive function somewhere inside them (such as
-/// `aclitem`), and those whose binary form embeds the OID of a user-defined type (arrays
+/// `aclitem`), those whose binary form embeds the OID of a user-defined type (arrays
 /// record their element type, composites each field's type), because the destination
-/// assigned its own OIDs to its types and `array_recv` / `record_recv` reject a mismatch.
+/// assigned its own OIDs to its types and `array_recv` / `record_recv` reject a mismatch,
+/// and the `reg*` types (`OID_ALIASES`), inside arrays, domains and composites too.
 pub fn binary_unsafe_types(client: &mut Client, type_oids: &[u32]) -> Result<HashSet<u32>> {
     let rows = client
         .query(
@@ -142,8 +228,9 @@ pub fn binary_unsafe_types(client: &mut Client, type_oids: &[u32]) -> Result<Has
              SELECT DISTINCT w.root
              FROM walk w JOIN pg_type t ON t.oid = w.typ
              WHERE t.typsend = 0 OR t.typreceive = 0
-                OR (w.embedded AND w.typ >= $2)",
-            &[&type_oids, &FIRST_NORMAL_OID],
+                OR (w.embedded AND w.typ >= $2)
+                OR (t.typnamespace = 'pg_catalog'::regnamespace AND t.typname = ANY($3))",
+            &[&type_oids, &FIRST_NORMAL_OID, &&OID_ALIASES[..]],
         )
         .context("checking which column types can be copied in binary")?;
     Ok(rows.iter().map(|row| row.get(0)).collect())
@@ -155,6 +242,8 @@ pub struct DestTable {
     /// `pg_class.relkind`: `r` ordinary, `p` partitioned, `v` view, `f` foreign, ...
     pub kind: String,
     pub columns: Vec<Column>,
+    /// Row-level security applies to the connected role (`row_security_active`).
+    pub policies_apply: bool,
 }
 
 /// The destination's relations with the given names (whatever their kind) and their columns.
@@ -166,7 +255,8 @@ pub fn dest_tables(
     let tables: Vec<&str> = names.iter().map(|t| t.name.as_str()).collect();
     let rows = client
         .query(
-            "SELECT n.nspname, c.relname, c.relkind::text AS kind, a.attname,
+            "SELECT n.nspname, c.relname, c.relkind::text AS kind,
+                    row_security_active(c.oid) AS policies_apply, a.attname,
                     format_type(a.atttypid, a.atttypmod) AS type_name, a.atttypid,
                     a.attgenerated <> '' AS generated
              FROM unnest($1::text[], $2::text[]) AS want(schema_name, table_name)
@@ -187,6 +277,7 @@ pub fn dest_tables(
         let table = map.entry(name).or_insert_with(|| DestTable {
             kind: row.get("kind"),
             columns: Vec::new(),
+            policies_apply: row.get("policies_apply"),
         });
         if let Some(column) = row.get::<_, Option<String>>("attname") {
             table.columns.push(Column {

@@ -118,8 +118,8 @@ pub struct CopyArgs {
     #[argh(option, default = "3")]
     pub retries: u32,
 
-    /// seconds to wait for a lock on a destination table before that table fails
-    /// (default 60)
+    /// seconds to wait for locks: on the source tables before the snapshot (else nothing
+    /// is copied), on a destination table before that table fails (default 60)
     #[argh(option, default = "60")]
     pub lock_timeout: u64,
 
@@ -292,6 +292,10 @@ pub struct VerifyArgs {
     /// tables checked at once on each side (default 4)
     #[argh(option, default = "4")]
     pub parallel: usize,
+
+    /// seconds to wait for the locks on the source tables before the snapshot (default 60)
+    #[argh(option, default = "60")]
+    pub lock_timeout: u64,
 
     /// comma-separated glob patterns (* and ?) of tables to verify; may be repeated
     #[argh(option)]

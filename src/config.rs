@@ -58,6 +58,8 @@ pub struct VerifyConfig {
     pub dest: Target,
     pub filter: TableFilter,
     pub parallel: usize,
+    /// How long taking the source snapshot waits for the locks on the tables.
+    pub lock_timeout: Duration,
     pub json: bool,
     pub verbosity: Verbosity,
 }
@@ -119,6 +121,7 @@ pub fn from_args(args: Box<cli::Args>) -> Result<Command> {
                 &a.exclude_schemas,
             ),
             parallel: parallel(a.parallel)?,
+            lock_timeout: lock_timeout(a.lock_timeout),
             json: a.json,
             verbosity: verbosity(a.quiet, a.verbose)?,
         })),
@@ -178,7 +181,7 @@ pub fn from_args(args: Box<cli::Args>) -> Result<Command> {
                 verify: a.verify,
                 resume: a.resume,
                 retries: a.retries,
-                lock_timeout: Duration::from_secs(a.lock_timeout.max(1)),
+                lock_timeout: lock_timeout(a.lock_timeout),
                 verbosity: verbosity(a.quiet, a.verbose)?,
             }))
         }
@@ -190,6 +193,11 @@ fn parallel(n: usize) -> Result<usize> {
         bail!("--parallel must be between 1 and {MAX_PARALLEL}, not {n}");
     }
     Ok(n)
+}
+
+/// `--lock-timeout` seconds; 0 would mean "wait for ever" to the server, so at least 1.
+fn lock_timeout(seconds: u64) -> Duration {
+    Duration::from_secs(seconds.max(1))
 }
 
 fn verbosity(quiet: bool, verbose: bool) -> Result<Verbosity> {

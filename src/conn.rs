@@ -1,11 +1,11 @@
 //! Connections: connecting to a target (read from a connection string by `conninfo`) with
 //! pgcopy's session settings, the password file read at the first connection, the fallback
 //! from TLS that libpq allows, and why a connection failed; the worker pools; who a server
-//! is; the destination lock; and the exported snapshot that every reader shares.
+//! is; and the destination lock.
 
 use crate::conninfo::Conninfo;
 use crate::pgpass;
-use crate::sql::quote_literal;
+use crate::session_setup;
 use crate::tls::{self, SslMode, Tls};
 use crate::wire;
 use anyhow::{anyhow, bail, Context, Result};
@@ -109,6 +109,8 @@ impl Target {
         if version < MIN_SERVER_VERSION {
             bail!("{self} runs PostgreSQL {version}; pgcopy needs 12 or newer");
         }
+        session_setup::apply(&mut client)
+            .with_context(|| format!("setting up a session on {self}"))?;
         Ok(client)
     }
 
@@ -143,6 +145,7 @@ impl Target {
             // Short: a lane asking for a connection to a server that went away should fail
             // (and maybe retry) soon, not hold the copy up.
             .connection_timeout(POOL_TIMEOUT)
+            .connection_customizer(Box::new(session_setup::OnConnect))
             .build_unchecked(manager))
     }
 
@@ -354,32 +357,6 @@ pub fn lock_destination(client: &mut Client, target: &Target) -> Result<()> {
         bail!("another pgcopy is copying into {target} (it holds pgcopy's advisory lock there); wait for it to finish");
     }
     Ok(())
-}
-
-/// A source connection holding a REPEATABLE READ transaction open with its snapshot
-/// exported: readers that import it see exactly what this transaction sees, for as long as
-/// this value lives.
-pub struct Snapshot {
-    pub client: Client,
-    pub id: String,
-}
-
-impl Snapshot {
-    pub fn export(mut client: Client) -> Result<Snapshot> {
-        client
-            .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-            .context("starting the source snapshot transaction")?;
-        let id: String = client
-            .query_one("SELECT pg_export_snapshot()", &[])
-            .context("exporting the source snapshot")?
-            .get(0);
-        Ok(Snapshot { client, id })
-    }
-
-    /// The statement a reader runs first in its own REPEATABLE READ transaction.
-    pub fn import_sql(&self) -> String {
-        format!("SET TRANSACTION SNAPSHOT {}", quote_literal(&self.id))
-    }
 }
 
 /// An error and its causes on one line, server errors as `db_error` shows them.

@@ -3,7 +3,7 @@
 //! report.
 
 use crate::config::CopyConfig;
-use crate::conn::{describe, lock_destination, Identity, Snapshot};
+use crate::conn::{describe, lock_destination, Identity};
 use crate::constraints::{self, FkMode, ForeignKey, Restored};
 use crate::indexes::{self, IndexMode};
 use crate::logging::{self, Verbosity};
@@ -12,6 +12,7 @@ use crate::plan::{self, Plan};
 use crate::progress::{Counters, Display, Progress};
 use crate::report::{format_bytes, print_json, Report};
 use crate::sequences::{self, Sequence};
+use crate::snapshot::{self, Snapshot, Source};
 use crate::sql::TableName;
 use crate::state::{State, StateFile};
 use crate::{confirm, dry_run, exit, interrupt, recover, triggers, verify};
@@ -20,7 +21,6 @@ use postgres::Client;
 use std::collections::{HashMap, HashSet};
 use std::io::IsTerminal;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 /// How often the main thread checks that the source snapshot's session is alive.
@@ -30,10 +30,10 @@ const SNAPSHOT_CHECK: Duration = Duration::from_secs(2);
 /// begun, failures end up in the report and the exit code instead, after everything was
 /// put back.
 pub fn run(cfg: &CopyConfig) -> Result<u8> {
-    let mut snapshot = Snapshot::export(cfg.source.connect()?)?;
+    let mut source = cfg.source.connect()?;
     let mut dest = cfg.dest.connect()?;
     let dest_id = Identity::read(&mut dest)?;
-    let source_id = Identity::read(&mut snapshot.client)?;
+    let source_id = Identity::read(&mut source)?;
     if source_id == dest_id {
         bail!(
             "the source and the destination are the same database ({} and {} are one server \
@@ -65,21 +65,25 @@ pub fn run(cfg: &CopyConfig) -> Result<u8> {
         recover::pending(&mut dest, &state_file, &cfg.dest)?
     };
 
-    let all = crate::catalog::tables(&mut snapshot.client)?;
-    let selected = plan::select(&all, &cfg.filter)?;
+    let Source {
+        mut snapshot,
+        tables: selected,
+        standby,
+        findings,
+    } = snapshot::take(&cfg.source, source, &cfg.filter, cfg.lock_timeout)?;
     let mut plan = plan::build(&mut snapshot.client, &selected)?;
     let sequences = if cfg.sequences {
         sequences::plan(&mut snapshot.client, &selected)?
     } else {
         Vec::new()
     };
-    let mut problems = plan::check_destination(&mut dest, &plan)?;
-    problems.extend(sequences::check_destination(&mut dest, &sequences)?);
-    if !problems.is_empty() {
-        bail!(
-            "the destination schema does not match the source; nothing was changed:\n  {}",
-            problems.join("\n  ")
-        );
+    let mut refusals = snapshot::refusals(&selected, standby, &cfg.source);
+    refusals.extend(plan::check_destination(&mut dest, &plan)?.refusals(
+        sequences::check_destination(&mut dest, &sequences)?,
+        &cfg.dest.to_string(),
+    ));
+    if !refusals.is_empty() && !cfg.dry_run {
+        return Err(plan::refuse("copy", &refusals));
     }
     let fingerprint = fingerprint(&source_id, &plan);
     let full_plan = plan.clone();
@@ -148,17 +152,29 @@ pub fn run(cfg: &CopyConfig) -> Result<u8> {
         }
     }
     if cfg.dry_run {
+        let planned = dry_run::Planned {
+            plan: &plan,
+            mode,
+            keys: &keys,
+            sequences: &sequences,
+            findings: &findings,
+            refusals: &refusals,
+        };
         if cfg.json {
-            print_json(&dry_run::plan_json(cfg, &plan, mode, &keys, &sequences))
-                .context("writing the plan")?;
+            print_json(&planned.to_json(cfg)).context("writing the plan")?;
         } else {
-            dry_run::print_plan(cfg, &plan, mode, &keys, &sequences).context("writing the plan")?;
+            planned.print(cfg).context("writing the plan")?;
+        }
+        if !refusals.is_empty() {
+            log::error!("{}", plan::refuse("copy", &refusals));
+            return Ok(exit::USAGE);
         }
         return Ok(exit::SUCCESS);
     }
     confirm::confirm(cfg, &mut dest, &plan)?;
     // Putting keys back must wait for locks rather than give up and leave them to recover.
-    dest.batch_execute("RESET lock_timeout")?;
+    // Not RESET: that would go back to a lock_timeout the role may have.
+    dest.batch_execute("SET lock_timeout = 0")?;
     interrupt::install()?;
     log::info!(
         "copying {} tables ({} on disk) from {} to {}, {} at a time, foreign keys in {mode} mode",
@@ -446,39 +462,50 @@ fn copy_tables(
         }
     };
     // Twice the lanes: a lane replacing a lost connection never waits for a free one.
-    let stop = AtomicBool::new(false);
-    let mut source_lost = false;
+    let stop = pipe::Stop::default();
+    let mut source_lost = None;
     let mut last_check = Instant::now();
+    // The first check also takes in what planning left in flight on the session (the
+    // driver closes prepared statements lazily), so later checks hear the server first.
+    if let Err(why) = snapshot.check() {
+        let lost = snapshot_lost(&why);
+        stop.request(lost.clone());
+        source_lost = Some(lost);
+    }
     let source = cfg.source.wire_pool(cfg.parallel * 2);
     let result = cfg.dest.pool(cfg.parallel * 2).and_then(|dest| {
         pipe::run(plan, &settings, &source, &dest, &counters, &stop, |lanes| {
             progress.tick(&counters, lanes);
             record(false);
             if interrupt::requested() {
-                stop.store(true, Ordering::SeqCst);
+                stop.request("the copy was interrupted");
             }
             // The snapshot lives in this session: once it is gone nothing more can
             // be read consistently, so the copy stops instead of retrying in vain.
-            if last_check.elapsed() >= SNAPSHOT_CHECK && !source_lost {
+            if last_check.elapsed() >= SNAPSHOT_CHECK && source_lost.is_none() {
                 last_check = Instant::now();
-                if snapshot.client.batch_execute("SELECT 1").is_err() {
-                    source_lost = true;
-                    stop.store(true, Ordering::SeqCst);
-                    log::error!("lost the source session that holds the snapshot: stopping");
+                if let Err(why) = snapshot.check() {
+                    let lost = snapshot_lost(&why);
+                    log::error!("{lost}: stopping");
+                    stop.request(lost.clone());
+                    source_lost = Some(lost);
                 }
             }
         })
     });
     record(true);
     progress.finish();
-    if source_lost {
-        problems.push(
-            "the source session holding the snapshot was lost; the tables not copied kept \
-             their old rows: copy again, or with --resume"
-                .to_string(),
-        );
+    if let Some(lost) = source_lost {
+        problems.push(format!(
+            "{lost}; the tables not copied kept their old rows: copy again, or with --resume"
+        ));
     }
     result.unwrap_or_else(|err| failed_all(plan, &describe(&err)))
+}
+
+/// Says that the snapshot is gone, and why.
+fn snapshot_lost(why: &str) -> String {
+    format!("the source session holding the snapshot was lost ({why})")
 }
 
 fn failed_all(plan: &Plan, why: &str) -> Vec<TableOutcome> {

@@ -27,6 +27,8 @@ pub mod report;
 pub mod retry;
 pub mod sequences;
 pub mod session;
+pub mod session_setup;
+pub mod snapshot;
 pub mod sql;
 pub mod state;
 pub mod tls;

@@ -24,7 +24,9 @@ pub fn run(cfg: &ListConfig) -> Result<u8> {
     // One snapshot for the catalog and any counts, so the listing is consistent.
     client.batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")?;
     let all = catalog::tables(&mut client)?;
-    let selected = plan::select(&all, &cfg.filter)?;
+    let mut selected = plan::select(&all, &cfg.filter)?;
+    // Waits for a table another session holds an exclusive lock on, as psql's \dt+ would.
+    catalog::sizes(&mut client, &mut selected)?;
     let mut leaves = Vec::with_capacity(selected.len());
     for table in &selected {
         let rows = if cfg.exact {

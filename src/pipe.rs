@@ -13,8 +13,8 @@ use crate::sql::TEXT_SETTINGS;
 use crate::wire;
 use anyhow::{anyhow, bail, Context, Result};
 use crossbeam_channel::{bounded, Receiver, Sender};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 /// Chunks queued between a reader and its writer. With one chunk being filled and one being
@@ -77,6 +77,29 @@ enum Msg {
     End(Result<u64>),
 }
 
+/// Why the lanes stop taking and reading tables (an interrupt, the source snapshot lost):
+/// set once, by the main thread; the tables cut short say why.
+#[derive(Debug, Default)]
+pub struct Stop {
+    reason: OnceLock<String>,
+}
+
+impl Stop {
+    /// Asks the lanes to stop; the first reason given is the one they report.
+    pub fn request(&self, reason: impl Into<String>) {
+        // A second reason changes nothing: the lanes are stopping already.
+        let _ = self.reason.set(reason.into());
+    }
+
+    pub fn requested(&self) -> bool {
+        self.reason.get().is_some()
+    }
+
+    pub fn reason(&self) -> &str {
+        self.reason.get().map_or("", String::as_str)
+    }
+}
+
 /// One reader–writer pair; its counters let the main thread show what is in flight.
 pub struct Lane {
     /// The plan index of the table being written, or `IDLE`.
@@ -119,7 +142,7 @@ struct Shared<'a> {
     plan: &'a Plan,
     settings: &'a Settings,
     counters: &'a Counters,
-    quit: &'a AtomicBool,
+    quit: &'a Stop,
     jobs: Mutex<Jobs>,
     outcomes: Mutex<Vec<Option<TableOutcome>>>,
     lane_errors: Mutex<Vec<String>>,
@@ -138,7 +161,7 @@ pub fn run(
     source: &WirePool,
     dest: &Pool,
     counters: &Counters,
-    quit: &AtomicBool,
+    quit: &Stop,
     mut tick: impl FnMut(&[Lane]),
 ) -> Result<Vec<TableOutcome>> {
     let lanes: Vec<Lane> = (0..settings.parallel.min(plan.tables.len()).max(1))
@@ -193,7 +216,7 @@ pub fn run(
         }
         let mut cancelled = false;
         while shared.threads_done.load(Ordering::SeqCst) < lanes.len() * 2 {
-            if !cancelled && quit.load(Ordering::SeqCst) {
+            if !cancelled && quit.requested() {
                 // A statement can wait a long time (a lock, a slow server): cancel what is
                 // running so the lanes notice the interrupt now.
                 cancelled = true;
@@ -206,8 +229,8 @@ pub fn run(
     tick(&lanes);
 
     let lane_errors = shared.lane_errors.into_inner().unwrap_or_default();
-    let why_not = if quit.load(Ordering::SeqCst) {
-        "not copied: the copy was stopped".to_string()
+    let why_not = if quit.requested() {
+        format!("not copied: {}", quit.reason())
     } else if lane_errors.is_empty() {
         "not copied".to_string()
     } else {
@@ -316,7 +339,7 @@ fn reader_lane(
         }
     };
     loop {
-        if shared.quit.load(Ordering::SeqCst) {
+        if shared.quit.requested() {
             break;
         }
         let job = match shared.next_job() {
@@ -371,6 +394,8 @@ fn read_table(
     }
     conn.execute(&begin)
         .context("importing the source snapshot")?;
+    conn.execute(&table.lock_sql())
+        .map_err(|err| table.lock_failed(err))?;
     let sql = table.copy_out_sql();
     log::debug!("source: {sql}");
     let mut counter = RowCounter::new(table.format == Format::Binary);
@@ -385,8 +410,8 @@ fn read_table(
         if lane.abandon.load(Ordering::SeqCst) == ticket {
             bail!("stopped reading because the destination failed");
         }
-        if shared.quit.load(Ordering::SeqCst) {
-            bail!("stopped");
+        if shared.quit.requested() {
+            bail!("stopped: {}", shared.quit.reason());
         }
         chunks
             .send(Msg::Chunk(chunk))
@@ -464,7 +489,7 @@ fn writer_lane(
                     crate::report::format_bytes(incoming.bytes)
                 );
                 let elapsed = started.elapsed();
-                let analyzed = (shared.settings.analyze && !shared.quit.load(Ordering::SeqCst))
+                let analyzed = (shared.settings.analyze && !shared.quit.requested())
                     .then(|| load::analyze(&mut session.client, table));
                 let outcome = TableOutcome {
                     rows,
@@ -479,7 +504,7 @@ fn writer_lane(
             Err(err)
                 if job.attempt <= shared.settings.retries
                     && retry::is_transient(&err)
-                    && !shared.quit.load(Ordering::SeqCst) =>
+                    && !shared.quit.requested() =>
             {
                 let wait = retry::backoff(job.attempt);
                 log::warn!(

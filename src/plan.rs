@@ -7,6 +7,7 @@ use crate::indexes::Index;
 use crate::sql::{column_list, TableName};
 use crate::triggers::Trigger;
 use anyhow::{bail, Result};
+use postgres::error::SqlState;
 use postgres::Client;
 use std::collections::HashMap;
 use std::fmt;
@@ -54,6 +55,34 @@ pub struct TablePlan {
 impl TablePlan {
     pub fn column_names(&self) -> impl Iterator<Item = &str> {
         self.columns.iter().map(|c| c.name.as_str())
+    }
+
+    /// Locks the table for reading in a transaction that imported the copy's snapshot,
+    /// without waiting. The snapshot's session holds this lock already, so only a session
+    /// queued for an exclusive lock (a `TRUNCATE` waiting for the copy to end) can make it
+    /// wait, and the wait would last until the copy ends: a deadlock the server cannot see.
+    /// NOWAIT turns it into an error instead.
+    pub fn lock_sql(&self) -> String {
+        format!(
+            "LOCK TABLE ONLY {} IN ACCESS SHARE MODE NOWAIT",
+            self.name.quoted()
+        )
+    }
+
+    /// What `lock_sql` failing means. Not granted at once: another session is queued for
+    /// an exclusive lock, and waits for the copy to end; that is worth another try later
+    /// (it may give up on its own lock timeout), and the message says what is going on.
+    pub fn lock_failed(&self, err: anyhow::Error) -> anyhow::Error {
+        if crate::retry::sqlstate(&err) != Some(SqlState::LOCK_NOT_AVAILABLE) {
+            return err.context("locking the table in the source snapshot");
+        }
+        anyhow::Error::new(crate::retry::TryLater(format!(
+            "another session is waiting for an exclusive lock on {} (TRUNCATE, ALTER TABLE, \
+             VACUUM FULL, …), queued behind the lock pgcopy's snapshot holds until the copy \
+             ends; reading the table now would wait behind it for ever (pg_locks shows the \
+             session)",
+            self.name
+        )))
     }
 
     /// The source's `COPY … TO STDOUT`.
@@ -115,15 +144,19 @@ pub fn select(all: &[Table], filter: &TableFilter) -> Result<Vec<Table>> {
     for glob in filter.unmatched_includes(&candidates) {
         log::warn!("include pattern {:?} matches no table", glob.as_string());
     }
-    let selected: Vec<Table> = all
-        .iter()
-        .filter(|t| !t.partitioned && filter.selects(&t.name, t.parent.as_ref()))
-        .cloned()
-        .collect();
+    let selected = wanted(all, filter);
     if selected.is_empty() {
         bail!("no source table matches the filters");
     }
     Ok(selected)
+}
+
+/// `select` without its warnings and its error, for a first look.
+pub fn wanted(all: &[Table], filter: &TableFilter) -> Vec<Table> {
+    all.iter()
+        .filter(|t| !t.partitioned && filter.selects(&t.name, t.parent.as_ref()))
+        .cloned()
+        .collect()
 }
 
 /// Reads the selected tables' columns and types from the source and decides each table's
@@ -174,16 +207,71 @@ pub fn build(client: &mut Client, selected: &[Table]) -> Result<Plan> {
     Ok(Plan { tables })
 }
 
+/// What the destination check found.
+pub struct DestCheck {
+    /// Tables and columns that are missing or differ, one line each.
+    pub mismatches: Vec<String>,
+    /// Tables that row-level security applies to for the destination role: `COPY FROM`
+    /// refuses them.
+    pub policies_apply: Vec<TableName>,
+}
+
 /// Checks that every planned table exists on the destination as an ordinary table with
-/// every copied column, of the same type, and not generated there. Reads only; returns the
-/// mismatches found.
-pub fn check_destination(client: &mut Client, plan: &Plan) -> Result<Vec<String>> {
+/// every copied column, of the same type, and not generated there, and that `COPY FROM`
+/// may write it. Reads only.
+pub fn check_destination(client: &mut Client, plan: &Plan) -> Result<DestCheck> {
     let dest = catalog::dest_tables(client, &plan.names())?;
-    Ok(plan
-        .tables
-        .iter()
-        .flat_map(|table| mismatches(table, dest.get(&table.name)))
-        .collect())
+    Ok(DestCheck {
+        mismatches: plan
+            .tables
+            .iter()
+            .flat_map(|table| mismatches(table, dest.get(&table.name)))
+            .collect(),
+        policies_apply: plan
+            .tables
+            .iter()
+            .filter(|t| dest.get(&t.name).is_some_and(|d| d.policies_apply))
+            .map(|t| t.name.clone())
+            .collect(),
+    })
+}
+
+impl DestCheck {
+    /// What the destination refuses, one paragraph per kind (as `snapshot::refusals`);
+    /// `more_mismatches` are the sequences' and `role` names the destination's role.
+    pub fn refusals(self, more_mismatches: Vec<String>, role: &str) -> Vec<String> {
+        let mut found = Vec::new();
+        let mismatches: Vec<String> = self.mismatches.into_iter().chain(more_mismatches).collect();
+        if !mismatches.is_empty() {
+            found.push(format!(
+                "the destination schema does not match the source:\n  {}",
+                mismatches.join("\n  ")
+            ));
+        }
+        if !self.policies_apply.is_empty() {
+            let names: Vec<String> = self
+                .policies_apply
+                .iter()
+                .map(ToString::to_string)
+                .collect();
+            found.push(format!(
+                "row-level security on these destination tables applies to {role}, and COPY \
+                 FROM refuses such tables:\n  {}\ncopy as a role with BYPASSRLS (or a \
+                 superuser), or as the tables' owner where they do not FORCE ROW LEVEL \
+                 SECURITY, or leave them out with --exclude-tables",
+                names.join("\n  ")
+            ));
+        }
+        found
+    }
+}
+
+/// The error for a plan that cannot go ahead: every refusal, and that nothing changed.
+pub fn refuse(what: &str, refusals: &[String]) -> anyhow::Error {
+    anyhow::anyhow!(
+        "refusing to {what}; nothing was changed:\n{}",
+        refusals.join("\n")
+    )
 }
 
 fn mismatches(table: &TablePlan, dest: Option<&DestTable>) -> Vec<String> {

@@ -7,8 +7,35 @@ use crate::wire::ServerError;
 use postgres::error::SqlState;
 use std::time::Duration;
 
+/// A failure that says itself it is worth another try, whatever caused it.
+#[derive(Debug)]
+pub struct TryLater(pub String);
+
+impl std::fmt::Display for TryLater {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for TryLater {}
+
+/// The SQLSTATE of the server error in `err`, from either kind of session.
+pub fn sqlstate(err: &anyhow::Error) -> Option<SqlState> {
+    err.chain().find_map(|cause| {
+        if let Some(pg) = cause.downcast_ref::<postgres::Error>() {
+            return pg.code().cloned();
+        }
+        cause
+            .downcast_ref::<ServerError>()
+            .map(|server| SqlState::from_code(server.code()))
+    })
+}
+
 /// Whether a table that failed with `err` should be copied again.
 pub fn is_transient(err: &anyhow::Error) -> bool {
+    if err.chain().any(|cause| cause.is::<TryLater>()) {
+        return true;
+    }
     for cause in err.chain() {
         if let Some(pg) = cause.downcast_ref::<postgres::Error>() {
             return match pg.code() {
@@ -51,13 +78,17 @@ pub fn is_connection_lost(err: &anyhow::Error) -> bool {
 }
 
 fn lost_state(code: &SqlState) -> bool {
+    // Class 08 (connection exception), 57P01 admin_shutdown (terminated, or the server is
+    // shutting down), 57P02 crash_shutdown, 57P03 cannot_connect_now (starting up), and the
+    // timeouts that end a session (pgcopy switches them off, but a pooler or an older
+    // session may not): 25P03 idle_in_transaction_session_timeout, 57P05
+    // idle_session_timeout.
     let code = code.code();
-    code.starts_with("08") || matches!(code, "57P01" | "57P02" | "57P03")
+    code.starts_with("08") || matches!(code, "57P01" | "57P02" | "57P03" | "57P05" | "25P03")
 }
 
 fn transient_state(code: &SqlState) -> bool {
-    // Class 08 (connection exception), 57P01 admin_shutdown (terminated, or the server is
-    // shutting down), 57P02 crash_shutdown, 57P03 cannot_connect_now (starting up).
+    // 40001 is also how a standby cancels a query that conflicts with recovery.
     lost_state(code)
         || matches!(
             code.code(),
@@ -109,6 +140,8 @@ mod tests {
         )));
         let io = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset");
         assert!(is_transient(&anyhow::Error::new(io).context("reading")));
+        let later = anyhow::Error::new(TryLater("queued".into())).context("reading");
+        assert!(is_transient(&later));
     }
 
     #[test]

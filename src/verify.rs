@@ -3,15 +3,17 @@
 //!
 //! The checksum: every row is rendered as text with its copied columns in name order (so the
 //! physical column order does not matter), under pinned output settings (`TEXT_SETTINGS`),
-//! and hashed with md5; the 128-bit hashes are summed as two 64-bit halves in `numeric`, which
-//! cannot overflow and does not depend on the order rows are read in.
+//! converted to UTF-8 (so the servers' encodings do not matter) and hashed with md5; the
+//! 128-bit hashes are summed as two 64-bit halves in `numeric`, which cannot overflow and
+//! does not depend on the order rows are read in.
 
 use crate::config::VerifyConfig;
-use crate::conn::{describe, Pool, Snapshot};
+use crate::conn::{describe, Pool};
 use crate::plan::{self, Plan, TablePlan};
 use crate::report::{print_json, write_table};
+use crate::snapshot::{self, Source};
 use crate::sql::{quote_ident, TableName, TEXT_SETTINGS};
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use postgres::IsolationLevel;
 use rayon::prelude::*;
 use serde_json::json;
@@ -58,12 +60,14 @@ pub fn digest_sql(table: &TablePlan) -> String {
         let quoted: Vec<String> = columns.iter().map(|c| quote_ident(c)).collect();
         format!("ROW({})::text", quoted.join(", "))
     };
+    // Hashed as UTF-8, whatever the server's encoding: the same text in a LATIN1 and a UTF8
+    // database is different bytes.
     format!(
         "SELECT count(*)::int8,
                 coalesce(sum(('x' || substr(h, 1, 16))::bit(64)::int8::numeric), 0)::text
                 || '/' ||
                 coalesce(sum(('x' || substr(h, 17, 16))::bit(64)::int8::numeric), 0)::text
-         FROM (SELECT md5({row}) AS h FROM ONLY {} AS t) AS digests",
+         FROM (SELECT md5(convert_to({row}, 'UTF8')) AS h FROM ONLY {} AS t) AS digests",
         table.name.quoted()
     )
 }
@@ -122,6 +126,8 @@ fn digest(pool: &Pool, table: &TablePlan, snapshot_sql: Option<&str>) -> Result<
     if let Some(sql) = snapshot_sql {
         tx.batch_execute(sql)
             .context("importing the source snapshot")?;
+        tx.batch_execute(&table.lock_sql())
+            .map_err(|err| table.lock_failed(err.into()))?;
     }
     tx.batch_execute(TEXT_SETTINGS)?;
     let sql = digest_sql(table);
@@ -137,17 +143,25 @@ fn digest(pool: &Pool, table: &TablePlan, snapshot_sql: Option<&str>) -> Result<
 
 /// The `verify` command.
 pub fn run(cfg: &VerifyConfig) -> Result<u8> {
-    let mut snapshot = Snapshot::export(cfg.source.connect()?)?;
     let mut dest = cfg.dest.connect()?;
-    let all = crate::catalog::tables(&mut snapshot.client)?;
-    let selected = plan::select(&all, &cfg.filter)?;
+    let Source {
+        mut snapshot,
+        tables: selected,
+        standby,
+        ..
+    } = snapshot::take(
+        &cfg.source,
+        cfg.source.connect()?,
+        &cfg.filter,
+        cfg.lock_timeout,
+    )?;
     let plan = plan::build(&mut snapshot.client, &selected)?;
-    let problems = plan::check_destination(&mut dest, &plan)?;
-    if !problems.is_empty() {
-        bail!(
-            "the destination schema does not match the source:\n  {}",
-            problems.join("\n  ")
-        );
+    let mut refusals = snapshot::refusals(&selected, standby, &cfg.source);
+    refusals.extend(
+        plan::check_destination(&mut dest, &plan)?.refusals(Vec::new(), &cfg.dest.to_string()),
+    );
+    if !refusals.is_empty() {
+        return Err(plan::refuse("verify", &refusals));
     }
     let checks = compare(
         &plan,
@@ -263,7 +277,10 @@ mod tests {
             indexes: Vec::new(),
         };
         let sql = digest_sql(&table);
-        assert!(sql.contains("md5(ROW(\"A\", \"a\", \"b\")::text)"), "{sql}");
+        assert!(
+            sql.contains("md5(convert_to(ROW(\"A\", \"a\", \"b\")::text, 'UTF8'))"),
+            "{sql}"
+        );
         assert!(sql.contains("FROM ONLY \"s\".\"T\""), "{sql}");
     }
 }

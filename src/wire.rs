@@ -24,6 +24,9 @@ const READ_BUFFER: usize = 256 * 1024;
 /// The largest message other than `CopyData` accepted (an error, a notice, a status).
 const MAX_MESSAGE: usize = 64 * 1024 * 1024;
 
+/// How long a failed write waits for the reason the server closed the connection.
+const LAST_WORDS_WAIT: Duration = Duration::from_millis(100);
+
 /// An error the server sent: what `conn::describe` shows and `retry` classifies.
 #[derive(Debug, Clone)]
 pub struct ServerError {
@@ -306,10 +309,28 @@ impl Connection {
             .stream
             .write_all(bytes)
             .and_then(|_| self.stream.flush());
-        if result.is_err() {
+        if let Err(err) = result {
             self.broken = true;
+            // A server that ended the session said why before it closed the socket; a
+            // Unix-domain socket refuses the write before that is read.
+            return Err(match self.last_words() {
+                Some(why) => anyhow::Error::new(why),
+                None => err.into(),
+            });
         }
-        Ok(result?)
+        Ok(())
+    }
+
+    /// The error the server sent before the connection went, if it is there to read.
+    fn last_words(&mut self) -> Option<ServerError> {
+        self.read_timeout(Some(LAST_WORDS_WAIT)).ok()?;
+        loop {
+            match self.message() {
+                Ok((b'E', body)) => return Some(ServerError::parse(body)),
+                Ok(_) => continue,
+                Err(_) => return None,
+            }
+        }
     }
 
     /// The next whole message: its tag and body.

@@ -4,7 +4,7 @@
 use crate::util::{self, TestDb};
 use crate::{
     both, copy, copy_to, finish, foreign_keys, has_state_file, key_names, lock_table, spawn_copy,
-    state_count, triggers, wait_for_blocked_writer, wait_for_pgcopy_gone,
+    state_count, triggers, wait_for_blocked_pgcopy, wait_for_pgcopy_gone,
 };
 
 /// Keys of every kind: a chain a <- b <- c, a cycle x <-> y with deferrable keys, a
@@ -263,7 +263,7 @@ fn refuses_a_table_outside_the_selection_that_references_a_copied_one() {
     assert_eq!(out.code, 2, "{out:?}");
     assert!(
         out.stderr.contains("public.outsider (outsider_parent_fk")
-            && out.stderr.contains("REFERENCES parent(id)"),
+            && out.stderr.contains("REFERENCES public.parent(id)"),
         "names both tables: {out:?}"
     );
     assert_eq!(
@@ -302,7 +302,7 @@ fn a_writer_terminated_mid_copy_leaves_keys_and_triggers_restored() {
     let locker = lock_table(&dst, "blocker");
 
     let child = spawn_copy(&src, &dst, &["--fk-mode", "drop", "--retries", "0"]);
-    let pid = wait_for_blocked_writer(&dst, &locker);
+    let pid = wait_for_blocked_pgcopy(&dst, &locker);
     assert!(
         foreign_keys(&dst).is_empty(),
         "the keys are dropped mid-copy"
@@ -334,7 +334,7 @@ fn after_kill_9_mid_copy_recover_and_the_next_copy_put_the_keys_back() {
     for recovery in ["recover", "copy"] {
         let locker = lock_table(&dst, "blocker");
         let mut child = spawn_copy(&src, &dst, &[]);
-        wait_for_blocked_writer(&dst, &locker);
+        wait_for_blocked_pgcopy(&dst, &locker);
         assert!(
             foreign_keys(&dst).is_empty(),
             "the keys are dropped mid-copy"
@@ -396,7 +396,7 @@ fn sigint_mid_copy_puts_everything_back_and_exits_130() {
     let locker = lock_table(&dst, "blocker");
 
     let child = spawn_copy(&src, &dst, &["--fk-mode", "drop"]);
-    wait_for_blocked_writer(&dst, &locker);
+    wait_for_blocked_pgcopy(&dst, &locker);
     let status = std::process::Command::new("kill")
         .args(["-INT", &child.id().to_string()])
         .status()
@@ -449,7 +449,7 @@ fn dry_run_shows_keys_triggers_and_sequences_and_changes_nothing() {
     for expected in [
         "foreign key mode: drop",
         "foreign keys dropped for the load and put back after it: 6",
-        "x_y_fk on public.x: FOREIGN KEY (y_id) REFERENCES y(id) DEFERRABLE",
+        "x_y_fk on public.x: FOREIGN KEY (y_id) REFERENCES public.y(id) DEFERRABLE",
         "triggers disabled during each table's load: 1",
         "blocker_reject on public.blocker",
         "setval('\"public\".\"counted_id_seq\"', 1, true)",

@@ -7,10 +7,10 @@ mod integrity;
 mod operator;
 mod reliability;
 mod scale;
+mod source;
 mod speed;
 mod util;
 
-use std::io::Read;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 use util::{Output, TestDb};
@@ -76,55 +76,72 @@ pub fn spawn_copy(src: &TestDb, dst: &TestDb, extra: &[&str]) -> Child {
         .expect("starting pgcopy")
 }
 
-/// Waits for a background pgcopy and collects what it printed.
+/// Waits for a background pgcopy and collects what it printed. A run that hangs is killed
+/// after `util::run_timeout()` and fails the test.
 pub fn finish(mut child: Child) -> Output {
-    let mut stdout = String::new();
-    let mut stderr = String::new();
-    let status = child.wait().expect("waiting for pgcopy");
-    if let Some(mut out) = child.stdout.take() {
-        out.read_to_string(&mut stdout).expect("reading stdout");
-    }
-    if let Some(mut err) = child.stderr.take() {
-        err.read_to_string(&mut stderr).expect("reading stderr");
-    }
+    // Read while it runs, so a chatty pgcopy never blocks on a full pipe.
+    let stdout = util::drain(child.stdout.take());
+    let stderr = util::drain(child.stderr.take());
+    let status = util::wait_until(&mut child, Instant::now() + util::run_timeout());
+    let stdout = stdout.join().expect("the stdout reader panicked");
+    let stderr = stderr.join().expect("the stderr reader panicked");
     use std::os::unix::process::ExitStatusExt;
-    Output {
+    let output = Output {
         command: "pgcopy copy (in the background)".into(),
-        code: status
-            .code()
-            .unwrap_or_else(|| 128 + status.signal().unwrap_or(0)),
+        code: status.map_or(-1, |status| {
+            status
+                .code()
+                .unwrap_or_else(|| 128 + status.signal().unwrap_or(0))
+        }),
         stdout,
         stderr,
+    };
+    assert!(
+        status.is_some(),
+        "killed, still running after the timeout:{output:?}"
+    );
+    output
+}
+
+/// A session of another user of the database holding a transaction open, with what it did
+/// in it (a lock taken, a table truncated), until `commit` or until dropped (rolled back).
+pub struct Locker {
+    client: postgres::Client,
+    pub pid: i32,
+}
+
+impl Locker {
+    pub fn commit(mut self) {
+        self.client.batch_execute("COMMIT").expect("committing");
+    }
+
+    pub fn rollback(mut self) {
+        self.client.batch_execute("ROLLBACK").expect("rolling back");
     }
 }
 
-/// A session holding `ACCESS EXCLUSIVE` on a destination table until dropped (rolled back),
-/// so that pgcopy's writer for that table waits.
-pub struct Locker {
-    _client: postgres::Client,
-    pid: i32,
-}
-
-pub fn lock_table(db: &TestDb, table: &str) -> Locker {
+/// Runs `sql` in a transaction left open.
+pub fn hold(db: &TestDb, sql: &str) -> Locker {
     let mut client = db.client();
     let pid: i32 = client
         .query_one("SELECT pg_backend_pid()", &[])
         .expect("asking for the backend pid")
         .get(0);
     client
-        .batch_execute(&format!(
-            "BEGIN; LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE"
-        ))
-        .expect("locking the table");
-    Locker {
-        _client: client,
-        pid,
-    }
+        .batch_execute(&format!("BEGIN; {sql}"))
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    Locker { client, pid }
+}
+
+/// A session holding `ACCESS EXCLUSIVE` on a table until dropped (rolled back), so that
+/// pgcopy's sessions for that table wait.
+pub fn lock_table(db: &TestDb, table: &str) -> Locker {
+    hold(db, &format!("LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE"))
 }
 
 /// Waits until one of pgcopy's sessions on `db` waits for the locker; returns its pid.
 /// (Others may wait briefly for autovacuum: those are not the one.)
-pub fn wait_for_blocked_writer(db: &TestDb, locker: &Locker) -> i64 {
+pub fn wait_for_blocked_pgcopy(db: &TestDb, locker: &Locker) -> i64 {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let rows = db.rows_text(&format!(
@@ -136,7 +153,10 @@ pub fn wait_for_blocked_writer(db: &TestDb, locker: &Locker) -> i64 {
         if let Some(Some(pid)) = rows.first().and_then(|r| r.first()) {
             return pid.parse().expect("a pid");
         }
-        assert!(Instant::now() < deadline, "pgcopy's writer never blocked");
+        assert!(
+            Instant::now() < deadline,
+            "no session of pgcopy ever blocked"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }

@@ -4,6 +4,7 @@
 
 use super::{push_cstr, split_i32, Connection, ServerError, Socket, Stream, READ_BUFFER};
 use crate::conn::Target;
+use crate::session_setup::SESSION_SETUP;
 use anyhow::{anyhow, bail, Context, Result};
 use postgres::config::{ChannelBinding, Host, SslMode, TargetSessionAttrs};
 use postgres_protocol::authentication::{md5_hash, sasl};
@@ -90,6 +91,8 @@ impl Connection {
         };
         conn.startup(config)?;
         conn.check_session_attrs(config.get_target_session_attrs())?;
+        conn.execute(SESSION_SETUP)
+            .context("setting up the session")?;
         Ok(conn)
     }
 

@@ -114,19 +114,42 @@ pub struct Cluster {
     server_options: String,
 }
 
+/// Where a cluster's files go, in a temporary directory of its own.
+struct Layout {
+    dir: PathBuf,
+    data: PathBuf,
+    socket_dir: PathBuf,
+    log: PathBuf,
+}
+
+impl Layout {
+    /// Makes the directory and its socket directory, hands them to the server's user, and
+    /// starts the watchdog before anything can fail, so even a failed start is cleaned up.
+    fn new() -> Layout {
+        let dir = make_cluster_dir();
+        spawn_watchdog(&dir);
+        let socket_dir = dir.join("sock");
+        std::fs::create_dir(&socket_dir)
+            .unwrap_or_else(|e| panic!("creating {}: {e}", socket_dir.display()));
+        give_to_server_user(&dir);
+        Layout {
+            data: dir.join("data"),
+            log: dir.join("server.log"),
+            socket_dir,
+            dir,
+        }
+    }
+}
+
 /// Makes a temporary directory, initializes a cluster in it and starts the server.
 pub fn start_cluster(opts: ClusterOptions) -> Cluster {
     let tools = tools();
-    let dir = make_cluster_dir();
-    // The watchdog exists before anything can fail, so even a failed start is cleaned up.
-    spawn_watchdog(&dir);
-
-    let data = dir.join("data");
-    let socket_dir = dir.join("sock");
-    let log = dir.join("server.log");
-    std::fs::create_dir(&socket_dir)
-        .unwrap_or_else(|e| panic!("creating {}: {e}", socket_dir.display()));
-    give_to_server_user(&dir);
+    let Layout {
+        dir,
+        data,
+        socket_dir,
+        log,
+    } = Layout::new();
 
     let initdb = server_tool("initdb")
         .arg("-D")
@@ -182,6 +205,37 @@ pub fn start_cluster(opts: ClusterOptions) -> Cluster {
     }
 }
 
+/// A hot standby of `primary`: a base backup taken with `pg_basebackup -R` (which writes
+/// the settings that make it stream from the primary), started on a port of its own.
+/// Dropping it stops it and removes its directory, as for any cluster of a test's own.
+pub fn start_standby(primary: &Cluster) -> Cluster {
+    let layout = Layout::new();
+    // As the server's user, so the copy belongs to it; over the primary's socket, which
+    // initdb's pg_hba.conf lets replication connections through.
+    run_checked(
+        server_tool("pg_basebackup")
+            .arg("-D")
+            .arg(&layout.data)
+            .arg("-h")
+            .arg(&primary.socket_dir)
+            .args(["-p", &primary.port.to_string(), "-U", PG_USER])
+            .args(["-R", "-X", "stream", "--no-sync", "-c", "fast"])
+            .current_dir(&layout.dir),
+    );
+    let port = free_port();
+    let cluster = Cluster {
+        port,
+        server_options: server_options(port, &layout.socket_dir, &[]),
+        dir: layout.dir,
+        data: layout.data,
+        socket_dir: layout.socket_dir,
+        log: layout.log,
+    };
+    // pg_ctl -w returns once the standby accepts read-only connections.
+    cluster.start();
+    cluster
+}
+
 impl Cluster {
     /// `postgres://postgres@127.0.0.1:PORT/DB`.
     pub fn url(&self, db: &str) -> String {
@@ -205,6 +259,11 @@ impl Cluster {
     /// Creates an empty database named after `name` (made a valid identifier), dropping an
     /// earlier one of that name first, even if something is still connected to it.
     pub fn create_db(&self, name: &str) -> TestDb {
+        self.create_db_encoded(name, "UTF8")
+    }
+
+    /// `create_db` with another server encoding, such as `LATIN1` (locale C suits any).
+    pub fn create_db_encoded(&self, name: &str, encoding: &str) -> TestDb {
         let db = db_name(name);
         let quoted = quote_ident(&db);
         // Two round trips: CREATE DATABASE refuses to run in the implicit transaction of a
@@ -212,7 +271,7 @@ impl Cluster {
         let mut client = self.client("postgres");
         for statement in [
             format!("DROP DATABASE IF EXISTS {quoted} WITH (FORCE)"),
-            format!("CREATE DATABASE {quoted} TEMPLATE template0 ENCODING 'UTF8' LOCALE 'C'"),
+            format!("CREATE DATABASE {quoted} TEMPLATE template0 ENCODING '{encoding}' LOCALE 'C'"),
         ] {
             if let Err(e) = client.batch_execute(&statement) {
                 panic!(

@@ -54,7 +54,17 @@ pub struct TestDb {
 impl TestDb {
     /// The URL a user would pass to pgcopy: TCP on 127.0.0.1, user postgres, no password.
     pub fn url(&self) -> String {
-        format!("postgres://{PG_USER}@127.0.0.1:{}/{}", self.port, self.name)
+        self.url_as(PG_USER)
+    }
+
+    /// `url` for another role (the clusters trust every role on 127.0.0.1).
+    pub fn url_as(&self, role: &str) -> String {
+        format!("postgres://{role}@127.0.0.1:{}/{}", self.port, self.name)
+    }
+
+    /// The name quoted for SQL, as in `ALTER DATABASE … SET`.
+    pub fn quoted_name(&self) -> String {
+        quote_ident(&self.name)
     }
 
     /// The directory of the cluster's unix-domain socket, for `host=` or `PGHOST`.
@@ -274,11 +284,7 @@ impl fmt::Debug for Output {
 /// Runs a command to completion, capturing both streams. Kills it and fails the test after
 /// five minutes, or after `PGCOPY_TEST_TIMEOUT_SECS`, so a hang cannot stall the suite.
 pub fn run(cmd: &mut Command) -> Output {
-    let timeout = std::env::var("PGCOPY_TEST_TIMEOUT_SECS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .map(Duration::from_secs)
-        .unwrap_or(DEFAULT_RUN_TIMEOUT);
+    let timeout = run_timeout();
     let command = describe_command(cmd);
     let mut child = cmd
         .stdout(Stdio::piped())
@@ -300,7 +306,18 @@ pub fn run(cmd: &mut Command) -> Output {
     output
 }
 
-fn wait_until(child: &mut Child, deadline: Instant) -> Option<ExitStatus> {
+/// How long a pgcopy run may take before the test kills it: five minutes, or
+/// `PGCOPY_TEST_TIMEOUT_SECS`.
+pub fn run_timeout() -> Duration {
+    std::env::var("PGCOPY_TEST_TIMEOUT_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .map(Duration::from_secs)
+        .unwrap_or(DEFAULT_RUN_TIMEOUT)
+}
+
+/// Waits for `child` until `deadline`; kills it and returns `None` if it is still running.
+pub fn wait_until(child: &mut Child, deadline: Instant) -> Option<ExitStatus> {
     loop {
         if let Some(status) = child.try_wait().expect("waiting for a child process") {
             return Some(status);
@@ -314,7 +331,8 @@ fn wait_until(child: &mut Child, deadline: Instant) -> Option<ExitStatus> {
     }
 }
 
-fn drain(stream: Option<impl Read + Send + 'static>) -> thread::JoinHandle<String> {
+/// Reads a child's output to the end on a thread of its own.
+pub fn drain(stream: Option<impl Read + Send + 'static>) -> thread::JoinHandle<String> {
     thread::spawn(move || {
         let mut bytes = Vec::new();
         if let Some(mut stream) = stream {
