@@ -31,6 +31,10 @@ pub struct Table {
     pub policies_apply: bool,
     /// The connected role may `SELECT` from (and so lock) the whole table.
     pub readable: bool,
+    /// For an extension's configuration table (`pg_extension_config_dump`) whose rows are
+    /// partly the extension's own: the `WHERE …` clause that picks the user's rows, the
+    /// only ones copied, as pg_dump does.
+    pub extension_rows: Option<String>,
 }
 
 /// A column of a table, in the table's own order.
@@ -41,11 +45,15 @@ pub struct Column {
     pub type_name: String,
     pub type_oid: u32,
     pub generated: bool,
+    /// `NOT NULL` with no default, no identity and not generated: a row must give it a
+    /// value.
+    pub required: bool,
 }
 
 /// Ordinary tables, partitioned tables and partitions outside the system schemas. Views,
 /// materialized views, foreign tables, temporary tables and tables that belong to an
-/// extension (the extension creates and fills them) are left out. Reads only the catalog,
+/// extension (the extension creates and fills them) are left out, except the extension's
+/// configuration tables, which hold the user's rows (`pg_extension_config_dump`). Reads only the catalog,
 /// so it takes no lock on any table and waits for none: sizes are `sizes`' job, once the
 /// tables wanted are locked.
 pub fn tables(client: &mut Client) -> Result<Vec<Table>> {
@@ -56,21 +64,28 @@ pub fn tables(client: &mut Client) -> Result<Vec<Table>> {
                     c.relpersistence = 'u' AS unlogged,
                     row_security_active(c.oid) AS policies_apply,
                     has_table_privilege(c.oid, 'SELECT') AS readable,
-                    rn.nspname AS root_schema, rc.relname AS root_name
+                    rn.nspname AS root_schema, rc.relname AS root_name,
+                    config.extname, config.condition
              FROM pg_class c
              JOIN pg_namespace n ON n.oid = c.relnamespace
              LEFT JOIN pg_class rc
                     ON c.relispartition AND rc.oid = pg_partition_root(c.oid)
              LEFT JOIN pg_namespace rn ON rn.oid = rc.relnamespace
+             LEFT JOIN LATERAL (
+                     SELECT e.extname,
+                            e.extcondition[array_position(e.extconfig, c.oid)] AS condition
+                     FROM pg_extension e WHERE c.oid = ANY (e.extconfig)
+                     LIMIT 1) AS config ON true
              WHERE c.relkind IN ('r', 'p')
                AND c.relpersistence <> 't'
                AND n.nspname NOT IN ('pg_catalog', 'information_schema')
                AND n.nspname NOT LIKE 'pg\\_toast%'
                AND n.nspname NOT LIKE 'pg\\_temp\\_%'
-               AND NOT EXISTS (
-                     SELECT 1 FROM pg_depend d
-                     WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid
-                       AND d.deptype = 'e')
+               AND (config.extname IS NOT NULL
+                    OR NOT EXISTS (
+                         SELECT 1 FROM pg_depend d
+                         WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid
+                           AND d.deptype = 'e'))
              ORDER BY n.nspname, c.relname",
             &[],
         )
@@ -97,6 +112,13 @@ pub fn tables(client: &mut Client) -> Result<Vec<Table>> {
                 unlogged: row.get("unlogged"),
                 policies_apply: row.get("policies_apply"),
                 readable: row.get("readable"),
+                extension_rows: row
+                    .get::<_, Option<String>>("extname")
+                    .map(|_| {
+                        row.get::<_, Option<String>>("condition")
+                            .unwrap_or_default()
+                    })
+                    .filter(|condition| !condition.trim().is_empty()),
             }
         })
         .collect())
@@ -160,7 +182,9 @@ pub fn columns(client: &mut Client, oids: &[u32]) -> Result<HashMap<u32, Vec<Col
     let rows = client
         .query(
             "SELECT a.attrelid, a.attname, format_type(a.atttypid, a.atttypmod) AS type_name,
-                    a.atttypid, a.attgenerated <> '' AS generated
+                    a.atttypid, a.attgenerated <> '' AS generated,
+                    a.attnotnull AND NOT a.atthasdef AND a.attidentity = ''
+                      AND a.attgenerated = '' AS required
              FROM pg_attribute a
              WHERE a.attrelid = ANY($1) AND a.attnum > 0 AND NOT a.attisdropped
              ORDER BY a.attrelid, a.attnum",
@@ -174,6 +198,7 @@ pub fn columns(client: &mut Client, oids: &[u32]) -> Result<HashMap<u32, Vec<Col
             type_name: row.get("type_name"),
             type_oid: row.get("atttypid"),
             generated: row.get("generated"),
+            required: row.get("required"),
         });
     }
     Ok(map)
@@ -258,7 +283,9 @@ pub fn dest_tables(
             "SELECT n.nspname, c.relname, c.relkind::text AS kind,
                     row_security_active(c.oid) AS policies_apply, a.attname,
                     format_type(a.atttypid, a.atttypmod) AS type_name, a.atttypid,
-                    a.attgenerated <> '' AS generated
+                    a.attgenerated <> '' AS generated,
+                    a.attnotnull AND NOT a.atthasdef AND a.attidentity = ''
+                      AND a.attgenerated = '' AS required
              FROM unnest($1::text[], $2::text[]) AS want(schema_name, table_name)
              JOIN pg_namespace n ON n.nspname = want.schema_name
              JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = want.table_name
@@ -285,8 +312,51 @@ pub fn dest_tables(
                 type_name: row.get("type_name"),
                 type_oid: row.get("atttypid"),
                 generated: row.get("generated"),
+                required: row.get("required"),
             });
         }
     }
     Ok(map)
+}
+
+/// What the connected role may do to a destination table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Rights {
+    /// It owns the table, or is a member of the role that does: `ALTER TABLE` (dropping a
+    /// constraint, switching a trigger off, building an index) needs that.
+    pub owner: bool,
+    /// `TRUNCATE`, and `INSERT` on at least one column: what replacing the rows needs.
+    pub write: bool,
+    /// `CREATE` on the table's schema, which building an index in it needs.
+    pub create_in_schema: bool,
+}
+
+/// The rights the connected role has on the given destination tables.
+pub fn rights(client: &mut Client, names: &[TableName]) -> Result<HashMap<TableName, Rights>> {
+    let schemas: Vec<&str> = names.iter().map(|t| t.schema.as_str()).collect();
+    let tables: Vec<&str> = names.iter().map(|t| t.name.as_str()).collect();
+    let rows = client
+        .query(
+            "SELECT n.nspname, c.relname, pg_has_role(c.relowner, 'USAGE'),
+                    has_table_privilege(c.oid, 'TRUNCATE')
+                      AND has_any_column_privilege(c.oid, 'INSERT'),
+                    has_schema_privilege(n.oid, 'CREATE')
+             FROM unnest($1::text[], $2::text[]) AS want(schema_name, table_name)
+             JOIN pg_namespace n ON n.nspname = want.schema_name
+             JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = want.table_name",
+            &[&schemas, &tables],
+        )
+        .context("reading what the destination role may do")?;
+    Ok(rows
+        .iter()
+        .map(|row| {
+            let name = TableName::new(row.get::<_, String>(0), row.get::<_, String>(1));
+            let rights = Rights {
+                owner: row.get(2),
+                write: row.get(3),
+                create_in_schema: row.get(4),
+            };
+            (name, rights)
+        })
+        .collect())
 }

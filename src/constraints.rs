@@ -4,7 +4,7 @@
 //! as they were afterwards, from the state file if need be.
 
 use crate::conn::db_error;
-use crate::sql::{quote_ident, TableName};
+use crate::sql::{display_ident, quote_ident, quote_literal, TableName};
 use anyhow::{bail, Context, Result};
 use postgres::error::SqlState;
 use postgres::Client;
@@ -88,10 +88,31 @@ fn may_use_replica(client: &mut Client) -> Result<bool> {
     }
 }
 
-/// A foreign key as the destination defines it.
+/// Which constraints pgcopy takes out of the load's way.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// `TRUNCATE` refuses a referenced table, and the rows would be checked in load order.
+    ForeignKey,
+    /// A `CHECK` constraint added `NOT VALID` over rows it does not hold for: the source has
+    /// such rows too, and the load must take them, as the destination once did.
+    NotValidCheck,
+}
+
+impl Kind {
+    /// What a message calls it.
+    pub fn noun(self) -> &'static str {
+        match self {
+            Kind::ForeignKey => "foreign key",
+            Kind::NotValidCheck => "check constraint",
+        }
+    }
+}
+
+/// A constraint as the destination defines it, dropped for the load and put back exactly.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ForeignKey {
-    /// The referencing table, which owns the constraint.
+pub struct Constraint {
+    pub kind: Kind,
+    /// The table that owns the constraint (for a foreign key, the referencing one).
     pub table: TableName,
     pub name: String,
     /// `pg_get_constraintdef()`: keeps `MATCH`, `ON DELETE/UPDATE`, `DEFERRABLE` and
@@ -101,14 +122,19 @@ pub struct ForeignKey {
     pub validated: bool,
     /// Whether the owning table is partitioned: PostgreSQL cannot add such a key `NOT VALID`.
     pub on_partitioned: bool,
+    /// Whether the referenced table is partitioned: validating such a key leaves the clones
+    /// it has for each partition `NOT VALID`, so it comes back validated in one step.
+    pub references_partitioned: bool,
     /// Whether the owning table is outside the copy while the key references a copied
     /// table: its rows may point at rows that are gone, so the key comes back `NOT VALID`.
     pub outside: bool,
+    /// `COMMENT ON CONSTRAINT`, which dropping it loses.
+    pub comment: Option<String>,
 }
 
-impl ForeignKey {
+impl Constraint {
     /// The same constraint: same table, same name.
-    pub fn same_key(&self, other: &ForeignKey) -> bool {
+    pub fn same_key(&self, other: &Constraint) -> bool {
         self.table == other.table && self.name == other.name
     }
 
@@ -120,11 +146,16 @@ impl ForeignKey {
         )
     }
 
+    /// Whether `add_sql` adds it validated, in one step.
+    fn added_valid(&self) -> bool {
+        self.on_partitioned || (self.references_partitioned && !self.outside)
+    }
+
     /// Adds the key back. Where PostgreSQL allows it the key comes back `NOT VALID` first,
     /// which cannot fail on data, and is validated in a second step: a violation then
     /// leaves the key in place (enforced for new rows) instead of lost.
     pub fn add_sql(&self) -> String {
-        let not_valid = if self.on_partitioned || self.definition.ends_with("NOT VALID") {
+        let not_valid = if self.added_valid() || self.definition.ends_with("NOT VALID") {
             ""
         } else {
             " NOT VALID"
@@ -139,7 +170,7 @@ impl ForeignKey {
 
     /// The second step of `add_sql`, for keys that were valid before the run.
     pub fn validate_sql(&self) -> Option<String> {
-        (self.validated && !self.on_partitioned && !self.outside).then(|| {
+        (self.validated && !self.added_valid() && !self.outside).then(|| {
             format!(
                 "ALTER TABLE {} VALIDATE CONSTRAINT {}",
                 self.table.quoted(),
@@ -147,12 +178,25 @@ impl ForeignKey {
             )
         })
     }
+
+    /// Gives the constraint its comment back.
+    pub fn comment_sql(&self) -> Option<String> {
+        self.comment.as_ref().map(|comment| {
+            format!(
+                "COMMENT ON CONSTRAINT {} ON {} IS {}",
+                quote_ident(&self.name),
+                self.table.quoted(),
+                quote_literal(comment)
+            )
+        })
+    }
 }
 
 /// Every foreign key on the destination that references or belongs to one of `tables` (or a
-/// partitioned ancestor of one). Keys that a partition inherits from its parent are left
-/// out: they come and go with the parent's.
-pub fn find(client: &mut Client, tables: &[TableName]) -> Result<Vec<ForeignKey>> {
+/// partitioned ancestor of one), and every `NOT VALID` check constraint of those tables.
+/// Constraints that a partition inherits from its parent are left out: they come and go
+/// with the parent's.
+pub fn find(client: &mut Client, tables: &[TableName]) -> Result<Vec<Constraint>> {
     let schemas: Vec<&str> = tables.iter().map(|t| t.schema.as_str()).collect();
     let names: Vec<&str> = tables.iter().map(|t| t.name.as_str()).collect();
     let rows = client
@@ -168,40 +212,56 @@ pub fn find(client: &mut Client, tables: &[TableName]) -> Result<Vec<ForeignKey>
                  -- Empty for a table that is not a partition.
                  SELECT pg_partition_ancestors(oid) FROM copied
              )
-             SELECT n.nspname, c.relname, con.conname,
+             SELECT con.contype = 'c' AS is_check, n.nspname, c.relname, con.conname,
                     pg_get_constraintdef(con.oid) AS definition,
                     con.convalidated, c.relkind = 'p' AS on_partitioned,
-                    con.conrelid NOT IN (SELECT oid FROM related) AS outside
+                    coalesce(r.relkind = 'p', false) AS references_partitioned,
+                    con.conrelid NOT IN (SELECT oid FROM related) AS outside,
+                    obj_description(con.oid, 'pg_constraint') AS comment
              FROM pg_constraint con
              JOIN pg_class c ON c.oid = con.conrelid
              JOIN pg_namespace n ON n.oid = c.relnamespace
-             WHERE con.contype = 'f' AND con.conparentid = 0
-               AND (con.conrelid IN (SELECT oid FROM related)
-                    OR con.confrelid IN (SELECT oid FROM related))
+             LEFT JOIN pg_class r ON r.oid = con.confrelid
+             WHERE con.conparentid = 0
+               AND ((con.contype = 'f'
+                     AND (con.conrelid IN (SELECT oid FROM related)
+                          OR con.confrelid IN (SELECT oid FROM related)))
+                 OR (con.contype = 'c' AND NOT con.convalidated AND con.coninhcount = 0
+                     AND con.conrelid IN (SELECT oid FROM related)))
              ORDER BY n.nspname, c.relname, con.conname",
             &[&schemas, &names],
         )
-        .context("reading the destination's foreign keys")?;
+        .context("reading the destination's foreign keys and NOT VALID checks")?;
     Ok(rows
         .iter()
-        .map(|row| ForeignKey {
-            table: TableName::new(row.get::<_, String>(0), row.get::<_, String>(1)),
-            name: row.get(2),
-            definition: row.get(3),
-            validated: row.get(4),
-            on_partitioned: row.get(5),
-            outside: row.get(6),
+        .map(|row| Constraint {
+            kind: if row.get("is_check") {
+                Kind::NotValidCheck
+            } else {
+                Kind::ForeignKey
+            },
+            table: TableName::new(
+                row.get::<_, String>("nspname"),
+                row.get::<_, String>("relname"),
+            ),
+            name: row.get("conname"),
+            definition: row.get("definition"),
+            validated: row.get("convalidated"),
+            on_partitioned: row.get("on_partitioned"),
+            references_partitioned: row.get("references_partitioned"),
+            outside: row.get("outside"),
+            comment: row.get("comment"),
         })
         .collect())
 }
 
 /// Refuses keys from tables outside the selection that reference copied tables, unless the
 /// user accepted them: those tables would be left pointing at rows that are gone.
-pub fn check_outside(keys: &[ForeignKey], allowed: bool) -> Result<()> {
+pub fn check_outside(keys: &[Constraint], allowed: bool) -> Result<()> {
     let outside: Vec<String> = keys
         .iter()
         .filter(|k| k.outside)
-        .map(|k| format!("{} ({}: {})", k.table, k.name, k.definition))
+        .map(|k| format!("{} ({}: {})", k.table, display_ident(&k.name), k.definition))
         .collect();
     if outside.is_empty() || allowed {
         return Ok(());
@@ -215,11 +275,11 @@ pub fn check_outside(keys: &[ForeignKey], allowed: bool) -> Result<()> {
 }
 
 /// Drops the keys in one transaction: all of them go, or none.
-pub fn drop_all(client: &mut Client, keys: &[ForeignKey], lock_timeout: Duration) -> Result<()> {
+pub fn drop_all(client: &mut Client, keys: &[Constraint], lock_timeout: Duration) -> Result<()> {
     if keys.is_empty() {
         return Ok(());
     }
-    let sql: Vec<String> = keys.iter().map(ForeignKey::drop_sql).collect();
+    let sql: Vec<String> = keys.iter().map(Constraint::drop_sql).collect();
     for statement in &sql {
         log::debug!("destination: {statement}");
     }
@@ -243,10 +303,10 @@ pub struct Restored {
     /// Keys that were put back `NOT VALID` on purpose (their table is outside the copy).
     pub not_valid: Vec<String>,
     /// Keys that could not be put back: a later recovery must add them.
-    pub missing: Vec<ForeignKey>,
+    pub missing: Vec<Constraint>,
     /// Keys that are back but `NOT VALID` although they were valid: a later copy that
     /// makes the data whole validates them.
-    pub unvalidated: Vec<ForeignKey>,
+    pub unvalidated: Vec<Constraint>,
     /// What went wrong with each of those, for the report.
     pub problems: Vec<String>,
 }
@@ -255,7 +315,7 @@ pub struct Restored {
 /// not hold back the others, then validates the keys that were valid before. Keys already
 /// there (a recovery after a run that got part of the way) are left as they are, only
 /// validated if they should be. An `Err` means the destination could not even be asked.
-pub fn restore_all(client: &mut Client, keys: &[ForeignKey]) -> Result<Restored> {
+pub fn restore_all(client: &mut Client, keys: &[Constraint]) -> Result<Restored> {
     let existing = existing(client, keys)?;
     let mut restored = Restored::default();
     let mut to_validate = Vec::new();
@@ -267,23 +327,37 @@ pub fn restore_all(client: &mut Client, keys: &[ForeignKey]) -> Result<Restored>
                 log::debug!("destination: {sql}");
                 if let Err(err) = client.batch_execute(&sql) {
                     restored.problems.push(format!(
-                        "foreign key {} on {} could not be put back: {}; run by hand: {sql}",
-                        key.name,
+                        "{} {} on {} could not be put back: {}; run by hand: {sql}",
+                        key.kind.noun(),
+                        display_ident(&key.name),
                         key.table,
                         db_error(&err)
                     ));
                     restored.missing.push(key.clone());
                     continue;
                 }
-                // Only a key on a partitioned table is added validated in one step.
-                key.on_partitioned
+                if let Some(sql) = key.comment_sql() {
+                    log::debug!("destination: {sql}");
+                    if let Err(err) = client.batch_execute(&sql) {
+                        restored.problems.push(format!(
+                            "{} {} on {} is back without its comment: {}; run by hand: {sql}",
+                            key.kind.noun(),
+                            display_ident(&key.name),
+                            key.table,
+                            db_error(&err)
+                        ));
+                    }
+                }
+                key.added_valid()
             }
         };
         restored.in_place += 1;
         if key.outside {
-            restored
-                .not_valid
-                .push(format!("{} on {} (outside the copy)", key.name, key.table));
+            restored.not_valid.push(format!(
+                "{} on {} (outside the copy)",
+                display_ident(&key.name),
+                key.table
+            ));
         } else if !valid_now {
             to_validate.push(key);
         }
@@ -295,8 +369,9 @@ pub fn restore_all(client: &mut Client, keys: &[ForeignKey]) -> Result<Restored>
         log::debug!("destination: {sql}");
         if let Err(err) = client.batch_execute(&sql) {
             restored.problems.push(format!(
-                "foreign key {} on {} is back but NOT VALID: the data violates it: {}",
-                key.name,
+                "{} {} on {} is back but NOT VALID: the data violates it: {}",
+                key.kind.noun(),
+                display_ident(&key.name),
                 key.table,
                 db_error(&err)
             ));
@@ -305,7 +380,7 @@ pub fn restore_all(client: &mut Client, keys: &[ForeignKey]) -> Result<Restored>
     }
     if !keys.is_empty() {
         log::info!(
-            "put back {} of {} foreign keys",
+            "put back {} of {} constraints",
             restored.in_place,
             keys.len()
         );
@@ -316,7 +391,7 @@ pub fn restore_all(client: &mut Client, keys: &[ForeignKey]) -> Result<Restored>
 /// Which of the keys exist on the destination now, and whether each is validated.
 fn existing(
     client: &mut Client,
-    keys: &[ForeignKey],
+    keys: &[Constraint],
 ) -> Result<HashMap<(TableName, String), bool>> {
     let schemas: Vec<&str> = keys.iter().map(|k| k.table.schema.as_str()).collect();
     let tables: Vec<&str> = keys.iter().map(|k| k.table.name.as_str()).collect();
@@ -329,7 +404,7 @@ fn existing(
              JOIN pg_namespace n ON n.nspname = want.schema_name
              JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = want.table_name
              JOIN pg_constraint con ON con.conrelid = c.oid AND con.conname = want.key_name
-                                   AND con.contype = 'f'",
+                                   AND con.contype IN ('f', 'c')",
             &[&schemas, &tables, &names],
         )
         .context("reading which foreign keys are in place on the destination")?;
@@ -346,14 +421,17 @@ fn existing(
 mod tests {
     use super::*;
 
-    fn key(definition: &str, validated: bool, on_partitioned: bool) -> ForeignKey {
-        ForeignKey {
+    fn key(definition: &str, validated: bool, on_partitioned: bool) -> Constraint {
+        Constraint {
+            kind: Kind::ForeignKey,
             table: TableName::new("public", "Child"),
             name: "child_fk".into(),
             definition: definition.into(),
             validated,
             on_partitioned,
+            references_partitioned: false,
             outside: false,
+            comment: None,
         }
     }
 
@@ -387,6 +465,34 @@ mod tests {
         let k = key("FOREIGN KEY (p) REFERENCES parent(id)", true, true);
         assert!(k.add_sql().ends_with("REFERENCES parent(id)"));
         assert!(k.validate_sql().is_none());
+        // Referencing a partitioned table: VALIDATE would leave its per-partition clones
+        // NOT VALID, so it comes back validated at once; from outside the copy, NOT VALID.
+        let mut k = Constraint {
+            references_partitioned: true,
+            ..key("FOREIGN KEY (p) REFERENCES parted(id)", true, false)
+        };
+        assert!(k.add_sql().ends_with("REFERENCES parted(id)"));
+        assert!(k.validate_sql().is_none());
+        k.outside = true;
+        assert!(k.add_sql().ends_with("NOT VALID"));
+    }
+
+    #[test]
+    fn puts_comments_back_and_keeps_not_valid_checks_not_valid() {
+        let k = Constraint {
+            kind: Kind::NotValidCheck,
+            comment: Some("legacy rows don't pass".into()),
+            ..key("CHECK ((a > 0)) NOT VALID", false, false)
+        };
+        assert_eq!(
+            k.add_sql(),
+            "ALTER TABLE \"public\".\"Child\" ADD CONSTRAINT \"child_fk\" CHECK ((a > 0)) NOT VALID"
+        );
+        assert!(k.validate_sql().is_none());
+        assert_eq!(
+            k.comment_sql().unwrap(),
+            "COMMENT ON CONSTRAINT \"child_fk\" ON \"public\".\"Child\" IS 'legacy rows don''t pass'"
+        );
     }
 }
 
@@ -404,13 +510,16 @@ mod mode_tests {
 
     #[test]
     fn refuses_outside_references_unless_allowed() {
-        let mut key = ForeignKey {
+        let mut key = Constraint {
+            kind: Kind::ForeignKey,
             table: TableName::new("public", "outsider"),
             name: "outsider_fk".into(),
             definition: "FOREIGN KEY (p) REFERENCES parent(id)".into(),
             validated: true,
             on_partitioned: false,
+            references_partitioned: false,
             outside: false,
+            comment: None,
         };
         assert!(check_outside(std::slice::from_ref(&key), false).is_ok());
         key.outside = true;

@@ -4,18 +4,18 @@
 
 use crate::config::CopyConfig;
 use crate::conn::{describe, lock_destination, Identity};
-use crate::constraints::{self, FkMode, ForeignKey, Restored};
+use crate::constraints::{self, Constraint, FkMode, Restored};
 use crate::indexes::{self, IndexMode};
 use crate::logging::{self, Verbosity};
 use crate::pipe::{self, TableOutcome};
-use crate::plan::{self, Plan};
+use crate::plan::{self, Plan, Replace};
 use crate::progress::{Counters, Display, Progress};
 use crate::report::{format_bytes, print_json, Report};
 use crate::sequences::{self, Sequence};
 use crate::snapshot::{self, Snapshot, Source};
 use crate::sql::TableName;
 use crate::state::{State, StateFile};
-use crate::{confirm, dry_run, exit, interrupt, recover, triggers, verify};
+use crate::{catalog, confirm, dry_run, exit, interrupt, recover, triggers, verify};
 use anyhow::{bail, Context, Result};
 use postgres::Client;
 use std::collections::{HashMap, HashSet};
@@ -82,9 +82,6 @@ pub fn run(cfg: &CopyConfig) -> Result<u8> {
         sequences::check_destination(&mut dest, &sequences)?,
         &cfg.dest.to_string(),
     ));
-    if !refusals.is_empty() && !cfg.dry_run {
-        return Err(plan::refuse("copy", &refusals));
-    }
     let fingerprint = fingerprint(&source_id, &plan);
     let full_plan = plan.clone();
     let done_before = if cfg.resume {
@@ -117,6 +114,9 @@ pub fn run(cfg: &CopyConfig) -> Result<u8> {
         None => true,
     });
     constraints::check_outside(&keys, cfg.allow_outside_references)?;
+    let mut touched = full_plan.names();
+    touched.extend(keys.iter().map(|k| k.table.clone()));
+    let rights = catalog::rights(&mut dest, &touched)?;
     if !cfg.enable_triggers {
         let mut firing = triggers::firing(&mut dest, &plan.names(), mode == FkMode::Replica)?;
         for table in &mut plan.tables {
@@ -124,12 +124,27 @@ pub fn run(cfg: &CopyConfig) -> Result<u8> {
         }
     }
     if cfg.index_mode != IndexMode::Keep {
-        let big: Vec<TableName> = plan
+        let (big, kept): (Vec<TableName>, Vec<TableName>) = plan
             .tables
             .iter()
-            .filter(|t| cfg.index_mode.rebuilds(t.data_bytes))
+            // A load that deletes only some rows keeps the others indexed.
+            .filter(|t| cfg.index_mode.rebuilds(t.data_bytes) && t.replace == Replace::All)
             .map(|t| t.name.clone())
-            .collect();
+            .partition(|name| {
+                // auto keeps what the role may not build again; rebuild refuses it below.
+                cfg.index_mode != IndexMode::Auto
+                    || rights
+                        .get(name)
+                        .is_some_and(|r| r.owner && r.create_in_schema)
+            });
+        if !kept.is_empty() {
+            log::info!(
+                "keeping the indexes of {} tables as they are: {} may not build them again \
+                 (that needs the table's owner and CREATE on its schema)",
+                kept.len(),
+                cfg.dest
+            );
+        }
         let mut rebuildable = match indexes::rebuildable(&mut dest, &big, mode.drops_keys()) {
             Ok(rebuildable) => rebuildable,
             // Reading an index definition waits for a lock another session holds on its
@@ -146,10 +161,17 @@ pub fn run(cfg: &CopyConfig) -> Result<u8> {
             Err(err) => return Err(err),
         };
         for table in &mut plan.tables {
-            if cfg.index_mode.rebuilds(table.data_bytes) {
-                table.indexes = rebuildable.remove(&table.name).unwrap_or_default();
-            }
+            table.indexes = rebuildable.remove(&table.name).unwrap_or_default();
         }
+    }
+    refusals.extend(plan::rights_refusals(
+        &plan,
+        &keys,
+        &rights,
+        &cfg.dest.to_string(),
+    ));
+    if !refusals.is_empty() && !cfg.dry_run {
+        return Err(plan::refuse("copy", &refusals));
     }
     if cfg.dry_run {
         let planned = dry_run::Planned {
@@ -211,20 +233,17 @@ pub fn run(cfg: &CopyConfig) -> Result<u8> {
     }
     let mut problems = Vec::new();
     let outcomes = catch_unwind(AssertUnwindSafe(|| {
-        copy_tables(
-            cfg,
-            &plan,
-            &mut snapshot,
-            mode,
-            &state_file,
-            &mut journal,
-            &mut problems,
-        )
+        copy_tables(cfg, &plan, &mut snapshot, mode, &state_file, &mut journal)
     }))
-    .unwrap_or_else(|_| failed_all(&plan, "internal error: a copy thread panicked"));
+    .unwrap_or_else(|_| {
+        let outcomes = failed_all(&plan, "internal error: a copy thread panicked");
+        (outcomes, None)
+    });
+    let (outcomes, stopped) = outcomes;
+    problems.extend(stopped);
 
     // The destination may have restarted during the load: the rest needs a live session.
-    if let Err(err) = ensure_connected(cfg, &mut dest).and_then(|()| make_durable(&mut dest)) {
+    if let Err(err) = ensure_connected(cfg, &mut dest) {
         problems.push(describe(&err));
     }
     let sequences_set = set_sequences(
@@ -235,6 +254,10 @@ pub fn run(cfg: &CopyConfig) -> Result<u8> {
         &mut problems,
     );
     let dropped = keys.len();
+    let checks_dropped = keys
+        .iter()
+        .filter(|k| k.kind == constraints::Kind::NotValidCheck)
+        .count();
     keys.extend(carried);
     let restored = put_keys_back(cfg, dest, &keys, &mut problems);
     let analyzed = outcomes
@@ -289,6 +312,7 @@ pub fn run(cfg: &CopyConfig) -> Result<u8> {
         elapsed: started.elapsed(),
         fk_mode: mode,
         keys_dropped: dropped,
+        checks_dropped,
         keys_restored: restored.in_place,
         keys_not_valid: &restored.not_valid,
         sequences_set,
@@ -408,7 +432,8 @@ fn verify_copied(
 }
 
 /// Runs the byte pipe with progress; never fails as a whole: a table that could not be
-/// copied carries its error.
+/// copied carries its error. Also returns why the copy stopped short, if the source's
+/// snapshot was lost.
 fn copy_tables(
     cfg: &CopyConfig,
     plan: &Plan,
@@ -416,8 +441,7 @@ fn copy_tables(
     mode: FkMode,
     state_file: &StateFile,
     journal: &mut State,
-    problems: &mut Vec<String>,
-) -> Vec<TableOutcome> {
+) -> (Vec<TableOutcome>, Option<String>) {
     let settings = pipe::Settings {
         snapshot_sql: snapshot.import_sql(),
         batch_size: cfg.batch_size,
@@ -495,12 +519,11 @@ fn copy_tables(
     });
     record(true);
     progress.finish();
-    if let Some(lost) = source_lost {
-        problems.push(format!(
-            "{lost}; the tables not copied kept their old rows: copy again, or with --resume"
-        ));
-    }
-    result.unwrap_or_else(|err| failed_all(plan, &describe(&err)))
+    let stopped = source_lost.map(|lost| {
+        format!("{lost}; the tables not copied kept their old rows: copy again, or with --resume")
+    });
+    let outcomes = result.unwrap_or_else(|err| failed_all(plan, &describe(&err)));
+    (outcomes, stopped)
 }
 
 /// Says that the snapshot is gone, and why.
@@ -538,21 +561,16 @@ fn set_sequences(
             (&t.name, t.parent.as_ref(), ok)
         })
         .collect();
-    let to_set = sequences::to_set(sequences, &tables);
-    match sequences::set(dest, &to_set) {
-        Ok(()) => to_set.len(),
-        Err(err) => {
-            problems.push(describe(&err));
-            0
-        }
-    }
+    let (set, failed) = sequences::set(dest, &sequences::to_set(sequences, &tables));
+    problems.extend(failed);
+    set
 }
 
 /// Puts the foreign keys back, on a new connection if the first one was lost meanwhile.
 fn put_keys_back(
     cfg: &CopyConfig,
     mut dest: Client,
-    keys: &[ForeignKey],
+    keys: &[Constraint],
     problems: &mut Vec<String>,
 ) -> Restored {
     let nothing_back = || Restored {
@@ -579,19 +597,6 @@ fn put_keys_back(
             nothing_back()
         }
     }
-}
-
-/// The writers commit without waiting for their WAL to reach disk; one synchronous commit of
-/// a transaction that writes WAL flushes everything before it, so the tables the report
-/// calls copied are durable.
-fn make_durable(dest: &mut Client) -> Result<()> {
-    dest.batch_execute(
-        "BEGIN;
-         SET LOCAL synchronous_commit = on;
-         SELECT txid_current();
-         COMMIT",
-    )
-    .context("flushing the destination's WAL")
 }
 
 /// Checks that the main destination session is alive, and replaces it (taking pgcopy's

@@ -2,18 +2,19 @@
 //! scripts; nothing is changed on either side.
 
 use crate::config::CopyConfig;
-use crate::constraints::{FkMode, ForeignKey};
+use crate::constraints::{Constraint, FkMode};
 use crate::logging;
 use crate::plan::{Format, Plan};
 use crate::report::{format_bytes, write_table};
 use crate::sequences::{self, Sequence};
+use crate::sql::display_ident;
 use std::io::Write;
 
 /// Everything planning decided and found.
 pub struct Planned<'a> {
     pub plan: &'a Plan,
     pub mode: FkMode,
-    pub keys: &'a [ForeignKey],
+    pub keys: &'a [Constraint],
     pub sequences: &'a [Sequence],
     /// What taking the source snapshot waited for or did again.
     pub findings: &'a [String],
@@ -87,7 +88,9 @@ impl Planned<'_> {
             writeln!(
                 out,
                 "  {} on {}: {}{note}",
-                key.name, key.table, key.definition
+                display_ident(&key.name),
+                key.table,
+                key.definition
             )?;
         }
         let triggers: Vec<String> = plan
@@ -96,7 +99,7 @@ impl Planned<'_> {
             .flat_map(|t| {
                 t.triggers
                     .iter()
-                    .map(move |tr| format!("{} on {}", tr.name, t.name))
+                    .map(move |tr| format!("{} on {}", display_ident(&tr.name), t.name))
             })
             .collect();
         writeln!(
@@ -113,7 +116,7 @@ impl Planned<'_> {
             .flat_map(|t| {
                 t.indexes
                     .iter()
-                    .map(move |i| format!("{} on {}", i.name, t.name))
+                    .map(move |i| format!("{} on {}", display_ident(&i.name), t.name))
             })
             .collect();
         writeln!(

@@ -116,7 +116,7 @@ impl TableFilter {
 
 /// A table pattern matches the bare table name or `schema.table`.
 fn table_matches(glob: &Glob, table: &TableName) -> bool {
-    glob.matches(&table.name) || glob.matches(&table.to_string())
+    glob.matches(&table.name) || glob.matches(&table.dotted())
 }
 
 #[cfg(test)]

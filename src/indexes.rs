@@ -63,6 +63,11 @@ pub struct Index {
     /// `DEFERRABLE …` if it is.
     pub constraint: Option<(String, char, String)>,
     pub comment: Option<String>,
+    /// The comment on the constraint (not the index), which dropping the constraint loses.
+    pub constraint_comment: Option<String>,
+    /// The tablespace the index is in, when it is not the database's default
+    /// (`pg_get_indexdef` leaves it out).
+    pub tablespace: Option<String>,
     pub clustered: bool,
     /// Columns (by number) given their own statistics target, `ALTER INDEX … ALTER COLUMN n
     /// SET STATISTICS t`: expression columns, whose statistics `ANALYZE` gathers.
@@ -89,7 +94,16 @@ impl Index {
     /// clustering. A constraint comes back through `ADD CONSTRAINT … USING INDEX`, so the
     /// index keeps every detail `pg_get_indexdef` knows of.
     pub fn create_sql(&self, table: &TableName) -> Vec<String> {
-        let mut sql = vec![self.definition.clone()];
+        let mut sql = Vec::new();
+        match &self.tablespace {
+            // As pg_dump does: the definition has no TABLESPACE clause to put it in.
+            Some(space) => sql.extend([
+                format!("SET LOCAL default_tablespace = {}", quote_ident(space)),
+                self.definition.clone(),
+                "SET LOCAL default_tablespace = ''".to_string(),
+            ]),
+            None => sql.push(self.definition.clone()),
+        }
         let qualified = format!("{}.{}", quote_ident(&table.schema), quote_ident(&self.name));
         if let Some((name, kind, deferrable)) = &self.constraint {
             let kind = if *kind == 'p' {
@@ -107,6 +121,14 @@ impl Index {
                 .trim_end()
                 .to_string(),
             );
+            if let Some(comment) = &self.constraint_comment {
+                sql.push(format!(
+                    "COMMENT ON CONSTRAINT {} ON {} IS {}",
+                    quote_ident(name),
+                    table.quoted(),
+                    quote_literal(comment)
+                ));
+            }
         }
         if let Some(comment) = &self.comment {
             sql.push(format!(
@@ -157,6 +179,9 @@ pub fn rebuildable(
                          WHEN con.condeferrable THEN 'DEFERRABLE'
                          ELSE '' END AS deferrable,
                     obj_description(x.indexrelid, 'pg_class') AS comment,
+                    obj_description(con.oid, 'pg_constraint') AS constraint_comment,
+                    (SELECT t.spcname FROM pg_tablespace t
+                     WHERE t.oid = i.reltablespace) AS tablespace,
                     x.indisclustered,
                     ARRAY(SELECT a.attnum::int4 FROM pg_attribute a
                           WHERE a.attrelid = x.indexrelid AND a.attstattarget >= 0
@@ -221,6 +246,8 @@ pub fn rebuildable(
             definition: row.get("definition"),
             constraint,
             comment: row.get("comment"),
+            constraint_comment: row.get("constraint_comment"),
+            tablespace: row.get("tablespace"),
             clustered: row.get("indisclustered"),
             statistics: row
                 .get::<_, Vec<i32>>("stat_columns")
@@ -266,6 +293,8 @@ mod tests {
             definition: "CREATE UNIQUE INDEX \"T_pkey\" ON s.\"T\" USING btree (id)".into(),
             constraint: Some(("T_pkey".into(), 'p', String::new())),
             comment: Some("it's the key".into()),
+            constraint_comment: Some("the key's constraint".into()),
+            tablespace: None,
             clustered: true,
             statistics: vec![(1, 500)],
         };
@@ -278,6 +307,7 @@ mod tests {
             [
                 "CREATE UNIQUE INDEX \"T_pkey\" ON s.\"T\" USING btree (id)",
                 "ALTER TABLE \"s\".\"T\" ADD CONSTRAINT \"T_pkey\" PRIMARY KEY USING INDEX \"T_pkey\"",
+                "COMMENT ON CONSTRAINT \"T_pkey\" ON \"s\".\"T\" IS 'the key''s constraint'",
                 "COMMENT ON INDEX \"s\".\"T_pkey\" IS 'it''s the key'",
                 "ALTER TABLE \"s\".\"T\" CLUSTER ON \"T_pkey\"",
                 "ALTER INDEX \"s\".\"T_pkey\" ALTER COLUMN 1 SET STATISTICS 500",
@@ -286,9 +316,19 @@ mod tests {
         let plain = Index {
             constraint: None,
             comment: None,
+            tablespace: Some("fast disk".into()),
             clustered: false,
+            statistics: Vec::new(),
             ..index
         };
         assert_eq!(plain.drop_sql(&table), "DROP INDEX \"s\".\"T_pkey\"");
+        assert_eq!(
+            plain.create_sql(&table),
+            [
+                "SET LOCAL default_tablespace = \"fast disk\"",
+                "CREATE UNIQUE INDEX \"T_pkey\" ON s.\"T\" USING btree (id)",
+                "SET LOCAL default_tablespace = ''",
+            ]
+        );
     }
 }

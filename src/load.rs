@@ -37,10 +37,14 @@ pub fn write_table(
         .transaction()
         .context("starting the destination transaction")?;
     // A table locked by another session fails with a clear message instead of hanging.
-    // The commit need not wait for its WAL to reach disk: the copy ends with one
-    // synchronous commit, which makes every earlier one durable (WAL is flushed in order).
+    // The commit waits for its WAL to reach disk even where the server or the role would
+    // not (synchronous_commit = off): the state file calls the table done once it commits,
+    // and a crash must not take back what `--resume` then skips. (A transaction that
+    // truncated a table waits anyway; one that deleted some rows would not.)
     tx.batch_execute(&format!(
-        "SET LOCAL lock_timeout = {}; SET LOCAL synchronous_commit = off",
+        "SET LOCAL lock_timeout = {};
+         SELECT set_config('synchronous_commit', 'local', true)
+         WHERE current_setting('synchronous_commit') = 'off'",
         settings.lock_timeout.as_millis()
     ))?;
     if table.format == Format::Text {
@@ -56,10 +60,9 @@ pub fn write_table(
         table.triggers.iter().map(|t| t.disable_sql(&table.name)),
     )
     .context("disabling the table's triggers for the load")?;
-    // ONLY: never reach inheritance children, which are tables of their own.
-    let truncate = format!("TRUNCATE ONLY {}", table.name.quoted());
-    log::debug!("destination: {truncate}");
-    tx.batch_execute(&truncate)
+    let clear = table.clear_sql();
+    log::debug!("destination: {clear}");
+    tx.batch_execute(&clear)
         .map_err(|err| locked(err, settings.lock_timeout))
         .context("emptying the destination table")?;
     // Built again after the data, in this transaction: a sorted build beats maintaining

@@ -1,15 +1,16 @@
 //! What a copy will do: which tables, which of their columns, in which format and order,
 //! and the check that the destination can take it before anything is written.
 
-use crate::catalog::{self, Column, DestTable, Table};
+use crate::catalog::{self, Column, DestTable, Rights, Table};
+use crate::constraints::Constraint;
 use crate::filter::TableFilter;
 use crate::indexes::Index;
-use crate::sql::{column_list, TableName};
+use crate::sql::{column_list, display_ident, TableName};
 use crate::triggers::Trigger;
 use anyhow::{bail, Result};
 use postgres::error::SqlState;
 use postgres::Client;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 
 /// How a table's rows travel.
@@ -50,6 +51,19 @@ pub struct TablePlan {
     /// Destination indexes dropped before the load and built after it, in the table's load
     /// transaction (`--indexes`).
     pub indexes: Vec<Index>,
+    /// Which of its rows the load replaces.
+    pub replace: Replace,
+}
+
+/// Which of a destination table's rows a load replaces.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Replace {
+    /// All of them: `TRUNCATE`, then `COPY … FREEZE`.
+    All,
+    /// Those an extension configuration table's condition (`WHERE …`) picks, the user's
+    /// rows: deleted, then copied from the source's rows that the condition picks; the
+    /// extension's own rows stay as the extension made them on each side.
+    Where(String),
 }
 
 impl TablePlan {
@@ -87,20 +101,44 @@ impl TablePlan {
 
     /// The source's `COPY … TO STDOUT`.
     pub fn copy_out_sql(&self) -> String {
-        format!(
-            "COPY {}{} TO STDOUT (FORMAT {})",
-            self.name.quoted(),
-            self.columns_clause(),
-            self.format
-        )
+        match &self.replace {
+            Replace::All => format!(
+                "COPY {}{} TO STDOUT (FORMAT {})",
+                self.name.quoted(),
+                self.columns_clause(),
+                self.format
+            ),
+            Replace::Where(condition) => format!(
+                "COPY (SELECT {} FROM ONLY {} {condition}) TO STDOUT (FORMAT {})",
+                column_list(self.column_names()),
+                self.name.quoted(),
+                self.format
+            ),
+        }
     }
 
-    /// The destination's `COPY … FROM STDIN`. `FREEZE` writes the rows already frozen (no
-    /// later VACUUM rewrite of the whole table); it is allowed because the same transaction
-    /// truncated the table.
+    /// What empties the destination table of the rows the load replaces. `ONLY`: never
+    /// reach inheritance children, which are tables of their own.
+    pub fn clear_sql(&self) -> String {
+        match &self.replace {
+            Replace::All => format!("TRUNCATE ONLY {}", self.name.quoted()),
+            Replace::Where(condition) => {
+                format!("DELETE FROM ONLY {} {condition}", self.name.quoted())
+            }
+        }
+    }
+
+    /// The destination's `COPY … FROM STDIN`. After a `TRUNCATE`, `FREEZE` writes the rows
+    /// already frozen (no later VACUUM rewrite of the whole table); it is allowed because the
+    /// same transaction truncated the table.
     pub fn copy_in_sql(&self) -> String {
+        let freeze = if self.replace == Replace::All {
+            ", FREEZE"
+        } else {
+            ""
+        };
         format!(
-            "COPY {}{} FROM STDIN (FORMAT {}, FREEZE)",
+            "COPY {}{} FROM STDIN (FORMAT {}{freeze})",
             self.name.quoted(),
             self.columns_clause(),
             self.format
@@ -196,6 +234,10 @@ pub fn build(client: &mut Client, selected: &[Table]) -> Result<Plan> {
                 parent: table.parent.clone(),
                 triggers: Vec::new(),
                 indexes: Vec::new(),
+                replace: match &table.extension_rows {
+                    Some(condition) => Replace::Where(condition.clone()),
+                    None => Replace::All,
+                },
             }
         })
         .collect();
@@ -266,6 +308,77 @@ impl DestCheck {
     }
 }
 
+/// What the destination role may not do that the plan needs, one paragraph per kind, as
+/// `DestCheck::refusals`: write (truncate and insert into) the copied tables, drop and add
+/// the constraints in the way (the owner of their tables), switch the triggers off and
+/// build the indexes again (the owner, and `CREATE` on the schema for indexes). Tables
+/// missing from `rights` are refused elsewhere.
+pub fn rights_refusals(
+    plan: &Plan,
+    keys: &[Constraint],
+    rights: &HashMap<TableName, Rights>,
+    role: &str,
+) -> Vec<String> {
+    let lacking = |name: &TableName, wants: &dyn Fn(&Rights) -> bool| {
+        rights.get(name).is_some_and(|r| !wants(r))
+    };
+    let mut found = Vec::new();
+    let mut refuse = |names: Vec<String>, why: String, way_out: &str| {
+        if !names.is_empty() {
+            found.push(format!("{why}:\n  {}\n{way_out}", names.join("\n  ")));
+        }
+    };
+    let tables = |wants: &dyn Fn(&TablePlan) -> bool, right: &dyn Fn(&Rights) -> bool| {
+        plan.tables
+            .iter()
+            .filter(|t| wants(t) && lacking(&t.name, right))
+            .map(|t| t.name.to_string())
+            .collect::<Vec<_>>()
+    };
+    refuse(
+        tables(&|_| true, &|r| r.write),
+        format!("{role} may not TRUNCATE or INSERT into these destination tables"),
+        "GRANT TRUNCATE, INSERT on them to the role, connect as their owner, or leave them out \
+         with --exclude-tables",
+    );
+    let mut keys_in_the_way: Vec<String> = keys
+        .iter()
+        .filter(|k| lacking(&k.table, &|r| r.owner))
+        .map(|k| format!("{} on {}", display_ident(&k.name), k.table))
+        .collect();
+    keys_in_the_way.dedup();
+    refuse(
+        keys_in_the_way,
+        format!(
+            "{role} does not own the tables of these constraints, which the load must drop and \
+             put back"
+        ),
+        "connect as the tables' owner, or pass --fk-mode none if the load order needs no \
+         keys out of the way",
+    );
+    refuse(
+        tables(&|t| !t.triggers.is_empty(), &|r| r.owner),
+        format!(
+            "{role} does not own these destination tables, whose triggers would fire for the \
+             copied rows and must be switched off for the load"
+        ),
+        "connect as the owner, use --fk-mode replica (a superuser, or SET granted on \
+         session_replication_role), or let the triggers fire with --enable-triggers",
+    );
+    refuse(
+        tables(&|t| !t.indexes.is_empty(), &|r| {
+            r.owner && r.create_in_schema
+        }),
+        format!(
+            "{role} may not build the indexes of these destination tables again (that needs \
+             the table's owner and CREATE on its schema)"
+        ),
+        "use --indexes auto (which keeps the indexes it cannot rebuild) or keep, or connect \
+         as the owner with CREATE on the schema",
+    );
+    found
+}
+
 /// The error for a plan that cannot go ahead: every refusal, and that nothing changed.
 pub fn refuse(what: &str, refusals: &[String]) -> anyhow::Error {
     anyhow::anyhow!(
@@ -288,6 +401,20 @@ fn mismatches(table: &TablePlan, dest: Option<&DestTable>) -> Vec<String> {
     };
     let by_name: HashMap<&str, &Column> =
         dest.columns.iter().map(|c| (c.name.as_str(), c)).collect();
+    let copied: HashSet<&str> = table.column_names().collect();
+    // A column only the destination has gets its default; without one, NOT NULL refuses
+    // every row.
+    let unfilled = dest
+        .columns
+        .iter()
+        .filter(|c| c.required && !copied.contains(c.name.as_str()))
+        .map(|c| {
+            format!(
+                "{name}: column {:?} is NOT NULL without a default on the destination, and the \
+                 copy gives it no value (the source has no such column, or generates it)",
+                c.name
+            )
+        });
     table
         .columns
         .iter()
@@ -307,6 +434,7 @@ fn mismatches(table: &TablePlan, dest: Option<&DestTable>) -> Vec<String> {
                 _ => None,
             }
         })
+        .chain(unfilled)
         .collect()
 }
 

@@ -3,7 +3,8 @@
 
 use crate::config::RecoverConfig;
 use crate::conn::{lock_destination, Identity, Target};
-use crate::constraints::{self, ForeignKey};
+use crate::constraints::{self, Constraint};
+use crate::sql::display_ident;
 use crate::state::{State, StateFile};
 use anyhow::{bail, Result};
 use postgres::Client;
@@ -42,9 +43,9 @@ pub fn run(cfg: &RecoverConfig) -> Result<u8> {
     Ok(crate::exit::TABLES_FAILED)
 }
 
-fn describe_keys(keys: &[ForeignKey]) -> String {
+fn describe_keys(keys: &[Constraint]) -> String {
     keys.iter()
-        .map(|k| format!("{} on {}", k.name, k.table))
+        .map(|k| format!("{} on {}", display_ident(&k.name), k.table))
         .collect::<Vec<_>>()
         .join(", ")
 }
@@ -68,7 +69,7 @@ pub fn pending(dest: &mut Client, file: &StateFile, target: &Target) -> Result<O
         state.started,
         state.keys.len() + state.validate.len()
     );
-    let all: Vec<ForeignKey> = state.keys.iter().chain(&state.validate).cloned().collect();
+    let all: Vec<Constraint> = state.keys.iter().chain(&state.validate).cloned().collect();
     let restored = constraints::restore_all(dest, &all)?;
     for problem in &restored.problems {
         log::warn!("{problem}");

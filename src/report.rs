@@ -84,9 +84,11 @@ pub struct Report<'a> {
     pub outcomes: &'a [TableOutcome],
     pub elapsed: Duration,
     pub fk_mode: FkMode,
-    /// Foreign keys dropped before the load.
+    /// Foreign keys and `NOT VALID` checks dropped before the load.
     pub keys_dropped: usize,
-    /// Foreign keys in place again after it.
+    /// How many of those were `NOT VALID` checks.
+    pub checks_dropped: usize,
+    /// Constraints in place again after it.
     pub keys_restored: usize,
     /// Keys put back `NOT VALID` on purpose (their table is outside the copy).
     pub keys_not_valid: &'a [String],
@@ -207,6 +209,13 @@ impl Report<'_> {
             "foreign keys ({} mode): {} dropped for the load, {} put back",
             self.fk_mode, self.keys_dropped, self.keys_restored
         )?;
+        if self.checks_dropped > 0 {
+            writeln!(
+                out,
+                "  of which NOT VALID check constraints: {}",
+                self.checks_dropped
+            )?;
+        }
         for key in self.keys_not_valid {
             writeln!(out, "  NOT VALID as asked: {key}")?;
         }
@@ -299,6 +308,7 @@ impl Report<'_> {
             "fk_mode": self.fk_mode.to_string(),
             "foreign_keys": {
                 "dropped": self.keys_dropped,
+                "not_valid_checks_dropped": self.checks_dropped,
                 "restored": self.keys_restored,
                 "not_valid_as_asked": self.keys_not_valid,
             },

@@ -145,23 +145,45 @@ pub fn to_set<'a>(
         .collect()
 }
 
-/// Sets the sequences on the destination in one statement.
-pub fn set(client: &mut Client, sequences: &[&Sequence]) -> Result<()> {
+/// Sets each sequence on the destination, in a statement of its own: one that cannot take
+/// its value (out of its bounds there, say) is reported, and the others are still set.
+/// Returns how many were set, and what went wrong with the others.
+pub fn set(client: &mut Client, sequences: &[&Sequence]) -> (usize, Vec<String>) {
+    let mut set = 0;
+    let mut problems = Vec::new();
     if sequences.is_empty() {
-        return Ok(());
+        return (set, problems);
     }
-    let names: Vec<String> = sequences.iter().map(|s| s.name.quoted()).collect();
-    let values: Vec<i64> = sequences.iter().map(|s| s.last_value).collect();
-    let called: Vec<bool> = sequences.iter().map(|s| s.is_called).collect();
-    client
-        .execute(
-            "SELECT setval(name::regclass, value, called)
-             FROM unnest($1::text[], $2::int8[], $3::bool[]) AS s(name, value, called)",
-            &[&names, &values, &called],
-        )
-        .context("setting the destination sequences")?;
-    log::info!("set {} sequences to the source's values", sequences.len());
-    Ok(())
+    let statement = match client.prepare("SELECT setval($1::text::regclass, $2, $3)") {
+        Ok(statement) => statement,
+        Err(err) => {
+            let why = crate::conn::db_error(&err);
+            return (0, vec![format!("the sequences could not be set: {why}")]);
+        }
+    };
+    for sequence in sequences {
+        let result = client.execute(
+            &statement,
+            &[
+                &sequence.name.quoted(),
+                &sequence.last_value,
+                &sequence.is_called,
+            ],
+        );
+        match result {
+            Ok(_) => set += 1,
+            Err(err) => problems.push(format!(
+                "sequence {} could not be set to the source's {}: {}",
+                sequence.name,
+                sequence.last_value,
+                crate::conn::db_error(&err)
+            )),
+        }
+    }
+    if set > 0 {
+        log::info!("set {set} sequences to the source's values");
+    }
+    (set, problems)
 }
 
 /// `setval(...)` as a user would type it, for the dry run.

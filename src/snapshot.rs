@@ -389,6 +389,7 @@ mod tests {
             unlogged,
             policies_apply,
             readable,
+            extension_rows: None,
         }
     }
 

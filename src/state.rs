@@ -4,7 +4,7 @@
 //! table copied removes it; after `kill -9` or a crash the next `copy` (or `recover`) to that
 //! destination finds it and puts the schema back first.
 
-use crate::constraints::ForeignKey;
+use crate::constraints::{Constraint, Kind};
 use crate::sql::TableName;
 use anyhow::{bail, Context, Result};
 use std::fs::{self, File, OpenOptions};
@@ -34,10 +34,10 @@ pub struct State {
     /// Seconds since the Unix epoch when the run began changing the destination.
     pub started: u64,
     /// Foreign keys dropped for the load.
-    pub keys: Vec<ForeignKey>,
+    pub keys: Vec<Constraint>,
     /// Foreign keys that are in place but `NOT VALID` although they were valid before a
     /// run: the data they check was left half copied. The next copy validates them again.
-    pub validate: Vec<ForeignKey>,
+    pub validate: Vec<Constraint>,
     /// What the run copies (see `copy::fingerprint`), while it has tables left to do.
     pub plan: Option<String>,
     /// Tables the run (and the runs it resumed) copied completely.
@@ -78,6 +78,10 @@ impl State {
             .map(|k| ("fk", k))
             .chain(self.validate.iter().map(|k| ("validate", k)));
         for (tag, key) in tagged {
+            let kind = match key.kind {
+                Kind::ForeignKey => "f",
+                Kind::NotValidCheck => "c",
+            };
             let fields = [
                 flag(key.validated),
                 flag(key.on_partitioned),
@@ -86,6 +90,10 @@ impl State {
                 escape(&key.table.name),
                 escape(&key.name),
                 escape(&key.definition),
+                kind.to_string(),
+                flag(key.references_partitioned),
+                // No comment and an empty one are the same to COMMENT ON.
+                escape(key.comment.as_deref().unwrap_or_default()),
             ];
             out.push_str(&format!("{tag}\t{}\n", fields.join("\t")));
         }
@@ -126,7 +134,7 @@ impl State {
                 [tag, schema, table] if tag == "done" => state
                     .done
                     .push(TableName::new(schema.clone(), table.clone())),
-                [tag, validated, partitioned, outside, schema, table, name, definition]
+                [tag, validated, partitioned, outside, schema, table, name, definition, kind, references_partitioned, comment]
                     if tag == "fk" || tag == "validate" =>
                 {
                     let list = if tag == "fk" {
@@ -134,13 +142,19 @@ impl State {
                     } else {
                         &mut state.validate
                     };
-                    list.push(ForeignKey {
+                    list.push(Constraint {
+                        kind: match kind.as_str() {
+                            "c" => Kind::NotValidCheck,
+                            _ => Kind::ForeignKey,
+                        },
                         table: TableName::new(schema.clone(), table.clone()),
                         name: name.clone(),
                         definition: definition.clone(),
                         validated: validated == "1",
                         on_partitioned: partitioned == "1",
+                        references_partitioned: references_partitioned == "1",
                         outside: outside == "1",
+                        comment: (!comment.is_empty()).then(|| comment.clone()),
                     })
                 }
                 _ => bail!("unreadable line in state file: {line:?}"),
@@ -261,14 +275,17 @@ pub fn fnv1a(bytes: &[u8]) -> u64 {
 mod tests {
     use super::*;
 
-    fn key(name: &str, definition: &str) -> ForeignKey {
-        ForeignKey {
+    fn key(name: &str, definition: &str) -> Constraint {
+        Constraint {
+            kind: Kind::ForeignKey,
             table: TableName::new("we\tird", "Child\nTable"),
             name: name.into(),
             definition: definition.into(),
             validated: true,
             on_partitioned: false,
+            references_partitioned: true,
             outside: true,
+            comment: Some("it's\ta \"key\"".into()),
         }
     }
 
@@ -279,7 +296,11 @@ mod tests {
             key("fk\\1", "FOREIGN KEY (a) REFERENCES p(a) ON DELETE CASCADE"),
             key("fk2", "FOREIGN KEY (\"b\tc\") REFERENCES p(b) NOT VALID"),
         ];
-        state.validate = vec![key("fk3", "FOREIGN KEY (a) REFERENCES p(a)")];
+        state.validate = vec![Constraint {
+            kind: Kind::NotValidCheck,
+            comment: None,
+            ..key("ck3", "CHECK ((a > 0)) NOT VALID")
+        }];
         state.plan = Some("0123abcd".into());
         state.done = vec![TableName::new("s", "t\tx"), TableName::new("public", "u")];
         assert_eq!(State::decode(&state.encode()).unwrap(), state);

@@ -9,7 +9,7 @@
 
 use crate::config::VerifyConfig;
 use crate::conn::{describe, Pool};
-use crate::plan::{self, Plan, TablePlan};
+use crate::plan::{self, Plan, Replace, TablePlan};
 use crate::report::{print_json, write_table};
 use crate::snapshot::{self, Source};
 use crate::sql::{quote_ident, TableName, TEXT_SETTINGS};
@@ -67,8 +67,12 @@ pub fn digest_sql(table: &TablePlan) -> String {
                 coalesce(sum(('x' || substr(h, 1, 16))::bit(64)::int8::numeric), 0)::text
                 || '/' ||
                 coalesce(sum(('x' || substr(h, 17, 16))::bit(64)::int8::numeric), 0)::text
-         FROM (SELECT md5(convert_to({row}, 'UTF8')) AS h FROM ONLY {} AS t) AS digests",
-        table.name.quoted()
+         FROM (SELECT md5(convert_to({row}, 'UTF8')) AS h FROM ONLY {} AS t {}) AS digests",
+        table.name.quoted(),
+        match &table.replace {
+            Replace::All => "",
+            Replace::Where(condition) => condition,
+        }
     )
 }
 
@@ -263,6 +267,7 @@ mod tests {
             type_name: "int".into(),
             type_oid: 23,
             generated: false,
+            required: false,
         };
         let table = TablePlan {
             name: TableName::new("s", "T"),
@@ -275,6 +280,7 @@ mod tests {
             parent: None,
             triggers: Vec::new(),
             indexes: Vec::new(),
+            replace: Replace::All,
         };
         let sql = digest_sql(&table);
         assert!(

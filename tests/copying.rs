@@ -176,6 +176,11 @@ fn copies_tables_and_columns_with_quotes_spaces_and_capitals() {
 
     let out = copy(&src, &dst, &["--include-tables", r#"Order "Lines""#]);
     assert_eq!(out.code, 0, "{out:?}");
+    // The report names it as SQL would need it written.
+    assert!(
+        out.stdout.contains(r#""Sales Data"."Order ""Lines""""#),
+        "{out:?}"
+    );
     let table = r#""Sales Data"."Order ""Lines""""#;
     let columns = [r#""Line ID""#, r#""qty""x""#, r#""Ünïcode""#];
     assert_eq!(src.checksum(table, &columns), dst.checksum(table, &columns));

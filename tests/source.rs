@@ -35,7 +35,7 @@ fn a_role_that_policies_filter_is_refused_before_anything_changes() {
     assert_eq!(out.code, 2, "{out:?}");
     for expected in [
         "row-level security lets policy_filtered_reader@",
-        "\n  public.odd.name \"t\"\n",
+        "\n  public.\"odd.name \"\"t\"\"\"\n",
         "BYPASSRLS",
         "--exclude-tables",
         "nothing was changed",
@@ -180,7 +180,7 @@ fn a_table_truncated_and_reloaded_while_the_copy_plans_is_copied_whole() {
     for expected in [
         "could not lock the source tables to copy within --lock-timeout 1s",
         &format!(
-            "public.etl.daily held in ACCESS EXCLUSIVE by pid {}",
+            "public.\"etl.daily\" held in ACCESS EXCLUSIVE by pid {}",
             reloading.pid
         ),
         "TRUNCATE \"etl.daily\"",
@@ -199,7 +199,7 @@ fn a_table_truncated_and_reloaded_while_the_copy_plans_is_copied_whole() {
         out.stdout.contains("planning: waited ")
             && out
                 .stdout
-                .contains("for locks on the source: public.etl.daily held in"),
+                .contains("for locks on the source: public.\"etl.daily\" held in"),
         "{out:?}"
     );
 
@@ -215,7 +215,7 @@ fn a_table_truncated_and_reloaded_while_the_copy_plans_is_copied_whole() {
             .contains("waiting up to 60s (--lock-timeout) for locks on the source")
             && out
                 .stderr
-                .contains("public.etl.daily held in ACCESS EXCLUSIVE"),
+                .contains("public.\"etl.daily\" held in ACCESS EXCLUSIVE"),
         "{out:?}"
     );
     assert_eq!(dst.count(etl), 1000, "{out:?}");

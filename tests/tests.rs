@@ -3,6 +3,7 @@
 
 mod connections;
 mod copying;
+mod destination;
 mod integrity;
 mod operator;
 mod reliability;

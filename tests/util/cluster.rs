@@ -304,10 +304,30 @@ impl Cluster {
         &self.data
     }
 
+    /// An empty directory for `CREATE TABLESPACE … LOCATION`, owned by the server's user,
+    /// inside the cluster's temporary directory so that it goes with it.
+    pub fn tablespace_dir(&self, name: &str) -> PathBuf {
+        let path = self.dir.join("tablespaces").join(name);
+        std::fs::create_dir_all(&path)
+            .unwrap_or_else(|e| panic!("creating {}: {e}", path.display()));
+        give_to_server_user(&self.dir.join("tablespaces"));
+        path
+    }
+
     /// Stops the server with `-m fast`: open connections are terminated.
     pub fn stop(&self) {
+        self.stop_with("fast");
+    }
+
+    /// Stops the server with `-m immediate`, as a crash would: what is not on disk is lost
+    /// (the WAL of commits that did not wait for it), and the next start recovers.
+    pub fn crash(&self) {
+        self.stop_with("immediate");
+    }
+
+    fn stop_with(&self, mode: &str) {
         let out = server_tool("pg_ctl")
-            .args(["-w", "-t", "60", "-m", "fast", "-D"])
+            .args(["-w", "-t", "60", "-m", mode, "-D"])
             .arg(&self.data)
             .arg("stop")
             .current_dir(&self.dir)
@@ -315,7 +335,7 @@ impl Cluster {
             .expect("running pg_ctl stop");
         if !out.status.success() {
             panic!(
-                "pg_ctl stop failed ({}):\n{}{}\n--- server log ---\n{}",
+                "pg_ctl stop -m {mode} failed ({}):\n{}{}\n--- server log ---\n{}",
                 out.status,
                 String::from_utf8_lossy(&out.stdout),
                 String::from_utf8_lossy(&out.stderr),

@@ -1,0 +1,342 @@
+//! The destination ends as the source: every constraint pgcopy takes out of the way comes
+//! back exactly as it was, the destination role is asked only what it may do, sequences
+//! are set one by one, and a table is done for `--resume` only once it is on disk.
+
+use crate::util::{self, ClusterOptions, TestDb};
+use crate::{both, copy, copy_to, lock_table, spawn_copy, state_lines, wait_for_blocked_pgcopy};
+use std::time::{Duration, Instant};
+
+/// Every table constraint of a database: its table, name, definition, whether it is
+/// validated, and its comment.
+fn constraints(db: &TestDb) -> Vec<Vec<Option<String>>> {
+    db.rows_text(
+        "SELECT conrelid::regclass::text, conname, pg_get_constraintdef(oid),
+                convalidated::text, obj_description(oid, 'pg_constraint')
+         FROM pg_constraint WHERE conrelid <> 0 ORDER BY 1, 2",
+    )
+}
+
+#[test]
+fn keys_to_a_partitioned_table_come_back_validated_with_their_clones() {
+    let (src, dst) = util::pair("keys_to_a_partitioned_table");
+    both(
+        &src,
+        &dst,
+        "CREATE TABLE pk (a int PRIMARY KEY) PARTITION BY RANGE (a);
+         CREATE TABLE pk1 PARTITION OF pk FOR VALUES FROM (0) TO (1000);
+         CREATE TABLE pk2 PARTITION OF pk FOR VALUES FROM (1000) TO (2000);
+         CREATE TABLE fk (a int REFERENCES pk)",
+    );
+    src.exec(
+        "INSERT INTO pk SELECT generate_series(1, 1500);
+         INSERT INTO fk SELECT generate_series(1, 1500, 7)",
+    );
+    let before = constraints(&dst);
+    assert!(
+        before.iter().any(|c| c[1].as_deref() == Some("fk_a_fkey1")),
+        "a clone of the key for each partition: {before:?}"
+    );
+    for mode in ["drop", "replica"] {
+        let out = copy(&src, &dst, &["--fk-mode", mode]);
+        assert_eq!(out.code, 0, "{out:?}");
+        assert_eq!(constraints(&dst), before, "{mode}: {out:?}");
+    }
+    assert_eq!(src.checksum("fk", &[]), dst.checksum("fk", &[]));
+}
+
+#[test]
+fn constraints_and_indexes_come_back_with_their_comments_and_tablespace() {
+    let (src, dst) = util::pair("constraints_come_back_with_their_comments");
+    let space = "comments_test_space";
+    let location = util::dest().tablespace_dir(space);
+    dst.exec(&format!(
+        "CREATE TABLESPACE {space} LOCATION '{}'",
+        location.display()
+    ));
+    both(
+        &src,
+        &dst,
+        "CREATE TABLE parent (id int CONSTRAINT parent_pk PRIMARY KEY, v text);
+         CREATE TABLE child (id int, parent_id int CONSTRAINT child_parent_fk REFERENCES parent);
+         CREATE INDEX child_parent_idx ON child (parent_id)",
+    );
+    dst.exec(&format!(
+        "COMMENT ON CONSTRAINT child_parent_fk ON child IS 'every child has a parent';
+         COMMENT ON CONSTRAINT parent_pk ON parent IS 'the parent''s key';
+         ALTER INDEX child_parent_idx SET TABLESPACE {space}"
+    ));
+    src.exec(
+        "INSERT INTO parent SELECT i, 'v' || i FROM generate_series(1, 100) i;
+         INSERT INTO child SELECT i, i FROM generate_series(1, 100) i",
+    );
+    let before = constraints(&dst);
+    let where_is = "SELECT coalesce(t.spcname, 'default') FROM pg_class c
+                    LEFT JOIN pg_tablespace t ON t.oid = c.reltablespace
+                    WHERE c.relname = 'child_parent_idx'";
+
+    let out = copy(&src, &dst, &["--indexes", "rebuild"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(
+        out.stdout
+            .contains("indexes dropped for the load and built after it: 2"),
+        "{out:?}"
+    );
+    assert_eq!(constraints(&dst), before, "{out:?}");
+    assert_eq!(dst.scalar_string(where_is), space);
+    assert_eq!(src.checksum("child", &[]), dst.checksum("child", &[]));
+}
+
+#[test]
+fn not_valid_checks_take_the_source_rows_and_stay_not_valid() {
+    let (src, dst) = util::pair("not_valid_checks_take_the_source_rows");
+    both(
+        &src,
+        &dst,
+        "CREATE TABLE readings (id int PRIMARY KEY, celsius numeric)",
+    );
+    // A legacy row the check was added NOT VALID over, on both sides.
+    src.exec("INSERT INTO readings VALUES (1, -300), (2, 20)");
+    dst.exec(
+        "INSERT INTO readings VALUES (1, -300);
+         ALTER TABLE readings ADD CONSTRAINT physical CHECK (celsius >= -273.15) NOT VALID;
+         COMMENT ON CONSTRAINT physical ON readings IS 'legacy rows are below'",
+    );
+    let before = constraints(&dst);
+
+    let out = copy(&src, &dst, &[]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(
+        out.stdout
+            .contains("of which NOT VALID check constraints: 1"),
+        "{out:?}"
+    );
+    assert_eq!(src.checksum("readings", &[]), dst.checksum("readings", &[]));
+    assert_eq!(
+        constraints(&dst),
+        before,
+        "back NOT VALID, with its comment"
+    );
+    let rejected = dst
+        .client()
+        .batch_execute("INSERT INTO readings VALUES (3, -500)");
+    assert!(rejected.is_err(), "still checked for new rows");
+}
+
+#[test]
+fn a_sequence_the_destination_cannot_take_does_not_hold_back_the_others() {
+    let (src, dst) = util::pair("a_sequence_the_destination_cannot_take");
+    both(
+        &src,
+        &dst,
+        "CREATE SEQUENCE big_seq; CREATE SEQUENCE small_seq; CREATE TABLE t (id int)",
+    );
+    src.exec("SELECT setval('big_seq', 5000); SELECT setval('small_seq', 42)");
+    dst.exec("ALTER SEQUENCE big_seq MAXVALUE 1000");
+
+    let out = copy(&src, &dst, &[]);
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(
+        out.stdout
+            .contains("sequence public.big_seq could not be set to the source's 5000"),
+        "{out:?}"
+    );
+    assert_eq!(dst.scalar_i64("SELECT last_value FROM small_seq"), 42);
+    assert!(out.stdout.contains("sequences set: 1"), "{out:?}");
+}
+
+#[test]
+fn a_column_only_the_destination_requires_is_refused_while_planning() {
+    let (src, dst) = util::pair("a_column_only_the_destination_requires");
+    both(&src, &dst, "CREATE TABLE t (id int PRIMARY KEY)");
+    src.exec("INSERT INTO t VALUES (1), (2)");
+    dst.exec(
+        "ALTER TABLE t ADD COLUMN note text NOT NULL;
+         ALTER TABLE t ADD COLUMN flag bool NOT NULL DEFAULT false;
+         INSERT INTO t VALUES (7, 'old')",
+    );
+
+    let out = copy(&src, &dst, &[]);
+    assert_eq!(out.code, 2, "{out:?}");
+    assert!(
+        out.stderr
+            .contains("public.t: column \"note\" is NOT NULL without a default on the destination")
+            && !out.stderr.contains("\"flag\""),
+        "{out:?}"
+    );
+    assert_eq!(dst.scalar_string("SELECT note FROM t"), "old");
+}
+
+#[test]
+fn the_destination_role_is_asked_only_what_it_may_do() {
+    let (src, dst) = util::pair("the_destination_role_is_asked_only_what_it_may_do");
+    let (owner, loader) = ("rights_table_owner", "rights_loader");
+    let schema = "CREATE TABLE big (id int PRIMARY KEY, v text); CREATE TABLE audited (id int)";
+    both(&src, &dst, schema);
+    // About 4 MiB: `--indexes auto` would rebuild its primary key.
+    src.exec(
+        "INSERT INTO big SELECT i, repeat('x', 100) FROM generate_series(1, 30000) i;
+         INSERT INTO audited SELECT generate_series(1, 10)",
+    );
+    // The tables' owner, without CREATE on the schema (PostgreSQL 15's default for public),
+    // and a loader that may write the tables but owns none.
+    dst.exec(&format!(
+        "REVOKE CREATE ON SCHEMA public FROM PUBLIC;
+         CREATE ROLE {owner} LOGIN; CREATE ROLE {loader} LOGIN;
+         ALTER TABLE big OWNER TO {owner}; ALTER TABLE audited OWNER TO {owner};
+         GRANT SELECT, INSERT, TRUNCATE ON big, audited TO {loader};
+         CREATE FUNCTION stamp() RETURNS trigger LANGUAGE plpgsql
+             AS $$ BEGIN RETURN NEW; END $$;
+         CREATE TRIGGER audited_stamp BEFORE INSERT ON audited
+             FOR EACH ROW EXECUTE FUNCTION stamp()"
+    ));
+    let keys = "SELECT count(*) FROM pg_constraint WHERE conname = 'big_pkey'";
+
+    // The owner: auto keeps the indexes it may not build again, and says so.
+    let out = copy_to(&src.url(), &dst.url_as(owner), &[]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(
+        out.stderr
+            .contains("keeping the indexes of 1 tables as they are"),
+        "{out:?}"
+    );
+    assert_eq!(dst.scalar_i64(keys), 1);
+    assert_eq!(src.checksum("big", &[]), dst.checksum("big", &[]));
+
+    // Asked to rebuild them: refused while planning, with the reason.
+    dst.exec("TRUNCATE big");
+    let out = copy_to(&src.url(), &dst.url_as(owner), &["--indexes", "rebuild"]);
+    assert_eq!(out.code, 2, "{out:?}");
+    assert!(
+        out.stderr
+            .contains("may not build the indexes of these destination tables again")
+            && out.stderr.contains("\n  public.big\n"),
+        "{out:?}"
+    );
+    assert_eq!(dst.count("big"), 0, "nothing was changed");
+
+    // The loader may not switch the trigger off: refused, unless it may fire.
+    let out = copy_to(&src.url(), &dst.url_as(loader), &[]);
+    assert_eq!(out.code, 2, "{out:?}");
+    assert!(
+        out.stderr.contains("whose triggers would fire")
+            && out.stderr.contains("\n  public.audited\n"),
+        "{out:?}"
+    );
+    let out = copy_to(&src.url(), &dst.url_as(loader), &["--enable-triggers"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(src.checksum("big", &[]), dst.checksum("big", &[]));
+    assert_eq!(src.checksum("audited", &[]), dst.checksum("audited", &[]));
+}
+
+#[test]
+fn a_table_counts_as_done_for_resume_only_once_its_commit_is_on_disk() {
+    let cluster = util::start_cluster(ClusterOptions::default().conf("autovacuum", "off"));
+    let src = util::source().create_db("done_only_once_on_disk");
+    let dst = cluster.create_db("done_only_once_on_disk");
+    both(
+        &src,
+        &dst,
+        "CREATE TABLE first (id int); CREATE TABLE held (id int)",
+    );
+    // A load that truncates always waits for its WAL (PostgreSQL must not delete the old
+    // file first); one that deletes some rows, as for an extension's configuration table,
+    // does not.
+    for db in [&src, &dst] {
+        make_config_table(db, "first", "WHERE id > 0");
+    }
+    // The larger table goes first, so its lane is past it when it reaches `held`.
+    src.exec(
+        "INSERT INTO first SELECT generate_series(1, 2000);
+         INSERT INTO held SELECT generate_series(1, 10)",
+    );
+    dst.exec("INSERT INTO first VALUES (7)");
+    // On disk before the WAL writer stops (in a statement of its own, after the commit).
+    dst.exec("CHECKPOINT");
+    // The WAL writer stopped: a commit that does not wait for its WAL (as pgcopy's writers'
+    // do not) stays in memory until another commit flushes it, or a crash loses it.
+    let walwriter =
+        dst.scalar_i64("SELECT pid FROM pg_stat_activity WHERE backend_type = 'walwriter'");
+    let stopped = std::process::Command::new("kill")
+        .args(["-STOP", &walwriter.to_string()])
+        .status()
+        .expect("running kill");
+    assert!(stopped.success(), "stopping the WAL writer");
+
+    // `first` is loaded; `held` waits for a lock; the destination crashes once the state
+    // file says `first` is done, and pgcopy dies with it.
+    let locker = lock_table(&dst, "held");
+    let mut child = spawn_copy(&src, &dst, &["--parallel", "1", "--no-analyze"]);
+    wait_for_blocked_pgcopy(&dst, &locker);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !state_lines(&dst).iter().any(|l| l == "done\tpublic\tfirst") {
+        assert!(
+            Instant::now() < deadline,
+            "first was never recorded as done: {:?}",
+            state_lines(&dst)
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // The crash kills the stopped WAL writer too.
+    cluster.crash();
+    child.kill().expect("killing pgcopy");
+    child.wait().expect("waiting for pgcopy");
+    drop(locker);
+    cluster.start();
+
+    let out = copy(&src, &dst, &["--resume"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(
+        src.checksum("first", &[]),
+        dst.checksum("first", &[]),
+        "the table the state file called done is there after the crash"
+    );
+    assert_eq!(src.checksum("held", &[]), dst.checksum("held", &[]));
+}
+
+/// Makes `table` a configuration table of the citext extension, as an extension's script
+/// does with `pg_extension_config_dump`: a member of the extension, whose rows `condition`
+/// picks are the user's (the others the extension's own).
+fn make_config_table(db: &TestDb, table: &str, condition: &str) {
+    db.exec(&format!(
+        "CREATE EXTENSION IF NOT EXISTS citext;
+         ALTER EXTENSION citext ADD TABLE {table};
+         UPDATE pg_extension
+         SET extconfig = array_append(extconfig, '{table}'::regclass::oid),
+             extcondition = array_append(extcondition, '{}')
+         WHERE extname = 'citext'",
+        condition.replace('\'', "''")
+    ));
+}
+
+#[test]
+fn extension_configuration_tables_carry_the_users_rows_and_keep_the_extensions() {
+    let (src, dst) = util::pair("extension_configuration_tables");
+    for db in [&src, &dst] {
+        db.exec(
+            "CREATE TABLE settings (key text PRIMARY KEY, value text,
+                                    builtin bool NOT NULL DEFAULT false);
+             INSERT INTO settings VALUES ('version', '1', true)",
+        );
+        make_config_table(db, "settings", "WHERE NOT builtin");
+    }
+    src.exec("INSERT INTO settings VALUES ('theme', 'dark', false), ('lang', 'fr', false)");
+    // The destination's extension has its own version of its own row.
+    dst.exec(
+        "INSERT INTO settings VALUES ('stale', 'x', false);
+         UPDATE settings SET value = '2' WHERE key = 'version'",
+    );
+
+    let out = copy(&src, &dst, &["--verify"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(
+        dst.rows_text("SELECT key, value FROM settings ORDER BY key"),
+        [["lang", "fr"], ["theme", "dark"], ["version", "2"]]
+            .map(|row| row.map(|v| Some(v.to_string())).to_vec())
+            .to_vec(),
+        "{out:?}"
+    );
+    assert!(
+        out.stdout.contains("verified: 1 of 1 copied tables match"),
+        "{out:?}"
+    );
+}
