@@ -35,6 +35,9 @@ pub struct Table {
     /// partly the extension's own: the `WHERE …` clause that picks the user's rows, the
     /// only ones copied, as pg_dump does.
     pub extension_rows: Option<String>,
+    /// For a child in a (non-partition) inheritance tree: its parent. Copied as a table of
+    /// its own, as `COPY` reads a parent alone.
+    pub inherits: Option<TableName>,
 }
 
 /// A column of a table, in the table's own order.
@@ -65,7 +68,8 @@ pub fn tables(client: &mut Client) -> Result<Vec<Table>> {
                     row_security_active(c.oid) AS policies_apply,
                     has_table_privilege(c.oid, 'SELECT') AS readable,
                     rn.nspname AS root_schema, rc.relname AS root_name,
-                    config.extname, config.condition
+                    config.extname, config.condition,
+                    inherited.nspname AS inherits_schema, inherited.relname AS inherits_name
              FROM pg_class c
              JOIN pg_namespace n ON n.oid = c.relnamespace
              LEFT JOIN pg_class rc
@@ -76,6 +80,13 @@ pub fn tables(client: &mut Client) -> Result<Vec<Table>> {
                             e.extcondition[array_position(e.extconfig, c.oid)] AS condition
                      FROM pg_extension e WHERE c.oid = ANY (e.extconfig)
                      LIMIT 1) AS config ON true
+             LEFT JOIN LATERAL (
+                     SELECT pn.nspname, p.relname
+                     FROM pg_inherits i
+                     JOIN pg_class p ON p.oid = i.inhparent
+                     JOIN pg_namespace pn ON pn.oid = p.relnamespace
+                     WHERE i.inhrelid = c.oid AND NOT c.relispartition
+                     ORDER BY i.inhseqno LIMIT 1) AS inherited ON true
              WHERE c.relkind IN ('r', 'p')
                AND c.relpersistence <> 't'
                AND n.nspname NOT IN ('pg_catalog', 'information_schema')
@@ -119,6 +130,10 @@ pub fn tables(client: &mut Client) -> Result<Vec<Table>> {
                             .unwrap_or_default()
                     })
                     .filter(|condition| !condition.trim().is_empty()),
+                inherits: row
+                    .get::<_, Option<String>>("inherits_schema")
+                    .zip(row.get::<_, Option<String>>("inherits_name"))
+                    .map(|(s, n)| TableName::new(s, n)),
             }
         })
         .collect())
@@ -357,6 +372,38 @@ pub fn rights(client: &mut Client, names: &[TableName]) -> Result<HashMap<TableN
                 create_in_schema: row.get(4),
             };
             (name, rights)
+        })
+        .collect())
+}
+
+/// The leaf partitions the destination has of the given partitioned tables: (root, leaf).
+pub fn dest_leaves(
+    client: &mut Client,
+    roots: &[TableName],
+) -> Result<Vec<(TableName, TableName)>> {
+    let schemas: Vec<&str> = roots.iter().map(|t| t.schema.as_str()).collect();
+    let names: Vec<&str> = roots.iter().map(|t| t.name.as_str()).collect();
+    let rows = client
+        .query(
+            "SELECT rn.nspname, r.relname, n.nspname, c.relname
+             FROM unnest($1::text[], $2::text[]) AS want(schema_name, table_name)
+             JOIN pg_namespace rn ON rn.nspname = want.schema_name
+             JOIN pg_class r ON r.relnamespace = rn.oid AND r.relname = want.table_name
+                            AND r.relkind = 'p'
+             CROSS JOIN LATERAL pg_partition_tree(r.oid) AS tree
+             JOIN pg_class c ON c.oid = tree.relid AND tree.isleaf AND c.relkind = 'r'
+             JOIN pg_namespace n ON n.oid = c.relnamespace
+             ORDER BY 1, 2, 3, 4",
+            &[&schemas, &names],
+        )
+        .context("reading the destination's partitions")?;
+    Ok(rows
+        .iter()
+        .map(|row| {
+            (
+                TableName::new(row.get::<_, String>(0), row.get::<_, String>(1)),
+                TableName::new(row.get::<_, String>(2), row.get::<_, String>(3)),
+            )
         })
         .collect())
 }

@@ -154,6 +154,10 @@ pub struct CopyArgs {
     #[argh(switch)]
     pub no_sequences: bool,
 
+    /// do not refresh the destination's materialized views built from copied tables
+    #[argh(switch)]
+    pub no_refresh_materialized_views: bool,
+
     /// the destination's indexes during the load: keep (maintained row by row), rebuild
     /// (dropped and built after the data, in the table's load transaction) or auto
     /// (default: rebuild for tables of 1 MiB and more)

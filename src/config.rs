@@ -39,6 +39,8 @@ pub struct CopyConfig {
     pub fk_mode: FkMode,
     pub enable_triggers: bool,
     pub sequences: bool,
+    /// Refresh the materialized views built from copied tables after the load.
+    pub refresh_views: bool,
     pub analyze: bool,
     pub index_mode: IndexMode,
     pub allow_outside_references: bool,
@@ -172,6 +174,7 @@ pub fn from_args(args: Box<cli::Args>) -> Result<Command> {
                 fk_mode,
                 enable_triggers: a.enable_triggers,
                 sequences: !a.no_sequences,
+                refresh_views: !a.no_refresh_materialized_views,
                 analyze: !a.no_analyze,
                 index_mode: a.indexes.as_deref().unwrap_or("auto").parse()?,
                 allow_outside_references: a.allow_outside_references,

@@ -7,6 +7,7 @@ use crate::conn::{describe, lock_destination, Identity};
 use crate::constraints::{self, Constraint, FkMode, Restored};
 use crate::indexes::{self, IndexMode};
 use crate::logging::{self, Verbosity};
+use crate::matviews::{self, MatView};
 use crate::pipe::{self, TableOutcome};
 use crate::plan::{self, Plan, Replace};
 use crate::progress::{Counters, Display, Progress};
@@ -72,10 +73,16 @@ pub fn run(cfg: &CopyConfig) -> Result<u8> {
         findings,
     } = snapshot::take(&cfg.source, source, &cfg.filter, cfg.lock_timeout)?;
     let mut plan = plan::build(&mut snapshot.client, &selected)?;
+    plan::add_destination_only_partitions(&mut dest, &mut plan, &cfg.filter)?;
     let sequences = if cfg.sequences {
         sequences::plan(&mut snapshot.client, &selected)?
     } else {
         Vec::new()
+    };
+    let populated = if cfg.refresh_views {
+        matviews::populated(&mut snapshot.client)?
+    } else {
+        HashSet::new()
     };
     let mut refusals = snapshot::refusals(&selected, standby, &cfg.source);
     refusals.extend(plan::check_destination(&mut dest, &plan)?.refusals(
@@ -114,6 +121,7 @@ pub fn run(cfg: &CopyConfig) -> Result<u8> {
         None => true,
     });
     constraints::check_outside(&keys, cfg.allow_outside_references)?;
+    let views = matviews::dependents(&mut dest, &full_plan.names(), &populated)?;
     let mut touched = full_plan.names();
     touched.extend(keys.iter().map(|k| k.table.clone()));
     let rights = catalog::rights(&mut dest, &touched)?;
@@ -179,6 +187,7 @@ pub fn run(cfg: &CopyConfig) -> Result<u8> {
             mode,
             keys: &keys,
             sequences: &sequences,
+            views: &views,
             findings: &findings,
             refusals: &refusals,
         };
@@ -259,7 +268,16 @@ pub fn run(cfg: &CopyConfig) -> Result<u8> {
         .filter(|k| k.kind == constraints::Kind::NotValidCheck)
         .count();
     keys.extend(carried);
-    let restored = put_keys_back(cfg, dest, &keys, &mut problems);
+    let restored = put_keys_back(cfg, &mut dest, &keys, &mut problems);
+    // Views built from a table this run copied; the others hold what they held.
+    let copied = outcomes_by_name(&plan, &outcomes, &[]);
+    let fresh: Vec<MatView> = views
+        .into_iter()
+        .filter(|v| v.tables.iter().any(|t| copied.get(t) == Some(&true)))
+        .collect();
+    let (views_refreshed, failed) = matviews::refresh(&mut dest, &fresh, cfg.lock_timeout);
+    problems.extend(failed);
+    drop(dest);
     let analyzed = outcomes
         .iter()
         .filter(|o| matches!(o.analyzed, Some(Ok(()))))
@@ -316,6 +334,7 @@ pub fn run(cfg: &CopyConfig) -> Result<u8> {
         keys_restored: restored.in_place,
         keys_not_valid: &restored.not_valid,
         sequences_set,
+        views_refreshed,
         analyzed,
         interrupted: interrupt::requested(),
         problems: &problems,
@@ -569,7 +588,7 @@ fn set_sequences(
 /// Puts the foreign keys back, on a new connection if the first one was lost meanwhile.
 fn put_keys_back(
     cfg: &CopyConfig,
-    mut dest: Client,
+    dest: &mut Client,
     keys: &[Constraint],
     problems: &mut Vec<String>,
 ) -> Restored {
@@ -580,14 +599,14 @@ fn put_keys_back(
     if keys.is_empty() {
         return Restored::default();
     }
-    if let Err(err) = ensure_connected(cfg, &mut dest) {
+    if let Err(err) = ensure_connected(cfg, dest) {
         problems.push(format!(
             "could not reconnect to put the foreign keys back: {}",
             describe(&err)
         ));
         return nothing_back();
     }
-    match constraints::restore_all(&mut dest, keys) {
+    match constraints::restore_all(dest, keys) {
         Ok(restored) => {
             problems.extend(restored.problems.iter().cloned());
             restored

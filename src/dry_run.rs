@@ -4,6 +4,7 @@
 use crate::config::CopyConfig;
 use crate::constraints::{Constraint, FkMode};
 use crate::logging;
+use crate::matviews::MatView;
 use crate::plan::{Format, Plan};
 use crate::report::{format_bytes, write_table};
 use crate::sequences::{self, Sequence};
@@ -16,6 +17,8 @@ pub struct Planned<'a> {
     pub mode: FkMode,
     pub keys: &'a [Constraint],
     pub sequences: &'a [Sequence],
+    /// Materialized views refreshed after the load.
+    pub views: &'a [MatView],
     /// What taking the source snapshot waited for or did again.
     pub findings: &'a [String],
     /// Why the copy would be refused (exit code 2), one paragraph per kind.
@@ -30,6 +33,7 @@ impl Planned<'_> {
             mode,
             keys,
             sequences,
+            views,
             findings,
             refusals,
         } = self;
@@ -59,12 +63,16 @@ impl Planned<'_> {
                     .map_or("?".into(), |rows| rows.to_string()),
                 format_bytes(table.data_bytes),
                 table.format.to_string(),
-                table
-                    .generated
-                    .iter()
-                    .map(|c| format!("{c} (generated)"))
-                    .collect::<Vec<_>>()
-                    .join(", "),
+                if table.on_source {
+                    table
+                        .generated
+                        .iter()
+                        .map(|c| format!("{c} (generated)"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                } else {
+                    "only on the destination: emptied".into()
+                },
             ]);
         }
         write_table(&mut out, "lrrll", &rows)?;
@@ -131,6 +139,14 @@ impl Planned<'_> {
         for sequence in sequences.iter() {
             writeln!(out, "  {}", sequences::describe(sequence))?;
         }
+        writeln!(
+            out,
+            "materialized views refreshed after the load: {}",
+            views.len()
+        )?;
+        for view in views.iter() {
+            writeln!(out, "  {}", view.name)?;
+        }
         for finding in findings.iter() {
             writeln!(out, "planning: {finding}")?;
         }
@@ -162,6 +178,7 @@ impl Planned<'_> {
                 "generated_columns_left_out": t.generated,
                 "triggers_disabled": t.triggers.iter().map(|tr| &tr.name).collect::<Vec<_>>(),
                 "indexes_rebuilt": t.indexes.iter().map(|i| &i.name).collect::<Vec<_>>(),
+            "only_on_destination": !t.on_source,
             })).collect::<Vec<_>>(),
             "fk_mode": self.mode.to_string(),
             "foreign_keys": self.keys.iter().map(|k| serde_json::json!({
@@ -175,6 +192,7 @@ impl Planned<'_> {
                 "last_value": q.last_value,
                 "is_called": q.is_called,
             })).collect::<Vec<_>>(),
+            "materialized_views": self.views.iter().map(|v| v.name.to_string()).collect::<Vec<_>>(),
             "planning": self.findings,
             "refused": self.refusals,
             "warnings": logging::warnings(),

@@ -18,6 +18,7 @@ pub mod interrupt;
 pub mod list;
 pub mod load;
 pub mod logging;
+pub mod matviews;
 pub mod pgpass;
 pub mod pipe;
 pub mod plan;

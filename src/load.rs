@@ -72,6 +72,43 @@ pub fn write_table(
         table.indexes.iter().map(|i| i.drop_sql(&table.name)),
     )
     .context("dropping the table's indexes for the load")?;
+    let written = if table.on_source {
+        copy_in(&mut tx, table, bytes, next)?
+    } else {
+        // A partition only the destination has: emptied, nothing to copy.
+        match next()? {
+            Piece::End(0) => 0,
+            _ => bail!("internal error: rows for a table the source does not have"),
+        }
+    };
+    if !table.indexes.is_empty() {
+        tx.batch_execute(&format!(
+            "SET LOCAL maintenance_work_mem = '{}'",
+            INDEX_BUILD_MEMORY
+        ))?;
+        run_each(
+            &mut tx,
+            table.indexes.iter().flat_map(|i| i.create_sql(&table.name)),
+        )
+        .context("building the table's indexes again")?;
+    }
+    run_each(
+        &mut tx,
+        table.triggers.iter().map(|t| t.enable_sql(&table.name)),
+    )
+    .context("enabling the table's triggers again")?;
+    tx.commit().context("committing on the destination")?;
+    Ok(written)
+}
+
+/// Streams the reader's chunks into `COPY … FROM STDIN`; returns the rows written, which
+/// must be the rows the source sent.
+fn copy_in(
+    tx: &mut Transaction,
+    table: &TablePlan,
+    bytes: &AtomicU64,
+    mut next: impl FnMut() -> Result<Piece>,
+) -> Result<u64> {
     let sql = table.copy_in_sql();
     log::debug!("destination: {sql}");
     let mut writer = tx
@@ -94,23 +131,6 @@ pub fn write_table(
     if written != sent {
         bail!("the source sent {sent} rows but the destination took {written}");
     }
-    if !table.indexes.is_empty() {
-        tx.batch_execute(&format!(
-            "SET LOCAL maintenance_work_mem = '{}'",
-            INDEX_BUILD_MEMORY
-        ))?;
-        run_each(
-            &mut tx,
-            table.indexes.iter().flat_map(|i| i.create_sql(&table.name)),
-        )
-        .context("building the table's indexes again")?;
-    }
-    run_each(
-        &mut tx,
-        table.triggers.iter().map(|t| t.enable_sql(&table.name)),
-    )
-    .context("enabling the table's triggers again")?;
-    tx.commit().context("committing on the destination")?;
     Ok(written)
 }
 

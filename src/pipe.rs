@@ -358,14 +358,18 @@ fn reader_lane(
             break;
         }
         session.renew(&shared.losses, &lane.cancel);
-        let result = read_table(
-            shared,
-            lane,
-            job.ticket,
-            table,
-            &mut session.client,
-            &chunks,
-        );
+        let result = if table.on_source {
+            read_table(
+                shared,
+                lane,
+                job.ticket,
+                table,
+                &mut session.client,
+                &chunks,
+            )
+        } else {
+            Ok(0)
+        };
         session.ended(&shared.losses, &result, true);
         if chunks.send(Msg::End(result)).is_err() {
             shared.finish(job.index, TableOutcome::lost(job));

@@ -53,6 +53,9 @@ pub struct TablePlan {
     pub indexes: Vec<Index>,
     /// Which of its rows the load replaces.
     pub replace: Replace,
+    /// False for a partition only the destination has, of a partitioned table the copy
+    /// replaces whole: the load empties it.
+    pub on_source: bool,
 }
 
 /// Which of a destination table's rows a load replaces.
@@ -183,10 +186,73 @@ pub fn select(all: &[Table], filter: &TableFilter) -> Result<Vec<Table>> {
         log::warn!("include pattern {:?} matches no table", glob.as_string());
     }
     let selected = wanted(all, filter);
+    warn_about_inheritance(all, &selected);
     if selected.is_empty() {
         bail!("no source table matches the filters");
     }
     Ok(selected)
+}
+
+/// Says which selected tables have inheritance children that are not selected: `COPY`
+/// reads a parent alone, so naming a parent in a filter copies the parent's own rows only.
+fn warn_about_inheritance(all: &[Table], selected: &[Table]) {
+    let chosen: HashSet<&TableName> = selected.iter().map(|t| &t.name).collect();
+    for parent in selected {
+        let left_out: Vec<String> = all
+            .iter()
+            .filter(|t| t.inherits.as_ref() == Some(&parent.name) && !chosen.contains(&t.name))
+            .map(|t| t.name.to_string())
+            .collect();
+        if !left_out.is_empty() {
+            log::warn!(
+                "{} has inheritance children that the filters leave out, so their rows are \
+                 not copied: {} (a parent's rows are its own; name the children to copy them)",
+                parent.name,
+                left_out.join(", ")
+            );
+        }
+    }
+}
+
+/// Adds the leaf partitions that only the destination has, of the partitioned tables whose
+/// leaves the plan copies, where the filters would select them: their rows go too, or the
+/// partitioned table would hold rows the source does not. Returns their names.
+pub fn add_destination_only_partitions(
+    client: &mut Client,
+    plan: &mut Plan,
+    filter: &TableFilter,
+) -> Result<Vec<TableName>> {
+    let mut roots: Vec<TableName> = plan
+        .tables
+        .iter()
+        .filter_map(|t| t.parent.clone())
+        .collect();
+    roots.sort();
+    roots.dedup();
+    let planned: HashSet<TableName> = plan.names().into_iter().collect();
+    let mut added = Vec::new();
+    for (root, leaf) in catalog::dest_leaves(client, &roots)? {
+        if planned.contains(&leaf) || !filter.selects(&leaf, Some(&root)) {
+            continue;
+        }
+        log::info!("{leaf} is a partition of {root} only the destination has: it is emptied");
+        added.push(leaf.clone());
+        plan.tables.push(TablePlan {
+            name: leaf,
+            columns: Vec::new(),
+            generated: Vec::new(),
+            format: Format::Binary,
+            text_reason: None,
+            estimated_rows: Some(0),
+            data_bytes: 0,
+            parent: Some(root),
+            triggers: Vec::new(),
+            indexes: Vec::new(),
+            replace: Replace::All,
+            on_source: false,
+        });
+    }
+    Ok(added)
 }
 
 /// `select` without its warnings and its error, for a first look.
@@ -238,6 +304,7 @@ pub fn build(client: &mut Client, selected: &[Table]) -> Result<Plan> {
                     Some(condition) => Replace::Where(condition.clone()),
                     None => Replace::All,
                 },
+                on_source: true,
             }
         })
         .collect();
@@ -388,6 +455,9 @@ pub fn refuse(what: &str, refusals: &[String]) -> anyhow::Error {
 }
 
 fn mismatches(table: &TablePlan, dest: Option<&DestTable>) -> Vec<String> {
+    if !table.on_source {
+        return Vec::new();
+    }
     let name = &table.name;
     let dest = match dest {
         None => return vec![format!("{name}: table is missing on the destination")],

@@ -93,6 +93,8 @@ pub struct Report<'a> {
     /// Keys put back `NOT VALID` on purpose (their table is outside the copy).
     pub keys_not_valid: &'a [String],
     pub sequences_set: usize,
+    /// Materialized views built from copied tables, refreshed after the load.
+    pub views_refreshed: usize,
     /// Tables ANALYZEd after the load.
     pub analyzed: usize,
     pub interrupted: bool,
@@ -225,6 +227,13 @@ impl Report<'_> {
             self.triggers_disabled()
         )?;
         writeln!(out, "sequences set: {}", self.sequences_set)?;
+        if self.views_refreshed > 0 {
+            writeln!(
+                out,
+                "materialized views refreshed: {}",
+                self.views_refreshed
+            )?;
+        }
         writeln!(out, "tables analyzed: {}", self.analyzed)?;
         writeln!(
             out,
@@ -314,6 +323,7 @@ impl Report<'_> {
             },
             "triggers_disabled": self.triggers_disabled(),
             "sequences_set": self.sequences_set,
+            "materialized_views_refreshed": self.views_refreshed,
             "tables_analyzed": self.analyzed,
             "indexes_rebuilt": self.indexes_rebuilt(),
             "interrupted": self.interrupted,

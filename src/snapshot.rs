@@ -390,6 +390,7 @@ mod tests {
             policies_apply,
             readable,
             extension_rows: None,
+            inherits: None,
         }
     }
 

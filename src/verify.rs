@@ -99,10 +99,14 @@ pub fn compare(
             .with_max_len(1)
             .map(|&(i, on_source)| {
                 let table = &plan.tables[i];
-                let result = if on_source {
-                    digest(source, table, Some(snapshot_sql))
-                } else {
-                    digest(dest, table, None)
+                let result = match (on_source, table.on_source) {
+                    (true, true) => digest(source, table, Some(snapshot_sql)),
+                    // A partition only the destination has: the source has no rows there.
+                    (true, false) => Ok(Digest {
+                        rows: 0,
+                        checksum: "0/0".into(),
+                    }),
+                    (false, _) => digest(dest, table, None),
                 };
                 result.map_err(|err| describe(&err))
             })
@@ -159,7 +163,8 @@ pub fn run(cfg: &VerifyConfig) -> Result<u8> {
         &cfg.filter,
         cfg.lock_timeout,
     )?;
-    let plan = plan::build(&mut snapshot.client, &selected)?;
+    let mut plan = plan::build(&mut snapshot.client, &selected)?;
+    plan::add_destination_only_partitions(&mut dest, &mut plan, &cfg.filter)?;
     let mut refusals = snapshot::refusals(&selected, standby, &cfg.source);
     refusals.extend(
         plan::check_destination(&mut dest, &plan)?.refusals(Vec::new(), &cfg.dest.to_string()),
@@ -281,6 +286,7 @@ mod tests {
             triggers: Vec::new(),
             indexes: Vec::new(),
             replace: Replace::All,
+            on_source: true,
         };
         let sql = digest_sql(&table);
         assert!(

@@ -340,3 +340,110 @@ fn extension_configuration_tables_carry_the_users_rows_and_keep_the_extensions()
         "{out:?}"
     );
 }
+
+#[test]
+fn partitions_only_the_destination_has_are_emptied_with_their_table() {
+    let (src, dst) = util::pair("partitions_only_the_destination_has");
+    both(
+        &src,
+        &dst,
+        "CREATE TABLE events (id int, at date) PARTITION BY RANGE (at);
+         CREATE TABLE events_2024 PARTITION OF events
+             FOR VALUES FROM ('2024-01-01') TO ('2025-01-01')",
+    );
+    dst.exec(
+        "CREATE TABLE events_2023 PARTITION OF events
+             FOR VALUES FROM ('2023-01-01') TO ('2024-01-01');
+         INSERT INTO events VALUES (1, '2023-05-01'), (2, '2024-05-01')",
+    );
+    src.exec("INSERT INTO events SELECT i, '2024-01-01'::date + i FROM generate_series(1, 300) i");
+
+    // Naming one partition leaves the others alone.
+    let out = copy(&src, &dst, &["--include-tables", "events_2024"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(dst.count("events_2023"), 1);
+
+    // Naming the partitioned table replaces it whole, its destination-only partition too.
+    let out = copy(&src, &dst, &["--include-tables", "events", "--verify"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(
+        out.stderr.contains(
+            "public.events_2023 is a partition of public.events only the destination has"
+        ),
+        "{out:?}"
+    );
+    assert_eq!(dst.count("events_2023"), 0);
+    assert_eq!(src.checksum("events", &[]), dst.checksum("events", &[]));
+    assert!(
+        out.stdout.contains("verified: 2 of 2 copied tables match"),
+        "{out:?}"
+    );
+}
+
+#[test]
+fn a_parent_named_in_a_filter_warns_about_the_inheritance_children_it_leaves_out() {
+    let (src, dst) = util::pair("a_parent_named_in_a_filter_warns");
+    both(
+        &src,
+        &dst,
+        "CREATE TABLE parent (id int); CREATE TABLE child (extra text) INHERITS (parent)",
+    );
+    src.exec("INSERT INTO parent VALUES (1); INSERT INTO child VALUES (2, 'x')");
+
+    let out = copy(&src, &dst, &["--include-tables", "parent"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(
+        out.stderr.contains(
+            "public.parent has inheritance children that the filters leave out, so their rows \
+             are not copied: public.child"
+        ),
+        "{out:?}"
+    );
+    assert_eq!(dst.count("ONLY parent"), 1);
+    assert_eq!(dst.count("child"), 0);
+    let out = copy(&src, &dst, &["--include-tables", "parent,child"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(!out.stderr.contains("inheritance children"), "{out:?}");
+    assert_eq!(dst.count("parent"), 2, "the parent with its child's rows");
+}
+
+#[test]
+fn materialized_views_built_from_copied_tables_are_refreshed_in_order() {
+    let (src, dst) = util::pair("materialized_views_are_refreshed");
+    both(
+        &src,
+        &dst,
+        "CREATE TABLE sales (id int, amount int);
+         CREATE VIEW big_sales AS SELECT * FROM sales WHERE amount > 10;
+         CREATE MATERIALIZED VIEW totals AS SELECT count(*) AS n, sum(amount) AS s FROM big_sales;
+         CREATE MATERIALIZED VIEW doubled AS SELECT n * 2 AS n2 FROM totals;
+         CREATE MATERIALIZED VIEW never AS SELECT count(*) AS n FROM sales WITH NO DATA",
+    );
+    src.exec(
+        "INSERT INTO sales SELECT i, i % 50 FROM generate_series(1, 1000) i;
+         REFRESH MATERIALIZED VIEW totals; REFRESH MATERIALIZED VIEW doubled",
+    );
+    let view = |db: &TestDb, name: &str| db.rows_text(&format!("TABLE {name}"));
+
+    let out = copy(&src, &dst, &["--no-refresh-materialized-views"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_ne!(
+        view(&dst, "totals"),
+        view(&src, "totals"),
+        "left stale, as asked"
+    );
+
+    let out = copy(&src, &dst, &[]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(
+        out.stdout.contains("materialized views refreshed: 2"),
+        "{out:?}"
+    );
+    assert_eq!(view(&dst, "totals"), view(&src, "totals"));
+    assert_eq!(view(&dst, "doubled"), view(&src, "doubled"), "after totals");
+    assert_eq!(
+        dst.scalar_string("SELECT relispopulated::text FROM pg_class WHERE relname = 'never'"),
+        "false",
+        "not populated on the source either"
+    );
+}
