@@ -158,6 +158,15 @@ pub struct CopyArgs {
     #[argh(switch)]
     pub no_refresh_materialized_views: bool,
 
+    /// copy the large objects even though --include-tables or --include-schemas narrow the
+    /// copy (by default they go with a copy of the whole database, as with pg_dump)
+    #[argh(switch)]
+    pub large_objects: bool,
+
+    /// leave the destination's large objects as they are
+    #[argh(switch)]
+    pub no_large_objects: bool,
+
     /// the destination's indexes during the load: keep (maintained row by row), rebuild
     /// (dropped and built after the data, in the table's load transaction) or auto
     /// (default: rebuild for tables of 1 MiB and more)
@@ -300,6 +309,15 @@ pub struct VerifyArgs {
     /// seconds to wait for the locks on the source tables before the snapshot (default 60)
     #[argh(option, default = "60")]
     pub lock_timeout: u64,
+
+    /// compare the large objects even though --include-tables or --include-schemas narrow
+    /// the comparison (by default they are compared for the whole database)
+    #[argh(switch)]
+    pub large_objects: bool,
+
+    /// do not compare the large objects
+    #[argh(switch)]
+    pub no_large_objects: bool,
 
     /// comma-separated glob patterns (* and ?) of tables to verify; may be repeated
     #[argh(option)]

@@ -41,6 +41,8 @@ pub struct CopyConfig {
     pub sequences: bool,
     /// Refresh the materialized views built from copied tables after the load.
     pub refresh_views: bool,
+    /// Whether the large objects go with the copy.
+    pub large_objects: crate::large_objects::Selection,
     pub analyze: bool,
     pub index_mode: IndexMode,
     pub allow_outside_references: bool,
@@ -62,6 +64,8 @@ pub struct VerifyConfig {
     pub parallel: usize,
     /// How long taking the source snapshot waits for the locks on the tables.
     pub lock_timeout: Duration,
+    /// Whether the large objects are compared too.
+    pub large_objects: crate::large_objects::Selection,
     pub json: bool,
     pub verbosity: Verbosity,
 }
@@ -124,6 +128,7 @@ pub fn from_args(args: Box<cli::Args>) -> Result<Command> {
             ),
             parallel: parallel(a.parallel)?,
             lock_timeout: lock_timeout(a.lock_timeout),
+            large_objects: large_objects(a.large_objects, a.no_large_objects)?,
             json: a.json,
             verbosity: verbosity(a.quiet, a.verbose)?,
         })),
@@ -175,6 +180,7 @@ pub fn from_args(args: Box<cli::Args>) -> Result<Command> {
                 enable_triggers: a.enable_triggers,
                 sequences: !a.no_sequences,
                 refresh_views: !a.no_refresh_materialized_views,
+                large_objects: large_objects(a.large_objects, a.no_large_objects)?,
                 analyze: !a.no_analyze,
                 index_mode: a.indexes.as_deref().unwrap_or("auto").parse()?,
                 allow_outside_references: a.allow_outside_references,
@@ -196,6 +202,17 @@ fn parallel(n: usize) -> Result<usize> {
         bail!("--parallel must be between 1 and {MAX_PARALLEL}, not {n}");
     }
     Ok(n)
+}
+
+/// `--large-objects` / `--no-large-objects`.
+fn large_objects(always: bool, never: bool) -> Result<crate::large_objects::Selection> {
+    use crate::large_objects::Selection;
+    Ok(match (always, never) {
+        (true, true) => bail!("give either --large-objects or --no-large-objects, not both"),
+        (true, false) => Selection::Always,
+        (false, true) => Selection::Never,
+        (false, false) => Selection::Auto,
+    })
 }
 
 /// `--lock-timeout` seconds; 0 would mean "wait for ever" to the server, so at least 1.

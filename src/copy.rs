@@ -6,6 +6,7 @@ use crate::config::CopyConfig;
 use crate::conn::{describe, lock_destination, Identity};
 use crate::constraints::{self, Constraint, FkMode, Restored};
 use crate::indexes::{self, IndexMode};
+use crate::large_objects::{self, LargeObject};
 use crate::logging::{self, Verbosity};
 use crate::matviews::{self, MatView};
 use crate::pipe::{self, TableOutcome};
@@ -78,6 +79,11 @@ pub fn run(cfg: &CopyConfig) -> Result<u8> {
         sequences::plan(&mut snapshot.client, &selected)?
     } else {
         Vec::new()
+    };
+    let large_objects = if cfg.large_objects.copies(cfg.filter.narrowed()) {
+        Some(large_objects::plan(&mut snapshot.client)?)
+    } else {
+        None
     };
     let populated = if cfg.refresh_views {
         matviews::populated(&mut snapshot.client)?
@@ -188,6 +194,7 @@ pub fn run(cfg: &CopyConfig) -> Result<u8> {
             keys: &keys,
             sequences: &sequences,
             views: &views,
+            large_objects: large_objects.as_ref().map(Vec::len),
             findings: &findings,
             refusals: &refusals,
         };
@@ -242,14 +249,31 @@ pub fn run(cfg: &CopyConfig) -> Result<u8> {
     }
     let mut problems = Vec::new();
     let outcomes = catch_unwind(AssertUnwindSafe(|| {
-        copy_tables(cfg, &plan, &mut snapshot, mode, &state_file, &mut journal)
+        copy_tables(
+            cfg,
+            &plan,
+            &mut snapshot,
+            mode,
+            large_objects.as_deref(),
+            (&state_file, &mut journal),
+        )
     }))
-    .unwrap_or_else(|_| {
-        let outcomes = failed_all(&plan, "internal error: a copy thread panicked");
-        (outcomes, None)
+    .unwrap_or_else(|_| Copied {
+        outcomes: failed_all(&plan, "internal error: a copy thread panicked"),
+        stopped: None,
+        large_objects: None,
     });
-    let (outcomes, stopped) = outcomes;
+    let Copied {
+        outcomes,
+        stopped,
+        large_objects: objects_copied,
+    } = outcomes;
     problems.extend(stopped);
+    if let Some(Err(why)) = &objects_copied {
+        problems.push(format!(
+            "the large objects were not copied (the destination kept its own): {why}"
+        ));
+    }
 
     // The destination may have restarted during the load: the rest needs a live session.
     if let Err(err) = ensure_connected(cfg, &mut dest) {
@@ -285,7 +309,8 @@ pub fn run(cfg: &CopyConfig) -> Result<u8> {
     problems.extend(outcomes.iter().filter_map(|o| o.analyzed.clone()?.err()));
 
     let checks = if cfg.verify && !interrupt::requested() {
-        verify_copied(cfg, &plan, &outcomes, &snapshot, &mut problems)
+        let objects_ok = matches!(objects_copied, Some(Ok(_)));
+        verify_copied(cfg, &plan, &outcomes, objects_ok, &snapshot, &mut problems)
     } else {
         None
     };
@@ -335,6 +360,11 @@ pub fn run(cfg: &CopyConfig) -> Result<u8> {
         keys_not_valid: &restored.not_valid,
         sequences_set,
         views_refreshed,
+        large_objects: large_objects
+            .as_ref()
+            .zip(objects_copied)
+            .filter(|(objects, result)| !objects.is_empty() || result.is_err())
+            .map(|(objects, result)| (objects.len(), result)),
         analyzed,
         interrupted: interrupt::requested(),
         problems: &problems,
@@ -415,6 +445,7 @@ fn verify_copied(
     cfg: &CopyConfig,
     plan: &Plan,
     outcomes: &[TableOutcome],
+    large_objects: bool,
     snapshot: &Snapshot,
     problems: &mut Vec<String>,
 ) -> Option<Vec<verify::Check>> {
@@ -435,6 +466,7 @@ fn verify_copied(
         .and_then(|(source, dest)| {
             verify::compare(
                 &copied,
+                large_objects,
                 &snapshot.import_sql(),
                 &source,
                 &dest,
@@ -450,17 +482,18 @@ fn verify_copied(
     }
 }
 
-/// Runs the byte pipe with progress; never fails as a whole: a table that could not be
-/// copied carries its error. Also returns why the copy stopped short, if the source's
-/// snapshot was lost.
+/// Runs the byte pipe with progress, and copies `objects` (the large objects, if the copy
+/// carries them) beside it; never fails as a whole: a table that could not be copied
+/// carries its error.
 fn copy_tables(
     cfg: &CopyConfig,
     plan: &Plan,
     snapshot: &mut Snapshot,
     mode: FkMode,
-    state_file: &StateFile,
-    journal: &mut State,
-) -> (Vec<TableOutcome>, Option<String>) {
+    objects: Option<&[LargeObject]>,
+    journal: (&StateFile, &mut State),
+) -> Copied {
+    let (state_file, journal) = journal;
     let settings = pipe::Settings {
         snapshot_sql: snapshot.import_sql(),
         batch_size: cfg.batch_size,
@@ -516,25 +549,49 @@ fn copy_tables(
         source_lost = Some(lost);
     }
     let source = cfg.source.wire_pool(cfg.parallel * 2);
-    let result = cfg.dest.pool(cfg.parallel * 2).and_then(|dest| {
-        pipe::run(plan, &settings, &source, &dest, &counters, &stop, |lanes| {
-            progress.tick(&counters, lanes);
-            record(false);
-            if interrupt::requested() {
-                stop.request("the copy was interrupted");
-            }
-            // The snapshot lives in this session: once it is gone nothing more can
-            // be read consistently, so the copy stops instead of retrying in vain.
-            if last_check.elapsed() >= SNAPSHOT_CHECK && source_lost.is_none() {
-                last_check = Instant::now();
-                if let Err(why) = snapshot.check() {
-                    let lost = snapshot_lost(&why);
-                    log::error!("{lost}: stopping");
-                    stop.request(lost.clone());
-                    source_lost = Some(lost);
+    let snapshot_sql = snapshot.import_sql();
+    let (result, large_objects) = std::thread::scope(|scope| {
+        // The large objects go on a thread of their own, beside the lanes.
+        let large_objects = objects.map(|objects| {
+            scope.spawn(|| {
+                let stopping = || stop.requested() || interrupt::requested();
+                large_objects::copy(
+                    &cfg.source,
+                    &cfg.dest,
+                    &snapshot_sql,
+                    objects,
+                    &counters.bytes,
+                    &stopping,
+                )
+                .map_err(|err| describe(&err))
+            })
+        });
+        let result = cfg.dest.pool(cfg.parallel * 2).and_then(|dest| {
+            pipe::run(plan, &settings, &source, &dest, &counters, &stop, |lanes| {
+                progress.tick(&counters, lanes);
+                record(false);
+                if interrupt::requested() {
+                    stop.request("the copy was interrupted");
                 }
-            }
-        })
+                // The snapshot lives in this session: once it is gone nothing more can
+                // be read consistently, so the copy stops instead of retrying in vain.
+                if last_check.elapsed() >= SNAPSHOT_CHECK && source_lost.is_none() {
+                    last_check = Instant::now();
+                    if let Err(why) = snapshot.check() {
+                        let lost = snapshot_lost(&why);
+                        log::error!("{lost}: stopping");
+                        stop.request(lost.clone());
+                        source_lost = Some(lost);
+                    }
+                }
+            })
+        });
+        let large_objects = large_objects.map(|thread| {
+            thread.join().unwrap_or_else(|_| {
+                Err("internal error: the large objects' thread panicked".into())
+            })
+        });
+        (result, large_objects)
     });
     record(true);
     progress.finish();
@@ -542,7 +599,20 @@ fn copy_tables(
         format!("{lost}; the tables not copied kept their old rows: copy again, or with --resume")
     });
     let outcomes = result.unwrap_or_else(|err| failed_all(plan, &describe(&err)));
-    (outcomes, stopped)
+    Copied {
+        outcomes,
+        stopped,
+        large_objects,
+    }
+}
+
+/// What `copy_tables` did.
+struct Copied {
+    outcomes: Vec<TableOutcome>,
+    /// Why the copy stopped short, if the source's snapshot was lost.
+    stopped: Option<String>,
+    /// The bytes of large objects copied, or why they were not; `None` when not asked.
+    large_objects: Option<Result<u64, String>>,
 }
 
 /// Says that the snapshot is gone, and why.

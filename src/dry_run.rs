@@ -19,6 +19,8 @@ pub struct Planned<'a> {
     pub sequences: &'a [Sequence],
     /// Materialized views refreshed after the load.
     pub views: &'a [MatView],
+    /// How many large objects replace the destination's; `None` when the copy leaves them.
+    pub large_objects: Option<usize>,
     /// What taking the source snapshot waited for or did again.
     pub findings: &'a [String],
     /// Why the copy would be refused (exit code 2), one paragraph per kind.
@@ -34,6 +36,7 @@ impl Planned<'_> {
             keys,
             sequences,
             views,
+            large_objects,
             findings,
             refusals,
         } = self;
@@ -147,6 +150,10 @@ impl Planned<'_> {
         for view in views.iter() {
             writeln!(out, "  {}", view.name)?;
         }
+        match large_objects {
+            Some(count) => writeln!(out, "large objects replacing the destination's: {count}")?,
+            None => writeln!(out, "large objects: left as they are")?,
+        }
         for finding in findings.iter() {
             writeln!(out, "planning: {finding}")?;
         }
@@ -193,6 +200,7 @@ impl Planned<'_> {
                 "is_called": q.is_called,
             })).collect::<Vec<_>>(),
             "materialized_views": self.views.iter().map(|v| v.name.to_string()).collect::<Vec<_>>(),
+            "large_objects": self.large_objects,
             "planning": self.findings,
             "refused": self.refusals,
             "warnings": logging::warnings(),

@@ -96,6 +96,12 @@ impl TableFilter {
         (self.include_tables.is_empty() || hit(&self.include_tables)) && !hit(&self.exclude_tables)
     }
 
+    /// Whether include patterns narrow the selection to some tables or schemas (exclude
+    /// patterns alone leave it the whole database, less some).
+    pub fn narrowed(&self) -> bool {
+        !self.include_tables.is_empty() || !self.include_schemas.is_empty()
+    }
+
     /// Include patterns that select none of `tables`: most likely typing mistakes.
     pub fn unmatched_includes<'a>(
         &'a self,

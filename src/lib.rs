@@ -15,6 +15,7 @@ pub mod filter;
 pub mod framing;
 pub mod indexes;
 pub mod interrupt;
+pub mod large_objects;
 pub mod list;
 pub mod load;
 pub mod logging;

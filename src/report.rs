@@ -93,6 +93,9 @@ pub struct Report<'a> {
     /// Keys put back `NOT VALID` on purpose (their table is outside the copy).
     pub keys_not_valid: &'a [String],
     pub sequences_set: usize,
+    /// The large objects the copy carried, and the bytes copied or why not; `None` when it
+    /// carried none.
+    pub large_objects: Option<(usize, Result<u64, String>)>,
     /// Materialized views built from copied tables, refreshed after the load.
     pub views_refreshed: usize,
     /// Tables ANALYZEd after the load.
@@ -227,6 +230,15 @@ impl Report<'_> {
             self.triggers_disabled()
         )?;
         writeln!(out, "sequences set: {}", self.sequences_set)?;
+        match &self.large_objects {
+            Some((count, Ok(bytes))) => writeln!(
+                out,
+                "large objects: {count} copied ({})",
+                format_bytes(*bytes)
+            )?,
+            Some((count, Err(_))) => writeln!(out, "large objects: FAILED, {count} not copied")?,
+            None => {}
+        }
         if self.views_refreshed > 0 {
             writeln!(
                 out,
@@ -324,6 +336,12 @@ impl Report<'_> {
             "triggers_disabled": self.triggers_disabled(),
             "sequences_set": self.sequences_set,
             "materialized_views_refreshed": self.views_refreshed,
+            "large_objects": self.large_objects.as_ref().map(|(count, result)| json!({
+                "count": count,
+                "bytes": result.as_ref().ok(),
+                "status": if result.is_ok() { "ok" } else { "failed" },
+                "error": result.as_ref().err(),
+            })),
             "tables_analyzed": self.analyzed,
             "indexes_rebuilt": self.indexes_rebuilt(),
             "interrupted": self.interrupted,

@@ -9,6 +9,7 @@
 
 use crate::config::VerifyConfig;
 use crate::conn::{describe, Pool};
+use crate::large_objects;
 use crate::plan::{self, Plan, Replace, TablePlan};
 use crate::report::{print_json, write_table};
 use crate::snapshot::{self, Source};
@@ -78,8 +79,10 @@ pub fn digest_sql(table: &TablePlan) -> String {
 
 /// Digests every table of the plan on both sides, `parallel` queries per side at a time.
 /// The source side reads the given snapshot.
+/// The large objects too when `large_objects`, reported as `pg_catalog.pg_largeobject`.
 pub fn compare(
     plan: &Plan,
+    large_objects: bool,
     snapshot_sql: &str,
     source: &Pool,
     dest: &Pool,
@@ -113,7 +116,7 @@ pub fn compare(
             .collect()
     });
     let mut digests = digests.into_iter();
-    Ok(plan
+    let mut checks: Vec<Check> = plan
         .tables
         .iter()
         .map(|table| Check {
@@ -121,28 +124,56 @@ pub fn compare(
             source: digests.next().unwrap_or_else(|| Err("not run".into())),
             dest: digests.next().unwrap_or_else(|| Err("not run".into())),
         })
-        .collect())
+        .collect();
+    if large_objects {
+        let side = |pool, snapshot| {
+            query_digest(pool, snapshot, None, large_objects::DIGEST_SQL)
+                .map_err(|err| describe(&err))
+        };
+        let check = Check {
+            table: TableName::new("pg_catalog", "pg_largeobject"),
+            source: side(source, Some(snapshot_sql)),
+            dest: side(dest, None),
+        };
+        // Neither side has any: nothing to report.
+        let none = |d: &Result<Digest, String>| matches!(d, Ok(d) if d.rows == 0);
+        if !(none(&check.source) && none(&check.dest)) {
+            checks.push(check);
+        }
+    }
+    Ok(checks)
 }
 
 fn digest(pool: &Pool, table: &TablePlan, snapshot_sql: Option<&str>) -> Result<Digest> {
+    query_digest(pool, snapshot_sql, Some(table), &digest_sql(table))
+        .with_context(|| format!("digesting {}", table.name))
+}
+
+/// Runs a digest query in a transaction of its own, on the source in the snapshot (and
+/// with `table` locked, as readers lock it).
+fn query_digest(
+    pool: &Pool,
+    snapshot_sql: Option<&str>,
+    table: Option<&TablePlan>,
+    sql: &str,
+) -> Result<Digest> {
     let mut client = pool.get().context("connecting")?;
     let mut tx = client
         .build_transaction()
         .isolation_level(IsolationLevel::RepeatableRead)
         .read_only(true)
         .start()?;
-    if let Some(sql) = snapshot_sql {
-        tx.batch_execute(sql)
+    if let Some(import) = snapshot_sql {
+        tx.batch_execute(import)
             .context("importing the source snapshot")?;
-        tx.batch_execute(&table.lock_sql())
-            .map_err(|err| table.lock_failed(err.into()))?;
+        if let Some(table) = table {
+            tx.batch_execute(&table.lock_sql())
+                .map_err(|err| table.lock_failed(err.into()))?;
+        }
     }
     tx.batch_execute(TEXT_SETTINGS)?;
-    let sql = digest_sql(table);
     log::debug!("verify: {sql}");
-    let row = tx
-        .query_one(&sql, &[])
-        .with_context(|| format!("digesting {}", table.name))?;
+    let row = tx.query_one(sql, &[])?;
     Ok(Digest {
         rows: row.get(0),
         checksum: row.get(1),
@@ -174,6 +205,7 @@ pub fn run(cfg: &VerifyConfig) -> Result<u8> {
     }
     let checks = compare(
         &plan,
+        cfg.large_objects.copies(cfg.filter.narrowed()),
         &snapshot.import_sql(),
         &cfg.source.pool(cfg.parallel)?,
         &cfg.dest.pool(cfg.parallel)?,
