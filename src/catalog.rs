@@ -407,3 +407,25 @@ pub fn dest_leaves(
         })
         .collect())
 }
+
+/// The file each of the given destination tables is in now (`pg_relation_filenode`).
+pub fn filenodes(client: &mut Client, names: &[TableName]) -> Result<HashMap<TableName, u32>> {
+    let schemas: Vec<&str> = names.iter().map(|t| t.schema.as_str()).collect();
+    let tables: Vec<&str> = names.iter().map(|t| t.name.as_str()).collect();
+    let rows = client
+        .query(
+            "SELECT n.nspname, c.relname, pg_relation_filenode(c.oid)
+             FROM unnest($1::text[], $2::text[]) AS want(schema_name, table_name)
+             JOIN pg_namespace n ON n.nspname = want.schema_name
+             JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = want.table_name",
+            &[&schemas, &tables],
+        )
+        .context("reading the destination tables' files")?;
+    Ok(rows
+        .iter()
+        .filter_map(|row| {
+            let name = TableName::new(row.get::<_, String>(0), row.get::<_, String>(1));
+            Some((name, row.get::<_, Option<u32>>(2)?))
+        })
+        .collect())
+}

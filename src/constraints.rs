@@ -388,6 +388,12 @@ pub fn restore_all(client: &mut Client, keys: &[Constraint]) -> Result<Restored>
     Ok(restored)
 }
 
+/// Whether every one of `keys` is in place on the destination: then a record that says
+/// they were dropped does not describe this destination as it is.
+pub fn all_in_place(client: &mut Client, keys: &[Constraint]) -> Result<bool> {
+    Ok(existing(client, keys)?.len() == keys.len())
+}
+
 /// Which of the keys exist on the destination now, and whether each is validated.
 fn existing(
     client: &mut Client,

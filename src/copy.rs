@@ -16,7 +16,7 @@ use crate::report::{format_bytes, print_json, Report};
 use crate::sequences::{self, Sequence};
 use crate::snapshot::{self, Snapshot, Source};
 use crate::sql::TableName;
-use crate::state::{State, StateFile};
+use crate::state::{Done, State, StateFile};
 use crate::{catalog, confirm, dry_run, exit, interrupt, recover, triggers, verify};
 use anyhow::{bail, Context, Result};
 use postgres::Client;
@@ -98,7 +98,7 @@ pub fn run(cfg: &CopyConfig) -> Result<u8> {
     let fingerprint = fingerprint(&source_id, &plan);
     let full_plan = plan.clone();
     let done_before = if cfg.resume {
-        resume(&mut plan, previous.as_ref(), &fingerprint)?
+        resume(&mut dest, &mut plan, previous.as_ref(), &fingerprint)?
     } else {
         Vec::new()
     };
@@ -327,7 +327,10 @@ pub fn run(cfg: &CopyConfig) -> Result<u8> {
                 .iter()
                 .zip(&outcomes)
                 .filter(|(_, o)| o.error.is_none())
-                .map(|(t, _)| t.name.clone()),
+                .map(|(t, o)| Done {
+                    table: t.name.clone(),
+                    filenode: o.filenode,
+                }),
         )
         .collect();
     if journal.done.len() == full_plan.tables.len() {
@@ -403,7 +406,14 @@ fn fingerprint(source: &Identity, plan: &Plan) -> String {
 }
 
 /// Narrows the plan to the tables an interrupted run did not finish; returns those it did.
-fn resume(plan: &mut Plan, previous: Option<&State>, fingerprint: &str) -> Result<Vec<TableName>> {
+/// A table it finished that no longer has the file its load left it in is copied again:
+/// it changed since, or this is not the destination the run wrote to (a clone).
+fn resume(
+    dest: &mut Client,
+    plan: &mut Plan,
+    previous: Option<&State>,
+    fingerprint: &str,
+) -> Result<Vec<Done>> {
     let Some(previous) = previous.filter(|p| p.plan.is_some()) else {
         bail!("nothing to resume: no interrupted copy left tables to do on this destination; run without --resume");
     };
@@ -413,15 +423,35 @@ fn resume(plan: &mut Plan, previous: Option<&State>, fingerprint: &str) -> Resul
              interrupted run; run without --resume to copy everything"
         );
     }
-    let done: HashSet<&TableName> = previous.done.iter().collect();
-    plan.tables.retain(|t| !done.contains(&t.name));
+    let names: Vec<TableName> = previous.done.iter().map(|d| d.table.clone()).collect();
+    let now = catalog::filenodes(dest, &names)?;
+    let (done, changed): (Vec<Done>, Vec<Done>) = previous
+        .done
+        .iter()
+        .cloned()
+        .partition(|d| d.filenode == 0 || now.get(&d.table) == Some(&d.filenode));
+    if !changed.is_empty() {
+        log::warn!(
+            "{} tables the interrupted run copied are not as it left them on this destination \
+             (changed since, or the state file is another server's: a clone?), so they are \
+             copied again: {}",
+            changed.len(),
+            changed
+                .iter()
+                .map(|d| d.table.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    let skipped: HashSet<&TableName> = done.iter().map(|d| &d.table).collect();
+    plan.tables.retain(|t| !skipped.contains(&t.name));
     log::warn!(
         "resuming: {} tables were copied by the interrupted run, from its own older snapshot; \
          the {} left are copied now, from a new one",
-        previous.done.len(),
+        done.len(),
         plan.tables.len()
     );
-    Ok(previous.done.clone())
+    Ok(done)
 }
 
 /// For sequences: every table of the full plan with whether it is copied now, counting
@@ -429,13 +459,13 @@ fn resume(plan: &mut Plan, previous: Option<&State>, fingerprint: &str) -> Resul
 fn outcomes_by_name(
     plan: &Plan,
     outcomes: &[TableOutcome],
-    done_before: &[TableName],
+    done_before: &[Done],
 ) -> HashMap<TableName, bool> {
     plan.tables
         .iter()
         .zip(outcomes)
         .map(|(t, o)| (t.name.clone(), o.error.is_none()))
-        .chain(done_before.iter().map(|t| (t.clone(), true)))
+        .chain(done_before.iter().map(|d| (d.table.clone(), true)))
         .collect()
 }
 
@@ -531,7 +561,10 @@ fn copy_tables(
         journal.done = done_before
             .iter()
             .cloned()
-            .chain(done.iter().map(|&i| plan.tables[i].name.clone()))
+            .chain(done.iter().map(|&(i, filenode)| Done {
+                table: plan.tables[i].name.clone(),
+                filenode,
+            }))
             .collect();
         if let Err(err) = state_file.save(journal) {
             log::warn!("could not record progress: {}", describe(&err));
@@ -623,14 +656,7 @@ fn snapshot_lost(why: &str) -> String {
 fn failed_all(plan: &Plan, why: &str) -> Vec<TableOutcome> {
     plan.tables
         .iter()
-        .map(|_| TableOutcome {
-            rows: 0,
-            bytes: 0,
-            elapsed: std::time::Duration::ZERO,
-            error: Some(anyhow::anyhow!(why.to_string())),
-            attempts: 0,
-            analyzed: None,
-        })
+        .map(|_| TableOutcome::failed(anyhow::anyhow!(why.to_string())))
         .collect()
 }
 

@@ -24,7 +24,8 @@ pub enum Piece {
     End(u64),
 }
 
-/// Replaces one destination table's rows in one transaction; returns the rows written.
+/// Replaces one destination table's rows in one transaction; returns the rows written and
+/// the table's file.
 /// Any error rolls the transaction back (the `Transaction` is dropped), keeping the old rows.
 pub fn write_table(
     settings: &Settings,
@@ -32,7 +33,7 @@ pub fn write_table(
     table: &TablePlan,
     client: &mut Client,
     mut next: impl FnMut() -> Result<Piece>,
-) -> Result<u64> {
+) -> Result<Loaded> {
     let mut tx = client
         .transaction()
         .context("starting the destination transaction")?;
@@ -97,8 +98,27 @@ pub fn write_table(
         table.triggers.iter().map(|t| t.enable_sql(&table.name)),
     )
     .context("enabling the table's triggers again")?;
+    // The file the rows are in now (a TRUNCATE gave the table a new one): what tells this
+    // load apart from anything the table held before, for --resume (see `State::done`).
+    let filenode: u32 = tx
+        .query_one(
+            "SELECT pg_relation_filenode($1::text::regclass)",
+            &[&table.name.quoted()],
+        )?
+        .get::<_, Option<u32>>(0)
+        .unwrap_or(0);
     tx.commit().context("committing on the destination")?;
-    Ok(written)
+    Ok(Loaded {
+        rows: written,
+        filenode,
+    })
+}
+
+/// What a load did.
+pub struct Loaded {
+    pub rows: u64,
+    /// `pg_relation_filenode` of the table after the load.
+    pub filenode: u32,
 }
 
 /// Streams the reader's chunks into `COPY … FROM STDIN`; returns the rows written, which

@@ -52,18 +52,29 @@ pub struct TableOutcome {
     pub attempts: u32,
     /// Whether the loaded table was analyzed: `None` when it was not tried, else the failure.
     pub analyzed: Option<Result<(), String>>,
+    /// The destination table's file after the load (0 when it was not loaded).
+    pub filenode: u32,
 }
 
 impl TableOutcome {
-    /// A try whose writer went away before it could say how the table went.
-    fn lost(job: Job) -> TableOutcome {
+    /// A table that was not copied, and why: the one way a failed outcome is made.
+    pub fn failed(error: anyhow::Error) -> TableOutcome {
         TableOutcome {
             rows: 0,
             bytes: 0,
             elapsed: Duration::ZERO,
-            error: Some(anyhow!("the destination writer stopped")),
-            attempts: job.attempt,
+            error: Some(error),
+            attempts: 0,
             analyzed: None,
+            filenode: 0,
+        }
+    }
+
+    /// A try whose writer went away before it could say how the table went.
+    fn lost(job: Job) -> TableOutcome {
+        TableOutcome {
+            attempts: job.attempt,
+            ..TableOutcome::failed(anyhow!("the destination writer stopped"))
         }
     }
 }
@@ -239,16 +250,7 @@ pub fn run(
     let outcomes = shared.outcomes.into_inner().unwrap_or_default();
     Ok(outcomes
         .into_iter()
-        .map(|outcome| {
-            outcome.unwrap_or_else(|| TableOutcome {
-                rows: 0,
-                bytes: 0,
-                elapsed: Duration::ZERO,
-                error: Some(anyhow!(why_not.clone())),
-                attempts: 0,
-                analyzed: None,
-            })
-        })
+        .map(|outcome| outcome.unwrap_or_else(|| TableOutcome::failed(anyhow!(why_not.clone()))))
         .collect())
 }
 
@@ -294,7 +296,7 @@ impl Shared<'_> {
     fn finish(&self, index: usize, outcome: TableOutcome) {
         if outcome.error.is_none() {
             if let Ok(mut copied) = self.counters.copied.lock() {
-                copied.push(index);
+                copied.push((index, outcome.filenode));
             }
         }
         if let Ok(mut outcomes) = self.outcomes.lock() {
@@ -486,7 +488,7 @@ fn writer_lane(
         }
         lane.current.store(IDLE, Ordering::SeqCst);
         match result {
-            Ok(rows) => {
+            Ok(load::Loaded { rows, filenode }) => {
                 log::debug!(
                     "copied {} ({rows} rows, {})",
                     table.name,
@@ -502,6 +504,7 @@ fn writer_lane(
                     error: None,
                     attempts: job.attempt,
                     analyzed,
+                    filenode,
                 };
                 shared.finish(job.index, outcome);
             }
@@ -524,12 +527,10 @@ fn writer_lane(
             Err(err) => {
                 log::error!("{} failed: {}", table.name, describe(&err));
                 let outcome = TableOutcome {
-                    rows: 0,
                     bytes: incoming.bytes,
                     elapsed: started.elapsed(),
-                    error: Some(err),
                     attempts: job.attempt,
-                    analyzed: None,
+                    ..TableOutcome::failed(err)
                 };
                 shared.finish(job.index, outcome);
             }

@@ -23,9 +23,9 @@ pub struct Counters {
     pub bytes: AtomicU64,
     pub rows: AtomicU64,
     pub tables_done: AtomicUsize,
-    /// Plan indexes of the tables copied completely, in the order they finished. Locked
-    /// once per table, never per chunk.
-    pub copied: Mutex<Vec<usize>>,
+    /// Plan indexes of the tables copied completely, in the order they finished, with the
+    /// file each has now. Locked once per table, never per chunk.
+    pub copied: Mutex<Vec<(usize, u32)>>,
 }
 
 /// Where pbr renders a frame; `logging::draw_bar` shows it.

@@ -41,7 +41,19 @@ pub struct State {
     /// What the run copies (see `copy::fingerprint`), while it has tables left to do.
     pub plan: Option<String>,
     /// Tables the run (and the runs it resumed) copied completely.
-    pub done: Vec<TableName>,
+    pub done: Vec<Done>,
+}
+
+/// A table a run copied completely, and the file its load left it in
+/// (`pg_relation_filenode`): `--resume` skips the table only while it still has that file.
+/// A table truncated or rewritten since, or a destination that is not the one the run
+/// wrote to (a clone restored from the same backup shares its identity, but not its
+/// files' numbers), gets it copied again.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Done {
+    pub table: TableName,
+    /// 0 where it is not known.
+    pub filenode: u32,
 }
 
 impl State {
@@ -100,11 +112,12 @@ impl State {
         if let Some(plan) = &self.plan {
             out.push_str(&format!("plan\t{}\n", escape(plan)));
         }
-        for table in &self.done {
+        for done in &self.done {
             out.push_str(&format!(
-                "done\t{}\t{}\n",
-                escape(&table.schema),
-                escape(&table.name)
+                "done\t{}\t{}\t{}\n",
+                escape(&done.table.schema),
+                escape(&done.table.name),
+                done.filenode
             ));
         }
         out
@@ -131,9 +144,10 @@ impl State {
                 [tag, pid] if tag == "pid" => state.pid = pid.parse()?,
                 [tag, started] if tag == "started" => state.started = started.parse()?,
                 [tag, plan] if tag == "plan" => state.plan = Some(plan.clone()),
-                [tag, schema, table] if tag == "done" => state
-                    .done
-                    .push(TableName::new(schema.clone(), table.clone())),
+                [tag, schema, table, filenode] if tag == "done" => state.done.push(Done {
+                    table: TableName::new(schema.clone(), table.clone()),
+                    filenode: filenode.parse()?,
+                }),
                 [tag, validated, partitioned, outside, schema, table, name, definition, kind, references_partitioned, comment]
                     if tag == "fk" || tag == "validate" =>
                 {
@@ -183,6 +197,50 @@ impl StateFile {
         StateFile {
             path: dir.join(name),
         }
+    }
+
+    /// Files of this destination's identity set aside (see `set_aside`), oldest first.
+    pub fn set_aside_files(&self) -> Result<Vec<StateFile>> {
+        let dir = self.path.parent().unwrap_or(Path::new("."));
+        let stem = self
+            .path
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or_default();
+        let prefix = format!("{stem}-");
+        let entries = match fs::read_dir(dir) {
+            Ok(entries) => entries,
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(err) => return Err(err).with_context(|| format!("reading {}", dir.display())),
+        };
+        let mut files: Vec<PathBuf> = entries
+            .filter_map(|entry| entry.ok().map(|e| e.path()))
+            .filter(|path| {
+                path.extension().is_some_and(|x| x == "state")
+                    && path
+                        .file_name()
+                        .and_then(|n| n.to_str())
+                        .is_some_and(|n| n.starts_with(&prefix))
+            })
+            .collect();
+        files.sort();
+        Ok(files.into_iter().map(|path| StateFile { path }).collect())
+    }
+
+    /// Moves this file out of the way, under a name of its own next to it, and returns that
+    /// file: for a state that does not describe the server now answering to this identity.
+    pub fn set_aside(&self, state: &State) -> Result<StateFile> {
+        let stem = self
+            .path
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or_default();
+        let aside = self
+            .path
+            .with_file_name(format!("{stem}-{}-{}.state", state.started, state.pid));
+        fs::rename(&self.path, &aside)
+            .with_context(|| format!("setting {} aside", self.path.display()))?;
+        Ok(StateFile { path: aside })
     }
 
     pub fn load(&self) -> Result<Option<State>> {
@@ -302,7 +360,16 @@ mod tests {
             ..key("ck3", "CHECK ((a > 0)) NOT VALID")
         }];
         state.plan = Some("0123abcd".into());
-        state.done = vec![TableName::new("s", "t\tx"), TableName::new("public", "u")];
+        state.done = vec![
+            Done {
+                table: TableName::new("s", "t\tx"),
+                filenode: 16_384,
+            },
+            Done {
+                table: TableName::new("public", "u"),
+                filenode: 0,
+            },
+        ];
         assert_eq!(State::decode(&state.encode()).unwrap(), state);
     }
 

@@ -268,7 +268,10 @@ fn a_table_counts_as_done_for_resume_only_once_its_commit_is_on_disk() {
     let mut child = spawn_copy(&src, &dst, &["--parallel", "1", "--no-analyze"]);
     wait_for_blocked_pgcopy(&dst, &locker);
     let deadline = Instant::now() + Duration::from_secs(60);
-    while !state_lines(&dst).iter().any(|l| l == "done\tpublic\tfirst") {
+    while !state_lines(&dst)
+        .iter()
+        .any(|l| l.starts_with("done\tpublic\tfirst\t"))
+    {
         assert!(
             Instant::now() < deadline,
             "first was never recorded as done: {:?}",
@@ -511,4 +514,73 @@ fn large_objects_are_copied_with_their_oids_owners_and_grants() {
     let out =
         util::run(util::pgcopy().args(["verify", "--source", &src.url(), "--dest", &dst.url()]));
     assert_eq!(out.code, 3, "{out:?}");
+}
+
+#[test]
+fn a_state_file_is_never_applied_to_a_clone_of_its_destination() {
+    let a = util::start_cluster(ClusterOptions::default());
+    let name = "state_file_and_clones";
+    let src = util::source().create_db(name);
+    let on_a = a.create_db(name);
+    let schema = "CREATE TABLE parent (id int PRIMARY KEY);
+                  CREATE TABLE child (id int, parent_id int REFERENCES parent);
+                  CREATE TABLE held (id int)";
+    src.exec(schema);
+    on_a.exec(schema);
+    src.exec(
+        "INSERT INTO parent SELECT generate_series(1, 10);
+         INSERT INTO child SELECT i, i FROM generate_series(1, 10) i;
+         INSERT INTO held VALUES (1)",
+    );
+    // A clone of A: the same system identifier and database; promoted, then stopped.
+    let mut b = util::start_standby(&a);
+    b.db(name).exec("SELECT pg_promote(); CHECKPOINT");
+    b.stop();
+    let keys = crate::foreign_keys(&on_a);
+
+    // A run on A drops the key and is killed: the state file records it.
+    let locker = lock_table(&on_a, "held");
+    let mut child = spawn_copy(&src, &on_a, &["--parallel", "1"]);
+    wait_for_blocked_pgcopy(&on_a, &locker);
+    child.kill().expect("killing pgcopy");
+    child.wait().expect("waiting for pgcopy");
+    drop(locker);
+    assert_eq!(
+        crate::foreign_keys(&on_a),
+        Vec::<Vec<Option<String>>>::new()
+    );
+
+    // The clone takes A's place, same port: the file names this identity, but the key it
+    // says is dropped is in place here. It is set aside, and the copy goes on.
+    let port = a.port;
+    a.stop();
+    b.start_on_port(port);
+    let on_b = b.db(name);
+    let out = copy(&src, &on_b, &[]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(
+        out.stderr.contains("lists 1 constraints as dropped")
+            && out.stderr.contains("It is set aside as"),
+        "{out:?}"
+    );
+    assert_eq!(crate::foreign_keys(&on_b), keys);
+
+    // Back on A, recover finds the file set aside, and puts A's key back (NOT VALID: the
+    // killed run left the data half copied), and the next copy validates it.
+    b.stop();
+    a.start();
+    let out = util::run(util::pgcopy().args(["recover", "--dest", &on_a.url()]));
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(
+        out.stderr
+            .contains("was set aside as another server's, but its dropped keys are missing"),
+        "{out:?}"
+    );
+    assert_eq!(
+        crate::key_names(&crate::foreign_keys(&on_a)),
+        crate::key_names(&keys)
+    );
+    let out = copy(&src, &on_a, &[]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(crate::foreign_keys(&on_a), keys, "{out:?}");
 }

@@ -353,7 +353,7 @@ fn after_kill_9_mid_copy_recover_and_the_next_copy_put_the_keys_back() {
         };
         assert!(
             out.stderr.contains("did not finish")
-                && out.stderr.contains("putting back the 6 foreign keys"),
+                && out.stderr.contains("putting back the 6 constraints"),
             "{recovery} says what it does: {out:?}"
         );
         assert_eq!(

@@ -354,6 +354,14 @@ impl Cluster {
         }
     }
 
+    /// Starts the server again after `stop`, on another port: a physical clone of another
+    /// cluster taking its place, say.
+    pub fn start_on_port(&mut self, port: u16) {
+        self.port = port;
+        self.server_options = server_options(port, &self.socket_dir, &[]);
+        self.start();
+    }
+
     /// `stop` then `start`.
     pub fn restart(&self) {
         self.stop();
