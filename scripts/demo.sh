@@ -11,6 +11,8 @@ cd "$(dirname "$0")/.."
 root=$(pwd)
 # shellcheck source=scripts/lib/cluster.sh
 source scripts/lib/cluster.sh
+# Servers and the client programs the demo fills and checks the data with.
+ensure_postgres --clients
 
 scale=${DEMO_SCALE:-10}
 db=demo

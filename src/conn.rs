@@ -21,8 +21,8 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 use tokio_postgres_rustls::MakeRustlsConnect;
 
-/// The oldest server pgcopy supports: generated columns and `pg_partition_root` are 12+.
-pub const MIN_SERVER_VERSION: i32 = 120000;
+/// The oldest server pgcopy supports, and tests: 13. (12 is past its end of life.)
+pub const MIN_SERVER_VERSION: i32 = 130000;
 
 const POOL_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -107,7 +107,12 @@ impl Target {
             .with_context(|| format!("asking {self} for its version"))?
             .get(0);
         if version < MIN_SERVER_VERSION {
-            bail!("{self} runs PostgreSQL {version}; pgcopy needs 12 or newer");
+            bail!(
+                "{self} runs PostgreSQL {}.{}; pgcopy needs 13 or newer (older versions are past \
+                 their end of life, and untested)",
+                version / 10000,
+                version % 10000
+            );
         }
         session_setup::apply(&mut client)
             .with_context(|| format!("setting up a session on {self}"))?;
@@ -230,7 +235,8 @@ impl Target {
         if let Some(db) = err.as_db_error() {
             let mut text = db_error(err);
             if db.code() == &SqlState::INVALID_AUTHORIZATION_SPECIFICATION
-                && db.message().contains("no encryption")
+                // "no encryption" from 14 on, "SSL off" before.
+                && (db.message().contains("no encryption") || db.message().contains("SSL off"))
                 && self.tls.mode() == SslMode::Disable
             {
                 text.push_str(

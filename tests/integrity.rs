@@ -9,7 +9,7 @@ use crate::{
 
 /// Keys of every kind: a chain a <- b <- c, a cycle x <-> y with deferrable keys, a
 /// self-reference, a composite MATCH FULL key.
-const KEYS_SCHEMA: &str = "
+pub const KEYS_SCHEMA: &str = "
     CREATE TABLE a (id int PRIMARY KEY);
     CREATE TABLE b (id int PRIMARY KEY, a_id int REFERENCES a);
     CREATE TABLE c (id int PRIMARY KEY, b_id int REFERENCES b ON DELETE CASCADE);
@@ -36,6 +36,15 @@ const KEYS_DATA: &str = "
     INSERT INTO pair_child SELECT i, i, -i FROM generate_series(1, 40) i;
     INSERT INTO pair_child VALUES (41, NULL, NULL);";
 
+/// A table without keys whose trigger rejects every row, so that a load that does not keep
+/// the triggers quiet fails.
+pub const BLOCKER_SCHEMA: &str = "
+    CREATE TABLE blocker (id int);
+    CREATE FUNCTION reject() RETURNS trigger LANGUAGE plpgsql
+        AS $$ BEGIN RAISE EXCEPTION 'rejected by trigger on %', TG_TABLE_NAME; END $$;
+    CREATE TRIGGER blocker_reject BEFORE INSERT ON blocker
+        FOR EACH ROW EXECUTE FUNCTION reject()";
+
 pub const KEY_TABLES: [&str; 9] = [
     "a",
     "b",
@@ -53,15 +62,7 @@ pub const KEY_TABLES: [&str; 9] = [
 pub fn keys_pair(name: &str) -> (TestDb, TestDb) {
     let (src, dst) = util::pair(name);
     both(&src, &dst, KEYS_SCHEMA);
-    both(
-        &src,
-        &dst,
-        "CREATE TABLE blocker (id int);
-         CREATE FUNCTION reject() RETURNS trigger LANGUAGE plpgsql
-             AS $$ BEGIN RAISE EXCEPTION 'rejected by trigger on %', TG_TABLE_NAME; END $$;
-         CREATE TRIGGER blocker_reject BEFORE INSERT ON blocker
-             FOR EACH ROW EXECUTE FUNCTION reject()",
-    );
+    both(&src, &dst, BLOCKER_SCHEMA);
     src.exec(KEYS_DATA);
     src.exec("ALTER TABLE blocker DISABLE TRIGGER blocker_reject; INSERT INTO blocker SELECT generate_series(1, 10)");
     src.exec("ALTER TABLE blocker ENABLE TRIGGER blocker_reject");

@@ -9,7 +9,7 @@ use std::process::Command;
 fn pgbench_pair(name: &str) -> (TestDb, TestDb) {
     let (src, dst) = util::pair(name);
     util::load_pgbench(&src, 1);
-    util::copy_schema(&src, &dst);
+    util::pgbench_schema(&dst);
     (src, dst)
 }
 

@@ -1,7 +1,7 @@
 //! Reliability: verification on both servers, resuming an interrupted copy, and the faults
 //! and bad inputs an operator meets, each showing that nothing is lost.
 
-use crate::integrity::{assert_same_data, keys_pair, KEY_TABLES};
+use crate::integrity::{assert_same_data, keys_pair, BLOCKER_SCHEMA, KEYS_SCHEMA, KEY_TABLES};
 use crate::util::{self, TestDb};
 use crate::{
     both, copy, copy_to, finish, foreign_keys, key_names, lock_table, spawn_copy, state_count,
@@ -236,7 +236,8 @@ fn a_destination_restart_mid_copy_is_survived() {
     let (src, _) = keys_pair("destination_restart_mid_copy");
     let cluster = util::start_cluster(util::ClusterOptions::default());
     let dst = cluster.create_db("destination_restart_mid_copy");
-    util::copy_schema(&src, &dst);
+    dst.exec(KEYS_SCHEMA);
+    dst.exec(BLOCKER_SCHEMA);
     dst.exec("ALTER TABLE blocker DISABLE TRIGGER blocker_reject; INSERT INTO blocker VALUES (-1)");
     dst.exec("ALTER TABLE blocker ENABLE TRIGGER blocker_reject");
     let keys = foreign_keys(&dst);
@@ -263,7 +264,8 @@ fn a_source_stopped_mid_copy_fails_cleanly_and_puts_everything_back() {
     let cluster = util::start_cluster(util::ClusterOptions::default());
     let (_, dst) = keys_pair("source_stopped_mid_copy");
     let src = cluster.create_db("source_stopped_mid_copy");
-    util::copy_schema(&dst, &src);
+    src.exec(KEYS_SCHEMA);
+    src.exec(BLOCKER_SCHEMA);
     src.exec(
         "ALTER TABLE blocker DISABLE TRIGGER USER;
          INSERT INTO a SELECT generate_series(1, 10); INSERT INTO blocker VALUES (1)",

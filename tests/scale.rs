@@ -22,14 +22,19 @@ fn copies_5000_small_tables_with_a_fixed_number_of_catalog_queries() {
     let dst = cluster.create_db("many_tables_dst");
     for batch in 0..TABLES / 500 {
         let (from, to) = (batch * 500 + 1, (batch + 1) * 500);
-        src.exec(&format!(
-            "DO $$ BEGIN FOR i IN {from}..{to} LOOP
-                 EXECUTE format('CREATE TABLE t%s (id serial PRIMARY KEY, v text)', i);
-                 EXECUTE format('INSERT INTO t%s (v) VALUES (''row of %s'')', i, i);
-             END LOOP; END $$"
+        let create = |fill: &str| {
+            format!(
+                "DO $$ BEGIN FOR i IN {from}..{to} LOOP
+                     EXECUTE format('CREATE TABLE t%s (id serial PRIMARY KEY, v text)', i);
+                     {fill}
+                 END LOOP; END $$"
+            )
+        };
+        src.exec(&create(
+            "EXECUTE format('INSERT INTO t%s (v) VALUES (''row of %s'')', i, i);",
         ));
+        dst.exec(&create(""));
     }
-    util::copy_schema(&src, &dst);
     src.exec("CREATE EXTENSION pg_stat_statements; SELECT pg_stat_statements_reset()");
 
     let out = copy(&src, &dst, &["--no-progress"]);

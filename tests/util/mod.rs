@@ -1,5 +1,6 @@
 //! Test harness: a database per test on throwaway PostgreSQL clusters (started by `cluster`),
-//! PostgreSQL's client programs to fill those databases, and running the `pgcopy` binary.
+//! data for those databases (in SQL: the tests need no client programs), and running the
+//! `pgcopy` binary.
 //!
 //! Each test gets databases of its own, named after it, so tests run in parallel on the shared
 //! clusters. Everything in `cluster` is re-exported, so tests write `util::start_cluster` and
@@ -13,7 +14,7 @@ pub use cluster::*;
 
 use std::ffi::OsStr;
 use std::fmt;
-use std::io::{Read, Write};
+use std::io::Read;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -144,29 +145,8 @@ impl TestDb {
 }
 
 // ---------------------------------------------------------------------------------------------
-// PostgreSQL's client programs
+// Data
 // ---------------------------------------------------------------------------------------------
-
-/// A client program (`pgbench`, `pg_dump`, `psql`) from the same directory, run as we are,
-/// pointed at the database over its unix socket.
-fn client_tool(program: &str, db: &TestDb) -> Command {
-    let path = bindir().join(program);
-    if !path.is_file() {
-        panic!(
-            "{} is missing: initdb is there but not the client programs of the same \
-             version (Debian: apt-get install postgresql, which brings pgbench, psql and \
-             pg_dump)",
-            path.display()
-        );
-    }
-    let mut cmd = Command::new(path);
-    clear_pg_env(&mut cmd);
-    cmd.arg("-h")
-        .arg(&db.socket_dir)
-        .args(["-p", &db.port.to_string(), "-U", PG_USER])
-        .stdin(Stdio::null());
-    cmd
-}
 
 /// libpq reads PGHOST, PGSSLMODE, PGSERVICE and friends; none of the caller's may leak in.
 fn clear_pg_env(cmd: &mut Command) {
@@ -192,48 +172,51 @@ fn run_checked(cmd: &mut Command) -> std::process::Output {
     out
 }
 
-/// Fills a database with pgbench's tables (`pgbench -i -s SCALE -q --foreign-keys`):
-/// 100,000 accounts per unit of scale.
-pub fn load_pgbench(db: &TestDb, scale: u32) {
-    run_checked(
-        client_tool("pgbench", db)
-            .args(["-i", "-s", &scale.to_string(), "-q", "--foreign-keys"])
-            .arg(&db.name),
-    );
+/// pgbench's four tables with their keys, as `pgbench -i --foreign-keys` makes them, in SQL:
+/// the tests need no client programs, and the same schema goes to servers of any version.
+const PGBENCH_SCHEMA: &str = "
+    CREATE TABLE pgbench_history (tid int, bid int, aid int, delta int, mtime timestamp,
+                                  filler char(22));
+    CREATE TABLE pgbench_tellers (tid int NOT NULL, bid int, tbalance int, filler char(84))
+        WITH (fillfactor = 100);
+    CREATE TABLE pgbench_accounts (aid int NOT NULL, bid int, abalance int, filler char(84))
+        WITH (fillfactor = 100);
+    CREATE TABLE pgbench_branches (bid int NOT NULL, bbalance int, filler char(88))
+        WITH (fillfactor = 100);
+    ALTER TABLE pgbench_branches ADD PRIMARY KEY (bid);
+    ALTER TABLE pgbench_tellers ADD PRIMARY KEY (tid);
+    ALTER TABLE pgbench_accounts ADD PRIMARY KEY (aid);
+    ALTER TABLE pgbench_tellers ADD CONSTRAINT pgbench_tellers_bid_fkey
+        FOREIGN KEY (bid) REFERENCES pgbench_branches;
+    ALTER TABLE pgbench_accounts ADD CONSTRAINT pgbench_accounts_bid_fkey
+        FOREIGN KEY (bid) REFERENCES pgbench_branches;
+    ALTER TABLE pgbench_history ADD CONSTRAINT pgbench_history_bid_fkey
+        FOREIGN KEY (bid) REFERENCES pgbench_branches;
+    ALTER TABLE pgbench_history ADD CONSTRAINT pgbench_history_tid_fkey
+        FOREIGN KEY (tid) REFERENCES pgbench_tellers;
+    ALTER TABLE pgbench_history ADD CONSTRAINT pgbench_history_aid_fkey
+        FOREIGN KEY (aid) REFERENCES pgbench_accounts";
+
+/// pgbench's tables, empty: the schema of a `load_pgbench` source.
+pub fn pgbench_schema(db: &TestDb) {
+    db.exec(PGBENCH_SCHEMA);
 }
 
-/// Recreates `src`'s schema in `dst`: `pg_dump --schema-only --no-owner --no-privileges | psql`.
-pub fn copy_schema(src: &TestDb, dst: &TestDb) {
-    let dump = run_checked(
-        client_tool("pg_dump", src)
-            .args(["--schema-only", "--no-owner", "--no-privileges"])
-            .arg(&src.name),
-    )
-    .stdout;
-    let mut psql = client_tool("psql", dst)
-        .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-d"])
-        .arg(&dst.name)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("starting psql");
-    let mut stdin = psql.stdin.take().expect("psql's stdin is piped");
-    // Written from another thread so a chatty psql cannot block us on a full pipe.
-    let writer = thread::spawn(move || stdin.write_all(&dump));
-    let out = psql.wait_with_output().expect("waiting for psql");
-    let written = writer.join().expect("the thread feeding psql panicked");
-    if !out.status.success() {
-        panic!(
-            "restoring the schema of {} into {} failed ({}):\n{}{}",
-            src.name,
-            dst.name,
-            out.status,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    written.expect("writing the schema dump to psql");
+/// pgbench's tables filled as `pgbench -i -s SCALE --foreign-keys` fills them: 100,000
+/// accounts, 10 tellers and a branch per unit of scale.
+pub fn load_pgbench(db: &TestDb, scale: u32) {
+    pgbench_schema(db);
+    db.exec(&format!(
+        "INSERT INTO pgbench_branches (bid, bbalance)
+             SELECT b, 0 FROM generate_series(1, {scale}) b;
+         INSERT INTO pgbench_tellers (tid, bid, tbalance)
+             SELECT t, (t - 1) / 10 + 1, 0 FROM generate_series(1, {tellers}) t;
+         INSERT INTO pgbench_accounts (aid, bid, abalance, filler)
+             SELECT a, (a - 1) / 100000 + 1, 0, '' FROM generate_series(1, {accounts}) a;
+         ANALYZE",
+        tellers = 10 * scale,
+        accounts = 100_000 * scale
+    ));
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -1,0 +1,222 @@
+//! Across major versions: the heart of a copy — keys and triggers, sequences, a table of
+//! many types, verify — between servers of two PostgreSQL versions, either way, and 18's own
+//! features on both sides. The pairs are `PGCOPY_TEST_VERSION_PAIRS` (`13:18,18:13`, …),
+//! default `13:18,18:13,18:18`; `scripts/version-matrix.sh` runs every pair of 13…18 and
+//! prints the table this test prints. Server builds come from `scripts/fetch-postgres.sh`.
+
+use crate::util::{self, Cluster, ClusterOptions, TestDb};
+use std::collections::{BTreeMap, BTreeSet};
+use std::thread;
+
+const DEFAULT_PAIRS: &str = "13:18,18:13,18:18";
+
+/// The schema every pair copies: keys, a trigger that must not fire, serial, identity and
+/// standalone sequences, and a table of many types.
+const SCHEMA: &str = "
+    CREATE TYPE mood AS ENUM ('sad', 'ok', 'happy');
+    CREATE TABLE parent (id serial PRIMARY KEY, name text NOT NULL);
+    CREATE TABLE child (
+        id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        parent_id int REFERENCES parent ON DELETE CASCADE,
+        amount numeric(12, 2), at timestamptz, day date, span interval,
+        tags text[], doc jsonb, blob bytea, uid uuid, flag bool, ratio float8,
+        m mood, moods mood[], r int4range, addr inet,
+        twice numeric GENERATED ALWAYS AS (amount * 2) STORED);
+    CREATE TABLE audit (what text);
+    CREATE FUNCTION note() RETURNS trigger LANGUAGE plpgsql
+        AS $$ BEGIN INSERT INTO public.audit VALUES (TG_TABLE_NAME); RETURN NEW; END $$;
+    CREATE TRIGGER child_note AFTER INSERT ON child FOR EACH ROW EXECUTE FUNCTION note();
+    CREATE SEQUENCE loose START 100;";
+
+const DATA: &str = "
+    INSERT INTO parent (name) SELECT 'p' || i FROM generate_series(1, 100) i;
+    INSERT INTO child (parent_id, amount, at, day, span, tags, doc, blob, uid, flag, ratio,
+                       m, moods, r, addr)
+    SELECT 1 + i % 100, i * 1.25, '2024-01-01 00:00:00+00'::timestamptz + i * interval '1 hour',
+           '2024-01-01'::date + i, i * interval '1 minute', ARRAY['a' || i, 'é'],
+           jsonb_build_object('i', i, 'nested', jsonb_build_array(i, 'x')),
+           decode(md5(i::text), 'hex'), md5(i::text)::uuid, i % 2 = 0, i / 7.0,
+           (ARRAY['sad', 'ok', 'happy']::mood[])[1 + i % 3], ARRAY['ok', 'happy']::mood[],
+           int4range(i, i + 10), ('10.0.' || (i % 250) || '.1')::inet
+    FROM generate_series(1, 2000) i;
+    TRUNCATE audit;
+    SELECT setval('loose', 777);";
+
+/// What PostgreSQL 18 brought that a copy meets: virtual generated columns, NOT ENFORCED
+/// keys and checks, NOT NULL constraints in pg_constraint, uuidv7().
+const SCHEMA_18: &str = "
+    CREATE TABLE modern (
+        id uuid DEFAULT uuidv7() PRIMARY KEY,
+        a int NOT NULL,
+        doubled int GENERATED ALWAYS AS (a * 2) VIRTUAL,
+        parent_id int,
+        CONSTRAINT modern_parent_fk FOREIGN KEY (parent_id) REFERENCES parent NOT ENFORCED,
+        CONSTRAINT modern_a_positive CHECK (a > 0) NOT ENFORCED)";
+
+const DATA_18: &str = "INSERT INTO modern (a, parent_id)
+    SELECT CASE WHEN i % 10 = 0 THEN -i ELSE i END, 1000 + i FROM generate_series(1, 300) i";
+
+fn pairs() -> Vec<(u32, u32)> {
+    let text = std::env::var("PGCOPY_TEST_VERSION_PAIRS").unwrap_or_default();
+    let text = if text.trim().is_empty() {
+        DEFAULT_PAIRS.to_string()
+    } else {
+        text
+    };
+    text.split(',')
+        .map(|pair| {
+            let (s, d) = pair
+                .trim()
+                .split_once(':')
+                .unwrap_or_else(|| panic!("PGCOPY_TEST_VERSION_PAIRS: {pair:?} is not S:D"));
+            let major = |v: &str| -> u32 {
+                v.trim()
+                    .parse()
+                    .unwrap_or_else(|_| panic!("PGCOPY_TEST_VERSION_PAIRS: {v:?} is no major"))
+            };
+            (major(s), major(d))
+        })
+        .collect()
+}
+
+#[test]
+fn copies_between_major_versions_either_way() {
+    let pairs = pairs();
+    let majors: BTreeSet<u32> = pairs.iter().flat_map(|&(s, d)| [s, d]).collect();
+    // One server per version, started side by side; each pair gets databases of its own.
+    let servers: BTreeMap<u32, Cluster> = thread::scope(|scope| {
+        let started: Vec<_> = majors
+            .iter()
+            .map(|&major| {
+                scope.spawn(move || {
+                    let bindir = util::server_bindir_of(major);
+                    let cluster =
+                        util::start_cluster(ClusterOptions::default().server_bindir(&bindir));
+                    (major, cluster)
+                })
+            })
+            .collect();
+        started
+            .into_iter()
+            .map(|thread| {
+                thread
+                    .join()
+                    .unwrap_or_else(|p| std::panic::resume_unwind(p))
+            })
+            .collect()
+    });
+    let mut results = Vec::new();
+    for &(s, d) in &pairs {
+        let name = format!("versions_{s}_to_{d}");
+        // Two databases, on one server when the versions are the same.
+        let src = servers[&s].create_db(&format!("{name}_source"));
+        let dst = servers[&d].create_db(&format!("{name}_dest"));
+        let outcome = std::panic::catch_unwind(|| copy_between(&src, &dst, s >= 18 && d >= 18));
+        let verdict = match &outcome {
+            Ok(()) => "ok".to_string(),
+            Err(panic) => panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_else(|| "failed".into()),
+        };
+        results.push((s, d, verdict));
+    }
+    println!("{}", table(&majors, &results));
+    let failed: Vec<String> = results
+        .iter()
+        .filter(|(_, _, v)| v != "ok")
+        .map(|(s, d, v)| format!("{s} -> {d}: {v}"))
+        .collect();
+    assert!(failed.is_empty(), "{}", failed.join("\n\n"));
+}
+
+/// The pairs as a matrix, source versions down, destination versions across.
+fn table(majors: &BTreeSet<u32>, results: &[(u32, u32, String)]) -> String {
+    let mut out = String::from("source \\ destination |");
+    for d in majors {
+        out.push_str(&format!(" {d} |"));
+    }
+    out.push_str(&format!("\n--- |{}", " :---: |".repeat(majors.len())));
+    for s in majors {
+        out.push_str(&format!("\n{s} |"));
+        for d in majors {
+            let cell = match results.iter().find(|(a, b, _)| a == s && b == d) {
+                Some((_, _, v)) if v == "ok" => "ok",
+                Some(_) => "FAILED",
+                None => "",
+            };
+            out.push_str(&format!(" {cell} |"));
+        }
+    }
+    out
+}
+
+/// One pair: the schema on both sides, stale rows on the destination, a copy with
+/// `--verify`, and everything a user would check afterwards.
+fn copy_between(src: &TestDb, dst: &TestDb, eighteen: bool) {
+    crate::both(src, dst, SCHEMA);
+    src.exec(DATA);
+    if eighteen {
+        crate::both(src, dst, SCHEMA_18);
+        src.exec(DATA_18);
+    }
+    dst.exec(
+        "INSERT INTO parent (id, name) VALUES (9999, 'stale');
+         INSERT INTO child (parent_id, amount) VALUES (9999, 1)",
+    );
+    let keys = crate::foreign_keys(dst);
+    let triggers = crate::triggers(dst);
+    let constraints = crate::destination::constraints(dst);
+
+    let out = crate::copy(src, dst, &["--verify"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    let tables = if eighteen { 4 } else { 3 };
+    assert!(
+        out.stdout.contains(&format!(
+            "verified: {tables} of {tables} copied tables match"
+        )),
+        "{out:?}"
+    );
+    // Compared as the client reads them, so each server's own checksums play no part.
+    for query in [
+        "SELECT * FROM parent ORDER BY id",
+        "SELECT * FROM child ORDER BY id",
+        "SELECT count(*) FROM audit",
+    ] {
+        assert_eq!(dst.rows_text(query), src.rows_text(query), "{query}");
+    }
+    if eighteen {
+        let query = "SELECT id, a, doubled, parent_id FROM modern ORDER BY id";
+        assert_eq!(dst.rows_text(query), src.rows_text(query));
+    }
+    for sequence in ["parent_id_seq", "child_id_seq", "loose"] {
+        let query = format!("SELECT last_value, is_called FROM {sequence}");
+        assert_eq!(dst.rows_text(&query), src.rows_text(&query), "{sequence}");
+    }
+    assert_eq!(crate::foreign_keys(dst), keys, "keys as they were");
+    assert_eq!(crate::triggers(dst), triggers, "triggers as they were");
+    assert_eq!(
+        crate::destination::constraints(dst),
+        constraints,
+        "constraints as they were"
+    );
+}
+
+#[test]
+fn a_server_older_than_13_is_refused_at_connect_time() {
+    let old =
+        util::start_cluster(ClusterOptions::default().server_bindir(&util::server_bindir_of(12)));
+    let out = util::run(util::pgcopy().args(["list", "--source", &old.url("postgres")]));
+    assert_eq!(out.code, 2, "{out:?}");
+    assert!(
+        out.stderr.contains("runs PostgreSQL 12.")
+            && out.stderr.contains("pgcopy needs 13 or newer"),
+        "{out:?}"
+    );
+    let src = util::source().create_db("a_server_older_than_13");
+    src.exec("CREATE TABLE t (id int)");
+    let out = crate::copy_to(&src.url(), &old.url("postgres"), &[]);
+    assert_eq!(out.code, 2, "{out:?}");
+    assert!(out.stderr.contains("pgcopy needs 13 or newer"), "{out:?}");
+}
