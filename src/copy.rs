@@ -127,7 +127,11 @@ pub fn run(cfg: &CopyConfig) -> Result<u8> {
         None => true,
     });
     constraints::check_outside(&keys, cfg.allow_outside_references)?;
-    let views = matviews::dependents(&mut dest, &full_plan.names(), &populated)?;
+    let views = if populated.is_empty() {
+        Vec::new()
+    } else {
+        matviews::dependents(&mut dest, &full_plan.names(), &populated)?
+    };
     let mut touched = full_plan.names();
     touched.extend(keys.iter().map(|k| k.table.clone()));
     let rights = catalog::rights(&mut dest, &touched)?;
