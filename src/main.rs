@@ -1,13 +1,41 @@
 //! The `pgcopy` binary: parse arguments, set up logging, run, map the outcome to an exit code.
+//! The modules follow the pipeline: arguments (`cli`), talking to PostgreSQL (`pg`), what
+//! the databases hold (`schema`), what will be copied (`plan`), moving the rows
+//! (`transfer`), what outlives a run (`state`), what the user sees (`output`), and the
+//! commands that put them together (`commands`).
 
-use pgcopy::cli::{self, Parsed};
-use pgcopy::conn::describe;
-use pgcopy::{config, exit, logging};
+mod cli;
+mod commands;
+mod output;
+mod pg;
+mod plan;
+mod schema;
+mod state;
+mod transfer;
+
+use cli::args::{self as cli_args, Parsed};
+use cli::config;
+use output::logging;
+use pg::conn::describe;
 use std::process::ExitCode;
+
+/// The exit codes, as documented in `--help` and the README.
+mod exit {
+    /// Every selected table was copied.
+    pub(crate) const SUCCESS: u8 = 0;
+    /// One or more tables failed; the others were copied and everything was put back.
+    pub(crate) const TABLES_FAILED: u8 = 1;
+    /// Usage, configuration, connection or schema error, before anything was written.
+    pub(crate) const USAGE: u8 = 2;
+    /// A verification found a table that differs.
+    pub(crate) const VERIFY_MISMATCH: u8 = 3;
+    /// Interrupted (Ctrl-C, SIGTERM); the destination was put back as far as it had changed.
+    pub(crate) const INTERRUPTED: u8 = 130;
+}
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let args = match cli::parse(&args) {
+    let args = match cli_args::parse(&args) {
         Parsed::Args(args) => args,
         Parsed::Exit { output, success } => {
             return if success {
@@ -28,7 +56,7 @@ fn main() -> ExitCode {
     };
     logging::init(command.verbosity());
     let json = command.json();
-    match pgcopy::run(command) {
+    match commands::run(command) {
         Ok(code) => ExitCode::from(code),
         Err(err) if is_broken_pipe(&err) => ExitCode::SUCCESS,
         Err(err) => {
@@ -42,7 +70,7 @@ fn main() -> ExitCode {
                     "error": message,
                 });
                 // Nothing is left to tell if stdout is gone too.
-                let _ = pgcopy::report::print_json(&doc);
+                let _ = output::report::print_json(&doc);
             }
             ExitCode::from(exit::USAGE)
         }

@@ -1,0 +1,372 @@
+//! Command-line syntax: the raw argh structs. Only `config.rs` reads them.
+
+use argh::FromArgs;
+use std::path::PathBuf;
+
+#[derive(FromArgs, Debug)]
+/// Copy the data of one PostgreSQL database into another whose schema already exists.
+#[argh(
+    help_triggers("-h", "--help", "help"),
+    note = "CONN is a postgres:// or postgresql:// URL or a libpq key=value string.\nRun `pgcopy help COMMAND` for the options of a command.",
+    error_code(0, "success: every selected table was copied"),
+    error_code(1, "one or more tables failed; the others were copied"),
+    error_code(
+        2,
+        "usage, configuration, connection or schema error, before anything was written"
+    ),
+    error_code(130, "interrupted")
+)]
+pub(crate) struct Args {
+    /// print the version and exit
+    #[argh(switch, short = 'V')]
+    pub(crate) version: bool,
+
+    #[argh(subcommand)]
+    pub(crate) command: Option<Command>,
+}
+
+#[derive(FromArgs, Debug)]
+#[argh(subcommand)]
+pub(crate) enum Command {
+    Copy(CopyArgs),
+    List(ListArgs),
+    Recover(RecoverArgs),
+    Verify(VerifyArgs),
+    Version(VersionArgs),
+}
+
+#[derive(FromArgs, Debug)]
+/// Replace the data of the selected destination tables with the source's.
+#[argh(
+    subcommand,
+    name = "copy",
+    help_triggers("-h", "--help", "help"),
+    note = "Each table is replaced in one destination transaction (TRUNCATE, then COPY): a table that fails keeps its old rows.\nThe destination schema must already exist and match the source's: columns are matched by name.",
+    error_code(0, "success: every selected table was copied"),
+    error_code(1, "one or more tables failed; the others were copied"),
+    error_code(
+        2,
+        "usage, configuration, connection or schema error, before anything was written"
+    ),
+    error_code(130, "interrupted")
+)]
+pub(crate) struct CopyArgs {
+    /// source connection: URL or key=value string (default: $PGCOPY_SOURCE)
+    #[argh(option)]
+    pub(crate) source: Option<String>,
+
+    /// read the source connection from the first non-comment line of this file
+    #[argh(option)]
+    pub(crate) source_file: Option<PathBuf>,
+
+    /// destination connection: URL or key=value string (default: $PGCOPY_DEST)
+    #[argh(option)]
+    pub(crate) dest: Option<String>,
+
+    /// read the destination connection from the first non-comment line of this file
+    #[argh(option)]
+    pub(crate) dest_file: Option<PathBuf>,
+
+    /// tables copied at once, each with one reader and one writer connection (default 4)
+    #[argh(option, default = "4")]
+    pub(crate) parallel: usize,
+
+    /// bytes per chunk passed from reader to writer, with an optional KiB or MiB suffix
+    /// (default 256KiB); data in flight is at most about parallel x 6 x batch size
+    #[argh(option)]
+    pub(crate) batch_size: Option<String>,
+
+    /// comma-separated glob patterns (* and ?) of tables to copy, matched against `table`
+    /// and `schema.table`; may be repeated
+    #[argh(option)]
+    pub(crate) include_tables: Vec<String>,
+
+    /// comma-separated glob patterns of tables to leave out (applied after the includes)
+    #[argh(option)]
+    pub(crate) exclude_tables: Vec<String>,
+
+    /// comma-separated glob patterns of schemas to copy
+    #[argh(option)]
+    pub(crate) include_schemas: Vec<String>,
+
+    /// comma-separated glob patterns of schemas to leave out
+    #[argh(option)]
+    pub(crate) exclude_schemas: Vec<String>,
+
+    /// check everything and print the plan, but change nothing
+    #[argh(switch)]
+    pub(crate) dry_run: bool,
+
+    /// replace the destination tables' data without asking
+    #[argh(switch, short = 'y')]
+    pub(crate) yes: bool,
+
+    /// no progress bar; periodic progress lines go to the log instead
+    #[argh(switch)]
+    pub(crate) no_progress: bool,
+
+    /// seconds between progress lines when there is no bar (default 5)
+    #[argh(option, default = "5")]
+    pub(crate) progress_interval: u64,
+
+    /// print the report as one JSON document on stdout (and nothing else there)
+    #[argh(switch)]
+    pub(crate) json: bool,
+
+    /// further tries for a table that fails with a transient error (lost connection,
+    /// server restart, deadlock), with backoff (default 3)
+    #[argh(option, default = "3")]
+    pub(crate) retries: u32,
+
+    /// seconds to wait for locks: on the source tables before the snapshot (else nothing
+    /// is copied), on a destination table before that table fails (default 60)
+    #[argh(option, default = "60")]
+    pub(crate) lock_timeout: u64,
+
+    /// copy only the tables an interrupted or failed run to this destination did not finish
+    /// (they come from a new snapshot; refused if the selection changed)
+    #[argh(switch)]
+    pub(crate) resume: bool,
+
+    /// after copying, verify every copied table (row count and checksum) against the
+    /// copy's own source snapshot
+    #[argh(switch)]
+    pub(crate) verify: bool,
+
+    /// errors only: no progress, no log lines below errors, no report unless it failed
+    #[argh(switch, short = 'q')]
+    pub(crate) quiet: bool,
+
+    /// per-table detail and every SQL statement sent (RUST_LOG, when set, decides instead)
+    #[argh(switch, short = 'v')]
+    pub(crate) verbose: bool,
+
+    /// how foreign keys and triggers are kept out of the load's way: auto (default:
+    /// replica if the role may use it, else drop), replica, drop or none
+    #[argh(option)]
+    pub(crate) fk_mode: Option<String>,
+
+    /// let the destination's user triggers fire for the copied rows
+    #[argh(switch)]
+    pub(crate) enable_triggers: bool,
+
+    /// do not set the destination's sequences to the source's values
+    #[argh(switch)]
+    pub(crate) no_sequences: bool,
+
+    /// do not refresh the destination's materialized views built from copied tables
+    #[argh(switch)]
+    pub(crate) no_refresh_materialized_views: bool,
+
+    /// copy the large objects even though --include-tables or --include-schemas narrow the
+    /// copy (by default they go with a copy of the whole database, as with pg_dump)
+    #[argh(switch)]
+    pub(crate) large_objects: bool,
+
+    /// leave the destination's large objects as they are
+    #[argh(switch)]
+    pub(crate) no_large_objects: bool,
+
+    /// the destination's indexes during the load: keep (maintained row by row), rebuild
+    /// (dropped and built after the data, in the table's load transaction) or auto
+    /// (default: rebuild for tables of 1 MiB and more)
+    #[argh(option)]
+    pub(crate) indexes: Option<String>,
+
+    /// do not ANALYZE the copied tables afterwards (they then have no planner statistics
+    /// until autovacuum gets to them)
+    #[argh(switch)]
+    pub(crate) no_analyze: bool,
+
+    /// accept tables outside the selection that reference copied tables; their foreign
+    /// keys come back NOT VALID
+    #[argh(switch)]
+    pub(crate) allow_outside_references: bool,
+
+    /// directory for the state files that let an interrupted run be put back
+    /// (default $XDG_STATE_HOME/pgcopy or ~/.local/state/pgcopy)
+    #[argh(option)]
+    pub(crate) state_dir: Option<PathBuf>,
+}
+
+#[derive(FromArgs, Debug)]
+/// Put back what an interrupted or killed copy left dropped on a destination.
+#[argh(
+    subcommand,
+    name = "recover",
+    help_triggers("-h", "--help", "help"),
+    error_code(0, "success: nothing was left, or everything was put back"),
+    error_code(
+        2,
+        "usage, configuration or connection error, or something could not be put back"
+    )
+)]
+pub(crate) struct RecoverArgs {
+    /// destination connection: URL or key=value string (default: $PGCOPY_DEST)
+    #[argh(option)]
+    pub(crate) dest: Option<String>,
+
+    /// read the destination connection from the first non-comment line of this file
+    #[argh(option)]
+    pub(crate) dest_file: Option<PathBuf>,
+
+    /// directory of the state files (default $XDG_STATE_HOME/pgcopy or ~/.local/state/pgcopy)
+    #[argh(option)]
+    pub(crate) state_dir: Option<PathBuf>,
+
+    /// errors only
+    #[argh(switch, short = 'q')]
+    pub(crate) quiet: bool,
+
+    /// every SQL statement sent (RUST_LOG, when set, decides instead)
+    #[argh(switch, short = 'v')]
+    pub(crate) verbose: bool,
+}
+
+#[derive(FromArgs, Debug)]
+/// List the source tables that a copy with the same filters would copy.
+#[argh(
+    subcommand,
+    name = "list",
+    help_triggers("-h", "--help", "help"),
+    error_code(0, "success"),
+    error_code(2, "usage, configuration or connection error")
+)]
+pub(crate) struct ListArgs {
+    /// source connection: URL or key=value string (default: $PGCOPY_SOURCE)
+    #[argh(option)]
+    pub(crate) source: Option<String>,
+
+    /// read the source connection from the first non-comment line of this file
+    #[argh(option)]
+    pub(crate) source_file: Option<PathBuf>,
+
+    /// comma-separated glob patterns (* and ?) of tables to list; may be repeated
+    #[argh(option)]
+    pub(crate) include_tables: Vec<String>,
+
+    /// comma-separated glob patterns of tables to leave out
+    #[argh(option)]
+    pub(crate) exclude_tables: Vec<String>,
+
+    /// comma-separated glob patterns of schemas to list
+    #[argh(option)]
+    pub(crate) include_schemas: Vec<String>,
+
+    /// comma-separated glob patterns of schemas to leave out
+    #[argh(option)]
+    pub(crate) exclude_schemas: Vec<String>,
+
+    /// count rows exactly (reads every table) instead of using the planner's estimate
+    #[argh(switch)]
+    pub(crate) exact: bool,
+
+    /// print the listing as one JSON document (sizes in bytes)
+    #[argh(switch)]
+    pub(crate) json: bool,
+
+    /// errors only
+    #[argh(switch, short = 'q')]
+    pub(crate) quiet: bool,
+
+    /// every SQL statement sent (RUST_LOG, when set, decides instead)
+    #[argh(switch, short = 'v')]
+    pub(crate) verbose: bool,
+}
+
+#[derive(FromArgs, Debug)]
+/// Compare source and destination: exact row counts and content checksums, computed on
+/// each server.
+#[argh(
+    subcommand,
+    name = "verify",
+    help_triggers("-h", "--help", "help"),
+    error_code(0, "every table matches"),
+    error_code(2, "usage, configuration, connection or schema error"),
+    error_code(3, "a table differs")
+)]
+pub(crate) struct VerifyArgs {
+    /// source connection: URL or key=value string (default: $PGCOPY_SOURCE)
+    #[argh(option)]
+    pub(crate) source: Option<String>,
+
+    /// read the source connection from the first non-comment line of this file
+    #[argh(option)]
+    pub(crate) source_file: Option<PathBuf>,
+
+    /// destination connection: URL or key=value string (default: $PGCOPY_DEST)
+    #[argh(option)]
+    pub(crate) dest: Option<String>,
+
+    /// read the destination connection from the first non-comment line of this file
+    #[argh(option)]
+    pub(crate) dest_file: Option<PathBuf>,
+
+    /// tables checked at once on each side (default 4)
+    #[argh(option, default = "4")]
+    pub(crate) parallel: usize,
+
+    /// seconds to wait for the locks on the source tables before the snapshot (default 60)
+    #[argh(option, default = "60")]
+    pub(crate) lock_timeout: u64,
+
+    /// compare the large objects even though --include-tables or --include-schemas narrow
+    /// the comparison (by default they are compared for the whole database)
+    #[argh(switch)]
+    pub(crate) large_objects: bool,
+
+    /// do not compare the large objects
+    #[argh(switch)]
+    pub(crate) no_large_objects: bool,
+
+    /// comma-separated glob patterns (* and ?) of tables to verify; may be repeated
+    #[argh(option)]
+    pub(crate) include_tables: Vec<String>,
+
+    /// comma-separated glob patterns of tables to leave out
+    #[argh(option)]
+    pub(crate) exclude_tables: Vec<String>,
+
+    /// comma-separated glob patterns of schemas to verify
+    #[argh(option)]
+    pub(crate) include_schemas: Vec<String>,
+
+    /// comma-separated glob patterns of schemas to leave out
+    #[argh(option)]
+    pub(crate) exclude_schemas: Vec<String>,
+
+    /// print the result as one JSON document
+    #[argh(switch)]
+    pub(crate) json: bool,
+
+    /// errors only
+    #[argh(switch, short = 'q')]
+    pub(crate) quiet: bool,
+
+    /// every SQL statement sent (RUST_LOG, when set, decides instead)
+    #[argh(switch, short = 'v')]
+    pub(crate) verbose: bool,
+}
+
+#[derive(FromArgs, Debug)]
+/// Print the version.
+#[argh(subcommand, name = "version")]
+pub(crate) struct VersionArgs {}
+
+/// What parsing the command line gave: arguments, or text to print and an exit code.
+pub(crate) enum Parsed {
+    Args(Box<Args>),
+    Exit { output: String, success: bool },
+}
+
+/// Parses the command line (without the program name).
+pub(crate) fn parse(args: &[String]) -> Parsed {
+    let strs: Vec<&str> = args.iter().map(String::as_str).collect();
+    match Args::from_args(&["pgcopy"], &strs) {
+        Ok(args) => Parsed::Args(Box::new(args)),
+        Err(exit) => Parsed::Exit {
+            output: exit.output,
+            success: exit.status.is_ok(),
+        },
+    }
+}

@@ -1,0 +1,5 @@
+//! The command line: the raw argh structs (`args`), and their validation into the
+//! configurations everything else reads (`config`), as ripgrep's low and high args.
+
+pub(crate) mod args;
+pub(crate) mod config;

@@ -1,0 +1,24 @@
+//! The commands: `copy`, `list`, `verify`, `recover` (and `version`), each from its
+//! validated configuration to an exit code.
+
+pub(crate) mod copy;
+pub(crate) mod list;
+pub(crate) mod recover;
+pub(crate) mod verify;
+
+use crate::cli::config::Command;
+use crate::exit;
+
+/// Runs a command; an `Err` is reported with exit code 2 (nothing was written).
+pub(crate) fn run(command: Command) -> anyhow::Result<u8> {
+    match command {
+        Command::Version => {
+            println!("pgcopy {}", env!("CARGO_PKG_VERSION"));
+            Ok(exit::SUCCESS)
+        }
+        Command::List(cfg) => list::run(&cfg),
+        Command::Copy(cfg) => copy::run(&cfg),
+        Command::Recover(cfg) => recover::run(&cfg),
+        Command::Verify(cfg) => verify::run(&cfg),
+    }
+}

@@ -1,0 +1,148 @@
+//! Recovery: putting back what an interrupted or killed run left dropped on a destination,
+//! from its state file. `pgcopy recover` does only this; `pgcopy copy` does it first.
+
+use crate::cli::config::RecoverConfig;
+use crate::pg::conn::{lock_destination, Identity, Target};
+use crate::pg::sql::display_ident;
+use crate::schema::constraints::{self, Constraint};
+use crate::state::file::{State, StateFile};
+use anyhow::{bail, Result};
+use postgres::Client;
+
+pub(crate) fn run(cfg: &RecoverConfig) -> Result<u8> {
+    let mut dest = cfg.dest.connect()?;
+    let identity = Identity::read(&mut dest)?;
+    lock_destination(&mut dest, &cfg.dest)?;
+    let file = StateFile::new(&cfg.state_dir, &identity.database, &identity.key());
+    let Some(state) = pending(&mut dest, &file, &cfg.dest)? else {
+        println!(
+            "{}: nothing to recover (no state file {})",
+            cfg.dest,
+            file.path.display()
+        );
+        return Ok(crate::exit::SUCCESS);
+    };
+    if state.plan.is_some() {
+        println!(
+            "{}: an interrupted copy finished {} tables; `pgcopy copy --resume` copies the rest",
+            cfg.dest,
+            state.done.len()
+        );
+    }
+    if state.validate.is_empty() {
+        println!("{}: every foreign key is in place", cfg.dest);
+        return Ok(crate::exit::SUCCESS);
+    }
+    println!(
+        "{}: every foreign key is back, but {} stay NOT VALID until a copy makes the data \
+         whole again: {}",
+        cfg.dest,
+        state.validate.len(),
+        describe_keys(&state.validate)
+    );
+    Ok(crate::exit::TABLES_FAILED)
+}
+
+fn describe_keys(keys: &[Constraint]) -> String {
+    keys.iter()
+        .map(|k| format!("{} on {}", display_ident(&k.name), k.table))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// If this destination has a state file, puts its keys back and validates what should be
+/// valid, then returns the state that remains: keys still `NOT VALID` because the data an
+/// interrupted copy left half done violates them (`validate`, for the next copy), and the
+/// tables that copy finished (`plan`, `done`, for `--resume`). `None` when there was no
+/// file. The caller holds the destination lock.
+///
+/// A file is named after the destination's identity, which a physical clone shares (the
+/// same system identifier, port and database). A file whose dropped keys are all in place
+/// here does not describe this server: it is set aside, not applied, and a file set aside
+/// earlier is applied where its keys are missing, on the server it belongs to.
+pub(crate) fn pending(
+    dest: &mut Client,
+    file: &StateFile,
+    target: &Target,
+) -> Result<Option<State>> {
+    for aside in file.set_aside_files()? {
+        let Some(state) = aside.load()? else {
+            continue;
+        };
+        if !state.keys.is_empty() && !constraints::all_in_place(dest, &state.keys)? {
+            log::warn!(
+                "{} was set aside as another server's, but its dropped keys are missing on \
+                 {target}: it is this server's",
+                aside.path.display()
+            );
+            let remaining = put_back(dest, &aside, state, target)?;
+            // What is left of it (keys to validate, tables to resume) is this server's.
+            let merged = match file.load()? {
+                Some(current) => State {
+                    validate: current
+                        .validate
+                        .into_iter()
+                        .chain(remaining.validate)
+                        .collect(),
+                    ..current
+                },
+                None => remaining,
+            };
+            file.store(&merged)?;
+            aside.remove()?;
+        }
+    }
+    let Some(state) = file.load()? else {
+        return Ok(None);
+    };
+    if !state.keys.is_empty() && constraints::all_in_place(dest, &state.keys)? {
+        let aside = file.set_aside(&state)?;
+        log::warn!(
+            "the state file {} lists {} constraints as dropped on {target}, but all of them \
+             are in place there: the run that wrote it stopped before it dropped them, they \
+             were put back by hand, or the file belongs to another server with the same \
+             identity (a clone restored from the same backup). It is set aside as {}, and \
+             applied only where those constraints are missing",
+            file.path.display(),
+            state.keys.len(),
+            aside.path.display()
+        );
+        return Ok(None);
+    }
+    if state.keys.is_empty() && state.validate.is_empty() {
+        return Ok(Some(state));
+    }
+    let remaining = put_back(dest, file, state, target)?;
+    Ok(Some(remaining))
+}
+
+/// Puts back the keys `state` lists and records what remains in `file`.
+fn put_back(dest: &mut Client, file: &StateFile, state: State, target: &Target) -> Result<State> {
+    log::warn!(
+        "an earlier run (pid {}, started at {} s since 1970) did not finish on {target}: \
+         putting back the {} constraints it had dropped, first",
+        state.pid,
+        state.started,
+        state.keys.len() + state.validate.len()
+    );
+    let all: Vec<Constraint> = state.keys.iter().chain(&state.validate).cloned().collect();
+    let restored = constraints::restore_all(dest, &all)?;
+    for problem in &restored.problems {
+        log::warn!("{problem}");
+    }
+    let remaining = State {
+        keys: restored.missing,
+        validate: restored.unvalidated,
+        ..state
+    };
+    file.store(&remaining)?;
+    if !remaining.keys.is_empty() {
+        bail!(
+            "could not put back every constraint the earlier run dropped ({}); the state file \
+             {} is kept for another try",
+            describe_keys(&remaining.keys),
+            file.path.display()
+        );
+    }
+    Ok(remaining)
+}

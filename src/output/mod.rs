@@ -1,0 +1,8 @@
+//! What pgcopy tells the user: logging, the progress display, the report, the dry run's
+//! plan and the confirmation question.
+
+pub(crate) mod confirm;
+pub(crate) mod dry_run;
+pub(crate) mod logging;
+pub(crate) mod progress;
+pub(crate) mod report;

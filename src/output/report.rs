@@ -1,0 +1,407 @@
+//! The final report of a copy, and the human units it and `list` print numbers in.
+
+use crate::commands::verify::{self, Check};
+use crate::pg::conn::describe;
+use crate::plan::Plan;
+use crate::schema::constraints::FkMode;
+use crate::transfer::lanes::TableOutcome;
+use serde_json::json;
+use std::io::{self, Write};
+use std::time::Duration;
+
+/// Bytes in binary units with one decimal: `512 B`, `1.5 KiB`, `12.0 MiB`.
+pub(crate) fn format_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["KiB", "MiB", "GiB", "TiB", "PiB"];
+    if bytes < 1024 {
+        return format!("{bytes} B");
+    }
+    let mut value = bytes as f64 / 1024.0;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    format!("{value:.1} {}", UNITS[unit])
+}
+
+/// Seconds with one decimal below a minute, else minutes and seconds.
+pub(crate) fn format_duration(d: Duration) -> String {
+    let secs = d.as_secs_f64();
+    if secs < 60.0 {
+        format!("{secs:.1}s")
+    } else {
+        let whole = d.as_secs();
+        format!("{}m{:02}s", whole / 60, whole % 60)
+    }
+}
+
+/// Lays out rows of cells in columns; `align` has an `l` or `r` per column (left or right;
+/// columns beyond it are left-aligned).
+pub(crate) fn write_table(
+    out: &mut impl Write,
+    align: &str,
+    rows: &[Vec<String>],
+) -> io::Result<()> {
+    let right: Vec<bool> = align.chars().map(|c| c == 'r').collect();
+    let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let widths: Vec<usize> = (0..columns)
+        .map(|i| {
+            rows.iter()
+                .filter_map(|row| row.get(i))
+                .map(|cell| cell.chars().count())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    for row in rows {
+        let mut line = String::new();
+        for (i, cell) in row.iter().enumerate() {
+            let pad = " ".repeat(widths[i] - cell.chars().count());
+            if i > 0 {
+                line.push_str("  ");
+            }
+            if right.get(i).copied().unwrap_or(false) {
+                line.push_str(&pad);
+                line.push_str(cell);
+            } else {
+                line.push_str(cell);
+                line.push_str(&pad);
+            }
+        }
+        writeln!(out, "{}", line.trim_end())?;
+    }
+    Ok(())
+}
+
+/// Writes a JSON document to stdout; a closed pipe comes back as an error, not a panic.
+pub(crate) fn print_json(doc: &serde_json::Value) -> io::Result<()> {
+    let mut out = io::stdout().lock();
+    writeln!(out, "{doc:#}")?;
+    out.flush()
+}
+
+/// Everything the final report shows.
+pub(crate) struct Report<'a> {
+    pub(crate) source: String,
+    pub(crate) dest: String,
+    pub(crate) plan: &'a Plan,
+    pub(crate) outcomes: &'a [TableOutcome],
+    pub(crate) elapsed: Duration,
+    pub(crate) fk_mode: FkMode,
+    /// Foreign keys and `NOT VALID` checks dropped before the load.
+    pub(crate) keys_dropped: usize,
+    /// How many of those were `NOT VALID` checks.
+    pub(crate) checks_dropped: usize,
+    /// Constraints in place again after it.
+    pub(crate) keys_restored: usize,
+    /// Keys put back `NOT VALID` on purpose (their table is outside the copy).
+    pub(crate) keys_not_valid: &'a [String],
+    pub(crate) sequences_set: usize,
+    /// The large objects the copy carried, and the bytes copied or why not; `None` when it
+    /// carried none.
+    pub(crate) large_objects: Option<(usize, Result<u64, String>)>,
+    /// Materialized views built from copied tables, refreshed after the load.
+    pub(crate) views_refreshed: usize,
+    /// Tables ANALYZEd after the load.
+    pub(crate) analyzed: usize,
+    pub(crate) interrupted: bool,
+    /// Problems that are not one table's: keys that could not be put back, for example.
+    pub(crate) problems: &'a [String],
+    /// Warnings logged during the run.
+    pub(crate) warnings: Vec<String>,
+    /// The verification of the copied tables, with `--verify`.
+    pub(crate) checks: Option<&'a [Check]>,
+}
+
+impl Report<'_> {
+    pub(crate) fn failed_tables(&self) -> usize {
+        self.outcomes.iter().filter(|o| o.error.is_some()).count()
+    }
+
+    /// The exit code this report stands for.
+    pub(crate) fn exit_code(&self) -> u8 {
+        if self.interrupted {
+            crate::exit::INTERRUPTED
+        } else if self.checks.is_some_and(|c| !c.iter().all(Check::matches)) {
+            crate::exit::VERIFY_MISMATCH
+        } else if self.failed_tables() > 0 || !self.problems.is_empty() {
+            crate::exit::TABLES_FAILED
+        } else {
+            crate::exit::SUCCESS
+        }
+    }
+
+    fn status(&self) -> &'static str {
+        match self.exit_code() {
+            crate::exit::SUCCESS => "ok",
+            crate::exit::INTERRUPTED => "interrupted",
+            crate::exit::VERIFY_MISMATCH => "mismatch",
+            _ => "failed",
+        }
+    }
+
+    /// Indexes rebuilt in the tables that were copied (a failed table's came back as they
+    /// were with its rollback).
+    fn indexes_rebuilt(&self) -> usize {
+        self.plan
+            .tables
+            .iter()
+            .zip(self.outcomes)
+            .filter(|(_, o)| o.error.is_none())
+            .map(|(t, _)| t.indexes.len())
+            .sum()
+    }
+
+    fn triggers_disabled(&self) -> usize {
+        self.plan.tables.iter().map(|t| t.triggers.len()).sum()
+    }
+
+    fn failures(&self) -> Vec<String> {
+        self.plan
+            .tables
+            .iter()
+            .zip(self.outcomes)
+            .filter_map(|(t, o)| {
+                o.error
+                    .as_ref()
+                    .map(|e| format!("{}: {}", t.name, describe(e)))
+            })
+            .chain(self.problems.iter().cloned())
+            .collect()
+    }
+
+    pub(crate) fn write(&self, out: &mut impl Write) -> io::Result<()> {
+        let mut rows = vec![vec![
+            "table".to_string(),
+            "rows".into(),
+            "bytes".into(),
+            "time".into(),
+            "MiB/s".into(),
+            "format".into(),
+            "pieces".into(),
+            "status".into(),
+        ]];
+        let (mut total_rows, mut total_bytes) = (0, 0);
+        for (table, outcome) in self.plan.tables.iter().zip(self.outcomes) {
+            total_rows += outcome.rows;
+            total_bytes += outcome.bytes;
+            rows.push(vec![
+                table.name.to_string(),
+                outcome.rows.to_string(),
+                format_bytes(outcome.bytes),
+                format_duration(outcome.elapsed),
+                rate(outcome.bytes, outcome.elapsed),
+                table.format.to_string(),
+                "1".into(),
+                if outcome.error.is_some() {
+                    "FAILED"
+                } else {
+                    "ok"
+                }
+                .into(),
+            ]);
+        }
+        let copied = self.outcomes.len() - self.failed_tables();
+        rows.push(vec![
+            format!("total: {copied} of {} tables", self.outcomes.len()),
+            total_rows.to_string(),
+            format_bytes(total_bytes),
+            format_duration(self.elapsed),
+            rate(total_bytes, self.elapsed),
+            String::new(),
+            String::new(),
+            String::new(),
+        ]);
+        write_table(out, "lrrrrlrl", &rows)?;
+        writeln!(
+            out,
+            "foreign keys ({} mode): {} dropped for the load, {} put back",
+            self.fk_mode, self.keys_dropped, self.keys_restored
+        )?;
+        if self.checks_dropped > 0 {
+            writeln!(
+                out,
+                "  of which NOT VALID check constraints: {}",
+                self.checks_dropped
+            )?;
+        }
+        for key in self.keys_not_valid {
+            writeln!(out, "  NOT VALID as asked: {key}")?;
+        }
+        writeln!(
+            out,
+            "triggers kept from firing during the load: {}",
+            self.triggers_disabled()
+        )?;
+        writeln!(out, "sequences set: {}", self.sequences_set)?;
+        match &self.large_objects {
+            Some((count, Ok(bytes))) => writeln!(
+                out,
+                "large objects: {count} copied ({})",
+                format_bytes(*bytes)
+            )?,
+            Some((count, Err(_))) => writeln!(out, "large objects: FAILED, {count} not copied")?,
+            None => {}
+        }
+        if self.views_refreshed > 0 {
+            writeln!(
+                out,
+                "materialized views refreshed: {}",
+                self.views_refreshed
+            )?;
+        }
+        writeln!(out, "tables analyzed: {}", self.analyzed)?;
+        writeln!(
+            out,
+            "indexes dropped for the load and built after it: {}",
+            self.indexes_rebuilt()
+        )?;
+        if self.interrupted {
+            writeln!(
+                out,
+                "interrupted: the tables not marked ok kept their old rows"
+            )?;
+        }
+        if let Some(checks) = self.checks {
+            let differ: Vec<&Check> = checks.iter().filter(|c| !c.matches()).collect();
+            writeln!(
+                out,
+                "verified: {} of {} copied tables match",
+                checks.len() - differ.len(),
+                checks.len()
+            )?;
+            if !differ.is_empty() {
+                writeln!(out, "verification found differences:")?;
+                verify::write_checks(out, &differ)?;
+            }
+        }
+        if !self.warnings.is_empty() {
+            writeln!(out, "warnings:")?;
+            for warning in &self.warnings {
+                writeln!(out, "  {warning}")?;
+            }
+        }
+        let failures = self.failures();
+        if !failures.is_empty() {
+            writeln!(out, "failures:")?;
+            for failure in failures {
+                writeln!(out, "  {failure}")?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The report as one JSON document; its fields are documented in the README.
+    pub(crate) fn to_json(&self) -> serde_json::Value {
+        let tables: Vec<serde_json::Value> = self
+            .plan
+            .tables
+            .iter()
+            .zip(self.outcomes)
+            .map(|(table, outcome)| {
+                json!({
+                    "schema": table.name.schema,
+                    "table": table.name.name,
+                    "rows": outcome.rows,
+                    "bytes": outcome.bytes,
+                    "seconds": outcome.elapsed.as_secs_f64(),
+                    "mib_per_second": mib_per_second(outcome.bytes, outcome.elapsed),
+                    "format": table.format.to_string(),
+                    "pieces": 1,
+                    "attempts": outcome.attempts,
+                    "status": if outcome.error.is_some() { "failed" } else { "ok" },
+                    "error": outcome.error.as_ref().map(describe),
+                })
+            })
+            .collect();
+        let failed = self.failed_tables();
+        json!({
+            "pgcopy_version": env!("CARGO_PKG_VERSION"),
+            "status": self.status(),
+            "exit_code": self.exit_code(),
+            "source": self.source,
+            "destination": self.dest,
+            "elapsed_seconds": self.elapsed.as_secs_f64(),
+            "tables": tables,
+            "totals": {
+                "tables": self.outcomes.len(),
+                "tables_copied": self.outcomes.len() - failed,
+                "tables_failed": failed,
+                "rows": self.outcomes.iter().map(|o| o.rows).sum::<u64>(),
+                "bytes": self.outcomes.iter().map(|o| o.bytes).sum::<u64>(),
+            },
+            "fk_mode": self.fk_mode.to_string(),
+            "foreign_keys": {
+                "dropped": self.keys_dropped,
+                "not_valid_checks_dropped": self.checks_dropped,
+                "restored": self.keys_restored,
+                "not_valid_as_asked": self.keys_not_valid,
+            },
+            "triggers_disabled": self.triggers_disabled(),
+            "sequences_set": self.sequences_set,
+            "materialized_views_refreshed": self.views_refreshed,
+            "large_objects": self.large_objects.as_ref().map(|(count, result)| json!({
+                "count": count,
+                "bytes": result.as_ref().ok(),
+                "status": if result.is_ok() { "ok" } else { "failed" },
+                "error": result.as_ref().err(),
+            })),
+            "tables_analyzed": self.analyzed,
+            "indexes_rebuilt": self.indexes_rebuilt(),
+            "interrupted": self.interrupted,
+            "warnings": self.warnings,
+            "failures": self.failures(),
+            "verify": self.checks.map(verify::checks_json),
+        })
+    }
+}
+
+fn mib_per_second(bytes: u64, elapsed: Duration) -> f64 {
+    let secs = elapsed.as_secs_f64();
+    if secs <= 0.0 {
+        0.0
+    } else {
+        bytes as f64 / secs / (1024.0 * 1024.0)
+    }
+}
+
+fn rate(bytes: u64, elapsed: Duration) -> String {
+    if elapsed.is_zero() {
+        return "-".into();
+    }
+    format!("{:.1}", mib_per_second(bytes, elapsed))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_bytes_in_binary_units() {
+        assert_eq!(format_bytes(0), "0 B");
+        assert_eq!(format_bytes(1023), "1023 B");
+        assert_eq!(format_bytes(1536), "1.5 KiB");
+        assert_eq!(format_bytes(12 * 1024 * 1024), "12.0 MiB");
+        assert_eq!(format_bytes(3 << 40), "3.0 TiB");
+    }
+
+    #[test]
+    fn formats_durations() {
+        assert_eq!(format_duration(Duration::from_millis(1500)), "1.5s");
+        assert_eq!(format_duration(Duration::from_secs(125)), "2m05s");
+    }
+
+    #[test]
+    fn aligns_table_columns() {
+        let mut out = Vec::new();
+        let rows = vec![
+            vec!["name".to_string(), "rows".to_string()],
+            vec!["a_long_name".to_string(), "5".to_string()],
+        ];
+        write_table(&mut out, "lr", &rows).unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "name         rows\na_long_name     5\n"
+        );
+    }
+}

@@ -1,0 +1,457 @@
+//! The readers' connections to the source: the PostgreSQL wire protocol spoken directly on
+//! the socket, for the one job the postgres crate does slowly, streaming `COPY … TO STDOUT`.
+//! The server sends one message per row, and the postgres crate enters its runtime for each
+//! one, which cost more client CPU than everything else pgcopy does; here a reader takes the
+//! rows out of large socket reads in a plain loop. Connecting follows the same
+//! `postgres::Config` as every other connection (hosts, TLS, password, SCRAM), so a reader
+//! reaches the server the main connection reached (see `connect`).
+
+mod connect;
+
+pub(crate) use connect::Manager;
+
+use anyhow::{bail, Context, Result};
+use rustls::{ClientConnection, StreamOwned};
+use std::fmt;
+use std::io::{self, Read, Write};
+use std::net::TcpStream;
+use std::os::unix::net::UnixStream;
+use std::time::Duration;
+
+/// Socket reads go into a buffer this big: one read takes many rows.
+const READ_BUFFER: usize = 256 * 1024;
+
+/// The largest message other than `CopyData` accepted (an error, a notice, a status).
+const MAX_MESSAGE: usize = 64 * 1024 * 1024;
+
+/// How long a failed write waits for the reason the server closed the connection.
+const LAST_WORDS_WAIT: Duration = Duration::from_millis(100);
+
+/// An error the server sent: what `conn::describe` shows and `retry` classifies.
+#[derive(Debug, Clone)]
+pub(crate) struct ServerError {
+    pub(crate) severity: String,
+    pub(crate) code: String,
+    pub(crate) message: String,
+    pub(crate) detail: Option<String>,
+    pub(crate) hint: Option<String>,
+}
+
+impl ServerError {
+    /// Reads the fields of an `ErrorResponse` body.
+    fn parse(mut body: &[u8]) -> ServerError {
+        let mut error = ServerError {
+            severity: String::new(),
+            code: String::new(),
+            message: String::new(),
+            detail: None,
+            hint: None,
+        };
+        while let Some((&kind, rest)) = body.split_first() {
+            if kind == 0 {
+                break;
+            }
+            let end = rest.iter().position(|&b| b == 0).unwrap_or(rest.len());
+            let value = String::from_utf8_lossy(&rest[..end]).into_owned();
+            match kind {
+                b'V' => error.severity = value,
+                b'S' if error.severity.is_empty() => error.severity = value,
+                b'C' => error.code = value,
+                b'M' => error.message = value,
+                b'D' => error.detail = Some(value),
+                b'H' => error.hint = Some(value),
+                _ => {}
+            }
+            body = rest.get(end + 1..).unwrap_or_default();
+        }
+        error
+    }
+
+    /// The SQLSTATE, such as `57P01`.
+    pub(crate) fn code(&self) -> &str {
+        &self.code
+    }
+}
+
+/// On one line, as `conn::db_error` shows the postgres crate's server errors.
+impl fmt::Display for ServerError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)?;
+        if let Some(detail) = &self.detail {
+            write!(f, " (DETAIL: {detail})")?;
+        }
+        if let Some(hint) = &self.hint {
+            write!(f, " (HINT: {hint})")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ServerError {}
+
+/// The socket under the connection, TLS or not.
+enum Stream {
+    Tcp(TcpStream),
+    Unix(UnixStream),
+    Tls(Box<StreamOwned<ClientConnection, TcpStream>>),
+}
+
+impl Read for Stream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Stream::Tcp(s) => s.read(buf),
+            Stream::Unix(s) => s.read(buf),
+            Stream::Tls(s) => s.read(buf),
+        }
+    }
+}
+
+impl Write for Stream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Stream::Tcp(s) => s.write(buf),
+            Stream::Unix(s) => s.write(buf),
+            Stream::Tls(s) => s.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Stream::Tcp(s) => s.flush(),
+            Stream::Unix(s) => s.flush(),
+            Stream::Tls(s) => s.flush(),
+        }
+    }
+}
+
+/// Ends a connection's socket from another thread: a reader blocked on it wakes up with an
+/// error at once, and the server ends its session when it next writes.
+pub(crate) struct Interrupter(Socket);
+
+enum Socket {
+    Tcp(TcpStream),
+    Unix(UnixStream),
+}
+
+impl Interrupter {
+    pub(crate) fn interrupt(&self) {
+        // Best effort: a socket already closed has nothing to interrupt.
+        let _ = match &self.0 {
+            Socket::Tcp(s) => s.shutdown(std::net::Shutdown::Both),
+            Socket::Unix(s) => s.shutdown(std::net::Shutdown::Both),
+        };
+    }
+}
+
+/// One session on the source.
+pub(crate) struct Connection {
+    stream: Stream,
+    /// Received bytes not yet taken are `buf[start..end]`.
+    buf: Vec<u8>,
+    start: usize,
+    end: usize,
+    /// The transaction status of the last `ReadyForQuery`: `I` idle, `T` in a transaction,
+    /// `E` in a failed one.
+    status: u8,
+    /// The session can no longer be used: it failed in the middle of a message exchange.
+    broken: bool,
+    /// The socket under `stream`, for what is set on the socket itself (shutdown, timeouts).
+    socket: Socket,
+}
+
+impl Connection {
+    /// Runs statements whose results are not wanted, such as `BEGIN …; SET TRANSACTION
+    /// SNAPSHOT …`.
+    pub(crate) fn execute(&mut self, sql: &str) -> Result<()> {
+        self.run(sql, None::<fn(&[u8]) -> Result<()>>)
+    }
+
+    /// Runs `COPY … TO STDOUT` and hands the stream to `sink` in pieces as they arrive, not
+    /// cut at rows. If `sink` fails, the session is left broken (the server is still
+    /// sending) and its error returned.
+    pub(crate) fn copy_out(
+        &mut self,
+        sql: &str,
+        sink: impl FnMut(&[u8]) -> Result<()>,
+    ) -> Result<()> {
+        self.run(sql, Some(sink))
+    }
+
+    /// Sends `sql` and reads until the server is ready for the next query, handing COPY data
+    /// to `sink`. The first error the server reported is returned once it is ready; results,
+    /// notices and the COPY's own framing messages are skipped.
+    fn run<F: FnMut(&[u8]) -> Result<()>>(&mut self, sql: &str, mut sink: Option<F>) -> Result<()> {
+        self.query(sql)?;
+        let mut error = None;
+        loop {
+            if let Err(err) = self.fill_to(5) {
+                return Err(self.fail(error, err));
+            }
+            if let (b'd', Some(sink)) = (self.buf[self.start], sink.as_mut()) {
+                // CopyData: its body goes to the sink as it is, in as many pieces as it comes.
+                let mut left = read_len(&self.buf[self.start + 1..self.start + 5])?;
+                self.start += 5;
+                while left > 0 {
+                    if self.start == self.end {
+                        if let Err(err) = self.read_more() {
+                            return Err(self.fail(error, err));
+                        }
+                    }
+                    let take = left.min(self.end - self.start);
+                    if let Err(err) = sink(&self.buf[self.start..self.start + take]) {
+                        self.broken = true;
+                        return Err(err);
+                    }
+                    self.start += take;
+                    left -= take;
+                }
+                continue;
+            }
+            let (tag, body) = match self.message() {
+                Ok(message) => message,
+                Err(err) => return Err(self.fail(error, err)),
+            };
+            match tag {
+                b'E' => error = Some(ServerError::parse(body)),
+                b'Z' => {
+                    self.status = body.first().copied().unwrap_or(b'I');
+                    break;
+                }
+                b'G' | b'W' => {
+                    self.broken = true;
+                    bail!("the server expected COPY data from pgcopy");
+                }
+                b'H' | b'd' if sink.is_none() => {
+                    self.broken = true;
+                    bail!("the statement started a COPY, which `execute` does not run");
+                }
+                // CopyOutResponse, CopyDone, CommandComplete, notices, other statements'
+                // results.
+                _ => {}
+            }
+        }
+        match error {
+            Some(error) => Err(error.into()),
+            None => Ok(()),
+        }
+    }
+
+    /// Ends a transaction left open or failed by an earlier error, so the next one starts
+    /// clean.
+    pub(crate) fn reset(&mut self) -> Result<()> {
+        if self.status != b'I' {
+            self.execute("ROLLBACK")?;
+        }
+        Ok(())
+    }
+
+    /// Whether the session failed in a way that leaves it unusable.
+    pub(crate) fn is_broken(&self) -> bool {
+        self.broken
+    }
+
+    /// Whether the server answers within `timeout`, as `postgres::Client::is_valid` asks. A
+    /// session that does not is left broken.
+    pub(crate) fn is_valid(&mut self, timeout: Duration) -> Result<()> {
+        self.read_timeout(Some(timeout))?;
+        let result = self.reset().and_then(|_| self.execute(""));
+        self.read_timeout(None)?;
+        result
+    }
+
+    fn read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        match &self.socket {
+            Socket::Tcp(s) => s.set_read_timeout(timeout),
+            Socket::Unix(s) => s.set_read_timeout(timeout),
+        }
+    }
+
+    /// A handle that ends this session's socket from another thread.
+    pub(crate) fn interrupter(&self) -> Result<Interrupter> {
+        Ok(Interrupter(match &self.socket {
+            Socket::Tcp(s) => Socket::Tcp(s.try_clone()?),
+            Socket::Unix(s) => Socket::Unix(s.try_clone()?),
+        }))
+    }
+
+    /// The error a failed exchange ends with: the server's, when it said why before the
+    /// connection went (a terminated backend sends its reason, then closes).
+    fn fail(&mut self, server: Option<ServerError>, err: anyhow::Error) -> anyhow::Error {
+        self.broken = true;
+        match server {
+            Some(server) => anyhow::Error::new(server),
+            None => err,
+        }
+    }
+
+    fn query(&mut self, sql: &str) -> Result<()> {
+        if self.broken {
+            bail!("connection closed");
+        }
+        let mut body = Vec::with_capacity(sql.len() + 1);
+        push_cstr(&mut body, sql.as_bytes());
+        self.send(b'Q', &body)
+    }
+
+    fn send(&mut self, tag: u8, body: &[u8]) -> Result<()> {
+        let mut message = Vec::with_capacity(body.len() + 5);
+        message.push(tag);
+        message.extend_from_slice(&((body.len() + 4) as i32).to_be_bytes());
+        message.extend_from_slice(body);
+        self.write_all(&message)
+    }
+
+    /// The startup message has a length but no tag.
+    fn send_untagged(&mut self, body: &[u8]) -> Result<()> {
+        let mut message = ((body.len() + 4) as i32).to_be_bytes().to_vec();
+        message.extend_from_slice(body);
+        self.write_all(&message)
+    }
+
+    fn write_all(&mut self, bytes: &[u8]) -> Result<()> {
+        let result = self
+            .stream
+            .write_all(bytes)
+            .and_then(|_| self.stream.flush());
+        if let Err(err) = result {
+            self.broken = true;
+            // A server that ended the session said why before it closed the socket; a
+            // Unix-domain socket refuses the write before that is read.
+            return Err(match self.last_words() {
+                Some(why) => anyhow::Error::new(why),
+                None => err.into(),
+            });
+        }
+        Ok(())
+    }
+
+    /// The error the server sent before the connection went, if it is there to read.
+    fn last_words(&mut self) -> Option<ServerError> {
+        self.read_timeout(Some(LAST_WORDS_WAIT)).ok()?;
+        loop {
+            match self.message() {
+                Ok((b'E', body)) => return Some(ServerError::parse(body)),
+                Ok(_) => continue,
+                Err(_) => return None,
+            }
+        }
+    }
+
+    /// The next whole message: its tag and body.
+    fn message(&mut self) -> Result<(u8, &[u8])> {
+        self.fill_to(5)?;
+        let tag = self.buf[self.start];
+        let len = read_len(&self.buf[self.start + 1..self.start + 5])?;
+        if len > MAX_MESSAGE {
+            self.broken = true;
+            bail!("the server sent a message of {len} bytes");
+        }
+        self.fill_to(5 + len)?;
+        let body = self.start + 5..self.start + 5 + len;
+        self.start = body.end;
+        Ok((tag, &self.buf[body]))
+    }
+
+    /// Reads until at least `n` bytes are buffered, growing the buffer for a message larger
+    /// than it.
+    fn fill_to(&mut self, n: usize) -> Result<()> {
+        while self.end - self.start < n {
+            if self.start + n > self.buf.len() {
+                self.buf.copy_within(self.start..self.end, 0);
+                self.end -= self.start;
+                self.start = 0;
+                if n > self.buf.len() {
+                    self.buf.resize(n, 0);
+                }
+            }
+            self.read_more()?;
+        }
+        Ok(())
+    }
+
+    /// One socket read into the free end of the buffer (all of it, when nothing is pending).
+    fn read_more(&mut self) -> Result<()> {
+        if self.start == self.end {
+            self.start = 0;
+            self.end = 0;
+        }
+        let read = loop {
+            match self.stream.read(&mut self.buf[self.end..]) {
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+                result => break result,
+            }
+        };
+        match read {
+            Ok(0) => {
+                self.broken = true;
+                Err(anyhow::Error::new(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "the server closed the connection",
+                )))
+            }
+            Ok(n) => {
+                self.end += n;
+                Ok(())
+            }
+            Err(err) => {
+                self.broken = true;
+                Err(err.into())
+            }
+        }
+    }
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        if !self.broken {
+            // Terminate: the server ends the session without logging an unexpected EOF.
+            let _ = self.stream.write_all(&[b'X', 0, 0, 0, 4]);
+        }
+    }
+}
+
+fn push_cstr(buf: &mut Vec<u8>, s: &[u8]) {
+    buf.extend_from_slice(s);
+    buf.push(0);
+}
+
+/// A message's length field, which counts itself: the length of its body.
+fn read_len(bytes: &[u8]) -> Result<usize> {
+    let len = i32::from_be_bytes(bytes.try_into()?);
+    if len < 4 {
+        bail!("the server sent a malformed message (length {len})");
+    }
+    Ok(len as usize - 4)
+}
+
+fn split_i32(body: &[u8]) -> Result<(i32, &[u8])> {
+    let (head, rest) = body
+        .split_at_checked(4)
+        .context("the server sent a truncated message")?;
+    Ok((i32::from_be_bytes(head.try_into()?), rest))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_an_error_response() {
+        let body = b"SFATAL\0VFATAL\0C57P01\0Mterminating connection due to administrator command\0Dwhy\0\0";
+        let error = ServerError::parse(body);
+        assert_eq!(error.code(), "57P01");
+        assert_eq!(error.severity, "FATAL");
+        assert_eq!(
+            error.to_string(),
+            "terminating connection due to administrator command (DETAIL: why)"
+        );
+    }
+
+    #[test]
+    fn message_lengths_count_themselves() {
+        assert_eq!(read_len(&[0, 0, 0, 4]).unwrap(), 0);
+        assert_eq!(read_len(&[0, 0, 1, 4]).unwrap(), 256);
+        assert!(read_len(&[0, 0, 0, 3]).is_err());
+        assert!(read_len(&[255, 255, 255, 255]).is_err());
+    }
+}

@@ -1,0 +1,523 @@
+//! What a copy will do: which tables, which of their columns, in which format and order,
+//! and the check that the destination can take it before anything is written.
+
+pub(crate) mod filter;
+pub(crate) mod snapshot;
+
+use crate::pg::sql::{column_list, display_ident, TableName};
+use crate::plan::filter::TableFilter;
+use crate::schema::catalog::{self, Column, DestTable, Rights, Table};
+use crate::schema::constraints::Constraint;
+use crate::schema::indexes::Index;
+use crate::schema::triggers::Trigger;
+use anyhow::{bail, Result};
+use postgres::error::SqlState;
+use postgres::Client;
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+
+/// How a table's rows travel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Format {
+    Binary,
+    /// For tables with a column type that cannot travel in binary.
+    Text,
+}
+
+impl fmt::Display for Format {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Format::Binary => "binary",
+            Format::Text => "text",
+        })
+    }
+}
+
+/// One table to copy.
+#[derive(Clone, Debug)]
+pub(crate) struct TablePlan {
+    pub(crate) name: TableName,
+    /// Copied columns, matched by name on the destination, in the source's order.
+    pub(crate) columns: Vec<Column>,
+    /// Generated columns, left out because the destination computes them.
+    pub(crate) generated: Vec<String>,
+    pub(crate) format: Format,
+    /// Why the table travels as text: the columns whose types cannot go in binary.
+    pub(crate) text_reason: Option<String>,
+    pub(crate) estimated_rows: Option<u64>,
+    pub(crate) data_bytes: u64,
+    /// The root partitioned table, for a partition.
+    pub(crate) parent: Option<TableName>,
+    /// Destination user triggers that would fire for the copied rows: disabled inside the
+    /// table's load transaction. Empty with `--enable-triggers`.
+    pub(crate) triggers: Vec<Trigger>,
+    /// Destination indexes dropped before the load and built after it, in the table's load
+    /// transaction (`--indexes`).
+    pub(crate) indexes: Vec<Index>,
+    /// Which of its rows the load replaces.
+    pub(crate) replace: Replace,
+    /// False for a partition only the destination has, of a partitioned table the copy
+    /// replaces whole: the load empties it.
+    pub(crate) on_source: bool,
+}
+
+/// Which of a destination table's rows a load replaces.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Replace {
+    /// All of them: `TRUNCATE`, then `COPY … FREEZE`.
+    All,
+    /// Those an extension configuration table's condition (`WHERE …`) picks, the user's
+    /// rows: deleted, then copied from the source's rows that the condition picks; the
+    /// extension's own rows stay as the extension made them on each side.
+    Where(String),
+}
+
+impl TablePlan {
+    pub(crate) fn column_names(&self) -> impl Iterator<Item = &str> {
+        self.columns.iter().map(|c| c.name.as_str())
+    }
+
+    /// Locks the table for reading in a transaction that imported the copy's snapshot,
+    /// without waiting. The snapshot's session holds this lock already, so only a session
+    /// queued for an exclusive lock (a `TRUNCATE` waiting for the copy to end) can make it
+    /// wait, and the wait would last until the copy ends: a deadlock the server cannot see.
+    /// NOWAIT turns it into an error instead.
+    pub(crate) fn lock_sql(&self) -> String {
+        format!(
+            "LOCK TABLE ONLY {} IN ACCESS SHARE MODE NOWAIT",
+            self.name.quoted()
+        )
+    }
+
+    /// What `lock_sql` failing means. Not granted at once: another session is queued for
+    /// an exclusive lock, and waits for the copy to end; that is worth another try later
+    /// (it may give up on its own lock timeout), and the message says what is going on.
+    pub(crate) fn lock_failed(&self, err: anyhow::Error) -> anyhow::Error {
+        if crate::pg::retry::sqlstate(&err) != Some(SqlState::LOCK_NOT_AVAILABLE) {
+            return err.context("locking the table in the source snapshot");
+        }
+        anyhow::Error::new(crate::pg::retry::TryLater(format!(
+            "another session is waiting for an exclusive lock on {} (TRUNCATE, ALTER TABLE, \
+             VACUUM FULL, …), queued behind the lock pgcopy's snapshot holds until the copy \
+             ends; reading the table now would wait behind it for ever (pg_locks shows the \
+             session)",
+            self.name
+        )))
+    }
+
+    /// The source's `COPY … TO STDOUT`.
+    pub(crate) fn copy_out_sql(&self) -> String {
+        match &self.replace {
+            Replace::All => format!(
+                "COPY {}{} TO STDOUT (FORMAT {})",
+                self.name.quoted(),
+                self.columns_clause(),
+                self.format
+            ),
+            Replace::Where(condition) => format!(
+                "COPY (SELECT {} FROM ONLY {} {condition}) TO STDOUT (FORMAT {})",
+                column_list(self.column_names()),
+                self.name.quoted(),
+                self.format
+            ),
+        }
+    }
+
+    /// What empties the destination table of the rows the load replaces. `ONLY`: never
+    /// reach inheritance children, which are tables of their own.
+    pub(crate) fn clear_sql(&self) -> String {
+        match &self.replace {
+            Replace::All => format!("TRUNCATE ONLY {}", self.name.quoted()),
+            Replace::Where(condition) => {
+                format!("DELETE FROM ONLY {} {condition}", self.name.quoted())
+            }
+        }
+    }
+
+    /// The destination's `COPY … FROM STDIN`. After a `TRUNCATE`, `FREEZE` writes the rows
+    /// already frozen (no later VACUUM rewrite of the whole table); it is allowed because the
+    /// same transaction truncated the table.
+    pub(crate) fn copy_in_sql(&self) -> String {
+        let freeze = if self.replace == Replace::All {
+            ", FREEZE"
+        } else {
+            ""
+        };
+        format!(
+            "COPY {}{} FROM STDIN (FORMAT {}{freeze})",
+            self.name.quoted(),
+            self.columns_clause(),
+            self.format
+        )
+    }
+
+    /// The column list, naming columns so that their order on either side does not matter.
+    /// A table with no copied columns gets none: `COPY t ()` is not valid SQL.
+    fn columns_clause(&self) -> String {
+        if self.columns.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", column_list(self.column_names()))
+        }
+    }
+}
+
+/// The tables to copy, largest first so the run does not end with one big table alone.
+#[derive(Clone, Debug)]
+pub(crate) struct Plan {
+    pub(crate) tables: Vec<TablePlan>,
+}
+
+impl Plan {
+    pub(crate) fn names(&self) -> Vec<TableName> {
+        self.tables.iter().map(|t| t.name.clone()).collect()
+    }
+
+    pub(crate) fn data_bytes(&self) -> u64 {
+        self.tables.iter().map(|t| t.data_bytes).sum()
+    }
+}
+
+/// The tables that hold rows (ordinary tables and leaf partitions) that the filter selects.
+/// Include patterns that match nothing are warned about; selecting nothing is an error.
+pub(crate) fn select(all: &[Table], filter: &TableFilter) -> Result<Vec<Table>> {
+    let candidates: Vec<(TableName, Option<TableName>)> = all
+        .iter()
+        .map(|t| (t.name.clone(), t.parent.clone()))
+        .collect();
+    for glob in filter.unmatched_includes(&candidates) {
+        log::warn!("include pattern {:?} matches no table", glob.as_string());
+    }
+    let selected = wanted(all, filter);
+    warn_about_inheritance(all, &selected);
+    if selected.is_empty() {
+        bail!("no source table matches the filters");
+    }
+    Ok(selected)
+}
+
+/// Says which selected tables have inheritance children that are not selected: `COPY`
+/// reads a parent alone, so naming a parent in a filter copies the parent's own rows only.
+fn warn_about_inheritance(all: &[Table], selected: &[Table]) {
+    let chosen: HashSet<&TableName> = selected.iter().map(|t| &t.name).collect();
+    for parent in selected {
+        let left_out: Vec<String> = all
+            .iter()
+            .filter(|t| t.inherits.as_ref() == Some(&parent.name) && !chosen.contains(&t.name))
+            .map(|t| t.name.to_string())
+            .collect();
+        if !left_out.is_empty() {
+            log::warn!(
+                "{} has inheritance children that the filters leave out, so their rows are \
+                 not copied: {} (a parent's rows are its own; name the children to copy them)",
+                parent.name,
+                left_out.join(", ")
+            );
+        }
+    }
+}
+
+/// Adds the leaf partitions that only the destination has, of the partitioned tables whose
+/// leaves the plan copies, where the filters would select them: their rows go too, or the
+/// partitioned table would hold rows the source does not. Returns their names.
+pub(crate) fn add_destination_only_partitions(
+    client: &mut Client,
+    plan: &mut Plan,
+    filter: &TableFilter,
+) -> Result<Vec<TableName>> {
+    let mut roots: Vec<TableName> = plan
+        .tables
+        .iter()
+        .filter_map(|t| t.parent.clone())
+        .collect();
+    roots.sort();
+    roots.dedup();
+    let planned: HashSet<TableName> = plan.names().into_iter().collect();
+    let mut added = Vec::new();
+    for (root, leaf) in catalog::dest_leaves(client, &roots)? {
+        if planned.contains(&leaf) || !filter.selects(&leaf, Some(&root)) {
+            continue;
+        }
+        log::info!("{leaf} is a partition of {root} only the destination has: it is emptied");
+        added.push(leaf.clone());
+        plan.tables.push(TablePlan {
+            name: leaf,
+            columns: Vec::new(),
+            generated: Vec::new(),
+            format: Format::Binary,
+            text_reason: None,
+            estimated_rows: Some(0),
+            data_bytes: 0,
+            parent: Some(root),
+            triggers: Vec::new(),
+            indexes: Vec::new(),
+            replace: Replace::All,
+            on_source: false,
+        });
+    }
+    Ok(added)
+}
+
+/// `select` without its warnings and its error, for a first look.
+pub(crate) fn wanted(all: &[Table], filter: &TableFilter) -> Vec<Table> {
+    all.iter()
+        .filter(|t| !t.partitioned && filter.selects(&t.name, t.parent.as_ref()))
+        .cloned()
+        .collect()
+}
+
+/// Reads the selected tables' columns and types from the source and decides each table's
+/// columns and format.
+pub(crate) fn build(client: &mut Client, selected: &[Table]) -> Result<Plan> {
+    let oids: Vec<u32> = selected.iter().map(|t| t.oid).collect();
+    let mut columns = catalog::columns(client, &oids)?;
+    let mut type_oids: Vec<u32> = columns.values().flatten().map(|c| c.type_oid).collect();
+    type_oids.sort_unstable();
+    type_oids.dedup();
+    let unsafe_types = catalog::binary_unsafe_types(client, &type_oids)?;
+
+    let mut tables: Vec<TablePlan> = selected
+        .iter()
+        .map(|table| {
+            let cols = columns.remove(&table.oid).unwrap_or_default();
+            let (generated, copied): (Vec<Column>, Vec<Column>) =
+                cols.into_iter().partition(|c| c.generated);
+            let text_columns: Vec<String> = copied
+                .iter()
+                .filter(|c| unsafe_types.contains(&c.type_oid))
+                .map(|c| format!("{} ({})", c.name, c.type_name))
+                .collect();
+            TablePlan {
+                name: table.name.clone(),
+                columns: copied,
+                generated: generated.into_iter().map(|c| c.name).collect(),
+                format: if text_columns.is_empty() {
+                    Format::Binary
+                } else {
+                    Format::Text
+                },
+                text_reason: (!text_columns.is_empty())
+                    .then(|| format!("no portable binary form for {}", text_columns.join(", "))),
+                estimated_rows: table.estimated_rows,
+                data_bytes: table.data_bytes,
+                parent: table.parent.clone(),
+                triggers: Vec::new(),
+                indexes: Vec::new(),
+                replace: match &table.extension_rows {
+                    Some(condition) => Replace::Where(condition.clone()),
+                    None => Replace::All,
+                },
+                on_source: true,
+            }
+        })
+        .collect();
+    tables.sort_by(|a, b| {
+        b.data_bytes
+            .cmp(&a.data_bytes)
+            .then_with(|| a.name.cmp(&b.name))
+    });
+    Ok(Plan { tables })
+}
+
+/// What the destination check found.
+pub(crate) struct DestCheck {
+    /// Tables and columns that are missing or differ, one line each.
+    pub(crate) mismatches: Vec<String>,
+    /// Tables that row-level security applies to for the destination role: `COPY FROM`
+    /// refuses them.
+    pub(crate) policies_apply: Vec<TableName>,
+}
+
+/// Checks that every planned table exists on the destination as an ordinary table with
+/// every copied column, of the same type, and not generated there, and that `COPY FROM`
+/// may write it. Reads only.
+pub(crate) fn check_destination(client: &mut Client, plan: &Plan) -> Result<DestCheck> {
+    let dest = catalog::dest_tables(client, &plan.names())?;
+    Ok(DestCheck {
+        mismatches: plan
+            .tables
+            .iter()
+            .flat_map(|table| mismatches(table, dest.get(&table.name)))
+            .collect(),
+        policies_apply: plan
+            .tables
+            .iter()
+            .filter(|t| dest.get(&t.name).is_some_and(|d| d.policies_apply))
+            .map(|t| t.name.clone())
+            .collect(),
+    })
+}
+
+impl DestCheck {
+    /// What the destination refuses, one paragraph per kind (as `snapshot::refusals`);
+    /// `more_mismatches` are the sequences' and `role` names the destination's role.
+    pub(crate) fn refusals(self, more_mismatches: Vec<String>, role: &str) -> Vec<String> {
+        let mut found = Vec::new();
+        let mismatches: Vec<String> = self.mismatches.into_iter().chain(more_mismatches).collect();
+        if !mismatches.is_empty() {
+            found.push(format!(
+                "the destination schema does not match the source:\n  {}",
+                mismatches.join("\n  ")
+            ));
+        }
+        if !self.policies_apply.is_empty() {
+            let names: Vec<String> = self
+                .policies_apply
+                .iter()
+                .map(ToString::to_string)
+                .collect();
+            found.push(format!(
+                "row-level security on these destination tables applies to {role}, and COPY \
+                 FROM refuses such tables:\n  {}\ncopy as a role with BYPASSRLS (or a \
+                 superuser), or as the tables' owner where they do not FORCE ROW LEVEL \
+                 SECURITY, or leave them out with --exclude-tables",
+                names.join("\n  ")
+            ));
+        }
+        found
+    }
+}
+
+/// What the destination role may not do that the plan needs, one paragraph per kind, as
+/// `DestCheck::refusals`: write (truncate and insert into) the copied tables, drop and add
+/// the constraints in the way (the owner of their tables), switch the triggers off and
+/// build the indexes again (the owner, and `CREATE` on the schema for indexes). Tables
+/// missing from `rights` are refused elsewhere.
+pub(crate) fn rights_refusals(
+    plan: &Plan,
+    keys: &[Constraint],
+    rights: &HashMap<TableName, Rights>,
+    role: &str,
+) -> Vec<String> {
+    let lacking = |name: &TableName, wants: &dyn Fn(&Rights) -> bool| {
+        rights.get(name).is_some_and(|r| !wants(r))
+    };
+    let mut found = Vec::new();
+    let mut refuse = |names: Vec<String>, why: String, way_out: &str| {
+        if !names.is_empty() {
+            found.push(format!("{why}:\n  {}\n{way_out}", names.join("\n  ")));
+        }
+    };
+    let tables = |wants: &dyn Fn(&TablePlan) -> bool, right: &dyn Fn(&Rights) -> bool| {
+        plan.tables
+            .iter()
+            .filter(|t| wants(t) && lacking(&t.name, right))
+            .map(|t| t.name.to_string())
+            .collect::<Vec<_>>()
+    };
+    refuse(
+        tables(&|_| true, &|r| r.write),
+        format!("{role} may not TRUNCATE or INSERT into these destination tables"),
+        "GRANT TRUNCATE, INSERT on them to the role, connect as their owner, or leave them out \
+         with --exclude-tables",
+    );
+    let mut keys_in_the_way: Vec<String> = keys
+        .iter()
+        .filter(|k| lacking(&k.table, &|r| r.owner))
+        .map(|k| format!("{} on {}", display_ident(&k.name), k.table))
+        .collect();
+    keys_in_the_way.dedup();
+    refuse(
+        keys_in_the_way,
+        format!(
+            "{role} does not own the tables of these constraints, which the load must drop and \
+             put back"
+        ),
+        "connect as the tables' owner, or pass --fk-mode none if the load order needs no \
+         keys out of the way",
+    );
+    refuse(
+        tables(&|t| !t.triggers.is_empty(), &|r| r.owner),
+        format!(
+            "{role} does not own these destination tables, whose triggers would fire for the \
+             copied rows and must be switched off for the load"
+        ),
+        "connect as the owner, use --fk-mode replica (a superuser, or SET granted on \
+         session_replication_role), or let the triggers fire with --enable-triggers",
+    );
+    refuse(
+        tables(&|t| !t.indexes.is_empty(), &|r| {
+            r.owner && r.create_in_schema
+        }),
+        format!(
+            "{role} may not build the indexes of these destination tables again (that needs \
+             the table's owner and CREATE on its schema)"
+        ),
+        "use --indexes auto (which keeps the indexes it cannot rebuild) or keep, or connect \
+         as the owner with CREATE on the schema",
+    );
+    found
+}
+
+/// The error for a plan that cannot go ahead: every refusal, and that nothing changed.
+pub(crate) fn refuse(what: &str, refusals: &[String]) -> anyhow::Error {
+    anyhow::anyhow!(
+        "refusing to {what}; nothing was changed:\n{}",
+        refusals.join("\n")
+    )
+}
+
+fn mismatches(table: &TablePlan, dest: Option<&DestTable>) -> Vec<String> {
+    if !table.on_source {
+        return Vec::new();
+    }
+    let name = &table.name;
+    let dest = match dest {
+        None => return vec![format!("{name}: table is missing on the destination")],
+        Some(dest) if dest.kind != "r" => {
+            return vec![format!(
+                "{name}: is {} on the destination, not an ordinary table or partition",
+                kind_name(&dest.kind)
+            )]
+        }
+        Some(dest) => dest,
+    };
+    let by_name: HashMap<&str, &Column> =
+        dest.columns.iter().map(|c| (c.name.as_str(), c)).collect();
+    let copied: HashSet<&str> = table.column_names().collect();
+    // A column only the destination has gets its default; without one, NOT NULL refuses
+    // every row.
+    let unfilled = dest
+        .columns
+        .iter()
+        .filter(|c| c.required && !copied.contains(c.name.as_str()))
+        .map(|c| {
+            format!(
+                "{name}: column {:?} is NOT NULL without a default on the destination, and the \
+                 copy gives it no value (the source has no such column, or generates it)",
+                c.name
+            )
+        });
+    table
+        .columns
+        .iter()
+        .filter_map(|column| {
+            let col = &column.name;
+            match by_name.get(col.as_str()) {
+                None => Some(format!(
+                    "{name}: column {col:?} is missing on the destination"
+                )),
+                Some(d) if d.type_name != column.type_name => Some(format!(
+                    "{name}: column {col:?} is {} on the source but {} on the destination",
+                    column.type_name, d.type_name
+                )),
+                Some(d) if d.generated => Some(format!(
+                    "{name}: column {col:?} is generated on the destination but not on the source"
+                )),
+                _ => None,
+            }
+        })
+        .chain(unfilled)
+        .collect()
+}
+
+fn kind_name(kind: &str) -> &'static str {
+    match kind {
+        "p" => "a partitioned table",
+        "v" => "a view",
+        "m" => "a materialized view",
+        "f" => "a foreign table",
+        "S" => "a sequence",
+        _ => "another kind of relation",
+    }
+}

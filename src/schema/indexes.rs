@@ -1,0 +1,334 @@
+//! Destination indexes that are faster built once after a table's load than maintained row
+//! by row during it. They are dropped and built again inside the table's own load
+//! transaction, so a failure, an interrupt or a crash rolls them back with the rows: like
+//! the triggers, there is nothing for a later recovery to put back.
+
+use crate::pg::sql::{quote_ident, quote_literal, TableName};
+use anyhow::{Context, Result};
+use postgres::error::SqlState;
+use postgres::Client;
+use std::collections::HashMap;
+use std::time::Duration;
+
+/// `--indexes`: what to do with the destination's indexes during the load.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum IndexMode {
+    /// Indexes stay and are maintained as rows arrive.
+    Keep,
+    /// Indexes are dropped before the load and built after it.
+    Rebuild,
+    /// `Rebuild` for tables of at least `AUTO_REBUILD_BYTES`, `Keep` for smaller ones, where
+    /// dropping and creating costs more than it saves.
+    Auto,
+}
+
+/// From this much source data up, `auto` rebuilds a table's indexes. Measured with a
+/// primary key on PostgreSQL 15: rebuilding took 0.14 s against 0.23 s for a 4 MiB table and
+/// 1.16 s against 1.48 s for 128 MiB; at 368 KiB both took the same.
+pub(crate) const AUTO_REBUILD_BYTES: u64 = 1024 * 1024;
+
+impl std::str::FromStr for IndexMode {
+    type Err = anyhow::Error;
+
+    fn from_str(text: &str) -> Result<IndexMode> {
+        Ok(match text {
+            "keep" => IndexMode::Keep,
+            "rebuild" => IndexMode::Rebuild,
+            "auto" => IndexMode::Auto,
+            other => anyhow::bail!("unknown --indexes {other:?}: use keep, rebuild or auto"),
+        })
+    }
+}
+
+impl IndexMode {
+    /// Whether a table with this much data gets its indexes rebuilt.
+    pub(crate) fn rebuilds(self, data_bytes: u64) -> bool {
+        match self {
+            IndexMode::Keep => false,
+            IndexMode::Rebuild => true,
+            IndexMode::Auto => data_bytes >= AUTO_REBUILD_BYTES,
+        }
+    }
+}
+
+/// An index to build again after the load, exactly as it was.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Index {
+    /// The index's own name (in the table's schema).
+    pub(crate) name: String,
+    /// `pg_get_indexdef()`: method, columns, expressions, `INCLUDE`, `WHERE`, storage
+    /// parameters and tablespace.
+    pub(crate) definition: String,
+    /// The primary key or unique constraint the index backs: its name, `p` or `u`, and
+    /// `DEFERRABLE …` if it is.
+    pub(crate) constraint: Option<(String, char, String)>,
+    pub(crate) comment: Option<String>,
+    /// The comment on the constraint (not the index), which dropping the constraint loses.
+    pub(crate) constraint_comment: Option<String>,
+    /// The tablespace the index is in, when it is not the database's default
+    /// (`pg_get_indexdef` leaves it out).
+    pub(crate) tablespace: Option<String>,
+    pub(crate) clustered: bool,
+    /// Columns (by number) given their own statistics target, `ALTER INDEX … ALTER COLUMN n
+    /// SET STATISTICS t`: expression columns, whose statistics `ANALYZE` gathers.
+    pub(crate) statistics: Vec<(i32, i32)>,
+}
+
+impl Index {
+    pub(crate) fn drop_sql(&self, table: &TableName) -> String {
+        match &self.constraint {
+            Some((name, _, _)) => format!(
+                "ALTER TABLE {} DROP CONSTRAINT {}",
+                table.quoted(),
+                quote_ident(name)
+            ),
+            None => format!(
+                "DROP INDEX {}.{}",
+                quote_ident(&table.schema),
+                quote_ident(&self.name)
+            ),
+        }
+    }
+
+    /// The statements that build the index and give it back its constraint, comment and
+    /// clustering. A constraint comes back through `ADD CONSTRAINT … USING INDEX`, so the
+    /// index keeps every detail `pg_get_indexdef` knows of.
+    pub(crate) fn create_sql(&self, table: &TableName) -> Vec<String> {
+        let mut sql = Vec::new();
+        match &self.tablespace {
+            // As pg_dump does: the definition has no TABLESPACE clause to put it in.
+            Some(space) => sql.extend([
+                format!("SET LOCAL default_tablespace = {}", quote_ident(space)),
+                self.definition.clone(),
+                "SET LOCAL default_tablespace = ''".to_string(),
+            ]),
+            None => sql.push(self.definition.clone()),
+        }
+        let qualified = format!("{}.{}", quote_ident(&table.schema), quote_ident(&self.name));
+        if let Some((name, kind, deferrable)) = &self.constraint {
+            let kind = if *kind == 'p' {
+                "PRIMARY KEY"
+            } else {
+                "UNIQUE"
+            };
+            sql.push(
+                format!(
+                    "ALTER TABLE {} ADD CONSTRAINT {} {kind} USING INDEX {} {deferrable}",
+                    table.quoted(),
+                    quote_ident(name),
+                    quote_ident(&self.name)
+                )
+                .trim_end()
+                .to_string(),
+            );
+            if let Some(comment) = &self.constraint_comment {
+                sql.push(format!(
+                    "COMMENT ON CONSTRAINT {} ON {} IS {}",
+                    quote_ident(name),
+                    table.quoted(),
+                    quote_literal(comment)
+                ));
+            }
+        }
+        if let Some(comment) = &self.comment {
+            sql.push(format!(
+                "COMMENT ON INDEX {qualified} IS {}",
+                quote_literal(comment)
+            ));
+        }
+        if self.clustered {
+            sql.push(format!(
+                "ALTER TABLE {} CLUSTER ON {}",
+                table.quoted(),
+                quote_ident(&self.name)
+            ));
+        }
+        for (column, target) in &self.statistics {
+            sql.push(format!(
+                "ALTER INDEX {qualified} ALTER COLUMN {column} SET STATISTICS {target}"
+            ));
+        }
+        sql
+    }
+}
+
+/// The indexes of the given destination tables that can be dropped and built again inside
+/// a load transaction: not those of partitions attached to a partitioned index, not the one
+/// that is the replica identity, not exclusion constraints, none that another object (a
+/// view, say) depends on, and — unless the foreign keys are out of the way for the load
+/// (`keys_dropped`) — none that a foreign key depends on.
+pub(crate) fn rebuildable(
+    client: &mut Client,
+    tables: &[TableName],
+    keys_dropped: bool,
+) -> Result<HashMap<TableName, Vec<Index>>> {
+    let schemas: Vec<&str> = tables.iter().map(|t| t.schema.as_str()).collect();
+    let names: Vec<&str> = tables.iter().map(|t| t.name.as_str()).collect();
+    let mut tx = client.transaction()?;
+    // pg_get_indexdef waits for locks on the table: give up soon (see `is_lock_timeout`).
+    tx.batch_execute(&format!(
+        "SET LOCAL lock_timeout = {}",
+        LOCK_WAIT.as_millis()
+    ))?;
+    let rows = tx
+        .query(
+            "SELECT n.nspname, c.relname, i.relname AS index_name,
+                    pg_get_indexdef(x.indexrelid) AS definition,
+                    con.conname, con.contype::text,
+                    CASE WHEN con.condeferred THEN 'DEFERRABLE INITIALLY DEFERRED'
+                         WHEN con.condeferrable THEN 'DEFERRABLE'
+                         ELSE '' END AS deferrable,
+                    obj_description(x.indexrelid, 'pg_class') AS comment,
+                    obj_description(con.oid, 'pg_constraint') AS constraint_comment,
+                    (SELECT t.spcname FROM pg_tablespace t
+                     WHERE t.oid = i.reltablespace) AS tablespace,
+                    x.indisclustered,
+                    ARRAY(SELECT a.attnum::int4 FROM pg_attribute a
+                          WHERE a.attrelid = x.indexrelid AND a.attstattarget >= 0
+                          ORDER BY a.attnum) AS stat_columns,
+                    ARRAY(SELECT a.attstattarget::int4 FROM pg_attribute a
+                          WHERE a.attrelid = x.indexrelid AND a.attstattarget >= 0
+                          ORDER BY a.attnum) AS stat_targets,
+                    x.indisreplident
+                      OR coalesce(con.contype = 'x', false)
+                      OR EXISTS (SELECT 1 FROM pg_inherits h WHERE h.inhrelid = x.indexrelid)
+                      AS pinned,
+                    EXISTS (SELECT 1 FROM pg_depend d
+                            WHERE d.refclassid = 'pg_class'::regclass
+                              AND d.refobjid = x.indexrelid
+                              AND d.classid = 'pg_constraint'::regclass
+                              AND d.deptype = 'n') AS referenced,
+                    EXISTS (SELECT 1 FROM pg_depend d
+                            WHERE d.deptype = 'n'
+                              AND d.classid <> 'pg_constraint'::regclass
+                              AND ((d.refclassid = 'pg_class'::regclass
+                                    AND d.refobjid = x.indexrelid)
+                                OR (d.refclassid = 'pg_constraint'::regclass
+                                    AND d.refobjid = con.oid))) AS depended_on
+             FROM unnest($1::text[], $2::text[]) AS want(schema_name, table_name)
+             JOIN pg_namespace n ON n.nspname = want.schema_name
+             JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = want.table_name
+             JOIN pg_index x ON x.indrelid = c.oid
+             JOIN pg_class i ON i.oid = x.indexrelid
+             LEFT JOIN pg_constraint con
+                    ON con.conindid = x.indexrelid AND con.conrelid = c.oid
+                   AND con.contype IN ('p', 'u', 'x')
+             ORDER BY n.nspname, c.relname, i.relname",
+            &[&schemas, &names],
+        )
+        .context("reading the destination's indexes")?;
+    tx.commit()?;
+    let mut map: HashMap<TableName, Vec<Index>> = HashMap::new();
+    for row in rows {
+        let pinned: bool = row.get("pinned");
+        let referenced: bool = row.get("referenced");
+        // A view grouping by the primary key depends on it, for one: dropping it would fail.
+        let depended_on: bool = row.get("depended_on");
+        if pinned || depended_on || (referenced && !keys_dropped) {
+            continue;
+        }
+        let conname: Option<String> = row.get("conname");
+        let contype: Option<String> = row.get("contype");
+        let constraint = conname.zip(contype).map(|(name, kind)| {
+            (
+                name,
+                kind.chars().next().unwrap_or('u'),
+                row.get::<_, String>("deferrable"),
+            )
+        });
+        map.entry(TableName::new(
+            row.get::<_, String>(0),
+            row.get::<_, String>(1),
+        ))
+        .or_default()
+        .push(Index {
+            name: row.get("index_name"),
+            definition: row.get("definition"),
+            constraint,
+            comment: row.get("comment"),
+            constraint_comment: row.get("constraint_comment"),
+            tablespace: row.get("tablespace"),
+            clustered: row.get("indisclustered"),
+            statistics: row
+                .get::<_, Vec<i32>>("stat_columns")
+                .into_iter()
+                .zip(row.get::<_, Vec<i32>>("stat_targets"))
+                .collect(),
+        });
+    }
+    Ok(map)
+}
+
+/// How long reading the index definitions waits for a lock.
+const LOCK_WAIT: Duration = Duration::from_secs(2);
+
+/// Whether `rebuildable` gave up on a lock another session holds.
+pub(crate) fn is_lock_timeout(err: &anyhow::Error) -> bool {
+    err.chain().any(|cause| {
+        cause
+            .downcast_ref::<postgres::Error>()
+            .and_then(postgres::Error::code)
+            == Some(&SqlState::LOCK_NOT_AVAILABLE)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn auto_rebuilds_only_big_tables() {
+        assert!(!IndexMode::Auto.rebuilds(AUTO_REBUILD_BYTES - 1));
+        assert!(IndexMode::Auto.rebuilds(AUTO_REBUILD_BYTES));
+        assert!(IndexMode::Rebuild.rebuilds(0));
+        assert!(!IndexMode::Keep.rebuilds(u64::MAX));
+        assert!("sometimes".parse::<IndexMode>().is_err());
+    }
+
+    #[test]
+    fn rebuilds_constraint_indexes_through_using_index() {
+        let table = TableName::new("s", "T");
+        let index = Index {
+            name: "T_pkey".into(),
+            definition: "CREATE UNIQUE INDEX \"T_pkey\" ON s.\"T\" USING btree (id)".into(),
+            constraint: Some(("T_pkey".into(), 'p', String::new())),
+            comment: Some("it's the key".into()),
+            constraint_comment: Some("the key's constraint".into()),
+            tablespace: None,
+            clustered: true,
+            statistics: vec![(1, 500)],
+        };
+        assert_eq!(
+            index.drop_sql(&table),
+            "ALTER TABLE \"s\".\"T\" DROP CONSTRAINT \"T_pkey\""
+        );
+        assert_eq!(
+            index.create_sql(&table),
+            [
+                "CREATE UNIQUE INDEX \"T_pkey\" ON s.\"T\" USING btree (id)",
+                "ALTER TABLE \"s\".\"T\" ADD CONSTRAINT \"T_pkey\" PRIMARY KEY USING INDEX \"T_pkey\"",
+                "COMMENT ON CONSTRAINT \"T_pkey\" ON \"s\".\"T\" IS 'the key''s constraint'",
+                "COMMENT ON INDEX \"s\".\"T_pkey\" IS 'it''s the key'",
+                "ALTER TABLE \"s\".\"T\" CLUSTER ON \"T_pkey\"",
+                "ALTER INDEX \"s\".\"T_pkey\" ALTER COLUMN 1 SET STATISTICS 500",
+            ]
+        );
+        let plain = Index {
+            constraint: None,
+            comment: None,
+            tablespace: Some("fast disk".into()),
+            clustered: false,
+            statistics: Vec::new(),
+            ..index
+        };
+        assert_eq!(plain.drop_sql(&table), "DROP INDEX \"s\".\"T_pkey\"");
+        assert_eq!(
+            plain.create_sql(&table),
+            [
+                "SET LOCAL default_tablespace = \"fast disk\"",
+                "CREATE UNIQUE INDEX \"T_pkey\" ON s.\"T\" USING btree (id)",
+                "SET LOCAL default_tablespace = ''",
+            ]
+        );
+    }
+}

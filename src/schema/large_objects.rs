@@ -1,0 +1,288 @@
+//! Large objects (`lo_*`): copied with their OIDs (which the tables' `oid` columns hold),
+//! their data, owner and grants, from the copy's snapshot, in one destination transaction
+//! that replaces the destination's large objects as a whole, on a thread of their own
+//! while the tables load. As pg_dump does, they belong to a copy of the whole database, not
+//! to a copy narrowed to some tables (see `Selection`).
+
+use crate::pg::conn::Target;
+use crate::pg::sql::{display_ident, quote_ident};
+use anyhow::{bail, Context, Result};
+use postgres::Client;
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// How much of a large object one statement moves: data travels in pieces this big, so a
+/// large object of any size goes through in bounded memory.
+const CHUNK: i32 = 1024 * 1024;
+
+/// `--large-objects` / `--no-large-objects`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Selection {
+    /// Copied unless the filters name tables or schemas to include (pg_dump's rule: `-t` and
+    /// `-n` leave them out).
+    Auto,
+    Always,
+    Never,
+}
+
+impl Selection {
+    /// Whether a copy with these filters carries the large objects.
+    pub(crate) fn copies(self, narrowed: bool) -> bool {
+        match self {
+            Selection::Auto => !narrowed,
+            Selection::Always => true,
+            Selection::Never => false,
+        }
+    }
+}
+
+/// One large object of the source, as the snapshot sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct LargeObject {
+    pub(crate) oid: u32,
+    pub(crate) owner: String,
+    /// `(grantee, privilege, grantable)`; an empty grantee is PUBLIC.
+    pub(crate) grants: Vec<(String, String, bool)>,
+}
+
+/// The source's large objects, read in the snapshot's transaction.
+pub(crate) fn plan(source: &mut Client) -> Result<Vec<LargeObject>> {
+    let rows = source
+        .query(
+            "SELECT m.oid, pg_get_userbyid(m.lomowner),
+                    coalesce(array_agg(coalesce(pg_get_userbyid(g.grantee), '')
+                                       ORDER BY g.grantee, g.privilege_type)
+                             FILTER (WHERE g.grantee IS NOT NULL AND g.grantee <> m.lomowner),
+                             '{}'),
+                    coalesce(array_agg(g.privilege_type ORDER BY g.grantee, g.privilege_type)
+                             FILTER (WHERE g.grantee IS NOT NULL AND g.grantee <> m.lomowner),
+                             '{}'),
+                    coalesce(array_agg(g.is_grantable ORDER BY g.grantee, g.privilege_type)
+                             FILTER (WHERE g.grantee IS NOT NULL AND g.grantee <> m.lomowner),
+                             '{}')
+             FROM pg_largeobject_metadata m
+             LEFT JOIN LATERAL aclexplode(m.lomacl) AS g ON true
+             GROUP BY m.oid, m.lomowner
+             ORDER BY m.oid",
+            &[],
+        )
+        .context("listing the source's large objects")?;
+    Ok(rows
+        .iter()
+        .map(|row| {
+            let grantees: Vec<String> = row.get(2);
+            let privileges: Vec<String> = row.get(3);
+            let grantable: Vec<bool> = row.get(4);
+            LargeObject {
+                oid: row.get(0),
+                owner: row.get(1),
+                grants: grantees
+                    .into_iter()
+                    .zip(privileges)
+                    .zip(grantable)
+                    .map(|((grantee, privilege), grantable)| (grantee, privilege, grantable))
+                    .collect(),
+            }
+        })
+        .collect())
+}
+
+/// Replaces the destination's large objects with `objects`, read from the source in the
+/// snapshot `snapshot_sql` imports, in one destination transaction: a failure leaves the
+/// destination's as they were. `stop` is checked between pieces. Returns the bytes copied.
+pub(crate) fn copy(
+    source: &Target,
+    dest: &Target,
+    snapshot_sql: &str,
+    objects: &[LargeObject],
+    bytes: &AtomicU64,
+    stop: &dyn Fn() -> bool,
+) -> Result<u64> {
+    let mut reader = source.connect()?;
+    reader
+        .batch_execute(&format!(
+            "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; {snapshot_sql}"
+        ))
+        .context("importing the source snapshot")?;
+    let mut writer = dest.connect()?;
+    let mut tx = writer.transaction()?;
+    // Every large object of the destination goes: the source's set replaces it whole.
+    tx.batch_execute(
+        "SELECT lo_unlink(oid) FROM pg_catalog.pg_largeobject_metadata;
+         SELECT set_config('synchronous_commit', 'local', true)
+         WHERE current_setting('synchronous_commit') = 'off'",
+    )
+    .context("removing the destination's large objects")?;
+    let roles = assignable_roles(&mut tx, objects)?;
+    let read = reader.prepare("SELECT lo_get($1, $2, $3)")?;
+    let create = tx.prepare("SELECT lo_from_bytea($1, $2)")?;
+    let put = tx.prepare("SELECT lo_put($1, $2, $3)")?;
+    let mut copied = 0u64;
+    for object in objects {
+        let mut offset = 0i64;
+        loop {
+            if stop() {
+                bail!("stopped");
+            }
+            let data: Vec<u8> = reader
+                .query_one(&read, &[&object.oid, &offset, &CHUNK])
+                .with_context(|| format!("reading large object {}", object.oid))?
+                .get(0);
+            if offset == 0 {
+                tx.execute(&create, &[&object.oid, &data])
+            } else {
+                tx.execute(&put, &[&object.oid, &offset, &data])
+            }
+            .with_context(|| format!("writing large object {}", object.oid))?;
+            let len = data.len() as u64;
+            copied += len;
+            bytes.fetch_add(len, Ordering::Relaxed);
+            offset += len as i64;
+            if len < CHUNK as u64 {
+                break;
+            }
+        }
+        for sql in object.grant_sql(&roles) {
+            tx.batch_execute(&sql).with_context(|| {
+                format!("giving large object {} its owner and grants", object.oid)
+            })?;
+        }
+    }
+    tx.commit()
+        .context("committing the large objects on the destination")?;
+    reader.batch_execute("COMMIT")?;
+    Ok(copied)
+}
+
+impl LargeObject {
+    /// The privileges granted on it, then its owner, as statements: granted while the
+    /// copying role owns it (the new owner then takes over the grants), and only to roles
+    /// the destination has and the copying role may hand the object to (`roles`).
+    fn grant_sql(&self, roles: &HashSet<String>) -> Vec<String> {
+        let mut sql = Vec::new();
+        for (grantee, privilege, grantable) in &self.grants {
+            let to = if grantee.is_empty() {
+                "PUBLIC".to_string()
+            } else if roles.contains(grantee) {
+                quote_ident(grantee)
+            } else {
+                continue;
+            };
+            let option = if *grantable { " WITH GRANT OPTION" } else { "" };
+            sql.push(format!(
+                "GRANT {privilege} ON LARGE OBJECT {} TO {to}{option}",
+                self.oid
+            ));
+        }
+        if roles.contains(&self.owner) {
+            sql.push(format!(
+                "ALTER LARGE OBJECT {} OWNER TO {}",
+                self.oid,
+                quote_ident(&self.owner)
+            ));
+        }
+        sql
+    }
+}
+
+/// The owners and grantees of `objects` that the destination has and that the copying role
+/// may give a large object to (itself, a role it is a member of, or any as a superuser).
+/// The others are named in a warning: their objects keep the copying role as owner.
+fn assignable_roles(
+    tx: &mut postgres::Transaction,
+    objects: &[LargeObject],
+) -> Result<HashSet<String>> {
+    let mut wanted: Vec<&str> = objects
+        .iter()
+        .flat_map(|o| {
+            std::iter::once(o.owner.as_str()).chain(o.grants.iter().map(|g| g.0.as_str()))
+        })
+        .filter(|r| !r.is_empty())
+        .collect();
+    wanted.sort_unstable();
+    wanted.dedup();
+    let may: HashSet<String> = tx
+        .query(
+            "SELECT r.rolname FROM pg_catalog.pg_roles r
+             WHERE r.rolname = ANY($1)
+               AND (pg_has_role(r.oid, 'MEMBER')
+                    OR (SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user))",
+            &[&wanted],
+        )
+        .context("reading the destination's roles")?
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    let missing: Vec<String> = wanted
+        .iter()
+        .filter(|r| !may.contains(**r))
+        .map(|r| display_ident(r).into_owned())
+        .collect();
+    if !missing.is_empty() {
+        log::warn!(
+            "large objects owned by or granted to roles the destination lacks, or that the \
+             copying role may not hand them to, keep the copying role as owner: {}",
+            missing.join(", ")
+        );
+    }
+    Ok(may)
+}
+
+/// The query that digests the large objects on either side, as `verify::digest_sql` does
+/// tables: their count, and an order-independent sum of the md5 of each one's OID, owner,
+/// grants (whatever their order) and data.
+pub(crate) const DIGEST_SQL: &str = "SELECT count(*)::int8,
+        coalesce(sum(('x' || substr(h, 1, 16))::bit(64)::int8::numeric), 0)::text
+        || '/' ||
+        coalesce(sum(('x' || substr(h, 17, 16))::bit(64)::int8::numeric), 0)::text
+     FROM (SELECT md5(md5(convert_to(
+                          m.oid::text || ':' || pg_get_userbyid(m.lomowner) || ':'
+                          || coalesce((SELECT string_agg(
+                                              coalesce(pg_get_userbyid(g.grantee), 'PUBLIC')
+                                              || '=' || g.privilege_type
+                                              || CASE WHEN g.is_grantable THEN '*' ELSE '' END,
+                                              ',' ORDER BY 1)
+                                       FROM aclexplode(m.lomacl) AS g
+                                       WHERE g.grantee <> m.lomowner), ''),
+                          'UTF8'))
+                      || md5(lo_get(m.oid))) AS h
+           FROM pg_catalog.pg_largeobject_metadata m) AS digests";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn large_objects_go_with_a_whole_database_as_in_pg_dump() {
+        assert!(Selection::Auto.copies(false));
+        assert!(!Selection::Auto.copies(true));
+        assert!(Selection::Always.copies(true));
+        assert!(!Selection::Never.copies(false));
+    }
+
+    #[test]
+    fn gives_back_owner_and_grants() {
+        let object = LargeObject {
+            oid: 42,
+            owner: "App Owner".into(),
+            grants: vec![
+                (String::new(), "SELECT".into(), false),
+                ("reader".into(), "UPDATE".into(), true),
+            ],
+        };
+        let roles: HashSet<String> = ["App Owner".to_string(), "reader".into()].into();
+        assert_eq!(
+            object.grant_sql(&roles),
+            [
+                "GRANT SELECT ON LARGE OBJECT 42 TO PUBLIC",
+                "GRANT UPDATE ON LARGE OBJECT 42 TO \"reader\" WITH GRANT OPTION",
+                "ALTER LARGE OBJECT 42 OWNER TO \"App Owner\"",
+            ]
+        );
+        assert_eq!(
+            object.grant_sql(&HashSet::new()),
+            ["GRANT SELECT ON LARGE OBJECT 42 TO PUBLIC"],
+            "roles the destination lacks are left out"
+        );
+    }
+}

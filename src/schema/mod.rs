@@ -1,0 +1,11 @@
+//! What the databases hold and how the destination's objects are handled around a load:
+//! the catalog, constraints, indexes, triggers, sequences, large objects and materialized
+//! views.
+
+pub(crate) mod catalog;
+pub(crate) mod constraints;
+pub(crate) mod indexes;
+pub(crate) mod large_objects;
+pub(crate) mod matviews;
+pub(crate) mod sequences;
+pub(crate) mod triggers;

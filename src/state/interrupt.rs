@@ -1,0 +1,31 @@
+//! Ctrl-C, SIGTERM and SIGHUP: a flag the copy checks between chunks. The first signal asks
+//! the copy to stop; pgcopy then puts the destination back before it exits. A second one
+//! does not cut that short. Only a third exits at once, leaving the state file for
+//! `pgcopy recover`.
+
+use anyhow::{Context, Result};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+static SIGNALS: AtomicUsize = AtomicUsize::new(0);
+static STOP: AtomicBool = AtomicBool::new(false);
+
+/// Installs the handler; call once, before the destination changes.
+pub(crate) fn install() -> Result<()> {
+    ctrlc::set_handler(|| match SIGNALS.fetch_add(1, Ordering::SeqCst) {
+        0 => {
+            STOP.store(true, Ordering::SeqCst);
+            eprintln!("\npgcopy: interrupted: stopping the copy, then putting the destination's keys back");
+        }
+        1 => eprintln!(
+            "\npgcopy: still putting the destination's keys back; interrupt once more to exit \
+             at once and leave that to `pgcopy recover`"
+        ),
+        _ => std::process::exit(i32::from(crate::exit::INTERRUPTED)),
+    })
+    .context("installing the Ctrl-C handler")
+}
+
+/// Whether an interrupt has been asked for.
+pub(crate) fn requested() -> bool {
+    STOP.load(Ordering::SeqCst)
+}

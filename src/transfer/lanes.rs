@@ -1,0 +1,585 @@
+//! The byte pipe: per lane, a reader thread streams `COPY … TO STDOUT` from the source in
+//! chunks through a bounded channel to a writer thread that replaces the destination table
+//! with `TRUNCATE` + `COPY … FROM STDIN` in one transaction. Bytes are not decoded on the way.
+
+use crate::output::progress::Counters;
+use crate::pg::conn::{describe, Pool, PooledClient, WirePool};
+use crate::pg::retry;
+use crate::pg::sql::TEXT_SETTINGS;
+use crate::pg::wire;
+use crate::plan::{Format, Plan, TablePlan};
+use crate::transfer::rows::RowCounter;
+use crate::transfer::sessions::{self, Cancels, LaneConnection, Losses, Session, DEST, SOURCE};
+use crate::transfer::write::{self, Piece};
+use anyhow::{anyhow, bail, Context, Result};
+use crossbeam_channel::{bounded, Receiver, Sender};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+/// Chunks queued between a reader and its writer. With one chunk being filled and one being
+/// written, a lane holds at most `CHANNEL_DEPTH + 2` chunks.
+pub(crate) const CHANNEL_DEPTH: usize = 4;
+
+/// No table in flight on a lane.
+const IDLE: usize = usize::MAX;
+
+/// What the pipe needs besides the plan.
+pub(crate) struct Settings {
+    /// `SET TRANSACTION SNAPSHOT …` for the exported source snapshot.
+    pub(crate) snapshot_sql: String,
+    pub(crate) batch_size: usize,
+    pub(crate) parallel: usize,
+    /// Writers run with `session_replication_role = replica` (`--fk-mode replica`).
+    pub(crate) replica: bool,
+    /// Further tries for a table that failed with a transient error.
+    pub(crate) retries: u32,
+    /// How long a writer waits for a lock on its table before it gives up.
+    pub(crate) lock_timeout: Duration,
+    /// Writers `ANALYZE` each table right after its commit, while other tables still load.
+    pub(crate) analyze: bool,
+}
+
+/// How one table's copy ended.
+#[derive(Debug)]
+pub(crate) struct TableOutcome {
+    pub(crate) rows: u64,
+    pub(crate) bytes: u64,
+    /// The time of the last try.
+    pub(crate) elapsed: Duration,
+    pub(crate) error: Option<anyhow::Error>,
+    /// How many times the table was tried.
+    pub(crate) attempts: u32,
+    /// Whether the loaded table was analyzed: `None` when it was not tried, else the failure.
+    pub(crate) analyzed: Option<Result<(), String>>,
+    /// The destination table's file after the load (0 when it was not loaded).
+    pub(crate) filenode: u32,
+}
+
+impl TableOutcome {
+    /// A table that was not copied, and why: the one way a failed outcome is made.
+    pub(crate) fn failed(error: anyhow::Error) -> TableOutcome {
+        TableOutcome {
+            rows: 0,
+            bytes: 0,
+            elapsed: Duration::ZERO,
+            error: Some(error),
+            attempts: 0,
+            analyzed: None,
+            filenode: 0,
+        }
+    }
+
+    /// A try whose writer went away before it could say how the table went.
+    fn lost(job: Job) -> TableOutcome {
+        TableOutcome {
+            attempts: job.attempt,
+            ..TableOutcome::failed(anyhow!("the destination writer stopped"))
+        }
+    }
+}
+
+/// What a reader tells its writer.
+enum Msg {
+    /// The next table to write.
+    Begin(Job),
+    Chunk(Vec<u8>),
+    /// The table's stream ended: the rows the source sent, or why it stopped.
+    End(Result<u64>),
+}
+
+/// Why the lanes stop taking and reading tables (an interrupt, the source snapshot lost):
+/// set once, by the main thread; the tables cut short say why.
+#[derive(Debug, Default)]
+pub(crate) struct Stop {
+    reason: OnceLock<String>,
+}
+
+impl Stop {
+    /// Asks the lanes to stop; the first reason given is the one they report.
+    pub(crate) fn request(&self, reason: impl Into<String>) {
+        // A second reason changes nothing: the lanes are stopping already.
+        let _ = self.reason.set(reason.into());
+    }
+
+    pub(crate) fn requested(&self) -> bool {
+        self.reason.get().is_some()
+    }
+
+    pub(crate) fn reason(&self) -> &str {
+        self.reason.get().map_or("", String::as_str)
+    }
+}
+
+/// One reader–writer pair; its counters let the main thread show what is in flight.
+pub(crate) struct Lane {
+    /// The plan index of the table being written, or `IDLE`.
+    pub(crate) current: AtomicUsize,
+    /// The ticket of a try whose writer failed: its reader stops reading.
+    abandon: AtomicUsize,
+    /// Cancel handles for the lane's two connections, used when the user interrupts.
+    cancel: Mutex<Cancels>,
+}
+
+/// One try at one table.
+#[derive(Clone, Copy, Debug)]
+struct Job {
+    /// The table's index in the plan.
+    index: usize,
+    /// 1 for the first try.
+    attempt: u32,
+    /// Unique per try, so a writer can tell its reader to stop this try and not another.
+    ticket: usize,
+}
+
+/// The tables still to try: new ones in plan order, and failed ones waiting for a retry.
+struct Jobs {
+    next: usize,
+    retries: Vec<(Job, Instant)>,
+    /// Tables without a final outcome yet: while any is in flight, a retry may still come.
+    unfinished: usize,
+    tickets: usize,
+}
+
+/// What a reader lane does next.
+enum Next {
+    Run(Job),
+    /// A retry is waiting for its time, or a table in flight may still need one.
+    Wait,
+    Done,
+}
+
+struct Shared<'a> {
+    plan: &'a Plan,
+    settings: &'a Settings,
+    counters: &'a Counters,
+    quit: &'a Stop,
+    jobs: Mutex<Jobs>,
+    outcomes: Mutex<Vec<Option<TableOutcome>>>,
+    lane_errors: Mutex<Vec<String>>,
+    threads_done: AtomicUsize,
+    /// Sessions lost so far on either side: a server restart ends every session, and the
+    /// idle ones only find out at their next statement.
+    losses: Losses,
+}
+
+/// Copies every table of the plan, `parallel` at a time, calling `tick` on this thread
+/// about ten times a second until all lanes are done. Returns one outcome per planned table;
+/// a table that failed (or never started) carries its error and kept its old rows.
+pub(crate) fn run(
+    plan: &Plan,
+    settings: &Settings,
+    source: &WirePool,
+    dest: &Pool,
+    counters: &Counters,
+    quit: &Stop,
+    mut tick: impl FnMut(&[Lane]),
+) -> Result<Vec<TableOutcome>> {
+    let lanes: Vec<Lane> = (0..settings.parallel.min(plan.tables.len()).max(1))
+        .map(|_| Lane {
+            current: AtomicUsize::new(IDLE),
+            abandon: AtomicUsize::new(usize::MAX),
+            cancel: Mutex::new([None, None]),
+        })
+        .collect();
+    // Every reader and every writer blocks on I/O for its whole life, so each gets a thread
+    // of its own: a reader must never wait for a writer that has no thread to run on.
+    let threads = rayon::ThreadPoolBuilder::new()
+        .num_threads(lanes.len() * 2)
+        .thread_name(|i| {
+            format!(
+                "pgcopy-{}-{}",
+                if i % 2 == 0 { "read" } else { "write" },
+                i / 2
+            )
+        })
+        .build()
+        .context("starting the copy threads")?;
+    let shared = Shared {
+        plan,
+        settings,
+        counters,
+        quit,
+        jobs: Mutex::new(Jobs {
+            next: 0,
+            retries: Vec::new(),
+            unfinished: plan.tables.len(),
+            tickets: 0,
+        }),
+        outcomes: Mutex::new((0..plan.tables.len()).map(|_| None).collect()),
+        lane_errors: Mutex::new(Vec::new()),
+        threads_done: AtomicUsize::new(0),
+        losses: [AtomicUsize::new(0), AtomicUsize::new(0)],
+    };
+    threads.in_place_scope(|scope| {
+        for lane in &lanes {
+            let (chunks_tx, chunks_rx) = bounded(CHANNEL_DEPTH);
+            let (conn_tx, conn_rx) = bounded(1);
+            let shared = &shared;
+            scope.spawn(move |_| {
+                reader_lane(shared, lane, source, dest, chunks_tx, conn_tx);
+                shared.threads_done.fetch_add(1, Ordering::SeqCst);
+            });
+            scope.spawn(move |_| {
+                writer_lane(shared, lane, dest, chunks_rx, conn_rx);
+                shared.threads_done.fetch_add(1, Ordering::SeqCst);
+            });
+        }
+        let mut cancelled = false;
+        while shared.threads_done.load(Ordering::SeqCst) < lanes.len() * 2 {
+            if !cancelled && quit.requested() {
+                // A statement can wait a long time (a lock, a slow server): cancel what is
+                // running so the lanes notice the interrupt now.
+                cancelled = true;
+                sessions::cancel_all(lanes.iter().map(|lane| &lane.cancel));
+            }
+            tick(&lanes);
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    });
+    tick(&lanes);
+
+    let lane_errors = shared.lane_errors.into_inner().unwrap_or_default();
+    let why_not = if quit.requested() {
+        format!("not copied: {}", quit.reason())
+    } else if lane_errors.is_empty() {
+        "not copied".to_string()
+    } else {
+        format!("not copied: {}", lane_errors.join("; "))
+    };
+    let outcomes = shared.outcomes.into_inner().unwrap_or_default();
+    Ok(outcomes
+        .into_iter()
+        .map(|outcome| outcome.unwrap_or_else(|| TableOutcome::failed(anyhow!(why_not.clone()))))
+        .collect())
+}
+
+impl Shared<'_> {
+    fn next_job(&self) -> Next {
+        let Ok(mut jobs) = self.jobs.lock() else {
+            return Next::Done;
+        };
+        let now = Instant::now();
+        if let Some(ready) = jobs.retries.iter().position(|(_, at)| *at <= now) {
+            let (mut job, _) = jobs.retries.remove(ready);
+            job.ticket = jobs.tickets;
+            jobs.tickets += 1;
+            return Next::Run(job);
+        }
+        if jobs.next < self.plan.tables.len() {
+            let job = Job {
+                index: jobs.next,
+                attempt: 1,
+                ticket: jobs.tickets,
+            };
+            jobs.next += 1;
+            jobs.tickets += 1;
+            return Next::Run(job);
+        }
+        if jobs.unfinished > 0 {
+            Next::Wait
+        } else {
+            Next::Done
+        }
+    }
+
+    fn retry_later(&self, job: Job, wait: Duration) {
+        if let Ok(mut jobs) = self.jobs.lock() {
+            let next = Job {
+                attempt: job.attempt + 1,
+                ..job
+            };
+            jobs.retries.push((next, Instant::now() + wait));
+        }
+    }
+
+    fn finish(&self, index: usize, outcome: TableOutcome) {
+        if outcome.error.is_none() {
+            if let Ok(mut copied) = self.counters.copied.lock() {
+                copied.push((index, outcome.filenode));
+            }
+        }
+        if let Ok(mut outcomes) = self.outcomes.lock() {
+            outcomes[index] = Some(outcome);
+        }
+        if let Ok(mut jobs) = self.jobs.lock() {
+            jobs.unfinished = jobs.unfinished.saturating_sub(1);
+        }
+        self.counters.tables_done.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+/// Takes tables from the plan one after another and streams each to the lane's writer.
+/// It opens the lane's two connections first, so a lane that cannot connect takes no table.
+fn reader_lane(
+    shared: &Shared,
+    lane: &Lane,
+    source: &WirePool,
+    dest: &Pool,
+    chunks: Sender<Msg>,
+    dest_conn: Sender<Option<PooledClient>>,
+) {
+    let conns = source
+        .get()
+        .context("connecting to the source")
+        .and_then(|s| Ok((s, dest.get().context("connecting to the destination")?)));
+    let mut session = match conns {
+        Ok((s, d)) => {
+            if let Ok(mut tokens) = lane.cancel.lock() {
+                *tokens = [
+                    wire::Manager::cancel(&s),
+                    crate::pg::conn::Manager::cancel(&d),
+                ];
+            }
+            // A failed send means the writer is gone; the next send below notices too.
+            let _ = dest_conn.send(Some(d));
+            Session::new(SOURCE, source, s, &shared.losses)
+        }
+        Err(err) => {
+            let _ = dest_conn.send(None);
+            if let Ok(mut errors) = shared.lane_errors.lock() {
+                errors.push(describe(&err));
+            }
+            return;
+        }
+    };
+    loop {
+        if shared.quit.requested() {
+            break;
+        }
+        let job = match shared.next_job() {
+            Next::Run(job) => job,
+            Next::Wait => {
+                std::thread::sleep(Duration::from_millis(50));
+                continue;
+            }
+            Next::Done => break,
+        };
+        let table = &shared.plan.tables[job.index];
+        if chunks.send(Msg::Begin(job)).is_err() {
+            // The writer is gone: the table must still get an outcome, or the other lanes
+            // would wait for it forever.
+            shared.finish(job.index, TableOutcome::lost(job));
+            break;
+        }
+        session.renew(&shared.losses, &lane.cancel);
+        let result = if table.on_source {
+            read_table(
+                shared,
+                lane,
+                job.ticket,
+                table,
+                &mut session.client,
+                &chunks,
+            )
+        } else {
+            Ok(0)
+        };
+        session.ended(&shared.losses, &result, true);
+        if chunks.send(Msg::End(result)).is_err() {
+            shared.finish(job.index, TableOutcome::lost(job));
+            break;
+        }
+    }
+}
+
+/// Streams one table out of the source snapshot; returns the number of rows sent.
+fn read_table(
+    shared: &Shared,
+    lane: &Lane,
+    ticket: usize,
+    table: &TablePlan,
+    conn: &mut wire::Connection,
+    chunks: &Sender<Msg>,
+) -> Result<u64> {
+    let batch_size = shared.settings.batch_size;
+    conn.reset().context("ending the last source transaction")?;
+    let mut begin = format!(
+        "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; {}",
+        shared.settings.snapshot_sql
+    );
+    if table.format == Format::Text {
+        begin = format!("{begin}; {TEXT_SETTINGS}");
+    }
+    conn.execute(&begin)
+        .context("importing the source snapshot")?;
+    conn.execute(&table.lock_sql())
+        .map_err(|err| table.lock_failed(err))?;
+    let sql = table.copy_out_sql();
+    log::debug!("source: {sql}");
+    let mut counter = RowCounter::new(table.format == Format::Binary);
+    let mut chunk = Vec::with_capacity(batch_size);
+    let mut send = |chunk: Vec<u8>| -> Result<()> {
+        let before = counter.rows();
+        counter.feed(&chunk)?;
+        shared
+            .counters
+            .rows
+            .fetch_add(counter.rows() - before, Ordering::Relaxed);
+        if lane.abandon.load(Ordering::SeqCst) == ticket {
+            bail!("stopped reading because the destination failed");
+        }
+        if shared.quit.requested() {
+            bail!("stopped: {}", shared.quit.reason());
+        }
+        chunks
+            .send(Msg::Chunk(chunk))
+            .map_err(|_| anyhow!("the destination writer stopped"))
+    };
+    conn.copy_out(&sql, |mut data| {
+        while !data.is_empty() {
+            let take = data.len().min(batch_size - chunk.len());
+            chunk.extend_from_slice(&data[..take]);
+            data = &data[take..];
+            if chunk.len() == batch_size {
+                send(std::mem::replace(
+                    &mut chunk,
+                    Vec::with_capacity(batch_size),
+                ))?;
+            }
+        }
+        Ok(())
+    })
+    .context("reading from the source")?;
+    if !chunk.is_empty() {
+        send(chunk)?;
+    }
+    let rows = counter.finish()?;
+    conn.execute("COMMIT")
+        .context("ending the source transaction")?;
+    Ok(rows)
+}
+
+/// Writes each table its reader announces, and records how it went.
+fn writer_lane(
+    shared: &Shared,
+    lane: &Lane,
+    dest: &Pool,
+    chunks: Receiver<Msg>,
+    conn: Receiver<Option<PooledClient>>,
+) {
+    let Ok(Some(client)) = conn.recv() else {
+        return;
+    };
+    let mut session = Session::new(DEST, dest, client, &shared.losses);
+    while let Ok(msg) = chunks.recv() {
+        let Msg::Begin(job) = msg else {
+            continue;
+        };
+        session.renew(&shared.losses, &lane.cancel);
+        let table = &shared.plan.tables[job.index];
+        lane.current.store(job.index, Ordering::SeqCst);
+        let started = Instant::now();
+        let mut incoming = Incoming {
+            chunks: &chunks,
+            ended: false,
+            bytes: 0,
+            source_failed: false,
+        };
+        let result = write::write_table(
+            shared.settings,
+            &shared.counters.bytes,
+            table,
+            &mut session.client,
+            || incoming.next(),
+        );
+        // A source failure the reader passed on says nothing about the destination session.
+        session.ended(&shared.losses, &result, !incoming.source_failed);
+        if !incoming.ended {
+            lane.abandon.store(job.ticket, Ordering::SeqCst);
+            incoming.drain();
+        }
+        lane.current.store(IDLE, Ordering::SeqCst);
+        match result {
+            Ok(write::Loaded { rows, filenode }) => {
+                log::debug!(
+                    "copied {} ({rows} rows, {})",
+                    table.name,
+                    crate::output::report::format_bytes(incoming.bytes)
+                );
+                let elapsed = started.elapsed();
+                let analyzed = (shared.settings.analyze && !shared.quit.requested())
+                    .then(|| write::analyze(&mut session.client, table));
+                let outcome = TableOutcome {
+                    rows,
+                    bytes: incoming.bytes,
+                    elapsed,
+                    error: None,
+                    attempts: job.attempt,
+                    analyzed,
+                    filenode,
+                };
+                shared.finish(job.index, outcome);
+            }
+            Err(err)
+                if job.attempt <= shared.settings.retries
+                    && retry::is_transient(&err)
+                    && !shared.quit.requested() =>
+            {
+                let wait = retry::backoff(job.attempt);
+                log::warn!(
+                    "{}: {}; trying again in {} (try {} of {})",
+                    table.name,
+                    describe(&err),
+                    crate::output::report::format_duration(wait),
+                    job.attempt + 1,
+                    shared.settings.retries + 1
+                );
+                shared.retry_later(job, wait);
+            }
+            Err(err) => {
+                log::error!("{} failed: {}", table.name, describe(&err));
+                let outcome = TableOutcome {
+                    bytes: incoming.bytes,
+                    elapsed: started.elapsed(),
+                    attempts: job.attempt,
+                    ..TableOutcome::failed(err)
+                };
+                shared.finish(job.index, outcome);
+            }
+        }
+    }
+}
+
+/// The chunks of the table being written, as the writer consumes them.
+struct Incoming<'a> {
+    chunks: &'a Receiver<Msg>,
+    /// Whether the reader's `End` for this table has arrived.
+    ended: bool,
+    bytes: u64,
+    /// The reader ended the table with an error of its own.
+    source_failed: bool,
+}
+
+impl Incoming<'_> {
+    fn next(&mut self) -> Result<Piece> {
+        match self.chunks.recv() {
+            Ok(Msg::Chunk(chunk)) => {
+                self.bytes += chunk.len() as u64;
+                Ok(Piece::Chunk(chunk))
+            }
+            Ok(Msg::End(result)) => {
+                self.ended = true;
+                self.source_failed = result.is_err();
+                Ok(Piece::End(result.context("reading the source")?))
+            }
+            Ok(Msg::Begin(_)) => {
+                self.ended = true;
+                bail!("internal error: a new table began before the last one ended")
+            }
+            Err(_) => {
+                self.ended = true;
+                bail!("the source reader stopped")
+            }
+        }
+    }
+
+    /// Discards the rest of an abandoned table so its reader is never blocked on us.
+    fn drain(&mut self) {
+        while !self.ended {
+            if let Err(_) | Ok(Msg::End(_)) = self.chunks.recv() {
+                self.ended = true;
+            }
+        }
+    }
+}

@@ -1,0 +1,188 @@
+//! One destination table replaced in one transaction: triggers switched off, `TRUNCATE
+//! ONLY`, indexes dropped, `COPY … FROM STDIN` of the chunks the reader sends, indexes built
+//! again, triggers back on, commit; then its `ANALYZE`. Any error rolls the whole
+//! transaction back, so the table keeps its old rows and everything it had.
+
+use crate::pg::conn::describe;
+use crate::pg::sql::TEXT_SETTINGS;
+use crate::plan::{Format, TablePlan};
+use crate::transfer::lanes::Settings;
+use anyhow::{bail, Context, Result};
+use postgres::error::SqlState;
+use postgres::{Client, Transaction};
+use std::io::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+/// `maintenance_work_mem` for a table's index builds: more memory, fewer sort passes.
+const INDEX_BUILD_MEMORY: &str = "256MB";
+
+/// What the writer gets next from its reader.
+pub(crate) enum Piece {
+    Chunk(Vec<u8>),
+    /// The end of the table, with the rows the source sent.
+    End(u64),
+}
+
+/// Replaces one destination table's rows in one transaction; returns the rows written and
+/// the table's file.
+/// Any error rolls the transaction back (the `Transaction` is dropped), keeping the old rows.
+pub(crate) fn write_table(
+    settings: &Settings,
+    bytes: &AtomicU64,
+    table: &TablePlan,
+    client: &mut Client,
+    mut next: impl FnMut() -> Result<Piece>,
+) -> Result<Loaded> {
+    let mut tx = client
+        .transaction()
+        .context("starting the destination transaction")?;
+    // A table locked by another session fails with a clear message instead of hanging.
+    // The commit waits for its WAL to reach disk even where the server or the role would
+    // not (synchronous_commit = off): the state file calls the table done once it commits,
+    // and a crash must not take back what `--resume` then skips. (A transaction that
+    // truncated a table waits anyway; one that deleted some rows would not.)
+    tx.batch_execute(&format!(
+        "SET LOCAL lock_timeout = {};
+         SELECT set_config('synchronous_commit', 'local', true)
+         WHERE current_setting('synchronous_commit') = 'off'",
+        settings.lock_timeout.as_millis()
+    ))?;
+    if table.format == Format::Text {
+        tx.batch_execute(TEXT_SETTINGS)?;
+    }
+    if settings.replica {
+        tx.batch_execute("SET LOCAL session_replication_role = replica")
+            .context("switching to replica mode")?;
+    }
+    // In this transaction, so they are back at commit or rollback whatever happens.
+    run_each(
+        &mut tx,
+        table.triggers.iter().map(|t| t.disable_sql(&table.name)),
+    )
+    .context("disabling the table's triggers for the load")?;
+    let clear = table.clear_sql();
+    log::debug!("destination: {clear}");
+    tx.batch_execute(&clear)
+        .map_err(|err| locked(err, settings.lock_timeout))
+        .context("emptying the destination table")?;
+    // Built again after the data, in this transaction: a sorted build beats maintaining
+    // them row by row, and a rollback brings them back as they were.
+    run_each(
+        &mut tx,
+        table.indexes.iter().map(|i| i.drop_sql(&table.name)),
+    )
+    .context("dropping the table's indexes for the load")?;
+    let written = if table.on_source {
+        copy_in(&mut tx, table, bytes, next)?
+    } else {
+        // A partition only the destination has: emptied, nothing to copy.
+        match next()? {
+            Piece::End(0) => 0,
+            _ => bail!("internal error: rows for a table the source does not have"),
+        }
+    };
+    if !table.indexes.is_empty() {
+        tx.batch_execute(&format!(
+            "SET LOCAL maintenance_work_mem = '{}'",
+            INDEX_BUILD_MEMORY
+        ))?;
+        run_each(
+            &mut tx,
+            table.indexes.iter().flat_map(|i| i.create_sql(&table.name)),
+        )
+        .context("building the table's indexes again")?;
+    }
+    run_each(
+        &mut tx,
+        table.triggers.iter().map(|t| t.enable_sql(&table.name)),
+    )
+    .context("enabling the table's triggers again")?;
+    // The file the rows are in now (a TRUNCATE gave the table a new one): what tells this
+    // load apart from anything the table held before, for --resume (see `State::done`).
+    let filenode: u32 = tx
+        .query_one(
+            "SELECT pg_relation_filenode($1::text::regclass)",
+            &[&table.name.quoted()],
+        )?
+        .get::<_, Option<u32>>(0)
+        .unwrap_or(0);
+    tx.commit().context("committing on the destination")?;
+    Ok(Loaded {
+        rows: written,
+        filenode,
+    })
+}
+
+/// What a load did.
+pub(crate) struct Loaded {
+    pub(crate) rows: u64,
+    /// `pg_relation_filenode` of the table after the load.
+    pub(crate) filenode: u32,
+}
+
+/// Streams the reader's chunks into `COPY … FROM STDIN`; returns the rows written, which
+/// must be the rows the source sent.
+fn copy_in(
+    tx: &mut Transaction,
+    table: &TablePlan,
+    bytes: &AtomicU64,
+    mut next: impl FnMut() -> Result<Piece>,
+) -> Result<u64> {
+    let sql = table.copy_in_sql();
+    log::debug!("destination: {sql}");
+    let mut writer = tx
+        .copy_in(&sql)
+        .context("starting COPY on the destination")?;
+    let sent = loop {
+        match next()? {
+            Piece::Chunk(chunk) => {
+                writer
+                    .write_all(&chunk)
+                    .context("writing to the destination")?;
+                bytes.fetch_add(chunk.len() as u64, Ordering::Relaxed);
+            }
+            Piece::End(rows) => break rows,
+        }
+    };
+    let written = writer
+        .finish()
+        .context("finishing COPY on the destination")?;
+    if written != sent {
+        bail!("the source sent {sent} rows but the destination took {written}");
+    }
+    Ok(written)
+}
+
+/// Gives the planner statistics for the freshly loaded table: without them the first queries
+/// against it get bad plans. A failure is reported, but the data stays.
+pub(crate) fn analyze(client: &mut Client, table: &TablePlan) -> Result<(), String> {
+    let sql = format!("ANALYZE {}", table.name.quoted());
+    log::debug!("destination: {sql}");
+    client
+        .batch_execute(&sql)
+        .map_err(|err| format!("ANALYZE {} failed: {}", table.name, describe(&err.into())))
+}
+
+/// Says in words what a lock timeout means for the operator.
+fn locked(err: postgres::Error, timeout: Duration) -> anyhow::Error {
+    if err.code() == Some(&SqlState::LOCK_NOT_AVAILABLE) {
+        anyhow::Error::new(err).context(format!(
+            "the table is locked by another session; gave up after --lock-timeout {}s",
+            timeout.as_secs()
+        ))
+    } else {
+        err.into()
+    }
+}
+
+fn run_each(
+    tx: &mut Transaction,
+    statements: impl Iterator<Item = String>,
+) -> Result<(), postgres::Error> {
+    for sql in statements {
+        log::debug!("destination: {sql}");
+        tx.batch_execute(&sql)?;
+    }
+    Ok(())
+}
