@@ -249,6 +249,17 @@ impl fmt::Display for TableName {
     }
 }
 
+/// The schemas and the names of `tables`, as the two arrays a query takes a list of tables
+/// by: `unnest($1::text[], $2::text[]) AS want(schema_name, table_name)`.
+pub(crate) fn name_arrays<'a>(
+    tables: impl IntoIterator<Item = &'a TableName>,
+) -> (Vec<&'a str>, Vec<&'a str>) {
+    tables
+        .into_iter()
+        .map(|t| (t.schema.as_str(), t.name.as_str()))
+        .unzip()
+}
+
 /// A comma-separated list of quoted column names.
 pub(crate) fn column_list<'a>(columns: impl IntoIterator<Item = &'a str>) -> String {
     columns

@@ -1,7 +1,7 @@
 //! What exists in a database: tables, partitions, columns and which types can travel in
 //! COPY's binary format. Each function is one catalog query, whatever the number of tables.
 
-use crate::pg::sql::TableName;
+use crate::pg::sql::{name_arrays, TableName};
 use anyhow::{Context, Result};
 use postgres::Client;
 use std::collections::{HashMap, HashSet};
@@ -291,8 +291,7 @@ pub(crate) fn dest_tables(
     client: &mut Client,
     names: &[TableName],
 ) -> Result<HashMap<TableName, DestTable>> {
-    let schemas: Vec<&str> = names.iter().map(|t| t.schema.as_str()).collect();
-    let tables: Vec<&str> = names.iter().map(|t| t.name.as_str()).collect();
+    let (schemas, tables) = name_arrays(names);
     let rows = client
         .query(
             "SELECT n.nspname, c.relname, c.relkind::text AS kind,
@@ -351,8 +350,7 @@ pub(crate) fn rights(
     client: &mut Client,
     names: &[TableName],
 ) -> Result<HashMap<TableName, Rights>> {
-    let schemas: Vec<&str> = names.iter().map(|t| t.schema.as_str()).collect();
-    let tables: Vec<&str> = names.iter().map(|t| t.name.as_str()).collect();
+    let (schemas, tables) = name_arrays(names);
     let rows = client
         .query(
             "SELECT n.nspname, c.relname, pg_has_role(c.relowner, 'USAGE'),
@@ -384,8 +382,7 @@ pub(crate) fn dest_leaves(
     client: &mut Client,
     roots: &[TableName],
 ) -> Result<Vec<(TableName, TableName)>> {
-    let schemas: Vec<&str> = roots.iter().map(|t| t.schema.as_str()).collect();
-    let names: Vec<&str> = roots.iter().map(|t| t.name.as_str()).collect();
+    let (schemas, names) = name_arrays(roots);
     let rows = client
         .query(
             "SELECT rn.nspname, r.relname, n.nspname, c.relname
@@ -416,8 +413,7 @@ pub(crate) fn filenodes(
     client: &mut Client,
     names: &[TableName],
 ) -> Result<HashMap<TableName, u32>> {
-    let schemas: Vec<&str> = names.iter().map(|t| t.schema.as_str()).collect();
-    let tables: Vec<&str> = names.iter().map(|t| t.name.as_str()).collect();
+    let (schemas, tables) = name_arrays(names);
     let rows = client
         .query(
             "SELECT n.nspname, c.relname, pg_relation_filenode(c.oid)

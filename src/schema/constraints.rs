@@ -4,7 +4,7 @@
 //! as they were afterwards, from the state file if need be.
 
 use crate::pg::conn::db_error;
-use crate::pg::sql::{display_ident, quote_ident, quote_literal, TableName};
+use crate::pg::sql::{display_ident, name_arrays, quote_ident, quote_literal, TableName};
 use anyhow::{bail, Context, Result};
 use postgres::error::SqlState;
 use postgres::Client;
@@ -179,6 +179,16 @@ impl Constraint {
         })
     }
 
+    /// How messages name it: `foreign key "Fk" on public.child`.
+    pub(crate) fn label(&self) -> String {
+        format!(
+            "{} {} on {}",
+            self.kind.noun(),
+            display_ident(&self.name),
+            self.table
+        )
+    }
+
     /// Gives the constraint its comment back.
     pub(crate) fn comment_sql(&self) -> Option<String> {
         self.comment.as_ref().map(|comment| {
@@ -197,8 +207,7 @@ impl Constraint {
 /// Constraints that a partition inherits from its parent are left out: they come and go
 /// with the parent's.
 pub(crate) fn find(client: &mut Client, tables: &[TableName]) -> Result<Vec<Constraint>> {
-    let schemas: Vec<&str> = tables.iter().map(|t| t.schema.as_str()).collect();
-    let names: Vec<&str> = tables.iter().map(|t| t.name.as_str()).collect();
+    let (schemas, names) = name_arrays(tables);
     let rows = client
         .query(
             "WITH copied AS (
@@ -331,10 +340,8 @@ pub(crate) fn restore_all(client: &mut Client, keys: &[Constraint]) -> Result<Re
                 log::debug!("destination: {sql}");
                 if let Err(err) = client.batch_execute(&sql) {
                     restored.problems.push(format!(
-                        "{} {} on {} could not be put back: {}; run by hand: {sql}",
-                        key.kind.noun(),
-                        display_ident(&key.name),
-                        key.table,
+                        "{} could not be put back: {}; run by hand: {sql}",
+                        key.label(),
                         db_error(&err)
                     ));
                     restored.missing.push(key.clone());
@@ -344,10 +351,8 @@ pub(crate) fn restore_all(client: &mut Client, keys: &[Constraint]) -> Result<Re
                     log::debug!("destination: {sql}");
                     if let Err(err) = client.batch_execute(&sql) {
                         restored.problems.push(format!(
-                            "{} {} on {} is back without its comment: {}; run by hand: {sql}",
-                            key.kind.noun(),
-                            display_ident(&key.name),
-                            key.table,
+                            "{} is back without its comment: {}; run by hand: {sql}",
+                            key.label(),
                             db_error(&err)
                         ));
                     }
@@ -373,10 +378,8 @@ pub(crate) fn restore_all(client: &mut Client, keys: &[Constraint]) -> Result<Re
         log::debug!("destination: {sql}");
         if let Err(err) = client.batch_execute(&sql) {
             restored.problems.push(format!(
-                "{} {} on {} is back but NOT VALID: the data violates it: {}",
-                key.kind.noun(),
-                display_ident(&key.name),
-                key.table,
+                "{} is back but NOT VALID: the data violates it: {}",
+                key.label(),
                 db_error(&err)
             ));
             restored.unvalidated.push(key.clone());
@@ -403,8 +406,7 @@ fn existing(
     client: &mut Client,
     keys: &[Constraint],
 ) -> Result<HashMap<(TableName, String), bool>> {
-    let schemas: Vec<&str> = keys.iter().map(|k| k.table.schema.as_str()).collect();
-    let tables: Vec<&str> = keys.iter().map(|k| k.table.name.as_str()).collect();
+    let (schemas, tables) = name_arrays(keys.iter().map(|k| &k.table));
     let names: Vec<&str> = keys.iter().map(|k| k.name.as_str()).collect();
     let rows = client
         .query(

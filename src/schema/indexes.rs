@@ -3,7 +3,7 @@
 //! transaction, so a failure, an interrupt or a crash rolls them back with the rows: like
 //! the triggers, there is nothing for a later recovery to put back.
 
-use crate::pg::sql::{quote_ident, quote_literal, TableName};
+use crate::pg::sql::{name_arrays, quote_ident, quote_literal, TableName};
 use anyhow::{Context, Result};
 use postgres::error::SqlState;
 use postgres::Client;
@@ -162,8 +162,7 @@ pub(crate) fn rebuildable(
     tables: &[TableName],
     keys_dropped: bool,
 ) -> Result<HashMap<TableName, Vec<Index>>> {
-    let schemas: Vec<&str> = tables.iter().map(|t| t.schema.as_str()).collect();
-    let names: Vec<&str> = tables.iter().map(|t| t.name.as_str()).collect();
+    let (schemas, names) = name_arrays(tables);
     let mut tx = client.transaction()?;
     // pg_get_indexdef waits for locks on the table: give up soon (see `is_lock_timeout`).
     tx.batch_execute(&format!(

@@ -3,7 +3,7 @@
 //! keep answering from the data it had before (a data-only restore leaves them stale).
 
 use crate::pg::conn::db_error;
-use crate::pg::sql::TableName;
+use crate::pg::sql::{name_arrays, TableName};
 use anyhow::{Context, Result};
 use postgres::Client;
 use std::collections::HashSet;
@@ -43,8 +43,7 @@ pub(crate) fn dependents(
     tables: &[TableName],
     wanted: &HashSet<TableName>,
 ) -> Result<Vec<MatView>> {
-    let schemas: Vec<&str> = tables.iter().map(|t| t.schema.as_str()).collect();
-    let names: Vec<&str> = tables.iter().map(|t| t.name.as_str()).collect();
+    let (schemas, names) = name_arrays(tables);
     let rows = dest
         .query(
             "WITH RECURSIVE copied AS (

@@ -2,7 +2,7 @@
 //! standalone in a copied schema), their values in the source snapshot, and setting them on
 //! the destination once the data is there.
 
-use crate::pg::sql::TableName;
+use crate::pg::sql::{name_arrays, TableName};
 use crate::schema::catalog::Table;
 use anyhow::{Context, Result};
 use postgres::Client;
@@ -104,8 +104,7 @@ pub(crate) fn check_destination(
     client: &mut Client,
     sequences: &[Sequence],
 ) -> Result<Vec<String>> {
-    let schemas: Vec<&str> = sequences.iter().map(|s| s.name.schema.as_str()).collect();
-    let names: Vec<&str> = sequences.iter().map(|s| s.name.name.as_str()).collect();
+    let (schemas, names) = name_arrays(sequences.iter().map(|s| &s.name));
     let present: HashSet<TableName> = client
         .query(
             "SELECT n.nspname, c.relname

@@ -3,7 +3,7 @@
 //! load transaction, so the triggers are back the moment it commits or rolls back, whatever
 //! happens to pgcopy: there is nothing to put back after a crash.
 
-use crate::pg::sql::{quote_ident, TableName};
+use crate::pg::sql::{name_arrays, quote_ident, TableName};
 use anyhow::{Context, Result};
 use postgres::Client;
 use std::collections::HashMap;
@@ -58,8 +58,7 @@ pub(crate) fn firing(
     tables: &[TableName],
     replica: bool,
 ) -> Result<HashMap<TableName, Vec<Trigger>>> {
-    let schemas: Vec<&str> = tables.iter().map(|t| t.schema.as_str()).collect();
-    let names: Vec<&str> = tables.iter().map(|t| t.name.as_str()).collect();
+    let (schemas, names) = name_arrays(tables);
     let rows = client
         .query(
             "SELECT n.nspname, c.relname, t.tgname, t.tgenabled::text
