@@ -16,7 +16,7 @@ mod transfer;
 use cli::args::{self as cli_args, Parsed};
 use cli::config;
 use output::logging;
-use pg::conn::describe;
+use pg::error::describe;
 use std::process::ExitCode;
 
 /// The exit codes, as documented in `--help` and the README.

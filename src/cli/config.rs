@@ -3,7 +3,7 @@
 
 use crate::cli::args;
 use crate::output::logging::Verbosity;
-use crate::pg::conn::Target;
+use crate::pg::target::Target;
 use crate::plan::filter::{parse_list, TableFilter};
 use crate::schema::constraints::FkMode;
 use crate::schema::indexes::IndexMode;

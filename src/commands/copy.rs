@@ -6,7 +6,8 @@ use crate::cli::config::CopyConfig;
 use crate::output::logging::{self, Verbosity};
 use crate::output::progress::{Counters, Display, Progress};
 use crate::output::report::{format_bytes, print_json, Report};
-use crate::pg::conn::{describe, lock_destination, Identity};
+use crate::pg::error::{self, describe};
+use crate::pg::server::{lock_destination, Identity};
 use crate::pg::sql::TableName;
 use crate::plan::snapshot::{self, Snapshot, Source};
 use crate::plan::{self, Plan, Replace};
@@ -171,7 +172,7 @@ pub(crate) fn run(cfg: &CopyConfig) -> Result<u8> {
             // Reading an index definition waits for a lock another session holds on its
             // table: keep every index rather than hold up or fail the whole copy; that
             // table's own writer then waits for its lock, up to --lock-timeout.
-            Err(err) if indexes::is_lock_timeout(&err) => {
+            Err(err) if error::kind(&err) == error::Kind::LockTimeout => {
                 log::warn!(
                     "could not read the destination's indexes (a table is locked by another \
                      session), so every index stays as it is: {}",
@@ -496,20 +497,14 @@ fn verify_copied(
             .collect(),
     };
     log::info!("verifying {} copied tables", copied.tables.len());
-    let result = cfg
-        .source
-        .pool(cfg.parallel)
-        .and_then(|source| Ok((source, cfg.dest.pool(cfg.parallel)?)))
-        .and_then(|(source, dest)| {
-            verify::compare(
-                &copied,
-                large_objects,
-                &snapshot.import_sql(),
-                &source,
-                &dest,
-                cfg.parallel,
-            )
-        });
+    let result = verify::compare(
+        &copied,
+        large_objects,
+        &snapshot.id,
+        &cfg.source.pool(cfg.parallel),
+        &cfg.dest.pool(cfg.parallel),
+        cfg.parallel,
+    );
     match result {
         Ok(checks) => Some(checks),
         Err(err) => {
@@ -532,7 +527,7 @@ fn copy_tables(
 ) -> Copied {
     let (state_file, journal) = journal;
     let settings = lanes::Settings {
-        snapshot_sql: snapshot.import_sql(),
+        snapshot: snapshot.id.clone(),
         batch_size: cfg.batch_size,
         parallel: cfg.parallel,
         replica: mode == FkMode::Replica,
@@ -588,8 +583,8 @@ fn copy_tables(
         stop.request(lost.clone());
         source_lost = Some(lost);
     }
-    let source = cfg.source.wire_pool(cfg.parallel * 2);
-    let snapshot_sql = snapshot.import_sql();
+    let source = cfg.source.reader_pool(cfg.parallel * 2);
+    let snapshot_id = snapshot.id.clone();
     let (result, large_objects) = std::thread::scope(|scope| {
         // The large objects go on a thread of their own, beside the lanes.
         let large_objects = objects.map(|objects| {
@@ -598,7 +593,7 @@ fn copy_tables(
                 large_objects::copy(
                     &cfg.source,
                     &cfg.dest,
-                    &snapshot_sql,
+                    &snapshot_id,
                     objects,
                     &counters.bytes,
                     &stopping,
@@ -606,7 +601,8 @@ fn copy_tables(
                 .map_err(|err| describe(&err))
             })
         });
-        let result = cfg.dest.pool(cfg.parallel * 2).and_then(|dest| {
+        let dest = cfg.dest.pool(cfg.parallel * 2);
+        let result = {
             lanes::run(plan, &settings, &source, &dest, &counters, &stop, |lanes| {
                 progress.tick(&counters, lanes);
                 record(false);
@@ -625,7 +621,7 @@ fn copy_tables(
                     }
                 }
             })
-        });
+        };
         let large_objects = large_objects.map(|thread| {
             thread.join().unwrap_or_else(|_| {
                 Err("internal error: the large objects' thread panicked".into())
@@ -733,8 +729,8 @@ fn ensure_connected(cfg: &CopyConfig, dest: &mut Client) -> Result<()> {
         match cfg.dest.connect() {
             Ok(client) => break client,
             // A server that is restarting refuses connections for a moment.
-            Err(err) if attempt <= cfg.retries.max(3) && crate::pg::retry::is_transient(&err) => {
-                std::thread::sleep(crate::pg::retry::backoff(attempt));
+            Err(err) if attempt <= cfg.retries.max(3) && error::kind(&err).is_worth_retrying() => {
+                std::thread::sleep(crate::pg::error::backoff(attempt));
                 attempt += 1;
             }
             Err(err) => return Err(err),

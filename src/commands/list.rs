@@ -3,6 +3,7 @@
 
 use crate::cli::config::ListConfig;
 use crate::output::report::{format_bytes, print_json, write_table};
+use crate::pg::server::BEGIN_READ_ONLY;
 use crate::pg::sql::TableName;
 use crate::plan;
 use crate::schema::catalog::{self, Table};
@@ -22,7 +23,7 @@ struct Entry {
 pub(crate) fn run(cfg: &ListConfig) -> Result<u8> {
     let mut client = cfg.source.connect()?;
     // One snapshot for the catalog and any counts, so the listing is consistent.
-    client.batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")?;
+    client.batch_execute(BEGIN_READ_ONLY)?;
     let all = catalog::tables(&mut client)?;
     let mut selected = plan::select(&all, &cfg.filter)?;
     // Waits for a table another session holds an exclusive lock on, as psql's \dt+ would.

@@ -2,8 +2,9 @@
 //! from its state file. `pgcopy recover` does only this; `pgcopy copy` does it first.
 
 use crate::cli::config::RecoverConfig;
-use crate::pg::conn::{lock_destination, Identity, Target};
+use crate::pg::server::{lock_destination, Identity};
 use crate::pg::sql::display_ident;
+use crate::pg::target::Target;
 use crate::schema::constraints::{self, Constraint};
 use crate::state::file::{State, StateFile};
 use anyhow::{bail, Result};

@@ -9,13 +9,14 @@
 
 use crate::cli::config::VerifyConfig;
 use crate::output::report::{print_json, write_table};
-use crate::pg::conn::{describe, Pool};
+use crate::pg::error::describe;
+use crate::pg::pool::Pool;
+use crate::pg::server::{begin_read_only, SnapshotId};
 use crate::pg::sql::{quote_ident, TableName, TEXT_SETTINGS};
 use crate::plan::snapshot::{self, Source};
 use crate::plan::{self, Plan, Replace, TablePlan};
 use crate::schema::large_objects;
 use anyhow::{Context, Result};
-use postgres::IsolationLevel;
 use rayon::prelude::*;
 use serde_json::json;
 use std::io::Write;
@@ -83,7 +84,7 @@ pub(crate) fn digest_sql(table: &TablePlan) -> String {
 pub(crate) fn compare(
     plan: &Plan,
     large_objects: bool,
-    snapshot_sql: &str,
+    snapshot: &SnapshotId,
     source: &Pool,
     dest: &Pool,
     parallel: usize,
@@ -103,7 +104,7 @@ pub(crate) fn compare(
             .map(|&(i, on_source)| {
                 let table = &plan.tables[i];
                 let result = match (on_source, table.on_source) {
-                    (true, true) => digest(source, table, Some(snapshot_sql)),
+                    (true, true) => digest(source, table, Some(snapshot)),
                     // A partition only the destination has: the source has no rows there.
                     (true, false) => Ok(Digest {
                         rows: 0,
@@ -132,7 +133,7 @@ pub(crate) fn compare(
         };
         let check = Check {
             table: TableName::new("pg_catalog", "pg_largeobject"),
-            source: side(source, Some(snapshot_sql)),
+            source: side(source, Some(snapshot)),
             dest: side(dest, None),
         };
         // Neither side has any: nothing to report.
@@ -144,8 +145,8 @@ pub(crate) fn compare(
     Ok(checks)
 }
 
-fn digest(pool: &Pool, table: &TablePlan, snapshot_sql: Option<&str>) -> Result<Digest> {
-    query_digest(pool, snapshot_sql, Some(table), &digest_sql(table))
+fn digest(pool: &Pool, table: &TablePlan, snapshot: Option<&SnapshotId>) -> Result<Digest> {
+    query_digest(pool, snapshot, Some(table), &digest_sql(table))
         .with_context(|| format!("digesting {}", table.name))
 }
 
@@ -153,23 +154,15 @@ fn digest(pool: &Pool, table: &TablePlan, snapshot_sql: Option<&str>) -> Result<
 /// with `table` locked, as readers lock it).
 fn query_digest(
     pool: &Pool,
-    snapshot_sql: Option<&str>,
+    snapshot: Option<&SnapshotId>,
     table: Option<&TablePlan>,
     sql: &str,
 ) -> Result<Digest> {
     let mut client = pool.get().context("connecting")?;
-    let mut tx = client
-        .build_transaction()
-        .isolation_level(IsolationLevel::RepeatableRead)
-        .read_only(true)
-        .start()?;
-    if let Some(import) = snapshot_sql {
-        tx.batch_execute(import)
-            .context("importing the source snapshot")?;
-        if let Some(table) = table {
-            tx.batch_execute(&table.lock_sql())
-                .map_err(|err| table.lock_failed(err.into()))?;
-        }
+    let mut tx = begin_read_only(&mut client, snapshot)?;
+    if let (Some(_), Some(table)) = (snapshot, table) {
+        tx.batch_execute(&table.lock_sql())
+            .map_err(|err| table.lock_failed(err.into()))?;
     }
     tx.batch_execute(TEXT_SETTINGS)?;
     log::debug!("verify: {sql}");
@@ -206,9 +199,9 @@ pub(crate) fn run(cfg: &VerifyConfig) -> Result<u8> {
     let checks = compare(
         &plan,
         cfg.large_objects.copies(cfg.filter.narrowed()),
-        &snapshot.import_sql(),
-        &cfg.source.pool(cfg.parallel)?,
-        &cfg.dest.pool(cfg.parallel)?,
+        &snapshot.id,
+        &cfg.source.pool(cfg.parallel),
+        &cfg.dest.pool(cfg.parallel),
         cfg.parallel,
     )?;
     let mismatches = checks.iter().filter(|c| !c.matches()).count();

@@ -1,7 +1,7 @@
 //! The final report of a copy, and the human units it and `list` print numbers in.
 
 use crate::commands::verify::{self, Check};
-use crate::pg::conn::describe;
+use crate::pg::error::describe;
 use crate::plan::Plan;
 use crate::schema::constraints::FkMode;
 use crate::transfer::lanes::TableOutcome;

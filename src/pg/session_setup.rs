@@ -45,13 +45,3 @@ pub(crate) const SESSION_SETUP: &str = "SELECT pg_catalog.set_config(s.name, s.v
 pub(crate) fn apply(client: &mut Client) -> Result<(), postgres::Error> {
     client.batch_execute(SESSION_SETUP)
 }
-
-/// Sets up every session a pool opens, before the pool hands it out.
-#[derive(Debug)]
-pub(crate) struct OnConnect;
-
-impl r2d2::CustomizeConnection<Client, postgres::Error> for OnConnect {
-    fn on_acquire(&self, client: &mut Client) -> Result<(), postgres::Error> {
-        apply(client)
-    }
-}

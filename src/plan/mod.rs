@@ -93,10 +93,10 @@ impl TablePlan {
     /// an exclusive lock, and waits for the copy to end; that is worth another try later
     /// (it may give up on its own lock timeout), and the message says what is going on.
     pub(crate) fn lock_failed(&self, err: anyhow::Error) -> anyhow::Error {
-        if crate::pg::retry::sqlstate(&err) != Some(SqlState::LOCK_NOT_AVAILABLE) {
+        if crate::pg::error::sqlstate(&err) != Some(SqlState::LOCK_NOT_AVAILABLE) {
             return err.context("locking the table in the source snapshot");
         }
-        anyhow::Error::new(crate::pg::retry::TryLater(format!(
+        anyhow::Error::new(crate::pg::error::TryLater(format!(
             "another session is waiting for an exclusive lock on {} (TRUNCATE, ALTER TABLE, \
              VACUUM FULL, …), queued behind the lock pgcopy's snapshot holds until the copy \
              ends; reading the table now would wait behind it for ever (pg_locks shows the \

@@ -10,8 +10,10 @@
 //! the snapshot is locked after it; if it was rewritten in that moment, a new snapshot is
 //! taken. Lock waits are bounded by `--lock-timeout` and name the session waited for.
 
-use crate::pg::conn::{db_error, Target};
-use crate::pg::sql::{quote_literal, TableName};
+use crate::pg::error::db_error;
+use crate::pg::server::{SnapshotId, BEGIN_READ_ONLY};
+use crate::pg::sql::TableName;
+use crate::pg::target::Target;
 use crate::plan;
 use crate::plan::filter::TableFilter;
 use crate::schema::catalog::{self, Table};
@@ -33,15 +35,10 @@ const TRIES: u32 = 3;
 /// sees, for as long as this value lives.
 pub(crate) struct Snapshot {
     pub(crate) client: Client,
-    pub(crate) id: String,
+    pub(crate) id: SnapshotId,
 }
 
 impl Snapshot {
-    /// The statement a reader runs first in its own REPEATABLE READ transaction.
-    pub(crate) fn import_sql(&self) -> String {
-        format!("SET TRANSACTION SNAPSHOT {}", quote_literal(&self.id))
-    }
-
     /// Whether the session holding the snapshot is still there; if not, why: a server that
     /// ends a session (a timeout, `pg_terminate_backend`, a shutdown, a recovery conflict)
     /// sends its reason before it closes the socket. The driver reads it only while it waits
@@ -89,7 +86,7 @@ pub(crate) fn take(
     let mut to_lock = lockable(&mut client, filter)?;
     for _ in 0..TRIES {
         client
-            .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            .batch_execute(BEGIN_READ_ONLY)
             .context("starting the source snapshot transaction")?;
         match attempt(
             target,
@@ -129,7 +126,7 @@ pub(crate) fn take(
 /// How one try at the snapshot went.
 enum Attempt {
     /// The snapshot, and the tables selected in it, all locked.
-    Taken { id: String, tables: Vec<Table> },
+    Taken { id: SnapshotId, tables: Vec<Table> },
     /// Some of these tables were rewritten before they were locked: try again, locking
     /// them all first.
     Rewritten(Vec<Table>),
@@ -147,10 +144,12 @@ fn attempt(
 ) -> Result<Attempt> {
     // LOCK does not take the transaction's snapshot; the first query after it does.
     findings.extend(lock(target, client, to_lock, lock_timeout)?);
-    let id: String = client
-        .query_one("SELECT pg_export_snapshot()", &[])
-        .context("exporting the source snapshot")?
-        .get(0);
+    let id = SnapshotId(
+        client
+            .query_one("SELECT pg_export_snapshot()", &[])
+            .context("exporting the source snapshot")?
+            .get(0),
+    );
     let tables = plan::select(&catalog::tables(client)?, filter)?;
     let locked: HashSet<u32> = to_lock.iter().map(|t| t.oid).collect();
     let late: Vec<Table> = tables
@@ -185,7 +184,7 @@ fn lockable(client: &mut Client, filter: &TableFilter) -> Result<Vec<Table>> {
 /// A table named in the lock statement no longer exists (dropped or renamed between the
 /// first look at the catalog and the lock).
 fn dropped_meanwhile(err: &anyhow::Error) -> bool {
-    crate::pg::retry::sqlstate(err) == Some(SqlState::UNDEFINED_TABLE)
+    crate::pg::error::sqlstate(err) == Some(SqlState::UNDEFINED_TABLE)
 }
 
 /// Locks `tables` `ACCESS SHARE` in the open transaction. Without waiting if it can; else

@@ -3,7 +3,7 @@
 //! even in replica mode, and per-row checks would demand parents first) and put back exactly
 //! as they were afterwards, from the state file if need be.
 
-use crate::pg::conn::db_error;
+use crate::pg::error::db_error;
 use crate::pg::sql::{display_ident, name_arrays, quote_ident, quote_literal, TableName};
 use anyhow::{bail, Context, Result};
 use postgres::error::SqlState;

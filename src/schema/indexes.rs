@@ -5,7 +5,6 @@
 
 use crate::pg::sql::{name_arrays, quote_ident, quote_literal, TableName};
 use anyhow::{Context, Result};
-use postgres::error::SqlState;
 use postgres::Client;
 use std::collections::HashMap;
 use std::time::Duration;
@@ -164,7 +163,7 @@ pub(crate) fn rebuildable(
 ) -> Result<HashMap<TableName, Vec<Index>>> {
     let (schemas, names) = name_arrays(tables);
     let mut tx = client.transaction()?;
-    // pg_get_indexdef waits for locks on the table: give up soon (see `is_lock_timeout`).
+    // pg_get_indexdef waits for locks on the table: give up soon (a `LockTimeout` failure, see `pg::error`).
     tx.batch_execute(&format!(
         "SET LOCAL lock_timeout = {}",
         LOCK_WAIT.as_millis()
@@ -260,16 +259,6 @@ pub(crate) fn rebuildable(
 
 /// How long reading the index definitions waits for a lock.
 const LOCK_WAIT: Duration = Duration::from_secs(2);
-
-/// Whether `rebuildable` gave up on a lock another session holds.
-pub(crate) fn is_lock_timeout(err: &anyhow::Error) -> bool {
-    err.chain().any(|cause| {
-        cause
-            .downcast_ref::<postgres::Error>()
-            .and_then(postgres::Error::code)
-            == Some(&SqlState::LOCK_NOT_AVAILABLE)
-    })
-}
 
 #[cfg(test)]
 mod tests {

@@ -4,8 +4,9 @@
 //! while the tables load. As pg_dump does, they belong to a copy of the whole database, not
 //! to a copy narrowed to some tables (see `Selection`).
 
-use crate::pg::conn::Target;
+use crate::pg::server::{begin_read_only, SnapshotId};
 use crate::pg::sql::{display_ident, quote_ident};
+use crate::pg::target::Target;
 use anyhow::{bail, Context, Result};
 use postgres::Client;
 use std::collections::HashSet;
@@ -88,22 +89,18 @@ pub(crate) fn plan(source: &mut Client) -> Result<Vec<LargeObject>> {
 }
 
 /// Replaces the destination's large objects with `objects`, read from the source in the
-/// snapshot `snapshot_sql` imports, in one destination transaction: a failure leaves the
+/// `snapshot`, in one destination transaction: a failure leaves the
 /// destination's as they were. `stop` is checked between pieces. Returns the bytes copied.
 pub(crate) fn copy(
     source: &Target,
     dest: &Target,
-    snapshot_sql: &str,
+    snapshot: &SnapshotId,
     objects: &[LargeObject],
     bytes: &AtomicU64,
     stop: &dyn Fn() -> bool,
 ) -> Result<u64> {
     let mut reader = source.connect()?;
-    reader
-        .batch_execute(&format!(
-            "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; {snapshot_sql}"
-        ))
-        .context("importing the source snapshot")?;
+    let mut reader = begin_read_only(&mut reader, Some(snapshot))?;
     let mut writer = dest.connect()?;
     let mut tx = writer.transaction()?;
     // Every large object of the destination goes: the source's set replaces it whole.

@@ -2,7 +2,7 @@
 //! planning, refreshed after the load, in dependency order, so the destination does not
 //! keep answering from the data it had before (a data-only restore leaves them stale).
 
-use crate::pg::conn::db_error;
+use crate::pg::error::db_error;
 use crate::pg::sql::{name_arrays, TableName};
 use anyhow::{Context, Result};
 use postgres::Client;

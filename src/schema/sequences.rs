@@ -159,7 +159,7 @@ pub(crate) fn set(client: &mut Client, sequences: &[&Sequence]) -> (usize, Vec<S
     let statement = match client.prepare("SELECT setval($1::text::regclass, $2, $3)") {
         Ok(statement) => statement,
         Err(err) => {
-            let why = crate::pg::conn::db_error(&err);
+            let why = crate::pg::error::db_error(&err);
             return (0, vec![format!("the sequences could not be set: {why}")]);
         }
     };
@@ -178,7 +178,7 @@ pub(crate) fn set(client: &mut Client, sequences: &[&Sequence]) -> (usize, Vec<S
                 "sequence {} could not be set to the source's {}: {}",
                 sequence.name,
                 sequence.last_value,
-                crate::pg::conn::db_error(&err)
+                crate::pg::error::db_error(&err)
             )),
         }
     }

@@ -185,7 +185,7 @@ pub(crate) struct StateFile {
 }
 
 impl StateFile {
-    /// The file for a destination, named by its server identity (see `conn::Identity::key`)
+    /// The file for a destination, named by its server identity (see `server::Identity::key`)
     /// so that any URL reaching that database finds it.
     pub(crate) fn new(dir: &Path, database: &str, identity_key: &str) -> StateFile {
         let readable: String = database

@@ -3,8 +3,10 @@
 //! with `TRUNCATE` + `COPY … FROM STDIN` in one transaction. Bytes are not decoded on the way.
 
 use crate::output::progress::Counters;
-use crate::pg::conn::{describe, Pool, PooledClient, WirePool};
-use crate::pg::retry;
+use crate::pg::error::{self, describe};
+use crate::pg::pool::{Pool, PooledClient, ReaderPool, ReaderSessions, Sessions};
+use crate::pg::server::SnapshotId;
+
 use crate::pg::sql::TEXT_SETTINGS;
 use crate::pg::wire;
 use crate::plan::{Format, Plan, TablePlan};
@@ -27,7 +29,7 @@ const IDLE: usize = usize::MAX;
 /// What the pipe needs besides the plan.
 pub(crate) struct Settings {
     /// `SET TRANSACTION SNAPSHOT …` for the exported source snapshot.
-    pub(crate) snapshot_sql: String,
+    pub(crate) snapshot: SnapshotId,
     pub(crate) batch_size: usize,
     pub(crate) parallel: usize,
     /// Writers run with `session_replication_role = replica` (`--fk-mode replica`).
@@ -169,7 +171,7 @@ struct Shared<'a> {
 pub(crate) fn run(
     plan: &Plan,
     settings: &Settings,
-    source: &WirePool,
+    source: &ReaderPool,
     dest: &Pool,
     counters: &Counters,
     quit: &Stop,
@@ -314,7 +316,7 @@ impl Shared<'_> {
 fn reader_lane(
     shared: &Shared,
     lane: &Lane,
-    source: &WirePool,
+    source: &ReaderPool,
     dest: &Pool,
     chunks: Sender<Msg>,
     dest_conn: Sender<Option<PooledClient>>,
@@ -326,10 +328,7 @@ fn reader_lane(
     let mut session = match conns {
         Ok((s, d)) => {
             if let Ok(mut tokens) = lane.cancel.lock() {
-                *tokens = [
-                    wire::Manager::cancel(&s),
-                    crate::pg::conn::Manager::cancel(&d),
-                ];
+                *tokens = [ReaderSessions::cancel(&s), Sessions::cancel(&d)];
             }
             // A failed send means the writer is gone; the next send below notices too.
             let _ = dest_conn.send(Some(d));
@@ -394,10 +393,7 @@ fn read_table(
 ) -> Result<u64> {
     let batch_size = shared.settings.batch_size;
     conn.reset().context("ending the last source transaction")?;
-    let mut begin = format!(
-        "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; {}",
-        shared.settings.snapshot_sql
-    );
+    let mut begin = shared.settings.snapshot.begin_sql();
     if table.format == Format::Text {
         begin = format!("{begin}; {TEXT_SETTINGS}");
     }
@@ -513,10 +509,10 @@ fn writer_lane(
             }
             Err(err)
                 if job.attempt <= shared.settings.retries
-                    && retry::is_transient(&err)
+                    && error::kind(&err).is_worth_retrying()
                     && !shared.quit.requested() =>
             {
-                let wait = retry::backoff(job.attempt);
+                let wait = error::backoff(job.attempt);
                 log::warn!(
                     "{}: {}; trying again in {} (try {} of {})",
                     table.name,

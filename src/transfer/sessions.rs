@@ -3,8 +3,8 @@
 //! whose idle sessions to the same server may be gone too without knowing it yet; and the
 //! handles that stop what a session is doing when the user interrupts.
 
-use crate::pg::conn;
-use crate::pg::retry;
+use crate::pg::error::{self, Kind};
+use crate::pg::pool::{ReaderSessions, Sessions};
 use crate::pg::wire;
 use anyhow::Result;
 use postgres::{CancelToken, Client};
@@ -43,7 +43,7 @@ pub(crate) trait LaneConnection: r2d2::ManageConnection {
     fn cancel(conn: &Self::Connection) -> Option<Cancel>;
 }
 
-impl LaneConnection for wire::Manager {
+impl LaneConnection for ReaderSessions {
     fn closed(conn: &wire::Connection) -> bool {
         conn.is_broken()
     }
@@ -57,7 +57,7 @@ impl LaneConnection for wire::Manager {
     }
 }
 
-impl LaneConnection for conn::Manager {
+impl LaneConnection for Sessions {
     fn closed(conn: &Client) -> bool {
         conn.is_closed()
     }
@@ -137,7 +137,7 @@ impl<'p, M: LaneConnection> Session<'p, M> {
     pub(crate) fn ended<T>(&mut self, losses: &Losses, result: &Result<T>, ours: bool) {
         self.suspect = result.is_err();
         if let Err(err) = result {
-            if ours && retry::is_connection_lost(err) {
+            if ours && error::kind(err) == Kind::Lost {
                 losses[self.side].fetch_add(1, Ordering::SeqCst);
             }
         }

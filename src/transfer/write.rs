@@ -3,7 +3,7 @@
 //! again, triggers back on, commit; then its `ANALYZE`. Any error rolls the whole
 //! transaction back, so the table keeps its old rows and everything it had.
 
-use crate::pg::conn::describe;
+use crate::pg::error::describe;
 use crate::pg::sql::TEXT_SETTINGS;
 use crate::plan::{Format, TablePlan};
 use crate::transfer::lanes::Settings;

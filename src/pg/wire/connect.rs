@@ -1,13 +1,17 @@
 //! Opening a reader's session: the socket (TCP or Unix-domain, hosts tried in order as libpq
 //! does), TLS when the mode asks for it, the startup message and the password exchange
-//! (cleartext, MD5, SCRAM-SHA-256); and the r2d2 manager that pools the sessions.
+//! (cleartext, MD5, SCRAM-SHA-256), on `postgres-protocol`'s messages. The failures a caller
+//! explains to the user are typed: `NoTls`, `NoPassword`, the server's `ServerError`, and
+//! the `io::Error` or `rustls::Error` of the socket.
 
-use super::{push_cstr, split_i32, Connection, ServerError, Socket, Stream, READ_BUFFER};
-use crate::pg::conn::Target;
-use crate::pg::session_setup::SESSION_SETUP;
+use super::{Connection, ServerError, Socket, Stream, READ_BUFFER};
 use anyhow::{anyhow, bail, Context, Result};
+use bytes::BytesMut;
+use fallible_iterator::FallibleIterator;
 use postgres::config::{ChannelBinding, Host, SslMode, TargetSessionAttrs};
 use postgres_protocol::authentication::{md5_hash, sasl};
+use postgres_protocol::message::backend::Message;
+use postgres_protocol::message::frontend;
 use rustls::pki_types::ServerName;
 use rustls::{ClientConfig, ClientConnection, StreamOwned};
 use sha2::{Digest, Sha256, Sha384, Sha512};
@@ -18,17 +22,33 @@ use std::net::{IpAddr, SocketAddr, TcpStream, ToSocketAddrs};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 use x509_cert::der::oid::db::rfc5912;
 use x509_cert::der::Decode;
 use x509_cert::Certificate;
 
-/// How long the pool waits for a session it hands out to answer.
-const CHECK_TIMEOUT: Duration = Duration::from_secs(10);
+/// The server asked for a password and none was given.
+#[derive(Debug)]
+pub(crate) struct NoPassword;
 
-/// The protocol version 3.0, and the code of the TLS request sent in its place.
-const PROTOCOL_3: i32 = 196_608;
-const SSL_REQUEST: i32 = 80_877_103;
+impl fmt::Display for NoPassword {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("the server asks for a password and none was given")
+    }
+}
+
+impl std::error::Error for NoPassword {}
+
+/// The server answered the TLS request with no, and the mode requires TLS.
+#[derive(Debug)]
+pub(crate) struct NoTls;
+
+impl fmt::Display for NoTls {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("server does not support TLS")
+    }
+}
+
+impl std::error::Error for NoTls {}
 
 impl Connection {
     /// Connects as `config` says, with `tls` when the server is asked for TLS; tries the
@@ -94,8 +114,6 @@ impl Connection {
         };
         conn.startup(config)?;
         conn.check_session_attrs(config.get_target_session_attrs())?;
-        conn.execute(SESSION_SETUP)
-            .context("setting up the session")?;
         Ok(conn)
     }
 
@@ -132,80 +150,67 @@ impl Connection {
         if let Some(name) = config.get_application_name() {
             params.push(("application_name", name));
         }
-        let mut body = PROTOCOL_3.to_be_bytes().to_vec();
-        for (key, value) in params {
-            push_cstr(&mut body, key.as_bytes());
-            push_cstr(&mut body, value.as_bytes());
-        }
-        body.push(0);
-        self.send_untagged(&body)?;
-        let password = config.get_password();
+        let mut out = BytesMut::new();
+        frontend::startup_message(params, &mut out)?;
+        self.write_all(&out)?;
+        let password = || config.get_password().ok_or(NoPassword);
         let setting = config.get_channel_binding();
         let mut end_point = match (&self.stream, setting) {
             (_, ChannelBinding::Disable) => None,
             (Stream::Tls(tls), _) => server_end_point(&tls.conn),
             _ => None,
         };
-        let mut scram = None;
+        let mut scram: Option<sasl::ScramSha256> = None;
         loop {
-            let (tag, body) = self.message()?;
-            match tag {
-                b'R' => {
-                    let (kind, data) = split_i32(body)?;
-                    if !matches!(kind, 0 | 10..=12) || (kind == 0 && scram.is_none()) {
-                        can_skip_channel_binding(setting)?;
-                    }
-                    match kind {
-                        0 => {}
-                        3 => {
-                            let password = password.context("password missing")?;
-                            let mut reply = password.to_vec();
-                            reply.push(0);
-                            self.send(b'p', &reply)?;
-                        }
-                        5 => {
-                            let password = password.context("password missing")?;
-                            let salt: [u8; 4] = data
-                                .get(..4)
-                                .and_then(|s| s.try_into().ok())
-                                .context("the server's MD5 password request has no salt")?;
-                            let mut reply = md5_hash(user.as_bytes(), password, salt).into_bytes();
-                            reply.push(0);
-                            self.send(b'p', &reply)?;
-                        }
-                        10 => {
-                            let password = password.context("password missing")?;
-                            let offered: Vec<&[u8]> = data.split(|&b| b == 0).collect();
-                            let (mechanism, binding) =
-                                choose_scram(&offered, end_point.take(), setting)?;
-                            let state = sasl::ScramSha256::new(password, binding.into_sasl());
-                            let mut reply = Vec::new();
-                            push_cstr(&mut reply, mechanism.as_bytes());
-                            reply.extend_from_slice(&(state.message().len() as i32).to_be_bytes());
-                            reply.extend_from_slice(state.message());
-                            self.send(b'p', &reply)?;
-                            scram = Some(state);
-                        }
-                        11 => {
-                            let state = scram.as_mut().context("SASL data before SASL began")?;
-                            state.update(data).context("SCRAM authentication")?;
-                            let reply = state.message().to_vec();
-                            self.send(b'p', &reply)?;
-                        }
-                        12 => {
-                            let state = scram.as_mut().context("SASL end before SASL began")?;
-                            state.finish(data).context("SCRAM authentication")?;
-                        }
-                        other => bail!("unsupported authentication method (request {other})"),
-                    }
+            let mut out = BytesMut::new();
+            match self.message()? {
+                Message::AuthenticationOk if scram.is_none() => {
+                    can_skip_channel_binding(setting)?;
                 }
-                b'E' => return Err(ServerError::parse(body).into()),
-                b'Z' => {
-                    self.status = body.first().copied().unwrap_or(b'I');
+                Message::AuthenticationCleartextPassword => {
+                    can_skip_channel_binding(setting)?;
+                    frontend::password_message(password()?, &mut out)?;
+                }
+                Message::AuthenticationMd5Password(body) => {
+                    can_skip_channel_binding(setting)?;
+                    let hash = md5_hash(user.as_bytes(), password()?, body.salt());
+                    frontend::password_message(hash.as_bytes(), &mut out)?;
+                }
+                Message::AuthenticationSasl(body) => {
+                    let password = password()?;
+                    let offered: Vec<String> =
+                        body.mechanisms().map(|m| Ok(m.to_string())).collect()?;
+                    let (mechanism, binding) = choose_scram(&offered, end_point.take(), setting)?;
+                    let state = sasl::ScramSha256::new(password, binding.into_sasl());
+                    frontend::sasl_initial_response(mechanism, state.message(), &mut out)?;
+                    scram = Some(state);
+                }
+                Message::AuthenticationSaslContinue(body) => {
+                    let state = scram.as_mut().context("SASL data before SASL began")?;
+                    state.update(body.data()).context("SCRAM authentication")?;
+                    frontend::sasl_response(state.message(), &mut out)?;
+                }
+                Message::AuthenticationSaslFinal(body) => {
+                    let state = scram.as_mut().context("SASL end before SASL began")?;
+                    state.finish(body.data()).context("SCRAM authentication")?;
+                }
+                Message::AuthenticationKerberosV5
+                | Message::AuthenticationScmCredential
+                | Message::AuthenticationGss
+                | Message::AuthenticationGssContinue(_)
+                | Message::AuthenticationSspi => {
+                    bail!("the server asks for an authentication method pgcopy does not support (GSS, SSPI or Kerberos)")
+                }
+                Message::ErrorResponse(body) => return Err(ServerError::parse(&body).into()),
+                Message::ReadyForQuery(body) => {
+                    self.status = body.status();
                     return Ok(());
                 }
                 // Backend key data, parameter status, notices: nothing to act on.
                 _ => {}
+            }
+            if !out.is_empty() {
+                self.write_all(&out)?;
             }
         }
     }
@@ -245,11 +250,11 @@ impl Binding {
 /// the TLS session's end point (`None` without TLS, or with `channel_binding=disable`) binding
 /// whenever the server offers `SCRAM-SHA-256-PLUS`.
 fn choose_scram(
-    offered: &[&[u8]],
+    offered: &[String],
     end_point: Option<Vec<u8>>,
     setting: ChannelBinding,
 ) -> Result<(&'static str, Binding)> {
-    let has = |name: &str| offered.contains(&name.as_bytes());
+    let has = |name: &str| offered.iter().any(|m| m == name);
     let choice = match (has(sasl::SCRAM_SHA_256_PLUS), end_point) {
         (true, Some(hash)) => (sasl::SCRAM_SHA_256_PLUS, Binding::EndPoint(hash)),
         (_, end_point) if has(sasl::SCRAM_SHA_256) => {
@@ -353,14 +358,14 @@ fn tls_if_wanted(
     if mode == SslMode::Disable {
         return Ok(Stream::Tcp(socket));
     }
-    let mut request = 8i32.to_be_bytes().to_vec();
-    request.extend_from_slice(&SSL_REQUEST.to_be_bytes());
+    let mut request = BytesMut::new();
+    frontend::ssl_request(&mut request);
     socket.write_all(&request)?;
     let mut answer = [0u8; 1];
     socket.read_exact(&mut answer)?;
     match answer[0] {
         b'S' => {}
-        b'N' if mode == SslMode::Require => bail!("server does not support TLS"),
+        b'N' if mode == SslMode::Require => return Err(NoTls.into()),
         b'N' => return Ok(Stream::Tcp(socket)),
         other => bail!("unexpected answer {other} to the TLS request"),
     }
@@ -375,48 +380,6 @@ fn tls_if_wanted(
     Ok(Stream::Tls(Box::new(StreamOwned::new(session, socket))))
 }
 
-/// r2d2's connection manager for readers' sessions.
-pub(crate) struct Manager {
-    target: Target,
-}
-
-impl Manager {
-    pub(crate) fn new(target: Target) -> Manager {
-        Manager { target }
-    }
-}
-
-/// A connection error as r2d2 needs it: a `std::error::Error` (anyhow's is not one).
-#[derive(Debug)]
-pub(crate) struct ConnectError(String);
-
-impl fmt::Display for ConnectError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for ConnectError {}
-
-impl r2d2::ManageConnection for Manager {
-    type Connection = Connection;
-    type Error = ConnectError;
-
-    fn connect(&self) -> Result<Connection, ConnectError> {
-        Connection::connect(&self.target.config(), &self.target.tls_config())
-            .map_err(|err| ConnectError(format!("{err:#}")))
-    }
-
-    fn is_valid(&self, conn: &mut Connection) -> Result<(), ConnectError> {
-        conn.is_valid(CHECK_TIMEOUT)
-            .map_err(|err| ConnectError(format!("{err:#}")))
-    }
-
-    fn has_broken(&self, conn: &mut Connection) -> bool {
-        conn.is_broken()
-    }
-}
-
 /// Where a Unix-domain socket of `dir` for `port` is, as libpq names it.
 fn socket_path(dir: &Path, port: u16) -> PathBuf {
     dir.join(format!(".s.PGSQL.{port}"))
@@ -428,8 +391,10 @@ mod tests {
 
     #[test]
     fn binds_the_channel_whenever_the_server_offers_it() {
-        let plus: &[&[u8]] = &[b"SCRAM-SHA-256-PLUS", b"SCRAM-SHA-256", b""];
-        let plain: &[&[u8]] = &[b"SCRAM-SHA-256", b""];
+        let names =
+            |names: &[&str]| -> Vec<String> { names.iter().map(|n| n.to_string()).collect() };
+        let plus = &names(&["SCRAM-SHA-256-PLUS", "SCRAM-SHA-256"]);
+        let plain = &names(&["SCRAM-SHA-256"]);
         let hash = || Some(vec![1, 2, 3]);
         let prefer = ChannelBinding::Prefer;
         assert_eq!(
@@ -452,7 +417,7 @@ mod tests {
         assert!(choose_scram(plus, hash(), require).is_ok());
         assert!(choose_scram(plus, None, require).is_err());
         assert!(choose_scram(plain, hash(), require).is_err());
-        assert!(choose_scram(&[b"OTHER", b""], hash(), prefer).is_err());
+        assert!(choose_scram(&names(&["OTHER"]), hash(), prefer).is_err());
         assert!(can_skip_channel_binding(require).is_err());
         assert!(can_skip_channel_binding(ChannelBinding::Disable).is_ok());
     }

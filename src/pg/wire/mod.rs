@@ -5,12 +5,21 @@
 //! rows out of large socket reads in a plain loop. Connecting follows the same
 //! `postgres::Config` as every other connection (hosts, TLS, password, SCRAM), so a reader
 //! reaches the server the main connection reached (see `connect`).
+//!
+//! The messages are `postgres-protocol`'s: its frontend encoders, and its backend header and
+//! parser. Only a `CopyData` body is taken straight from the buffer, in pieces as it arrives,
+//! so a row is never copied on its way to the writer. Nothing here knows `Target`: it opens
+//! sessions from a `postgres::Config` and a rustls configuration it is given.
 
 mod connect;
 
-pub(crate) use connect::Manager;
+pub(crate) use connect::{NoPassword, NoTls};
 
 use anyhow::{bail, Context, Result};
+use bytes::BytesMut;
+use fallible_iterator::FallibleIterator;
+use postgres_protocol::message::backend::{ErrorResponseBody, Header, Message};
+use postgres_protocol::message::frontend;
 use rustls::{ClientConnection, StreamOwned};
 use std::fmt;
 use std::io::{self, Read, Write};
@@ -27,7 +36,7 @@ const MAX_MESSAGE: usize = 64 * 1024 * 1024;
 /// How long a failed write waits for the reason the server closed the connection.
 const LAST_WORDS_WAIT: Duration = Duration::from_millis(100);
 
-/// An error the server sent: what `conn::describe` shows and `retry` classifies.
+/// An error the server sent: what `error::describe` shows and `error::kind` classifies.
 #[derive(Debug, Clone)]
 pub(crate) struct ServerError {
     pub(crate) severity: String,
@@ -38,8 +47,8 @@ pub(crate) struct ServerError {
 }
 
 impl ServerError {
-    /// Reads the fields of an `ErrorResponse` body.
-    fn parse(mut body: &[u8]) -> ServerError {
+    /// Reads the fields of an `ErrorResponse`.
+    fn parse(body: &ErrorResponseBody) -> ServerError {
         let mut error = ServerError {
             severity: String::new(),
             code: String::new(),
@@ -47,13 +56,11 @@ impl ServerError {
             detail: None,
             hint: None,
         };
-        while let Some((&kind, rest)) = body.split_first() {
-            if kind == 0 {
-                break;
-            }
-            let end = rest.iter().position(|&b| b == 0).unwrap_or(rest.len());
-            let value = String::from_utf8_lossy(&rest[..end]).into_owned();
-            match kind {
+        let mut fields = body.fields();
+        // A malformed field list keeps what was read before it.
+        while let Ok(Some(field)) = fields.next() {
+            let value = String::from_utf8_lossy(field.value_bytes()).into_owned();
+            match field.type_() {
                 b'V' => error.severity = value,
                 b'S' if error.severity.is_empty() => error.severity = value,
                 b'C' => error.code = value,
@@ -62,7 +69,6 @@ impl ServerError {
                 b'H' => error.hint = Some(value),
                 _ => {}
             }
-            body = rest.get(end + 1..).unwrap_or_default();
         }
         error
     }
@@ -73,7 +79,7 @@ impl ServerError {
     }
 }
 
-/// On one line, as `conn::db_error` shows the postgres crate's server errors.
+/// On one line, as `error::db_error` shows the postgres crate's server errors.
 impl fmt::Display for ServerError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.message)?;
@@ -184,12 +190,13 @@ impl Connection {
         self.query(sql)?;
         let mut error = None;
         loop {
-            if let Err(err) = self.fill_to(5) {
-                return Err(self.fail(error, err));
-            }
-            if let (b'd', Some(sink)) = (self.buf[self.start], sink.as_mut()) {
+            let header = match self.header() {
+                Ok(header) => header,
+                Err(err) => return Err(self.fail(error, err)),
+            };
+            if let (b'd', Some(sink)) = (header.tag(), sink.as_mut()) {
                 // CopyData: its body goes to the sink as it is, in as many pieces as it comes.
-                let mut left = read_len(&self.buf[self.start + 1..self.start + 5])?;
+                let mut left = header.len() as usize - 4;
                 self.start += 5;
                 while left > 0 {
                     if self.start == self.end {
@@ -207,21 +214,21 @@ impl Connection {
                 }
                 continue;
             }
-            let (tag, body) = match self.message() {
+            let message = match self.message() {
                 Ok(message) => message,
                 Err(err) => return Err(self.fail(error, err)),
             };
-            match tag {
-                b'E' => error = Some(ServerError::parse(body)),
-                b'Z' => {
-                    self.status = body.first().copied().unwrap_or(b'I');
+            match message {
+                Message::ErrorResponse(body) => error = Some(ServerError::parse(&body)),
+                Message::ReadyForQuery(body) => {
+                    self.status = body.status();
                     break;
                 }
-                b'G' | b'W' => {
+                Message::CopyInResponse(_) => {
                     self.broken = true;
                     bail!("the server expected COPY data from pgcopy");
                 }
-                b'H' | b'd' if sink.is_none() => {
+                Message::CopyOutResponse(_) | Message::CopyData(_) if sink.is_none() => {
                     self.broken = true;
                     bail!("the statement started a COPY, which `execute` does not run");
                 }
@@ -288,23 +295,8 @@ impl Connection {
         if self.broken {
             bail!("connection closed");
         }
-        let mut body = Vec::with_capacity(sql.len() + 1);
-        push_cstr(&mut body, sql.as_bytes());
-        self.send(b'Q', &body)
-    }
-
-    fn send(&mut self, tag: u8, body: &[u8]) -> Result<()> {
-        let mut message = Vec::with_capacity(body.len() + 5);
-        message.push(tag);
-        message.extend_from_slice(&((body.len() + 4) as i32).to_be_bytes());
-        message.extend_from_slice(body);
-        self.write_all(&message)
-    }
-
-    /// The startup message has a length but no tag.
-    fn send_untagged(&mut self, body: &[u8]) -> Result<()> {
-        let mut message = ((body.len() + 4) as i32).to_be_bytes().to_vec();
-        message.extend_from_slice(body);
+        let mut message = BytesMut::with_capacity(sql.len() + 6);
+        frontend::query(sql, &mut message)?;
         self.write_all(&message)
     }
 
@@ -330,26 +322,33 @@ impl Connection {
         self.read_timeout(Some(LAST_WORDS_WAIT)).ok()?;
         loop {
             match self.message() {
-                Ok((b'E', body)) => return Some(ServerError::parse(body)),
+                Ok(Message::ErrorResponse(body)) => return Some(ServerError::parse(&body)),
                 Ok(_) => continue,
                 Err(_) => return None,
             }
         }
     }
 
-    /// The next whole message: its tag and body.
-    fn message(&mut self) -> Result<(u8, &[u8])> {
+    /// The header of the next message, which stays in the buffer.
+    fn header(&mut self) -> Result<Header> {
         self.fill_to(5)?;
-        let tag = self.buf[self.start];
-        let len = read_len(&self.buf[self.start + 1..self.start + 5])?;
+        let header = Header::parse(&self.buf[self.start..self.end])?
+            .context("the server sent a truncated message")?;
+        Ok(header)
+    }
+
+    /// The next whole message, parsed. Not for `CopyData`, which `run` streams: the other
+    /// messages are few and small, so each is copied out of the buffer to be parsed.
+    fn message(&mut self) -> Result<Message> {
+        let len = self.header()?.len() as usize;
         if len > MAX_MESSAGE {
             self.broken = true;
             bail!("the server sent a message of {len} bytes");
         }
-        self.fill_to(5 + len)?;
-        let body = self.start + 5..self.start + 5 + len;
-        self.start = body.end;
-        Ok((tag, &self.buf[body]))
+        self.fill_to(1 + len)?;
+        let mut frame = BytesMut::from(&self.buf[self.start..self.start + 1 + len]);
+        self.start += 1 + len;
+        Message::parse(&mut frame)?.context("the server sent a truncated message")
     }
 
     /// Reads until at least `n` bytes are buffered, growing the buffer for a message larger
@@ -405,30 +404,11 @@ impl Drop for Connection {
     fn drop(&mut self) {
         if !self.broken {
             // Terminate: the server ends the session without logging an unexpected EOF.
-            let _ = self.stream.write_all(&[b'X', 0, 0, 0, 4]);
+            let mut message = BytesMut::new();
+            frontend::terminate(&mut message);
+            let _ = self.stream.write_all(&message);
         }
     }
-}
-
-fn push_cstr(buf: &mut Vec<u8>, s: &[u8]) {
-    buf.extend_from_slice(s);
-    buf.push(0);
-}
-
-/// A message's length field, which counts itself: the length of its body.
-fn read_len(bytes: &[u8]) -> Result<usize> {
-    let len = i32::from_be_bytes(bytes.try_into()?);
-    if len < 4 {
-        bail!("the server sent a malformed message (length {len})");
-    }
-    Ok(len as usize - 4)
-}
-
-fn split_i32(body: &[u8]) -> Result<(i32, &[u8])> {
-    let (head, rest) = body
-        .split_at_checked(4)
-        .context("the server sent a truncated message")?;
-    Ok((i32::from_be_bytes(head.try_into()?), rest))
 }
 
 #[cfg(test)]
@@ -438,20 +418,18 @@ mod tests {
     #[test]
     fn reads_an_error_response() {
         let body = b"SFATAL\0VFATAL\0C57P01\0Mterminating connection due to administrator command\0Dwhy\0\0";
-        let error = ServerError::parse(body);
+        let mut frame = BytesMut::from(&b"E"[..]);
+        frame.extend_from_slice(&(body.len() as i32 + 4).to_be_bytes());
+        frame.extend_from_slice(body);
+        let Some(Message::ErrorResponse(body)) = Message::parse(&mut frame).unwrap() else {
+            panic!("not an error response");
+        };
+        let error = ServerError::parse(&body);
         assert_eq!(error.code(), "57P01");
         assert_eq!(error.severity, "FATAL");
         assert_eq!(
             error.to_string(),
             "terminating connection due to administrator command (DETAIL: why)"
         );
-    }
-
-    #[test]
-    fn message_lengths_count_themselves() {
-        assert_eq!(read_len(&[0, 0, 0, 4]).unwrap(), 0);
-        assert_eq!(read_len(&[0, 0, 1, 4]).unwrap(), 256);
-        assert!(read_len(&[0, 0, 0, 3]).is_err());
-        assert!(read_len(&[255, 255, 255, 255]).is_err());
     }
 }

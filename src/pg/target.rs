@@ -1,9 +1,11 @@
-//! Connections: connecting to a target (read from a connection string by `conninfo`) with
-//! pgcopy's session settings, the password file read at the first connection, the fallback
-//! from TLS that libpq allows, and why a connection failed; the worker pools; who a server
-//! is; and the destination lock.
+//! A database to connect to, and the one way every session pgcopy opens gets there: the
+//! target's configuration (read by `conninfo`, with the password file read at the first
+//! connection), the fallback from TLS that libpq allows, setting the session up, and why a
+//! connection failed, said the same way for the postgres crate's sessions and the readers'
+//! own (`wire`).
 
 use crate::pg::conninfo::Conninfo;
+use crate::pg::error;
 use crate::pg::pgpass;
 use crate::pg::session_setup;
 use crate::pg::tls::{self, SslMode, Tls};
@@ -12,30 +14,15 @@ use anyhow::{anyhow, bail, Context, Result};
 use postgres::config::{Host, LoadBalanceHosts, SslMode as WireMode};
 use postgres::error::SqlState;
 use postgres::Client;
-use r2d2_postgres::PostgresConnectionManager;
 use std::borrow::Cow;
 use std::fmt;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
-use std::time::Duration;
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 /// The oldest server pgcopy supports, and tests: 13. (12 is past its end of life.)
 pub(crate) const MIN_SERVER_VERSION: i32 = 130000;
-
-const POOL_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// The pools' connection manager for postgres-crate sessions.
-pub(crate) type Manager = PostgresConnectionManager<MakeRustlsConnect>;
-
-pub(crate) type Pool = r2d2::Pool<Manager>;
-
-/// The readers' sessions on the source.
-pub(crate) type WirePool = r2d2::Pool<wire::Manager>;
-
-/// A connection taken from a `Pool`; it goes back when dropped.
-pub(crate) type PooledClient = r2d2::PooledConnection<Manager>;
 
 /// A database to connect to. Its `Display` is `user@host:port/db`, and neither it nor `Debug`
 /// ever shows the password.
@@ -75,10 +62,51 @@ impl Target {
         }
     }
 
-    /// Opens one connection and checks that the server is one pgcopy supports.
+    /// Opens a session of the postgres crate, set up (see `session_setup`), and checks that
+    /// the server is one pgcopy supports.
     pub(crate) fn connect(&self) -> Result<Client> {
+        let mut client = self.open_client()?;
+        let version: i32 = client
+            .query_one("SELECT current_setting('server_version_num')::int4", &[])
+            .with_context(|| format!("asking {self} for its version"))?
+            .get(0);
+        if version < MIN_SERVER_VERSION {
+            bail!(
+                "{self} runs PostgreSQL {}.{}; pgcopy needs 13 or newer (older versions are past \
+                 their end of life, and untested)",
+                version / 10000,
+                version % 10000
+            );
+        }
+        Ok(client)
+    }
+
+    /// Opens a session of the postgres crate, set up; what the pools hand out.
+    pub(crate) fn open_client(&self) -> Result<Client> {
+        let mut client = self.open(|config| {
+            config.connect(self.connector()).map_err(|err| {
+                let err = anyhow::Error::new(err);
+                self.diagnose(err)
+            })
+        })?;
+        session_setup::apply(&mut client)
+            .with_context(|| format!("setting up a session on {self}"))?;
+        Ok(client)
+    }
+
+    /// Opens a reader's session (see `wire`), set up as every other session is.
+    pub(crate) fn connect_reader(&self) -> Result<wire::Connection> {
+        let mut conn = self.open(|config| wire::Connection::connect(config, &self.tls.config()))?;
+        conn.execute(session_setup::SESSION_SETUP)
+            .with_context(|| format!("setting up a session on {self}"))?;
+        Ok(conn)
+    }
+
+    /// Connects with `connect`, either kind of session: once, and once more the other way
+    /// when libpq would (see `may_switch`); a failure explained for an operator.
+    fn open<C>(&self, connect: impl Fn(&postgres::Config) -> Result<C>) -> Result<C> {
         let config = self.config();
-        let mut client = match config.connect(self.connector()) {
+        match connect(&config) {
             Err(err) if self.may_switch(&config, &err) => {
                 let tried_tls = config.get_ssl_mode() != WireMode::Disable;
                 if tried_tls {
@@ -96,27 +124,32 @@ impl Target {
                     );
                 }
                 self.plain.store(tried_tls, Ordering::Relaxed);
-                self.config().connect(self.connector())
+                connect(&self.config())
             }
             result => result,
         }
         .map_err(|err| anyhow!("{}", self.explain(&err)))
-        .with_context(|| format!("connecting to {self}"))?;
-        let version: i32 = client
-            .query_one("SELECT current_setting('server_version_num')::int4", &[])
-            .with_context(|| format!("asking {self} for its version"))?
-            .get(0);
-        if version < MIN_SERVER_VERSION {
-            bail!(
-                "{self} runs PostgreSQL {}.{}; pgcopy needs 13 or newer (older versions are past \
-                 their end of life, and untested)",
-                version / 10000,
-                version % 10000
-            );
+        .with_context(|| format!("connecting to {self}"))
+    }
+
+    /// The postgres crate says why a connection failed only in words where its own
+    /// negotiation failed (the server refused TLS that the mode requires, a password was
+    /// missing): such a failure is tried again with the readers' client, which says it
+    /// with a type. Any other failure is kept as it is.
+    fn diagnose(&self, err: anyhow::Error) -> anyhow::Error {
+        let opaque = err.chain().all(|cause| {
+            cause
+                .downcast_ref::<postgres::Error>()
+                .is_none_or(|pg| pg.as_db_error().is_none() && !pg.is_closed())
+                && !cause.is::<std::io::Error>()
+        }) && error::tls_failure(&err).is_none();
+        if !opaque {
+            return err;
         }
-        session_setup::apply(&mut client)
-            .with_context(|| format!("setting up a session on {self}"))?;
-        Ok(client)
+        match wire::Connection::connect(&self.config(), &self.tls.config()) {
+            Err(typed) => typed,
+            Ok(_) => err,
+        }
     }
 
     /// Whether each connection picks among the hosts at random (`load_balance_hosts=random`).
@@ -129,43 +162,15 @@ impl Target {
     /// server refuses the TLS connection; `allow` tries without TLS first and goes on with it
     /// when the server refuses that. A refusal is the server's `pg_hba.conf` saying no (28000),
     /// not a wrong password.
-    fn may_switch(&self, config: &postgres::Config, err: &postgres::Error) -> bool {
+    fn may_switch(&self, config: &postgres::Config, err: &anyhow::Error) -> bool {
         if !matches!(self.tls.mode(), SslMode::Prefer | SslMode::Allow) {
             return false;
         }
-        let refused = err.code() == Some(&SqlState::INVALID_AUTHORIZATION_SPECIFICATION);
+        let refused = error::sqlstate(err) == Some(SqlState::INVALID_AUTHORIZATION_SPECIFICATION);
         match config.get_ssl_mode() {
-            // The driver has no error kind to ask for; its message for this one is fixed.
-            WireMode::Prefer => refused || err.to_string() == "error performing TLS handshake",
+            WireMode::Prefer => refused || error::tls_failure(err).is_some(),
             _ => refused && self.tls.mode() == SslMode::Allow,
         }
-    }
-
-    /// A pool for the worker threads. Connections open when a worker first asks.
-    pub(crate) fn pool(&self, size: usize) -> Result<Pool> {
-        let manager = PostgresConnectionManager::new(self.config().into_owned(), self.connector());
-        Ok(r2d2::Pool::builder()
-            .max_size(size as u32)
-            .min_idle(Some(0))
-            // Short: a lane asking for a connection to a server that went away should fail
-            // (and maybe retry) soon, not hold the copy up.
-            .connection_timeout(POOL_TIMEOUT)
-            .connection_customizer(Box::new(session_setup::OnConnect))
-            .build_unchecked(manager))
-    }
-
-    /// A pool of the readers' own sessions (see `wire`). Connections open when a reader asks.
-    pub(crate) fn wire_pool(&self, size: usize) -> WirePool {
-        r2d2::Pool::builder()
-            .max_size(size as u32)
-            .min_idle(Some(0))
-            .connection_timeout(POOL_TIMEOUT)
-            .build_unchecked(wire::Manager::new(self.clone()))
-    }
-
-    /// The rustls configuration of this target, for the readers' own sessions.
-    pub(crate) fn tls_config(&self) -> Arc<rustls::ClientConfig> {
-        self.tls.config()
     }
 
     /// The TLS connector of this target, for `postgres::Config::connect` and
@@ -230,32 +235,37 @@ impl Target {
         }
     }
 
-    /// Why a connection failed, said so an operator knows what to change.
-    fn explain(&self, err: &postgres::Error) -> String {
-        if let Some(db) = err.as_db_error() {
-            let mut text = db_error(err);
-            if db.code() == &SqlState::INVALID_AUTHORIZATION_SPECIFICATION
-                // "no encryption" from 14 on, "SSL off" before.
-                && (db.message().contains("no encryption") || db.message().contains("SSL off"))
+    /// Why a connection failed, said so an operator knows what to change, whichever kind of
+    /// session failed.
+    fn explain(&self, err: &anyhow::Error) -> String {
+        let server = err.chain().find_map(|cause| {
+            if let Some(pg) = cause.downcast_ref::<postgres::Error>() {
+                return pg.code().map(|code| (code.clone(), error::db_error(pg)));
+            }
+            let server = cause.downcast_ref::<wire::ServerError>()?;
+            Some((SqlState::from_code(server.code()), server.to_string()))
+        });
+        if let Some((code, mut text)) = server {
+            if code == SqlState::INVALID_AUTHORIZATION_SPECIFICATION
                 && self.tls.mode() == SslMode::Disable
             {
                 text.push_str(
-                    " (the server accepts this connection only over TLS: leave out \
+                    " (if the server accepts this connection only over TLS, leave out \
                      sslmode=disable)",
                 );
             }
             return text;
         }
-        let mut cause = std::error::Error::source(err);
-        while let Some(current) = cause {
-            let io = current.downcast_ref::<std::io::Error>();
-            let rustls = current
-                .downcast_ref::<rustls::Error>()
-                .or_else(|| io.and_then(|io| io.get_ref()?.downcast_ref::<rustls::Error>()));
-            if let Some(text) = rustls.and_then(|e| tls::explain_handshake_error(e, &self.tls)) {
-                return format!("TLS handshake failed: {text}");
-            }
-            match io.map(std::io::Error::kind) {
+        if let Some(text) =
+            error::tls_failure(err).and_then(|e| tls::explain_handshake_error(e, &self.tls))
+        {
+            return format!("TLS handshake failed: {text}");
+        }
+        for cause in err.chain() {
+            match cause
+                .downcast_ref::<std::io::Error>()
+                .map(std::io::Error::kind)
+            {
                 Some(std::io::ErrorKind::ConnectionRefused) => {
                     return format!(
                         "connection refused: is the server running on {}:{} and accepting \
@@ -273,26 +283,25 @@ impl Target {
                 }
                 _ => {}
             }
-            cause = current.source();
+            if cause.is::<wire::NoTls>() {
+                return format!(
+                    "the server does not support TLS, and sslmode={} requires it (enable ssl on \
+                     the server, or use sslmode=prefer to connect without TLS)",
+                    self.tls.mode()
+                );
+            }
+            if cause.is::<wire::NoPassword>() {
+                return format!(
+                    "no password supplied: the server asks for one; give it in the connection \
+                     string, in PGPASSWORD or in the password file{}",
+                    match &self.passfile {
+                        Some(path) => format!(" ({})", path.display()),
+                        None => String::new(),
+                    }
+                );
+            }
         }
-        let cause = std::error::Error::source(err).map(ToString::to_string);
-        match cause.as_deref() {
-            Some("server does not support TLS") => format!(
-                "the server does not support TLS, and sslmode={} requires it (enable ssl on \
-                 the server, or use sslmode=prefer to connect without TLS)",
-                self.tls.mode()
-            ),
-            Some("password missing") => format!(
-                "no password supplied: the server asks for one; give it in the connection \
-                 string, in PGPASSWORD or in the password file{}",
-                match &self.passfile {
-                    Some(path) => format!(" ({})", path.display()),
-                    None => String::new(),
-                }
-            ),
-            Some(cause) => format!("{err}: {cause}"),
-            None => err.to_string(),
-        }
+        error::describe(err)
     }
 }
 
@@ -308,92 +317,6 @@ impl fmt::Display for Target {
 impl fmt::Debug for Target {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "Target({self}, sslmode={})", self.tls.mode())
-    }
-}
-
-/// Who a server and database are, whatever URL reached them (`localhost` or `127.0.0.1`,
-/// a socket, another user).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct Identity {
-    /// `pg_control_system().system_identifier`: set by initdb, shared only by physical copies.
-    pub(crate) system_id: String,
-    /// The port the server is configured with, which the URL may not show.
-    pub(crate) port: String,
-    pub(crate) database: String,
-    /// The postmaster's start time: tells apart two running copies of one cluster.
-    pub(crate) started: String,
-}
-
-impl Identity {
-    pub(crate) fn read(client: &mut Client) -> Result<Identity> {
-        let row = client
-            .query_one(
-                "SELECT (SELECT system_identifier::text FROM pg_control_system()),
-                        current_setting('port'), current_database(),
-                        pg_postmaster_start_time()::text",
-                &[],
-            )
-            .context("asking the server who it is")?;
-        Ok(Identity {
-            system_id: row.get(0),
-            port: row.get(1),
-            database: row.get(2),
-            started: row.get(3),
-        })
-    }
-
-    /// What names this database across server restarts (state files use it).
-    pub(crate) fn key(&self) -> String {
-        format!("{}:{}/{}", self.system_id, self.port, self.database)
-    }
-}
-
-/// Takes the session advisory lock that one pgcopy at a time holds on a destination
-/// database. The server releases it when the session ends, even after `kill -9`, so a state
-/// file found while holding the lock is one that no running pgcopy is still using.
-pub(crate) fn lock_destination(client: &mut Client, target: &Target) -> Result<()> {
-    let locked: bool = client
-        .query_one(
-            "SELECT pg_try_advisory_lock(hashtext('pgcopy destination'))",
-            &[],
-        )
-        .context("taking pgcopy's lock on the destination")?
-        .get(0);
-    if !locked {
-        bail!("another pgcopy is copying into {target} (it holds pgcopy's advisory lock there); wait for it to finish");
-    }
-    Ok(())
-}
-
-/// An error and its causes on one line, server errors as `db_error` shows them.
-pub(crate) fn describe(err: &anyhow::Error) -> String {
-    let mut parts: Vec<String> = Vec::new();
-    for cause in err.chain() {
-        if let Some(pg) = cause.downcast_ref::<postgres::Error>() {
-            parts.push(db_error(pg));
-        } else if cause.downcast_ref::<postgres::error::DbError>().is_none() {
-            // A DbError is the source of the postgres::Error just described.
-            parts.push(cause.to_string());
-        }
-    }
-    parts.join(": ")
-}
-
-/// A server error on one line: the message, then its detail and hint; other errors as
-/// they display.
-pub(crate) fn db_error(err: &postgres::Error) -> String {
-    match err.as_db_error() {
-        Some(db) => {
-            let mut text = db.message().to_string();
-            if let Some(detail) = db.detail() {
-                text.push_str(&format!(" (DETAIL: {detail})"));
-            }
-            if let Some(hint) = db.hint() {
-                text.push_str(&format!(" (HINT: {hint})"));
-            }
-            text
-        }
-        None => err.to_string(),
     }
 }
 
