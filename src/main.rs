@@ -6,32 +6,21 @@
 
 mod cli;
 mod commands;
+mod exit;
 mod output;
 mod pg;
 mod plan;
 mod schema;
 mod state;
 mod transfer;
+mod units;
 
 use cli::args::{self as cli_args, Parsed};
 use cli::config;
+use exit::Exit;
 use output::logging;
 use pg::error::describe;
 use std::process::ExitCode;
-
-/// The exit codes, as documented in `--help` and the README.
-mod exit {
-    /// Every selected table was copied.
-    pub(crate) const SUCCESS: u8 = 0;
-    /// One or more tables failed; the others were copied and everything was put back.
-    pub(crate) const TABLES_FAILED: u8 = 1;
-    /// Usage, configuration, connection or schema error, before anything was written.
-    pub(crate) const USAGE: u8 = 2;
-    /// A verification found a table that differs.
-    pub(crate) const VERIFY_MISMATCH: u8 = 3;
-    /// Interrupted (Ctrl-C, SIGTERM); the destination was put back as far as it had changed.
-    pub(crate) const INTERRUPTED: u8 = 130;
-}
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -43,7 +32,7 @@ fn main() -> ExitCode {
                 ExitCode::SUCCESS
             } else {
                 eprintln!("{output}");
-                ExitCode::from(exit::USAGE)
+                Exit::Usage.into()
             };
         }
     };
@@ -51,13 +40,13 @@ fn main() -> ExitCode {
         Ok(command) => command,
         Err(err) => {
             eprintln!("pgcopy: error: {}", describe(&err));
-            return ExitCode::from(exit::USAGE);
+            return Exit::Usage.into();
         }
     };
     logging::init(command.verbosity());
     let json = command.json();
     match commands::run(command) {
-        Ok(code) => ExitCode::from(code),
+        Ok(exit) => exit.into(),
         Err(err) if is_broken_pipe(&err) => ExitCode::SUCCESS,
         Err(err) => {
             let message = describe(&err);
@@ -65,14 +54,14 @@ fn main() -> ExitCode {
             if json {
                 let doc = serde_json::json!({
                     "pgcopy_version": env!("CARGO_PKG_VERSION"),
-                    "status": "error",
-                    "exit_code": exit::USAGE,
+                    "status": Exit::Usage.status(),
+                    "exit_code": Exit::Usage.code(),
                     "error": message,
                 });
                 // Nothing is left to tell if stdout is gone too.
-                let _ = output::report::print_json(&doc);
+                let _ = output::format::print_json(&doc);
             }
-            ExitCode::from(exit::USAGE)
+            Exit::Usage.into()
         }
     }
 }

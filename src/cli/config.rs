@@ -2,7 +2,6 @@
 //! environment, sizes parsed, filters compiled. Everything after `cli.rs` reads this.
 
 use crate::cli::args;
-use crate::output::logging::Verbosity;
 use crate::pg::target::Target;
 use crate::plan::filter::{parse_list, TableFilter};
 use crate::schema::constraints::FkMode;
@@ -10,6 +9,18 @@ use crate::schema::indexes::IndexMode;
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+
+/// How much pgcopy says on stderr.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) enum Verbosity {
+    /// Errors only (`-q`).
+    Quiet,
+    /// Steps, warnings and errors.
+    #[default]
+    Normal,
+    /// Also per-table detail and every SQL statement sent (`-v`).
+    Verbose,
+}
 
 /// Default chunk size on the byte pipe.
 pub(crate) const DEFAULT_BATCH_SIZE: usize = 256 * 1024;

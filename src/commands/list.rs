@@ -2,11 +2,13 @@
 //! size on disk, largest first, partitions under their parent.
 
 use crate::cli::config::ListConfig;
-use crate::output::report::{format_bytes, print_json, write_table};
+use crate::exit::Exit;
+use crate::output::format::{print_json, write_table};
 use crate::pg::server::BEGIN_READ_ONLY;
 use crate::pg::sql::TableName;
 use crate::plan;
 use crate::schema::catalog::{self, Table};
+use crate::units::format_bytes;
 use anyhow::{Context, Result};
 use postgres::Client;
 use serde_json::json;
@@ -20,7 +22,7 @@ struct Entry {
     partitions: Vec<Entry>,
 }
 
-pub(crate) fn run(cfg: &ListConfig) -> Result<u8> {
+pub(crate) fn run(cfg: &ListConfig) -> Result<Exit> {
     let mut client = cfg.source.connect()?;
     // One snapshot for the catalog and any counts, so the listing is consistent.
     client.batch_execute(BEGIN_READ_ONLY)?;
@@ -43,7 +45,7 @@ pub(crate) fn run(cfg: &ListConfig) -> Result<u8> {
     } else {
         write_listing(&entries, cfg.exact).context("writing the listing")?;
     }
-    Ok(crate::exit::SUCCESS)
+    Ok(Exit::Success)
 }
 
 /// The `--json` listing; its fields are documented in the README.

@@ -7,14 +7,14 @@ pub(crate) mod recover;
 pub(crate) mod verify;
 
 use crate::cli::config::Command;
-use crate::exit;
+use crate::exit::Exit;
 
 /// Runs a command; an `Err` is reported with exit code 2 (nothing was written).
-pub(crate) fn run(command: Command) -> anyhow::Result<u8> {
+pub(crate) fn run(command: Command) -> anyhow::Result<Exit> {
     match command {
         Command::Version => {
             println!("pgcopy {}", env!("CARGO_PKG_VERSION"));
-            Ok(exit::SUCCESS)
+            Ok(Exit::Success)
         }
         Command::List(cfg) => list::run(&cfg),
         Command::Copy(cfg) => copy::run(&cfg),

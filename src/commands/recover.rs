@@ -2,6 +2,7 @@
 //! from its state file. `pgcopy recover` does only this; `pgcopy copy` does it first.
 
 use crate::cli::config::RecoverConfig;
+use crate::exit::Exit;
 use crate::pg::server::{lock_destination, Identity};
 use crate::pg::sql::display_ident;
 use crate::pg::target::Target;
@@ -10,7 +11,7 @@ use crate::state::file::{State, StateFile};
 use anyhow::{bail, Result};
 use postgres::Client;
 
-pub(crate) fn run(cfg: &RecoverConfig) -> Result<u8> {
+pub(crate) fn run(cfg: &RecoverConfig) -> Result<Exit> {
     let mut dest = cfg.dest.connect()?;
     let identity = Identity::read(&mut dest)?;
     lock_destination(&mut dest, &cfg.dest)?;
@@ -21,7 +22,7 @@ pub(crate) fn run(cfg: &RecoverConfig) -> Result<u8> {
             cfg.dest,
             file.path.display()
         );
-        return Ok(crate::exit::SUCCESS);
+        return Ok(Exit::Success);
     };
     if state.plan.is_some() {
         println!(
@@ -32,7 +33,7 @@ pub(crate) fn run(cfg: &RecoverConfig) -> Result<u8> {
     }
     if state.validate.is_empty() {
         println!("{}: every foreign key is in place", cfg.dest);
-        return Ok(crate::exit::SUCCESS);
+        return Ok(Exit::Success);
     }
     println!(
         "{}: every foreign key is back, but {} stay NOT VALID until a copy makes the data \
@@ -41,7 +42,7 @@ pub(crate) fn run(cfg: &RecoverConfig) -> Result<u8> {
         state.validate.len(),
         describe_keys(&state.validate)
     );
-    Ok(crate::exit::TABLES_FAILED)
+    Ok(Exit::TablesFailed)
 }
 
 fn describe_keys(keys: &[Constraint]) -> String {

@@ -1,180 +1,19 @@
-//! Verification: for each table, the exact row count and an order-independent checksum of
-//! its content, computed on each server (no row travels to pgcopy), several tables at once.
-//!
-//! The checksum: every row is rendered as text with its copied columns in name order (so the
-//! physical column order does not matter), under pinned output settings (`TEXT_SETTINGS`),
-//! converted to UTF-8 (so the servers' encodings do not matter) and hashed with md5; the
-//! 128-bit hashes are summed as two 64-bit halves in `numeric`, which cannot overflow and
-//! does not depend on the order rows are read in.
+//! The `verify` command: takes a snapshot of the source as a copy would, plans the same
+//! tables, and compares each on both sides (see `transfer::compare`).
 
 use crate::cli::config::VerifyConfig;
-use crate::output::report::{print_json, write_table};
-use crate::pg::error::describe;
-use crate::pg::pool::Pool;
-use crate::pg::server::{begin_read_only, SnapshotId};
-use crate::pg::sql::{quote_ident, TableName, TEXT_SETTINGS};
+use crate::exit::Exit;
+use crate::output::checks::{checks_json, exit_code, write_checks};
+use crate::output::format::print_json;
+use crate::plan;
 use crate::plan::snapshot::{self, Source};
-use crate::plan::{self, Plan, Replace, TablePlan};
-use crate::schema::large_objects;
+use crate::transfer::compare::compare;
 use anyhow::{Context, Result};
-use rayon::prelude::*;
 use serde_json::json;
 use std::io::Write;
 
-/// What one server says about one table.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct Digest {
-    pub(crate) rows: i64,
-    pub(crate) checksum: String,
-}
-
-/// One table compared.
-#[derive(Debug)]
-pub(crate) struct Check {
-    pub(crate) table: TableName,
-    pub(crate) source: Result<Digest, String>,
-    pub(crate) dest: Result<Digest, String>,
-}
-
-impl Check {
-    pub(crate) fn matches(&self) -> bool {
-        matches!((&self.source, &self.dest), (Ok(s), Ok(d)) if s == d)
-    }
-
-    fn verdict(&self) -> String {
-        match (&self.source, &self.dest) {
-            (Err(err), _) => format!("source failed: {err}"),
-            (_, Err(err)) => format!("destination failed: {err}"),
-            (Ok(s), Ok(d)) if s.rows != d.rows => "row counts differ".into(),
-            (Ok(s), Ok(d)) if s != d => "contents differ".into(),
-            _ => "match".into(),
-        }
-    }
-}
-
-/// The query that digests a table on either side.
-pub(crate) fn digest_sql(table: &TablePlan) -> String {
-    let mut columns: Vec<&str> = table.column_names().collect();
-    columns.sort_unstable();
-    let row = if columns.is_empty() {
-        "''".to_string()
-    } else {
-        let quoted: Vec<String> = columns.iter().map(|c| quote_ident(c)).collect();
-        format!("ROW({})::text", quoted.join(", "))
-    };
-    // Hashed as UTF-8, whatever the server's encoding: the same text in a LATIN1 and a UTF8
-    // database is different bytes.
-    format!(
-        "SELECT count(*)::int8,
-                coalesce(sum(('x' || substr(h, 1, 16))::bit(64)::int8::numeric), 0)::text
-                || '/' ||
-                coalesce(sum(('x' || substr(h, 17, 16))::bit(64)::int8::numeric), 0)::text
-         FROM (SELECT md5(convert_to({row}, 'UTF8')) AS h FROM ONLY {} AS t {}) AS digests",
-        table.name.quoted(),
-        match &table.replace {
-            Replace::All => "",
-            Replace::Where(condition) => condition,
-        }
-    )
-}
-
-/// Digests every table of the plan on both sides, `parallel` queries per side at a time.
-/// The source side reads the given snapshot.
-/// The large objects too when `large_objects`, reported as `pg_catalog.pg_largeobject`.
-pub(crate) fn compare(
-    plan: &Plan,
-    large_objects: bool,
-    snapshot: &SnapshotId,
-    source: &Pool,
-    dest: &Pool,
-    parallel: usize,
-) -> Result<Vec<Check>> {
-    // Blocking queries get threads of their own, never rayon's global pool.
-    let threads = rayon::ThreadPoolBuilder::new()
-        .num_threads(parallel * 2)
-        .thread_name(|i| format!("pgcopy-verify-{i}"))
-        .build()
-        .context("starting the verify threads")?;
-    let jobs: Vec<(usize, bool)> = (0..plan.tables.len())
-        .flat_map(|i| [(i, true), (i, false)])
-        .collect();
-    let digests: Vec<Result<Digest, String>> = threads.install(|| {
-        jobs.par_iter()
-            .with_max_len(1)
-            .map(|&(i, on_source)| {
-                let table = &plan.tables[i];
-                let result = match (on_source, table.on_source) {
-                    (true, true) => digest(source, table, Some(snapshot)),
-                    // A partition only the destination has: the source has no rows there.
-                    (true, false) => Ok(Digest {
-                        rows: 0,
-                        checksum: "0/0".into(),
-                    }),
-                    (false, _) => digest(dest, table, None),
-                };
-                result.map_err(|err| describe(&err))
-            })
-            .collect()
-    });
-    let mut digests = digests.into_iter();
-    let mut checks: Vec<Check> = plan
-        .tables
-        .iter()
-        .map(|table| Check {
-            table: table.name.clone(),
-            source: digests.next().unwrap_or_else(|| Err("not run".into())),
-            dest: digests.next().unwrap_or_else(|| Err("not run".into())),
-        })
-        .collect();
-    if large_objects {
-        let side = |pool, snapshot| {
-            query_digest(pool, snapshot, None, large_objects::DIGEST_SQL)
-                .map_err(|err| describe(&err))
-        };
-        let check = Check {
-            table: TableName::new("pg_catalog", "pg_largeobject"),
-            source: side(source, Some(snapshot)),
-            dest: side(dest, None),
-        };
-        // Neither side has any: nothing to report.
-        let none = |d: &Result<Digest, String>| matches!(d, Ok(d) if d.rows == 0);
-        if !(none(&check.source) && none(&check.dest)) {
-            checks.push(check);
-        }
-    }
-    Ok(checks)
-}
-
-fn digest(pool: &Pool, table: &TablePlan, snapshot: Option<&SnapshotId>) -> Result<Digest> {
-    query_digest(pool, snapshot, Some(table), &digest_sql(table))
-        .with_context(|| format!("digesting {}", table.name))
-}
-
-/// Runs a digest query in a transaction of its own, on the source in the snapshot (and
-/// with `table` locked, as readers lock it).
-fn query_digest(
-    pool: &Pool,
-    snapshot: Option<&SnapshotId>,
-    table: Option<&TablePlan>,
-    sql: &str,
-) -> Result<Digest> {
-    let mut client = pool.get().context("connecting")?;
-    let mut tx = begin_read_only(&mut client, snapshot)?;
-    if let (Some(_), Some(table)) = (snapshot, table) {
-        tx.batch_execute(&table.lock_sql())
-            .map_err(|err| table.lock_failed(err.into()))?;
-    }
-    tx.batch_execute(TEXT_SETTINGS)?;
-    log::debug!("verify: {sql}");
-    let row = tx.query_one(sql, &[])?;
-    Ok(Digest {
-        rows: row.get(0),
-        checksum: row.get(1),
-    })
-}
-
 /// The `verify` command.
-pub(crate) fn run(cfg: &VerifyConfig) -> Result<u8> {
+pub(crate) fn run(cfg: &VerifyConfig) -> Result<Exit> {
     let mut dest = cfg.dest.connect()?;
     let Source {
         mut snapshot,
@@ -209,7 +48,7 @@ pub(crate) fn run(cfg: &VerifyConfig) -> Result<u8> {
         print_json(&json!({
             "pgcopy_version": env!("CARGO_PKG_VERSION"),
             "status": if mismatches == 0 { "match" } else { "mismatch" },
-            "exit_code": exit_code(&checks),
+            "exit_code": exit_code(&checks).code(),
             "source": cfg.source.to_string(),
             "destination": cfg.dest.to_string(),
             "tables": checks_json(&checks),
@@ -230,94 +69,4 @@ pub(crate) fn run(cfg: &VerifyConfig) -> Result<u8> {
             .context("writing the report")?;
     }
     Ok(exit_code(&checks))
-}
-
-/// 0 when every table matches, else `exit::VERIFY_MISMATCH`.
-pub(crate) fn exit_code(checks: &[Check]) -> u8 {
-    if checks.iter().all(Check::matches) {
-        crate::exit::SUCCESS
-    } else {
-        crate::exit::VERIFY_MISMATCH
-    }
-}
-
-/// The verification as a table.
-pub(crate) fn write_checks(out: &mut impl Write, checks: &[&Check]) -> std::io::Result<()> {
-    let rows_of = |d: &Result<Digest, String>| match d {
-        Ok(d) => d.rows.to_string(),
-        Err(_) => "?".into(),
-    };
-    let mut rows = vec![vec![
-        "table".to_string(),
-        "source rows".into(),
-        "dest rows".into(),
-        "verdict".into(),
-    ]];
-    for check in checks {
-        rows.push(vec![
-            check.table.to_string(),
-            rows_of(&check.source),
-            rows_of(&check.dest),
-            check.verdict(),
-        ]);
-    }
-    write_table(out, "lrrl", &rows)
-}
-
-pub(crate) fn checks_json(checks: &[Check]) -> Vec<serde_json::Value> {
-    let side = |d: &Result<Digest, String>| match d {
-        Ok(d) => json!({ "rows": d.rows, "checksum": d.checksum }),
-        Err(err) => json!({ "error": err }),
-    };
-    checks
-        .iter()
-        .map(|c| {
-            json!({
-                "schema": c.table.schema,
-                "table": c.table.name,
-                "match": c.matches(),
-                "verdict": c.verdict(),
-                "source": side(&c.source),
-                "destination": side(&c.dest),
-            })
-        })
-        .collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::plan::Format;
-    use crate::schema::catalog::Column;
-
-    #[test]
-    fn digests_columns_in_name_order() {
-        let column = |name: &str| Column {
-            name: name.into(),
-            type_name: "int".into(),
-            type_oid: 23,
-            generated: false,
-            required: false,
-        };
-        let table = TablePlan {
-            name: TableName::new("s", "T"),
-            columns: vec![column("b"), column("A"), column("a")],
-            generated: Vec::new(),
-            format: Format::Binary,
-            text_reason: None,
-            estimated_rows: None,
-            data_bytes: 0,
-            parent: None,
-            triggers: Vec::new(),
-            indexes: Vec::new(),
-            replace: Replace::All,
-            on_source: true,
-        };
-        let sql = digest_sql(&table);
-        assert!(
-            sql.contains("md5(convert_to(ROW(\"A\", \"a\", \"b\")::text, 'UTF8'))"),
-            "{sql}"
-        );
-        assert!(sql.contains("FROM ONLY \"s\".\"T\""), "{sql}");
-    }
 }

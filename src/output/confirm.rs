@@ -2,7 +2,7 @@
 //! yes/no question; without one, a refusal unless `--yes` was given.
 
 use crate::cli::config::CopyConfig;
-use crate::output::report::write_table;
+use crate::output::format::write_table;
 use crate::pg::sql::TableName;
 use crate::plan::Plan;
 use anyhow::{bail, Context, Result};

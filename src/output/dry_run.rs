@@ -2,13 +2,14 @@
 //! scripts; nothing is changed on either side.
 
 use crate::cli::config::CopyConfig;
+use crate::output::format::write_table;
 use crate::output::logging;
-use crate::output::report::{format_bytes, write_table};
 use crate::pg::sql::display_ident;
 use crate::plan::{Format, Plan};
 use crate::schema::constraints::{Constraint, FkMode};
 use crate::schema::matviews::MatView;
 use crate::schema::sequences::{self, Sequence};
+use crate::units::format_bytes;
 use std::io::Write;
 
 /// Everything planning decided and found.

@@ -3,20 +3,9 @@
 //! repeats. One lock orders them, so a log line never lands inside a bar frame: it erases
 //! the frame, prints itself, and draws the frame again below.
 
+use crate::cli::config::Verbosity;
 use std::io::Write;
 use std::sync::Mutex;
-
-/// How much pgcopy says on stderr.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub(crate) enum Verbosity {
-    /// Errors only (`-q`).
-    Quiet,
-    /// Steps, warnings and errors.
-    #[default]
-    Normal,
-    /// Also per-table detail and every SQL statement sent (`-v`).
-    Verbose,
-}
 
 /// The bar's last frame, drawn again after every log line while the bar is up.
 static BAR_FRAME: Mutex<Option<String>> = Mutex::new(None);

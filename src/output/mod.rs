@@ -1,8 +1,10 @@
-//! What pgcopy tells the user: logging, the progress display, the report, the dry run's
-//! plan and the confirmation question.
+//! What pgcopy tells the user: logging, the progress display, the report, the verification's
+//! table, the dry run's plan and the confirmation question.
 
+pub(crate) mod checks;
 pub(crate) mod confirm;
 pub(crate) mod dry_run;
+pub(crate) mod format;
 pub(crate) mod logging;
 pub(crate) mod progress;
 pub(crate) mod report;

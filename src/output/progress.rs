@@ -5,28 +5,18 @@
 //! line every `--progress-interval`, no `\r` at all.
 
 use crate::output::logging;
-use crate::output::report::{format_bytes, format_duration};
 use crate::plan::Plan;
 use crate::transfer::lanes::Lane;
+use crate::transfer::Counters;
+use crate::units::{format_bytes, format_duration};
 use pbr::{ProgressBar, Units};
 use std::io::Write;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// How often the bar is redrawn.
 const FRAME_INTERVAL: Duration = Duration::from_millis(200);
-
-/// Counters shared by the pipe's threads.
-#[derive(Debug, Default)]
-pub(crate) struct Counters {
-    pub(crate) bytes: AtomicU64,
-    pub(crate) rows: AtomicU64,
-    pub(crate) tables_done: AtomicUsize,
-    /// Plan indexes of the tables copied completely, in the order they finished, with the
-    /// file each has now. Locked once per table, never per chunk.
-    pub(crate) copied: Mutex<Vec<(usize, u32)>>,
-}
 
 /// Where pbr renders a frame; `logging::draw_bar` shows it.
 #[derive(Clone, Default)]

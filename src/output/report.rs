@@ -1,84 +1,17 @@
-//! The final report of a copy, and the human units it and `list` print numbers in.
+//! The final report of a copy, as text and as `--json`.
 
-use crate::commands::verify::{self, Check};
+use crate::exit::Exit;
+use crate::output::checks;
+use crate::output::format::write_table;
 use crate::pg::error::describe;
 use crate::plan::Plan;
 use crate::schema::constraints::FkMode;
-use crate::transfer::lanes::TableOutcome;
+use crate::transfer::compare::Check;
+use crate::transfer::TableOutcome;
+use crate::units::{format_bytes, format_duration};
 use serde_json::json;
 use std::io::{self, Write};
 use std::time::Duration;
-
-/// Bytes in binary units with one decimal: `512 B`, `1.5 KiB`, `12.0 MiB`.
-pub(crate) fn format_bytes(bytes: u64) -> String {
-    const UNITS: [&str; 5] = ["KiB", "MiB", "GiB", "TiB", "PiB"];
-    if bytes < 1024 {
-        return format!("{bytes} B");
-    }
-    let mut value = bytes as f64 / 1024.0;
-    let mut unit = 0;
-    while value >= 1024.0 && unit < UNITS.len() - 1 {
-        value /= 1024.0;
-        unit += 1;
-    }
-    format!("{value:.1} {}", UNITS[unit])
-}
-
-/// Seconds with one decimal below a minute, else minutes and seconds.
-pub(crate) fn format_duration(d: Duration) -> String {
-    let secs = d.as_secs_f64();
-    if secs < 60.0 {
-        format!("{secs:.1}s")
-    } else {
-        let whole = d.as_secs();
-        format!("{}m{:02}s", whole / 60, whole % 60)
-    }
-}
-
-/// Lays out rows of cells in columns; `align` has an `l` or `r` per column (left or right;
-/// columns beyond it are left-aligned).
-pub(crate) fn write_table(
-    out: &mut impl Write,
-    align: &str,
-    rows: &[Vec<String>],
-) -> io::Result<()> {
-    let right: Vec<bool> = align.chars().map(|c| c == 'r').collect();
-    let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
-    let widths: Vec<usize> = (0..columns)
-        .map(|i| {
-            rows.iter()
-                .filter_map(|row| row.get(i))
-                .map(|cell| cell.chars().count())
-                .max()
-                .unwrap_or(0)
-        })
-        .collect();
-    for row in rows {
-        let mut line = String::new();
-        for (i, cell) in row.iter().enumerate() {
-            let pad = " ".repeat(widths[i] - cell.chars().count());
-            if i > 0 {
-                line.push_str("  ");
-            }
-            if right.get(i).copied().unwrap_or(false) {
-                line.push_str(&pad);
-                line.push_str(cell);
-            } else {
-                line.push_str(cell);
-                line.push_str(&pad);
-            }
-        }
-        writeln!(out, "{}", line.trim_end())?;
-    }
-    Ok(())
-}
-
-/// Writes a JSON document to stdout; a closed pipe comes back as an error, not a panic.
-pub(crate) fn print_json(doc: &serde_json::Value) -> io::Result<()> {
-    let mut out = io::stdout().lock();
-    writeln!(out, "{doc:#}")?;
-    out.flush()
-}
 
 /// Everything the final report shows.
 pub(crate) struct Report<'a> {
@@ -119,25 +52,20 @@ impl Report<'_> {
     }
 
     /// The exit code this report stands for.
-    pub(crate) fn exit_code(&self) -> u8 {
+    pub(crate) fn exit_code(&self) -> Exit {
         if self.interrupted {
-            crate::exit::INTERRUPTED
+            Exit::Interrupted
         } else if self.checks.is_some_and(|c| !c.iter().all(Check::matches)) {
-            crate::exit::VERIFY_MISMATCH
+            Exit::VerifyMismatch
         } else if self.failed_tables() > 0 || !self.problems.is_empty() {
-            crate::exit::TABLES_FAILED
+            Exit::TablesFailed
         } else {
-            crate::exit::SUCCESS
+            Exit::Success
         }
     }
 
     fn status(&self) -> &'static str {
-        match self.exit_code() {
-            crate::exit::SUCCESS => "ok",
-            crate::exit::INTERRUPTED => "interrupted",
-            crate::exit::VERIFY_MISMATCH => "mismatch",
-            _ => "failed",
-        }
+        self.exit_code().status()
     }
 
     /// Indexes rebuilt in the tables that were copied (a failed table's came back as they
@@ -272,7 +200,7 @@ impl Report<'_> {
             )?;
             if !differ.is_empty() {
                 writeln!(out, "verification found differences:")?;
-                verify::write_checks(out, &differ)?;
+                checks::write_checks(out, &differ)?;
             }
         }
         if !self.warnings.is_empty() {
@@ -318,7 +246,7 @@ impl Report<'_> {
         json!({
             "pgcopy_version": env!("CARGO_PKG_VERSION"),
             "status": self.status(),
-            "exit_code": self.exit_code(),
+            "exit_code": self.exit_code().code(),
             "source": self.source,
             "destination": self.dest,
             "elapsed_seconds": self.elapsed.as_secs_f64(),
@@ -351,7 +279,7 @@ impl Report<'_> {
             "interrupted": self.interrupted,
             "warnings": self.warnings,
             "failures": self.failures(),
-            "verify": self.checks.map(verify::checks_json),
+            "verify": self.checks.map(checks::checks_json),
         })
     }
 }
@@ -370,38 +298,4 @@ fn rate(bytes: u64, elapsed: Duration) -> String {
         return "-".into();
     }
     format!("{:.1}", mib_per_second(bytes, elapsed))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn formats_bytes_in_binary_units() {
-        assert_eq!(format_bytes(0), "0 B");
-        assert_eq!(format_bytes(1023), "1023 B");
-        assert_eq!(format_bytes(1536), "1.5 KiB");
-        assert_eq!(format_bytes(12 * 1024 * 1024), "12.0 MiB");
-        assert_eq!(format_bytes(3 << 40), "3.0 TiB");
-    }
-
-    #[test]
-    fn formats_durations() {
-        assert_eq!(format_duration(Duration::from_millis(1500)), "1.5s");
-        assert_eq!(format_duration(Duration::from_secs(125)), "2m05s");
-    }
-
-    #[test]
-    fn aligns_table_columns() {
-        let mut out = Vec::new();
-        let rows = vec![
-            vec!["name".to_string(), "rows".to_string()],
-            vec!["a_long_name".to_string(), "5".to_string()],
-        ];
-        write_table(&mut out, "lr", &rows).unwrap();
-        assert_eq!(
-            String::from_utf8(out).unwrap(),
-            "name         rows\na_long_name     5\n"
-        );
-    }
 }

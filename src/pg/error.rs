@@ -43,12 +43,32 @@ impl std::fmt::Display for TryLater {
 
 impl std::error::Error for TryLater {}
 
+/// An error said in words an operator can act on (see `Target::explain`), which keeps the
+/// error it explains so that its kind is still known.
+#[derive(Debug)]
+pub(crate) struct Explained {
+    pub(crate) text: String,
+    pub(crate) cause: anyhow::Error,
+}
+
+impl std::fmt::Display for Explained {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+/// No source: the text already says what the cause would.
+impl std::error::Error for Explained {}
+
 /// What kind of failure `err` is: decided by the first cause in its chain that says.
 pub(crate) fn kind(err: &anyhow::Error) -> Kind {
     if err.chain().any(|cause| cause.is::<TryLater>()) {
         return Kind::Transient;
     }
     for cause in err.chain() {
+        if let Some(explained) = cause.downcast_ref::<Explained>() {
+            return kind(&explained.cause);
+        }
         if let Some(pg) = cause.downcast_ref::<postgres::Error>() {
             return match pg.code() {
                 Some(code) => state_kind(code),
@@ -189,6 +209,12 @@ mod tests {
         assert_eq!(kind(&anyhow::Error::new(io).context("reading")), Kind::Lost);
         let later = anyhow::Error::new(TryLater("queued".into())).context("reading");
         assert_eq!(kind(&later), Kind::Transient);
+        let refused = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
+        let explained = Explained {
+            text: "connection refused: is the server running?".into(),
+            cause: anyhow::Error::new(refused),
+        };
+        assert_eq!(kind(&anyhow::Error::new(explained)), Kind::Lost);
     }
 
     #[test]

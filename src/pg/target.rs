@@ -10,7 +10,7 @@ use crate::pg::pgpass;
 use crate::pg::session_setup;
 use crate::pg::tls::{self, SslMode, Tls};
 use crate::pg::wire;
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{bail, Context, Result};
 use postgres::config::{Host, LoadBalanceHosts, SslMode as WireMode};
 use postgres::error::SqlState;
 use postgres::Client;
@@ -128,7 +128,12 @@ impl Target {
             }
             result => result,
         }
-        .map_err(|err| anyhow!("{}", self.explain(&err)))
+        .map_err(|err| {
+            anyhow::Error::new(error::Explained {
+                text: self.explain(&err),
+                cause: err,
+            })
+        })
         .with_context(|| format!("connecting to {self}"))
     }
 

@@ -225,7 +225,7 @@ fn assignable_roles(
     Ok(may)
 }
 
-/// The query that digests the large objects on either side, as `verify::digest_sql` does
+/// The query that digests the large objects on either side, as `transfer::compare::digest_sql` does
 /// tables: their count, and an order-independent sum of the md5 of each one's OID, owner,
 /// grants (whatever their order) and data.
 pub(crate) const DIGEST_SQL: &str = "SELECT count(*)::int8,

@@ -3,6 +3,7 @@
 //! does not cut that short. Only a third exits at once, leaving the state file for
 //! `pgcopy recover`.
 
+use crate::exit::Exit;
 use anyhow::{Context, Result};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
@@ -20,7 +21,7 @@ pub(crate) fn install() -> Result<()> {
             "\npgcopy: still putting the destination's keys back; interrupt once more to exit \
              at once and leave that to `pgcopy recover`"
         ),
-        _ => std::process::exit(i32::from(crate::exit::INTERRUPTED)),
+        _ => std::process::exit(i32::from(Exit::Interrupted.code())),
     })
     .context("installing the Ctrl-C handler")
 }

@@ -2,10 +2,8 @@
 //! chunks through a bounded channel to a writer thread that replaces the destination table
 //! with `TRUNCATE` + `COPY … FROM STDIN` in one transaction. Bytes are not decoded on the way.
 
-use crate::output::progress::Counters;
 use crate::pg::error::{self, describe};
 use crate::pg::pool::{Pool, PooledClient, ReaderPool, ReaderSessions, Sessions};
-use crate::pg::server::SnapshotId;
 
 use crate::pg::sql::TEXT_SETTINGS;
 use crate::pg::wire;
@@ -13,10 +11,11 @@ use crate::plan::{Format, Plan, TablePlan};
 use crate::transfer::rows::RowCounter;
 use crate::transfer::sessions::{self, Cancels, LaneConnection, Losses, Session, DEST, SOURCE};
 use crate::transfer::write::{self, Piece};
+use crate::transfer::{Counters, Settings, Stop, TableOutcome};
 use anyhow::{anyhow, bail, Context, Result};
 use crossbeam_channel::{bounded, Receiver, Sender};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Mutex, OnceLock};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// Chunks queued between a reader and its writer. With one chunk being filled and one being
@@ -26,61 +25,6 @@ pub(crate) const CHANNEL_DEPTH: usize = 4;
 /// No table in flight on a lane.
 const IDLE: usize = usize::MAX;
 
-/// What the pipe needs besides the plan.
-pub(crate) struct Settings {
-    /// `SET TRANSACTION SNAPSHOT …` for the exported source snapshot.
-    pub(crate) snapshot: SnapshotId,
-    pub(crate) batch_size: usize,
-    pub(crate) parallel: usize,
-    /// Writers run with `session_replication_role = replica` (`--fk-mode replica`).
-    pub(crate) replica: bool,
-    /// Further tries for a table that failed with a transient error.
-    pub(crate) retries: u32,
-    /// How long a writer waits for a lock on its table before it gives up.
-    pub(crate) lock_timeout: Duration,
-    /// Writers `ANALYZE` each table right after its commit, while other tables still load.
-    pub(crate) analyze: bool,
-}
-
-/// How one table's copy ended.
-#[derive(Debug)]
-pub(crate) struct TableOutcome {
-    pub(crate) rows: u64,
-    pub(crate) bytes: u64,
-    /// The time of the last try.
-    pub(crate) elapsed: Duration,
-    pub(crate) error: Option<anyhow::Error>,
-    /// How many times the table was tried.
-    pub(crate) attempts: u32,
-    /// Whether the loaded table was analyzed: `None` when it was not tried, else the failure.
-    pub(crate) analyzed: Option<Result<(), String>>,
-    /// The destination table's file after the load (0 when it was not loaded).
-    pub(crate) filenode: u32,
-}
-
-impl TableOutcome {
-    /// A table that was not copied, and why: the one way a failed outcome is made.
-    pub(crate) fn failed(error: anyhow::Error) -> TableOutcome {
-        TableOutcome {
-            rows: 0,
-            bytes: 0,
-            elapsed: Duration::ZERO,
-            error: Some(error),
-            attempts: 0,
-            analyzed: None,
-            filenode: 0,
-        }
-    }
-
-    /// A try whose writer went away before it could say how the table went.
-    fn lost(job: Job) -> TableOutcome {
-        TableOutcome {
-            attempts: job.attempt,
-            ..TableOutcome::failed(anyhow!("the destination writer stopped"))
-        }
-    }
-}
-
 /// What a reader tells its writer.
 enum Msg {
     /// The next table to write.
@@ -88,29 +32,6 @@ enum Msg {
     Chunk(Vec<u8>),
     /// The table's stream ended: the rows the source sent, or why it stopped.
     End(Result<u64>),
-}
-
-/// Why the lanes stop taking and reading tables (an interrupt, the source snapshot lost):
-/// set once, by the main thread; the tables cut short say why.
-#[derive(Debug, Default)]
-pub(crate) struct Stop {
-    reason: OnceLock<String>,
-}
-
-impl Stop {
-    /// Asks the lanes to stop; the first reason given is the one they report.
-    pub(crate) fn request(&self, reason: impl Into<String>) {
-        // A second reason changes nothing: the lanes are stopping already.
-        let _ = self.reason.set(reason.into());
-    }
-
-    pub(crate) fn requested(&self) -> bool {
-        self.reason.get().is_some()
-    }
-
-    pub(crate) fn reason(&self) -> &str {
-        self.reason.get().map_or("", String::as_str)
-    }
 }
 
 /// One reader–writer pair; its counters let the main thread show what is in flight.
@@ -358,7 +279,7 @@ fn reader_lane(
         if chunks.send(Msg::Begin(job)).is_err() {
             // The writer is gone: the table must still get an outcome, or the other lanes
             // would wait for it forever.
-            shared.finish(job.index, TableOutcome::lost(job));
+            shared.finish(job.index, TableOutcome::lost(job.attempt));
             break;
         }
         session.renew(&shared.losses, &lane.cancel);
@@ -376,7 +297,7 @@ fn reader_lane(
         };
         session.ended(&shared.losses, &result, true);
         if chunks.send(Msg::End(result)).is_err() {
-            shared.finish(job.index, TableOutcome::lost(job));
+            shared.finish(job.index, TableOutcome::lost(job.attempt));
             break;
         }
     }
@@ -491,7 +412,7 @@ fn writer_lane(
                 log::debug!(
                     "copied {} ({rows} rows, {})",
                     table.name,
-                    crate::output::report::format_bytes(incoming.bytes)
+                    crate::units::format_bytes(incoming.bytes)
                 );
                 let elapsed = started.elapsed();
                 let analyzed = (shared.settings.analyze && !shared.quit.requested())
@@ -517,7 +438,7 @@ fn writer_lane(
                     "{}: {}; trying again in {} (try {} of {})",
                     table.name,
                     describe(&err),
-                    crate::output::report::format_duration(wait),
+                    crate::units::format_duration(wait),
                     job.attempt + 1,
                     shared.settings.retries + 1
                 );

@@ -1,8 +1,105 @@
 //! Moving the rows: the lanes of readers and writers and their scheduling (`lanes`), the
-//! sessions each lane keeps (`sessions`), counting rows in the COPY stream (`rows`), and one
-//! table's destination transaction (`write`).
+//! sessions each lane keeps (`sessions`), counting rows in the COPY stream (`rows`), one
+//! table's destination transaction (`write`), and comparing what both sides hold
+//! (`compare`). Here: what the lanes share with the main thread — settings in, counters and
+//! a stop request across, outcomes out.
 
+pub(crate) mod compare;
 pub(crate) mod lanes;
 pub(crate) mod rows;
 pub(crate) mod sessions;
 pub(crate) mod write;
+
+use crate::pg::server::SnapshotId;
+use std::sync::atomic::{AtomicU64, AtomicUsize};
+use std::sync::{Mutex, OnceLock};
+use std::time::Duration;
+
+/// What the pipe needs besides the plan.
+pub(crate) struct Settings {
+    /// `SET TRANSACTION SNAPSHOT …` for the exported source snapshot.
+    pub(crate) snapshot: SnapshotId,
+    pub(crate) batch_size: usize,
+    pub(crate) parallel: usize,
+    /// Writers run with `session_replication_role = replica` (`--fk-mode replica`).
+    pub(crate) replica: bool,
+    /// Further tries for a table that failed with a transient error.
+    pub(crate) retries: u32,
+    /// How long a writer waits for a lock on its table before it gives up.
+    pub(crate) lock_timeout: Duration,
+    /// Writers `ANALYZE` each table right after its commit, while other tables still load.
+    pub(crate) analyze: bool,
+}
+
+/// Counters shared by the pipe's threads.
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub(crate) bytes: AtomicU64,
+    pub(crate) rows: AtomicU64,
+    pub(crate) tables_done: AtomicUsize,
+    /// Plan indexes of the tables copied completely, in the order they finished, with the
+    /// file each has now. Locked once per table, never per chunk.
+    pub(crate) copied: Mutex<Vec<(usize, u32)>>,
+}
+
+/// Why the lanes stop taking and reading tables (an interrupt, the source snapshot lost):
+/// set once, by the main thread; the tables cut short say why.
+#[derive(Debug, Default)]
+pub(crate) struct Stop {
+    reason: OnceLock<String>,
+}
+
+impl Stop {
+    /// Asks the lanes to stop; the first reason given is the one they report.
+    pub(crate) fn request(&self, reason: impl Into<String>) {
+        // A second reason changes nothing: the lanes are stopping already.
+        let _ = self.reason.set(reason.into());
+    }
+
+    pub(crate) fn requested(&self) -> bool {
+        self.reason.get().is_some()
+    }
+
+    pub(crate) fn reason(&self) -> &str {
+        self.reason.get().map_or("", String::as_str)
+    }
+}
+
+/// How one table's copy ended.
+#[derive(Debug)]
+pub(crate) struct TableOutcome {
+    pub(crate) rows: u64,
+    pub(crate) bytes: u64,
+    /// The time of the last try.
+    pub(crate) elapsed: Duration,
+    pub(crate) error: Option<anyhow::Error>,
+    /// How many times the table was tried.
+    pub(crate) attempts: u32,
+    /// Whether the loaded table was analyzed: `None` when it was not tried, else the failure.
+    pub(crate) analyzed: Option<Result<(), String>>,
+    /// The destination table's file after the load (0 when it was not loaded).
+    pub(crate) filenode: u32,
+}
+
+impl TableOutcome {
+    /// A table that was not copied, and why: the one way a failed outcome is made.
+    pub(crate) fn failed(error: anyhow::Error) -> TableOutcome {
+        TableOutcome {
+            rows: 0,
+            bytes: 0,
+            elapsed: Duration::ZERO,
+            error: Some(error),
+            attempts: 0,
+            analyzed: None,
+            filenode: 0,
+        }
+    }
+
+    /// A try whose writer went away before it could say how the table went.
+    pub(crate) fn lost(attempts: u32) -> TableOutcome {
+        TableOutcome {
+            attempts,
+            ..TableOutcome::failed(anyhow::anyhow!("the destination writer stopped"))
+        }
+    }
+}

@@ -6,7 +6,7 @@
 use crate::pg::error::describe;
 use crate::pg::sql::TEXT_SETTINGS;
 use crate::plan::{Format, TablePlan};
-use crate::transfer::lanes::Settings;
+use crate::transfer::Settings;
 use anyhow::{bail, Context, Result};
 use postgres::error::SqlState;
 use postgres::{Client, Transaction};

@@ -1,0 +1,257 @@
+//! The third phase of a copy, where the destination changes: record what will be undone,
+//! drop the foreign keys, and run the lanes (with the large objects beside them), showing
+//! progress and recording finished tables as they finish.
+
+use super::planning::Work;
+use crate::cli::config::{CopyConfig, Verbosity};
+use crate::output::progress::{Display, Progress};
+use crate::pg::error::describe;
+use crate::plan::snapshot::Snapshot;
+use crate::plan::Plan;
+use crate::schema::constraints::{self, FkMode};
+use crate::schema::large_objects::{self, LargeObject};
+use crate::state::file::{Done, State, StateFile};
+use crate::state::interrupt;
+use crate::transfer::lanes;
+use crate::transfer::{Counters, Settings, Stop, TableOutcome};
+use crate::units::format_bytes;
+use anyhow::Result;
+use std::io::IsTerminal;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::time::{Duration, Instant};
+
+/// How often the main thread checks that the source snapshot's session is alive.
+const SNAPSHOT_CHECK: Duration = Duration::from_secs(2);
+
+/// What the load did, for the last phase.
+pub(super) struct Applied {
+    pub(super) started: Instant,
+    /// The state file's record, as of the end of the load.
+    pub(super) journal: State,
+    pub(super) copied: Copied,
+}
+
+/// Drops the keys and loads the tables. An `Err` means nothing was changed (the keys could
+/// not be dropped); after that, failures are in the outcomes.
+pub(super) fn apply(cfg: &CopyConfig, work: &mut Work) -> Result<Applied> {
+    let Work {
+        dest,
+        state_file,
+        snapshot,
+        plan,
+        fingerprint,
+        done_before,
+        mode,
+        keys,
+        carried,
+        large_objects,
+        ..
+    } = work;
+    let mode = *mode;
+    // Putting keys back must wait for locks rather than give up and leave them to recover.
+    // Not RESET: that would go back to a lock_timeout the role may have.
+    dest.batch_execute("SET lock_timeout = 0")?;
+    interrupt::install()?;
+    log::info!(
+        "copying {} tables ({} on disk) from {} to {}, {} at a time, foreign keys in {mode} mode",
+        plan.tables.len(),
+        format_bytes(plan.data_bytes()),
+        cfg.source,
+        cfg.dest,
+        cfg.parallel
+    );
+
+    let started = Instant::now();
+    // The undo record is durable before the first change it undoes.
+    let mut journal = State::new(cfg.dest.to_string());
+    journal.keys = keys.clone();
+    journal.validate = carried.clone();
+    journal.plan = Some(fingerprint.clone());
+    journal.done = done_before.clone();
+    state_file.save(&journal)?;
+    if !keys.is_empty() {
+        log::info!(
+            "dropping {} foreign keys for the load (recorded in {})",
+            keys.len(),
+            state_file.path.display()
+        );
+    }
+    if let Err(err) = constraints::drop_all(dest, keys, cfg.lock_timeout) {
+        // The drop is one transaction: it failed whole, so there is nothing to undo.
+        journal.keys.clear();
+        if done_before.is_empty() {
+            journal.plan = None;
+        }
+        state_file.store(&journal)?;
+        return Err(err);
+    }
+    let copied = catch_unwind(AssertUnwindSafe(|| {
+        copy_tables(
+            cfg,
+            plan,
+            snapshot,
+            mode,
+            large_objects.as_deref(),
+            (state_file, &mut journal),
+        )
+    }))
+    .unwrap_or_else(|_| Copied {
+        outcomes: failed_all(plan, "internal error: a copy thread panicked"),
+        stopped: None,
+        large_objects: None,
+    });
+    Ok(Applied {
+        started,
+        journal,
+        copied,
+    })
+}
+
+/// Runs the byte pipe with progress, and copies `objects` (the large objects, if the copy
+/// carries them) beside it; never fails as a whole: a table that could not be copied
+/// carries its error.
+fn copy_tables(
+    cfg: &CopyConfig,
+    plan: &Plan,
+    snapshot: &mut Snapshot,
+    mode: FkMode,
+    objects: Option<&[LargeObject]>,
+    journal: (&StateFile, &mut State),
+) -> Copied {
+    let (state_file, journal) = journal;
+    let settings = Settings {
+        snapshot: snapshot.id.clone(),
+        batch_size: cfg.batch_size,
+        parallel: cfg.parallel,
+        replica: mode == FkMode::Replica,
+        retries: cfg.retries,
+        lock_timeout: cfg.lock_timeout,
+        analyze: cfg.analyze,
+    };
+    let counters = Counters::default();
+    let display = if cfg.verbosity == Verbosity::Quiet {
+        Display::Off
+    } else if cfg.progress && std::io::stderr().is_terminal() {
+        Display::Bar
+    } else {
+        Display::Lines(cfg.progress_interval)
+    };
+    let mut progress = Progress::new(plan, display);
+    // Tables are recorded as done in the state file about once a second, so that after a
+    // crash `--resume` repeats at most the last second's worth.
+    let done_before = journal.done.clone();
+    let mut recorded = 0;
+    let mut last_record = Instant::now();
+    let mut record = |force: bool| {
+        let done = counters
+            .copied
+            .lock()
+            .map(|d| d.clone())
+            .unwrap_or_default();
+        if done.len() == recorded || (!force && last_record.elapsed().as_secs() < 1) {
+            return;
+        }
+        recorded = done.len();
+        last_record = Instant::now();
+        journal.done = done_before
+            .iter()
+            .cloned()
+            .chain(done.iter().map(|&(i, filenode)| Done {
+                table: plan.tables[i].name.clone(),
+                filenode,
+            }))
+            .collect();
+        if let Err(err) = state_file.save(journal) {
+            log::warn!("could not record progress: {}", describe(&err));
+        }
+    };
+    // Twice the lanes: a lane replacing a lost connection never waits for a free one.
+    let stop = Stop::default();
+    let mut source_lost = None;
+    let mut last_check = Instant::now();
+    // The first check also takes in what planning left in flight on the session (the
+    // driver closes prepared statements lazily), so later checks hear the server first.
+    if let Err(why) = snapshot.check() {
+        let lost = snapshot_lost(&why);
+        stop.request(lost.clone());
+        source_lost = Some(lost);
+    }
+    let source = cfg.source.reader_pool(cfg.parallel * 2);
+    let snapshot_id = snapshot.id.clone();
+    let (result, large_objects) = std::thread::scope(|scope| {
+        // The large objects go on a thread of their own, beside the lanes.
+        let large_objects = objects.map(|objects| {
+            scope.spawn(|| {
+                let stopping = || stop.requested() || interrupt::requested();
+                large_objects::copy(
+                    &cfg.source,
+                    &cfg.dest,
+                    &snapshot_id,
+                    objects,
+                    &counters.bytes,
+                    &stopping,
+                )
+                .map_err(|err| describe(&err))
+            })
+        });
+        let dest = cfg.dest.pool(cfg.parallel * 2);
+        let result = {
+            lanes::run(plan, &settings, &source, &dest, &counters, &stop, |lanes| {
+                progress.tick(&counters, lanes);
+                record(false);
+                if interrupt::requested() {
+                    stop.request("the copy was interrupted");
+                }
+                // The snapshot lives in this session: once it is gone nothing more can
+                // be read consistently, so the copy stops instead of retrying in vain.
+                if last_check.elapsed() >= SNAPSHOT_CHECK && source_lost.is_none() {
+                    last_check = Instant::now();
+                    if let Err(why) = snapshot.check() {
+                        let lost = snapshot_lost(&why);
+                        log::error!("{lost}: stopping");
+                        stop.request(lost.clone());
+                        source_lost = Some(lost);
+                    }
+                }
+            })
+        };
+        let large_objects = large_objects.map(|thread| {
+            thread.join().unwrap_or_else(|_| {
+                Err("internal error: the large objects' thread panicked".into())
+            })
+        });
+        (result, large_objects)
+    });
+    record(true);
+    progress.finish();
+    let stopped = source_lost.map(|lost| {
+        format!("{lost}; the tables not copied kept their old rows: copy again, or with --resume")
+    });
+    let outcomes = result.unwrap_or_else(|err| failed_all(plan, &describe(&err)));
+    Copied {
+        outcomes,
+        stopped,
+        large_objects,
+    }
+}
+
+/// What `copy_tables` did.
+pub(super) struct Copied {
+    pub(super) outcomes: Vec<TableOutcome>,
+    /// Why the copy stopped short, if the source's snapshot was lost.
+    pub(super) stopped: Option<String>,
+    /// The bytes of large objects copied, or why they were not; `None` when not asked.
+    pub(super) large_objects: Option<Result<u64, String>>,
+}
+
+/// Says that the snapshot is gone, and why.
+fn snapshot_lost(why: &str) -> String {
+    format!("the source session holding the snapshot was lost ({why})")
+}
+
+fn failed_all(plan: &Plan, why: &str) -> Vec<TableOutcome> {
+    plan.tables
+        .iter()
+        .map(|_| TableOutcome::failed(anyhow::anyhow!(why.to_string())))
+        .collect()
+}

@@ -1,0 +1,301 @@
+//! The last phase of a copy: set the sequences, put the keys back, refresh the views built
+//! from copied tables, verify, record in the state file what is left for later, and report.
+
+use super::apply::{Applied, Copied};
+use super::planning::Work;
+use crate::cli::config::{CopyConfig, Verbosity};
+use crate::exit::Exit;
+use crate::output::format::print_json;
+use crate::output::logging;
+use crate::output::report::Report;
+use crate::pg::error::{self, describe};
+use crate::pg::server::lock_destination;
+use crate::pg::sql::TableName;
+use crate::plan::snapshot::Snapshot;
+use crate::plan::Plan;
+use crate::schema::constraints::{self, Constraint, Restored};
+use crate::schema::matviews::{self, MatView};
+use crate::schema::sequences::{self, Sequence};
+use crate::state::file::Done;
+use crate::state::interrupt;
+use crate::transfer::compare;
+use crate::transfer::TableOutcome;
+use anyhow::{Context, Result};
+use postgres::Client;
+use std::collections::HashMap;
+
+/// Puts everything back and reports; what could not be done is in the report and the exit
+/// code, never an `Err` (except for a report that could not be written).
+pub(super) fn finish(cfg: &CopyConfig, work: Work, applied: Applied) -> Result<Exit> {
+    let Work {
+        mut dest,
+        state_file,
+        snapshot,
+        plan,
+        full_plan,
+        done_before,
+        mode,
+        mut keys,
+        carried,
+        sequences,
+        large_objects,
+        views,
+        ..
+    } = work;
+    let Applied {
+        started,
+        mut journal,
+        copied,
+    } = applied;
+    let Copied {
+        outcomes,
+        stopped,
+        large_objects: objects_copied,
+    } = copied;
+    let mut problems = Vec::new();
+    problems.extend(stopped);
+    if let Some(Err(why)) = &objects_copied {
+        problems.push(format!(
+            "the large objects were not copied (the destination kept its own): {why}"
+        ));
+    }
+
+    // The destination may have restarted during the load: the rest needs a live session.
+    if let Err(err) = ensure_connected(cfg, &mut dest) {
+        problems.push(describe(&err));
+    }
+    let sequences_set = set_sequences(
+        &mut dest,
+        &full_plan,
+        &outcomes_by_name(&plan, &outcomes, &done_before),
+        &sequences,
+        &mut problems,
+    );
+    let dropped = keys.len();
+    let checks_dropped = keys
+        .iter()
+        .filter(|k| k.kind == constraints::Kind::NotValidCheck)
+        .count();
+    keys.extend(carried);
+    let restored = put_keys_back(cfg, &mut dest, &keys, &mut problems);
+    // Views built from a table this run copied; the others hold what they held.
+    let copied = outcomes_by_name(&plan, &outcomes, &[]);
+    let fresh: Vec<MatView> = views
+        .into_iter()
+        .filter(|v| v.tables.iter().any(|t| copied.get(t) == Some(&true)))
+        .collect();
+    let (views_refreshed, failed) = matviews::refresh(&mut dest, &fresh, cfg.lock_timeout);
+    problems.extend(failed);
+    drop(dest);
+    let analyzed = outcomes
+        .iter()
+        .filter(|o| matches!(o.analyzed, Some(Ok(()))))
+        .count();
+    problems.extend(outcomes.iter().filter_map(|o| o.analyzed.clone()?.err()));
+
+    let checks = if cfg.verify && !interrupt::requested() {
+        let objects_ok = matches!(objects_copied, Some(Ok(_)));
+        verify_copied(cfg, &plan, &outcomes, objects_ok, &snapshot, &mut problems)
+    } else {
+        None
+    };
+    drop(snapshot);
+
+    // What is left for later: keys not back, keys to validate, and tables to resume.
+    journal.keys = restored.missing.clone();
+    journal.validate = restored.unvalidated.clone();
+    journal.done = done_before
+        .iter()
+        .cloned()
+        .chain(
+            plan.tables
+                .iter()
+                .zip(&outcomes)
+                .filter(|(_, o)| o.error.is_none())
+                .map(|(t, o)| Done {
+                    table: t.name.clone(),
+                    filenode: o.filenode,
+                }),
+        )
+        .collect();
+    if journal.done.len() == full_plan.tables.len() {
+        journal.plan = None;
+        journal.done.clear();
+    }
+    if let Err(err) = state_file.store(&journal) {
+        problems.push(describe(&err));
+    }
+    if !restored.missing.is_empty() {
+        problems.push(format!(
+            "some foreign keys are not back; they are recorded in {}: fix the cause and run \
+             `pgcopy recover`",
+            state_file.path.display()
+        ));
+    }
+    for problem in &problems {
+        log::error!("{problem}");
+    }
+    let report = Report {
+        source: cfg.source.to_string(),
+        dest: cfg.dest.to_string(),
+        plan: &plan,
+        outcomes: &outcomes,
+        elapsed: started.elapsed(),
+        fk_mode: mode,
+        keys_dropped: dropped,
+        checks_dropped,
+        keys_restored: restored.in_place,
+        keys_not_valid: &restored.not_valid,
+        sequences_set,
+        views_refreshed,
+        large_objects: large_objects
+            .as_ref()
+            .zip(objects_copied)
+            .filter(|(objects, result)| !objects.is_empty() || result.is_err())
+            .map(|(objects, result)| (objects.len(), result)),
+        analyzed,
+        interrupted: interrupt::requested(),
+        problems: &problems,
+        warnings: logging::warnings(),
+        checks: checks.as_deref(),
+    };
+    let code = report.exit_code();
+    if cfg.json {
+        print_json(&report.to_json()).context("writing the report")?;
+    } else if cfg.verbosity != Verbosity::Quiet || code != Exit::Success {
+        report
+            .write(&mut std::io::stdout().lock())
+            .context("writing the report")?;
+    }
+    Ok(code)
+}
+
+/// For sequences: every table of the full plan with whether it is copied now, counting
+/// the tables an interrupted run finished as copied.
+fn outcomes_by_name(
+    plan: &Plan,
+    outcomes: &[TableOutcome],
+    done_before: &[Done],
+) -> HashMap<TableName, bool> {
+    plan.tables
+        .iter()
+        .zip(outcomes)
+        .map(|(t, o)| (t.name.clone(), o.error.is_none()))
+        .chain(done_before.iter().map(|d| (d.table.clone(), true)))
+        .collect()
+}
+
+/// Verifies the tables that were copied against the copy's own source snapshot, so rows
+/// written to the source since do not show up as differences.
+fn verify_copied(
+    cfg: &CopyConfig,
+    plan: &Plan,
+    outcomes: &[TableOutcome],
+    large_objects: bool,
+    snapshot: &Snapshot,
+    problems: &mut Vec<String>,
+) -> Option<Vec<compare::Check>> {
+    let copied = Plan {
+        tables: plan
+            .tables
+            .iter()
+            .zip(outcomes)
+            .filter(|(_, o)| o.error.is_none())
+            .map(|(t, _)| t.clone())
+            .collect(),
+    };
+    log::info!("verifying {} copied tables", copied.tables.len());
+    let result = compare::compare(
+        &copied,
+        large_objects,
+        &snapshot.id,
+        &cfg.source.pool(cfg.parallel),
+        &cfg.dest.pool(cfg.parallel),
+        cfg.parallel,
+    );
+    match result {
+        Ok(checks) => Some(checks),
+        Err(err) => {
+            problems.push(format!("verification could not run: {}", describe(&err)));
+            None
+        }
+    }
+}
+
+/// Sets the sequences of the tables that were copied, and the standalone ones.
+fn set_sequences(
+    dest: &mut Client,
+    full_plan: &Plan,
+    copied: &HashMap<TableName, bool>,
+    sequences: &[Sequence],
+    problems: &mut Vec<String>,
+) -> usize {
+    let tables: Vec<_> = full_plan
+        .tables
+        .iter()
+        .map(|t| {
+            let ok = copied.get(&t.name).copied().unwrap_or(false);
+            (&t.name, t.parent.as_ref(), ok)
+        })
+        .collect();
+    let (set, failed) = sequences::set(dest, &sequences::to_set(sequences, &tables));
+    problems.extend(failed);
+    set
+}
+
+/// Puts the foreign keys back, on a new connection if the first one was lost meanwhile.
+fn put_keys_back(
+    cfg: &CopyConfig,
+    dest: &mut Client,
+    keys: &[Constraint],
+    problems: &mut Vec<String>,
+) -> Restored {
+    let nothing_back = || Restored {
+        missing: keys.to_vec(),
+        ..Restored::default()
+    };
+    if keys.is_empty() {
+        return Restored::default();
+    }
+    if let Err(err) = ensure_connected(cfg, dest) {
+        problems.push(format!(
+            "could not reconnect to put the foreign keys back: {}",
+            describe(&err)
+        ));
+        return nothing_back();
+    }
+    match constraints::restore_all(dest, keys) {
+        Ok(restored) => {
+            problems.extend(restored.problems.iter().cloned());
+            restored
+        }
+        Err(err) => {
+            problems.push(describe(&err));
+            nothing_back()
+        }
+    }
+}
+
+/// Checks that the main destination session is alive, and replaces it (taking pgcopy's
+/// lock again) if the server closed it, after a restart for example.
+fn ensure_connected(cfg: &CopyConfig, dest: &mut Client) -> Result<()> {
+    if !dest.is_closed() && dest.batch_execute("SELECT 1").is_ok() {
+        return Ok(());
+    }
+    log::warn!("the destination connection was lost; reconnecting");
+    let mut attempt = 1;
+    let mut fresh = loop {
+        match cfg.dest.connect() {
+            Ok(client) => break client,
+            // A server that is restarting refuses connections for a moment.
+            Err(err) if attempt <= cfg.retries.max(3) && error::kind(&err).is_worth_retrying() => {
+                std::thread::sleep(crate::pg::error::backoff(attempt));
+                attempt += 1;
+            }
+            Err(err) => return Err(err),
+        }
+    };
+    lock_destination(&mut fresh, &cfg.dest)?;
+    *dest = fresh;
+    Ok(())
+}

@@ -1,0 +1,56 @@
+//! The `copy` command, in the phases it goes through: `prepare` (connect, check the two sides
+//! are two databases, take pgcopy's lock, recover what an earlier run left), `planning` (the
+//! source snapshot and the plan against both catalogs, every refusal before anything
+//! changes), `apply` (record the undo, drop the keys, run the lanes) and `finish` (sequences,
+//! keys back, views, verify, the state file, the report). A dry run stops after planning.
+
+mod apply;
+mod finish;
+mod planning;
+mod prepare;
+
+use crate::cli::config::CopyConfig;
+use crate::exit::Exit;
+use crate::output::format::print_json;
+use crate::output::{confirm, dry_run};
+use crate::plan;
+use anyhow::{Context, Result};
+use planning::Work;
+
+/// Runs a copy. An `Err` means nothing on the destination was changed; once changing has
+/// begun, failures end up in the report and the exit code instead, after everything was
+/// put back.
+pub(crate) fn run(cfg: &CopyConfig) -> Result<Exit> {
+    let prepared = prepare::prepare(cfg)?;
+    let mut work = planning::plan(cfg, prepared)?;
+    if cfg.dry_run {
+        return show_plan(cfg, &work);
+    }
+    confirm::confirm(cfg, &mut work.dest, &work.plan)?;
+    let applied = apply::apply(cfg, &mut work)?;
+    finish::finish(cfg, work, applied)
+}
+
+/// The dry run: what the copy would do, and why it would be refused, if it would.
+fn show_plan(cfg: &CopyConfig, work: &Work) -> Result<Exit> {
+    let planned = dry_run::Planned {
+        plan: &work.plan,
+        mode: work.mode,
+        keys: &work.keys,
+        sequences: &work.sequences,
+        views: &work.views,
+        large_objects: work.large_objects.as_ref().map(Vec::len),
+        findings: &work.findings,
+        refusals: &work.refusals,
+    };
+    if cfg.json {
+        print_json(&planned.to_json(cfg)).context("writing the plan")?;
+    } else {
+        planned.print(cfg).context("writing the plan")?;
+    }
+    if !work.refusals.is_empty() {
+        log::error!("{}", plan::refuse("copy", &work.refusals));
+        return Ok(Exit::Usage);
+    }
+    Ok(Exit::Success)
+}

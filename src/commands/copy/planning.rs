@@ -1,0 +1,282 @@
+//! The second phase of a copy: take the source snapshot and plan against both catalogs —
+//! the tables, sequences, large objects and views; what an interrupted run finished; the
+//! foreign keys to drop, the triggers to keep from firing, the indexes to build again — and
+//! every reason to refuse, all before anything changes.
+
+use super::prepare::Prepared;
+use crate::cli::config::CopyConfig;
+use crate::pg::error::{self, describe};
+use crate::pg::server::Identity;
+use crate::pg::sql::TableName;
+use crate::plan::snapshot::{self, Snapshot, Source};
+use crate::plan::{self, Plan, Replace};
+use crate::schema::catalog::{self, Rights};
+use crate::schema::constraints::{self, Constraint, FkMode};
+use crate::schema::indexes::{self, IndexMode};
+use crate::schema::large_objects::{self, LargeObject};
+use crate::schema::matviews::{self, MatView};
+use crate::schema::sequences::{self, Sequence};
+use crate::schema::triggers;
+use crate::state::file::{Done, State, StateFile};
+use anyhow::{bail, Result};
+use postgres::Client;
+use std::collections::{HashMap, HashSet};
+
+/// Everything a copy will do, decided; and the sessions it will do it with.
+pub(super) struct Work {
+    pub(super) dest: Client,
+    pub(super) state_file: StateFile,
+    pub(super) snapshot: Snapshot,
+    /// The tables copied now: the selection less what an interrupted run finished.
+    pub(super) plan: Plan,
+    /// Every selected table.
+    pub(super) full_plan: Plan,
+    pub(super) fingerprint: String,
+    /// Tables an interrupted run finished, when resuming.
+    pub(super) done_before: Vec<Done>,
+    pub(super) mode: FkMode,
+    /// Keys dropped for the load and put back after it.
+    pub(super) keys: Vec<Constraint>,
+    /// Keys an earlier run left NOT VALID that this run validates.
+    pub(super) carried: Vec<Constraint>,
+    pub(super) sequences: Vec<Sequence>,
+    pub(super) large_objects: Option<Vec<LargeObject>>,
+    pub(super) views: Vec<MatView>,
+    /// What taking the snapshot waited for or did again.
+    pub(super) findings: Vec<String>,
+    /// Why the copy is refused; empty when it may go on.
+    pub(super) refusals: Vec<String>,
+}
+
+pub(super) fn plan(cfg: &CopyConfig, prepared: Prepared) -> Result<Work> {
+    let Prepared {
+        source,
+        source_id,
+        mut dest,
+        state_file,
+        previous,
+    } = prepared;
+    let Source {
+        mut snapshot,
+        tables: selected,
+        standby,
+        findings,
+    } = snapshot::take(&cfg.source, source, &cfg.filter, cfg.lock_timeout)?;
+    let mut plan = plan::build(&mut snapshot.client, &selected)?;
+    plan::add_destination_only_partitions(&mut dest, &mut plan, &cfg.filter)?;
+    let sequences = if cfg.sequences {
+        sequences::plan(&mut snapshot.client, &selected)?
+    } else {
+        Vec::new()
+    };
+    let large_objects = if cfg.large_objects.copies(cfg.filter.narrowed()) {
+        Some(large_objects::plan(&mut snapshot.client)?)
+    } else {
+        None
+    };
+    let populated = if cfg.refresh_views {
+        matviews::populated(&mut snapshot.client)?
+    } else {
+        HashSet::new()
+    };
+    let mut refusals = snapshot::refusals(&selected, standby, &cfg.source);
+    refusals.extend(plan::check_destination(&mut dest, &plan)?.refusals(
+        sequences::check_destination(&mut dest, &sequences)?,
+        &cfg.dest.to_string(),
+    ));
+    let fingerprint = fingerprint(&source_id, &plan);
+    let full_plan = plan.clone();
+    let done_before = if cfg.resume {
+        resume(&mut dest, &mut plan, previous.as_ref(), &fingerprint)?
+    } else {
+        Vec::new()
+    };
+    for table in &plan.tables {
+        if let Some(reason) = &table.text_reason {
+            log::info!("{} travels in text format: {reason}", table.name);
+        }
+    }
+    let mode = cfg.fk_mode.resolve(&mut dest, cfg.enable_triggers)?;
+    // Keys are found for the whole selection, also when resuming: a table an earlier run
+    // finished is part of this copy, not outside it, and its keys to the tables copied now
+    // must be out of the way too.
+    let mut keys = if mode.drops_keys() {
+        constraints::find(&mut dest, &full_plan.names())?
+    } else {
+        Vec::new()
+    };
+    // Keys an earlier run left NOT VALID although they were valid are validated at the end;
+    // one that this run drops anyway comes back validated like the others.
+    let mut carried = previous.map(|p| p.validate).unwrap_or_default();
+    carried.retain(|old| match keys.iter_mut().find(|k| k.same_key(old)) {
+        Some(key) => {
+            key.validated = true;
+            false
+        }
+        None => true,
+    });
+    constraints::check_outside(&keys, cfg.allow_outside_references)?;
+    let views = if populated.is_empty() {
+        Vec::new()
+    } else {
+        matviews::dependents(&mut dest, &full_plan.names(), &populated)?
+    };
+    let mut touched = full_plan.names();
+    touched.extend(keys.iter().map(|k| k.table.clone()));
+    let rights = catalog::rights(&mut dest, &touched)?;
+    if !cfg.enable_triggers {
+        let mut firing = triggers::firing(&mut dest, &plan.names(), mode == FkMode::Replica)?;
+        for table in &mut plan.tables {
+            table.triggers = firing.remove(&table.name).unwrap_or_default();
+        }
+    }
+    if cfg.index_mode != IndexMode::Keep {
+        choose_index_rebuilds(cfg, &mut dest, &mut plan, &rights, mode)?;
+    }
+    refusals.extend(plan::rights_refusals(
+        &plan,
+        &keys,
+        &rights,
+        &cfg.dest.to_string(),
+    ));
+    if !refusals.is_empty() && !cfg.dry_run {
+        return Err(plan::refuse("copy", &refusals));
+    }
+    Ok(Work {
+        dest,
+        state_file,
+        snapshot,
+        plan,
+        full_plan,
+        fingerprint,
+        done_before,
+        mode,
+        keys,
+        carried,
+        sequences,
+        large_objects,
+        views,
+        findings,
+        refusals,
+    })
+}
+
+/// Marks for rebuilding the indexes of the tables big enough (`--indexes`), where the role
+/// may build them again.
+fn choose_index_rebuilds(
+    cfg: &CopyConfig,
+    dest: &mut Client,
+    plan: &mut Plan,
+    rights: &HashMap<TableName, Rights>,
+    mode: FkMode,
+) -> Result<()> {
+    let (big, kept): (Vec<TableName>, Vec<TableName>) = plan
+        .tables
+        .iter()
+        // A load that deletes only some rows keeps the others indexed.
+        .filter(|t| cfg.index_mode.rebuilds(t.data_bytes) && t.replace == Replace::All)
+        .map(|t| t.name.clone())
+        .partition(|name| {
+            // auto keeps what the role may not build again; rebuild refuses it below.
+            cfg.index_mode != IndexMode::Auto
+                || rights
+                    .get(name)
+                    .is_some_and(|r| r.owner && r.create_in_schema)
+        });
+    if !kept.is_empty() {
+        log::info!(
+            "keeping the indexes of {} tables as they are: {} may not build them again \
+             (that needs the table's owner and CREATE on its schema)",
+            kept.len(),
+            cfg.dest
+        );
+    }
+    let mut rebuildable = match indexes::rebuildable(dest, &big, mode.drops_keys()) {
+        Ok(rebuildable) => rebuildable,
+        // Reading an index definition waits for a lock another session holds on its
+        // table: keep every index rather than hold up or fail the whole copy; that
+        // table's own writer then waits for its lock, up to --lock-timeout.
+        Err(err) if error::kind(&err) == error::Kind::LockTimeout => {
+            log::warn!(
+                "could not read the destination's indexes (a table is locked by another \
+                 session), so every index stays as it is: {}",
+                describe(&err)
+            );
+            HashMap::new()
+        }
+        Err(err) => return Err(err),
+    };
+    for table in &mut plan.tables {
+        table.indexes = rebuildable.remove(&table.name).unwrap_or_default();
+    }
+    Ok(())
+}
+
+/// What a run copies, in a few characters: the source database and, per table, its name,
+/// columns and format. A run may only resume one with the same fingerprint.
+fn fingerprint(source: &Identity, plan: &Plan) -> String {
+    let mut text = source.key();
+    let mut tables: Vec<String> = plan
+        .tables
+        .iter()
+        .map(|t| {
+            let columns: Vec<&str> = t.column_names().collect();
+            format!("{}|{}|{}", t.name, columns.join(","), t.format)
+        })
+        .collect();
+    tables.sort();
+    for table in tables {
+        text.push('\n');
+        text.push_str(&table);
+    }
+    format!("{:016x}", crate::state::file::fnv1a(text.as_bytes()))
+}
+
+/// Narrows the plan to the tables an interrupted run did not finish; returns those it did.
+/// A table it finished that no longer has the file its load left it in is copied again:
+/// it changed since, or this is not the destination the run wrote to (a clone).
+fn resume(
+    dest: &mut Client,
+    plan: &mut Plan,
+    previous: Option<&State>,
+    fingerprint: &str,
+) -> Result<Vec<Done>> {
+    let Some(previous) = previous.filter(|p| p.plan.is_some()) else {
+        bail!("nothing to resume: no interrupted copy left tables to do on this destination; run without --resume");
+    };
+    if previous.plan.as_deref() != Some(fingerprint) {
+        bail!(
+            "cannot resume: the source, the selected tables or their columns changed since the \
+             interrupted run; run without --resume to copy everything"
+        );
+    }
+    let names: Vec<TableName> = previous.done.iter().map(|d| d.table.clone()).collect();
+    let now = catalog::filenodes(dest, &names)?;
+    let (done, changed): (Vec<Done>, Vec<Done>) = previous
+        .done
+        .iter()
+        .cloned()
+        .partition(|d| d.filenode == 0 || now.get(&d.table) == Some(&d.filenode));
+    if !changed.is_empty() {
+        log::warn!(
+            "{} tables the interrupted run copied are not as it left them on this destination \
+             (changed since, or the state file is another server's: a clone?), so they are \
+             copied again: {}",
+            changed.len(),
+            changed
+                .iter()
+                .map(|d| d.table.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    let skipped: HashSet<&TableName> = done.iter().map(|d| &d.table).collect();
+    plan.tables.retain(|t| !skipped.contains(&t.name));
+    log::warn!(
+        "resuming: {} tables were copied by the interrupted run, from its own older snapshot; \
+         the {} left are copied now, from a new one",
+        done.len(),
+        plan.tables.len()
+    );
+    Ok(done)
+}
