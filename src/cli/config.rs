@@ -4,7 +4,7 @@
 use crate::cli::args;
 use crate::pg::target::Target;
 use crate::plan::filter::{parse_list, TableFilter};
-use crate::schema::constraints::FkMode;
+use crate::schema::fk_mode::FkMode;
 use crate::schema::indexes::IndexMode;
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};

@@ -30,10 +30,11 @@ pub(crate) fn run(cfg: &VerifyConfig) -> Result<Exit> {
     plan::add_destination_only_partitions(&mut dest, &mut plan, &cfg.filter)?;
     let mut refusals = snapshot::refusals(&selected, standby, &cfg.source);
     refusals.extend(
-        plan::check_destination(&mut dest, &plan)?.refusals(Vec::new(), &cfg.dest.to_string()),
+        plan::refusals::check_destination(&mut dest, &plan)?
+            .refusals(Vec::new(), &cfg.dest.to_string()),
     );
     if !refusals.is_empty() {
-        return Err(plan::refuse("verify", &refusals));
+        return Err(plan::refusals::refuse("verify", &refusals));
     }
     let checks = compare(
         &plan,

@@ -5,7 +5,7 @@ use crate::output::checks;
 use crate::output::format::write_table;
 use crate::pg::error::describe;
 use crate::plan::Plan;
-use crate::schema::constraints::FkMode;
+use crate::schema::fk_mode::FkMode;
 use crate::transfer::compare::Check;
 use crate::transfer::TableOutcome;
 use crate::units::{format_bytes, format_duration};

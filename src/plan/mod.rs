@@ -2,18 +2,18 @@
 //! and the check that the destination can take it before anything is written.
 
 pub(crate) mod filter;
+pub(crate) mod refusals;
 pub(crate) mod snapshot;
 
-use crate::pg::sql::{column_list, display_ident, TableName};
+use crate::pg::sql::{column_list, TableName};
 use crate::plan::filter::TableFilter;
-use crate::schema::catalog::{self, Column, DestTable, Rights, Table};
-use crate::schema::constraints::Constraint;
+use crate::schema::catalog::{self, Column, Table};
 use crate::schema::indexes::Index;
 use crate::schema::triggers::Trigger;
 use anyhow::{bail, Result};
 use postgres::error::SqlState;
 use postgres::Client;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::fmt;
 
 /// How a table's rows travel.
@@ -317,207 +317,4 @@ pub(crate) fn build(client: &mut Client, selected: &[Table]) -> Result<Plan> {
             .then_with(|| a.name.cmp(&b.name))
     });
     Ok(Plan { tables })
-}
-
-/// What the destination check found.
-pub(crate) struct DestCheck {
-    /// Tables and columns that are missing or differ, one line each.
-    pub(crate) mismatches: Vec<String>,
-    /// Tables that row-level security applies to for the destination role: `COPY FROM`
-    /// refuses them.
-    pub(crate) policies_apply: Vec<TableName>,
-}
-
-/// Checks that every planned table exists on the destination as an ordinary table with
-/// every copied column, of the same type, and not generated there, and that `COPY FROM`
-/// may write it. Reads only.
-pub(crate) fn check_destination(client: &mut Client, plan: &Plan) -> Result<DestCheck> {
-    let dest = catalog::dest_tables(client, &plan.names())?;
-    Ok(DestCheck {
-        mismatches: plan
-            .tables
-            .iter()
-            .flat_map(|table| mismatches(table, dest.get(&table.name)))
-            .collect(),
-        policies_apply: plan
-            .tables
-            .iter()
-            .filter(|t| dest.get(&t.name).is_some_and(|d| d.policies_apply))
-            .map(|t| t.name.clone())
-            .collect(),
-    })
-}
-
-impl DestCheck {
-    /// What the destination refuses, one paragraph per kind (as `snapshot::refusals`);
-    /// `more_mismatches` are the sequences' and `role` names the destination's role.
-    pub(crate) fn refusals(self, more_mismatches: Vec<String>, role: &str) -> Vec<String> {
-        let mut found = Vec::new();
-        let mismatches: Vec<String> = self.mismatches.into_iter().chain(more_mismatches).collect();
-        if !mismatches.is_empty() {
-            found.push(format!(
-                "the destination schema does not match the source:\n  {}",
-                mismatches.join("\n  ")
-            ));
-        }
-        if !self.policies_apply.is_empty() {
-            let names: Vec<String> = self
-                .policies_apply
-                .iter()
-                .map(ToString::to_string)
-                .collect();
-            found.push(format!(
-                "row-level security on these destination tables applies to {role}, and COPY \
-                 FROM refuses such tables:\n  {}\ncopy as a role with BYPASSRLS (or a \
-                 superuser), or as the tables' owner where they do not FORCE ROW LEVEL \
-                 SECURITY, or leave them out with --exclude-tables",
-                names.join("\n  ")
-            ));
-        }
-        found
-    }
-}
-
-/// What the destination role may not do that the plan needs, one paragraph per kind, as
-/// `DestCheck::refusals`: write (truncate and insert into) the copied tables, drop and add
-/// the constraints in the way (the owner of their tables), switch the triggers off and
-/// build the indexes again (the owner, and `CREATE` on the schema for indexes). Tables
-/// missing from `rights` are refused elsewhere.
-pub(crate) fn rights_refusals(
-    plan: &Plan,
-    keys: &[Constraint],
-    rights: &HashMap<TableName, Rights>,
-    role: &str,
-) -> Vec<String> {
-    let lacking = |name: &TableName, wants: &dyn Fn(&Rights) -> bool| {
-        rights.get(name).is_some_and(|r| !wants(r))
-    };
-    let mut found = Vec::new();
-    let mut refuse = |names: Vec<String>, why: String, way_out: &str| {
-        if !names.is_empty() {
-            found.push(format!("{why}:\n  {}\n{way_out}", names.join("\n  ")));
-        }
-    };
-    let tables = |wants: &dyn Fn(&TablePlan) -> bool, right: &dyn Fn(&Rights) -> bool| {
-        plan.tables
-            .iter()
-            .filter(|t| wants(t) && lacking(&t.name, right))
-            .map(|t| t.name.to_string())
-            .collect::<Vec<_>>()
-    };
-    refuse(
-        tables(&|_| true, &|r| r.write),
-        format!("{role} may not TRUNCATE or INSERT into these destination tables"),
-        "GRANT TRUNCATE, INSERT on them to the role, connect as their owner, or leave them out \
-         with --exclude-tables",
-    );
-    let mut keys_in_the_way: Vec<String> = keys
-        .iter()
-        .filter(|k| lacking(&k.table, &|r| r.owner))
-        .map(|k| format!("{} on {}", display_ident(&k.name), k.table))
-        .collect();
-    keys_in_the_way.dedup();
-    refuse(
-        keys_in_the_way,
-        format!(
-            "{role} does not own the tables of these constraints, which the load must drop and \
-             put back"
-        ),
-        "connect as the tables' owner, or pass --fk-mode none if the load order needs no \
-         keys out of the way",
-    );
-    refuse(
-        tables(&|t| !t.triggers.is_empty(), &|r| r.owner),
-        format!(
-            "{role} does not own these destination tables, whose triggers would fire for the \
-             copied rows and must be switched off for the load"
-        ),
-        "connect as the owner, use --fk-mode replica (a superuser, or SET granted on \
-         session_replication_role), or let the triggers fire with --enable-triggers",
-    );
-    refuse(
-        tables(&|t| !t.indexes.is_empty(), &|r| {
-            r.owner && r.create_in_schema
-        }),
-        format!(
-            "{role} may not build the indexes of these destination tables again (that needs \
-             the table's owner and CREATE on its schema)"
-        ),
-        "use --indexes auto (which keeps the indexes it cannot rebuild) or keep, or connect \
-         as the owner with CREATE on the schema",
-    );
-    found
-}
-
-/// The error for a plan that cannot go ahead: every refusal, and that nothing changed.
-pub(crate) fn refuse(what: &str, refusals: &[String]) -> anyhow::Error {
-    anyhow::anyhow!(
-        "refusing to {what}; nothing was changed:\n{}",
-        refusals.join("\n")
-    )
-}
-
-fn mismatches(table: &TablePlan, dest: Option<&DestTable>) -> Vec<String> {
-    if !table.on_source {
-        return Vec::new();
-    }
-    let name = &table.name;
-    let dest = match dest {
-        None => return vec![format!("{name}: table is missing on the destination")],
-        Some(dest) if dest.kind != "r" => {
-            return vec![format!(
-                "{name}: is {} on the destination, not an ordinary table or partition",
-                kind_name(&dest.kind)
-            )]
-        }
-        Some(dest) => dest,
-    };
-    let by_name: HashMap<&str, &Column> =
-        dest.columns.iter().map(|c| (c.name.as_str(), c)).collect();
-    let copied: HashSet<&str> = table.column_names().collect();
-    // A column only the destination has gets its default; without one, NOT NULL refuses
-    // every row.
-    let unfilled = dest
-        .columns
-        .iter()
-        .filter(|c| c.required && !copied.contains(c.name.as_str()))
-        .map(|c| {
-            format!(
-                "{name}: column {:?} is NOT NULL without a default on the destination, and the \
-                 copy gives it no value (the source has no such column, or generates it)",
-                c.name
-            )
-        });
-    table
-        .columns
-        .iter()
-        .filter_map(|column| {
-            let col = &column.name;
-            match by_name.get(col.as_str()) {
-                None => Some(format!(
-                    "{name}: column {col:?} is missing on the destination"
-                )),
-                Some(d) if d.type_name != column.type_name => Some(format!(
-                    "{name}: column {col:?} is {} on the source but {} on the destination",
-                    column.type_name, d.type_name
-                )),
-                Some(d) if d.generated => Some(format!(
-                    "{name}: column {col:?} is generated on the destination but not on the source"
-                )),
-                _ => None,
-            }
-        })
-        .chain(unfilled)
-        .collect()
-}
-
-fn kind_name(kind: &str) -> &'static str {
-    match kind {
-        "p" => "a partitioned table",
-        "v" => "a view",
-        "m" => "a materialized view",
-        "f" => "a foreign table",
-        "S" => "a sequence",
-        _ => "another kind of relation",
-    }
 }

@@ -1,9 +1,10 @@
 //! What the databases hold and how the destination's objects are handled around a load:
-//! the catalog, constraints, indexes, triggers, sequences, large objects and materialized
-//! views.
+//! the catalog, foreign keys and the --fk-mode, indexes, triggers, sequences, large objects
+//! and materialized views.
 
 pub(crate) mod catalog;
 pub(crate) mod constraints;
+pub(crate) mod fk_mode;
 pub(crate) mod indexes;
 pub(crate) mod large_objects;
 pub(crate) mod matviews;

@@ -49,7 +49,7 @@ fn show_plan(cfg: &CopyConfig, work: &Work) -> Result<Exit> {
         planned.print(cfg).context("writing the plan")?;
     }
     if !work.refusals.is_empty() {
-        log::error!("{}", plan::refuse("copy", &work.refusals));
+        log::error!("{}", plan::refusals::refuse("copy", &work.refusals));
         return Ok(Exit::Usage);
     }
     Ok(Exit::Success)

@@ -11,7 +11,8 @@ use crate::pg::sql::TableName;
 use crate::plan::snapshot::{self, Snapshot, Source};
 use crate::plan::{self, Plan, Replace};
 use crate::schema::catalog::{self, Rights};
-use crate::schema::constraints::{self, Constraint, FkMode};
+use crate::schema::constraints::{self, Constraint};
+use crate::schema::fk_mode::FkMode;
 use crate::schema::indexes::{self, IndexMode};
 use crate::schema::large_objects::{self, LargeObject};
 use crate::schema::matviews::{self, MatView};
@@ -80,10 +81,12 @@ pub(super) fn plan(cfg: &CopyConfig, prepared: Prepared) -> Result<Work> {
         HashSet::new()
     };
     let mut refusals = snapshot::refusals(&selected, standby, &cfg.source);
-    refusals.extend(plan::check_destination(&mut dest, &plan)?.refusals(
-        sequences::check_destination(&mut dest, &sequences)?,
-        &cfg.dest.to_string(),
-    ));
+    refusals.extend(
+        plan::refusals::check_destination(&mut dest, &plan)?.refusals(
+            sequences::check_destination(&mut dest, &sequences)?,
+            &cfg.dest.to_string(),
+        ),
+    );
     let fingerprint = fingerprint(&source_id, &plan);
     let full_plan = plan.clone();
     let done_before = if cfg.resume {
@@ -133,14 +136,14 @@ pub(super) fn plan(cfg: &CopyConfig, prepared: Prepared) -> Result<Work> {
     if cfg.index_mode != IndexMode::Keep {
         choose_index_rebuilds(cfg, &mut dest, &mut plan, &rights, mode)?;
     }
-    refusals.extend(plan::rights_refusals(
+    refusals.extend(plan::refusals::rights_refusals(
         &plan,
         &keys,
         &rights,
         &cfg.dest.to_string(),
     ));
     if !refusals.is_empty() && !cfg.dry_run {
-        return Err(plan::refuse("copy", &refusals));
+        return Err(plan::refusals::refuse("copy", &refusals));
     }
     Ok(Work {
         dest,
