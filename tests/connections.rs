@@ -1,13 +1,16 @@
-//! Connections as libpq users expect them: the `PG*` environment variables, passwords (in the
-//! URL, `PGPASSWORD`, the password file), TLS modes, certificates, and errors an operator can
-//! act on.
+//! Connections as libpq users expect them: the `PG*` environment variables and connection
+//! files, passwords (in the URL, `PGPASSWORD`, the password file), TLS modes, certificates,
+//! and errors an operator can act on.
 //!
 //! Besides the shared clusters, two of their own: one that wants a password over TCP, and one
 //! that accepts TCP only over TLS (its pg_hba.conf rejects plain connections, so any
-//! connection that works there used TLS). Every run gets an empty `HOME`, so the runner's
-//! `~/.pgpass` and `~/.postgresql/root.crt` never take part.
+//! connection that works there used TLS). Every run gets an empty `HOME` (`util::pgcopy()`
+//! sees to that), so the runner's `~/.pgpass` and `~/.postgresql/root.crt` never take part.
 
-use crate::util::{self, Cluster, ClusterOptions, Output, TestDb};
+use crate::util::{
+    self, assert_exit, both, copy_to, exit, pair, scratch_dir, test_name, Cluster, ClusterOptions,
+    Output, TestDb,
+};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -16,69 +19,26 @@ use std::sync::OnceLock;
 /// The password of the `app` role; distinctive, so finding it in output means a leak.
 const PASSWORD: &str = "Pw-7f3a-pgcopy-Leak-Check";
 
-/// `pgcopy` with an empty home directory.
-fn pgcopy() -> Command {
-    static HOME: OnceLock<PathBuf> = OnceLock::new();
-    let home = HOME.get_or_init(|| {
-        let home = scratch_dir("home");
-        std::fs::create_dir_all(&home).expect("creating an empty HOME");
-        home
-    });
-    let mut cmd = util::pgcopy();
-    cmd.env("HOME", home);
-    cmd
-}
+/// `--parallel 2` for the copies here: two lanes, so the readers' and writers' own sessions
+/// connect too.
+const TWO_LANES: &[&str] = &["--parallel", "2"];
 
 /// `pgcopy list --source CONN`: the cheapest command that connects.
 fn list(conn: &str) -> Command {
-    let mut cmd = pgcopy();
+    let mut cmd = util::pgcopy();
     cmd.args(["list", "--source", conn]);
     cmd
 }
 
-/// `pgcopy copy --yes --parallel 2 --source SOURCE --dest DEST`, run to the end: two lanes,
-/// so readers' and writers' own sessions connect too.
-fn copy(source: &str, dest: &str) -> Output {
-    util::run(
-        pgcopy()
-            .args(["copy", "--yes", "--parallel", "2", "--source", source])
-            .args(["--dest", dest]),
-    )
-}
-
-/// A directory of this test process for files the tests write (password files, certificates).
-/// The first call removes those of test processes that are gone.
-fn scratch_dir(name: &str) -> PathBuf {
-    const PREFIX: &str = "pgcopy-test-connections-";
-    static SWEPT: OnceLock<()> = OnceLock::new();
-    SWEPT.get_or_init(|| {
-        for entry in std::fs::read_dir(std::env::temp_dir())
-            .into_iter()
-            .flatten()
-            .flatten()
-        {
-            let file_name = entry.file_name();
-            let pid = file_name
-                .to_str()
-                .and_then(|n| n.strip_prefix(PREFIX))
-                .and_then(|rest| rest.split('-').next());
-            if let Some(pid) = pid {
-                if !Path::new("/proc").join(pid).exists() {
-                    let _ = std::fs::remove_dir_all(entry.path());
-                }
-            }
-        }
-    });
-    std::env::temp_dir().join(format!("{PREFIX}{}-{name}", std::process::id()))
-}
-
+#[track_caller]
 fn assert_lists(out: &Output, table: &str) {
-    assert_eq!(out.code, 0, "{out:?}");
+    assert_exit!(out, exit::SUCCESS);
     assert!(out.stdout.contains(table), "{table} is not listed:{out:?}");
 }
 
+#[track_caller]
 fn assert_fails_saying(out: &Output, words: &str) {
-    assert_eq!(out.code, 2, "{out:?}");
+    assert_exit!(out, exit::USAGE);
     assert!(
         out.stderr.contains(words),
         "the error does not say {words:?}:{out:?}"
@@ -91,7 +51,7 @@ fn assert_fails_saying(out: &Output, words: &str) {
 
 #[test]
 fn pg_variables_fill_what_the_connection_string_leaves_out() {
-    let db = util::source().create_db("pg_variables_fill_what_the_connection_string_leaves_out");
+    let db = util::source().create_db(&test_name!());
     db.exec("CREATE TABLE env_marker (a int)");
     let port = db.port.to_string();
 
@@ -132,6 +92,44 @@ fn pg_variables_fill_what_the_connection_string_leaves_out() {
             .env("PGPORT", "1"),
     );
     assert_lists(&out, "env_marker");
+}
+
+#[test]
+fn reads_connections_from_files_and_the_environment() {
+    let (src, dst) = pair!();
+    both(&src, &dst, "CREATE TABLE t (id int)");
+    src.exec("INSERT INTO t SELECT generate_series(1, 10)");
+    let dir = std::env::temp_dir().join(format!("pgcopy-conn-files-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("creating a temp dir");
+    let source_file = dir.join("source.conn");
+    std::fs::write(&source_file, format!("# the source\n\n{}\n", src.url())).expect("writing");
+
+    let out = util::run(
+        util::pgcopy()
+            .args(["copy", "--yes", "--source-file"])
+            .arg(&source_file)
+            .env("PGCOPY_DEST", dst.url()),
+    );
+    assert_exit!(out, exit::SUCCESS);
+    assert_eq!(dst.count("t"), 10);
+
+    let out = util::run(
+        util::pgcopy()
+            .args(["list", "--source-file"])
+            .arg(dir.join("missing.conn")),
+    );
+    assert_exit!(out, exit::USAGE);
+    assert!(out.stderr.contains("missing.conn"), "{out:?}");
+
+    // A path that cannot be read as a file (root reads any file, so use a directory).
+    let out = util::run(util::pgcopy().args(["list", "--source-file"]).arg(&dir));
+    assert_exit!(out, exit::USAGE);
+    assert!(out.stderr.contains("reading --source-file"), "{out:?}");
+    std::fs::remove_dir_all(&dir).expect("removing the temp dir");
+
+    let out = util::run(util::pgcopy().args(["copy", "--yes", "--dest", &dst.url()]));
+    assert_exit!(out, exit::USAGE);
+    assert!(out.stderr.contains("PGCOPY_SOURCE"), "{out:?}");
 }
 
 #[test]
@@ -255,11 +253,11 @@ fn a_wrong_password_fails_with_exit_2_and_says_so() {
 #[test]
 fn never_prints_the_password() {
     let (cluster, source) = password_cluster();
-    let dest = cluster.create_db("never_prints_the_password");
+    let dest = cluster.create_db(&test_name!());
     dest.exec("CREATE TABLE password_marker (id int PRIMARY KEY, note text)");
     let copy = |dest: &TestDb| {
         util::run(
-            pgcopy()
+            util::pgcopy()
                 .args(["copy", "--yes", "--source"])
                 .arg(app_url(source, Some(PASSWORD)))
                 .arg("--dest")
@@ -271,14 +269,14 @@ fn never_prints_the_password() {
     let leaked = |out: &Output| out.stdout.contains(PASSWORD) || out.stderr.contains(PASSWORD);
 
     let out = copy(&dest);
-    assert_eq!(out.code, 0, "{out:?}");
+    assert_exit!(out, exit::SUCCESS);
     assert_eq!(dest.count("password_marker"), 100);
     assert!(!leaked(&out), "the password was printed:{out:?}");
 
     // A failing copy: the destination lacks the table.
-    let empty = cluster.create_db("never_prints_the_password_empty");
+    let empty = cluster.create_db(&test_name!("empty"));
     let out = copy(&empty);
-    assert_eq!(out.code, 2, "{out:?}");
+    assert_exit!(out, exit::USAGE);
     assert!(!leaked(&out), "the password was printed:{out:?}");
 
     // A failing connection, with the password in the string.
@@ -288,6 +286,22 @@ fn never_prints_the_password() {
     )));
     assert_fails_saying(&out, "no_such_database");
     assert!(!leaked(&out), "the password was printed:{out:?}");
+}
+
+#[test]
+fn never_prints_the_password_of_a_connection() {
+    let (src, _dst) = pair!();
+    let url = src.url().replace("postgres@", "postgres:hunter2secret@");
+    let out = copy_to(
+        &url,
+        "postgres://someone:hunter2secret@127.0.0.1:1/nowhere?connect_timeout=2",
+        &[],
+    );
+    assert_exit!(out, exit::USAGE);
+    assert!(
+        !out.stdout.contains("hunter2secret") && !out.stderr.contains("hunter2secret"),
+        "{out:?}"
+    );
 }
 
 /// The readers speak the wire protocol themselves (src/wire.rs): every way the server may ask
@@ -303,14 +317,14 @@ fn copies_from_a_source_that_asks_for_md5_or_plain_passwords_or_over_a_unix_sock
                  host all all 127.0.0.1/32 md5\n",
             ),
     );
-    let source = cluster.create_db("auth_methods_source");
+    let source = cluster.create_db(&test_name!("source"));
     source.exec(&format!(
         "CREATE ROLE md5user LOGIN SUPERUSER PASSWORD '{PASSWORD}';
          CREATE ROLE plainuser LOGIN SUPERUSER PASSWORD '{PASSWORD}';
          CREATE TABLE auth_marker (id int PRIMARY KEY);
          INSERT INTO auth_marker SELECT generate_series(1, 70);"
     ));
-    let dest = cluster.create_db("auth_methods_dest");
+    let dest = cluster.create_db(&test_name!("dest"));
     dest.exec("CREATE TABLE auth_marker (id int PRIMARY KEY)");
     let socket = |db: &TestDb| {
         format!(
@@ -328,8 +342,8 @@ fn copies_from_a_source_that_asks_for_md5_or_plain_passwords_or_over_a_unix_sock
     };
     for from in [tcp("md5user"), tcp("plainuser"), socket(&source)] {
         dest.exec("TRUNCATE auth_marker");
-        let out = copy(&from, &socket(&dest));
-        assert_eq!(out.code, 0, "{from}: {out:?}");
+        let out = copy_to(&from, &socket(&dest), TWO_LANES);
+        assert_exit!(out, exit::SUCCESS, "{from}");
         assert_eq!(dest.count("auth_marker"), 70, "{from}");
     }
 }
@@ -545,26 +559,27 @@ fn sslmode_require_and_the_default_prefer_connect_over_tls() {
 #[test]
 fn target_session_attrs_sends_every_session_to_the_same_server() {
     let read_only = util::start_cluster(ClusterOptions::default());
-    let replica = read_only.create_db("session_attrs");
-    replica.exec(
+    let replica = read_only.create_db(&test_name!());
+    replica.exec(&format!(
         "CREATE TABLE attrs_marker (id int PRIMARY KEY);
          INSERT INTO attrs_marker SELECT generate_series(1, 5);
-         ALTER DATABASE session_attrs SET default_transaction_read_only = on;",
-    );
-    let primary = util::source().create_db("session_attrs");
+         ALTER DATABASE {} SET default_transaction_read_only = on;",
+        replica.quoted_name()
+    ));
+    let primary = util::source().create_db(&test_name!());
     primary.exec(
         "CREATE TABLE attrs_marker (id int PRIMARY KEY);
          INSERT INTO attrs_marker SELECT generate_series(1, 20);",
     );
-    let dest = util::dest().create_db("session_attrs_dest");
+    let dest = util::dest().create_db(&test_name!());
     dest.exec("CREATE TABLE attrs_marker (id int PRIMARY KEY)");
     let source = format!(
-        "host=127.0.0.1,127.0.0.1 port={},{} user=postgres dbname=session_attrs \
+        "host=127.0.0.1,127.0.0.1 port={},{} user=postgres dbname={} \
          target_session_attrs=read-write",
-        replica.port, primary.port
+        replica.port, primary.port, primary.name
     );
-    let out = copy(&source, &dest.url());
-    assert_eq!(out.code, 0, "{out:?}");
+    let out = copy_to(&source, &dest.url(), TWO_LANES);
+    assert_exit!(out, exit::SUCCESS);
     assert_eq!(dest.count("attrs_marker"), 20, "copied from the primary");
 }
 
@@ -577,13 +592,13 @@ fn copies_with_channel_binding_required() {
             .conf("password_encryption", "scram-sha-256")
             .hba("local all all trust\nhostssl all all 127.0.0.1/32 scram-sha-256\n"),
     );
-    let source = cluster.create_db("channel_binding_source");
+    let source = cluster.create_db(&test_name!("source"));
     source.exec(&format!(
         "CREATE ROLE binder LOGIN SUPERUSER PASSWORD '{PASSWORD}';
          CREATE TABLE bound_marker (id int PRIMARY KEY);
          INSERT INTO bound_marker SELECT generate_series(1, 30);"
     ));
-    let dest = cluster.create_db("channel_binding_dest");
+    let dest = cluster.create_db(&test_name!("dest"));
     dest.exec("CREATE TABLE bound_marker (id int PRIMARY KEY)");
     let url = |db: &TestDb, binding: &str| {
         format!(
@@ -591,8 +606,8 @@ fn copies_with_channel_binding_required() {
             db.port, db.name
         )
     };
-    let out = copy(&url(&source, "require"), &url(&dest, "require"));
-    assert_eq!(out.code, 0, "{out:?}");
+    let out = copy_to(&url(&source, "require"), &url(&dest, "require"), TWO_LANES);
+    assert_exit!(out, exit::SUCCESS);
     assert_eq!(dest.count("bound_marker"), 30);
 }
 
@@ -606,20 +621,20 @@ fn prefer_goes_on_without_tls_when_the_server_refuses_tls_connections() {
          hostssl all all 127.0.0.1/32 reject\n\
          hostnossl all all 127.0.0.1/32 trust\n",
     ));
-    let source = cluster.create_db("plain_only_source");
+    let source = cluster.create_db(&test_name!("source"));
     source.exec(
         "CREATE TABLE plain_marker (id int PRIMARY KEY);
          INSERT INTO plain_marker SELECT generate_series(1, 40);",
     );
-    let dest = cluster.create_db("plain_only_dest");
+    let dest = cluster.create_db(&test_name!("dest"));
     dest.exec("CREATE TABLE plain_marker (id int PRIMARY KEY)");
 
     let out = util::run(&mut list(&source.url()));
     assert_lists(&out, "plain_marker");
     assert!(out.stderr.contains("connecting without TLS"), "{out:?}");
     // The readers' and writers' sessions follow: the copy goes through without TLS too.
-    let out = copy(&source.url(), &dest.url());
-    assert_eq!(out.code, 0, "{out:?}");
+    let out = copy_to(&source.url(), &dest.url(), TWO_LANES);
+    assert_exit!(out, exit::SUCCESS);
     assert_eq!(dest.count("plain_marker"), 40);
 
     let out = util::run(list(&source.url()).env("PGSSLMODE", "allow"));
@@ -647,7 +662,7 @@ fn sslmode_disable_is_refused_by_a_server_that_wants_tls() {
 
 #[test]
 fn sslmode_require_fails_against_a_server_without_tls() {
-    let db = util::source().create_db("sslmode_require_fails_against_a_server_without_tls");
+    let db = util::source().create_db(&test_name!());
     let out = util::run(&mut list(&format!("{}?sslmode=require", db.url())));
     assert_fails_saying(&out, "the server does not support TLS");
 }
@@ -723,14 +738,14 @@ fn logs_in_with_a_client_certificate() {
         "localhost",
         "sslmode=require",
     )));
-    assert_eq!(out.code, 2, "{out:?}");
+    assert_exit!(out, exit::USAGE);
     assert!(out.stderr.contains("certificate"), "{out:?}");
 }
 
 #[test]
 fn copies_over_verified_tls() {
     let tls = tls_cluster();
-    let dest = tls.cluster.create_db("copies_over_verified_tls");
+    let dest = tls.cluster.create_db(&test_name!());
     dest.exec("CREATE TABLE tls_marker (id int PRIMARY KEY)");
     let query = format!("sslmode=verify-full&sslrootcert={}", tls.ca.display());
     let url = |db: &TestDb| {
@@ -748,8 +763,8 @@ fn copies_over_verified_tls() {
         tls.client_cert.display(),
         tls.client_key.display()
     );
-    let out = copy(&source, &url(&dest));
-    assert_eq!(out.code, 0, "{out:?}");
+    let out = copy_to(&source, &url(&dest), TWO_LANES);
+    assert_exit!(out, exit::SUCCESS);
     assert_eq!(dest.count("tls_marker"), 50);
 }
 
@@ -761,7 +776,7 @@ fn prefer_falls_back_to_plain_when_the_tls_handshake_fails() {
             .conf("ssl_min_protocol_version", "TLSv1")
             .conf("ssl_max_protocol_version", "TLSv1.1"),
     );
-    let db = cluster.create_db("prefer_falls_back");
+    let db = cluster.create_db(&test_name!());
     db.exec("CREATE TABLE fallback_marker (a int)");
     let out = util::run(&mut list(&db.url()));
     assert_lists(&out, "fallback_marker");

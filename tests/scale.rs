@@ -1,8 +1,7 @@
 //! Scale: many small tables with catalog work that does not grow per table, and one very
 //! large value.
 
-use crate::util::{self, ClusterOptions};
-use crate::{both, copy};
+use crate::util::{self, assert_exit, both, copy, exit, pair, test_name, ClusterOptions};
 
 const TABLES: usize = 5000;
 
@@ -18,8 +17,8 @@ fn copies_5000_small_tables_with_a_fixed_number_of_catalog_queries() {
             .conf("pg_stat_statements.track_utility", "off")
             .conf("max_locks_per_transaction", "256"),
     );
-    let src = cluster.create_db("many_tables_src");
-    let dst = cluster.create_db("many_tables_dst");
+    let src = cluster.create_db(&test_name!("source"));
+    let dst = cluster.create_db(&test_name!("dest"));
     for batch in 0..TABLES / 500 {
         let (from, to) = (batch * 500 + 1, (batch + 1) * 500);
         let create = |fill: &str| {
@@ -38,7 +37,7 @@ fn copies_5000_small_tables_with_a_fixed_number_of_catalog_queries() {
     src.exec("CREATE EXTENSION pg_stat_statements; SELECT pg_stat_statements_reset()");
 
     let out = copy(&src, &dst, &["--no-progress"]);
-    assert_eq!(out.code, 0, "{out:?}");
+    assert_exit!(out, exit::SUCCESS);
     assert!(
         out.stdout
             .contains(&format!("total: {TABLES} of {TABLES} tables")),
@@ -73,7 +72,7 @@ fn copies_5000_small_tables_with_a_fixed_number_of_catalog_queries() {
 
 #[test]
 fn copies_a_single_200_mib_bytea_value() {
-    let (src, dst) = util::pair("copies_a_200_mib_value");
+    let (src, dst) = pair!();
     both(
         &src,
         &dst,
@@ -88,7 +87,7 @@ fn copies_a_single_200_mib_bytea_value() {
         200 * 1024 * 1024
     );
     let out = copy(&src, &dst, &["--verify"]);
-    assert_eq!(out.code, 0, "{out:?}");
+    assert_exit!(out, exit::SUCCESS);
     assert!(
         out.stdout.contains("verified: 1 of 1 copied tables match"),
         "{out:?}"

@@ -2,18 +2,15 @@
 //! other sessions truncating or locking, a standby, another encoding, columns that name
 //! objects by OID. Each case ends in an identical copy or a refusal that changes nothing.
 
-use crate::util;
-use crate::{both, copy, copy_to, finish, hold, lock_table, shift_oids, wait_for_blocked_pgcopy};
+use crate::util::{
+    self, assert_exit, both, copy, copy_to, exit, finish, foreign_keys, hold, lock_table, pair,
+    shift_oids, spawn_copy, test_name, verify, verify_to, wait_for_blocked_pgcopy,
+};
 use std::time::{Duration, Instant};
-
-/// `pgcopy verify` between two connection strings.
-fn verify(source: &str, dest: &str) -> util::Output {
-    util::run(util::pgcopy().args(["verify", "--source", source, "--dest", dest]))
-}
 
 #[test]
 fn a_role_that_policies_filter_is_refused_before_anything_changes() {
-    let (src, dst) = util::pair("a_role_that_policies_filter");
+    let (src, dst) = pair!();
     let role = "policy_filtered_reader";
     both(
         &src,
@@ -32,7 +29,7 @@ fn a_role_that_policies_filter_is_refused_before_anything_changes() {
 
     // The policy shows the role 100 of the 300 rows: refused, by name, with the ways out.
     let out = copy_to(&src.url_as(role), &dst.url(), &[]);
-    assert_eq!(out.code, 2, "{out:?}");
+    assert_exit!(out, exit::USAGE);
     for expected in [
         "row-level security lets policy_filtered_reader@",
         "\n  public.\"odd.name \"\"t\"\"\"\n",
@@ -46,7 +43,7 @@ fn a_role_that_policies_filter_is_refused_before_anything_changes() {
 
     // The dry run says the same, after the plan.
     let out = copy_to(&src.url_as(role), &dst.url(), &["--dry-run"]);
-    assert_eq!(out.code, 2, "{out:?}");
+    assert_exit!(out, exit::USAGE);
     assert!(
         out.stdout.contains("refused (exit code 2):")
             && out.stdout.contains("row-level security lets"),
@@ -54,54 +51,21 @@ fn a_role_that_policies_filter_is_refused_before_anything_changes() {
     );
 
     // verify as that role would compare 100 rows with 300: refused too, never "match".
-    let out = verify(&src.url_as(role), &dst.url());
-    assert_eq!(out.code, 2, "{out:?}");
+    let out = verify_to(&src.url_as(role), &dst.url(), &[]);
+    assert_exit!(out, exit::USAGE);
     assert!(out.stderr.contains("row-level security lets"), "{out:?}");
 
     // A role that bypasses row-level security copies every row.
     src.exec(&format!("ALTER ROLE {role} BYPASSRLS"));
     let out = copy_to(&src.url_as(role), &dst.url(), &["--verify"]);
-    assert_eq!(out.code, 0, "{out:?}");
+    assert_exit!(out, exit::SUCCESS);
     assert_eq!(dst.count(table), 300);
     assert_eq!(src.checksum(table, &[]), dst.checksum(table, &[]));
 }
 
 #[test]
-fn a_destination_table_under_a_forced_policy_is_refused_while_planning() {
-    let (src, dst) = util::pair("destination_table_under_a_forced_policy");
-    let owner = "forced_policy_owner";
-    both(&src, &dst, "CREATE TABLE guarded (id int PRIMARY KEY)");
-    src.exec("INSERT INTO guarded SELECT generate_series(1, 50)");
-    // The owner of the table, not a superuser, and not the owner of the schema.
-    dst.exec(&format!(
-        "INSERT INTO guarded VALUES (-1);
-         CREATE ROLE {owner} LOGIN;
-         ALTER TABLE guarded OWNER TO {owner};
-         ALTER TABLE guarded ENABLE ROW LEVEL SECURITY;
-         ALTER TABLE guarded FORCE ROW LEVEL SECURITY;
-         CREATE POLICY everything ON guarded USING (true)"
-    ));
-
-    let out = copy_to(&src.url(), &dst.url_as(owner), &[]);
-    assert_eq!(out.code, 2, "{out:?}");
-    assert!(
-        out.stderr
-            .contains("row-level security on these destination tables applies to")
-            && out.stderr.contains("\n  public.guarded\n"),
-        "{out:?}"
-    );
-    assert_eq!(dst.scalar_i64("SELECT min(id) FROM guarded"), -1);
-
-    // Without FORCE its owner is not subject to the policy: copied.
-    dst.exec("ALTER TABLE guarded NO FORCE ROW LEVEL SECURITY");
-    let out = copy_to(&src.url(), &dst.url_as(owner), &[]);
-    assert_eq!(out.code, 0, "{out:?}");
-    assert_eq!(src.checksum("guarded", &[]), dst.checksum("guarded", &[]));
-}
-
-#[test]
 fn timeouts_set_on_the_roles_of_either_side_do_not_cut_a_copy_short() {
-    let (src, dst) = util::pair("timeouts_set_on_the_roles");
+    let (src, dst) = pair!();
     let (reader, writer) = ("timeouts_source_owner", "timeouts_dest_owner");
     let schema = "CREATE TABLE events (id bigint, payload text);
          CREATE TABLE parent (id int PRIMARY KEY);
@@ -141,10 +105,10 @@ fn timeouts_set_on_the_roles_of_either_side_do_not_cut_a_copy_short() {
         }
     }
     let (source, dest) = (src.url_as(reader), dst.url_as(writer));
-    let keys = crate::foreign_keys(&dst);
+    let keys = foreign_keys(&dst);
 
     let out = copy_to(&source, &dest, &["--parallel", "2", "--verify"]);
-    assert_eq!(out.code, 0, "{out:?}");
+    assert_exit!(out, exit::SUCCESS);
     assert!(
         out.stdout.contains("verified: 3 of 3 copied tables match"),
         "{out:?}"
@@ -156,18 +120,18 @@ fn timeouts_set_on_the_roles_of_either_side_do_not_cut_a_copy_short() {
             "{table}"
         );
     }
-    assert_eq!(crate::foreign_keys(&dst), keys);
+    assert_eq!(foreign_keys(&dst), keys);
 
-    let out = verify(&source, &dest);
-    assert_eq!(out.code, 0, "{out:?}");
+    let out = verify_to(&source, &dest, &[]);
+    assert_exit!(out, exit::SUCCESS);
     let out = util::run(util::pgcopy().args(["list", "--exact", "--source", &source]));
-    assert_eq!(out.code, 0, "{out:?}");
+    assert_exit!(out, exit::SUCCESS);
     assert!(out.stdout.contains("200000"), "{out:?}");
 }
 
 #[test]
 fn a_table_truncated_and_reloaded_while_the_copy_plans_is_copied_whole() {
-    let (src, dst) = util::pair("truncated_and_reloaded_while_planning");
+    let (src, dst) = pair!();
     let etl = r#""etl.daily""#;
     both(
         &src,
@@ -188,7 +152,7 @@ fn a_table_truncated_and_reloaded_while_the_copy_plans_is_copied_whole() {
     // and names the session it waited for.
     let reloading = hold(&src, &reload);
     let out = copy(&src, &dst, &["--dry-run", "--lock-timeout", "1"]);
-    assert_eq!(out.code, 2, "{out:?}");
+    assert_exit!(out, exit::USAGE);
     for expected in [
         "could not lock the source tables to copy within --lock-timeout 1s",
         &format!(
@@ -202,11 +166,11 @@ fn a_table_truncated_and_reloaded_while_the_copy_plans_is_copied_whole() {
     }
 
     // A dry run that waits says so in the plan.
-    let child = crate::spawn_copy(&src, &dst, &["--dry-run"]);
+    let child = spawn_copy(&src, &dst, &["--dry-run"]);
     wait_for_blocked_pgcopy(&src, &reloading);
     reloading.rollback();
     let out = finish(child);
-    assert_eq!(out.code, 0, "{out:?}");
+    assert_exit!(out, exit::SUCCESS);
     assert!(
         out.stdout.contains("planning: waited ")
             && out
@@ -217,11 +181,11 @@ fn a_table_truncated_and_reloaded_while_the_copy_plans_is_copied_whole() {
 
     // A copy that starts during the reload waits for it, then copies what it committed.
     let reloading = hold(&src, &reload);
-    let child = crate::spawn_copy(&src, &dst, &["--verify"]);
+    let child = spawn_copy(&src, &dst, &["--verify"]);
     wait_for_blocked_pgcopy(&src, &reloading);
     reloading.commit();
     let out = finish(child);
-    assert_eq!(out.code, 0, "{out:?}");
+    assert_exit!(out, exit::SUCCESS);
     assert!(
         out.stderr
             .contains("waiting up to 60s (--lock-timeout) for locks on the source")
@@ -244,7 +208,7 @@ fn a_table_truncated_and_reloaded_while_the_copy_plans_is_copied_whole() {
 
 #[test]
 fn a_truncate_queued_behind_the_copy_fails_its_table_instead_of_deadlocking_it() {
-    let (src, dst) = util::pair("a_truncate_queued_behind_the_copy");
+    let (src, dst) = pair!();
     both(
         &src,
         &dst,
@@ -261,7 +225,7 @@ fn a_truncate_queued_behind_the_copy_fails_its_table_instead_of_deadlocking_it()
     // Small chunks, so the reader cannot have read the first table whole into the channel
     // and gone on.
     let locker = lock_table(&dst, "big");
-    let child = crate::spawn_copy(
+    let child = spawn_copy(
         &src,
         &dst,
         &["--parallel", "1", "--retries", "1", "--batch-size", "16KiB"],
@@ -285,7 +249,7 @@ fn a_truncate_queued_behind_the_copy_fails_its_table_instead_of_deadlocking_it()
 
     // Reading etl would wait behind the TRUNCATE, which waits for the copy to end: etl
     // fails with the reason instead, keeps its old rows, and everything else is copied.
-    assert_eq!(out.code, 1, "{out:?}");
+    assert_exit!(out, exit::TABLES_FAILED);
     assert!(
         out.stdout
             .contains("another session is waiting for an exclusive lock on public.etl"),
@@ -300,7 +264,7 @@ fn a_truncate_queued_behind_the_copy_fails_its_table_instead_of_deadlocking_it()
 
 #[test]
 fn reg_columns_travel_as_names_onto_a_destination_whose_oids_differ() {
-    let (src, dst) = util::pair("reg_columns_travel_as_names");
+    let (src, dst) = pair!();
     let role = "reg_columns_role";
     shift_oids(&dst);
     // The same objects on both sides, made in another order on the destination so that
@@ -343,7 +307,7 @@ fn reg_columns_travel_as_names_onto_a_destination_whose_oids_differ() {
     );
 
     let out = copy(&src, &dst, &["--verify"]);
-    assert_eq!(out.code, 0, "{out:?}");
+    assert_exit!(out, exit::SUCCESS);
     assert!(
         out.stderr.contains("public.refs travels in text format"),
         "{out:?}"
@@ -359,7 +323,7 @@ fn reg_columns_travel_as_names_onto_a_destination_whose_oids_differ() {
 
 #[test]
 fn a_search_path_set_on_one_side_makes_no_false_mismatch_and_keys_name_their_schema() {
-    let (src, dst) = util::pair("a_search_path_set_on_one_side");
+    let (src, dst) = pair!();
     both(
         &src,
         &dst,
@@ -383,7 +347,7 @@ fn a_search_path_set_on_one_side_makes_no_false_mismatch_and_keys_name_their_sch
     ));
 
     let out = copy(&src, &dst, &["--dry-run", "--json"]);
-    assert_eq!(out.code, 0, "{out:?}");
+    assert_exit!(out, exit::SUCCESS);
     let plan: serde_json::Value = serde_json::from_str(&out.stdout).expect("the plan is JSON");
     let definitions: Vec<&str> = plan["foreign_keys"]
         .as_array()
@@ -398,7 +362,7 @@ fn a_search_path_set_on_one_side_makes_no_false_mismatch_and_keys_name_their_sch
     );
 
     let out = copy(&src, &dst, &["--verify"]);
-    assert_eq!(out.code, 0, "{out:?}");
+    assert_exit!(out, exit::SUCCESS);
     assert_eq!(src.checksum("feel", &[]), dst.checksum("feel", &[]));
     assert_eq!(
         dst.scalar_string(
@@ -417,8 +381,7 @@ fn a_standby_source_copies_and_refuses_its_unlogged_tables_by_name() {
     // pg_basebackup makes the standby: the system's, with a server of its own version.
     let primary =
         util::start_cluster(util::ClusterOptions::default().server_bindir(util::bindir()));
-    let name = "a_standby_source";
-    let on_primary = primary.create_db(name);
+    let on_primary = primary.create_db(&test_name!());
     on_primary.exec(
         "CREATE TABLE t (id int PRIMARY KEY, v text);
          INSERT INTO t SELECT i, md5(i::text) FROM generate_series(1, 1000) i;
@@ -426,7 +389,7 @@ fn a_standby_source_copies_and_refuses_its_unlogged_tables_by_name() {
          INSERT INTO scratch SELECT generate_series(1, 100)",
     );
     let standby = util::start_standby(&primary);
-    let src = standby.db(name);
+    let src = standby.db(&on_primary.name);
     // Rows written after the base backup arrive by streaming.
     on_primary.exec("INSERT INTO t SELECT i, md5(i::text) FROM generate_series(1001, 1100) i");
     wait_for(
@@ -438,14 +401,14 @@ fn a_standby_source_copies_and_refuses_its_unlogged_tables_by_name() {
         "true"
     );
 
-    let dst = util::dest().create_db(name);
+    let dst = util::dest().create_db(&test_name!());
     dst.exec(
         "CREATE TABLE t (id int PRIMARY KEY, v text); CREATE TABLE scratch (id int);
          INSERT INTO t VALUES (-1, 'old'); INSERT INTO scratch VALUES (-1)",
     );
 
     let out = copy(&src, &dst, &[]);
-    assert_eq!(out.code, 2, "{out:?}");
+    assert_exit!(out, exit::USAGE);
     assert!(
         out.stderr
             .contains("the source is a standby, and a standby has no rows for unlogged tables")
@@ -455,7 +418,7 @@ fn a_standby_source_copies_and_refuses_its_unlogged_tables_by_name() {
     assert_eq!(dst.count("t"), 1, "nothing was changed");
 
     let out = copy(&src, &dst, &["--exclude-tables", "scratch", "--verify"]);
-    assert_eq!(out.code, 0, "{out:?}");
+    assert_exit!(out, exit::SUCCESS);
     assert_eq!(on_primary.checksum("t", &[]), dst.checksum("t", &[]));
     assert!(
         out.stdout.contains("verified: 1 of 1 copied tables match"),
@@ -466,8 +429,8 @@ fn a_standby_source_copies_and_refuses_its_unlogged_tables_by_name() {
 
 #[test]
 fn a_latin1_source_copies_and_verifies_against_a_utf8_destination() {
-    let src = util::source().create_db_encoded("a_latin1_source", "LATIN1");
-    let dst = util::dest().create_db("a_latin1_source");
+    let src = util::source().create_db_encoded(&test_name!(), "LATIN1");
+    let dst = util::dest().create_db(&test_name!());
     both(
         &src,
         &dst,
@@ -477,7 +440,7 @@ fn a_latin1_source_copies_and_verifies_against_a_utf8_destination() {
     src.exec("INSERT INTO words VALUES (1, 'éèà', '{gaîté}'), (2, 'Ça coûte £5', '{ennui,gaîté}')");
 
     let out = copy(&src, &dst, &["--verify"]);
-    assert_eq!(out.code, 0, "{out:?}");
+    assert_exit!(out, exit::SUCCESS);
     assert_eq!(dst.scalar_string("SELECT w FROM words WHERE id = 1"), "éèà");
     // Compared as the client reads them (UTF-8 from both): a checksum on each server would
     // hash each one's own encoding.
@@ -487,8 +450,8 @@ fn a_latin1_source_copies_and_verifies_against_a_utf8_destination() {
         out.stdout.contains("verified: 1 of 1 copied tables match"),
         "{out:?}"
     );
-    let out = verify(&src.url(), &dst.url());
-    assert_eq!(out.code, 0, "{out:?}");
+    let out = verify(&src, &dst, &[]);
+    assert_exit!(out, exit::SUCCESS);
 }
 
 /// Polls `done` for up to a minute.

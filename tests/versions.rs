@@ -4,7 +4,7 @@
 //! default `13:18,18:13,18:18`; `scripts/version-matrix.sh` runs every pair of 13…18 and
 //! prints the table this test prints. Server builds come from `scripts/fetch-postgres.sh`.
 
-use crate::util::{self, Cluster, ClusterOptions, TestDb};
+use crate::util::{self, assert_exit, exit, test_name, Cluster, ClusterOptions, TestDb};
 use std::collections::{BTreeMap, BTreeSet};
 use std::thread;
 
@@ -107,10 +107,9 @@ fn copies_between_major_versions_either_way() {
     });
     let mut results = Vec::new();
     for &(s, d) in &pairs {
-        let name = format!("versions_{s}_to_{d}");
         // Two databases, on one server when the versions are the same.
-        let src = servers[&s].create_db(&format!("{name}_source"));
-        let dst = servers[&d].create_db(&format!("{name}_dest"));
+        let src = servers[&s].create_db(&test_name!(format!("{s}_to_{d}_source")));
+        let dst = servers[&d].create_db(&test_name!(format!("{s}_to_{d}_dest")));
         let outcome = std::panic::catch_unwind(|| copy_between(&src, &dst, s >= 18 && d >= 18));
         let verdict = match &outcome {
             Ok(()) => "ok".to_string(),
@@ -155,22 +154,22 @@ fn table(majors: &BTreeSet<u32>, results: &[(u32, u32, String)]) -> String {
 /// One pair: the schema on both sides, stale rows on the destination, a copy with
 /// `--verify`, and everything a user would check afterwards.
 fn copy_between(src: &TestDb, dst: &TestDb, eighteen: bool) {
-    crate::both(src, dst, SCHEMA);
+    util::both(src, dst, SCHEMA);
     src.exec(DATA);
     if eighteen {
-        crate::both(src, dst, SCHEMA_18);
+        util::both(src, dst, SCHEMA_18);
         src.exec(DATA_18);
     }
     dst.exec(
         "INSERT INTO parent (id, name) VALUES (9999, 'stale');
          INSERT INTO child (parent_id, amount) VALUES (9999, 1)",
     );
-    let keys = crate::foreign_keys(dst);
-    let triggers = crate::triggers(dst);
-    let constraints = crate::destination::constraints(dst);
+    let keys = util::foreign_keys(dst);
+    let triggers = util::triggers(dst);
+    let constraints = util::constraints(dst);
 
-    let out = crate::copy(src, dst, &["--verify"]);
-    assert_eq!(out.code, 0, "{out:?}");
+    let out = util::copy(src, dst, &["--verify"]);
+    assert_exit!(out, exit::SUCCESS);
     let tables = if eighteen { 4 } else { 3 };
     assert!(
         out.stdout.contains(&format!(
@@ -194,10 +193,10 @@ fn copy_between(src: &TestDb, dst: &TestDb, eighteen: bool) {
         let query = format!("SELECT last_value, is_called FROM {sequence}");
         assert_eq!(dst.rows_text(&query), src.rows_text(&query), "{sequence}");
     }
-    assert_eq!(crate::foreign_keys(dst), keys, "keys as they were");
-    assert_eq!(crate::triggers(dst), triggers, "triggers as they were");
+    assert_eq!(util::foreign_keys(dst), keys, "keys as they were");
+    assert_eq!(util::triggers(dst), triggers, "triggers as they were");
     assert_eq!(
-        crate::destination::constraints(dst),
+        util::constraints(dst),
         constraints,
         "constraints as they were"
     );
@@ -208,15 +207,15 @@ fn a_server_older_than_13_is_refused_at_connect_time() {
     let old =
         util::start_cluster(ClusterOptions::default().server_bindir(&util::server_bindir_of(12)));
     let out = util::run(util::pgcopy().args(["list", "--source", &old.url("postgres")]));
-    assert_eq!(out.code, 2, "{out:?}");
+    assert_exit!(out, exit::USAGE);
     assert!(
         out.stderr.contains("runs PostgreSQL 12.")
             && out.stderr.contains("pgcopy needs 13 or newer"),
         "{out:?}"
     );
-    let src = util::source().create_db("a_server_older_than_13");
+    let src = util::source().create_db(&test_name!());
     src.exec("CREATE TABLE t (id int)");
-    let out = crate::copy_to(&src.url(), &old.url("postgres"), &[]);
-    assert_eq!(out.code, 2, "{out:?}");
+    let out = util::copy_to(&src.url(), &old.url("postgres"), &[]);
+    assert_exit!(out, exit::USAGE);
     assert!(out.stderr.contains("pgcopy needs 13 or newer"), "{out:?}");
 }

@@ -21,9 +21,8 @@ use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, OnceLock};
 
-use super::{
-    clear_pg_env, connect, db_name, describe, quote_ident, run_checked, shell_quote, TestDb,
-};
+use super::db::{connect, db_name, describe, quote_ident, TestDb};
+use super::run::{clear_pg_env, run_checked, shell_quote};
 
 /// The user PostgreSQL runs as when the tests run as root, and the superuser of every cluster.
 pub(super) const PG_USER: &str = "postgres";

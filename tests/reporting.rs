@@ -1,13 +1,13 @@
-//! Operator experience: the progress bar on a terminal, plain lines without one, the JSON
-//! report and listing, and how much is said at each verbosity.
+//! Reporting: the progress bar on a terminal, plain lines without one, the summary and the
+//! JSON report, the listing of tables (text and JSON), and how much is said at each
+//! verbosity.
 
-use crate::util::{self, TestDb};
-use crate::{both, copy, copy_to};
+use crate::util::{self, assert_exit, both, copy, copy_to, exit, pair, TestDb};
 use std::process::Command;
 
-/// A pgbench source and its schema on the destination.
-fn pgbench_pair(name: &str) -> (TestDb, TestDb) {
-    let (src, dst) = util::pair(name);
+/// A fresh pair (from `pair!()`) with pgbench's data on the source and its schema on the
+/// destination.
+fn with_pgbench((src, dst): (TestDb, TestDb)) -> (TestDb, TestDb) {
     util::load_pgbench(&src, 1);
     util::pgbench_schema(&dst);
     (src, dst)
@@ -19,7 +19,7 @@ fn json(text: &str) -> serde_json::Value {
 
 #[test]
 fn on_a_terminal_a_bar_stays_in_place_and_log_lines_stay_whole() {
-    let (src, dst) = pgbench_pair("bar_on_a_terminal");
+    let (src, dst) = with_pgbench(pair!());
     let dir = std::env::temp_dir().join(format!("pgcopy-pty-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("creating a temp dir");
     let typescript = dir.join("typescript");
@@ -37,7 +37,7 @@ fn on_a_terminal_a_bar_stays_in_place_and_log_lines_stay_whole() {
             .env("XDG_STATE_HOME", util::state_home())
             .env("COLUMNS", "150"),
     );
-    assert_eq!(out.code, 0, "{out:?}");
+    assert_exit!(out, exit::SUCCESS);
     let screen = std::fs::read_to_string(&typescript).expect("reading the typescript");
     std::fs::remove_dir_all(&dir).expect("removing the temp dir");
 
@@ -66,7 +66,7 @@ fn on_a_terminal_a_bar_stays_in_place_and_log_lines_stay_whole() {
 
 #[test]
 fn without_a_terminal_progress_comes_as_plain_lines_without_carriage_returns() {
-    let (src, dst) = util::pair("plain_progress_lines");
+    let (src, dst) = pair!();
     both(
         &src,
         &dst,
@@ -85,7 +85,7 @@ fn without_a_terminal_progress_comes_as_plain_lines_without_carriage_returns() {
     let out = copy(&src, &dst, &["--progress-interval", "1"]);
     release.join().expect("the unlocking thread");
 
-    assert_eq!(out.code, 0, "{out:?}");
+    assert_exit!(out, exit::SUCCESS);
     assert!(
         !out.stderr.contains('\r') && !out.stdout.contains('\r'),
         "{out:?}"
@@ -99,10 +99,10 @@ fn without_a_terminal_progress_comes_as_plain_lines_without_carriage_returns() {
 
 #[test]
 fn json_report_is_one_document_with_the_documented_fields() {
-    let (src, dst) = pgbench_pair("json_report_fields");
+    let (src, dst) = with_pgbench(pair!());
     dst.exec("ALTER TABLE pgbench_tellers ADD CONSTRAINT few CHECK (tid < 5)");
     let out = copy(&src, &dst, &["--json"]);
-    assert_eq!(out.code, 1, "{out:?}");
+    assert_exit!(out, exit::TABLES_FAILED);
     let doc = json(&out.stdout);
     for field in [
         "pgcopy_version",
@@ -163,7 +163,7 @@ fn json_report_is_one_document_with_the_documented_fields() {
     );
 
     let out = copy_to(&src.url(), "postgres://postgres@127.0.0.1:1/x", &["--json"]);
-    assert_eq!(out.code, 2, "{out:?}");
+    assert_exit!(out, exit::USAGE);
     let doc = json(&out.stdout);
     assert_eq!(doc["status"], "error");
     assert!(
@@ -175,8 +175,61 @@ fn json_report_is_one_document_with_the_documented_fields() {
 }
 
 #[test]
+fn list_shows_tables_rows_and_sizes_with_partitions_under_their_parent() {
+    let (src, _dst) = pair!();
+    src.exec(
+        "CREATE TABLE big (id int, pad text);
+         INSERT INTO big SELECT i, repeat('x', 200) FROM generate_series(1, 5000) i;
+         CREATE TABLE small (id int); INSERT INTO small VALUES (1), (2), (3);
+         CREATE TABLE m (id int, at date) PARTITION BY RANGE (at);
+         CREATE TABLE m_1 PARTITION OF m FOR VALUES FROM ('2024-01-01') TO ('2025-01-01');
+         CREATE TABLE m_2 PARTITION OF m FOR VALUES FROM ('2025-01-01') TO ('2026-01-01');
+         INSERT INTO m SELECT i, date '2024-12-01' + i FROM generate_series(1, 60) i;
+         CREATE VIEW v AS SELECT * FROM big;
+         CREATE MATERIALIZED VIEW mv AS SELECT * FROM small;
+         ANALYZE",
+    );
+
+    let out = util::run(util::pgcopy().args(["list", "--source", &src.url(), "--exact"]));
+    assert_exit!(out, exit::SUCCESS);
+    let lines: Vec<Vec<&str>> = out
+        .stdout
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(lines[0], ["schema", "table", "rows", "size"], "{out:?}");
+    assert_eq!(
+        &lines[1][..3],
+        ["public", "big", "5000"],
+        "largest first: {out:?}"
+    );
+    let m = lines.iter().position(|l| l[1] == "m").expect("parent row");
+    assert_eq!(lines[m][2], "60", "{out:?}");
+    let under: Vec<&str> = lines[m + 1..m + 3].iter().map(|l| l[1]).collect();
+    assert!(under.contains(&"m_1") && under.contains(&"m_2"), "{out:?}");
+    assert!(out.stdout.contains("small"), "{out:?}");
+    assert!(
+        !out.stdout.contains(" v ") && !out.stdout.contains("mv"),
+        "no views: {out:?}"
+    );
+    let total = lines.last().expect("total line");
+    assert_eq!(&total[..4], ["total", "4", "tables", "5063"], "{out:?}");
+
+    let out = util::run(util::pgcopy().args([
+        "list",
+        "--source",
+        &src.url(),
+        "--include-tables",
+        "small",
+    ]));
+    assert_exit!(out, exit::SUCCESS);
+    assert!(out.stdout.contains("est. rows"), "{out:?}");
+    assert!(!out.stdout.contains("big"), "{out:?}");
+}
+
+#[test]
 fn list_json_gives_bytes_and_partitions() {
-    let (src, _dst) = util::pair("list_json_gives_bytes");
+    let (src, _dst) = pair!();
     src.exec(
         "CREATE TABLE m (id int, at date) PARTITION BY RANGE (at);
          CREATE TABLE m_1 PARTITION OF m FOR VALUES FROM ('2024-01-01') TO ('2025-01-01');
@@ -184,7 +237,7 @@ fn list_json_gives_bytes_and_partitions() {
          CREATE TABLE plain (id int); INSERT INTO plain VALUES (1)",
     );
     let out = util::run(util::pgcopy().args(["list", "--json", "--exact", "--source", &src.url()]));
-    assert_eq!(out.code, 0, "{out:?}");
+    assert_exit!(out, exit::SUCCESS);
     let doc = json(&out.stdout);
     assert_eq!(doc["rows_exact"], true);
     assert_eq!(doc["totals"]["tables"], 2);
@@ -200,17 +253,17 @@ fn list_json_gives_bytes_and_partitions() {
 
 #[test]
 fn quiet_says_nothing_on_success_and_verbose_shows_the_sql() {
-    let (src, dst) = util::pair("quiet_and_verbose");
+    let (src, dst) = pair!();
     both(&src, &dst, "CREATE TABLE t (id int)");
     src.exec("INSERT INTO t VALUES (1)");
 
     let out = copy(&src, &dst, &["-q"]);
-    assert_eq!(out.code, 0, "{out:?}");
+    assert_exit!(out, exit::SUCCESS);
     assert_eq!(out.stdout, "", "{out:?}");
     assert_eq!(out.stderr, "", "{out:?}");
 
     let out = copy(&src, &dst, &["--verbose"]);
-    assert_eq!(out.code, 0, "{out:?}");
+    assert_exit!(out, exit::SUCCESS);
     assert!(
         out.stderr
             .contains("pgcopy: debug: destination: TRUNCATE ONLY \"public\".\"t\""),
@@ -234,7 +287,7 @@ fn quiet_says_nothing_on_success_and_verbose_shows_the_sql() {
             ])
             .env("RUST_LOG", "pgcopy=warn"),
     );
-    assert_eq!(out.code, 0, "{out:?}");
+    assert_exit!(out, exit::SUCCESS);
     assert!(!out.stderr.contains("info:"), "RUST_LOG decides: {out:?}");
     assert!(out.stdout.contains("total: 1 of 1 tables"), "{out:?}");
 }
