@@ -1,5 +1,5 @@
 # shellcheck shell=bash
-# Throwaway PostgreSQL clusters for the scripts, the shell twin of tests/util/mod.rs.
+# Throwaway PostgreSQL clusters for the scripts, the shell twin of tests/util/cluster.rs.
 #
 # Source this file, then:
 #   WORKDIR=$(cluster_workdir)        # a temp dir the server's user can use
