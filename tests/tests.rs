@@ -13,6 +13,8 @@ mod destination;
 mod faults;
 /// Keys, constraints, indexes and triggers come back exactly; triggers fire only when asked.
 mod keys_and_triggers;
+/// Big tables in pieces: by integer key, composite key, pages, mostly TOAST; resumed by piece.
+mod pieces;
 /// What the operator sees: the progress bar, plain progress lines, JSON reports, listings.
 mod reporting;
 /// Thousands of small tables with a fixed number of catalog queries; one very large value.

@@ -183,6 +183,16 @@ pub(crate) struct CopyArgs {
     #[argh(switch)]
     pub(crate) no_analyze: bool,
 
+    /// copy every table larger than SIZE (heap and TOAST, e.g. 10GiB) in pieces of about
+    /// SIZE at once, also tables with rows on the destination; each piece commits on its
+    /// own (default: tables over 1GiB whose destination table is empty)
+    #[argh(option)]
+    pub(crate) split_tables_larger_than: Option<String>,
+
+    /// copy every table as one stream, in one transaction
+    #[argh(switch)]
+    pub(crate) no_split: bool,
+
     /// accept tables outside the selection that reference copied tables; their foreign
     /// keys come back NOT VALID
     #[argh(switch)]

@@ -4,6 +4,7 @@
 use crate::cli::args;
 use crate::pg::target::Target;
 use crate::plan::filter::{parse_list, TableFilter};
+use crate::plan::pieces::SplitMode;
 use crate::schema::fk_mode::FkMode;
 use crate::schema::indexes::IndexMode;
 use anyhow::{bail, Context, Result};
@@ -56,6 +57,8 @@ pub(crate) struct CopyConfig {
     pub(crate) large_objects: crate::schema::large_objects::Selection,
     pub(crate) analyze: bool,
     pub(crate) index_mode: IndexMode,
+    /// Which tables are copied in pieces.
+    pub(crate) split: SplitMode,
     pub(crate) allow_outside_references: bool,
     pub(crate) state_dir: PathBuf,
     pub(crate) progress_interval: Duration,
@@ -194,6 +197,7 @@ pub(crate) fn from_args(args: Box<args::Args>) -> Result<Command> {
                 large_objects: large_objects(a.large_objects, a.no_large_objects)?,
                 analyze: !a.no_analyze,
                 index_mode: a.indexes.as_deref().unwrap_or("auto").parse()?,
+                split: split(a.split_tables_larger_than.as_deref(), a.no_split)?,
                 allow_outside_references: a.allow_outside_references,
                 state_dir: state_dir(a.state_dir)?,
                 progress_interval: Duration::from_secs(a.progress_interval.max(1)),
@@ -304,7 +308,23 @@ fn read_conn_file(path: &Path) -> Result<String> {
         .context("the file has no connection line (only blank lines and # comments)")
 }
 
-/// Parses `65536`, `64KiB`, `64K`, `1MiB`, `1M` (binary units).
+/// `--split-tables-larger-than SIZE` or `--no-split`, not both.
+fn split(larger_than: Option<&str>, off: bool) -> Result<SplitMode> {
+    match (larger_than, off) {
+        (Some(_), true) => bail!("--split-tables-larger-than and --no-split contradict each other"),
+        (None, true) => Ok(SplitMode::Off),
+        (None, false) => Ok(SplitMode::Auto),
+        (Some(size), false) => {
+            let bytes = parse_size(size).context("invalid --split-tables-larger-than")?;
+            if bytes < 1024 * 1024 {
+                bail!("--split-tables-larger-than must be at least 1MiB");
+            }
+            Ok(SplitMode::Above(bytes as u64))
+        }
+    }
+}
+
+/// Parses `65536`, `64KiB`, `64K`, `1MiB`, `1M`, `1GiB`, `1TiB` (binary units).
 pub(crate) fn parse_size(text: &str) -> Result<usize> {
     let text = text.trim();
     let split = text
@@ -318,7 +338,9 @@ pub(crate) fn parse_size(text: &str) -> Result<usize> {
         "" | "b" => 1,
         "k" | "kb" | "kib" => 1024,
         "m" | "mb" | "mib" => 1024 * 1024,
-        other => bail!("unknown size unit {other:?}: use KiB or MiB"),
+        "g" | "gb" | "gib" => 1 << 30,
+        "t" | "tb" | "tib" => 1 << 40,
+        other => bail!("unknown size unit {other:?}: use KiB, MiB, GiB or TiB"),
     };
     number
         .checked_mul(factor)
@@ -337,7 +359,21 @@ mod tests {
         assert_eq!(parse_size("1MiB").unwrap(), 1 << 20);
         assert_eq!(parse_size(" 2 M ").unwrap(), 2 << 20);
         assert!(parse_size("MiB").is_err());
-        assert!(parse_size("1GiB").is_err());
+        assert_eq!(parse_size("1GiB").unwrap(), 1 << 30);
+        assert_eq!(parse_size("2t").unwrap(), 2 << 40);
+        assert!(parse_size("1PiB").is_err());
+    }
+
+    #[test]
+    fn splits_as_asked() {
+        assert_eq!(split(None, false).unwrap(), SplitMode::Auto);
+        assert_eq!(split(None, true).unwrap(), SplitMode::Off);
+        assert_eq!(
+            split(Some("10GiB"), false).unwrap(),
+            SplitMode::Above(10 << 30)
+        );
+        assert!(split(Some("10GiB"), true).is_err());
+        assert!(split(Some("64KiB"), false).is_err());
     }
 
     #[test]

@@ -86,6 +86,17 @@ impl Planned<'_> {
                 writeln!(out, "{} travels as text: {reason}", table.name)?;
             }
         }
+        for table in &plan.tables {
+            if let Some(split) = &table.split {
+                writeln!(
+                    out,
+                    "{} is copied in {} pieces at once, {}; each piece commits on its own",
+                    table.name,
+                    split.pieces.len(),
+                    split.describe()
+                )?;
+            }
+        }
         writeln!(out, "foreign key mode: {mode}")?;
         writeln!(
             out,
@@ -187,6 +198,9 @@ impl Planned<'_> {
                 "generated_columns_left_out": t.generated,
                 "triggers_disabled": t.triggers.iter().map(|tr| &tr.name).collect::<Vec<_>>(),
                 "indexes_rebuilt": t.indexes.iter().map(|i| &i.name).collect::<Vec<_>>(),
+                "pieces": t.piece_count(),
+                "split_by": t.split.as_ref().map(|s| s.describe()),
+                "piece_ranges": t.split.as_ref().map(|s| &s.pieces),
             "only_on_destination": !t.on_source,
             })).collect::<Vec<_>>(),
             "fk_mode": self.mode.to_string(),

@@ -120,7 +120,11 @@ impl Report<'_> {
                 format_duration(outcome.elapsed),
                 rate(outcome.bytes, outcome.elapsed),
                 table.format.to_string(),
-                "1".into(),
+                if outcome.pieces > 1 && outcome.pieces_copied < outcome.pieces {
+                    format!("{}/{}", outcome.pieces_copied, outcome.pieces)
+                } else {
+                    outcome.pieces.to_string()
+                },
                 if outcome.error.is_some() {
                     "FAILED"
                 } else {
@@ -235,7 +239,8 @@ impl Report<'_> {
                     "seconds": outcome.elapsed.as_secs_f64(),
                     "mib_per_second": mib_per_second(outcome.bytes, outcome.elapsed),
                     "format": table.format.to_string(),
-                    "pieces": 1,
+                    "pieces": outcome.pieces,
+                    "pieces_copied": outcome.pieces_copied,
                     "attempts": outcome.attempts,
                     "status": if outcome.error.is_some() { "failed" } else { "ok" },
                     "error": outcome.error.as_ref().map(describe),

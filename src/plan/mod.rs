@@ -2,11 +2,13 @@
 //! and the check that the destination can take it before anything is written.
 
 pub(crate) mod filter;
+pub(crate) mod pieces;
 pub(crate) mod refusals;
 pub(crate) mod snapshot;
 
 use crate::pg::sql::{column_list, TableName};
 use crate::plan::filter::TableFilter;
+use crate::plan::pieces::Split;
 use crate::schema::catalog::{self, Column, Table};
 use crate::schema::indexes::Index;
 use crate::schema::triggers::Trigger;
@@ -59,6 +61,8 @@ pub(crate) struct TablePlan {
     /// False for a partition only the destination has, of a partitioned table the copy
     /// replaces whole: the load empties it.
     pub(crate) on_source: bool,
+    /// The pieces the table is copied in, when it is big enough to be split.
+    pub(crate) split: Option<Split>,
 }
 
 /// Which of a destination table's rows a load replaces.
@@ -105,8 +109,22 @@ impl TablePlan {
         )))
     }
 
-    /// The source's `COPY … TO STDOUT`.
-    pub(crate) fn copy_out_sql(&self) -> String {
+    /// How many pieces the table is copied in.
+    pub(crate) fn piece_count(&self) -> usize {
+        self.split.as_ref().map_or(1, |s| s.pieces.len())
+    }
+
+    /// The source's `COPY … TO STDOUT`, of the whole table or of one of its pieces.
+    pub(crate) fn copy_out_sql(&self, piece: Option<usize>) -> String {
+        let range = piece.and_then(|p| self.split.as_ref()?.pieces.get(p));
+        if let Some(range) = range {
+            return format!(
+                "COPY (SELECT {} FROM ONLY {} {range}) TO STDOUT (FORMAT {})",
+                column_list(self.column_names()),
+                self.name.quoted(),
+                self.format
+            );
+        }
         match &self.replace {
             Replace::All => format!(
                 "COPY {}{} TO STDOUT (FORMAT {})",
@@ -137,8 +155,9 @@ impl TablePlan {
     /// The destination's `COPY … FROM STDIN`. After a `TRUNCATE`, `FREEZE` writes the rows
     /// already frozen (no later VACUUM rewrite of the whole table); it is allowed because the
     /// same transaction truncated the table.
-    pub(crate) fn copy_in_sql(&self) -> String {
-        let freeze = if self.replace == Replace::All {
+    /// A piece goes into a table another transaction emptied: no `FREEZE` for it.
+    pub(crate) fn copy_in_sql(&self, piece: bool) -> String {
+        let freeze = if self.replace == Replace::All && !piece {
             ", FREEZE"
         } else {
             ""
@@ -253,6 +272,7 @@ pub(crate) fn add_destination_only_partitions(
             indexes: Vec::new(),
             replace: Replace::All,
             on_source: false,
+            split: None,
         });
     }
     Ok(added)
@@ -308,6 +328,7 @@ pub(crate) fn build(client: &mut Client, selected: &[Table]) -> Result<Plan> {
                     None => Replace::All,
                 },
                 on_source: true,
+                split: None,
             }
         })
         .collect();

@@ -42,6 +42,23 @@ pub(crate) struct State {
     pub(crate) plan: Option<String>,
     /// Tables the run (and the runs it resumed) copied completely.
     pub(crate) done: Vec<Done>,
+    /// The pieces of the tables split by key ranges that are not done yet, each with
+    /// whether it was copied: `--resume` copies only the others, into the table as it is.
+    pub(crate) pieces: Vec<PieceState>,
+}
+
+/// One piece of a table split by key ranges (see `plan::pieces`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct PieceState {
+    pub(crate) table: TableName,
+    /// The key columns, for messages.
+    pub(crate) key: String,
+    /// The piece's `WHERE …` condition, as the run that cut it wrote it.
+    pub(crate) condition: String,
+    pub(crate) done: bool,
+    /// The table's file when the piece was committed (0 while not done): a resumed run
+    /// takes up the pieces only while the table still has it, as with `Done`.
+    pub(crate) filenode: u32,
 }
 
 /// A table a run copied completely, and the file its load left it in
@@ -69,6 +86,7 @@ impl State {
             validate: Vec::new(),
             plan: None,
             done: Vec::new(),
+            pieces: Vec::new(),
         }
     }
 
@@ -120,6 +138,17 @@ impl State {
                 done.filenode
             ));
         }
+        for piece in &self.pieces {
+            out.push_str(&format!(
+                "piece\t{}\t{}\t{}\t{}\t{}\t{}\n",
+                escape(&piece.table.schema),
+                escape(&piece.table.name),
+                escape(&piece.key),
+                flag(piece.done),
+                piece.filenode,
+                escape(&piece.condition)
+            ));
+        }
         out
     }
 
@@ -136,6 +165,7 @@ impl State {
             validate: Vec::new(),
             plan: None,
             done: Vec::new(),
+            pieces: Vec::new(),
         };
         for line in lines {
             let fields: Vec<String> = line.split('\t').map(unescape).collect();
@@ -148,6 +178,15 @@ impl State {
                     table: TableName::new(schema.clone(), table.clone()),
                     filenode: filenode.parse()?,
                 }),
+                [tag, schema, table, key, done, filenode, condition] if tag == "piece" => {
+                    state.pieces.push(PieceState {
+                        table: TableName::new(schema.clone(), table.clone()),
+                        key: key.clone(),
+                        condition: condition.clone(),
+                        done: done == "1",
+                        filenode: filenode.parse()?,
+                    })
+                }
                 [tag, validated, partitioned, outside, schema, table, name, definition, kind, references_partitioned, comment]
                     if tag == "fk" || tag == "validate" =>
                 {
@@ -370,6 +409,13 @@ mod tests {
                 filenode: 0,
             },
         ];
+        state.pieces = vec![PieceState {
+            table: TableName::new("public", "big"),
+            key: "site, n".into(),
+            condition: "WHERE ROW(\"site\", \"n\") >= ROW('a\tb''c'::text, '5'::integer)".into(),
+            done: true,
+            filenode: 24_576,
+        }];
         assert_eq!(State::decode(&state.encode()).unwrap(), state);
     }
 

@@ -197,6 +197,7 @@ mod tests {
             indexes: Vec::new(),
             replace: Replace::All,
             on_source: true,
+            split: None,
         };
         let sql = digest_sql(&table);
         assert!(

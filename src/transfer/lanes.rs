@@ -1,6 +1,9 @@
 //! The byte pipe: per lane, a reader thread streams `COPY … TO STDOUT` from the source in
 //! chunks through a bounded channel to a writer thread that replaces the destination table
 //! with `TRUNCATE` + `COPY … FROM STDIN` in one transaction. Bytes are not decoded on the way.
+//! The lanes take units of work: a whole table, or one piece of a split table (see
+//! `plan::pieces`), whose table is emptied before the lanes start; the last piece of a
+//! table to finish completes it (its `ANALYZE`, its outcome).
 
 use crate::pg::error::{self, describe};
 use crate::pg::pool::{Pool, PooledClient, ReaderPool, ReaderSessions, Sessions};
@@ -44,24 +47,43 @@ pub(crate) struct Lane {
     cancel: Mutex<Cancels>,
 }
 
-/// One try at one table.
+/// One try at one table, or at one piece of a split table.
 #[derive(Clone, Copy, Debug)]
 struct Job {
     /// The table's index in the plan.
     index: usize,
+    /// The piece, for a split table.
+    piece: Option<usize>,
     /// 1 for the first try.
     attempt: u32,
     /// Unique per try, so a writer can tell its reader to stop this try and not another.
     ticket: usize,
 }
 
-/// The tables still to try: new ones in plan order, and failed ones waiting for a retry.
+/// The units still to try: new ones in plan order, and failed ones waiting for a retry.
 struct Jobs {
+    /// Every unit of work: a table's plan index, and the piece for a split table.
+    units: Vec<(usize, Option<usize>)>,
     next: usize,
     retries: Vec<(Job, Instant)>,
-    /// Tables without a final outcome yet: while any is in flight, a retry may still come.
+    /// Units without a final outcome yet: while any is in flight, a retry may still come.
     unfinished: usize,
     tickets: usize,
+}
+
+/// How the pieces of a split table went so far.
+struct SplitProgress {
+    /// Pieces without a final outcome yet.
+    left: usize,
+    /// Pieces this run copies, and of those copied.
+    pieces: usize,
+    copied: usize,
+    rows: u64,
+    bytes: u64,
+    started: Instant,
+    attempts: u32,
+    /// The first piece that failed for good.
+    error: Option<anyhow::Error>,
 }
 
 /// What a reader lane does next.
@@ -79,6 +101,7 @@ struct Shared<'a> {
     quit: &'a Stop,
     jobs: Mutex<Jobs>,
     outcomes: Mutex<Vec<Option<TableOutcome>>>,
+    splits: Mutex<Vec<Option<SplitProgress>>>,
     lane_errors: Mutex<Vec<String>>,
     threads_done: AtomicUsize,
     /// Sessions lost so far on either side: a server restart ends every session, and the
@@ -118,18 +141,58 @@ pub(crate) fn run(
         })
         .build()
         .context("starting the copy threads")?;
+    let mut outcomes: Vec<Option<TableOutcome>> = (0..plan.tables.len()).map(|_| None).collect();
+    let mut splits: Vec<Option<SplitProgress>> = (0..plan.tables.len()).map(|_| None).collect();
+    let mut units = Vec::new();
+    for (index, table) in plan.tables.iter().enumerate() {
+        let Some(split) = &table.split else {
+            units.push((index, None));
+            continue;
+        };
+        if !split.started() {
+            let emptied = dest
+                .get()
+                .context("connecting to the destination")
+                .and_then(|mut client| write::empty_for_pieces(settings, table, &mut client));
+            if let Err(err) = emptied {
+                log::error!("{} failed: {}", table.name, describe(&err));
+                outcomes[index] = Some(TableOutcome {
+                    pieces: split.pieces.len(),
+                    ..TableOutcome::failed(err)
+                });
+                counters.tables_done.fetch_add(1, Ordering::SeqCst);
+                continue;
+            }
+        }
+        let left: Vec<usize> = (0..split.pieces.len())
+            .filter(|&piece| !split.done[piece])
+            .collect();
+        splits[index] = Some(SplitProgress {
+            left: left.len(),
+            pieces: split.pieces.len(),
+            copied: split.pieces.len() - left.len(),
+            rows: 0,
+            bytes: 0,
+            started: Instant::now(),
+            attempts: 0,
+            error: None,
+        });
+        units.extend(left.into_iter().map(|piece| (index, Some(piece))));
+    }
     let shared = Shared {
         plan,
         settings,
         counters,
         quit,
         jobs: Mutex::new(Jobs {
+            unfinished: units.len(),
+            units,
             next: 0,
             retries: Vec::new(),
-            unfinished: plan.tables.len(),
             tickets: 0,
         }),
-        outcomes: Mutex::new((0..plan.tables.len()).map(|_| None).collect()),
+        outcomes: Mutex::new(outcomes),
+        splits: Mutex::new(splits),
         lane_errors: Mutex::new(Vec::new()),
         threads_done: AtomicUsize::new(0),
         losses: [AtomicUsize::new(0), AtomicUsize::new(0)],
@@ -189,9 +252,10 @@ impl Shared<'_> {
             jobs.tickets += 1;
             return Next::Run(job);
         }
-        if jobs.next < self.plan.tables.len() {
+        if let Some(&(index, piece)) = jobs.units.get(jobs.next) {
             let job = Job {
-                index: jobs.next,
+                index,
+                piece,
                 attempt: 1,
                 ticket: jobs.tickets,
             };
@@ -216,7 +280,59 @@ impl Shared<'_> {
         }
     }
 
+    /// Records a unit's final outcome: a whole table's, or a piece's (`piece_done`).
+    fn unit_done(&self) {
+        if let Ok(mut jobs) = self.jobs.lock() {
+            jobs.unfinished = jobs.unfinished.saturating_sub(1);
+        }
+    }
+
+    /// A whole table's final outcome.
     fn finish(&self, index: usize, outcome: TableOutcome) {
+        self.table_done(index, outcome);
+        self.unit_done();
+    }
+
+    /// Records a piece's final outcome. When it was the table's last, returns how the
+    /// pieces went, for the caller to complete the table (`table_done`).
+    fn piece_done(
+        &self,
+        job: Job,
+        bytes: u64,
+        result: Result<write::Loaded>,
+    ) -> Option<SplitProgress> {
+        let filenode = result.as_ref().ok().map(|loaded| loaded.filenode);
+        let finished = self.splits.lock().ok().and_then(|mut splits| {
+            let progress = splits[job.index].as_mut()?;
+            progress.left = progress.left.saturating_sub(1);
+            progress.bytes += bytes;
+            progress.attempts = progress.attempts.max(job.attempt);
+            match result {
+                Ok(loaded) => {
+                    progress.rows += loaded.rows;
+                    progress.copied += 1;
+                }
+                Err(err) => {
+                    progress.error.get_or_insert(err);
+                }
+            }
+            if progress.left == 0 {
+                splits[job.index].take()
+            } else {
+                None
+            }
+        });
+        if let (Some(filenode), Some(piece), Ok(mut copied)) =
+            (filenode, job.piece, self.counters.pieces_copied.lock())
+        {
+            copied.push((job.index, piece, filenode));
+        }
+        self.unit_done();
+        finished
+    }
+
+    /// A table's final outcome.
+    fn table_done(&self, index: usize, outcome: TableOutcome) {
         if outcome.error.is_none() {
             if let Ok(mut copied) = self.counters.copied.lock() {
                 copied.push((index, outcome.filenode));
@@ -224,9 +340,6 @@ impl Shared<'_> {
         }
         if let Ok(mut outcomes) = self.outcomes.lock() {
             outcomes[index] = Some(outcome);
-        }
-        if let Ok(mut jobs) = self.jobs.lock() {
-            jobs.unfinished = jobs.unfinished.saturating_sub(1);
         }
         self.counters.tables_done.fetch_add(1, Ordering::SeqCst);
     }
@@ -284,14 +397,7 @@ fn reader_lane(
         }
         session.renew(&shared.losses, &lane.cancel);
         let result = if table.on_source {
-            read_table(
-                shared,
-                lane,
-                job.ticket,
-                table,
-                &mut session.client,
-                &chunks,
-            )
+            read_table(shared, lane, job, table, &mut session.client, &chunks)
         } else {
             Ok(0)
         };
@@ -303,11 +409,12 @@ fn reader_lane(
     }
 }
 
-/// Streams one table out of the source snapshot; returns the number of rows sent.
+/// Streams one table, or one piece of it, out of the source snapshot; returns the number of
+/// rows sent.
 fn read_table(
     shared: &Shared,
     lane: &Lane,
-    ticket: usize,
+    job: Job,
     table: &TablePlan,
     conn: &mut wire::Connection,
     chunks: &Sender<Msg>,
@@ -322,7 +429,7 @@ fn read_table(
         .context("importing the source snapshot")?;
     conn.execute(&table.lock_sql())
         .map_err(|err| table.lock_failed(err))?;
-    let sql = table.copy_out_sql();
+    let sql = table.copy_out_sql(job.piece);
     log::debug!("source: {sql}");
     let mut counter = RowCounter::new(table.format == Format::Binary);
     let mut chunk = Vec::with_capacity(batch_size);
@@ -333,7 +440,7 @@ fn read_table(
             .counters
             .rows
             .fetch_add(counter.rows() - before, Ordering::Relaxed);
-        if lane.abandon.load(Ordering::SeqCst) == ticket {
+        if lane.abandon.load(Ordering::SeqCst) == job.ticket {
             bail!("stopped reading because the destination failed");
         }
         if shared.quit.requested() {
@@ -393,13 +500,28 @@ fn writer_lane(
             bytes: 0,
             source_failed: false,
         };
-        let result = write::write_table(
-            shared.settings,
-            &shared.counters.bytes,
-            table,
-            &mut session.client,
-            || incoming.next(),
-        );
+        let result = match job.piece {
+            None => write::write_table(
+                shared.settings,
+                &shared.counters.bytes,
+                table,
+                &mut session.client,
+                || incoming.next(),
+            ),
+            Some(piece) => write::write_piece(
+                shared.settings,
+                &shared.counters.bytes,
+                table,
+                table
+                    .split
+                    .as_ref()
+                    .filter(|s| s.started())
+                    .and_then(|s| s.pieces.get(piece))
+                    .map(String::as_str),
+                &mut session.client,
+                || incoming.next(),
+            ),
+        };
         // A source failure the reader passed on says nothing about the destination session.
         session.ended(&shared.losses, &result, !incoming.source_failed);
         if !incoming.ended {
@@ -407,7 +529,22 @@ fn writer_lane(
             incoming.drain();
         }
         lane.current.store(IDLE, Ordering::SeqCst);
+        let what = match job.piece {
+            Some(piece) => format!(
+                "{} (piece {} of {})",
+                table.name,
+                piece + 1,
+                table.piece_count()
+            ),
+            None => table.name.to_string(),
+        };
         match result {
+            Ok(loaded) if job.piece.is_some() => {
+                log::debug!("copied {what} ({} rows)", loaded.rows);
+                if let Some(progress) = shared.piece_done(job, incoming.bytes, Ok(loaded)) {
+                    complete_split(shared, job.index, progress, &mut session.client);
+                }
+            }
             Ok(write::Loaded { rows, filenode }) => {
                 log::debug!(
                     "copied {} ({rows} rows, {})",
@@ -425,6 +562,8 @@ fn writer_lane(
                     attempts: job.attempt,
                     analyzed,
                     filenode,
+                    pieces: 1,
+                    pieces_copied: 1,
                 };
                 shared.finish(job.index, outcome);
             }
@@ -435,8 +574,7 @@ fn writer_lane(
             {
                 let wait = error::backoff(job.attempt);
                 log::warn!(
-                    "{}: {}; trying again in {} (try {} of {})",
-                    table.name,
+                    "{what}: {}; trying again in {} (try {} of {})",
                     describe(&err),
                     crate::units::format_duration(wait),
                     job.attempt + 1,
@@ -444,8 +582,14 @@ fn writer_lane(
                 );
                 shared.retry_later(job, wait);
             }
+            Err(err) if job.piece.is_some() => {
+                log::error!("{what} failed: {}", describe(&err));
+                if let Some(progress) = shared.piece_done(job, incoming.bytes, Err(err)) {
+                    complete_split(shared, job.index, progress, &mut session.client);
+                }
+            }
             Err(err) => {
-                log::error!("{} failed: {}", table.name, describe(&err));
+                log::error!("{what} failed: {}", describe(&err));
                 let outcome = TableOutcome {
                     bytes: incoming.bytes,
                     elapsed: started.elapsed(),
@@ -456,6 +600,59 @@ fn writer_lane(
             }
         }
     }
+}
+
+/// Completes a split table once its last piece is done: its file and `ANALYZE` when every
+/// piece was copied, and its outcome.
+fn complete_split(
+    shared: &Shared,
+    index: usize,
+    progress: SplitProgress,
+    client: &mut postgres::Client,
+) {
+    let table = &shared.plan.tables[index];
+    let base = TableOutcome {
+        rows: progress.rows,
+        bytes: progress.bytes,
+        elapsed: progress.started.elapsed(),
+        error: None,
+        attempts: progress.attempts,
+        analyzed: None,
+        filenode: 0,
+        pieces: progress.pieces,
+        pieces_copied: progress.copied,
+    };
+    let outcome = match progress.error {
+        Some(err) => TableOutcome {
+            error: Some(err.context(format!(
+                "{} of {} pieces were copied and committed; the table holds their rows \
+                 (copy again, or with --resume for the pieces left)",
+                progress.copied, progress.pieces
+            ))),
+            ..base
+        },
+        None => match write::filenode(client, table) {
+            Ok(filenode) => TableOutcome {
+                filenode,
+                analyzed: (shared.settings.analyze && !shared.quit.requested())
+                    .then(|| write::analyze(client, table)),
+                ..base
+            },
+            Err(err) => TableOutcome {
+                error: Some(err.context("reading the loaded table's file")),
+                ..base
+            },
+        },
+    };
+    if outcome.error.is_none() {
+        log::debug!(
+            "copied {} in {} pieces ({} rows)",
+            table.name,
+            progress.pieces,
+            outcome.rows
+        );
+    }
+    shared.table_done(index, outcome);
 }
 
 /// The chunks of the table being written, as the writer consumes them.

@@ -40,6 +40,9 @@ pub(crate) struct Counters {
     /// Plan indexes of the tables copied completely, in the order they finished, with the
     /// file each has now. Locked once per table, never per chunk.
     pub(crate) copied: Mutex<Vec<(usize, u32)>>,
+    /// Pieces of split tables copied completely: plan index, piece number, and the table's
+    /// file.
+    pub(crate) pieces_copied: Mutex<Vec<(usize, usize, u32)>>,
 }
 
 /// Why the lanes stop taking and reading tables (an interrupt, the source snapshot lost):
@@ -79,6 +82,10 @@ pub(crate) struct TableOutcome {
     pub(crate) analyzed: Option<Result<(), String>>,
     /// The destination table's file after the load (0 when it was not loaded).
     pub(crate) filenode: u32,
+    /// The pieces it was copied in (1 for a table copied whole).
+    pub(crate) pieces: usize,
+    /// Of those, the pieces that were copied (and committed).
+    pub(crate) pieces_copied: usize,
 }
 
 impl TableOutcome {
@@ -92,6 +99,8 @@ impl TableOutcome {
             attempts: 0,
             analyzed: None,
             filenode: 0,
+            pieces: 1,
+            pieces_copied: 0,
         }
     }
 

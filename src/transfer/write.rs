@@ -1,7 +1,9 @@
 //! One destination table replaced in one transaction: triggers switched off, `TRUNCATE
 //! ONLY`, indexes dropped, `COPY … FROM STDIN` of the chunks the reader sends, indexes built
 //! again, triggers back on, commit; then its `ANALYZE`. Any error rolls the whole
-//! transaction back, so the table keeps its old rows and everything it had.
+//! transaction back, so the table keeps its old rows and everything it had. A table copied
+//! in pieces (see `plan::pieces`) is emptied first in a transaction of its own, then each
+//! piece loads and commits on its own.
 
 use crate::pg::error::describe;
 use crate::pg::sql::TEXT_SETTINGS;
@@ -9,7 +11,7 @@ use crate::plan::{Format, TablePlan};
 use crate::transfer::Settings;
 use anyhow::{bail, Context, Result};
 use postgres::error::SqlState;
-use postgres::{Client, Transaction};
+use postgres::{Client, GenericClient, Transaction};
 use std::io::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -74,7 +76,7 @@ pub(crate) fn write_table(
     )
     .context("dropping the table's indexes for the load")?;
     let written = if table.on_source {
-        copy_in(&mut tx, table, bytes, next)?
+        copy_in(&mut tx, table, false, bytes, next)?
     } else {
         // A partition only the destination has: emptied, nothing to copy.
         match next()? {
@@ -100,18 +102,96 @@ pub(crate) fn write_table(
     .context("enabling the table's triggers again")?;
     // The file the rows are in now (a TRUNCATE gave the table a new one): what tells this
     // load apart from anything the table held before, for --resume (see `State::done`).
-    let filenode: u32 = tx
-        .query_one(
-            "SELECT pg_relation_filenode($1::text::regclass)",
-            &[&table.name.quoted()],
-        )?
-        .get::<_, Option<u32>>(0)
-        .unwrap_or(0);
+    let filenode = filenode(&mut tx, table)?;
     tx.commit().context("committing on the destination")?;
     Ok(Loaded {
         rows: written,
         filenode,
     })
+}
+
+/// Empties a table that is copied in pieces, in a transaction of its own that commits
+/// before the first piece: pieces load in transactions of their own, side by side.
+pub(crate) fn empty_for_pieces(
+    settings: &Settings,
+    table: &TablePlan,
+    client: &mut Client,
+) -> Result<()> {
+    let mut tx = client
+        .transaction()
+        .context("starting the destination transaction")?;
+    tx.batch_execute(&format!(
+        "SET LOCAL lock_timeout = {}",
+        settings.lock_timeout.as_millis()
+    ))?;
+    let clear = table.clear_sql();
+    log::debug!("destination: {clear}");
+    tx.batch_execute(&clear)
+        .map_err(|err| locked(err, settings.lock_timeout))
+        .context("emptying the destination table")?;
+    tx.commit().context("committing on the destination")
+}
+
+/// Loads one piece of a split table in a transaction of its own (see `plan::pieces`);
+/// returns the rows written. The table was emptied before; a failure rolls back this piece
+/// only. `clear` is the piece's range when an earlier run may have committed it without
+/// recording so (it was killed in between): its rows go first, so the piece lands once.
+pub(crate) fn write_piece(
+    settings: &Settings,
+    bytes: &AtomicU64,
+    table: &TablePlan,
+    clear: Option<&str>,
+    client: &mut Client,
+    next: impl FnMut() -> Result<Piece>,
+) -> Result<Loaded> {
+    let mut tx = client
+        .transaction()
+        .context("starting the destination transaction")?;
+    // As for a whole table (see `write_table`): a piece recorded as done must survive a
+    // crash.
+    tx.batch_execute(&format!(
+        "SET LOCAL lock_timeout = {};
+         SELECT set_config('synchronous_commit', 'local', true)
+         WHERE current_setting('synchronous_commit') = 'off'",
+        settings.lock_timeout.as_millis()
+    ))?;
+    if table.format == Format::Text {
+        tx.batch_execute(TEXT_SETTINGS)?;
+    }
+    if settings.replica {
+        tx.batch_execute("SET LOCAL session_replication_role = replica")
+            .context("switching to replica mode")?;
+    }
+    if let Some(range) = clear {
+        let sql = format!("DELETE FROM ONLY {} {range}", table.name.quoted());
+        log::debug!("destination: {sql}");
+        tx.batch_execute(&sql)
+            .map_err(|err| locked(err, settings.lock_timeout))
+            .context("removing what an interrupted run may have left of the piece")?;
+    }
+    let written = copy_in(&mut tx, table, true, bytes, next).map_err(|err| match err
+        .downcast::<postgres::Error>()
+    {
+        Ok(pg) => locked(pg, settings.lock_timeout),
+        Err(err) => err,
+    })?;
+    let filenode = filenode(&mut tx, table)?;
+    tx.commit().context("committing on the destination")?;
+    Ok(Loaded {
+        rows: written,
+        filenode,
+    })
+}
+
+/// The table's file now, which a load gave it (see `State::done`).
+pub(crate) fn filenode(client: &mut impl GenericClient, table: &TablePlan) -> Result<u32> {
+    Ok(client
+        .query_one(
+            "SELECT pg_relation_filenode($1::text::regclass)",
+            &[&table.name.quoted()],
+        )?
+        .get::<_, Option<u32>>(0)
+        .unwrap_or(0))
 }
 
 /// What a load did.
@@ -126,10 +206,11 @@ pub(crate) struct Loaded {
 fn copy_in(
     tx: &mut Transaction,
     table: &TablePlan,
+    piece: bool,
     bytes: &AtomicU64,
     mut next: impl FnMut() -> Result<Piece>,
 ) -> Result<u64> {
-    let sql = table.copy_in_sql();
+    let sql = table.copy_in_sql(piece);
     log::debug!("destination: {sql}");
     let mut writer = tx
         .copy_in(&sql)

@@ -11,7 +11,7 @@ use crate::plan::Plan;
 use crate::schema::constraints;
 use crate::schema::fk_mode::FkMode;
 use crate::schema::large_objects::{self, LargeObject};
-use crate::state::file::{Done, State, StateFile};
+use crate::state::file::{Done, PieceState, State, StateFile};
 use crate::state::interrupt;
 use crate::transfer::lanes;
 use crate::transfer::{Counters, Settings, Stop, TableOutcome};
@@ -69,6 +69,7 @@ pub(super) fn apply(cfg: &CopyConfig, work: &mut Work) -> Result<Applied> {
     journal.validate = carried.clone();
     journal.plan = Some(fingerprint.clone());
     journal.done = done_before.clone();
+    journal.pieces = resumable_pieces(plan);
     state_file.save(&journal)?;
     if !keys.is_empty() {
         log::info!(
@@ -108,6 +109,28 @@ pub(super) fn apply(cfg: &CopyConfig, work: &mut Work) -> Result<Applied> {
     })
 }
 
+/// The pieces of the tables split by key, as the state file records them before the load:
+/// those an earlier run finished marked done.
+fn resumable_pieces(plan: &Plan) -> Vec<PieceState> {
+    plan.tables
+        .iter()
+        .filter_map(|table| Some((table, table.split.as_ref().filter(|s| s.resumable())?)))
+        .flat_map(|(table, split)| {
+            split
+                .pieces
+                .iter()
+                .zip(&split.done)
+                .map(|(condition, &done)| PieceState {
+                    table: table.name.clone(),
+                    key: split.key_columns().join(", "),
+                    condition: condition.clone(),
+                    done,
+                    filenode: split.filenode,
+                })
+        })
+        .collect()
+}
+
 /// Runs the byte pipe with progress, and copies `objects` (the large objects, if the copy
 /// carries them) beside it; never fails as a whole: a table that could not be copied
 /// carries its error.
@@ -141,7 +164,7 @@ fn copy_tables(
     // Tables are recorded as done in the state file about once a second, so that after a
     // crash `--resume` repeats at most the last second's worth.
     let done_before = journal.done.clone();
-    let mut recorded = 0;
+    let mut recorded = (0, 0);
     let mut last_record = Instant::now();
     let mut record = |force: bool| {
         let done = counters
@@ -149,11 +172,29 @@ fn copy_tables(
             .lock()
             .map(|d| d.clone())
             .unwrap_or_default();
-        if done.len() == recorded || (!force && last_record.elapsed().as_secs() < 1) {
+        let pieces = counters
+            .pieces_copied
+            .lock()
+            .map(|p| p.clone())
+            .unwrap_or_default();
+        if (done.len(), pieces.len()) == recorded || (!force && last_record.elapsed().as_secs() < 1)
+        {
             return;
         }
-        recorded = done.len();
+        recorded = (done.len(), pieces.len());
         last_record = Instant::now();
+        for &(index, piece, filenode) in &pieces {
+            let table = &plan.tables[index];
+            let condition = table.split.as_ref().and_then(|s| s.pieces.get(piece));
+            if let Some(state) = journal
+                .pieces
+                .iter_mut()
+                .find(|p| p.table == table.name && Some(&p.condition) == condition)
+            {
+                state.done = true;
+                state.filenode = filenode;
+            }
+        }
         journal.done = done_before
             .iter()
             .cloned()

@@ -118,9 +118,15 @@ pub(super) fn finish(cfg: &CopyConfig, work: Work, applied: Applied) -> Result<E
                 }),
         )
         .collect();
+    // A split table done whole needs its pieces no more.
+    let done = &journal.done;
+    journal
+        .pieces
+        .retain(|p| !done.iter().any(|d| d.table == p.table));
     if journal.done.len() == full_plan.tables.len() {
         journal.plan = None;
         journal.done.clear();
+        journal.pieces.clear();
     }
     if let Err(err) = state_file.store(&journal) {
         problems.push(describe(&err));

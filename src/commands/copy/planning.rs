@@ -8,6 +8,7 @@ use crate::cli::config::CopyConfig;
 use crate::pg::error::{self, describe};
 use crate::pg::server::Identity;
 use crate::pg::sql::TableName;
+use crate::plan::pieces;
 use crate::plan::snapshot::{self, Snapshot, Source};
 use crate::plan::{self, Plan, Replace};
 use crate::schema::catalog::{self, Rights};
@@ -18,7 +19,7 @@ use crate::schema::large_objects::{self, LargeObject};
 use crate::schema::matviews::{self, MatView};
 use crate::schema::sequences::{self, Sequence};
 use crate::schema::triggers;
-use crate::state::file::{Done, State, StateFile};
+use crate::state::file::{Done, PieceState, State, StateFile};
 use anyhow::{bail, Result};
 use postgres::Client;
 use std::collections::{HashMap, HashSet};
@@ -110,6 +111,10 @@ pub(super) fn plan(cfg: &CopyConfig, prepared: Prepared) -> Result<Work> {
     };
     // Keys an earlier run left NOT VALID although they were valid are validated at the end;
     // one that this run drops anyway comes back validated like the others.
+    let saved_pieces = match (&previous, cfg.resume) {
+        (Some(previous), true) => previous.pieces.clone(),
+        _ => Vec::new(),
+    };
     let mut carried = previous.map(|p| p.validate).unwrap_or_default();
     carried.retain(|old| match keys.iter_mut().find(|k| k.same_key(old)) {
         Some(key) => {
@@ -135,6 +140,15 @@ pub(super) fn plan(cfg: &CopyConfig, prepared: Prepared) -> Result<Work> {
     }
     if cfg.index_mode != IndexMode::Keep {
         choose_index_rebuilds(cfg, &mut dest, &mut plan, &rights, mode)?;
+    }
+    for note in pieces::cut(&mut snapshot.client, &mut dest, &mut plan, cfg.split)? {
+        log::info!("{note}");
+    }
+    resume_pieces(&mut dest, &mut plan, &saved_pieces)?;
+    for table in plan.tables.iter_mut().filter(|t| t.split.is_some()) {
+        // Pieces load in transactions of their own: the indexes stay, maintained as rows
+        // arrive, rather than dropped where a failure could not bring them back.
+        table.indexes.clear();
     }
     refusals.extend(plan::refusals::rights_refusals(
         &plan,
@@ -233,6 +247,53 @@ fn fingerprint(source: &Identity, plan: &Plan) -> String {
         text.push_str(&table);
     }
     format!("{:016x}", crate::state::file::fnv1a(text.as_bytes()))
+}
+
+/// Takes up the split tables an interrupted run copied some pieces of: the same pieces, those
+/// done skipped, the table not emptied again. A table whose file changed since (emptied or
+/// rewritten, or this is a clone of the destination) is copied again whole instead.
+fn resume_pieces(dest: &mut Client, plan: &mut Plan, saved: &[PieceState]) -> Result<()> {
+    let started: Vec<TableName> = plan
+        .tables
+        .iter()
+        .filter(|t| saved.iter().any(|p| p.table == t.name && p.done))
+        .map(|t| t.name.clone())
+        .collect();
+    if started.is_empty() {
+        return Ok(());
+    }
+    let now = catalog::filenodes(dest, &started)?;
+    for table in plan.tables.iter_mut().filter(|t| started.contains(&t.name)) {
+        let pieces: Vec<&PieceState> = saved.iter().filter(|p| p.table == table.name).collect();
+        let filenode = pieces.iter().map(|p| p.filenode).max().unwrap_or(0);
+        let same_file = pieces
+            .iter()
+            .filter(|p| p.done)
+            .all(|p| now.get(&table.name) == Some(&p.filenode));
+        if !same_file {
+            log::warn!(
+                "{} is not as the interrupted run left it on this destination (changed since, \
+                 or the state file is another server's: a clone?), so it is copied again whole",
+                table.name
+            );
+            continue;
+        }
+        let done = pieces.iter().filter(|p| p.done).count();
+        log::warn!(
+            "resuming {}: {done} of its {} pieces were copied by the interrupted run; the \
+             others are copied now, into the table as it is",
+            table.name,
+            pieces.len()
+        );
+        table.split = Some(pieces::Split {
+            by: pieces::By::Key(pieces[0].key.split(", ").map(String::from).collect()),
+            pieces: pieces.iter().map(|p| p.condition.clone()).collect(),
+            done: pieces.iter().map(|p| p.done).collect(),
+            filenode,
+        });
+        table.indexes.clear();
+    }
+    Ok(())
 }
 
 /// Narrows the plan to the tables an interrupted run did not finish; returns those it did.

@@ -1,0 +1,238 @@
+//! Big tables in pieces: split by an integer key, a composite key, heap pages, and a table
+//! whose bytes are nearly all TOAST; every piece from the one snapshot, the table identical
+//! afterwards, its indexes and keys as they were.
+
+use crate::util::{self, assert_exit, assert_same_data, both, copy, exit, pair, TestDb};
+
+/// Every index of the database with its definition, to compare before and after.
+fn indexes(db: &TestDb) -> Vec<Vec<Option<String>>> {
+    db.rows_text(
+        "SELECT indexrelid::regclass::text, pg_get_indexdef(indexrelid)
+         FROM pg_index JOIN pg_class c ON c.oid = indrelid
+         WHERE c.relnamespace = 'public'::regnamespace ORDER BY 1",
+    )
+}
+
+/// The `pieces` the JSON report gives `table`.
+fn pieces_of(stdout: &str, table: &str) -> u64 {
+    let report: serde_json::Value = serde_json::from_str(stdout).expect("the JSON report");
+    report["tables"]
+        .as_array()
+        .expect("tables")
+        .iter()
+        .find(|t| t["table"] == table)
+        .unwrap_or_else(|| panic!("{table} in {stdout}"))["pieces"]
+        .as_u64()
+        .expect("pieces")
+}
+
+/// Copies with pieces of 1 MiB and checks that `table` went in more than one piece and came
+/// out identical, with every index as it was.
+#[track_caller]
+fn copy_in_pieces(src: &TestDb, dst: &TestDb, table: &str) -> u64 {
+    let before = indexes(dst);
+    let out = copy(
+        src,
+        dst,
+        &[
+            "--split-tables-larger-than",
+            "1MiB",
+            "--json",
+            "--parallel",
+            "3",
+        ],
+    );
+    assert_exit!(out, exit::SUCCESS);
+    let pieces = pieces_of(&out.stdout, table);
+    assert!(pieces > 1, "{table} was not split: {}", out.stdout);
+    assert_same_data(src, dst, &[table]);
+    assert_eq!(indexes(dst), before);
+    let verify = util::verify(src, dst, &[]);
+    assert_exit!(verify, exit::SUCCESS);
+    pieces
+}
+
+#[test]
+fn splits_a_table_by_its_integer_key() {
+    let (src, dst) = pair!();
+    both(
+        &src,
+        &dst,
+        "CREATE TABLE events (id bigint PRIMARY KEY, kind int, note text, at timestamptz);
+         CREATE INDEX events_at ON events (at);
+         CREATE INDEX events_kind_note ON events (kind, note);",
+    );
+    src.exec(
+        "INSERT INTO events
+         SELECT i, i % 7, repeat(md5(i::text), 3), timestamptz '2024-01-01' + i * interval '1 s'
+         FROM generate_series(1, 60000) AS i;
+         ANALYZE events",
+    );
+    // Stale rows the copy replaces, although pieces commit one by one.
+    dst.exec("INSERT INTO events VALUES (-1, 0, 'stale', now())");
+    let pieces = copy_in_pieces(&src, &dst, "events");
+    assert!(pieces >= 4, "{pieces} pieces");
+}
+
+#[test]
+fn splits_a_table_by_its_composite_text_key() {
+    let (src, dst) = pair!();
+    both(
+        &src,
+        &dst,
+        "CREATE TABLE readings (site text COLLATE \"C\", n int, value float8, PRIMARY KEY (site, n));",
+    );
+    src.exec(
+        "INSERT INTO readings
+         SELECT 'site ''' || (i % 13) || '''', i, random() FROM generate_series(1, 80000) AS i;
+         ANALYZE readings",
+    );
+    copy_in_pieces(&src, &dst, "readings");
+}
+
+#[test]
+fn splits_a_table_without_a_key_by_pages() {
+    let (src, dst) = pair!();
+    both(
+        &src,
+        &dst,
+        "CREATE TABLE log_lines (line text, at timestamptz)",
+    );
+    src.exec(
+        "INSERT INTO log_lines
+         SELECT repeat(md5(i::text), 2), now() FROM generate_series(1, 50000) AS i;
+         -- Holes and moved rows, as a table that lives has.
+         DELETE FROM log_lines WHERE random() < 0.1;
+         UPDATE log_lines SET at = at + interval '1 s' WHERE random() < 0.1",
+    );
+    let out = copy(
+        &src,
+        &dst,
+        &["--split-tables-larger-than", "1MiB", "--dry-run"],
+    );
+    assert_exit!(out, exit::SUCCESS);
+    assert!(out.stdout.contains("by ranges of its pages"), "{out:?}");
+    copy_in_pieces(&src, &dst, "log_lines");
+}
+
+#[test]
+fn splits_a_table_whose_bytes_are_nearly_all_toast() {
+    let (src, dst) = pair!();
+    both(
+        &src,
+        &dst,
+        "CREATE TABLE documents (id int PRIMARY KEY, body text);
+         ALTER TABLE documents ALTER body SET STORAGE EXTERNAL;",
+    );
+    // 300 rows of 40 kB that do not compress: a heap of a few pages, 12 MB of TOAST.
+    src.exec(
+        "INSERT INTO documents
+         SELECT i, (SELECT string_agg(md5(i::text || j::text), '') FROM generate_series(1, 1250) j)
+         FROM generate_series(1, 300) AS i;
+         ANALYZE documents",
+    );
+    assert!(src.scalar_i64("SELECT pg_relation_size('documents')") < 1024 * 1024);
+    copy_in_pieces(&src, &dst, "documents");
+}
+
+#[test]
+fn keys_to_a_split_table_come_back() {
+    let (src, dst) = pair!();
+    both(
+        &src,
+        &dst,
+        "CREATE TABLE parent (id int PRIMARY KEY, pad text);
+         CREATE TABLE child (id int PRIMARY KEY, parent_id int REFERENCES parent);",
+    );
+    src.exec(
+        "INSERT INTO parent SELECT i, repeat('x', 100) FROM generate_series(1, 40000) AS i;
+         INSERT INTO child SELECT i, i FROM generate_series(1, 1000) AS i;
+         ANALYZE",
+    );
+    let keys = util::foreign_keys(&dst);
+    copy_in_pieces(&src, &dst, "parent");
+    assert_same_data(&src, &dst, &["child"]);
+    assert_eq!(util::foreign_keys(&dst), keys);
+}
+
+/// Pieces the state file records as copied.
+fn pieces_done(dst: &TestDb) -> usize {
+    util::state_lines(dst)
+        .iter()
+        .filter(|l| l.starts_with("piece\t") && l.split('\t').nth(4) == Some("1"))
+        .count()
+}
+
+#[test]
+fn resume_after_kill_9_mid_split_copies_only_the_pieces_left() {
+    let (src, dst) = pair!();
+    both(
+        &src,
+        &dst,
+        "CREATE TABLE big (id bigint PRIMARY KEY, pad text);
+         CREATE INDEX big_pad ON big (pad);",
+    );
+    src.exec(
+        "INSERT INTO big SELECT i, repeat(md5(i::text), 4) FROM generate_series(1, 240000) AS i;
+         ANALYZE big",
+    );
+    let rows = src.count("big");
+    let before = indexes(&dst);
+    // One lane, pieces of 1 MiB: the pieces go one after another, for long enough to stop
+    // the copy with some done and some not.
+    let split = ["--split-tables-larger-than", "1MiB", "--parallel", "1"];
+    let mut child = util::spawn_copy(&src, &dst, &split);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while pieces_done(&dst) == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no piece was ever recorded: {:?}",
+            util::state_lines(&dst)
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.kill().expect("sending SIGKILL");
+    let killed = util::finish(child);
+    let done = pieces_done(&dst);
+    let pieces = util::state_count(&dst, "piece");
+    assert!(
+        done < pieces,
+        "the copy ended before it was stopped: {killed:?}"
+    );
+    util::wait_for_pgcopy_gone(&dst);
+    assert!(
+        dst.count("big") > 0,
+        "the finished pieces' rows are in the table"
+    );
+    // The rows of the pieces recorded as done; a piece committed but not yet recorded when
+    // the copy was killed is copied again (its rows replaced), not doubled.
+    let recorded: i64 = util::state_lines(&dst)
+        .iter()
+        .filter(|l| l.starts_with("piece\t") && l.split('\t').nth(4) == Some("1"))
+        .map(|l| {
+            let range = l.split('\t').nth(6).expect("the piece's range");
+            src.scalar_i64(&format!("SELECT count(*) FROM big {range}"))
+        })
+        .sum();
+
+    let mut resume = split.to_vec();
+    resume.extend(["--resume", "--json"]);
+    let out = copy(&src, &dst, &resume);
+    assert_exit!(out, exit::SUCCESS);
+    assert!(
+        out.stderr.contains(&format!(
+            "resuming public.big: {done} of its {pieces} pieces were copied"
+        )),
+        "{out:?}"
+    );
+    let report: serde_json::Value = serde_json::from_str(&out.stdout).expect("JSON");
+    let copied_now = report["tables"][0]["rows"].as_i64().expect("rows");
+    assert_eq!(
+        copied_now,
+        rows - recorded,
+        "only the pieces left were copied"
+    );
+    assert_same_data(&src, &dst, &["big"]);
+    assert_eq!(indexes(&dst), before);
+    assert!(!util::has_state_file(&dst), "{:?}", util::state_lines(&dst));
+}
