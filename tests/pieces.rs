@@ -166,10 +166,13 @@ fn pieces_done(dst: &TestDb) -> usize {
 #[test]
 fn resume_after_kill_9_mid_split_copies_only_the_pieces_left() {
     let (src, dst) = pair!();
+    // The key is the replica identity, so it stays through the load (and can make the last
+    // piece wait below); `big_pad` is dropped before the first piece and built after the last.
     both(
         &src,
         &dst,
         "CREATE TABLE big (id bigint PRIMARY KEY, pad text);
+         ALTER TABLE big REPLICA IDENTITY USING INDEX big_pkey;
          CREATE INDEX big_pad ON big (pad);",
     );
     src.exec(
@@ -178,21 +181,28 @@ fn resume_after_kill_9_mid_split_copies_only_the_pieces_left() {
     );
     let rows = src.count("big");
     let before = indexes(&dst);
-    // One lane, pieces of 1 MiB: the pieces go one after another, for long enough to stop
-    // the copy with some done and some not.
+    // One lane, pieces of 1 MiB: the pieces go one after another.
     let split = ["--split-tables-larger-than", "1MiB", "--parallel", "1"];
     let mut child = util::spawn_copy(&src, &dst, &split);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while pieces_done(&dst) == 0 {
+    // Once the first piece is in (the table was emptied), another session inserts the last
+    // key without committing: the last piece waits for it, the others are done.
+    while dst.count("big") == 0 {
+        assert!(std::time::Instant::now() < deadline, "no piece was copied");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let locker = util::hold(&dst, "INSERT INTO big VALUES (240000, 'in the way')");
+    while pieces_done(&dst) + 1 < util::state_count(&dst, "piece") {
         assert!(
             std::time::Instant::now() < deadline,
-            "no piece was ever recorded: {:?}",
+            "the pieces were never recorded: {:?}",
             util::state_lines(&dst)
         );
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
     child.kill().expect("sending SIGKILL");
     let killed = util::finish(child);
+    locker.rollback();
     let done = pieces_done(&dst);
     let pieces = util::state_count(&dst, "piece");
     assert!(
@@ -204,6 +214,10 @@ fn resume_after_kill_9_mid_split_copies_only_the_pieces_left() {
         dst.count("big") > 0,
         "the finished pieces' rows are in the table"
     );
+    // The indexes went when the table was emptied, before the first piece; the state file
+    // has what builds them again.
+    assert_eq!(indexes(&dst).len(), 1, "only the key is left");
+    assert_eq!(util::state_count(&dst, "index"), 1);
     // The rows of the pieces recorded as done; a piece committed but not yet recorded when
     // the copy was killed is copied again (its rows replaced), not doubled.
     let recorded: i64 = util::state_lines(&dst)

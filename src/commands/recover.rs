@@ -7,6 +7,7 @@ use crate::pg::server::{lock_destination, Identity};
 use crate::pg::sql::display_ident;
 use crate::pg::target::Target;
 use crate::schema::constraints::{self, Constraint};
+use crate::schema::indexes;
 use crate::state::file::{State, StateFile};
 use anyhow::{bail, Result};
 use postgres::Client;
@@ -71,7 +72,7 @@ pub(crate) fn pending(
         let Some(state) = aside.load()? else {
             continue;
         };
-        if !state.keys.is_empty() && !constraints::all_in_place(dest, &state.keys)? {
+        if !all_in_place(dest, &state)? {
             log::warn!(
                 "{} was set aside as another server's, but its dropped keys are missing on \
                  {target}: it is this server's",
@@ -97,7 +98,7 @@ pub(crate) fn pending(
     let Some(state) = file.load()? else {
         return Ok(None);
     };
-    if !state.keys.is_empty() && constraints::all_in_place(dest, &state.keys)? {
+    if (!state.keys.is_empty() || !state.indexes.is_empty()) && all_in_place(dest, &state)? {
         let aside = file.set_aside(&state)?;
         log::warn!(
             "the state file {} lists {} constraints as dropped on {target}, but all of them \
@@ -111,22 +112,48 @@ pub(crate) fn pending(
         );
         return Ok(None);
     }
-    if state.keys.is_empty() && state.validate.is_empty() {
+    if state.keys.is_empty() && state.validate.is_empty() && state.indexes.is_empty() {
         return Ok(Some(state));
     }
     let remaining = put_back(dest, file, state, target)?;
     Ok(Some(remaining))
 }
 
-/// Puts back the keys `state` lists and records what remains in `file`.
+/// Whether everything `state` lists as dropped is in place: its keys and its indexes.
+fn all_in_place(dest: &mut Client, state: &State) -> Result<bool> {
+    Ok(
+        constraints::all_in_place(dest, &state.keys)?
+            && indexes::all_present(dest, &state.indexes)?,
+    )
+}
+
+/// Puts back the indexes and keys `state` lists and records what remains in `file`.
 fn put_back(dest: &mut Client, file: &StateFile, state: State, target: &Target) -> Result<State> {
     log::warn!(
         "an earlier run (pid {}, started at {} s since 1970) did not finish on {target}: \
-         putting back the {} constraints it had dropped, first",
+         putting back the {} constraints and {} indexes it had dropped, first",
         state.pid,
         state.started,
-        state.keys.len() + state.validate.len()
+        state.keys.len() + state.validate.len(),
+        state.indexes.len()
     );
+    // Indexes first: a key needs the unique index it references.
+    let (indexes_left, problems) = indexes::rebuild_missing(dest, &state.indexes);
+    for problem in &problems {
+        log::warn!("{problem}");
+    }
+    let state = State {
+        indexes: indexes_left,
+        ..state
+    };
+    if !state.indexes.is_empty() {
+        file.store(&state)?;
+        bail!(
+            "could not build again every index the earlier run dropped; the state file {} is \
+             kept for another try",
+            file.path.display()
+        );
+    }
     let all: Vec<Constraint> = state.keys.iter().chain(&state.validate).cloned().collect();
     let restored = constraints::restore_all(dest, &all)?;
     for problem in &restored.problems {

@@ -1,11 +1,14 @@
 //! Destination indexes that are faster built once after a table's load than maintained row
 //! by row during it. They are dropped and built again inside the table's own load
 //! transaction, so a failure, an interrupt or a crash rolls them back with the rows: like
-//! the triggers, there is nothing for a later recovery to put back.
+//! the triggers, there is nothing for a later recovery to put back. A table copied in
+//! pieces is the exception: its indexes are dropped when it is emptied, before the first
+//! piece, and built after the last; meanwhile the state file holds the statements that
+//! build them (`SavedIndex`), for the run's end or a later recovery.
 
 use crate::pg::sql::{name_arrays, quote_ident, quote_literal, TableName};
 use anyhow::{Context, Result};
-use postgres::Client;
+use postgres::{Client, GenericClient};
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -149,6 +152,91 @@ impl Index {
         }
         sql
     }
+}
+
+/// An index dropped outside a load transaction, as the state file keeps it: where it
+/// belongs and the statements that build it again exactly.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct SavedIndex {
+    pub(crate) table: TableName,
+    pub(crate) name: String,
+    pub(crate) statements: Vec<String>,
+}
+
+impl SavedIndex {
+    pub(crate) fn new(table: &TableName, index: &Index) -> SavedIndex {
+        SavedIndex {
+            table: table.clone(),
+            name: index.name.clone(),
+            statements: index.create_sql(table),
+        }
+    }
+}
+
+/// Builds the saved indexes that are missing (by name, in their table's schema), each
+/// table's in one transaction with memory and parallel workers for the sorts. Returns those
+/// still missing afterwards, and why.
+pub(crate) fn rebuild_missing(
+    client: &mut Client,
+    saved: &[SavedIndex],
+) -> (Vec<SavedIndex>, Vec<String>) {
+    let mut left = Vec::new();
+    let mut problems = Vec::new();
+    let mut tables: Vec<&TableName> = saved.iter().map(|s| &s.table).collect();
+    tables.dedup();
+    for table in tables {
+        let mine: Vec<&SavedIndex> = saved.iter().filter(|s| &s.table == table).collect();
+        let result = (|| -> Result<()> {
+            let mut tx = client.transaction()?;
+            tx.batch_execute(&format!(
+                "SET LOCAL maintenance_work_mem = '{INDEX_BUILD_MEMORY}'"
+            ))?;
+            for index in &mine {
+                if !exists(&mut tx, index)? {
+                    for sql in &index.statements {
+                        log::debug!("destination: {sql}");
+                        tx.batch_execute(sql)?;
+                    }
+                }
+            }
+            tx.commit()?;
+            Ok(())
+        })();
+        if let Err(err) = result {
+            problems.push(format!(
+                "the indexes of {table} could not be built again: {}; they are recorded in \
+                 the state file for `pgcopy recover`",
+                crate::pg::error::describe(&err)
+            ));
+            left.extend(mine.into_iter().cloned());
+        }
+    }
+    (left, problems)
+}
+
+/// `maintenance_work_mem` for index builds: more memory, fewer sort passes.
+pub(crate) const INDEX_BUILD_MEMORY: &str = "256MB";
+
+/// Whether every saved index exists.
+pub(crate) fn all_present(client: &mut Client, saved: &[SavedIndex]) -> Result<bool> {
+    for index in saved {
+        if !exists(client, index)? {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+/// Whether an index of the saved one's name is in its table's schema.
+fn exists(client: &mut impl GenericClient, index: &SavedIndex) -> Result<bool> {
+    let name = format!(
+        "{}.{}",
+        quote_ident(&index.table.schema),
+        quote_ident(&index.name)
+    );
+    Ok(client
+        .query_one("SELECT to_regclass($1) IS NOT NULL", &[&name])?
+        .get(0))
 }
 
 /// The indexes of the given destination tables that can be dropped and built again inside

@@ -6,6 +6,7 @@
 
 use crate::pg::sql::TableName;
 use crate::schema::constraints::{Constraint, Kind};
+use crate::schema::indexes::SavedIndex;
 use anyhow::{bail, Context, Result};
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
@@ -45,6 +46,9 @@ pub(crate) struct State {
     /// The pieces of the tables split by key ranges that are not done yet, each with
     /// whether it was copied: `--resume` copies only the others, into the table as it is.
     pub(crate) pieces: Vec<PieceState>,
+    /// Indexes of tables copied in pieces, dropped before the first piece and not built
+    /// again yet.
+    pub(crate) indexes: Vec<SavedIndex>,
 }
 
 /// One piece of a table split by key ranges (see `plan::pieces`).
@@ -87,12 +91,16 @@ impl State {
             plan: None,
             done: Vec::new(),
             pieces: Vec::new(),
+            indexes: Vec::new(),
         }
     }
 
     /// Nothing to put back and nothing to resume.
     pub(crate) fn is_empty(&self) -> bool {
-        self.keys.is_empty() && self.validate.is_empty() && self.plan.is_none()
+        self.keys.is_empty()
+            && self.validate.is_empty()
+            && self.plan.is_none()
+            && self.indexes.is_empty()
     }
 
     fn encode(&self) -> String {
@@ -149,6 +157,15 @@ impl State {
                 escape(&piece.condition)
             ));
         }
+        for index in &self.indexes {
+            let mut fields = vec![
+                escape(&index.table.schema),
+                escape(&index.table.name),
+                escape(&index.name),
+            ];
+            fields.extend(index.statements.iter().map(|s| escape(s)));
+            out.push_str(&format!("index\t{}\n", fields.join("\t")));
+        }
         out
     }
 
@@ -166,6 +183,7 @@ impl State {
             plan: None,
             done: Vec::new(),
             pieces: Vec::new(),
+            indexes: Vec::new(),
         };
         for line in lines {
             let fields: Vec<String> = line.split('\t').map(unescape).collect();
@@ -178,6 +196,13 @@ impl State {
                     table: TableName::new(schema.clone(), table.clone()),
                     filenode: filenode.parse()?,
                 }),
+                [tag, schema, table, name, statements @ ..] if tag == "index" => {
+                    state.indexes.push(SavedIndex {
+                        table: TableName::new(schema.clone(), table.clone()),
+                        name: name.clone(),
+                        statements: statements.to_vec(),
+                    })
+                }
                 [tag, schema, table, key, done, filenode, condition] if tag == "piece" => {
                     state.pieces.push(PieceState {
                         table: TableName::new(schema.clone(), table.clone()),
@@ -415,6 +440,14 @@ mod tests {
             condition: "WHERE ROW(\"site\", \"n\") >= ROW('a\tb''c'::text, '5'::integer)".into(),
             done: true,
             filenode: 24_576,
+        }];
+        state.indexes = vec![SavedIndex {
+            table: TableName::new("public", "big"),
+            name: "big\tpkey".into(),
+            statements: vec![
+                "CREATE UNIQUE INDEX big_pkey ON public.big USING btree (id)".into(),
+                "COMMENT ON INDEX public.big_pkey IS 'a\\b'".into(),
+            ],
         }];
         assert_eq!(State::decode(&state.encode()).unwrap(), state);
     }

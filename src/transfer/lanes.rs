@@ -11,6 +11,7 @@ use crate::pg::pool::{Pool, PooledClient, ReaderPool, ReaderSessions, Sessions};
 use crate::pg::sql::TEXT_SETTINGS;
 use crate::pg::wire;
 use crate::plan::{Format, Plan, TablePlan};
+use crate::schema::indexes::{self, SavedIndex};
 use crate::transfer::rows::RowCounter;
 use crate::transfer::sessions::{self, Cancels, LaneConnection, Losses, Session, DEST, SOURCE};
 use crate::transfer::write::{self, Piece};
@@ -622,7 +623,31 @@ fn complete_split(
         pieces: progress.pieces,
         pieces_copied: progress.copied,
     };
-    let outcome = match progress.error {
+    // The indexes dropped before the first piece come back whatever became of the pieces.
+    let rebuilt = if table.indexes.is_empty() {
+        Ok(())
+    } else {
+        let saved: Vec<SavedIndex> = table
+            .indexes
+            .iter()
+            .map(|i| SavedIndex::new(&table.name, i))
+            .collect();
+        match indexes::rebuild_missing(client, &saved) {
+            (left, _) if left.is_empty() => {
+                if let Ok(mut rebuilt) = shared.counters.indexes_rebuilt.lock() {
+                    rebuilt.push(index);
+                }
+                Ok(())
+            }
+            (_, problems) => Err(anyhow!(problems.join("; "))),
+        }
+    };
+    let error = match (progress.error, rebuilt) {
+        (Some(err), _) => Some(err),
+        (None, Err(err)) => Some(err),
+        (None, Ok(())) => None,
+    };
+    let outcome = match error {
         Some(err) => TableOutcome {
             error: Some(err.context(format!(
                 "{} of {} pieces were copied and committed; the table holds their rows \

@@ -43,6 +43,8 @@ pub(crate) struct Counters {
     /// Pieces of split tables copied completely: plan index, piece number, and the table's
     /// file.
     pub(crate) pieces_copied: Mutex<Vec<(usize, usize, u32)>>,
+    /// Split tables whose indexes were built again after their last piece: plan indexes.
+    pub(crate) indexes_rebuilt: Mutex<Vec<usize>>,
 }
 
 /// Why the lanes stop taking and reading tables (an interrupt, the source snapshot lost):

@@ -8,6 +8,7 @@
 use crate::pg::error::describe;
 use crate::pg::sql::TEXT_SETTINGS;
 use crate::plan::{Format, TablePlan};
+use crate::schema::indexes::INDEX_BUILD_MEMORY;
 use crate::transfer::Settings;
 use anyhow::{bail, Context, Result};
 use postgres::error::SqlState;
@@ -15,9 +16,6 @@ use postgres::{Client, GenericClient, Transaction};
 use std::io::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
-
-/// `maintenance_work_mem` for a table's index builds: more memory, fewer sort passes.
-const INDEX_BUILD_MEMORY: &str = "256MB";
 
 /// What the writer gets next from its reader.
 pub(crate) enum Piece {
@@ -110,7 +108,8 @@ pub(crate) fn write_table(
     })
 }
 
-/// Empties a table that is copied in pieces, in a transaction of its own that commits
+/// Empties a table that is copied in pieces, and drops the indexes built again after the
+/// last piece (the state file has them first), in a transaction of its own that commits
 /// before the first piece: pieces load in transactions of their own, side by side.
 pub(crate) fn empty_for_pieces(
     settings: &Settings,
@@ -129,6 +128,11 @@ pub(crate) fn empty_for_pieces(
     tx.batch_execute(&clear)
         .map_err(|err| locked(err, settings.lock_timeout))
         .context("emptying the destination table")?;
+    run_each(
+        &mut tx,
+        table.indexes.iter().map(|i| i.drop_sql(&table.name)),
+    )
+    .context("dropping the table's indexes for the load")?;
     tx.commit().context("committing on the destination")
 }
 

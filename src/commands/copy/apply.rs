@@ -10,6 +10,7 @@ use crate::plan::snapshot::Snapshot;
 use crate::plan::Plan;
 use crate::schema::constraints;
 use crate::schema::fk_mode::FkMode;
+use crate::schema::indexes::SavedIndex;
 use crate::schema::large_objects::{self, LargeObject};
 use crate::state::file::{Done, PieceState, State, StateFile};
 use crate::state::interrupt;
@@ -70,6 +71,13 @@ pub(super) fn apply(cfg: &CopyConfig, work: &mut Work) -> Result<Applied> {
     journal.plan = Some(fingerprint.clone());
     journal.done = done_before.clone();
     journal.pieces = resumable_pieces(plan);
+    // Split tables lose their indexes when they are emptied, outside any load transaction.
+    journal.indexes = plan
+        .tables
+        .iter()
+        .filter(|t| t.split.as_ref().is_some_and(|s| !s.started()))
+        .flat_map(|t| t.indexes.iter().map(|i| SavedIndex::new(&t.name, i)))
+        .collect();
     state_file.save(&journal)?;
     if !keys.is_empty() {
         log::info!(
@@ -182,6 +190,14 @@ fn copy_tables(
             return;
         }
         recorded = (done.len(), pieces.len());
+        let rebuilt = counters
+            .indexes_rebuilt
+            .lock()
+            .map(|r| r.clone())
+            .unwrap_or_default();
+        journal
+            .indexes
+            .retain(|i| !rebuilt.iter().any(|&t| plan.tables[t].name == i.table));
         last_record = Instant::now();
         for &(index, piece, filenode) in &pieces {
             let table = &plan.tables[index];

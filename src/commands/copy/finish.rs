@@ -14,6 +14,7 @@ use crate::pg::sql::TableName;
 use crate::plan::snapshot::Snapshot;
 use crate::plan::Plan;
 use crate::schema::constraints::{self, Constraint, Restored};
+use crate::schema::indexes;
 use crate::schema::matviews::{self, MatView};
 use crate::schema::sequences::{self, Sequence};
 use crate::state::file::Done;
@@ -77,6 +78,13 @@ pub(super) fn finish(cfg: &CopyConfig, work: Work, applied: Applied) -> Result<E
         .filter(|k| k.kind == constraints::Kind::NotValidCheck)
         .count();
     keys.extend(carried);
+    // Indexes of split tables whose last piece never came (an interrupt, a lost session):
+    // before the keys, which may need them.
+    if !journal.indexes.is_empty() {
+        let (left, failed) = indexes::rebuild_missing(&mut dest, &journal.indexes);
+        problems.extend(failed);
+        journal.indexes = left;
+    }
     let restored = put_keys_back(cfg, &mut dest, &keys, &mut problems);
     // Views built from a table this run copied; the others hold what they held.
     let copied = outcomes_by_name(&plan, &outcomes, &[]);

@@ -145,11 +145,6 @@ pub(super) fn plan(cfg: &CopyConfig, prepared: Prepared) -> Result<Work> {
         log::info!("{note}");
     }
     resume_pieces(&mut dest, &mut plan, &saved_pieces)?;
-    for table in plan.tables.iter_mut().filter(|t| t.split.is_some()) {
-        // Pieces load in transactions of their own: the indexes stay, maintained as rows
-        // arrive, rather than dropped where a failure could not bring them back.
-        table.indexes.clear();
-    }
     refusals.extend(plan::refusals::rights_refusals(
         &plan,
         &keys,
