@@ -219,3 +219,64 @@ fn a_server_older_than_13_is_refused_at_connect_time() {
     assert_exit!(out, exit::USAGE);
     assert!(out.stderr.contains("pgcopy needs 13 or newer"), "{out:?}");
 }
+
+/// `EXPLAIN`'s row estimate for a query.
+fn estimate(db: &TestDb, query: &str) -> i64 {
+    let plan = db.scalar_string(&format!("EXPLAIN (FORMAT JSON) {query}"));
+    let plan: serde_json::Value = serde_json::from_str(&plan).expect("EXPLAIN's JSON");
+    plan[0]["Plan"]["Plan Rows"].as_i64().expect("Plan Rows")
+}
+
+#[test]
+fn an_18_destination_gets_the_sources_statistics_instead_of_an_analyze() {
+    let eighteen =
+        util::start_cluster(ClusterOptions::default().server_bindir(&util::server_bindir_of(18)));
+    let src = util::source().create_db(&test_name!("source"));
+    let dst = eighteen.create_db(&test_name!("dest"));
+    let schema = "CREATE TABLE measured (id int PRIMARY KEY, v int, tag text, tags text[]);
+                  CREATE TABLE unmeasured (id int PRIMARY KEY)
+                      WITH (autovacuum_enabled = false);";
+    src.exec(schema);
+    dst.exec(schema);
+    src.exec(
+        "ALTER TABLE measured SET (autovacuum_enabled = false);
+         INSERT INTO measured
+         SELECT i, (i * 7919) % 1000, 'tag ' || (i % 17), ARRAY['a' || i % 5, 'b']
+         FROM generate_series(1, 20000) AS i;
+         ANALYZE measured;
+         INSERT INTO unmeasured SELECT generate_series(1, 100);",
+    );
+
+    let out = util::copy(&src, &dst, &["--parallel", "2"]);
+    assert_exit!(out, exit::SUCCESS);
+    assert!(out.stdout.contains("tables analyzed: 1"), "{out:?}");
+    assert!(
+        out.stdout
+            .contains("tables given the source's planner statistics instead: 1"),
+        "{out:?}"
+    );
+    // No ANALYZE ran on the table: its statistics are the source's.
+    assert_eq!(
+        dst.rows_text(
+            "SELECT last_analyze::text FROM pg_stat_user_tables WHERE relname = 'measured'"
+        ),
+        vec![vec![None]]
+    );
+    let stats = "SELECT attname::text, null_frac::text, n_distinct::text,
+                        most_common_vals::text, histogram_bounds::text, correlation::text,
+                        most_common_elems::text
+                 FROM pg_stats WHERE tablename = 'measured' ORDER BY attname";
+    assert_eq!(dst.rows_text(stats), src.rows_text(stats));
+    for query in [
+        "SELECT * FROM measured",
+        "SELECT * FROM measured WHERE v < 100",
+        "SELECT * FROM measured WHERE tag = 'tag 3'",
+    ] {
+        assert_eq!(estimate(&dst, query), estimate(&src, query), "{query}");
+    }
+    // The table the source has no statistics for was analyzed.
+    assert!(
+        dst.scalar_i64("SELECT count(*) FROM pg_stats WHERE tablename = 'unmeasured'") > 0,
+        "unmeasured was analyzed"
+    );
+}

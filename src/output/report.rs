@@ -37,6 +37,8 @@ pub(crate) struct Report<'a> {
     pub(crate) views_refreshed: usize,
     /// Tables ANALYZEd after the load.
     pub(crate) analyzed: usize,
+    /// Tables given the source's planner statistics instead of an `ANALYZE`.
+    pub(crate) statistics_restored: usize,
     pub(crate) interrupted: bool,
     /// Problems that are not one table's: keys that could not be put back, for example.
     pub(crate) problems: &'a [String],
@@ -183,6 +185,13 @@ impl Report<'_> {
             )?;
         }
         writeln!(out, "tables analyzed: {}", self.analyzed)?;
+        if self.statistics_restored > 0 {
+            writeln!(
+                out,
+                "tables given the source's planner statistics instead: {}",
+                self.statistics_restored
+            )?;
+        }
         writeln!(
             out,
             "indexes dropped for the load and built after it: {}",
@@ -280,6 +289,7 @@ impl Report<'_> {
                 "error": result.as_ref().err(),
             })),
             "tables_analyzed": self.analyzed,
+            "statistics_restored": self.statistics_restored,
             "indexes_rebuilt": self.indexes_rebuilt(),
             "interrupted": self.interrupted,
             "warnings": self.warnings,

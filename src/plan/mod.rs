@@ -11,6 +11,7 @@ use crate::plan::filter::TableFilter;
 use crate::plan::pieces::Split;
 use crate::schema::catalog::{self, Column, Table};
 use crate::schema::indexes::Index;
+use crate::schema::statistics::Statistics;
 use crate::schema::triggers::Trigger;
 use anyhow::{bail, Result};
 use postgres::error::SqlState;
@@ -63,6 +64,9 @@ pub(crate) struct TablePlan {
     pub(crate) on_source: bool,
     /// The pieces the table is copied in, when it is big enough to be split.
     pub(crate) split: Option<Split>,
+    /// The source's planner statistics, written instead of running `ANALYZE` where the
+    /// destination can take them.
+    pub(crate) statistics: Option<Statistics>,
 }
 
 /// Which of a destination table's rows a load replaces.
@@ -273,6 +277,7 @@ pub(crate) fn add_destination_only_partitions(
             replace: Replace::All,
             on_source: false,
             split: None,
+            statistics: None,
         });
     }
     Ok(added)
@@ -329,6 +334,7 @@ pub(crate) fn build(client: &mut Client, selected: &[Table]) -> Result<Plan> {
                 },
                 on_source: true,
                 split: None,
+                statistics: None,
             }
         })
         .collect();

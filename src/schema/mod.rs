@@ -1,6 +1,6 @@
 //! What the databases hold and how the destination's objects are handled around a load:
-//! the catalog, foreign keys and the --fk-mode, indexes, triggers, sequences, large objects
-//! and materialized views.
+//! the catalog, foreign keys and the --fk-mode, indexes, triggers, sequences, large objects,
+//! materialized views and planner statistics.
 
 pub(crate) mod catalog;
 pub(crate) mod constraints;
@@ -9,4 +9,5 @@ pub(crate) mod indexes;
 pub(crate) mod large_objects;
 pub(crate) mod matviews;
 pub(crate) mod sequences;
+pub(crate) mod statistics;
 pub(crate) mod triggers;

@@ -198,6 +198,7 @@ mod tests {
             replace: Replace::All,
             on_source: true,
             split: None,
+            statistics: None,
         };
         let sql = digest_sql(&table);
         assert!(

@@ -554,7 +554,7 @@ fn writer_lane(
                 );
                 let elapsed = started.elapsed();
                 let analyzed = (shared.settings.analyze && !shared.quit.requested())
-                    .then(|| write::analyze(&mut session.client, table));
+                    .then(|| write::give_statistics(&mut session.client, table));
                 let outcome = TableOutcome {
                     rows,
                     bytes: incoming.bytes,
@@ -660,7 +660,7 @@ fn complete_split(
             Ok(filenode) => TableOutcome {
                 filenode,
                 analyzed: (shared.settings.analyze && !shared.quit.requested())
-                    .then(|| write::analyze(client, table)),
+                    .then(|| write::give_statistics(client, table)),
                 ..base
             },
             Err(err) => TableOutcome {

@@ -70,6 +70,15 @@ impl Stop {
     }
 }
 
+/// Where a loaded table's planner statistics came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum StatsFrom {
+    /// `ANALYZE` on the destination.
+    Analyze,
+    /// The source's, restored (PostgreSQL 18 destinations).
+    Source,
+}
+
 /// How one table's copy ended.
 #[derive(Debug)]
 pub(crate) struct TableOutcome {
@@ -80,8 +89,9 @@ pub(crate) struct TableOutcome {
     pub(crate) error: Option<anyhow::Error>,
     /// How many times the table was tried.
     pub(crate) attempts: u32,
-    /// Whether the loaded table was analyzed: `None` when it was not tried, else the failure.
-    pub(crate) analyzed: Option<Result<(), String>>,
+    /// How the loaded table got its planner statistics: `None` when it was not tried, else
+    /// how, or why it did not.
+    pub(crate) analyzed: Option<Result<StatsFrom, String>>,
     /// The destination table's file after the load (0 when it was not loaded).
     pub(crate) filenode: u32,
     /// The pieces it was copied in (1 for a table copied whole).

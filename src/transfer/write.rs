@@ -9,7 +9,8 @@ use crate::pg::error::describe;
 use crate::pg::sql::TEXT_SETTINGS;
 use crate::plan::{Format, TablePlan};
 use crate::schema::indexes::INDEX_BUILD_MEMORY;
-use crate::transfer::Settings;
+use crate::schema::statistics;
+use crate::transfer::{Settings, StatsFrom};
 use anyhow::{bail, Context, Result};
 use postgres::error::SqlState;
 use postgres::{Client, GenericClient, Transaction};
@@ -239,9 +240,25 @@ fn copy_in(
     Ok(written)
 }
 
-/// Gives the planner statistics for the freshly loaded table: without them the first queries
-/// against it get bad plans. A failure is reported, but the data stays.
-pub(crate) fn analyze(client: &mut Client, table: &TablePlan) -> Result<(), String> {
+/// Gives the freshly loaded table planner statistics: without them the first queries
+/// against it get bad plans. The source's where they were read (see `schema::statistics`),
+/// else — or when restoring them fails — `ANALYZE`. A failure is reported, but the data
+/// stays.
+pub(crate) fn give_statistics(client: &mut Client, table: &TablePlan) -> Result<StatsFrom, String> {
+    if let Some(statistics) = &table.statistics {
+        match statistics::restore(client, statistics) {
+            Ok(()) => return Ok(StatsFrom::Source),
+            Err(err) => log::warn!(
+                "{}: the source's statistics could not be restored ({}); analyzing instead",
+                table.name,
+                describe(&err)
+            ),
+        }
+    }
+    analyze(client, table).map(|()| StatsFrom::Analyze)
+}
+
+fn analyze(client: &mut Client, table: &TablePlan) -> Result<(), String> {
     let sql = format!("ANALYZE {}", table.name.quoted());
     log::debug!("destination: {sql}");
     client

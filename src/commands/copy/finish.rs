@@ -20,7 +20,7 @@ use crate::schema::sequences::{self, Sequence};
 use crate::state::file::Done;
 use crate::state::interrupt;
 use crate::transfer::compare;
-use crate::transfer::TableOutcome;
+use crate::transfer::{StatsFrom, TableOutcome};
 use anyhow::{Context, Result};
 use postgres::Client;
 use std::collections::HashMap;
@@ -97,7 +97,11 @@ pub(super) fn finish(cfg: &CopyConfig, work: Work, applied: Applied) -> Result<E
     drop(dest);
     let analyzed = outcomes
         .iter()
-        .filter(|o| matches!(o.analyzed, Some(Ok(()))))
+        .filter(|o| matches!(o.analyzed, Some(Ok(StatsFrom::Analyze))))
+        .count();
+    let statistics_restored = outcomes
+        .iter()
+        .filter(|o| matches!(o.analyzed, Some(Ok(StatsFrom::Source))))
         .count();
     problems.extend(outcomes.iter().filter_map(|o| o.analyzed.clone()?.err()));
 
@@ -168,6 +172,7 @@ pub(super) fn finish(cfg: &CopyConfig, work: Work, applied: Applied) -> Result<E
             .filter(|(objects, result)| !objects.is_empty() || result.is_err())
             .map(|(objects, result)| (objects.len(), result)),
         analyzed,
+        statistics_restored,
         interrupted: interrupt::requested(),
         problems: &problems,
         warnings: logging::warnings(),

@@ -18,6 +18,7 @@ use crate::schema::indexes::{self, IndexMode};
 use crate::schema::large_objects::{self, LargeObject};
 use crate::schema::matviews::{self, MatView};
 use crate::schema::sequences::{self, Sequence};
+use crate::schema::statistics;
 use crate::schema::triggers;
 use crate::state::file::{Done, PieceState, State, StateFile};
 use anyhow::{bail, Result};
@@ -145,6 +146,9 @@ pub(super) fn plan(cfg: &CopyConfig, prepared: Prepared) -> Result<Work> {
         log::info!("{note}");
     }
     resume_pieces(&mut dest, &mut plan, &saved_pieces)?;
+    if cfg.analyze {
+        statistics::plan(&mut snapshot.client, &mut dest, &mut plan)?;
+    }
     refusals.extend(plan::refusals::rights_refusals(
         &plan,
         &keys,
