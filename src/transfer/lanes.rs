@@ -8,12 +8,12 @@
 use crate::pg::error::{self, describe};
 use crate::pg::pool::{Pool, PooledClient, ReaderPool, ReaderSessions, Sessions};
 
-use crate::pg::sql::TEXT_SETTINGS;
 use crate::pg::wire;
-use crate::plan::{Format, Plan, TablePlan};
-use crate::schema::indexes::{self, SavedIndex};
-use crate::transfer::rows::RowCounter;
+use crate::plan::{Plan, TablePlan};
+use crate::transfer::read;
+use crate::transfer::schedule::{Job, Next, Schedule};
 use crate::transfer::sessions::{self, Cancels, LaneConnection, Losses, Session, DEST, SOURCE};
+use crate::transfer::splits::{self, SplitProgress, Units};
 use crate::transfer::write::{self, Piece};
 use crate::transfer::{Counters, Settings, Stop, TableOutcome};
 use anyhow::{anyhow, bail, Context, Result};
@@ -48,59 +48,12 @@ pub(crate) struct Lane {
     cancel: Mutex<Cancels>,
 }
 
-/// One try at one table, or at one piece of a split table.
-#[derive(Clone, Copy, Debug)]
-struct Job {
-    /// The table's index in the plan.
-    index: usize,
-    /// The piece, for a split table.
-    piece: Option<usize>,
-    /// 1 for the first try.
-    attempt: u32,
-    /// Unique per try, so a writer can tell its reader to stop this try and not another.
-    ticket: usize,
-}
-
-/// The units still to try: new ones in plan order, and failed ones waiting for a retry.
-struct Jobs {
-    /// Every unit of work: a table's plan index, and the piece for a split table.
-    units: Vec<(usize, Option<usize>)>,
-    next: usize,
-    retries: Vec<(Job, Instant)>,
-    /// Units without a final outcome yet: while any is in flight, a retry may still come.
-    unfinished: usize,
-    tickets: usize,
-}
-
-/// How the pieces of a split table went so far.
-struct SplitProgress {
-    /// Pieces without a final outcome yet.
-    left: usize,
-    /// Pieces this run copies, and of those copied.
-    pieces: usize,
-    copied: usize,
-    rows: u64,
-    bytes: u64,
-    started: Instant,
-    attempts: u32,
-    /// The first piece that failed for good.
-    error: Option<anyhow::Error>,
-}
-
-/// What a reader lane does next.
-enum Next {
-    Run(Job),
-    /// A retry is waiting for its time, or a table in flight may still need one.
-    Wait,
-    Done,
-}
-
 struct Shared<'a> {
     plan: &'a Plan,
     settings: &'a Settings,
     counters: &'a Counters,
     quit: &'a Stop,
-    jobs: Mutex<Jobs>,
+    schedule: Schedule,
     outcomes: Mutex<Vec<Option<TableOutcome>>>,
     splits: Mutex<Vec<Option<SplitProgress>>>,
     lane_errors: Mutex<Vec<String>>,
@@ -142,56 +95,17 @@ pub(crate) fn run(
         })
         .build()
         .context("starting the copy threads")?;
-    let mut outcomes: Vec<Option<TableOutcome>> = (0..plan.tables.len()).map(|_| None).collect();
-    let mut splits: Vec<Option<SplitProgress>> = (0..plan.tables.len()).map(|_| None).collect();
-    let mut units = Vec::new();
-    for (index, table) in plan.tables.iter().enumerate() {
-        let Some(split) = &table.split else {
-            units.push((index, None));
-            continue;
-        };
-        if !split.started() {
-            let emptied = dest
-                .get()
-                .context("connecting to the destination")
-                .and_then(|mut client| write::empty_for_pieces(settings, table, &mut client));
-            if let Err(err) = emptied {
-                log::error!("{} failed: {}", table.name, describe(&err));
-                outcomes[index] = Some(TableOutcome {
-                    pieces: split.pieces.len(),
-                    ..TableOutcome::failed(err)
-                });
-                counters.tables_done.fetch_add(1, Ordering::SeqCst);
-                continue;
-            }
-        }
-        let left: Vec<usize> = (0..split.pieces.len())
-            .filter(|&piece| !split.done[piece])
-            .collect();
-        splits[index] = Some(SplitProgress {
-            left: left.len(),
-            pieces: split.pieces.len(),
-            copied: split.pieces.len() - left.len(),
-            rows: 0,
-            bytes: 0,
-            started: Instant::now(),
-            attempts: 0,
-            error: None,
-        });
-        units.extend(left.into_iter().map(|piece| (index, Some(piece))));
-    }
+    let Units {
+        units,
+        outcomes,
+        splits,
+    } = splits::units(plan, settings, dest, counters);
     let shared = Shared {
         plan,
         settings,
         counters,
         quit,
-        jobs: Mutex::new(Jobs {
-            unfinished: units.len(),
-            units,
-            next: 0,
-            retries: Vec::new(),
-            tickets: 0,
-        }),
+        schedule: Schedule::new(units),
         outcomes: Mutex::new(outcomes),
         splits: Mutex::new(splits),
         lane_errors: Mutex::new(Vec::new()),
@@ -242,56 +156,10 @@ pub(crate) fn run(
 }
 
 impl Shared<'_> {
-    fn next_job(&self) -> Next {
-        let Ok(mut jobs) = self.jobs.lock() else {
-            return Next::Done;
-        };
-        let now = Instant::now();
-        if let Some(ready) = jobs.retries.iter().position(|(_, at)| *at <= now) {
-            let (mut job, _) = jobs.retries.remove(ready);
-            job.ticket = jobs.tickets;
-            jobs.tickets += 1;
-            return Next::Run(job);
-        }
-        if let Some(&(index, piece)) = jobs.units.get(jobs.next) {
-            let job = Job {
-                index,
-                piece,
-                attempt: 1,
-                ticket: jobs.tickets,
-            };
-            jobs.next += 1;
-            jobs.tickets += 1;
-            return Next::Run(job);
-        }
-        if jobs.unfinished > 0 {
-            Next::Wait
-        } else {
-            Next::Done
-        }
-    }
-
-    fn retry_later(&self, job: Job, wait: Duration) {
-        if let Ok(mut jobs) = self.jobs.lock() {
-            let next = Job {
-                attempt: job.attempt + 1,
-                ..job
-            };
-            jobs.retries.push((next, Instant::now() + wait));
-        }
-    }
-
-    /// Records a unit's final outcome: a whole table's, or a piece's (`piece_done`).
-    fn unit_done(&self) {
-        if let Ok(mut jobs) = self.jobs.lock() {
-            jobs.unfinished = jobs.unfinished.saturating_sub(1);
-        }
-    }
-
     /// A whole table's final outcome.
     fn finish(&self, index: usize, outcome: TableOutcome) {
         self.table_done(index, outcome);
-        self.unit_done();
+        self.schedule.unit_done();
     }
 
     /// Records a piece's final outcome. When it was the table's last, returns how the
@@ -328,7 +196,7 @@ impl Shared<'_> {
         {
             copied.push((job.index, piece, filenode));
         }
-        self.unit_done();
+        self.schedule.unit_done();
         finished
     }
 
@@ -381,7 +249,7 @@ fn reader_lane(
         if shared.quit.requested() {
             break;
         }
-        let job = match shared.next_job() {
+        let job = match shared.schedule.next() {
             Next::Run(job) => job,
             Next::Wait => {
                 std::thread::sleep(Duration::from_millis(50));
@@ -410,8 +278,8 @@ fn reader_lane(
     }
 }
 
-/// Streams one table, or one piece of it, out of the source snapshot; returns the number of
-/// rows sent.
+/// Streams one table, or one piece of it, to the lane's writer; returns the number of rows
+/// sent. Stops when the writer failed this try or the copy is stopping.
 fn read_table(
     shared: &Shared,
     lane: &Lane,
@@ -420,59 +288,26 @@ fn read_table(
     conn: &mut wire::Connection,
     chunks: &Sender<Msg>,
 ) -> Result<u64> {
-    let batch_size = shared.settings.batch_size;
-    conn.reset().context("ending the last source transaction")?;
-    let mut begin = shared.settings.snapshot.begin_sql();
-    if table.format == Format::Text {
-        begin = format!("{begin}; {TEXT_SETTINGS}");
-    }
-    conn.execute(&begin)
-        .context("importing the source snapshot")?;
-    conn.execute(&table.lock_sql())
-        .map_err(|err| table.lock_failed(err))?;
-    let sql = table.copy_out_sql(job.piece);
-    log::debug!("source: {sql}");
-    let mut counter = RowCounter::new(table.format == Format::Binary);
-    let mut chunk = Vec::with_capacity(batch_size);
-    let mut send = |chunk: Vec<u8>| -> Result<()> {
-        let before = counter.rows();
-        counter.feed(&chunk)?;
-        shared
-            .counters
-            .rows
-            .fetch_add(counter.rows() - before, Ordering::Relaxed);
-        if lane.abandon.load(Ordering::SeqCst) == job.ticket {
-            bail!("stopped reading because the destination failed");
-        }
-        if shared.quit.requested() {
-            bail!("stopped: {}", shared.quit.reason());
-        }
-        chunks
-            .send(Msg::Chunk(chunk))
-            .map_err(|_| anyhow!("the destination writer stopped"))
-    };
-    conn.copy_out(&sql, |mut data| {
-        while !data.is_empty() {
-            let take = data.len().min(batch_size - chunk.len());
-            chunk.extend_from_slice(&data[..take]);
-            data = &data[take..];
-            if chunk.len() == batch_size {
-                send(std::mem::replace(
-                    &mut chunk,
-                    Vec::with_capacity(batch_size),
-                ))?;
+    let settings = shared.settings;
+    read::read(
+        conn,
+        table,
+        job.piece,
+        &settings.snapshot,
+        settings.batch_size,
+        |chunk, rows| {
+            shared.counters.rows.fetch_add(rows, Ordering::Relaxed);
+            if lane.abandon.load(Ordering::SeqCst) == job.ticket {
+                bail!("stopped reading because the destination failed");
             }
-        }
-        Ok(())
-    })
-    .context("reading from the source")?;
-    if !chunk.is_empty() {
-        send(chunk)?;
-    }
-    let rows = counter.finish()?;
-    conn.execute("COMMIT")
-        .context("ending the source transaction")?;
-    Ok(rows)
+            if shared.quit.requested() {
+                bail!("stopped: {}", shared.quit.reason());
+            }
+            chunks
+                .send(Msg::Chunk(chunk))
+                .map_err(|_| anyhow!("the destination writer stopped"))
+        },
+    )
 }
 
 /// Writes each table its reader announces, and records how it went.
@@ -543,7 +378,19 @@ fn writer_lane(
             Ok(loaded) if job.piece.is_some() => {
                 log::debug!("copied {what} ({} rows)", loaded.rows);
                 if let Some(progress) = shared.piece_done(job, incoming.bytes, Ok(loaded)) {
-                    complete_split(shared, job.index, progress, &mut session.client);
+                    let outcome = splits::complete(
+                        &shared.plan.tables[job.index],
+                        progress,
+                        &mut session.client,
+                        dest,
+                        shared.settings.analyze && !shared.quit.requested(),
+                    );
+                    if outcome.rebuilt_indexes {
+                        if let Ok(mut rebuilt) = shared.counters.indexes_rebuilt.lock() {
+                            rebuilt.push(job.index);
+                        }
+                    }
+                    shared.table_done(job.index, outcome.outcome);
                 }
             }
             Ok(write::Loaded { rows, filenode }) => {
@@ -581,12 +428,24 @@ fn writer_lane(
                     job.attempt + 1,
                     shared.settings.retries + 1
                 );
-                shared.retry_later(job, wait);
+                shared.schedule.retry_later(job, wait);
             }
             Err(err) if job.piece.is_some() => {
                 log::error!("{what} failed: {}", describe(&err));
                 if let Some(progress) = shared.piece_done(job, incoming.bytes, Err(err)) {
-                    complete_split(shared, job.index, progress, &mut session.client);
+                    let outcome = splits::complete(
+                        &shared.plan.tables[job.index],
+                        progress,
+                        &mut session.client,
+                        dest,
+                        shared.settings.analyze && !shared.quit.requested(),
+                    );
+                    if outcome.rebuilt_indexes {
+                        if let Ok(mut rebuilt) = shared.counters.indexes_rebuilt.lock() {
+                            rebuilt.push(job.index);
+                        }
+                    }
+                    shared.table_done(job.index, outcome.outcome);
                 }
             }
             Err(err) => {
@@ -601,83 +460,6 @@ fn writer_lane(
             }
         }
     }
-}
-
-/// Completes a split table once its last piece is done: its file and `ANALYZE` when every
-/// piece was copied, and its outcome.
-fn complete_split(
-    shared: &Shared,
-    index: usize,
-    progress: SplitProgress,
-    client: &mut postgres::Client,
-) {
-    let table = &shared.plan.tables[index];
-    let base = TableOutcome {
-        rows: progress.rows,
-        bytes: progress.bytes,
-        elapsed: progress.started.elapsed(),
-        error: None,
-        attempts: progress.attempts,
-        analyzed: None,
-        filenode: 0,
-        pieces: progress.pieces,
-        pieces_copied: progress.copied,
-    };
-    // The indexes dropped before the first piece come back whatever became of the pieces.
-    let rebuilt = if table.indexes.is_empty() {
-        Ok(())
-    } else {
-        let saved: Vec<SavedIndex> = table
-            .indexes
-            .iter()
-            .map(|i| SavedIndex::new(&table.name, i))
-            .collect();
-        match indexes::rebuild_missing(client, &saved) {
-            (left, _) if left.is_empty() => {
-                if let Ok(mut rebuilt) = shared.counters.indexes_rebuilt.lock() {
-                    rebuilt.push(index);
-                }
-                Ok(())
-            }
-            (_, problems) => Err(anyhow!(problems.join("; "))),
-        }
-    };
-    let error = match (progress.error, rebuilt) {
-        (Some(err), _) => Some(err),
-        (None, Err(err)) => Some(err),
-        (None, Ok(())) => None,
-    };
-    let outcome = match error {
-        Some(err) => TableOutcome {
-            error: Some(err.context(format!(
-                "{} of {} pieces were copied and committed; the table holds their rows \
-                 (copy again, or with --resume for the pieces left)",
-                progress.copied, progress.pieces
-            ))),
-            ..base
-        },
-        None => match write::filenode(client, table) {
-            Ok(filenode) => TableOutcome {
-                filenode,
-                analyzed: (shared.settings.analyze && !shared.quit.requested())
-                    .then(|| write::give_statistics(client, table)),
-                ..base
-            },
-            Err(err) => TableOutcome {
-                error: Some(err.context("reading the loaded table's file")),
-                ..base
-            },
-        },
-    };
-    if outcome.error.is_none() {
-        log::debug!(
-            "copied {} in {} pieces ({} rows)",
-            table.name,
-            progress.pieces,
-            outcome.rows
-        );
-    }
-    shared.table_done(index, outcome);
 }
 
 /// The chunks of the table being written, as the writer consumes them.

@@ -1,13 +1,18 @@
-//! Moving the rows: the lanes of readers and writers and their scheduling (`lanes`), the
-//! sessions each lane keeps (`sessions`), counting rows in the COPY stream (`rows`), one
-//! table's destination transaction (`write`), and comparing what both sides hold
-//! (`compare`). Here: what the lanes share with the main thread — settings in, counters and
-//! a stop request across, outcomes out.
+//! Moving the rows: the lanes of readers and writers (`lanes`) and what they take next
+//! (`schedule`), one
+//! table or piece out of the source (`read`) and into the destination (`write`), the
+//! sessions each lane keeps (`sessions`), counting rows in the COPY stream (`rows`), tables
+//! in pieces (`splits`), and comparing what both sides hold (`compare`). Here: what the
+//! lanes share with the main thread — settings in, counters and a stop request across,
+//! outcomes out.
 
 pub(crate) mod compare;
 pub(crate) mod lanes;
+pub(crate) mod read;
 pub(crate) mod rows;
+pub(crate) mod schedule;
 pub(crate) mod sessions;
+pub(crate) mod splits;
 pub(crate) mod write;
 
 use crate::pg::server::SnapshotId;

@@ -1,0 +1,62 @@
+//! One table, or one piece of it, out of the source: a `REPEATABLE READ` transaction in the
+//! copy's snapshot, the table locked as the snapshot's session has it, and `COPY … TO STDOUT`
+//! cut into chunks of the batch size, its rows counted from the stream as they pass.
+
+use crate::pg::server::SnapshotId;
+use crate::pg::sql::TEXT_SETTINGS;
+use crate::pg::wire;
+use crate::plan::{Format, TablePlan};
+use crate::transfer::rows::RowCounter;
+use anyhow::{Context, Result};
+
+/// Reads `table` (or its `piece`) and hands each chunk to `send` with the rows completed in
+/// it; returns the rows the source sent. An error of `send` stops the read.
+pub(crate) fn read(
+    conn: &mut wire::Connection,
+    table: &TablePlan,
+    piece: Option<usize>,
+    snapshot: &SnapshotId,
+    batch_size: usize,
+    mut send: impl FnMut(Vec<u8>, u64) -> Result<()>,
+) -> Result<u64> {
+    conn.reset().context("ending the last source transaction")?;
+    let mut begin = snapshot.begin_sql();
+    if table.format == Format::Text {
+        begin = format!("{begin}; {TEXT_SETTINGS}");
+    }
+    conn.execute(&begin)
+        .context("importing the source snapshot")?;
+    conn.execute(&table.lock_sql())
+        .map_err(|err| table.lock_failed(err))?;
+    let sql = table.copy_out_sql(piece);
+    log::debug!("source: {sql}");
+    let mut counter = RowCounter::new(table.format == Format::Binary);
+    let mut chunk = Vec::with_capacity(batch_size);
+    let mut pass = |chunk: Vec<u8>| -> Result<()> {
+        let before = counter.rows();
+        counter.feed(&chunk)?;
+        send(chunk, counter.rows() - before)
+    };
+    conn.copy_out(&sql, |mut data| {
+        while !data.is_empty() {
+            let take = data.len().min(batch_size - chunk.len());
+            chunk.extend_from_slice(&data[..take]);
+            data = &data[take..];
+            if chunk.len() == batch_size {
+                pass(std::mem::replace(
+                    &mut chunk,
+                    Vec::with_capacity(batch_size),
+                ))?;
+            }
+        }
+        Ok(())
+    })
+    .context("reading from the source")?;
+    if !chunk.is_empty() {
+        pass(chunk)?;
+    }
+    let rows = counter.finish()?;
+    conn.execute("COMMIT")
+        .context("ending the source transaction")?;
+    Ok(rows)
+}
