@@ -168,13 +168,8 @@ cluster_start() {
         echo "$out" >&2
         return 1
     fi
-    local options="-p $port -c listen_addresses=127.0.0.1 -k $dir/sock -c fsync=off"
-    options+=" -c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
-    options+=" -c shared_buffers=128MB"
-    local setting
-    for setting in "$@"; do
-        options+=" -c $setting"
-    done
+    local options
+    options=$(_cluster_options "$name" "$port" "$@")
     if ! out=$(_cluster_pg pg_ctl -w -t 60 -D "$dir/data" -l "$dir/server.log" \
         -o "$options" start 2>&1); then
         echo "starting $name on port $port failed:" >&2
@@ -184,6 +179,39 @@ cluster_start() {
         return 1
     fi
     echo "$port" >"$dir/port"
+}
+
+# _cluster_options NAME PORT [SETTING...]: the server's command line options: the port, TCP on
+# 127.0.0.1, the socket directory, durability off, then the settings given (a later one wins).
+_cluster_options() {
+    local dir=$WORKDIR/$1 port=$2
+    shift 2
+    local options="-p $port -c listen_addresses=127.0.0.1 -k $dir/sock -c fsync=off"
+    options+=" -c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
+    options+=" -c shared_buffers=128MB"
+    local setting
+    for setting in "$@"; do
+        options+=" -c $setting"
+    done
+    echo "$options"
+}
+
+# cluster_restart NAME [SETTING...]: (re)starts the cluster an earlier cluster_start made in
+# $WORKDIR/NAME, on the port it was given, with cluster_start's options and these settings
+# rather than the ones it last ran with.
+cluster_restart() {
+    local name=$1
+    shift
+    local dir=$WORKDIR/$name options out
+    options=$(_cluster_options "$name" "$(cluster_port "$name")" "$@")
+    if ! out=$(_cluster_pg pg_ctl -w -t 60 -D "$dir/data" -l "$dir/server.log" \
+        -o "$options" restart 2>&1); then
+        echo "restarting $name failed:" >&2
+        echo "$out" >&2
+        echo "--- $dir/server.log ---" >&2
+        tail -n 40 "$dir/server.log" >&2 || true
+        return 1
+    fi
 }
 
 # cluster_stop NAME: stops the server if it runs (fast shutdown: connections are closed).
