@@ -200,6 +200,29 @@ impl Shared<'_> {
         finished
     }
 
+    /// Completes a split table after its last piece (see `splits::complete`).
+    fn complete_split(
+        &self,
+        index: usize,
+        progress: SplitProgress,
+        client: &mut postgres::Client,
+        dest: &Pool,
+    ) {
+        let completed = splits::complete(
+            &self.plan.tables[index],
+            progress,
+            client,
+            dest,
+            self.settings.analyze && !self.quit.requested(),
+        );
+        if completed.rebuilt_indexes {
+            if let Ok(mut rebuilt) = self.counters.indexes_rebuilt.lock() {
+                rebuilt.push(index);
+            }
+        }
+        self.table_done(index, completed.outcome);
+    }
+
     /// A table's final outcome.
     fn table_done(&self, index: usize, outcome: TableOutcome) {
         if outcome.error.is_none() {
@@ -378,19 +401,7 @@ fn writer_lane(
             Ok(loaded) if job.piece.is_some() => {
                 log::debug!("copied {what} ({} rows)", loaded.rows);
                 if let Some(progress) = shared.piece_done(job, incoming.bytes, Ok(loaded)) {
-                    let outcome = splits::complete(
-                        &shared.plan.tables[job.index],
-                        progress,
-                        &mut session.client,
-                        dest,
-                        shared.settings.analyze && !shared.quit.requested(),
-                    );
-                    if outcome.rebuilt_indexes {
-                        if let Ok(mut rebuilt) = shared.counters.indexes_rebuilt.lock() {
-                            rebuilt.push(job.index);
-                        }
-                    }
-                    shared.table_done(job.index, outcome.outcome);
+                    shared.complete_split(job.index, progress, &mut session.client, dest);
                 }
             }
             Ok(write::Loaded { rows, filenode }) => {
@@ -433,19 +444,7 @@ fn writer_lane(
             Err(err) if job.piece.is_some() => {
                 log::error!("{what} failed: {}", describe(&err));
                 if let Some(progress) = shared.piece_done(job, incoming.bytes, Err(err)) {
-                    let outcome = splits::complete(
-                        &shared.plan.tables[job.index],
-                        progress,
-                        &mut session.client,
-                        dest,
-                        shared.settings.analyze && !shared.quit.requested(),
-                    );
-                    if outcome.rebuilt_indexes {
-                        if let Ok(mut rebuilt) = shared.counters.indexes_rebuilt.lock() {
-                            rebuilt.push(job.index);
-                        }
-                    }
-                    shared.table_done(job.index, outcome.outcome);
+                    shared.complete_split(job.index, progress, &mut session.client, dest);
                 }
             }
             Err(err) => {

@@ -35,27 +35,7 @@ pub(crate) fn write_table(
     client: &mut Client,
     mut next: impl FnMut() -> Result<Piece>,
 ) -> Result<Loaded> {
-    let mut tx = client
-        .transaction()
-        .context("starting the destination transaction")?;
-    // A table locked by another session fails with a clear message instead of hanging.
-    // The commit waits for its WAL to reach disk even where the server or the role would
-    // not (synchronous_commit = off): the state file calls the table done once it commits,
-    // and a crash must not take back what `--resume` then skips. (A transaction that
-    // truncated a table waits anyway; one that deleted some rows would not.)
-    tx.batch_execute(&format!(
-        "SET LOCAL lock_timeout = {};
-         SELECT set_config('synchronous_commit', 'local', true)
-         WHERE current_setting('synchronous_commit') = 'off'",
-        settings.lock_timeout.as_millis()
-    ))?;
-    if table.format == Format::Text {
-        tx.batch_execute(TEXT_SETTINGS)?;
-    }
-    if settings.replica {
-        tx.batch_execute("SET LOCAL session_replication_role = replica")
-            .context("switching to replica mode")?;
-    }
+    let mut tx = begin_load(settings, table, client)?;
     // In this transaction, so they are back at commit or rollback whatever happens.
     run_each(
         &mut tx,
@@ -149,24 +129,7 @@ pub(crate) fn write_piece(
     client: &mut Client,
     next: impl FnMut() -> Result<Piece>,
 ) -> Result<Loaded> {
-    let mut tx = client
-        .transaction()
-        .context("starting the destination transaction")?;
-    // As for a whole table (see `write_table`): a piece recorded as done must survive a
-    // crash.
-    tx.batch_execute(&format!(
-        "SET LOCAL lock_timeout = {};
-         SELECT set_config('synchronous_commit', 'local', true)
-         WHERE current_setting('synchronous_commit') = 'off'",
-        settings.lock_timeout.as_millis()
-    ))?;
-    if table.format == Format::Text {
-        tx.batch_execute(TEXT_SETTINGS)?;
-    }
-    if settings.replica {
-        tx.batch_execute("SET LOCAL session_replication_role = replica")
-            .context("switching to replica mode")?;
-    }
+    let mut tx = begin_load(settings, table, client)?;
     if let Some(range) = clear {
         let sql = format!("DELETE FROM ONLY {} {range}", table.name.quoted());
         log::debug!("destination: {sql}");
@@ -197,6 +160,36 @@ pub(crate) fn filenode(client: &mut impl GenericClient, table: &TablePlan) -> Re
         )?
         .get::<_, Option<u32>>(0)
         .unwrap_or(0))
+}
+
+/// The transaction a table or a piece loads in, set up. A table locked by another session
+/// fails with a clear message instead of hanging. The commit waits for its WAL to reach
+/// disk even where the server or the role would not (`synchronous_commit = off`): the state
+/// file calls the table (or piece) done once it commits, and a crash must not take back what
+/// `--resume` then skips. (A transaction that truncated a table waits anyway; one that
+/// deleted some rows would not.)
+fn begin_load<'c>(
+    settings: &Settings,
+    table: &TablePlan,
+    client: &'c mut Client,
+) -> Result<Transaction<'c>> {
+    let mut tx = client
+        .transaction()
+        .context("starting the destination transaction")?;
+    tx.batch_execute(&format!(
+        "SET LOCAL lock_timeout = {};
+         SELECT set_config('synchronous_commit', 'local', true)
+         WHERE current_setting('synchronous_commit') = 'off'",
+        settings.lock_timeout.as_millis()
+    ))?;
+    if table.format == Format::Text {
+        tx.batch_execute(TEXT_SETTINGS)?;
+    }
+    if settings.replica {
+        tx.batch_execute("SET LOCAL session_replication_role = replica")
+            .context("switching to replica mode")?;
+    }
+    Ok(tx)
 }
 
 /// What a load did.
