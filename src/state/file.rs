@@ -175,15 +175,9 @@ impl State {
             bail!("not a pgcopy state file (or one from a newer pgcopy)");
         }
         let mut state = State {
-            dest: String::new(),
             pid: 0,
             started: 0,
-            keys: Vec::new(),
-            validate: Vec::new(),
-            plan: None,
-            done: Vec::new(),
-            pieces: Vec::new(),
-            indexes: Vec::new(),
+            ..State::new(String::new())
         };
         for line in lines {
             let fields: Vec<String> = line.split('\t').map(unescape).collect();

@@ -82,16 +82,16 @@ pub(crate) fn run(
             cancel: Mutex::new([None, None]),
         })
         .collect();
+    let lane_count = lanes.len();
     // Every reader and every writer blocks on I/O for its whole life, so each gets a thread
-    // of its own: a reader must never wait for a writer that has no thread to run on.
+    // of its own: a reader must never wait for a writer that has no thread to run on. One
+    // more completes split tables (see `completer`).
     let threads = rayon::ThreadPoolBuilder::new()
-        .num_threads(lanes.len() * 2)
-        .thread_name(|i| {
-            format!(
-                "pgcopy-{}-{}",
-                if i % 2 == 0 { "read" } else { "write" },
-                i / 2
-            )
+        .num_threads(lanes.len() * 2 + 1)
+        .thread_name(move |i| match (i / 2, i % 2) {
+            (lane, _) if lane == lane_count => "pgcopy-complete".to_string(),
+            (lane, 0) => format!("pgcopy-read-{lane}"),
+            (lane, _) => format!("pgcopy-write-{lane}"),
         })
         .build()
         .context("starting the copy threads")?;
@@ -113,6 +113,8 @@ pub(crate) fn run(
         losses: [AtomicUsize::new(0), AtomicUsize::new(0)],
     };
     threads.in_place_scope(|scope| {
+        // Never full: one message per split table at most.
+        let (finished_tx, finished_rx) = bounded(plan.tables.len().max(1));
         for lane in &lanes {
             let (chunks_tx, chunks_rx) = bounded(CHANNEL_DEPTH);
             let (conn_tx, conn_rx) = bounded(1);
@@ -121,13 +123,20 @@ pub(crate) fn run(
                 reader_lane(shared, lane, source, dest, chunks_tx, conn_tx);
                 shared.threads_done.fetch_add(1, Ordering::SeqCst);
             });
+            let finished = finished_tx.clone();
             scope.spawn(move |_| {
-                writer_lane(shared, lane, dest, chunks_rx, conn_rx);
+                writer_lane(shared, lane, dest, chunks_rx, conn_rx, finished);
                 shared.threads_done.fetch_add(1, Ordering::SeqCst);
             });
         }
+        drop(finished_tx);
+        let shared = &shared;
+        scope.spawn(move |_| {
+            completer(shared, dest, finished_rx);
+            shared.threads_done.fetch_add(1, Ordering::SeqCst);
+        });
         let mut cancelled = false;
-        while shared.threads_done.load(Ordering::SeqCst) < lanes.len() * 2 {
+        while shared.threads_done.load(Ordering::SeqCst) < lanes.len() * 2 + 1 {
             if !cancelled && quit.requested() {
                 // A statement can wait a long time (a lock, a slow server): cancel what is
                 // running so the lanes notice the interrupt now.
@@ -333,6 +342,31 @@ fn read_table(
     )
 }
 
+/// Completes the split tables whose last piece is done, on a session of its own, so that a
+/// writer goes on with its next table while the indexes of the last one are built.
+fn completer(shared: &Shared, dest: &Pool, finished: Receiver<(usize, SplitProgress)>) {
+    let mut session: Option<PooledClient> = None;
+    while let Ok((index, progress)) = finished.recv() {
+        if session.as_ref().is_none_or(|s| s.is_closed()) {
+            session = dest.get().ok();
+        }
+        match session.as_mut() {
+            Some(client) => shared.complete_split(index, progress, client, dest),
+            // The run's end builds the indexes from the state file.
+            None => shared.table_done(
+                index,
+                TableOutcome {
+                    pieces: progress.pieces,
+                    pieces_copied: progress.copied,
+                    ..TableOutcome::failed(anyhow!(
+                        "could not connect to the destination to complete the table"
+                    ))
+                },
+            ),
+        }
+    }
+}
+
 /// Writes each table its reader announces, and records how it went.
 fn writer_lane(
     shared: &Shared,
@@ -340,6 +374,7 @@ fn writer_lane(
     dest: &Pool,
     chunks: Receiver<Msg>,
     conn: Receiver<Option<PooledClient>>,
+    finished: Sender<(usize, SplitProgress)>,
 ) {
     let Ok(Some(client)) = conn.recv() else {
         return;
@@ -401,7 +436,10 @@ fn writer_lane(
             Ok(loaded) if job.piece.is_some() => {
                 log::debug!("copied {what} ({} rows)", loaded.rows);
                 if let Some(progress) = shared.piece_done(job, incoming.bytes, Ok(loaded)) {
-                    shared.complete_split(job.index, progress, &mut session.client, dest);
+                    if let Err(unsent) = finished.send((job.index, progress)) {
+                        let (index, progress) = unsent.into_inner();
+                        shared.complete_split(index, progress, &mut session.client, dest);
+                    }
                 }
             }
             Ok(write::Loaded { rows, filenode }) => {
@@ -444,7 +482,10 @@ fn writer_lane(
             Err(err) if job.piece.is_some() => {
                 log::error!("{what} failed: {}", describe(&err));
                 if let Some(progress) = shared.piece_done(job, incoming.bytes, Err(err)) {
-                    shared.complete_split(job.index, progress, &mut session.client, dest);
+                    if let Err(unsent) = finished.send((job.index, progress)) {
+                        let (index, progress) = unsent.into_inner();
+                        shared.complete_split(index, progress, &mut session.client, dest);
+                    }
                 }
             }
             Err(err) => {

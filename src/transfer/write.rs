@@ -42,18 +42,9 @@ pub(crate) fn write_table(
         table.triggers.iter().map(|t| t.disable_sql(&table.name)),
     )
     .context("disabling the table's triggers for the load")?;
-    let clear = table.clear_sql();
-    log::debug!("destination: {clear}");
-    tx.batch_execute(&clear)
-        .map_err(|err| locked(err, settings.lock_timeout))
-        .context("emptying the destination table")?;
-    // Built again after the data, in this transaction: a sorted build beats maintaining
-    // them row by row, and a rollback brings them back as they were.
-    run_each(
-        &mut tx,
-        table.indexes.iter().map(|i| i.drop_sql(&table.name)),
-    )
-    .context("dropping the table's indexes for the load")?;
+    // Indexes are built again after the data, in this transaction: a sorted build beats
+    // maintaining them row by row, and a rollback brings them back as they were.
+    empty(&mut tx, settings, table)?;
     let written = if table.on_source {
         copy_in(&mut tx, table, false, bytes, next)?
     } else {
@@ -104,17 +95,21 @@ pub(crate) fn empty_for_pieces(
         "SET LOCAL lock_timeout = {}",
         settings.lock_timeout.as_millis()
     ))?;
+    empty(&mut tx, settings, table)?;
+    tx.commit().context("committing on the destination")
+}
+
+/// Empties the table of the rows the load replaces and drops the indexes built again after
+/// it.
+fn empty(tx: &mut Transaction, settings: &Settings, table: &TablePlan) -> Result<()> {
     let clear = table.clear_sql();
     log::debug!("destination: {clear}");
     tx.batch_execute(&clear)
         .map_err(|err| locked(err, settings.lock_timeout))
         .context("emptying the destination table")?;
-    run_each(
-        &mut tx,
-        table.indexes.iter().map(|i| i.drop_sql(&table.name)),
-    )
-    .context("dropping the table's indexes for the load")?;
-    tx.commit().context("committing on the destination")
+    run_each(tx, table.indexes.iter().map(|i| i.drop_sql(&table.name)))
+        .context("dropping the table's indexes for the load")?;
+    Ok(())
 }
 
 /// Loads one piece of a split table in a transaction of its own (see `plan::pieces`);
