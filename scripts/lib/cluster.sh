@@ -168,17 +168,25 @@ cluster_start() {
         echo "$out" >&2
         return 1
     fi
-    local options
+    _cluster_ctl "$name" start "$port" "$@" || return 1
+    echo "$port" >"$dir/port"
+}
+
+# _cluster_ctl NAME start|restart PORT [SETTING...]: pg_ctl with the server's options; on
+# failure, says so with the end of the server's log.
+_cluster_ctl() {
+    local name=$1 action=$2 port=$3
+    shift 3
+    local dir=$WORKDIR/$name options out
     options=$(_cluster_options "$name" "$port" "$@")
     if ! out=$(_cluster_pg pg_ctl -w -t 60 -D "$dir/data" -l "$dir/server.log" \
-        -o "$options" start 2>&1); then
-        echo "starting $name on port $port failed:" >&2
+        -o "$options" "$action" 2>&1); then
+        echo "$action of $name on port $port failed:" >&2
         echo "$out" >&2
         echo "--- $dir/server.log ---" >&2
         tail -n 40 "$dir/server.log" >&2 || true
         return 1
     fi
-    echo "$port" >"$dir/port"
 }
 
 # _cluster_options NAME PORT [SETTING...]: the server's command line options: the port, TCP on
@@ -202,16 +210,7 @@ _cluster_options() {
 cluster_restart() {
     local name=$1
     shift
-    local dir=$WORKDIR/$name options out
-    options=$(_cluster_options "$name" "$(cluster_port "$name")" "$@")
-    if ! out=$(_cluster_pg pg_ctl -w -t 60 -D "$dir/data" -l "$dir/server.log" \
-        -o "$options" restart 2>&1); then
-        echo "restarting $name failed:" >&2
-        echo "$out" >&2
-        echo "--- $dir/server.log ---" >&2
-        tail -n 40 "$dir/server.log" >&2 || true
-        return 1
-    fi
+    _cluster_ctl "$name" restart "$(cluster_port "$name")" "$@"
 }
 
 # cluster_stop NAME: stops the server if it runs (fast shutdown: connections are closed).
