@@ -138,7 +138,7 @@ fn put_back(dest: &mut Client, file: &StateFile, state: State, target: &Target) 
         state.indexes.len()
     );
     // Indexes first: a key needs the unique index it references.
-    let (indexes_left, problems) = indexes::rebuild_missing(dest, &state.indexes);
+    let (indexes_left, problems) = indexes::rebuild_missing(dest, &state.indexes, 1);
     for problem in &problems {
         log::warn!("{problem}");
     }

@@ -174,11 +174,12 @@ impl SavedIndex {
 }
 
 /// Builds the saved indexes that are missing (by name, in their table's schema), each
-/// table's in one transaction with memory and parallel workers for the sorts. Returns those
-/// still missing afterwards, and why.
+/// table's in one transaction with `build_settings`. Returns those still missing
+/// afterwards, and why.
 pub(crate) fn rebuild_missing(
     client: &mut Client,
     saved: &[SavedIndex],
+    at_once: usize,
 ) -> (Vec<SavedIndex>, Vec<String>) {
     let mut left = Vec::new();
     let mut problems = Vec::new();
@@ -188,9 +189,7 @@ pub(crate) fn rebuild_missing(
         let mine: Vec<&SavedIndex> = saved.iter().filter(|s| &s.table == table).collect();
         let result = (|| -> Result<()> {
             let mut tx = client.transaction()?;
-            tx.batch_execute(&format!(
-                "SET LOCAL maintenance_work_mem = '{INDEX_BUILD_MEMORY}'"
-            ))?;
+            tx.batch_execute(&build_settings(at_once))?;
             for index in &mine {
                 if !exists(&mut tx, index)? {
                     for sql in &index.statements {
@@ -215,7 +214,20 @@ pub(crate) fn rebuild_missing(
 }
 
 /// `maintenance_work_mem` for index builds: more memory, fewer sort passes.
-pub(crate) const INDEX_BUILD_MEMORY: &str = "256MB";
+const INDEX_BUILD_MEMORY: &str = "256MB";
+
+/// What a transaction that builds indexes sets first: memory for the sorts, and parallel
+/// workers sized to what is free — the server's `max_parallel_workers` shared among the
+/// `at_once` builds that may run side by side, each leader counted as one of them.
+pub(crate) fn build_settings(at_once: usize) -> String {
+    format!(
+        "SET LOCAL maintenance_work_mem = '{INDEX_BUILD_MEMORY}';
+         SELECT set_config('max_parallel_maintenance_workers',
+                greatest(current_setting('max_parallel_workers')::int / {} - 1, 0)::text,
+                true)",
+        at_once.max(1)
+    )
+}
 
 /// Whether every saved index exists.
 pub(crate) fn all_present(client: &mut Client, saved: &[SavedIndex]) -> Result<bool> {

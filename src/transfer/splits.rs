@@ -172,21 +172,23 @@ fn rebuild_indexes(table: &TablePlan, client: &mut Client, dest: &Pool) -> Vec<S
             .map(|i| SavedIndex::new(&table.name, i))
             .collect(),
     );
+    // Sessions the lanes do not need; none spare soon, fewer builds at once.
+    let extras: Vec<_> = (1..table.indexes.len())
+        .map_while(|_| dest.get_timeout(SPARE_SESSION_WAIT).ok())
+        .collect();
+    let at_once = extras.len() + 1;
     let problems = Mutex::new(Vec::new());
     let work = |client: &mut Client| {
         while let Some(index) = queue.lock().ok().and_then(|mut q| q.pop()) {
-            let (_, failed) = indexes::rebuild_missing(client, std::slice::from_ref(&index));
+            let (_, failed) =
+                indexes::rebuild_missing(client, std::slice::from_ref(&index), at_once);
             if let Ok(mut problems) = problems.lock() {
                 problems.extend(failed);
             }
         }
     };
     std::thread::scope(|scope| {
-        for _ in 1..table.indexes.len() {
-            // A session the lanes do not need; none spare soon, fewer at once.
-            let Ok(mut extra) = dest.get_timeout(SPARE_SESSION_WAIT) else {
-                break;
-            };
+        for mut extra in extras {
             let work = &work;
             scope.spawn(move || work(&mut extra));
         }

@@ -8,7 +8,7 @@
 use crate::pg::error::describe;
 use crate::pg::sql::TEXT_SETTINGS;
 use crate::plan::{Format, TablePlan};
-use crate::schema::indexes::INDEX_BUILD_MEMORY;
+use crate::schema::indexes;
 use crate::schema::statistics;
 use crate::transfer::{Settings, StatsFrom};
 use anyhow::{bail, Context, Result};
@@ -55,10 +55,8 @@ pub(crate) fn write_table(
         }
     };
     if !table.indexes.is_empty() {
-        tx.batch_execute(&format!(
-            "SET LOCAL maintenance_work_mem = '{}'",
-            INDEX_BUILD_MEMORY
-        ))?;
+        // Each lane may be building a table's indexes at the same time.
+        tx.batch_execute(&indexes::build_settings(settings.parallel))?;
         run_each(
             &mut tx,
             table.indexes.iter().flat_map(|i| i.create_sql(&table.name)),

@@ -81,7 +81,7 @@ pub(super) fn finish(cfg: &CopyConfig, work: Work, applied: Applied) -> Result<E
     // Indexes of split tables whose last piece never came (an interrupt, a lost session):
     // before the keys, which may need them.
     if !journal.indexes.is_empty() {
-        let (left, failed) = indexes::rebuild_missing(&mut dest, &journal.indexes);
+        let (left, failed) = indexes::rebuild_missing(&mut dest, &journal.indexes, 1);
         problems.extend(failed);
         journal.indexes = left;
     }
