@@ -74,6 +74,56 @@ fn splits_a_table_by_its_integer_key() {
     assert!(pieces >= 4, "{pieces} pieces");
 }
 
+/// Index builds get at least 256 MB, and the server's own `maintenance_work_mem` where it is
+/// larger: the split table's builds on their own sessions and the whole table's inside its
+/// load. `trace_sort`, set for this database alone, logs each build's sort memory.
+#[test]
+fn index_builds_take_the_servers_larger_maintenance_work_mem() {
+    let (src, dst) = pair!();
+    both(
+        &src,
+        &dst,
+        "CREATE TABLE big (id bigint PRIMARY KEY, note text);
+         CREATE INDEX big_note ON big (note);
+         CREATE TABLE small (id int PRIMARY KEY, note text);",
+    );
+    src.exec(
+        "INSERT INTO big SELECT i, md5(i::text) FROM generate_series(1, 40000) AS i;
+         INSERT INTO small SELECT i, md5(i::text) FROM generate_series(1, 1000) AS i;
+         ANALYZE",
+    );
+    dst.exec(&format!(
+        "ALTER DATABASE {0} SET maintenance_work_mem = '1GB';
+         ALTER DATABASE {0} SET trace_sort = on",
+        dst.quoted_name()
+    ));
+    let out = copy(
+        &src,
+        &dst,
+        &[
+            "--split-tables-larger-than",
+            "1MiB",
+            "--indexes",
+            "rebuild",
+            "--json",
+        ],
+    );
+    assert_exit!(out, exit::SUCCESS);
+    assert!(pieces_of(&out.stdout, "big") > 1, "{}", out.stdout);
+    assert_same_data(&src, &dst, &["big", "small"]);
+    // Only this test's database traces its sorts. A unique index's build also sorts its
+    // dead rows apart, in work_mem.
+    let log = util::dest().log();
+    let builds = |memory: &str| {
+        log.lines()
+            .filter(|line| line.contains("begin index sort") && line.contains(memory))
+            .count()
+    };
+    // big's two indexes, small's one.
+    assert!(builds("workMem = 1048576,") >= 3, "{log}");
+    assert_eq!(builds("workMem = 262144,"), 0, "{log}");
+}
+
 #[test]
 fn splits_a_table_by_its_composite_text_key() {
     let (src, dst) = pair!();

@@ -213,16 +213,21 @@ pub(crate) fn rebuild_missing(
     (left, problems)
 }
 
-/// `maintenance_work_mem` for index builds: more memory, fewer sort passes.
+/// The least `maintenance_work_mem` an index build gets: more memory, fewer sort passes.
 const INDEX_BUILD_MEMORY: &str = "256MB";
 
-/// What a transaction that builds indexes sets first: memory for the sorts, and parallel
-/// workers sized to what is free — the server's `max_parallel_workers` shared among the
-/// `at_once` builds that may run side by side, each leader counted as one of them.
+/// What a transaction that builds indexes sets first: memory for the sorts — at least
+/// `INDEX_BUILD_MEMORY`, or the server's own `maintenance_work_mem` where it is larger (an
+/// operator who gave builds 2 GB on a big server meant it) — and parallel workers sized to
+/// what is free: the server's `max_parallel_workers` shared among the `at_once` builds that
+/// may run side by side, each leader counted as one of them.
 pub(crate) fn build_settings(at_once: usize) -> String {
     format!(
-        "SET LOCAL maintenance_work_mem = '{INDEX_BUILD_MEMORY}';
-         SELECT set_config('max_parallel_maintenance_workers',
+        "SELECT set_config('maintenance_work_mem',
+                greatest(pg_catalog.pg_size_bytes(current_setting('maintenance_work_mem')),
+                         pg_catalog.pg_size_bytes('{INDEX_BUILD_MEMORY}')) / 1024 || 'kB',
+                true),
+                set_config('max_parallel_maintenance_workers',
                 greatest(current_setting('max_parallel_workers')::int / {} - 1, 0)::text,
                 true)",
         at_once.max(1)

@@ -370,7 +370,13 @@ impl Cluster {
         }
     }
 
-    /// The data directory, e.g. to look at files the server wrote.
+    /// The whole server log, to find what the server logged for one test's database.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log)
+            .unwrap_or_else(|e| panic!("reading {}: {e}", self.log.display()))
+    }
+
+    /// The directory of its unix-domain socket.
     pub fn socket_dir(&self) -> &Path {
         &self.socket_dir
     }
