@@ -999,14 +999,25 @@ goal() {
 }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.4f", (b > 0) ? a / b : 1e9 }'; }
 
-# compare NAME SET TOOL OTHER COLUMN: one row without a goal: TOOL's median over OTHER's.
+# compare NAME SET TOOL OTHER COLUMN: one row without a goal: TOOL over OTHER, run by run (the
+# two ran in the same round, minutes apart at most, so the machine's drift between rounds
+# cancels out): the median of those ratios, their range, and the two medians.
 compare() {
     local a b
     a=$(stat_of "$results" "$2" "$scale" "$3" "$5" median)
     b=$(stat_of "$results" "$2" "$scale" "$4" "$5" median)
-    awk -v name="$1" -v a="$a" -v b="$b" 'BEGIN {
-        printf "| %s | %.3f | (%.2f s ÷ %.2f s) | |\n", name, (b > 0) ? a / b : 0, a, b
-    }'
+    awk -v set="$2" -v scale="$scale" -v tool="$3" -v other="$4" -v col="$5" \
+        '$1 == set && $2 == scale && $3 == tool { a[$4] = $col }
+         $1 == set && $2 == scale && $3 == other { b[$4] = $col }
+         END { for (run in a) if ((run in b) && b[run] > 0) print a[run] / b[run] }' \
+        "$results" | sort -g | awk -v name="$1" -v a="$a" -v b="$b" '
+        { r[NR] = $1 }
+        END {
+            if (NR == 0) { printf "| %s | nan | | |\n", name; exit }
+            m = (NR % 2) ? r[(NR + 1) / 2] : (r[NR / 2] + r[NR / 2 + 1]) / 2
+            printf "| %s | %.3f | (runs %.3f–%.3f; medians %.2f s ÷ %.2f s) | |\n", name, m,
+                r[1], r[NR], a, b
+        }'
 }
 
 # ratios SET TOOL...: the goals of issue 6 and the comparisons that SET's rows allow.
@@ -1014,7 +1025,7 @@ ratios() {
     local set=$1 tool name pipe_wall dump_wall pipe_cpu
     shift
     local have=" $* "
-    echo "| ratio, $set (medians) | value | goal | |"
+    echo "| ratio, $set (medians; without a goal: of the runs' ratios) | value | goal | |"
     echo '| --- | ---: | ---: | --- |'
     pipe_wall=$(stat_of "$results" "$set" "$scale" psql_pipe 5 median)
     dump_wall=$(stat_of "$results" "$set" "$scale" dump_restore 5 median)

@@ -1,7 +1,10 @@
-//! Scale: many small tables with catalog work that does not grow per table, and one very
-//! large value.
+//! Scale: many small tables with catalog work that does not grow per table, one very large
+//! value, and lanes that leave no table waiting while one of them is free.
 
-use crate::util::{self, assert_exit, both, copy, exit, pair, test_name, ClusterOptions};
+use crate::util::{
+    self, assert_exit, assert_same_data, both, copy, exit, pair, test_name, ClusterOptions,
+};
+use std::time::{Duration, Instant};
 
 const TABLES: usize = 5000;
 
@@ -96,4 +99,87 @@ fn copies_a_single_200_mib_bytea_value() {
         dst.scalar_string("SELECT octet_length(data) || ':' || md5(data) FROM blob"),
         src.scalar_string("SELECT octet_length(data) || ':' || md5(data) FROM blob")
     );
+}
+
+/// A lane takes its next table only once its writer is done with the last, so a table never
+/// waits behind another table's index builds and `ANALYZE` while a lane is free. `slow`
+/// comes first (the largest file, of dead rows) and its index build and `ANALYZE` take
+/// seconds on the destination (an expression index on a function that sleeps there for its
+/// few live rows); `other` holds the second lane at a lock until `slow`'s index is being
+/// built. `last` must then go on the second lane while `slow` is still being completed.
+#[test]
+fn a_table_never_waits_behind_another_tables_index_builds() {
+    let (src, dst) = pair!();
+    both(
+        &src,
+        &dst,
+        "CREATE FUNCTION nap(x int) RETURNS int LANGUAGE plpgsql IMMUTABLE AS $$
+         BEGIN
+             IF x < 0 AND current_setting('pgcopy_test.nap', true) = 'on' THEN
+                 PERFORM pg_sleep(0.5);
+             END IF;
+             RETURN x;
+         END $$;
+         CREATE TABLE slow (id int PRIMARY KEY, x int NOT NULL, pad text NOT NULL);
+         CREATE INDEX slow_nap ON slow (nap(x));
+         CREATE TABLE other (id int PRIMARY KEY, note text NOT NULL);
+         CREATE TABLE last (id int PRIMARY KEY, note text NOT NULL);",
+    );
+    // More than a lane's channel and sockets hold, so other's reader stays blocked.
+    src.exec(
+        "INSERT INTO slow SELECT i, i, repeat('x', 200) FROM generate_series(1, 200000) AS i;
+         DELETE FROM slow;
+         INSERT INTO slow SELECT -i, -i, '' FROM generate_series(1, 5) AS i;
+         INSERT INTO other SELECT i, repeat(md5(i::text), 3) FROM generate_series(1, 200000) AS i;
+         INSERT INTO last SELECT i, md5(i::text) FROM generate_series(1, 100) AS i;",
+    );
+    assert!(
+        src.scalar_i64("SELECT pg_table_size('slow') - pg_table_size('other')") > 0,
+        "slow must be planned first"
+    );
+    dst.exec(&format!(
+        "ALTER DATABASE {} SET pgcopy_test.nap = 'on'",
+        dst.quoted_name()
+    ));
+    let locker = util::lock_table(&dst, "other");
+    let mut child = util::spawn_copy(&src, &dst, &["--parallel", "2"]);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let building = "SELECT count(*) FROM pg_stat_activity
+                    WHERE application_name = 'pgcopy' AND datname = current_database()
+                      AND state = 'active' AND query ~ '(INDEX|ANALYZE).*slow'";
+    while dst.scalar_i64(building) == 0 {
+        if child.try_wait().expect("pgcopy").is_some() || Instant::now() > deadline {
+            panic!("slow's indexes were never built: {:?}", util::finish(child));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    locker.rollback();
+    let mut client = dst.client();
+    client
+        .batch_execute("SET lock_timeout = '50ms'")
+        .expect("setting lock_timeout");
+    loop {
+        // Blocked while last's load transaction is open: not there yet.
+        let copied = client
+            .query_one("SELECT count(*) FROM last", &[])
+            .map(|row| row.get::<_, i64>(0) == 100)
+            .unwrap_or(false);
+        if copied {
+            break;
+        }
+        if child.try_wait().expect("pgcopy").is_some() || Instant::now() > deadline {
+            panic!(
+                "last was never copied while pgcopy ran: {:?}",
+                util::finish(child)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        dst.scalar_i64(building) > 0,
+        "last waited until slow's index builds and ANALYZE were over"
+    );
+    let out = util::finish(child);
+    assert_exit!(out, exit::SUCCESS);
+    assert_same_data(&src, &dst, &["slow", "other", "last"]);
 }

@@ -17,7 +17,8 @@ mod keys_and_triggers;
 mod pieces;
 /// What the operator sees: the progress bar, plain progress lines, JSON reports, listings.
 mod reporting;
-/// Thousands of small tables with a fixed number of catalog queries; one very large value.
+/// Thousands of small tables with a fixed number of catalog queries; one very large value;
+/// no table waiting behind another's index builds while a lane is free.
 mod scale;
 /// Serial, identity and standalone sequences set to the source's values.
 mod sequences;

@@ -2,8 +2,10 @@
 //! chunks through a bounded channel to a writer thread that replaces the destination table
 //! with `TRUNCATE` + `COPY … FROM STDIN` in one transaction. Bytes are not decoded on the way.
 //! The lanes take units of work: a whole table, or one piece of a split table (see
-//! `plan::pieces`), whose table is emptied before the lanes start; the last piece of a
-//! table to finish completes it (its `ANALYZE`, its outcome).
+//! `plan::pieces`), whose table is emptied before the lanes start; a thread of its own
+//! completes a split table after its last piece (its indexes, its statistics, its outcome).
+//! A reader takes its next unit only once its writer is done with the last, so no unit
+//! waits behind another's index builds and `ANALYZE` while a lane is idle.
 
 use crate::pg::error::{self, describe};
 use crate::pg::pool::{Pool, PooledClient, ReaderPool, ReaderSessions, Sessions};
@@ -118,14 +120,21 @@ pub(crate) fn run(
         for lane in &lanes {
             let (chunks_tx, chunks_rx) = bounded(CHANNEL_DEPTH);
             let (conn_tx, conn_rx) = bounded(1);
+            // One token per unit the writer is ready for (see `reader_lane`).
+            let (ready_tx, ready_rx) = bounded(1);
             let shared = &shared;
             scope.spawn(move |_| {
-                reader_lane(shared, lane, source, dest, chunks_tx, conn_tx);
+                let ends = LaneEnds {
+                    chunks: chunks_tx,
+                    dest_conn: conn_tx,
+                    writer_ready: ready_rx,
+                };
+                reader_lane(shared, lane, source, dest, ends);
                 shared.threads_done.fetch_add(1, Ordering::SeqCst);
             });
             let finished = finished_tx.clone();
             scope.spawn(move |_| {
-                writer_lane(shared, lane, dest, chunks_rx, conn_rx, finished);
+                writer_lane(shared, lane, dest, chunks_rx, conn_rx, ready_tx, finished);
                 shared.threads_done.fetch_add(1, Ordering::SeqCst);
             });
         }
@@ -246,16 +255,26 @@ impl Shared<'_> {
     }
 }
 
+/// A reader's ends of the channels to its writer.
+struct LaneEnds {
+    chunks: Sender<Msg>,
+    /// The destination session the reader opens for its writer (`None`: it could not).
+    dest_conn: Sender<Option<PooledClient>>,
+    /// A token each time the writer is done with a unit and waits for the next.
+    writer_ready: Receiver<()>,
+}
+
 /// Takes tables from the plan one after another and streams each to the lane's writer.
 /// It opens the lane's two connections first, so a lane that cannot connect takes no table.
-fn reader_lane(
-    shared: &Shared,
-    lane: &Lane,
-    source: &ReaderPool,
-    dest: &Pool,
-    chunks: Sender<Msg>,
-    dest_conn: Sender<Option<PooledClient>>,
-) {
+/// It takes the next unit only once its writer is done with the last — its indexes built,
+/// its statistics given: a unit taken early would wait behind that work while another lane
+/// may be idle.
+fn reader_lane(shared: &Shared, lane: &Lane, source: &ReaderPool, dest: &Pool, ends: LaneEnds) {
+    let LaneEnds {
+        chunks,
+        dest_conn,
+        writer_ready,
+    } = ends;
     let conns = source
         .get()
         .context("connecting to the source")
@@ -277,17 +296,10 @@ fn reader_lane(
             return;
         }
     };
-    loop {
-        if shared.quit.requested() {
+    // An error: the writer is gone.
+    while writer_ready.recv().is_ok() {
+        let Some(job) = next_job(shared) else {
             break;
-        }
-        let job = match shared.schedule.next() {
-            Next::Run(job) => job,
-            Next::Wait => {
-                std::thread::sleep(Duration::from_millis(50));
-                continue;
-            }
-            Next::Done => break,
         };
         let table = &shared.plan.tables[job.index];
         if chunks.send(Msg::Begin(job)).is_err() {
@@ -306,6 +318,21 @@ fn reader_lane(
         if chunks.send(Msg::End(result)).is_err() {
             shared.finish(job.index, TableOutcome::lost(job.attempt));
             break;
+        }
+    }
+}
+
+/// The next unit to copy, once there is one; `None` when there is nothing left or the copy
+/// is stopping.
+fn next_job(shared: &Shared) -> Option<Job> {
+    loop {
+        if shared.quit.requested() {
+            return None;
+        }
+        match shared.schedule.next() {
+            Next::Run(job) => return Some(job),
+            Next::Wait => std::thread::sleep(Duration::from_millis(50)),
+            Next::Done => return None,
         }
     }
 }
@@ -367,19 +394,23 @@ fn completer(shared: &Shared, dest: &Pool, finished: Receiver<(usize, SplitProgr
     }
 }
 
-/// Writes each table its reader announces, and records how it went.
+/// Writes each table its reader announces, and records how it went; tells the reader each
+/// time it is ready for the next.
 fn writer_lane(
     shared: &Shared,
     lane: &Lane,
     dest: &Pool,
     chunks: Receiver<Msg>,
     conn: Receiver<Option<PooledClient>>,
+    ready: Sender<()>,
     finished: Sender<(usize, SplitProgress)>,
 ) {
     let Ok(Some(client)) = conn.recv() else {
         return;
     };
     let mut session = Session::new(DEST, dest, client, &shared.losses);
+    // A failed send: the reader is gone, and the next receive below ends the loop.
+    let _ = ready.send(());
     while let Ok(msg) = chunks.recv() {
         let Msg::Begin(job) = msg else {
             continue;
@@ -449,8 +480,15 @@ fn writer_lane(
                     crate::units::format_bytes(incoming.bytes)
                 );
                 let elapsed = started.elapsed();
-                let analyzed = (shared.settings.analyze && !shared.quit.requested())
-                    .then(|| write::give_statistics(&mut session.client, table));
+                let analyzed = (shared.settings.analyze && !shared.quit.requested()).then(|| {
+                    let given = write::give_statistics(&mut session.client, table);
+                    if given.is_ok() || session.answers(&shared.losses) {
+                        return given;
+                    }
+                    // The session was lost meanwhile (a restart): once more on another.
+                    session.renew(&shared.losses, &lane.cancel);
+                    write::give_statistics(&mut session.client, table)
+                });
                 let outcome = TableOutcome {
                     rows,
                     bytes: incoming.bytes,
@@ -499,6 +537,7 @@ fn writer_lane(
                 shared.finish(job.index, outcome);
             }
         }
+        let _ = ready.send(());
     }
 }
 

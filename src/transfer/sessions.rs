@@ -131,7 +131,17 @@ impl<'p, M: LaneConnection> Session<'p, M> {
         }
     }
 
-    /// Records how a try on this session went.
+    /// Whether the session still answers after a statement on it failed. One that does not
+    /// counts as lost (the other lanes check theirs), and `renew` replaces it.
+    pub(crate) fn answers(&mut self, losses: &Losses) -> bool {
+        if !M::closed(&self.client) && M::valid(&mut self.client) {
+            return true;
+        }
+        self.suspect = true;
+        losses[self.side].fetch_add(1, Ordering::SeqCst);
+        false
+    }
+
     /// Records how a try on this session went; `ours` is false when the failure came from
     /// the other side.
     pub(crate) fn ended<T>(&mut self, losses: &Losses, result: &Result<T>, ours: bool) {
