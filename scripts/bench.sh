@@ -18,7 +18,8 @@
 #
 # gives the destination the same schema, then per data set runs each tool N times, round robin,
 # and checks every result against the source (per table row count and checksum, foreign keys,
-# sequences):
+# sequences). A comparison of two rows is the median of the rounds' ratios (two runs of one
+# round see the same load on this shared machine), with their range. The rows:
 #
 #   pgcopy                   pgcopy copy --parallel P (which ANALYZEs each table after its load)
 #   pgcopy --no-analyze      the same without the ANALYZE
