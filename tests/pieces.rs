@@ -124,6 +124,72 @@ fn index_builds_take_the_servers_larger_maintenance_work_mem() {
     assert_eq!(builds("workMem = 262144,"), 0, "{log}");
 }
 
+/// An analyzed table is cut at its key's histogram (ANALYZE samples rows from all over the
+/// table), so its pieces hold about as many rows each; one changed much since is cut at a
+/// sample of its pages, and its pieces still cover every row once.
+#[test]
+fn pieces_of_an_analyzed_table_hold_about_as_many_rows() {
+    let (src, dst) = pair!();
+    both(
+        &src,
+        &dst,
+        "CREATE TABLE events (id bigint PRIMARY KEY, note text)",
+    );
+    src.exec(
+        "INSERT INTO events SELECT i * 3, repeat(md5(i::text), 3)
+         FROM generate_series(1, 60000) AS i",
+    );
+    // ANALYZE counts as fresh the rows whose insert the statistics already know of.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while src.scalar_i64("SELECT n_tup_ins FROM pg_stat_user_tables WHERE relname = 'events'")
+        < 60000
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the inserts never showed"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    src.exec("ANALYZE events");
+    let sizes = |src: &TestDb| -> Vec<i64> {
+        let out = copy(
+            src,
+            &dst,
+            &["--split-tables-larger-than", "1MiB", "--dry-run", "--json"],
+        );
+        assert_exit!(out, exit::SUCCESS);
+        let plan: serde_json::Value = serde_json::from_str(&out.stdout).expect("the JSON plan");
+        let table = plan["tables"]
+            .as_array()
+            .and_then(|tables| tables.iter().find(|t| t["table"] == "events"))
+            .unwrap_or_else(|| panic!("events in {}", out.stdout));
+        table["piece_ranges"]
+            .as_array()
+            .unwrap_or_else(|| panic!("piece ranges in {}", out.stdout))
+            .iter()
+            .map(|range| {
+                src.scalar_i64(&format!(
+                    "SELECT count(*) FROM events {}",
+                    range.as_str().expect("a range")
+                ))
+            })
+            .collect()
+    };
+    let even = sizes(&src);
+    assert!(even.len() >= 4, "{even:?}");
+    assert_eq!(even.iter().sum::<i64>(), 60000, "{even:?}");
+    let (least, most) = (even.iter().min().unwrap(), even.iter().max().unwrap());
+    assert!(most * 10 <= least * 13, "pieces of {even:?} rows");
+    // Twice the rows since ANALYZE: its histogram no longer tells.
+    src.exec(
+        "INSERT INTO events SELECT i * 3 + 1, repeat(md5(i::text), 3)
+         FROM generate_series(1, 60000) AS i",
+    );
+    let sampled = sizes(&src);
+    assert!(sampled.len() >= 4, "{sampled:?}");
+    assert_eq!(sampled.iter().sum::<i64>(), 120000, "{sampled:?}");
+}
+
 #[test]
 fn splits_a_table_by_its_composite_text_key() {
     let (src, dst) = pair!();

@@ -4,8 +4,9 @@
 //! speed of one destination backend.
 //!
 //! The ranges follow the primary key where the table has one (any orderable key, compared
-//! as a row, so composite and non-integer keys split too), with bounds from a sampled scan
-//! so pieces hold about the same number of rows; else ranges of heap pages read by TID
+//! as a row, so composite and non-integer keys split too), with bounds from the key's
+//! planner histogram where `ANALYZE`'s statistics are fresh, else from a sampled scan, so
+//! pieces hold about the same number of rows; else ranges of heap pages read by TID
 //! range scans (PostgreSQL 14 and later; on 13 such a table stays whole).
 //!
 //! Pieces commit one by one, so a split table is no longer "old rows or new, never half":
@@ -23,8 +24,13 @@ pub(crate) const AUTO_SPLIT_BYTES: u64 = 1 << 30;
 /// At most this many pieces per table.
 const MAX_PIECES: u64 = 256;
 
-/// Sampled key values per piece: enough for even bounds, few enough to read at once.
-const SAMPLE_PER_PIECE: f64 = 200.0;
+/// Sampled key values per piece. `TABLESAMPLE SYSTEM` takes whole pages, whose rows are
+/// often neighbours in the key: measured on 1.5 million rows in 8 pieces, 200 per piece
+/// gave pieces 2.2–7 times apart in size, 1000 1.4–2, 3000 1.2–1.4.
+const SAMPLE_PER_PIECE: f64 = 1000.0;
+
+/// At most this many sampled key values in all, whatever the number of pieces.
+const SAMPLE_MAX: f64 = 300_000.0;
 
 /// `--split-tables-larger-than`, `--no-split`, or neither.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -193,6 +199,11 @@ fn by_key(
     key: Vec<(String, String)>,
     count: usize,
 ) -> Result<Option<Split>> {
+    if let [(column, _)] = key.as_slice() {
+        if let Some(bounds) = histogram_bounds(source, table, column, count)? {
+            return Ok(Some(key_split(key, &bounds)));
+        }
+    }
     // A table never vacuumed or analyzed has no row estimate: guess from its pages rather
     // than sort every key.
     let reltuples: f64 = source
@@ -204,7 +215,7 @@ fn by_key(
             &[&table.quoted()],
         )?
         .get(0);
-    let wanted = SAMPLE_PER_PIECE * count as f64;
+    let wanted = (SAMPLE_PER_PIECE * count as f64).min(SAMPLE_MAX);
     let percent = if reltuples > 0.0 {
         (100.0 * wanted / reltuples).clamp(0.001, 100.0)
     } else {
@@ -240,6 +251,52 @@ fn by_key(
     if bounds.is_empty() {
         return Ok(None);
     }
+    Ok(Some(key_split(key, &bounds)))
+}
+
+/// Bounds for `count` ranges of a one-column key from the planner's histogram of it, where
+/// `ANALYZE` saw the table much as it is now (a tenth of its rows changed since at most)
+/// and the histogram has a bucket per piece at least: `ANALYZE` samples rows from all over
+/// the table, so the pieces come out even (1.1 times apart at most on the benchmark's
+/// table, against 1.4–2 for a sample of pages). `None` where it cannot serve.
+fn histogram_bounds(
+    source: &mut Client,
+    table: &TableName,
+    column: &str,
+    count: usize,
+) -> Result<Option<Vec<Vec<String>>>> {
+    let row = source
+        .query_opt(
+            "SELECT s.histogram_bounds::text::text[]
+             FROM pg_catalog.pg_stats AS s
+             JOIN pg_catalog.pg_stat_all_tables AS t
+               ON t.schemaname = s.schemaname AND t.relname = s.tablename
+             JOIN pg_catalog.pg_class AS c ON c.oid = t.relid
+             WHERE s.schemaname = $1 AND s.tablename = $2 AND s.attname = $3
+               AND NOT s.inherited AND s.histogram_bounds IS NOT NULL
+               AND t.n_mod_since_analyze <= c.reltuples / 10",
+            &[&table.schema, &table.name, &column],
+        )
+        .with_context(|| format!("reading the statistics of the primary key of {table}"))?;
+    let Some(histogram) = row.map(|row| row.get::<_, Vec<String>>(0)) else {
+        return Ok(None);
+    };
+    if histogram.len() <= count {
+        return Ok(None);
+    }
+    let mut bounds: Vec<Vec<String>> = Vec::new();
+    for i in 1..count {
+        let value = vec![histogram[i * (histogram.len() - 1) / count].clone()];
+        if bounds.last() != Some(&value) {
+            bounds.push(value);
+        }
+    }
+    Ok(Some(bounds))
+}
+
+/// The split by ranges of `key` between `bounds` (text values of its columns).
+fn key_split(key: Vec<(String, String)>, bounds: &[Vec<String>]) -> Split {
+    let columns: Vec<String> = key.iter().map(|(name, _)| quote_ident(name)).collect();
     // One column compares as itself, so the key's index serves the range; several as a
     // row, which compares column by column as the key's order does.
     let row_of = |items: Vec<String>| -> String {
@@ -258,15 +315,13 @@ fn by_key(
                 .collect(),
         )
     };
-    let pieces = ranges(&bounds, |value, op| {
-        format!("{row} {op} {}", literal(value))
-    });
-    Ok(Some(Split {
+    let pieces = ranges(bounds, |value, op| format!("{row} {op} {}", literal(value)));
+    Split {
         by: By::Key(key.into_iter().map(|(name, _)| name).collect()),
         done: vec![false; pieces.len()],
         filenode: 0,
         pieces,
-    }))
+    }
 }
 
 /// Ranges of heap pages of about the same size. The last range is open: it takes whatever
