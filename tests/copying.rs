@@ -461,3 +461,37 @@ fn harness_starts_two_clusters_and_isolates_databases() {
         "the checksum can fail"
     );
 }
+
+#[test]
+fn an_empty_source_is_no_error_unless_filters_were_given() {
+    let (src, dst) = pair!();
+    src.exec(
+        "CREATE SEQUENCE counter; SELECT setval('counter', 41);
+         SELECT lo_from_bytea(626262, 'alone')",
+    );
+    dst.exec("CREATE SEQUENCE counter");
+
+    let out = copy(&src, &dst, &[]);
+    assert_exit!(out, exit::SUCCESS);
+    assert!(
+        out.stderr.contains("the source has no tables to copy"),
+        "{out:?}"
+    );
+    assert_eq!(
+        dst.scalar_string("SELECT convert_from(lo_get(626262), 'UTF8')"),
+        "alone",
+        "large objects still come"
+    );
+    assert_eq!(
+        dst.scalar_i64("SELECT last_value FROM counter"),
+        41,
+        "sequences too"
+    );
+
+    let out = copy(&src, &dst, &["--exclude-tables", "nothing"]);
+    assert_exit!(out, exit::USAGE);
+    assert!(
+        out.stderr.contains("no source table matches the filters"),
+        "{out:?}"
+    );
+}

@@ -217,6 +217,45 @@ fn materialized_views_built_from_copied_tables_are_refreshed_in_order() {
 }
 
 #[test]
+fn materialized_views_the_source_populated_are_populated_from_no_table_too() {
+    let (src, dst) = pair!();
+    // As `pg_dump --schema-only` makes the destination: every view WITH NO DATA.
+    let views = |data: &str| {
+        format!(
+            "CREATE TABLE items (id int);
+             CREATE MATERIALIZED VIEW constant AS SELECT 1 AS id {data};
+             CREATE MATERIALIZED VIEW series AS SELECT i FROM generate_series(1, 5) i {data};
+             CREATE MATERIALIZED VIEW on_views AS
+                 SELECT c.id, count(*) AS n FROM constant c, series s GROUP BY c.id {data};
+             CREATE MATERIALIZED VIEW on_items AS SELECT count(*) AS n FROM items {data};
+             CREATE MATERIALIZED VIEW unused AS SELECT 2 AS id WITH NO DATA"
+        )
+    };
+    src.exec(&views("WITH DATA"));
+    src.exec("INSERT INTO items SELECT generate_series(1, 7); REFRESH MATERIALIZED VIEW on_items");
+    dst.exec(&views("WITH NO DATA"));
+
+    let out = copy(&src, &dst, &[]);
+    assert_exit!(out, exit::SUCCESS);
+    assert!(
+        out.stdout.contains("materialized views refreshed: 4"),
+        "{out:?}"
+    );
+    for view in ["constant", "series", "on_views", "on_items"] {
+        assert_eq!(
+            dst.rows_text(&format!("TABLE {view} ORDER BY 1")),
+            src.rows_text(&format!("TABLE {view} ORDER BY 1")),
+            "{view}"
+        );
+    }
+    assert_eq!(
+        dst.scalar_string("SELECT relispopulated::text FROM pg_class WHERE relname = 'unused'"),
+        "false",
+        "not populated on the source either"
+    );
+}
+
+#[test]
 fn large_objects_are_copied_with_their_oids_owners_and_grants() {
     let (src, dst) = pair!();
     let role = "large_object_reader";

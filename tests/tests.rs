@@ -24,6 +24,8 @@ mod scale;
 mod sequences;
 /// The source as production has it: RLS, role timeouts, truncates, a standby, LATIN1.
 mod source;
+/// Columns of another type on the destination: widened ones copied, narrowed ones refused.
+mod type_changes;
 /// Throwaway clusters, a database per test, the `pgcopy` runner and its assertions.
 mod util;
 /// `verify` and `copy --verify`: counts and checksums each server computes itself.

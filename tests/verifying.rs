@@ -3,8 +3,8 @@
 //! `copy --verify` reads the copy's own snapshot, so a busy source still verifies.
 
 use crate::util::{
-    assert_exit, both, copy, exit, finish, lock_table, pair, spawn_copy, verify,
-    wait_for_blocked_pgcopy,
+    assert_exit, both, copy, copy_to, exit, finish, lock_table, pair, spawn_copy, verify,
+    verify_to, wait_for_blocked_pgcopy,
 };
 
 #[test]
@@ -86,5 +86,59 @@ fn copy_verify_reads_the_copy_snapshot_so_a_busy_source_still_verifies() {
         out,
         exit::VERIFY_MISMATCH,
         "a later verify sees the new rows"
+    );
+}
+
+#[test]
+fn large_objects_verify_as_a_non_superuser_destination_role() {
+    let (src, dst) = pair!();
+    let (owner, gone, kept) = ("lo_verify_owner", "lo_verify_gone", "lo_verify_kept");
+    // `gone` owns two objects on the source and does not exist on the destination; `kept`
+    // exists on both, but the destination role may not give objects to it.
+    src.exec(&format!(
+        "CREATE ROLE {gone}; CREATE ROLE {kept};
+         CREATE TABLE docs (id int, content oid);
+         SELECT lo_from_bytea(515151, 'one'); SELECT lo_from_bytea(515152, 'two');
+         SELECT lo_from_bytea(515153, 'three');
+         ALTER LARGE OBJECT 515151 OWNER TO {gone}; ALTER LARGE OBJECT 515152 OWNER TO {gone};
+         ALTER LARGE OBJECT 515153 OWNER TO {kept};
+         INSERT INTO docs VALUES (1, 515151), (2, 515152), (3, 515153)"
+    ));
+    dst.exec(&format!(
+        "CREATE ROLE {kept}; CREATE ROLE {owner} LOGIN;
+         CREATE TABLE docs (id int, content oid); ALTER TABLE docs OWNER TO {owner}"
+    ));
+
+    let out = copy_to(&src.url(), &dst.url_as(owner), &["--verify"]);
+    assert_exit!(out, exit::SUCCESS);
+    assert!(
+        out.stdout.contains("verified: 2 of 2 copied tables match"),
+        "{out:?}"
+    );
+    assert!(
+        out.stdout
+            .contains("match; not checked: the owner of 3, whose source owner"),
+        "the owners it kept on purpose are said, not called different: {out:?}"
+    );
+    let out = verify_to(&src.url(), &dst.url_as(owner), &[]);
+    assert_exit!(out, exit::SUCCESS);
+
+    // The destination role may not read an object another role owns: not compared, said.
+    dst.exec(&format!("ALTER LARGE OBJECT 515153 OWNER TO {kept}"));
+    let out = verify_to(&src.url(), &dst.url_as(owner), &[]);
+    assert_exit!(out, exit::SUCCESS);
+    assert!(
+        out.stdout
+            .contains("the data of 1, which the source or destination role may not read"),
+        "{out:?}"
+    );
+
+    // A real difference is still one.
+    dst.exec("SELECT lo_put(515151, 0, 'ONE')");
+    let out = verify_to(&src.url(), &dst.url_as(owner), &[]);
+    assert_exit!(out, exit::VERIFY_MISMATCH);
+    assert!(
+        out.stdout.contains("contents differ: 515151: data"),
+        "{out:?}"
     );
 }

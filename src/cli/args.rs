@@ -198,6 +198,11 @@ pub(crate) struct CopyArgs {
     #[argh(switch)]
     pub(crate) allow_outside_references: bool,
 
+    /// copy columns whose destination type may not take every source value (bigint to
+    /// integer, text to varchar(5), …); a value that does not fit fails its table
+    #[argh(switch)]
+    pub(crate) allow_narrowing: bool,
+
     /// directory for the state files that let an interrupted run be put back
     /// (default $XDG_STATE_HOME/pgcopy or ~/.local/state/pgcopy)
     #[argh(option)]

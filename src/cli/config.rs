@@ -60,6 +60,8 @@ pub(crate) struct CopyConfig {
     /// Which tables are copied in pieces.
     pub(crate) split: SplitMode,
     pub(crate) allow_outside_references: bool,
+    /// Copy columns whose destination type may not take every source value.
+    pub(crate) allow_narrowing: bool,
     pub(crate) state_dir: PathBuf,
     pub(crate) progress_interval: Duration,
     pub(crate) json: bool,
@@ -199,6 +201,7 @@ pub(crate) fn from_args(args: Box<args::Args>) -> Result<Command> {
                 index_mode: a.indexes.as_deref().unwrap_or("auto").parse()?,
                 split: split(a.split_tables_larger_than.as_deref(), a.no_split)?,
                 allow_outside_references: a.allow_outside_references,
+                allow_narrowing: a.allow_narrowing,
                 state_dir: state_dir(a.state_dir)?,
                 progress_interval: Duration::from_secs(a.progress_interval.max(1)),
                 json: a.json,

@@ -30,8 +30,12 @@ pub(crate) fn run(cfg: &VerifyConfig) -> Result<Exit> {
     plan::add_destination_only_partitions(&mut dest, &mut plan, &cfg.filter)?;
     let mut refusals = snapshot::refusals(&selected, standby, &cfg.source);
     refusals.extend(
-        plan::refusals::check_destination(&mut dest, &plan)?
-            .refusals(Vec::new(), &cfg.dest.to_string()),
+        // Narrowed columns are compared as they are: verify says whether they came over.
+        plan::refusals::check_destination(&mut snapshot.client, &mut dest, &mut plan)?.refusals(
+            Vec::new(),
+            &cfg.dest.to_string(),
+            true,
+        ),
     );
     if !refusals.is_empty() {
         return Err(plan::refusals::refuse("verify", &refusals));

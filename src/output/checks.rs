@@ -52,6 +52,7 @@ pub(crate) fn checks_json(checks: &[Check]) -> Vec<serde_json::Value> {
                 "table": c.table.name,
                 "match": c.matches(),
                 "verdict": c.verdict(),
+                "not_checked": c.unchecked,
                 "source": side(&c.source),
                 "destination": side(&c.dest),
             })

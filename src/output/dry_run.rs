@@ -86,6 +86,13 @@ impl Planned<'_> {
                 writeln!(out, "{} travels as text: {reason}", table.name)?;
             }
         }
+        for line in plan
+            .tables
+            .iter()
+            .flat_map(crate::plan::conversions::describe)
+        {
+            writeln!(out, "converts {line}")?;
+        }
         for table in &plan.tables {
             if let Some(split) = &table.split {
                 writeln!(
@@ -194,6 +201,7 @@ impl Planned<'_> {
                 "bytes": t.data_bytes,
                 "format": t.format.to_string(),
                 "text_reason": t.text_reason,
+                "conversions": conversions_json(t),
                 "columns": t.columns.iter().map(|c| &c.name).collect::<Vec<_>>(),
                 "generated_columns_left_out": t.generated,
                 "triggers_disabled": t.triggers.iter().map(|tr| &tr.name).collect::<Vec<_>>(),
@@ -222,4 +230,27 @@ impl Planned<'_> {
             "warnings": logging::warnings(),
         })
     }
+}
+
+/// A table's converted columns, for the JSON of the dry run and the report.
+pub(crate) fn conversions_json(table: &crate::plan::TablePlan) -> serde_json::Value {
+    use crate::plan::conversions::How;
+    table
+        .conversions
+        .iter()
+        .map(|c| {
+            serde_json::json!({
+                "column": c.column,
+                "source_type": c.from,
+                "destination_type": c.to,
+                "exact": c.exact,
+                "how": match (&c.how, table.format) {
+                    (How::Cast(_), _) => "source cast",
+                    (How::AsIs, crate::plan::Format::Binary) => "as it is",
+                    _ => "text",
+                },
+                "why": c.why,
+            })
+        })
+        .collect()
 }

@@ -147,6 +147,14 @@ impl Report<'_> {
             String::new(),
         ]);
         write_table(out, "lrrrrlrl", &rows)?;
+        for line in self
+            .plan
+            .tables
+            .iter()
+            .flat_map(crate::plan::conversions::describe)
+        {
+            writeln!(out, "converted {line}")?;
+        }
         writeln!(
             out,
             "foreign keys ({} mode): {} dropped for the load, {} put back",
@@ -211,6 +219,11 @@ impl Report<'_> {
                 checks.len() - differ.len(),
                 checks.len()
             )?;
+            for check in checks.iter().filter(|c| c.matches()) {
+                if !check.unchecked.is_empty() {
+                    writeln!(out, "  {}: {}", check.table, check.verdict())?;
+                }
+            }
             if !differ.is_empty() {
                 writeln!(out, "verification found differences:")?;
                 checks::write_checks(out, &differ)?;
@@ -248,6 +261,7 @@ impl Report<'_> {
                     "seconds": outcome.elapsed.as_secs_f64(),
                     "mib_per_second": mib_per_second(outcome.bytes, outcome.elapsed),
                     "format": table.format.to_string(),
+                    "conversions": crate::output::dry_run::conversions_json(table),
                     "pieces": outcome.pieces,
                     "pieces_copied": outcome.pieces_copied,
                     "attempts": outcome.attempts,

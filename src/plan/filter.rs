@@ -102,6 +102,11 @@ impl TableFilter {
         !self.include_tables.is_empty() || !self.include_schemas.is_empty()
     }
 
+    /// Whether any pattern was given, include or exclude.
+    pub(crate) fn given(&self) -> bool {
+        self.narrowed() || !self.exclude_tables.is_empty() || !self.exclude_schemas.is_empty()
+    }
+
     /// Include patterns that select none of `tables`: most likely typing mistakes.
     pub(crate) fn unmatched_includes<'a>(
         &'a self,

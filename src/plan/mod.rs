@@ -1,12 +1,15 @@
 //! What a copy will do: which tables, which of their columns, in which format and order,
 //! and the check that the destination can take it before anything is written.
 
+pub(crate) mod conversions;
 pub(crate) mod filter;
+pub(crate) mod misfits;
 pub(crate) mod pieces;
 pub(crate) mod refusals;
 pub(crate) mod snapshot;
 
 use crate::pg::sql::{column_list, TableName};
+use crate::plan::conversions::{Conversion, How};
 use crate::plan::filter::TableFilter;
 use crate::plan::pieces::Split;
 use crate::schema::catalog::{self, Column, Table};
@@ -47,6 +50,8 @@ pub(crate) struct TablePlan {
     pub(crate) format: Format,
     /// Why the table travels as text: the columns whose types cannot go in binary.
     pub(crate) text_reason: Option<String>,
+    /// The copied columns whose type is another on the destination, and how each travels.
+    pub(crate) conversions: Vec<Conversion>,
     pub(crate) estimated_rows: Option<u64>,
     pub(crate) data_bytes: u64,
     /// The root partitioned table, for a partition.
@@ -121,28 +126,46 @@ impl TablePlan {
     /// The source's `COPY … TO STDOUT`, of the whole table or of one of its pieces.
     pub(crate) fn copy_out_sql(&self, piece: Option<usize>) -> String {
         let range = piece.and_then(|p| self.split.as_ref()?.pieces.get(p));
-        if let Some(range) = range {
-            return format!(
-                "COPY (SELECT {} FROM ONLY {} {range}) TO STDOUT (FORMAT {})",
-                column_list(self.column_names()),
+        let casts = self
+            .conversions
+            .iter()
+            .any(|c| matches!(c.how, How::Cast(_)));
+        let condition = match (range, &self.replace) {
+            (Some(range), _) => Some(range.as_str()),
+            (None, Replace::Where(condition)) => Some(condition.as_str()),
+            (None, Replace::All) if casts => Some(""),
+            (None, Replace::All) => None,
+        };
+        match condition {
+            Some(condition) => format!(
+                "COPY (SELECT {} FROM ONLY {} {condition}) TO STDOUT (FORMAT {})",
+                self.select_list(),
                 self.name.quoted(),
                 self.format
-            );
-        }
-        match &self.replace {
-            Replace::All => format!(
+            ),
+            None => format!(
                 "COPY {}{} TO STDOUT (FORMAT {})",
                 self.name.quoted(),
                 self.columns_clause(),
                 self.format
             ),
-            Replace::Where(condition) => format!(
-                "COPY (SELECT {} FROM ONLY {} {condition}) TO STDOUT (FORMAT {})",
-                column_list(self.column_names()),
-                self.name.quoted(),
-                self.format
-            ),
         }
+    }
+
+    /// The copied columns as the source reads them: converted ones cast where the
+    /// conversion is the source's.
+    fn select_list(&self) -> String {
+        let exprs: Vec<String> = self
+            .columns
+            .iter()
+            .map(
+                |column| match self.conversions.iter().find(|c| c.column == column.name) {
+                    Some(conversion) => conversion.source_expr(),
+                    None => crate::pg::sql::quote_ident(&column.name),
+                },
+            )
+            .collect();
+        exprs.join(", ")
     }
 
     /// What empties the destination table of the rows the load replaces. `ONLY`: never
@@ -202,7 +225,9 @@ impl Plan {
 }
 
 /// The tables that hold rows (ordinary tables and leaf partitions) that the filter selects.
-/// Include patterns that match nothing are warned about; selecting nothing is an error.
+/// Include patterns that match nothing are warned about; filters that select nothing are an
+/// error, a source with no tables is not (its sequences and large objects still come, as
+/// `pg_dump` dumps an empty database).
 pub(crate) fn select(all: &[Table], filter: &TableFilter) -> Result<Vec<Table>> {
     let candidates: Vec<(TableName, Option<TableName>)> = all
         .iter()
@@ -213,8 +238,11 @@ pub(crate) fn select(all: &[Table], filter: &TableFilter) -> Result<Vec<Table>> 
     }
     let selected = wanted(all, filter);
     warn_about_inheritance(all, &selected);
-    if selected.is_empty() {
+    if selected.is_empty() && filter.given() {
         bail!("no source table matches the filters");
+    }
+    if selected.is_empty() {
+        log::warn!("the source has no tables to copy");
     }
     Ok(selected)
 }
@@ -269,6 +297,7 @@ pub(crate) fn add_destination_only_partitions(
             generated: Vec::new(),
             format: Format::Binary,
             text_reason: None,
+            conversions: Vec::new(),
             estimated_rows: Some(0),
             data_bytes: 0,
             parent: Some(root),
@@ -323,6 +352,7 @@ pub(crate) fn build(client: &mut Client, selected: &[Table]) -> Result<Plan> {
                 },
                 text_reason: (!text_columns.is_empty())
                     .then(|| format!("no portable binary form for {}", text_columns.join(", "))),
+                conversions: Vec::new(),
                 estimated_rows: table.estimated_rows,
                 data_bytes: table.data_bytes,
                 parent: table.parent.clone(),

@@ -1,10 +1,11 @@
 //! Whether the destination can take the plan, checked before anything is written: every
-//! table there as an ordinary table with every copied column, of the same type and not
-//! generated; no row-level security in the way of `COPY FROM`; the rights the load needs;
+//! table there as an ordinary table with every copied column, not generated, of a type
+//! that takes the source's values (`conversions`); no row-level security in the way of `COPY FROM`; the rights the load needs;
 //! and the one error that lists every reason at once.
 
 use crate::pg::sql::{display_ident, TableName};
-use crate::plan::{Plan, TablePlan};
+use crate::plan::conversions::{self, Changed, How};
+use crate::plan::{Format, Plan, TablePlan};
 use crate::schema::catalog::{self, Column, DestTable, Rights};
 use crate::schema::constraints::Constraint;
 use anyhow::Result;
@@ -15,22 +16,68 @@ use std::collections::{HashMap, HashSet};
 pub(crate) struct DestCheck {
     /// Tables and columns that are missing or differ, one line each.
     pub(crate) mismatches: Vec<String>,
+    /// Columns whose destination type may not take every source value, one line each:
+    /// refused unless the user allows narrowing.
+    pub(crate) narrowed: Vec<String>,
     /// Tables that row-level security applies to for the destination role: `COPY FROM`
     /// refuses them.
     pub(crate) policies_apply: Vec<TableName>,
 }
 
 /// Checks that every planned table exists on the destination as an ordinary table with
-/// every copied column, of the same type, and not generated there, and that `COPY FROM`
-/// may write it. Reads only.
-pub(crate) fn check_destination(client: &mut Client, plan: &Plan) -> Result<DestCheck> {
+/// every copied column, not generated there, and that `COPY FROM` may write it; and decides
+/// how each column whose type differs travels (`conversions`), setting the plan's
+/// conversions and formats. Reads only.
+pub(crate) fn check_destination(
+    source: &mut Client,
+    client: &mut Client,
+    plan: &mut Plan,
+) -> Result<DestCheck> {
     let dest = catalog::dest_tables(client, &plan.names())?;
+    let mut changed = Vec::new();
+    for (i, table) in plan.tables.iter().enumerate() {
+        let Some(d) = dest.get(&table.name).filter(|_| table.on_source) else {
+            continue;
+        };
+        for column in &table.columns {
+            if let Some(dc) = d.columns.iter().find(|c| c.name == column.name) {
+                if dc.type_name != column.type_name {
+                    changed.push(Changed {
+                        table: i,
+                        source: column,
+                        dest: dc,
+                    });
+                }
+            }
+        }
+    }
+    let decided = conversions::decide(source, client, &changed)?;
+    let places: Vec<usize> = changed.iter().map(|c| c.table).collect();
+    let mut narrowed = Vec::new();
+    for (i, (conversion, binary)) in places.into_iter().zip(decided) {
+        let table = &mut plan.tables[i];
+        if !conversion.exact {
+            narrowed.push(format!(
+                "{}: column {:?} is {} on the source but {} on the destination ({})",
+                table.name, conversion.column, conversion.from, conversion.to, conversion.why
+            ));
+        }
+        if table.format == Format::Binary && (!binary || conversion.how == How::Text) {
+            table.format = Format::Text;
+            table.text_reason = Some(format!(
+                "the destination reads {:?} ({} → {}) from text",
+                conversion.column, conversion.from, conversion.to
+            ));
+        }
+        table.conversions.push(conversion);
+    }
     Ok(DestCheck {
         mismatches: plan
             .tables
             .iter()
             .flat_map(|table| mismatches(table, dest.get(&table.name)))
             .collect(),
+        narrowed,
         policies_apply: plan
             .tables
             .iter()
@@ -42,9 +89,24 @@ pub(crate) fn check_destination(client: &mut Client, plan: &Plan) -> Result<Dest
 
 impl DestCheck {
     /// What the destination refuses, one paragraph per kind (as `snapshot::refusals`);
-    /// `more_mismatches` are the sequences' and `role` names the destination's role.
-    pub(crate) fn refusals(self, more_mismatches: Vec<String>, role: &str) -> Vec<String> {
+    /// `more_mismatches` are the sequences', `role` names the destination's role, and
+    /// narrowed columns are refused unless `allow_narrowing`.
+    pub(crate) fn refusals(
+        self,
+        more_mismatches: Vec<String>,
+        role: &str,
+        allow_narrowing: bool,
+    ) -> Vec<String> {
         let mut found = Vec::new();
+        if !allow_narrowing && !self.narrowed.is_empty() {
+            found.push(format!(
+                "the destination's types of these columns may not take every source value:\n  \
+                 {}\nwiden them on the destination, or pass --allow-narrowing to copy them \
+                 anyway: a value that does not fit then fails its table, which keeps its old \
+                 rows",
+                self.narrowed.join("\n  ")
+            ));
+        }
         let mismatches: Vec<String> = self.mismatches.into_iter().chain(more_mismatches).collect();
         if !mismatches.is_empty() {
             found.push(format!(
@@ -188,10 +250,6 @@ fn mismatches(table: &TablePlan, dest: Option<&DestTable>) -> Vec<String> {
             match by_name.get(col.as_str()) {
                 None => Some(format!(
                     "{name}: column {col:?} is missing on the destination"
-                )),
-                Some(d) if d.type_name != column.type_name => Some(format!(
-                    "{name}: column {col:?} is {} on the source but {} on the destination",
-                    column.type_name, d.type_name
                 )),
                 Some(d) if d.generated => Some(format!(
                     "{name}: column {col:?} is generated on the destination but not on the source"

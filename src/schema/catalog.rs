@@ -47,6 +47,8 @@ pub(crate) struct Column {
     /// `format_type()` of the column: comparable between databases, unlike type OIDs.
     pub(crate) type_name: String,
     pub(crate) type_oid: u32,
+    /// `atttypmod`: the type's modifier (`varchar(10)`'s 10, a numeric's digits), or -1.
+    pub(crate) type_mod: i32,
     pub(crate) generated: bool,
     /// `NOT NULL` with no default, no identity and not generated: a row must give it a
     /// value.
@@ -197,7 +199,7 @@ pub(crate) fn columns(client: &mut Client, oids: &[u32]) -> Result<HashMap<u32, 
     let rows = client
         .query(
             "SELECT a.attrelid, a.attname, format_type(a.atttypid, a.atttypmod) AS type_name,
-                    a.atttypid, a.attgenerated <> '' AS generated,
+                    a.atttypid, a.atttypmod, a.attgenerated <> '' AS generated,
                     a.attnotnull AND NOT a.atthasdef AND a.attidentity = ''
                       AND a.attgenerated = '' AS required
              FROM pg_attribute a
@@ -212,6 +214,7 @@ pub(crate) fn columns(client: &mut Client, oids: &[u32]) -> Result<HashMap<u32, 
             name: row.get("attname"),
             type_name: row.get("type_name"),
             type_oid: row.get("atttypid"),
+            type_mod: row.get("atttypmod"),
             generated: row.get("generated"),
             required: row.get("required"),
         });
@@ -297,7 +300,7 @@ pub(crate) fn dest_tables(
             "SELECT n.nspname, c.relname, c.relkind::text AS kind,
                     row_security_active(c.oid) AS policies_apply, a.attname,
                     format_type(a.atttypid, a.atttypmod) AS type_name, a.atttypid,
-                    a.attgenerated <> '' AS generated,
+                    a.atttypmod, a.attgenerated <> '' AS generated,
                     a.attnotnull AND NOT a.atthasdef AND a.attidentity = ''
                       AND a.attgenerated = '' AS required
              FROM unnest($1::text[], $2::text[]) AS want(schema_name, table_name)
@@ -325,6 +328,7 @@ pub(crate) fn dest_tables(
                 name: column,
                 type_name: row.get("type_name"),
                 type_oid: row.get("atttypid"),
+                type_mod: row.get("atttypmod"),
                 generated: row.get("generated"),
                 required: row.get("required"),
             });

@@ -2,14 +2,14 @@
 //! their data, owner and grants, from the copy's snapshot, in one destination transaction
 //! that replaces the destination's large objects as a whole, on a thread of their own
 //! while the tables load. As pg_dump does, they belong to a copy of the whole database, not
-//! to a copy narrowed to some tables (see `Selection`).
+//! to a copy narrowed to some tables (see `Selection`). And how `verify` compares them.
 
 use crate::pg::server::{begin_read_only, SnapshotId};
 use crate::pg::sql::{display_ident, quote_ident};
 use crate::pg::target::Target;
 use anyhow::{bail, Context, Result};
-use postgres::Client;
-use std::collections::HashSet;
+use postgres::{Client, GenericClient};
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// How much of a large object one statement moves: data travels in pieces this big, so a
@@ -225,29 +225,171 @@ fn assignable_roles(
     Ok(may)
 }
 
-/// The query that digests the large objects on either side, as `transfer::compare::digest_sql` does
-/// tables: their count, and an order-independent sum of the md5 of each one's OID, owner,
-/// grants (whatever their order) and data.
-pub(crate) const DIGEST_SQL: &str = "SELECT count(*)::int8,
-        coalesce(sum(('x' || substr(h, 1, 16))::bit(64)::int8::numeric), 0)::text
-        || '/' ||
-        coalesce(sum(('x' || substr(h, 17, 16))::bit(64)::int8::numeric), 0)::text
-     FROM (SELECT md5(md5(convert_to(
-                          m.oid::text || ':' || pg_get_userbyid(m.lomowner) || ':'
-                          || coalesce((SELECT string_agg(
-                                              coalesce(pg_get_userbyid(g.grantee), 'PUBLIC')
-                                              || '=' || g.privilege_type
-                                              || CASE WHEN g.is_grantable THEN '*' ELSE '' END,
-                                              ',' ORDER BY 1)
-                                       FROM aclexplode(m.lomacl) AS g
-                                       WHERE g.grantee <> m.lomowner), ''),
-                          'UTF8'))
-                      || md5(lo_get(m.oid))) AS h
-           FROM pg_catalog.pg_largeobject_metadata m) AS digests";
+/// One large object as `verify` compares it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Seen {
+    pub(crate) oid: u32,
+    pub(crate) owner: String,
+    /// `grantee=privilege` (`*` when grantable), the owner's own left out, sorted.
+    pub(crate) grants: Vec<String>,
+    /// The md5 of its data, where the connected role may read it (its owner or a member, a
+    /// grantee of SELECT, a superuser, or `lo_compat_privileges`); else `None`.
+    pub(crate) md5: Option<String>,
+}
+
+/// Every large object of the database, as far as the connected role may see it: the
+/// metadata everyone may read, and the data of those it may read.
+pub(crate) fn seen(client: &mut impl GenericClient) -> Result<Vec<Seen>> {
+    let rows = client
+        .query(
+            "SELECT m.oid,
+                    pg_get_userbyid(m.lomowner),
+                    coalesce((SELECT array_agg(
+                                  CASE WHEN g.grantee = 0 THEN 'PUBLIC'
+                                       ELSE pg_get_userbyid(g.grantee) END
+                                  || '=' || g.privilege_type
+                                  || CASE WHEN g.is_grantable THEN '*' ELSE '' END
+                                  ORDER BY 1)
+                              FROM aclexplode(m.lomacl) AS g
+                              WHERE g.grantee <> m.lomowner), '{}'),
+                    CASE WHEN (SELECT rolsuper FROM pg_roles WHERE rolname = current_user)
+                           OR current_setting('lo_compat_privileges')::bool
+                           OR pg_has_role(m.lomowner, 'USAGE')
+                           OR EXISTS (SELECT 1 FROM aclexplode(m.lomacl) AS g
+                                      WHERE g.privilege_type = 'SELECT'
+                                        AND (g.grantee = 0 OR pg_has_role(g.grantee, 'USAGE')))
+                         THEN md5(lo_get(m.oid)) END
+             FROM pg_catalog.pg_largeobject_metadata m
+             ORDER BY m.oid",
+            &[],
+        )
+        .context("reading the large objects")?;
+    Ok(rows
+        .iter()
+        .map(|row| Seen {
+            oid: row.get(0),
+            owner: row.get(1),
+            grants: row.get(2),
+            md5: row.get(3),
+        })
+        .collect())
+}
+
+/// What comparing the large objects of both sides found.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct Compared {
+    /// How many each side has.
+    pub(crate) source: usize,
+    pub(crate) dest: usize,
+    /// The objects that differ, a few words each.
+    pub(crate) differences: Vec<String>,
+    /// What could not be compared, and why.
+    pub(crate) unchecked: Vec<String>,
+}
+
+/// Compares the large objects as the copy leaves them: an owner, or a grantee, that the
+/// destination lacks or the copying role may not give an object to (`dest_roles` are those
+/// it may) was left out on purpose, the copying role keeping the object, so it is no
+/// difference; data that either role may not
+/// read is not compared, and said so.
+pub(crate) fn compare(source: &[Seen], dest: &[Seen], dest_roles: &HashSet<String>) -> Compared {
+    let by_oid: HashMap<u32, &Seen> = dest.iter().map(|d| (d.oid, d)).collect();
+    let mut differences = Vec::new();
+    let (mut unread, mut kept_owner) = (0, 0);
+    for s in source {
+        let Some(d) = by_oid.get(&s.oid) else {
+            differences.push(format!("{} is missing", s.oid));
+            continue;
+        };
+        match (&s.md5, &d.md5) {
+            (Some(a), Some(b)) if a != b => differences.push(format!("{}: data", s.oid)),
+            (Some(_), Some(_)) => {}
+            _ => unread += 1,
+        }
+        if dest_roles.contains(&s.owner) {
+            if s.owner != d.owner {
+                differences.push(format!("{}: owner {} against {}", s.oid, s.owner, d.owner));
+            }
+        } else {
+            kept_owner += 1;
+        }
+        let granted: Vec<&String> = s
+            .grants
+            .iter()
+            .filter(|g| {
+                let grantee = g.split_once('=').map_or(g.as_str(), |(r, _)| r);
+                grantee == "PUBLIC" || dest_roles.contains(grantee)
+            })
+            .collect();
+        if granted != d.grants.iter().collect::<Vec<_>>() {
+            differences.push(format!("{}: grants", s.oid));
+        }
+    }
+    let source_oids: HashSet<u32> = source.iter().map(|s| s.oid).collect();
+    let extra = dest
+        .iter()
+        .filter(|d| !source_oids.contains(&d.oid))
+        .count();
+    if extra > 0 {
+        differences.push(format!("{extra} only on the destination"));
+    }
+    let mut unchecked = Vec::new();
+    if unread > 0 {
+        unchecked.push(format!(
+            "the data of {unread}, which the source or destination role may not read"
+        ));
+    }
+    if kept_owner > 0 {
+        unchecked.push(format!(
+            "the owner of {kept_owner}, whose source owner the destination lacks or the role \
+             may not give them to (the copying role keeps them)"
+        ));
+    }
+    Compared {
+        source: source.len(),
+        dest: dest.len(),
+        differences,
+        unchecked,
+    }
+}
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn seen(oid: u32, owner: &str, md5: Option<&str>) -> Seen {
+        Seen {
+            oid,
+            owner: owner.into(),
+            grants: Vec::new(),
+            md5: md5.map(Into::into),
+        }
+    }
+
+    #[test]
+    fn owners_the_copy_could_not_give_and_unreadable_data_are_said_not_differences() {
+        let roles: HashSet<String> = ["app".to_string()].into();
+        let source = [
+            seen(1, "gone", Some("a")),
+            seen(2, "app", Some("b")),
+            seen(3, "app", None),
+        ];
+        let dest = [
+            seen(1, "app", Some("a")),
+            seen(2, "app", Some("b")),
+            seen(3, "app", Some("c")),
+        ];
+        let found = compare(&source, &dest, &roles);
+        assert!(found.differences.is_empty(), "{found:?}");
+        assert_eq!(found.unchecked.len(), 2, "{found:?}");
+
+        let dest = [seen(1, "app", Some("x")), seen(2, "other", Some("b"))];
+        let found = compare(&source, &dest, &roles);
+        assert_eq!(
+            found.differences,
+            ["1: data", "2: owner app against other", "3 is missing"]
+        );
+    }
 
     #[test]
     fn large_objects_go_with_a_whole_database_as_in_pg_dump() {

@@ -21,10 +21,17 @@ pub(crate) struct Sequence {
     pub(crate) is_called: bool,
 }
 
-/// The sequences a copy of `selected` sets, with their values as the source has them now.
+/// The sequences a copy of `selected` sets, with their values as the source has them now:
+/// those owned by copied tables, and the standalone ones in the schemas of copied tables,
+/// or every one for a source with no tables copied whole (`every_standalone`), as
+/// `pg_dump` dumps an empty database.
 /// Run in the snapshot transaction: a sequence is not transactional, so its value may be
 /// newer than the snapshot, which is safe (never lower than any copied row's).
-pub(crate) fn plan(client: &mut Client, selected: &[Table]) -> Result<Vec<Sequence>> {
+pub(crate) fn plan(
+    client: &mut Client,
+    selected: &[Table],
+    every_standalone: bool,
+) -> Result<Vec<Sequence>> {
     let rows = client
         .query(
             "SELECT sn.nspname, s.relname, tn.nspname AS owner_schema, t.relname AS owner_name
@@ -58,7 +65,7 @@ pub(crate) fn plan(client: &mut Client, selected: &[Table]) -> Result<Vec<Sequen
             let owner = owner_schema.map(|s| TableName::new(s, row.get::<_, String>(3)));
             let wanted = match &owner {
                 Some(owner) => copied.contains(owner),
-                None => schemas.contains(name.schema.as_str()),
+                None => every_standalone || schemas.contains(name.schema.as_str()),
             };
             wanted.then_some(Sequence {
                 name,

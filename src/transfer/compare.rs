@@ -6,7 +6,8 @@
 //! physical column order does not matter), under pinned output settings (`TEXT_SETTINGS`),
 //! converted to UTF-8 (so the servers' encodings do not matter) and hashed with md5; the
 //! 128-bit hashes are summed as two 64-bit halves in `numeric`, which cannot overflow and
-//! does not depend on the order rows are read in.
+//! does not depend on the order rows are read in. The large objects are compared one by
+//! one instead (`large_objects::compare`), as each side's role may see them.
 
 use crate::pg::error::describe;
 use crate::pg::pool::Pool;
@@ -30,11 +31,16 @@ pub(crate) struct Check {
     pub(crate) table: TableName,
     pub(crate) source: Result<Digest, String>,
     pub(crate) dest: Result<Digest, String>,
+    /// What differs, where the comparison goes object by object (the large objects).
+    pub(crate) differences: Vec<String>,
+    /// What could not be compared, and why: not a difference, but said.
+    pub(crate) unchecked: Vec<String>,
 }
 
 impl Check {
     pub(crate) fn matches(&self) -> bool {
         matches!((&self.source, &self.dest), (Ok(s), Ok(d)) if s == d)
+            && self.differences.is_empty()
     }
 
     pub(crate) fn verdict(&self) -> String {
@@ -43,20 +49,47 @@ impl Check {
             (_, Err(err)) => format!("destination failed: {err}"),
             (Ok(s), Ok(d)) if s.rows != d.rows => "row counts differ".into(),
             (Ok(s), Ok(d)) if s != d => "contents differ".into(),
+            _ if !self.differences.is_empty() => {
+                let shown: Vec<&str> = self
+                    .differences
+                    .iter()
+                    .take(5)
+                    .map(String::as_str)
+                    .collect();
+                let more = self.differences.len().saturating_sub(shown.len());
+                let more = if more > 0 {
+                    format!(" and {more} more")
+                } else {
+                    String::new()
+                };
+                format!("contents differ: {}{more}", shown.join(", "))
+            }
+            _ if !self.unchecked.is_empty() => {
+                format!("match; not checked: {}", self.unchecked.join("; "))
+            }
             _ => "match".into(),
         }
     }
 }
 
-/// The query that digests a table on either side.
-pub(crate) fn digest_sql(table: &TablePlan) -> String {
+/// The query that digests a table on either side; on the source, a column converted
+/// exactly is rendered as the destination's type renders it.
+pub(crate) fn digest_sql(table: &TablePlan, on_source: bool) -> String {
     let mut columns: Vec<&str> = table.column_names().collect();
     columns.sort_unstable();
     let row = if columns.is_empty() {
         "''".to_string()
     } else {
-        let quoted: Vec<String> = columns.iter().map(|c| quote_ident(c)).collect();
-        format!("ROW({})::text", quoted.join(", "))
+        let exprs: Vec<String> = columns
+            .iter()
+            .map(
+                |&c| match table.conversions.iter().find(|v| v.column == c) {
+                    Some(conversion) if on_source => conversion.digest_expr(),
+                    _ => quote_ident(c),
+                },
+            )
+            .collect();
+        format!("ROW({})::text", exprs.join(", "))
     };
     // Hashed as UTF-8, whatever the server's encoding: the same text in a LATIN1 and a UTF8
     // database is different bytes.
@@ -120,18 +153,12 @@ pub(crate) fn compare(
             table: table.name.clone(),
             source: digests.next().unwrap_or_else(|| Err("not run".into())),
             dest: digests.next().unwrap_or_else(|| Err("not run".into())),
+            differences: Vec::new(),
+            unchecked: Vec::new(),
         })
         .collect();
     if large_objects {
-        let side = |pool, snapshot| {
-            query_digest(pool, snapshot, None, large_objects::DIGEST_SQL)
-                .map_err(|err| describe(&err))
-        };
-        let check = Check {
-            table: TableName::new("pg_catalog", "pg_largeobject"),
-            source: side(source, Some(snapshot)),
-            dest: side(dest, None),
-        };
+        let check = large_object_check(source, snapshot, dest);
         // Neither side has any: nothing to report.
         let none = |d: &Result<Digest, String>| matches!(d, Ok(d) if d.rows == 0);
         if !(none(&check.source) && none(&check.dest)) {
@@ -141,8 +168,59 @@ pub(crate) fn compare(
     Ok(checks)
 }
 
+/// The large objects compared one by one (`large_objects::compare`), as a check of
+/// `pg_catalog.pg_largeobject`: the source in the snapshot, each side as its role sees it.
+fn large_object_check(source: &Pool, snapshot: &SnapshotId, dest: &Pool) -> Check {
+    let table = TableName::new("pg_catalog", "pg_largeobject");
+    let read = |pool: &Pool, snapshot: Option<&SnapshotId>| -> Result<_> {
+        let mut client = pool.get().context("connecting")?;
+        let mut tx = begin_read_only(&mut client, snapshot)?;
+        let seen = large_objects::seen(&mut tx)?;
+        // The roles a copy as this role gives large objects to: the others' objects kept
+        // the copying role as owner, on purpose.
+        let roles = tx
+            .query(
+                "SELECT r.rolname FROM pg_catalog.pg_roles r
+                 WHERE pg_has_role(r.oid, 'MEMBER')
+                    OR (SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user)",
+                &[],
+            )?
+            .iter()
+            .map(|row| row.get::<_, String>(0))
+            .collect::<std::collections::HashSet<String>>();
+        Ok((seen, roles))
+    };
+    let sides = read(source, Some(snapshot)).and_then(|s| Ok((s, read(dest, None)?)));
+    let ((source, _), (dest, dest_roles)) = match sides {
+        Ok(sides) => sides,
+        Err(err) => {
+            let err = describe(&err.context("comparing the large objects"));
+            return Check {
+                table,
+                source: Err(err.clone()),
+                dest: Err(err),
+                differences: Vec::new(),
+                unchecked: Vec::new(),
+            };
+        }
+    };
+    let found = large_objects::compare(&source, &dest, &dest_roles);
+    let digest = |rows: usize, checksum: String| Digest {
+        rows: rows as i64,
+        checksum,
+    };
+    Check {
+        table,
+        source: Ok(digest(found.source, String::new())),
+        dest: Ok(digest(found.dest, String::new())),
+        differences: found.differences,
+        unchecked: found.unchecked,
+    }
+}
+
 fn digest(pool: &Pool, table: &TablePlan, snapshot: Option<&SnapshotId>) -> Result<Digest> {
-    query_digest(pool, snapshot, Some(table), &digest_sql(table))
+    let sql = digest_sql(table, snapshot.is_some());
+    query_digest(pool, snapshot, Some(table), &sql)
         .with_context(|| format!("digesting {}", table.name))
 }
 
@@ -181,6 +259,7 @@ mod tests {
             name: name.into(),
             type_name: "int".into(),
             type_oid: 23,
+            type_mod: -1,
             generated: false,
             required: false,
         };
@@ -190,6 +269,7 @@ mod tests {
             generated: Vec::new(),
             format: Format::Binary,
             text_reason: None,
+            conversions: Vec::new(),
             estimated_rows: None,
             data_bytes: 0,
             parent: None,
@@ -200,7 +280,7 @@ mod tests {
             split: None,
             statistics: None,
         };
-        let sql = digest_sql(&table);
+        let sql = digest_sql(&table, false);
         assert!(
             sql.contains("md5(convert_to(ROW(\"A\", \"a\", \"b\")::text, 'UTF8'))"),
             "{sql}"

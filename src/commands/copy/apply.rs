@@ -5,7 +5,9 @@
 use super::planning::Work;
 use crate::cli::config::{CopyConfig, Verbosity};
 use crate::output::progress::{Display, Progress};
-use crate::pg::error::describe;
+use crate::pg::error::{self, describe};
+use crate::pg::server::SnapshotId;
+use crate::plan::misfits;
 use crate::plan::snapshot::Snapshot;
 use crate::plan::Plan;
 use crate::schema::constraints;
@@ -285,11 +287,44 @@ fn copy_tables(
     let stopped = source_lost.map(|lost| {
         format!("{lost}; the tables not copied kept their old rows: copy again, or with --resume")
     });
-    let outcomes = result.unwrap_or_else(|err| failed_all(plan, &describe(&err)));
+    let mut outcomes = result.unwrap_or_else(|err| failed_all(plan, &describe(&err)));
+    explain_misfits(cfg, plan, &snapshot.id, &mut outcomes);
     Copied {
         outcomes,
         stopped,
         large_objects,
+    }
+}
+
+/// Names the source row that did not fit, for each table that failed on a value of a
+/// narrowed column (`--allow-narrowing`, a data exception): the server's error names only
+/// the line of the COPY stream.
+fn explain_misfits(
+    cfg: &CopyConfig,
+    plan: &Plan,
+    snapshot: &SnapshotId,
+    outcomes: &mut [TableOutcome],
+) {
+    for (table, outcome) in plan.tables.iter().zip(outcomes.iter_mut()) {
+        let data_exception = outcome.error.as_ref().and_then(error::sqlstate);
+        if !data_exception.is_some_and(|code| code.code().starts_with("22"))
+            || table.conversions.iter().all(|c| c.exact)
+        {
+            continue;
+        }
+        let found = cfg.source.connect().and_then(|mut source| {
+            let mut dest = cfg.dest.connect()?;
+            misfits::find_misfit(&mut source, snapshot, &mut dest, table)
+        });
+        match found {
+            Ok(Some(misfit)) => outcome.error = outcome.error.take().map(|e| e.context(misfit)),
+            Ok(None) => {}
+            Err(err) => log::warn!(
+                "could not find the row of {} that did not fit: {}",
+                table.name,
+                describe(&err)
+            ),
+        }
     }
 }
 

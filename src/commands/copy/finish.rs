@@ -86,11 +86,12 @@ pub(super) fn finish(cfg: &CopyConfig, work: Work, applied: Applied) -> Result<E
         journal.indexes = left;
     }
     let restored = put_keys_back(cfg, &mut dest, &keys, &mut problems);
-    // Views built from a table this run copied; the others hold what they held.
+    // Views built from a table this run copied, and those built from no copied table that
+    // the destination has unpopulated; the others hold what they held.
     let copied = outcomes_by_name(&plan, &outcomes, &[]);
     let fresh: Vec<MatView> = views
         .into_iter()
-        .filter(|v| v.tables.iter().any(|t| copied.get(t) == Some(&true)))
+        .filter(|v| v.tables.is_empty() || v.tables.iter().any(|t| copied.get(t) == Some(&true)))
         .collect();
     let (views_refreshed, failed) = matviews::refresh(&mut dest, &fresh, cfg.lock_timeout);
     problems.extend(failed);

@@ -68,7 +68,9 @@ pub(super) fn plan(cfg: &CopyConfig, prepared: Prepared) -> Result<Work> {
     let mut plan = plan::build(&mut snapshot.client, &selected)?;
     plan::add_destination_only_partitions(&mut dest, &mut plan, &cfg.filter)?;
     let sequences = if cfg.sequences {
-        sequences::plan(&mut snapshot.client, &selected)?
+        // A source with no tables, copied whole, still carries its standalone sequences.
+        let empty_source = selected.is_empty() && !cfg.filter.given();
+        sequences::plan(&mut snapshot.client, &selected, empty_source)?
     } else {
         Vec::new()
     };
@@ -84,9 +86,10 @@ pub(super) fn plan(cfg: &CopyConfig, prepared: Prepared) -> Result<Work> {
     };
     let mut refusals = snapshot::refusals(&selected, standby, &cfg.source);
     refusals.extend(
-        plan::refusals::check_destination(&mut dest, &plan)?.refusals(
+        plan::refusals::check_destination(&mut snapshot.client, &mut dest, &mut plan)?.refusals(
             sequences::check_destination(&mut dest, &sequences)?,
             &cfg.dest.to_string(),
+            cfg.allow_narrowing,
         ),
     );
     let fingerprint = fingerprint(&source_id, &plan);
@@ -99,6 +102,9 @@ pub(super) fn plan(cfg: &CopyConfig, prepared: Prepared) -> Result<Work> {
     for table in &plan.tables {
         if let Some(reason) = &table.text_reason {
             log::info!("{} travels in text format: {reason}", table.name);
+        }
+        for line in plan::conversions::describe(table) {
+            log::info!("converts {line}");
         }
     }
     let mode = cfg.fk_mode.resolve(&mut dest, cfg.enable_triggers)?;
