@@ -10,6 +10,7 @@ mod exit;
 mod output;
 mod pg;
 mod plan;
+mod replication;
 mod schema;
 mod state;
 mod transfer;

@@ -11,6 +11,8 @@ mod copying;
 mod destination;
 /// Kills, crashes, restarts and lost sessions mid-copy; `recover` and `--resume` afterwards.
 mod faults;
+/// Following a live source: whether it can be followed (`status`).
+mod following;
 /// Keys, constraints, indexes and triggers come back exactly; triggers fire only when asked.
 mod keys_and_triggers;
 /// Big tables in pieces: by integer key, composite key, pages, mostly TOAST; resumed by piece.

@@ -1,7 +1,7 @@
 //! Command-line syntax: the raw argh structs. Only `config.rs` reads them.
 //!
 //! Declared boilerplate: argh has no way to share a group of options between subcommands
-//! (no `flatten`), so the options `copy`, `verify` and `list` have in common (connections,
+//! (no `flatten`), so the options `copy`, `verify`, `list` and `status` have in common (connections,
 //! filters, parallelism) are declared in each; `config.rs` reads and checks each kind in
 //! one place.
 
@@ -36,6 +36,7 @@ pub(crate) enum Command {
     Copy(CopyArgs),
     List(ListArgs),
     Recover(RecoverArgs),
+    Status(StatusArgs),
     Verify(VerifyArgs),
     Version(VersionArgs),
 }
@@ -282,6 +283,57 @@ pub(crate) struct ListArgs {
     pub(crate) exact: bool,
 
     /// print the listing as one JSON document (sizes in bytes)
+    #[argh(switch)]
+    pub(crate) json: bool,
+
+    /// errors only
+    #[argh(switch, short = 'q')]
+    pub(crate) quiet: bool,
+
+    /// every SQL statement sent (RUST_LOG, when set, decides instead)
+    #[argh(switch, short = 'v')]
+    pub(crate) verbose: bool,
+}
+
+#[derive(FromArgs, Debug)]
+/// Say whether the source can be followed by logical replication (copy --follow), and what
+/// to do where it cannot.
+#[argh(
+    subcommand,
+    name = "status",
+    help_triggers("-h", "--help", "help"),
+    error_code(0, "the source is ready to be followed"),
+    error_code(
+        2,
+        "the source is not ready, or a usage, configuration or connection error"
+    )
+)]
+pub(crate) struct StatusArgs {
+    /// source connection: URL or key=value string (default: $PGCOPY_SOURCE)
+    #[argh(option)]
+    pub(crate) source: Option<String>,
+
+    /// read the source connection from the first non-comment line of this file
+    #[argh(option)]
+    pub(crate) source_file: Option<PathBuf>,
+
+    /// comma-separated glob patterns (* and ?) of tables to follow; may be repeated
+    #[argh(option)]
+    pub(crate) include_tables: Vec<String>,
+
+    /// comma-separated glob patterns of tables to leave out
+    #[argh(option)]
+    pub(crate) exclude_tables: Vec<String>,
+
+    /// comma-separated glob patterns of schemas to follow
+    #[argh(option)]
+    pub(crate) include_schemas: Vec<String>,
+
+    /// comma-separated glob patterns of schemas to leave out
+    #[argh(option)]
+    pub(crate) exclude_schemas: Vec<String>,
+
+    /// print the status as one JSON document
     #[argh(switch)]
     pub(crate) json: bool,
 

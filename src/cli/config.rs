@@ -33,6 +33,7 @@ const MAX_PARALLEL: usize = 64;
 pub(crate) enum Command {
     Copy(Box<CopyConfig>),
     List(Box<ListConfig>),
+    Status(Box<StatusConfig>),
     Recover(Box<RecoverConfig>),
     Verify(Box<VerifyConfig>),
     Version,
@@ -98,6 +99,7 @@ impl Command {
         match self {
             Command::Copy(c) => c.verbosity,
             Command::List(c) => c.verbosity,
+            Command::Status(c) => c.verbosity,
             Command::Recover(c) => c.verbosity,
             Command::Verify(c) => c.verbosity,
             Command::Version => Verbosity::Normal,
@@ -109,6 +111,7 @@ impl Command {
         match self {
             Command::Copy(c) => c.json,
             Command::List(c) => c.json,
+            Command::Status(c) => c.json,
             Command::Verify(c) => c.json,
             _ => false,
         }
@@ -120,6 +123,14 @@ pub(crate) struct ListConfig {
     pub(crate) source: Target,
     pub(crate) filter: TableFilter,
     pub(crate) exact: bool,
+    pub(crate) json: bool,
+    pub(crate) verbosity: Verbosity,
+}
+
+#[derive(Debug)]
+pub(crate) struct StatusConfig {
+    pub(crate) source: Target,
+    pub(crate) filter: TableFilter,
     pub(crate) json: bool,
     pub(crate) verbosity: Verbosity,
 }
@@ -151,6 +162,17 @@ pub(crate) fn from_args(args: Box<args::Args>) -> Result<Command> {
         args::Command::Recover(a) => Command::Recover(Box::new(RecoverConfig {
             dest: dest(a.dest, a.dest_file.as_deref())?,
             state_dir: state_dir(a.state_dir)?,
+            verbosity: verbosity(a.quiet, a.verbose)?,
+        })),
+        args::Command::Status(a) => Command::Status(Box::new(StatusConfig {
+            source: source(a.source, a.source_file.as_deref())?,
+            filter: filter(
+                &a.include_tables,
+                &a.exclude_tables,
+                &a.include_schemas,
+                &a.exclude_schemas,
+            ),
+            json: a.json,
             verbosity: verbosity(a.quiet, a.verbose)?,
         })),
         args::Command::List(a) => Command::List(Box::new(ListConfig {

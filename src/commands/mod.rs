@@ -1,9 +1,10 @@
-//! The commands: `copy`, `list`, `verify`, `recover` (and `version`), each from its
+//! The commands: `copy`, `list`, `verify`, `recover`, `status` (and `version`), each from its
 //! validated configuration to an exit code.
 
 pub(crate) mod copy;
 pub(crate) mod list;
 pub(crate) mod recover;
+pub(crate) mod status;
 pub(crate) mod verify;
 
 use crate::cli::config::Command;
@@ -19,6 +20,7 @@ pub(crate) fn run(command: Command) -> anyhow::Result<Exit> {
         Command::List(cfg) => list::run(&cfg),
         Command::Copy(cfg) => copy::run(&cfg),
         Command::Recover(cfg) => recover::run(&cfg),
+        Command::Status(cfg) => status::run(&cfg),
         Command::Verify(cfg) => verify::run(&cfg),
     }
 }
