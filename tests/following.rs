@@ -1,8 +1,8 @@
 //! Following a live source (`copy --follow`, built in steps): `status` says whether a source
 //! can be followed — `wal_level`, free slots and WAL senders, a role that may replicate and
-//! publish — and names each selected table without a usable replica identity, with the
-//! statement that gives it one. Against the shared `wal_level = replica` source and a
-//! `wal_level = logical` cluster of the test's own.
+//! publish, a replication session that opens — and names each selected table without a
+//! usable replica identity, with the statement that gives it one. Against the shared
+//! `wal_level = replica` source and a `wal_level = logical` cluster of the test's own.
 
 use crate::util::{self, assert_exit, exit, test_name, ClusterOptions};
 
@@ -35,6 +35,7 @@ fn status_names_what_a_source_lacks_to_be_followed() {
     assert_exit!(out, exit::USAGE);
     for expected in [
         "wal_level = logical",
+        "opens: timeline 1 at ",
         "public.bare (replica identity default, and no primary key): ALTER TABLE \"public\".\"bare\" REPLICA IDENTITY FULL;",
         "public.\"odd.name\" (replica identity default, and no primary key): ALTER TABLE \"public\".\"odd.name\" REPLICA IDENTITY USING INDEX \"odd_code\";",
         "public.nothing (replica identity nothing)",
@@ -57,22 +58,32 @@ fn status_names_what_a_source_lacks_to_be_followed() {
     assert_exit!(out, exit::USAGE);
     let doc: serde_json::Value = serde_json::from_str(&out.stdout).expect("one JSON document");
     assert_eq!(doc["ready"], false);
-    let unmet: Vec<&str> = doc["requirements"]
+    let unmet: Vec<(&str, &str)> = doc["requirements"]
         .as_array()
         .expect("requirements")
         .iter()
         .filter(|r| r["met"] == false)
-        .map(|r| r["fix"].as_str().unwrap_or_default())
+        .map(|r| {
+            let text = |k: &str| r[k].as_str().unwrap_or_default();
+            (text("needs"), text("fix"))
+        })
         .collect();
-    assert_eq!(unmet.len(), 2, "{unmet:?}");
+    assert_eq!(unmet.len(), 3, "{unmet:?}");
     assert!(
-        unmet[0].starts_with(&format!("ALTER ROLE {role} REPLICATION")),
+        unmet[0]
+            .1
+            .starts_with(&format!("ALTER ROLE {role} REPLICATION")),
         "{unmet:?}"
     );
     assert!(
-        unmet[1].starts_with("CREATE PUBLICATION needs CREATE on the database"),
+        unmet[1]
+            .1
+            .starts_with("CREATE PUBLICATION needs CREATE on the database"),
         "{unmet:?}"
     );
+    // The server itself refuses the WAL sender, and says why.
+    assert_eq!(unmet[2].0, "a replication session", "{unmet:?}");
+    assert!(unmet[2].1.contains("replication role"), "{unmet:?}");
     db.exec(&format!(
         "ALTER ROLE {role} REPLICATION; GRANT CREATE ON DATABASE {} TO {role}",
         db.quoted_name()

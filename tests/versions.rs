@@ -208,7 +208,10 @@ fn copy_between(src: &TestDb, dst: &TestDb, eighteen: bool) {
         src.rows_text("SELECT id::text, n::text, note, doc::jsonb::text FROM widened ORDER BY id"),
         "widened columns"
     );
-    assert_eq!(dst.rows_text("TABLE constant"), src.rows_text("TABLE constant"));
+    assert_eq!(
+        dst.rows_text("TABLE constant"),
+        src.rows_text("TABLE constant")
+    );
     assert_eq!(
         dst.scalar_string("SELECT convert_from(lo_get(717171), 'UTF8')"),
         "across versions"

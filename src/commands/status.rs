@@ -19,8 +19,11 @@ pub(crate) fn run(cfg: &StatusConfig) -> Result<Exit> {
     client.batch_execute(BEGIN_READ_ONLY)?;
     let all = catalog::tables(&mut client)?;
     let selected = plan::select(&all, &cfg.filter)?;
-    let found = readiness::check(&mut client, &selected)?;
+    let mut found = readiness::check(&mut client, &selected)?;
     client.batch_execute("COMMIT")?;
+    found
+        .requirements
+        .push(readiness::replication_session(&cfg.source));
     if cfg.json {
         print_json(&status_json(cfg, &found)).context("writing the status")?;
     } else {

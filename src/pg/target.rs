@@ -96,7 +96,18 @@ impl Target {
 
     /// Opens a reader's session (see `wire`), set up as every other session is.
     pub(crate) fn connect_reader(&self) -> Result<wire::Connection> {
-        let mut conn = self.open(|config| wire::Connection::connect(config, &self.tls.config()))?;
+        self.connect_wire(wire::Session::Normal)
+    }
+
+    /// Opens a logical replication session of the database (a WAL sender), set up as every
+    /// other session is, through the same hosts, TLS and passwords.
+    pub(crate) fn connect_replication(&self) -> Result<wire::Connection> {
+        self.connect_wire(wire::Session::Replication)
+    }
+
+    fn connect_wire(&self, kind: wire::Session) -> Result<wire::Connection> {
+        let mut conn =
+            self.open(|config| wire::Connection::connect(config, &self.tls.config(), kind))?;
         conn.execute(session_setup::SESSION_SETUP)
             .with_context(|| format!("setting up a session on {self}"))?;
         Ok(conn)
@@ -151,7 +162,7 @@ impl Target {
         if !opaque {
             return err;
         }
-        match wire::Connection::connect(&self.config(), &self.tls.config()) {
+        match wire::Connection::connect(&self.config(), &self.tls.config(), wire::Session::Normal) {
             Err(typed) => typed,
             Ok(_) => err,
         }

@@ -2,9 +2,11 @@
 //! `wal_level = logical`, a free replication slot and WAL sender, a role that may replicate
 //! and publish the tables, and a usable replica identity on every selected table — without
 //! one, publishing a table makes the source application's own `UPDATE` and `DELETE` on it
-//! fail. Reads the catalog only; creates nothing.
+//! fail — and that a replication session opens. Reads only; creates nothing.
 
+use crate::pg::error::describe;
 use crate::pg::sql::{display_ident, TableName};
+use crate::pg::target::Target;
 use crate::schema::catalog::Table;
 use anyhow::{Context, Result};
 use postgres::Client;
@@ -93,6 +95,31 @@ pub(crate) fn check(client: &mut Client, tables: &[Table]) -> Result<Readiness> 
         requirements: requirements(&facts, &role, &not_owned),
         no_identity: no_identity(client, &oids)?,
     })
+}
+
+/// Whether a logical replication session of the database opens on `source` (the server's
+/// `pg_hba.conf`, a free WAL sender, the REPLICATION attribute, all at once) and says where
+/// its WAL is (`IDENTIFY_SYSTEM`).
+pub(crate) fn replication_session(source: &Target) -> Requirement {
+    let what = "a replication session".to_string();
+    let identified = source.connect_replication().and_then(|mut session| {
+        let rows = session.query_rows("IDENTIFY_SYSTEM")?;
+        let row = rows.into_iter().next().unwrap_or_default();
+        let field = |i: usize| row.get(i).cloned().flatten().unwrap_or_default();
+        Ok(format!("opens: timeline {} at {}", field(1), field(2)))
+    });
+    match identified {
+        Ok(found) => Requirement {
+            what,
+            found,
+            fix: String::new(),
+        },
+        Err(err) => Requirement {
+            what,
+            found: "does not open".into(),
+            fix: describe(&err),
+        },
+    }
 }
 
 /// What `check` reads of the server, for `requirements`.

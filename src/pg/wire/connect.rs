@@ -50,12 +50,23 @@ impl fmt::Display for NoTls {
 
 impl std::error::Error for NoTls {}
 
+/// What kind of session to open.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Session {
+    /// An ordinary backend.
+    Normal,
+    /// A WAL sender for logical replication of the database.
+    Replication,
+}
+
 impl Connection {
     /// Connects as `config` says, with `tls` when the server is asked for TLS; tries the
-    /// hosts in order, as libpq does.
+    /// hosts in order, as libpq does. A `Session::Replication` one is a WAL sender of the
+    /// database (`replication=database`), which takes replication commands and SQL.
     pub(crate) fn connect(
         config: &postgres::Config,
         tls: &Arc<ClientConfig>,
+        kind: Session,
     ) -> Result<Connection> {
         let hosts = config.get_hosts();
         let ports = config.get_ports();
@@ -70,7 +81,7 @@ impl Connection {
             };
             let host = hosts.get(i);
             let addr = hostaddrs.get(i).copied();
-            match Connection::connect_one(config, tls, host, addr, port) {
+            match Connection::connect_one(config, tls, host, addr, port, kind) {
                 Ok(conn) => return Ok(conn),
                 Err(err) => last = Some(err),
             }
@@ -84,6 +95,7 @@ impl Connection {
         host: Option<&Host>,
         hostaddr: Option<IpAddr>,
         port: u16,
+        kind: Session,
     ) -> Result<Connection> {
         let (stream, socket) = match (host, hostaddr) {
             (Some(Host::Unix(dir)), None) => {
@@ -112,7 +124,7 @@ impl Connection {
             broken: false,
             socket,
         };
-        conn.startup(config)?;
+        conn.startup(config, kind)?;
         conn.check_session_attrs(config.get_target_session_attrs())?;
         Ok(conn)
     }
@@ -138,9 +150,12 @@ impl Connection {
 
     /// Sends the startup message, answers the server's password request and waits until the
     /// server is ready for queries.
-    fn startup(&mut self, config: &postgres::Config) -> Result<()> {
+    fn startup(&mut self, config: &postgres::Config, kind: Session) -> Result<()> {
         let user = config.get_user().unwrap_or_default();
         let mut params: Vec<(&str, &str)> = vec![("client_encoding", "UTF8"), ("user", user)];
+        if kind == Session::Replication {
+            params.push(("replication", "database"));
+        }
         if let Some(dbname) = config.get_dbname() {
             params.push(("database", dbname));
         }

@@ -9,11 +9,13 @@
 //! The messages are `postgres-protocol`'s: its frontend encoders, and its backend header and
 //! parser. Only a `CopyData` body is taken straight from the buffer, in pieces as it arrives,
 //! so a row is never copied on its way to the writer. Nothing here knows `Target`: it opens
-//! sessions from a `postgres::Config` and a rustls configuration it is given.
+//! sessions from a `postgres::Config` and a rustls configuration it is given. The same client
+//! opens the logical replication sessions (`Session::Replication`), whose commands return
+//! rows the postgres crate cannot read (`query_rows`).
 
 mod connect;
 
-pub(crate) use connect::{NoPassword, NoTls};
+pub(crate) use connect::{NoPassword, NoTls, Session};
 
 use anyhow::{bail, Context, Result};
 use bytes::BytesMut;
@@ -169,7 +171,15 @@ impl Connection {
     /// Runs statements whose results are not wanted, such as `BEGIN …; SET TRANSACTION
     /// SNAPSHOT …`.
     pub(crate) fn execute(&mut self, sql: &str) -> Result<()> {
-        self.run(sql, None::<fn(&[u8]) -> Result<()>>)
+        self.run(sql, None::<fn(&[u8]) -> Result<()>>, None)
+    }
+
+    /// Runs a statement or replication command (`IDENTIFY_SYSTEM`) and returns the rows of
+    /// its results, every value as the server's text (NULL as `None`).
+    pub(crate) fn query_rows(&mut self, sql: &str) -> Result<Vec<Vec<Option<String>>>> {
+        let mut rows = Vec::new();
+        self.run(sql, None::<fn(&[u8]) -> Result<()>>, Some(&mut rows))?;
+        Ok(rows)
     }
 
     /// Runs `COPY … TO STDOUT` and hands the stream to `sink` in pieces as they arrive, not
@@ -180,13 +190,19 @@ impl Connection {
         sql: &str,
         sink: impl FnMut(&[u8]) -> Result<()>,
     ) -> Result<()> {
-        self.run(sql, Some(sink))
+        self.run(sql, Some(sink), None)
     }
 
     /// Sends `sql` and reads until the server is ready for the next query, handing COPY data
-    /// to `sink`. The first error the server reported is returned once it is ready; results,
-    /// notices and the COPY's own framing messages are skipped.
-    fn run<F: FnMut(&[u8]) -> Result<()>>(&mut self, sql: &str, mut sink: Option<F>) -> Result<()> {
+    /// to `sink` and result rows to `rows`. The first error the server reported is returned
+    /// once it is ready; other results, notices and the COPY's own framing messages are
+    /// skipped.
+    fn run<F: FnMut(&[u8]) -> Result<()>>(
+        &mut self,
+        sql: &str,
+        mut sink: Option<F>,
+        mut rows: Option<&mut Vec<Vec<Option<String>>>>,
+    ) -> Result<()> {
         self.query(sql)?;
         let mut error = None;
         loop {
@@ -220,6 +236,18 @@ impl Connection {
             };
             match message {
                 Message::ErrorResponse(body) => error = Some(ServerError::parse(&body)),
+                Message::DataRow(body) if rows.is_some() => {
+                    let buffer = body.buffer();
+                    let values: Vec<Option<String>> = body
+                        .ranges()
+                        .map(|range| {
+                            Ok(range.map(|r| String::from_utf8_lossy(&buffer[r]).into_owned()))
+                        })
+                        .collect()?;
+                    if let Some(rows) = rows.as_mut() {
+                        rows.push(values);
+                    }
+                }
                 Message::ReadyForQuery(body) => {
                     self.status = body.status();
                     break;
