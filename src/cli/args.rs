@@ -1,9 +1,9 @@
 //! Command-line syntax: the raw argh structs. Only `config.rs` reads them.
 //!
 //! Declared boilerplate: argh has no way to share a group of options between subcommands
-//! (no `flatten`), so the options `copy`, `verify`, `list` and `status` have in common (connections,
-//! filters, parallelism) are declared in each; `config.rs` reads and checks each kind in
-//! one place.
+//! (no `flatten`), so the options `copy`, `verify`, `list` and `status` have in common
+//! (connections, filters, parallelism) are declared in each; `config.rs` reads and checks
+//! each kind in one place.
 
 use argh::FromArgs;
 use std::path::PathBuf;

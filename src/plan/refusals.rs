@@ -1,7 +1,8 @@
 //! Whether the destination can take the plan, checked before anything is written: every
 //! table there as an ordinary table with every copied column, not generated, of a type
-//! that takes the source's values (`conversions`); no row-level security in the way of `COPY FROM`; the rights the load needs;
-//! and the one error that lists every reason at once.
+//! that takes the source's values (`conversions`); no row-level security in the way of
+//! `COPY FROM`; the rights the load needs; and the one error that lists every reason at
+//! once.
 
 use crate::pg::sql::{display_ident, TableName};
 use crate::plan::conversions::{self, Changed, How};
