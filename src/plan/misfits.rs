@@ -11,7 +11,8 @@ use postgres::{Client, GenericClient};
 use std::io::{Read, Write};
 
 /// For a table that failed while its narrowed columns were copied: the first source row
-/// whose values the destination's types refuse, as `row (id)=(7): <the server's reason>`.
+/// whose values the destination's types refuse, as `the source row (id)=(7) does not fit
+/// the destination's types: <the server's reason>`.
 /// Reads the source's rows in the copy's snapshot (key and narrowed values, as text), and
 /// has the destination parse each into a temporary row of its column types, the way `COPY`
 /// parses them; changes nothing.
