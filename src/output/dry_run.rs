@@ -86,11 +86,7 @@ impl Planned<'_> {
                 writeln!(out, "{} travels as text: {reason}", table.name)?;
             }
         }
-        for line in plan
-            .tables
-            .iter()
-            .flat_map(crate::plan::conversions::describe)
-        {
+        for line in plan.tables.iter().flat_map(crate::plan::conversions::lines) {
             writeln!(out, "converts {line}")?;
         }
         for table in &plan.tables {

@@ -151,7 +151,7 @@ impl Report<'_> {
             .plan
             .tables
             .iter()
-            .flat_map(crate::plan::conversions::describe)
+            .flat_map(crate::plan::conversions::lines)
         {
             writeln!(out, "converted {line}")?;
         }

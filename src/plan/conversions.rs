@@ -372,7 +372,7 @@ pub(crate) fn decide(
 }
 
 /// The conversions of a table, for the dry run and the logs: one line each.
-pub(crate) fn describe(table: &TablePlan) -> Vec<String> {
+pub(crate) fn lines(table: &TablePlan) -> Vec<String> {
     table
         .conversions
         .iter()

@@ -103,7 +103,7 @@ pub(super) fn plan(cfg: &CopyConfig, prepared: Prepared) -> Result<Work> {
         if let Some(reason) = &table.text_reason {
             log::info!("{} travels in text format: {reason}", table.name);
         }
-        for line in plan::conversions::describe(table) {
+        for line in plan::conversions::lines(table) {
             log::info!("converts {line}");
         }
     }
