@@ -102,3 +102,287 @@ fn status_names_what_a_source_lacks_to_be_followed() {
         "{out:?}"
     );
 }
+
+/// A source cluster that can be followed. Each test has its own, and a destination cluster
+/// of its own too: slots and replication origins are the cluster's, not a database's.
+fn logical_cluster() -> util::Cluster {
+    util::start_cluster(
+        ClusterOptions::default()
+            .conf("wal_level", "logical")
+            .conf("max_replication_slots", "8")
+            .conf("max_wal_senders", "8"),
+    )
+}
+
+/// The tables every following test writes to: pgbench's (its history with a key, so a
+/// doubled transaction is a duplicate), a TOASTed value, a table with `REPLICA IDENTITY
+/// FULL` and twin rows, and two tables truncated together.
+const SCHEMA: &str = "
+    CREATE TABLE pgbench_branches (bid int PRIMARY KEY, bbalance int, filler char(88));
+    CREATE TABLE pgbench_tellers (tid int PRIMARY KEY, bid int, tbalance int, filler char(84));
+    CREATE TABLE pgbench_accounts (aid int PRIMARY KEY, bid int, abalance int, filler char(84));
+    CREATE TABLE pgbench_history (id bigserial PRIMARY KEY, tid int, bid int, aid int,
+                                  delta int, mtime timestamp, filler char(22));
+    CREATE TABLE docs (id int PRIMARY KEY, title text, body text, price numeric(30,10));
+    ALTER TABLE docs ALTER COLUMN body SET STORAGE EXTERNAL;
+    CREATE TABLE tags (label text, n int);
+    ALTER TABLE tags REPLICA IDENTITY FULL;
+    CREATE TABLE \"odd.parent\" (id int PRIMARY KEY);
+    CREATE TABLE \"odd.child\" (id int PRIMARY KEY, parent int REFERENCES \"odd.parent\");";
+
+fn load(db: &util::TestDb) {
+    db.exec(
+        "INSERT INTO pgbench_branches SELECT b, 0, '' FROM generate_series(1, 2) b;
+         INSERT INTO pgbench_tellers SELECT t, (t - 1) / 10 + 1, 0, '' FROM generate_series(1, 20) t;
+         INSERT INTO pgbench_accounts
+             SELECT a, (a - 1) / 100000 + 1, 0, '' FROM generate_series(1, 200000) a;
+         INSERT INTO docs
+             SELECT d, 'doc ' || d, (SELECT string_agg(md5(d::text || i::text), '')
+                                       FROM generate_series(1, 400) i),
+                    d * 1.0000000001
+               FROM generate_series(1, 50) d;
+         INSERT INTO tags VALUES ('twin', 1), ('twin', 1), ('single', 2);
+         INSERT INTO \"odd.parent\" SELECT generate_series(1, 10);
+         INSERT INTO \"odd.child\" SELECT i, i FROM generate_series(1, 10) i;
+         ANALYZE",
+    );
+}
+
+const TABLES: &[&str] = &[
+    "pgbench_branches",
+    "pgbench_tellers",
+    "pgbench_accounts",
+    "pgbench_history",
+    "docs",
+    "tags",
+    "\"odd.parent\"",
+    "\"odd.child\"",
+];
+
+/// pgbench's TPC-B-like transactions from `clients` sessions for `seconds`, in the
+/// background.
+fn pgbench(db: &util::TestDb, clients: u32, seconds: u32) -> std::process::Child {
+    std::process::Command::new(util::bindir().join("pgbench"))
+        .args(["-n", "-c", &clients.to_string(), "-T", &seconds.to_string()])
+        .arg(db.url())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("starting pgbench")
+}
+
+fn wait_pgbench(child: std::process::Child) {
+    let out = child.wait_with_output().expect("waiting for pgbench");
+    assert!(
+        out.status.success(),
+        "pgbench: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Waits until the follower's copy is done: the destination then has its replication
+/// origin.
+fn wait_following(dst: &util::TestDb, follower: &mut std::process::Child) {
+    let started = std::time::Instant::now();
+    loop {
+        if dst.scalar_i64("SELECT count(*) FROM pg_replication_origin") == 1 {
+            return;
+        }
+        if let Ok(Some(status)) = follower.try_wait() {
+            panic!("the follower exited with {status} before following");
+        }
+        assert!(
+            started.elapsed().as_secs() < 120,
+            "the follower never started following"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+fn cutover(src: &util::TestDb, dst: &util::TestDb, extra: &[&str]) -> util::Output {
+    util::run(
+        util::pgcopy()
+            .args(["cutover", "--source", &src.url(), "--dest", &dst.url()])
+            .args(extra),
+    )
+}
+
+/// Nothing of the follower is left on either side.
+fn assert_nothing_left(src: &util::TestDb, dst: &util::TestDb) {
+    assert_eq!(
+        src.scalar_i64("SELECT count(*) FROM pg_replication_slots"),
+        0
+    );
+    assert_eq!(src.scalar_i64("SELECT count(*) FROM pg_publication"), 0);
+    assert_eq!(
+        dst.scalar_i64("SELECT count(*) FROM pg_replication_origin"),
+        0
+    );
+}
+
+/// Writes that pgbench does not make: a TOASTed value left unchanged by an update, twin
+/// rows of a table without a key, two tables truncated together, a key changed.
+const EDITS: &str = "
+    UPDATE docs SET title = 'retitled' WHERE id <= 10;
+    UPDATE docs SET id = id + 1000 WHERE id = 11;
+    DELETE FROM docs WHERE id = 12;
+    UPDATE tags SET n = 5 WHERE label = 'single';
+    DELETE FROM tags WHERE ctid = (SELECT min(ctid) FROM tags WHERE label = 'twin');
+    INSERT INTO tags VALUES (NULL, NULL);
+    TRUNCATE \"odd.parent\", \"odd.child\";
+    INSERT INTO \"odd.parent\" VALUES (99);
+    INSERT INTO \"odd.child\" VALUES (1, 99);";
+
+#[test]
+fn follows_what_the_source_commits_during_and_after_the_copy_until_cutover() {
+    let (logical, destination) = (
+        logical_cluster(),
+        util::start_cluster(ClusterOptions::default()),
+    );
+    let src = logical.create_db(&test_name!());
+    let dst = destination.create_db(&test_name!());
+    util::both(&src, &dst, SCHEMA);
+    load(&src);
+    let writers = pgbench(&src, 2, 6);
+    let mut follower = util::spawn_copy(&src, &dst, &["--follow"]);
+    wait_following(&dst, &mut follower);
+    src.exec(EDITS);
+    wait_pgbench(writers);
+    let history = src.count("pgbench_history");
+    assert!(history > 100, "pgbench made {history} transactions");
+
+    let out = cutover(&src, &dst, &["--verify"]);
+    let followed = util::finish(follower);
+    assert_exit!(out, exit::SUCCESS, "the follower: {followed:?}");
+    assert!(out.stdout.contains("cut over in "), "{out:?}");
+    let out = followed;
+    assert_exit!(out, exit::SUCCESS);
+    assert!(out.stdout.contains("cut over at "), "{out:?}");
+    assert!(!out.stdout.contains("applied 0 transactions"), "{out:?}");
+
+    util::assert_same_data(&src, &dst, TABLES);
+    assert_eq!(
+        dst.scalar_string("SELECT title FROM docs WHERE id = 3"),
+        "retitled"
+    );
+    assert_eq!(
+        dst.scalar_i64("SELECT length(body) FROM docs WHERE id = 3"),
+        400 * 32,
+        "an update that left the TOASTed body alone kept it"
+    );
+    // The sequence of the history's key, from the source at cutover.
+    assert_eq!(
+        dst.scalar_i64("SELECT last_value FROM pgbench_history_id_seq"),
+        src.scalar_i64("SELECT last_value FROM pgbench_history_id_seq")
+    );
+    assert_nothing_left(&src, &dst);
+}
+
+#[test]
+fn a_follower_killed_mid_transaction_resumes_without_losing_or_doubling_one() {
+    let (logical, destination) = (
+        logical_cluster(),
+        util::start_cluster(ClusterOptions::default()),
+    );
+    let src = logical.create_db(&test_name!());
+    let dst = destination.create_db(&test_name!());
+    util::both(&src, &dst, SCHEMA);
+    load(&src);
+    let writers = pgbench(&src, 2, 14);
+    let mut follower = util::spawn_copy(&src, &dst, &["--follow"]);
+    wait_following(&dst, &mut follower);
+    // Killed first while it applies a transaction of 200,000 rows, then while pgbench's
+    // small ones stream in: some of them are committed on the destination and not yet
+    // confirmed to the source, which sends them again.
+    for round in 0..2 {
+        if round == 0 {
+            src.exec("UPDATE pgbench_accounts SET filler = 'x'");
+            std::thread::sleep(std::time::Duration::from_millis(300));
+        } else {
+            // Past the big transaction, into the small ones.
+            let before = dst.count("pgbench_history");
+            let started = std::time::Instant::now();
+            while dst.count("pgbench_history") < before + 300 {
+                assert!(
+                    started.elapsed().as_secs() < 60,
+                    "the resumed follower applies nothing"
+                );
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+        }
+        follower.kill().expect("kill -9 of the follower");
+        let killed = util::finish(follower);
+        assert_eq!(killed.code, 128 + 9, "{killed:?}");
+        follower = util::spawn_copy(&src, &dst, &["--follow", "--resume"]);
+        wait_streaming(&src, &mut follower);
+    }
+    src.exec(EDITS);
+    wait_pgbench(writers);
+    let out = cutover(&src, &dst, &[]);
+    if out.code != 0 {
+        follower.kill().ok();
+    }
+    let followed = util::finish(follower);
+    assert_exit!(out, exit::SUCCESS, "the resumed follower: {followed:?}");
+    assert_exit!(followed, exit::SUCCESS);
+    assert!(
+        followed
+            .stderr
+            .contains("resuming: the destination holds every source transaction up to"),
+        "{followed:?}"
+    );
+    util::assert_same_data(&src, &dst, TABLES);
+    assert_nothing_left(&src, &dst);
+}
+
+/// Waits until a resumed follower streams from the slot.
+fn wait_streaming(src: &util::TestDb, follower: &mut std::process::Child) {
+    let started = std::time::Instant::now();
+    while src.scalar_i64("SELECT count(*) FROM pg_replication_slots WHERE active") == 0 {
+        if let Ok(Some(status)) = follower.try_wait() {
+            panic!("the resumed follower exited with {status}");
+        }
+        assert!(
+            started.elapsed().as_secs() < 60,
+            "the resumed follower never streamed"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn a_table_without_replica_identity_is_refused_before_anything_is_created() {
+    let (logical, destination) = (
+        logical_cluster(),
+        util::start_cluster(ClusterOptions::default()),
+    );
+    let src = logical.create_db(&test_name!());
+    let dst = destination.create_db(&test_name!());
+    util::both(
+        &src,
+        &dst,
+        "CREATE TABLE keyed (id int PRIMARY KEY); CREATE TABLE \"no key\" (v text);",
+    );
+    let out = util::copy(&src, &dst, &["--follow"]);
+    assert_exit!(out, exit::USAGE);
+    assert!(
+        out.stderr.contains(
+            "public.\"no key\" has no usable replica identity (replica identity default, and \
+             no primary key)"
+        ),
+        "{out:?}"
+    );
+    assert!(
+        out.stderr
+            .contains("ALTER TABLE \"public\".\"no key\" REPLICA IDENTITY FULL"),
+        "{out:?}"
+    );
+    assert_nothing_left(&src, &dst);
+    // Left out, it is no obstacle.
+    let out = util::copy(
+        &src,
+        &dst,
+        &["--follow", "--exclude-tables", "no key", "--dry-run"],
+    );
+    assert_exit!(out, exit::SUCCESS);
+}

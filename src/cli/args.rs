@@ -37,6 +37,8 @@ pub(crate) enum Command {
     List(ListArgs),
     Recover(RecoverArgs),
     Status(StatusArgs),
+    Cutover(CutoverArgs),
+    Abandon(AbandonArgs),
     Verify(VerifyArgs),
     Version(VersionArgs),
 }
@@ -130,9 +132,16 @@ pub(crate) struct CopyArgs {
     pub(crate) lock_timeout: u64,
 
     /// copy only the tables an interrupted or failed run to this destination did not finish
-    /// (they come from a new snapshot; refused if the selection changed)
+    /// (they come from a new snapshot; refused if the selection changed); with --follow,
+    /// go on following from the last source transaction the destination committed
     #[argh(switch)]
     pub(crate) resume: bool,
+
+    /// after the copy, apply every change committed on the source since its snapshot, one
+    /// source transaction after another, until `pgcopy cutover` (logical replication; see
+    /// `pgcopy status` for what the source needs)
+    #[argh(switch)]
+    pub(crate) follow: bool,
 
     /// after copying, verify every copied table (row count and checksum) against the
     /// copy's own source snapshot
@@ -336,6 +345,95 @@ pub(crate) struct StatusArgs {
     /// print the status as one JSON document
     #[argh(switch)]
     pub(crate) json: bool,
+
+    /// errors only
+    #[argh(switch, short = 'q')]
+    pub(crate) quiet: bool,
+
+    /// every SQL statement sent (RUST_LOG, when set, decides instead)
+    #[argh(switch, short = 'v')]
+    pub(crate) verbose: bool,
+}
+
+#[derive(FromArgs, Debug)]
+/// End a `copy --follow` (run once the application has stopped writing to the source): mark
+/// the end in the source's WAL, wait until the follower applied everything before it, set
+/// the sequences, and drop the slot and publication it made.
+#[argh(
+    subcommand,
+    name = "cutover",
+    help_triggers("-h", "--help", "help"),
+    error_code(0, "the destination holds every transaction the source committed"),
+    error_code(
+        2,
+        "usage, configuration or connection error, or no follower to cut over"
+    ),
+    error_code(3, "--verify found a table that differs")
+)]
+pub(crate) struct CutoverArgs {
+    /// source connection: URL or key=value string (default: $PGCOPY_SOURCE)
+    #[argh(option)]
+    pub(crate) source: Option<String>,
+
+    /// read the source connection from the first non-comment line of this file
+    #[argh(option)]
+    pub(crate) source_file: Option<PathBuf>,
+
+    /// destination connection: URL or key=value string (default: $PGCOPY_DEST)
+    #[argh(option)]
+    pub(crate) dest: Option<String>,
+
+    /// read the destination connection from the first non-comment line of this file
+    #[argh(option)]
+    pub(crate) dest_file: Option<PathBuf>,
+
+    /// have the follower verify every followed table (row count and checksum) before it
+    /// drops the slot
+    #[argh(switch)]
+    pub(crate) verify: bool,
+
+    /// seconds to wait for the follower to reach the mark (default 600)
+    #[argh(option, default = "600")]
+    pub(crate) timeout: u64,
+
+    /// errors only
+    #[argh(switch, short = 'q')]
+    pub(crate) quiet: bool,
+
+    /// every SQL statement sent (RUST_LOG, when set, decides instead)
+    #[argh(switch, short = 'v')]
+    pub(crate) verbose: bool,
+}
+
+#[derive(FromArgs, Debug)]
+/// Give up following: drop the replication slot and publication a `copy --follow` made on
+/// the source, so it stops keeping WAL for it, and the destination's replication origin.
+#[argh(
+    subcommand,
+    name = "abandon",
+    help_triggers("-h", "--help", "help"),
+    error_code(0, "nothing of a follower is left"),
+    error_code(
+        2,
+        "usage, configuration or connection error, or the follower is running"
+    )
+)]
+pub(crate) struct AbandonArgs {
+    /// source connection: URL or key=value string (default: $PGCOPY_SOURCE)
+    #[argh(option)]
+    pub(crate) source: Option<String>,
+
+    /// read the source connection from the first non-comment line of this file
+    #[argh(option)]
+    pub(crate) source_file: Option<PathBuf>,
+
+    /// destination connection: URL or key=value string (default: $PGCOPY_DEST)
+    #[argh(option)]
+    pub(crate) dest: Option<String>,
+
+    /// read the destination connection from the first non-comment line of this file
+    #[argh(option)]
+    pub(crate) dest_file: Option<PathBuf>,
 
     /// errors only
     #[argh(switch, short = 'q')]

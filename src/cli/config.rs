@@ -34,6 +34,8 @@ pub(crate) enum Command {
     Copy(Box<CopyConfig>),
     List(Box<ListConfig>),
     Status(Box<StatusConfig>),
+    Cutover(Box<CutoverConfig>),
+    Abandon(Box<AbandonConfig>),
     Recover(Box<RecoverConfig>),
     Verify(Box<VerifyConfig>),
     Version,
@@ -68,6 +70,8 @@ pub(crate) struct CopyConfig {
     pub(crate) json: bool,
     pub(crate) verify: bool,
     pub(crate) resume: bool,
+    /// Follow the source after the copy (logical replication) until `cutover`.
+    pub(crate) follow: bool,
     pub(crate) retries: u32,
     pub(crate) lock_timeout: Duration,
     pub(crate) verbosity: Verbosity,
@@ -100,6 +104,8 @@ impl Command {
             Command::Copy(c) => c.verbosity,
             Command::List(c) => c.verbosity,
             Command::Status(c) => c.verbosity,
+            Command::Cutover(c) => c.verbosity,
+            Command::Abandon(c) => c.verbosity,
             Command::Recover(c) => c.verbosity,
             Command::Verify(c) => c.verbosity,
             Command::Version => Verbosity::Normal,
@@ -132,6 +138,23 @@ pub(crate) struct StatusConfig {
     pub(crate) source: Target,
     pub(crate) filter: TableFilter,
     pub(crate) json: bool,
+    pub(crate) verbosity: Verbosity,
+}
+
+#[derive(Debug)]
+pub(crate) struct CutoverConfig {
+    pub(crate) source: Target,
+    pub(crate) dest: Target,
+    pub(crate) verify: bool,
+    /// How long to wait for the follower to reach the mark.
+    pub(crate) timeout: Duration,
+    pub(crate) verbosity: Verbosity,
+}
+
+#[derive(Debug)]
+pub(crate) struct AbandonConfig {
+    pub(crate) source: Target,
+    pub(crate) dest: Target,
     pub(crate) verbosity: Verbosity,
 }
 
@@ -173,6 +196,18 @@ pub(crate) fn from_args(args: Box<args::Args>) -> Result<Command> {
                 &a.exclude_schemas,
             ),
             json: a.json,
+            verbosity: verbosity(a.quiet, a.verbose)?,
+        })),
+        args::Command::Cutover(a) => Command::Cutover(Box::new(CutoverConfig {
+            source: source(a.source, a.source_file.as_deref())?,
+            dest: dest(a.dest, a.dest_file.as_deref())?,
+            verify: a.verify,
+            timeout: Duration::from_secs(a.timeout),
+            verbosity: verbosity(a.quiet, a.verbose)?,
+        })),
+        args::Command::Abandon(a) => Command::Abandon(Box::new(AbandonConfig {
+            source: source(a.source, a.source_file.as_deref())?,
+            dest: dest(a.dest, a.dest_file.as_deref())?,
             verbosity: verbosity(a.quiet, a.verbose)?,
         })),
         args::Command::List(a) => Command::List(Box::new(ListConfig {
@@ -229,6 +264,7 @@ pub(crate) fn from_args(args: Box<args::Args>) -> Result<Command> {
                 json: a.json,
                 verify: a.verify,
                 resume: a.resume,
+                follow: a.follow,
                 retries: a.retries,
                 lock_timeout: lock_timeout(a.lock_timeout),
                 verbosity: verbosity(a.quiet, a.verbose)?,

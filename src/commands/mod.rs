@@ -1,7 +1,9 @@
-//! The commands: `copy`, `list`, `verify`, `recover`, `status` (and `version`), each from its
-//! validated configuration to an exit code.
+//! The commands: `copy`, `list`, `verify`, `recover`, `status`, `cutover`, `abandon` (and
+//! `version`), each from its validated configuration to an exit code.
 
+pub(crate) mod abandon;
 pub(crate) mod copy;
+pub(crate) mod cutover;
 pub(crate) mod list;
 pub(crate) mod recover;
 pub(crate) mod status;
@@ -21,6 +23,8 @@ pub(crate) fn run(command: Command) -> anyhow::Result<Exit> {
         Command::Copy(cfg) => copy::run(&cfg),
         Command::Recover(cfg) => recover::run(&cfg),
         Command::Status(cfg) => status::run(&cfg),
+        Command::Cutover(cfg) => cutover::run(&cfg),
+        Command::Abandon(cfg) => abandon::run(&cfg),
         Command::Verify(cfg) => verify::run(&cfg),
     }
 }

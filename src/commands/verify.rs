@@ -25,6 +25,7 @@ pub(crate) fn run(cfg: &VerifyConfig) -> Result<Exit> {
         cfg.source.connect()?,
         &cfg.filter,
         cfg.lock_timeout,
+        None,
     )?;
     let mut plan = plan::build(&mut snapshot.client, &selected)?;
     plan::add_destination_only_partitions(&mut dest, &mut plan, &cfg.filter)?;

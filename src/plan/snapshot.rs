@@ -9,10 +9,15 @@
 //! truncate or rewrite it. A table that appeared between the first look at the catalog and
 //! the snapshot is locked after it; if it was rewritten in that moment, a new snapshot is
 //! taken. Lock waits are bounded by `--lock-timeout` and name the session waited for.
+//!
+//! A copy that follows takes its snapshot from a new replication slot instead: the slot is
+//! made once the locks are granted (by `ExportFrom`, which `replication` provides) and this
+//! transaction imports the snapshot the slot's creation exported, then exports it again for
+//! the readers, so the copy sees exactly what precedes the first change the slot streams.
 
 use crate::pg::error::db_error;
 use crate::pg::server::{SnapshotId, BEGIN_READ_ONLY};
-use crate::pg::sql::TableName;
+use crate::pg::sql::{quote_literal, TableName};
 use crate::pg::target::Target;
 use crate::plan;
 use crate::plan::filter::TableFilter;
@@ -67,14 +72,20 @@ pub(crate) struct Source {
     pub(crate) findings: Vec<String>,
 }
 
-/// Locks the tables `filter` selects and takes the snapshot (see the module's comment).
-/// Fails, before anything is changed anywhere, when a lock is not granted within
-/// `lock_timeout`: the message names the table and the session that holds it.
+/// Where a snapshot comes from other than this transaction: it is given the tables locked
+/// and returns a snapshot exported after their locks were granted.
+pub(crate) type ExportFrom<'a> = &'a mut dyn FnMut(&[TableName]) -> Result<SnapshotId>;
+
+/// Locks the tables `filter` selects and takes the snapshot (see the module's comment), or
+/// imports the one `from` exports. Fails, before anything is changed anywhere, when a lock
+/// is not granted within `lock_timeout`: the message names the table and the session that
+/// holds it.
 pub(crate) fn take(
     target: &Target,
     mut client: Client,
     filter: &TableFilter,
     lock_timeout: Duration,
+    mut from: Option<ExportFrom<'_>>,
 ) -> Result<Source> {
     let standby: bool = client
         .query_one("SELECT pg_is_in_recovery()", &[])
@@ -95,6 +106,7 @@ pub(crate) fn take(
             &to_lock,
             lock_timeout,
             &mut findings,
+            &mut from,
         ) {
             Ok(Attempt::Taken { id, mut tables }) => {
                 catalog::sizes(&mut client, &mut tables)?;
@@ -141,9 +153,21 @@ fn attempt(
     to_lock: &[Table],
     lock_timeout: Duration,
     findings: &mut Vec<String>,
+    from: &mut Option<ExportFrom<'_>>,
 ) -> Result<Attempt> {
     // LOCK does not take the transaction's snapshot; the first query after it does.
     findings.extend(lock(target, client, to_lock, lock_timeout)?);
+    let imported = from.is_some();
+    if let Some(from) = from {
+        let names: Vec<TableName> = to_lock.iter().map(|t| t.name.clone()).collect();
+        let exported = from(&names)?;
+        client
+            .batch_execute(&format!(
+                "SET TRANSACTION SNAPSHOT {}",
+                quote_literal(&exported.0)
+            ))
+            .context("importing the replication slot's snapshot")?;
+    }
     let id = SnapshotId(
         client
             .query_one("SELECT pg_export_snapshot()", &[])
@@ -157,6 +181,14 @@ fn attempt(
         .filter(|t| t.readable && !locked.contains(&t.oid))
         .cloned()
         .collect();
+    if imported && !late.is_empty() {
+        // Not in the slot's publication: their changes since the slot would be lost.
+        let names = join_names(&late.iter().map(|t| t.name.clone()).collect::<Vec<_>>());
+        findings.push(format!(
+            "made a new slot: {names} appeared while the first was made"
+        ));
+        return Ok(Attempt::Rewritten(tables));
+    }
     findings.extend(lock(target, client, &late, lock_timeout)?);
     let oids: Vec<u32> = tables.iter().map(|t| t.oid).collect();
     let rewritten = catalog::rewritten(client, &oids)?;

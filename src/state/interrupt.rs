@@ -10,8 +10,13 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 static SIGNALS: AtomicUsize = AtomicUsize::new(0);
 static STOP: AtomicBool = AtomicBool::new(false);
 
-/// Installs the handler; call once, before the destination changes.
+static INSTALLED: AtomicBool = AtomicBool::new(false);
+
+/// Installs the handler, before the destination changes; later calls do nothing.
 pub(crate) fn install() -> Result<()> {
+    if INSTALLED.swap(true, Ordering::SeqCst) {
+        return Ok(());
+    }
     ctrlc::set_handler(|| match SIGNALS.fetch_add(1, Ordering::SeqCst) {
         0 => {
             STOP.store(true, Ordering::SeqCst);

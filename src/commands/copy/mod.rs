@@ -6,6 +6,7 @@
 
 mod apply;
 mod finish;
+mod follow;
 mod planning;
 mod prepare;
 
@@ -21,6 +22,11 @@ use planning::Work;
 /// begun, failures end up in the report and the exit code instead, after everything was
 /// put back.
 pub(crate) fn run(cfg: &CopyConfig) -> Result<Exit> {
+    if cfg.follow && cfg.resume && !cfg.dry_run {
+        if let Some(exit) = follow::resume(cfg)? {
+            return Ok(exit);
+        }
+    }
     let prepared = prepare::prepare(cfg)?;
     let mut work = planning::plan(cfg, prepared)?;
     if cfg.dry_run {
@@ -28,7 +34,20 @@ pub(crate) fn run(cfg: &CopyConfig) -> Result<Exit> {
     }
     confirm::confirm(cfg, &mut work.dest, &work.plan)?;
     let applied = apply::apply(cfg, &mut work)?;
-    finish::finish(cfg, work, applied)
+    // The slot outlives the copy's sessions; until following starts, it is dropped if the
+    // run ends.
+    let mut made = std::mem::replace(
+        &mut work.slot,
+        follow::Made {
+            slot: None,
+            source: &cfg.source,
+        },
+    );
+    let copied = finish::finish(cfg, work, applied)?;
+    match made.take() {
+        Some(slot) => follow::after_copy(cfg, slot, copied),
+        None => Ok(copied),
+    }
 }
 
 /// The dry run: what the copy would do, and why it would be refused, if it would.

@@ -3,6 +3,7 @@
 //! foreign keys to drop, the triggers to keep from firing, the indexes to build again — and
 //! every reason to refuse, all before anything changes.
 
+use super::follow;
 use super::prepare::Prepared;
 use crate::cli::config::CopyConfig;
 use crate::pg::error::{self, describe};
@@ -11,6 +12,7 @@ use crate::pg::sql::TableName;
 use crate::plan::pieces;
 use crate::plan::snapshot::{self, Snapshot, Source};
 use crate::plan::{self, Plan, Replace};
+use crate::replication::slot::SlotMaker;
 use crate::schema::catalog::{self, Rights};
 use crate::schema::constraints::{self, Constraint};
 use crate::schema::fk_mode::FkMode;
@@ -26,7 +28,7 @@ use postgres::Client;
 use std::collections::{HashMap, HashSet};
 
 /// Everything a copy will do, decided; and the sessions it will do it with.
-pub(super) struct Work {
+pub(super) struct Work<'a> {
     pub(super) dest: Client,
     pub(super) state_file: StateFile,
     pub(super) snapshot: Snapshot,
@@ -49,9 +51,11 @@ pub(super) struct Work {
     pub(super) findings: Vec<String>,
     /// Why the copy is refused; empty when it may go on.
     pub(super) refusals: Vec<String>,
+    /// The replication slot the snapshot came from, with `--follow`.
+    pub(super) slot: follow::Made<'a>,
 }
 
-pub(super) fn plan(cfg: &CopyConfig, prepared: Prepared) -> Result<Work> {
+pub(super) fn plan(cfg: &CopyConfig, prepared: Prepared) -> Result<Work<'_>> {
     let Prepared {
         source,
         source_id,
@@ -59,12 +63,48 @@ pub(super) fn plan(cfg: &CopyConfig, prepared: Prepared) -> Result<Work> {
         state_file,
         previous,
     } = prepared;
+    let mut source = source;
+    let follow_name = if cfg.follow {
+        Some(follow::name(&mut dest)?)
+    } else {
+        None
+    };
+    let mut refusals = Vec::new();
+    if let Some(name) = &follow_name {
+        refusals.extend(follow::refusals(cfg, &mut source, &mut dest, name)?);
+        if !refusals.is_empty() && !cfg.dry_run {
+            return Err(plan::refusals::refuse("copy --follow", &refusals));
+        }
+    }
+    // With --follow the snapshot comes from the slot (none in a dry run).
+    let mut maker = match &follow_name {
+        Some(name) if !cfg.dry_run => Some(SlotMaker::new(
+            &cfg.source,
+            name.clone(),
+            follow::version(&mut source)?,
+        )),
+        _ => None,
+    };
+    let mut make = maker
+        .as_mut()
+        .map(|maker| move |tables: &[TableName]| maker.make(tables));
+    let taken = snapshot::take(
+        &cfg.source,
+        source,
+        &cfg.filter,
+        cfg.lock_timeout,
+        make.as_mut().map(|f| f as snapshot::ExportFrom<'_>),
+    );
+    let slot = follow::Made {
+        slot: maker.and_then(SlotMaker::into_slot),
+        source: &cfg.source,
+    };
     let Source {
         mut snapshot,
         tables: selected,
         standby,
         findings,
-    } = snapshot::take(&cfg.source, source, &cfg.filter, cfg.lock_timeout)?;
+    } = taken?;
     let mut plan = plan::build(&mut snapshot.client, &selected)?;
     plan::add_destination_only_partitions(&mut dest, &mut plan, &cfg.filter)?;
     let sequences = if cfg.sequences {
@@ -84,7 +124,7 @@ pub(super) fn plan(cfg: &CopyConfig, prepared: Prepared) -> Result<Work> {
     } else {
         HashSet::new()
     };
-    let mut refusals = snapshot::refusals(&selected, standby, &cfg.source);
+    refusals.extend(snapshot::refusals(&selected, standby, &cfg.source));
     refusals.extend(
         plan::refusals::check_destination(&mut snapshot.client, &mut dest, &mut plan)?.refusals(
             sequences::check_destination(&mut dest, &sequences)?,
@@ -94,7 +134,9 @@ pub(super) fn plan(cfg: &CopyConfig, prepared: Prepared) -> Result<Work> {
     );
     let fingerprint = fingerprint(&source_id, &plan);
     let full_plan = plan.clone();
-    let done_before = if cfg.resume {
+    // A follower starting over has a new snapshot: nothing of an earlier one is kept.
+    let resume_tables = cfg.resume && !cfg.follow;
+    let done_before = if resume_tables {
         resume(&mut dest, &mut plan, previous.as_ref(), &fingerprint)?
     } else {
         Vec::new()
@@ -118,7 +160,7 @@ pub(super) fn plan(cfg: &CopyConfig, prepared: Prepared) -> Result<Work> {
     };
     // Keys an earlier run left NOT VALID although they were valid are validated at the end;
     // one that this run drops anyway comes back validated like the others.
-    let saved_pieces = match (&previous, cfg.resume) {
+    let saved_pieces = match (&previous, resume_tables) {
         (Some(previous), true) => previous.pieces.clone(),
         _ => Vec::new(),
     };
@@ -180,6 +222,7 @@ pub(super) fn plan(cfg: &CopyConfig, prepared: Prepared) -> Result<Work> {
         views,
         findings,
         refusals,
+        slot,
     })
 }
 

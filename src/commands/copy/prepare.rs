@@ -5,7 +5,9 @@
 use crate::cli::config::CopyConfig;
 use crate::commands::recover;
 use crate::pg::server::{lock_destination, Identity};
+use crate::replication::slot;
 use crate::state::file::{State, StateFile};
+use crate::units::format_bytes;
 use anyhow::{bail, Result};
 use postgres::Client;
 
@@ -38,6 +40,7 @@ pub(super) fn prepare(cfg: &CopyConfig) -> Result<Prepared> {
         "SET lock_timeout = {}",
         cfg.lock_timeout.as_millis()
     ))?;
+    warn_left_behind(&mut source);
     let state_file = StateFile::new(&cfg.state_dir, &dest_id.database, &dest_id.key());
     let previous = if cfg.dry_run {
         let previous = state_file.load()?;
@@ -62,4 +65,23 @@ pub(super) fn prepare(cfg: &CopyConfig) -> Result<Prepared> {
         state_file,
         previous,
     })
+}
+
+/// Names each slot an earlier `copy --follow` left on the source and nobody streams from:
+/// it keeps WAL there until it is dropped. Best effort: a source that cannot say is not a
+/// reason to stop.
+pub(super) fn warn_left_behind(source: &mut Client) {
+    match slot::left_behind(source) {
+        Ok(slots) => {
+            for (name, held) in slots {
+                log::warn!(
+                    "the replication slot {name} that a `pgcopy copy --follow` made is left on \
+                     the source, holding {} of WAL: go on with `pgcopy copy --follow --resume`, \
+                     or drop it with `pgcopy abandon` (both with the --dest it followed into)",
+                    format_bytes(held.max(0) as u64)
+                );
+            }
+        }
+        Err(err) => log::debug!("could not list the source's replication slots: {err:#}"),
+    }
 }

@@ -123,6 +123,7 @@ impl Connection {
             status: b'I',
             broken: false,
             socket,
+            outgoing: BytesMut::new(),
         };
         conn.startup(config, kind)?;
         conn.check_session_attrs(config.get_target_session_attrs())?;

@@ -11,11 +11,16 @@
 //! so a row is never copied on its way to the writer. Nothing here knows `Target`: it opens
 //! sessions from a `postgres::Config` and a rustls configuration it is given. The same client
 //! opens the logical replication sessions (`Session::Replication`), whose commands return
-//! rows the postgres crate cannot read (`query_rows`).
+//! rows the postgres crate cannot read (`query_rows`), and streams their changes
+//! (`copy_both`); the follower applies those changes with it too, many statements per round
+//! trip (`pipeline`).
 
 mod connect;
+mod copy_both;
+mod pipeline;
 
 pub(crate) use connect::{NoPassword, NoTls, Session};
+pub(crate) use copy_both::Received;
 
 use anyhow::{bail, Context, Result};
 use bytes::BytesMut;
@@ -165,6 +170,8 @@ pub(crate) struct Connection {
     broken: bool,
     /// The socket under `stream`, for what is set on the socket itself (shutdown, timeouts).
     socket: Socket,
+    /// Messages queued to be written together (see `pipeline`).
+    outgoing: BytesMut,
 }
 
 impl Connection {

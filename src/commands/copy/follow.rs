@@ -1,0 +1,356 @@
+//! `copy --follow`: what it checks before anything is created (the source ready, the
+//! destination role able to apply as a replica and to keep a replication origin, no
+//! follower of this destination already there), the slot the copy's snapshot comes from,
+//! and after the copy the following itself until the cutover mark, which it ends by setting
+//! the sequences from the source's live values and dropping what it made. `--resume` goes
+//! on from the destination's origin; a follower stopped during its initial copy has lost
+//! its snapshot and starts over.
+
+use crate::cli::config::CopyConfig;
+use crate::exit::Exit;
+use crate::pg::error::describe;
+use crate::pg::server::{lock_destination, Identity};
+use crate::plan;
+use crate::replication::apply::{self, Applied, Ended};
+use crate::replication::decode::Lsn;
+use crate::replication::follow::{self, Sessions};
+use crate::replication::readiness;
+use crate::replication::slot::{self, LsnText, Slot};
+use crate::schema::catalog;
+use crate::schema::fk_mode::FkMode;
+use crate::schema::sequences;
+use crate::state::interrupt;
+use anyhow::{bail, Context, Result};
+use postgres::Client;
+use std::time::Instant;
+
+/// The oldest source that can be followed: pgoutput sends `pg_logical_emit_message`'s
+/// messages, which cutover's mark is, from PostgreSQL 14 on.
+const OLDEST_SOURCE: u32 = 140000;
+
+/// The slot and publication's name for this destination.
+pub(super) fn name(dest: &mut Client) -> Result<String> {
+    Ok(slot::name_for(&Identity::read(dest)?.key()))
+}
+
+/// The source's `server_version_num`.
+pub(super) fn version(client: &mut Client) -> Result<u32> {
+    let text: String = client
+        .query_one("SELECT current_setting('server_version_num')", &[])?
+        .get(0);
+    text.parse()
+        .context("reading the source's server_version_num")
+}
+
+/// Why this copy may not follow; checked before anything is created on either side.
+pub(super) fn refusals(
+    cfg: &CopyConfig,
+    source: &mut Client,
+    dest: &mut Client,
+    name: &str,
+) -> Result<Vec<String>> {
+    let mut refusals = Vec::new();
+    if version(source)? < OLDEST_SOURCE {
+        refusals.push(
+            "--follow: the source is older than PostgreSQL 14, whose pgoutput does not \
+             carry the mark `pgcopy cutover` ends following with"
+                .to_string(),
+        );
+    }
+    source.batch_execute(crate::pg::server::BEGIN_READ_ONLY)?;
+    let selected = plan::select(&catalog::tables(source)?, &cfg.filter);
+    source.batch_execute("COMMIT")?;
+    let mut found = readiness::check(source, &selected?)?;
+    found
+        .requirements
+        .push(readiness::replication_session(&cfg.source));
+    for r in found.requirements.iter().filter(|r| !r.met()) {
+        refusals.push(format!(
+            "--follow needs {}; the source has {}: {}",
+            r.what, r.found, r.fix
+        ));
+    }
+    for t in &found.no_identity {
+        refusals.push(format!(
+            "{} has no usable replica identity (replica identity {}), so publishing it \
+             would make the source application's UPDATE and DELETE on it fail: {}",
+            t.table, t.identity, t.fix
+        ));
+    }
+    let exists = source
+        .query_opt(
+            "SELECT 1 FROM pg_catalog.pg_replication_slots WHERE slot_name = $1",
+            &[&name],
+        )?
+        .is_some();
+    if exists {
+        refusals.push(format!(
+            "a follower of this destination is already there (the source's replication slot \
+             {name}): go on with `pgcopy copy --follow --resume`, or give it up with \
+             `pgcopy abandon`"
+        ));
+    }
+    if cfg.fk_mode.resolve(dest, false)? != FkMode::Replica {
+        refusals.push(
+            "--follow applies the source's changes with session_replication_role = replica \
+             (the destination's triggers and foreign keys quiet, as PostgreSQL's own \
+             subscriptions apply them), which the destination role may not set: connect as \
+             a superuser or, from PostgreSQL 15, `GRANT SET ON PARAMETER \
+             session_replication_role TO …`"
+                .to_string(),
+        );
+    }
+    let may_keep_origin: bool = dest
+        .query_one(
+            "SELECT has_function_privilege('pg_catalog.pg_replication_origin_create(text)',
+                                           'EXECUTE')
+                AND has_function_privilege(
+                        'pg_catalog.pg_replication_origin_session_setup(text)', 'EXECUTE')",
+            &[],
+        )?
+        .get(0);
+    if !may_keep_origin {
+        refusals.push(
+            "--follow records how far it applied in a replication origin on the \
+             destination, which the destination role may not use: connect as a superuser, \
+             or GRANT EXECUTE on the pg_replication_origin_* functions to the role"
+                .to_string(),
+        );
+    }
+    Ok(refusals)
+}
+
+/// `--follow --resume`: follows from where the destination is, when an earlier follower got
+/// past its copy; `None` when the copy must be made (again) first, after dropping what a
+/// follower stopped during its copy left.
+pub(super) fn resume(cfg: &CopyConfig) -> Result<Option<Exit>> {
+    let mut source = cfg.source.connect()?;
+    let mut dest = cfg.dest.connect()?;
+    let name = name(&mut dest)?;
+    let slot_exists = source
+        .query_opt(
+            "SELECT 1 FROM pg_catalog.pg_replication_slots WHERE slot_name = $1",
+            &[&name],
+        )?
+        .is_some();
+    match (follow::origin_progress(&mut dest, &name)?, slot_exists) {
+        (Some(at), true) => {
+            log::info!(
+                "resuming: the destination holds every source transaction up to {}",
+                LsnText(at)
+            );
+            let stream = cfg.source.connect_replication()?;
+            Ok(Some(run(cfg, &name, stream, at)?))
+        }
+        (Some(_), false) => bail!(
+            "the destination was following the source, but the source's replication slot \
+             {name} is gone, and with it the changes since: copy again with --follow, \
+             without --resume, after `pgcopy abandon` drops the destination's origin"
+        ),
+        (None, true) => {
+            log::warn!(
+                "the earlier follower stopped during its initial copy, whose snapshot is gone \
+                 with it: starting over with a new slot and snapshot (dropping {name})"
+            );
+            slot::drop_both(&mut source, &name)?;
+            Ok(None)
+        }
+        (None, false) => Ok(None),
+    }
+}
+
+/// A slot this run made, dropped with its publication if the run ends before following
+/// starts (a refusal, an error), so no slot is left keeping WAL for nobody.
+pub(super) struct Made<'a> {
+    pub(super) slot: Option<Slot>,
+    pub(super) source: &'a crate::pg::target::Target,
+}
+
+impl Made<'_> {
+    /// The slot, which the caller now answers for.
+    pub(super) fn take(&mut self) -> Option<Slot> {
+        self.slot.take()
+    }
+}
+
+impl Drop for Made<'_> {
+    fn drop(&mut self) {
+        if let Some(slot) = self.slot.take() {
+            let name = slot.name.clone();
+            drop(slot);
+            let dropped = self
+                .source
+                .connect()
+                .and_then(|mut source| slot::drop_both(&mut source, &name));
+            match dropped {
+                Ok(()) => log::info!("dropped the replication slot and publication {name}"),
+                Err(err) => log::error!(
+                    "could not drop the replication slot {name} ({}): `pgcopy abandon` drops \
+                     it, else the source keeps WAL for it",
+                    describe(&err)
+                ),
+            }
+        }
+    }
+}
+
+/// After the copy: follows from its slot if the copy succeeded; else drops the slot and the
+/// publication, as following cannot start from a copy that is not whole.
+pub(super) fn after_copy(cfg: &CopyConfig, slot: Slot, copied: Exit) -> Result<Exit> {
+    let mut dest = cfg.dest.connect()?;
+    if copied != Exit::Success {
+        log::error!(
+            "not following: the copy did not finish whole; dropping the replication slot {}",
+            slot.name
+        );
+        let name = slot.name.clone();
+        drop(slot);
+        let mut source = cfg.source.connect()?;
+        slot::drop_both(&mut source, &name)?;
+        return Ok(copied);
+    }
+    follow::create_origin(&mut dest, &slot.name, slot.consistent_point)?;
+    drop(dest);
+    run(cfg, &slot.name, slot.session, slot.consistent_point)
+}
+
+/// Follows the slot `name` from `start` until the cutover mark, then finishes.
+fn run(
+    cfg: &CopyConfig,
+    name: &str,
+    stream: crate::pg::wire::Connection,
+    start: Lsn,
+) -> Result<Exit> {
+    interrupt::install()?;
+    let mut catalog = cfg.dest.connect()?;
+    lock_destination(&mut catalog, &cfg.dest)?;
+    let mut apply_session = cfg.dest.connect_reader()?;
+    apply::prepare_session(&mut apply_session, name)?;
+    let mut source = cfg.source.connect()?;
+    let followed = follow::published(&mut source, name)?;
+    let started = Instant::now();
+    let mut last = (Applied::default(), Instant::now());
+    let report = |applied: &Applied, _server_end: Lsn| {
+        let lag = lag(&mut source, name);
+        let seconds = last.1.elapsed().as_secs_f64().max(0.001);
+        log::info!(
+            "following: {} transactions applied ({:.0}/s), {} rows ({:.0}/s){}",
+            applied.transactions,
+            (applied.transactions - last.0.transactions) as f64 / seconds,
+            applied.rows,
+            (applied.rows - last.0.rows) as f64 / seconds,
+            lag
+        );
+        last = (*applied, Instant::now());
+    };
+    let sessions = Sessions {
+        stream,
+        apply: apply_session,
+        catalog,
+    };
+    let (ended, applied) = follow::run(
+        sessions,
+        name,
+        followed.clone(),
+        start,
+        &interrupt::requested,
+        cfg.progress_interval,
+        report,
+    )
+    .context(
+        "following stopped; go on with `pgcopy copy --follow --resume` once the cause is fixed",
+    )?;
+    match ended {
+        Ended::Cutover { at } => finish(cfg, name, &followed, at, &applied, started),
+        Ended::Interrupted => {
+            log::warn!(
+                "stopped following after {} transactions: the destination holds each of them \
+                 whole; go on with `pgcopy copy --follow --resume`",
+                applied.transactions
+            );
+            Ok(Exit::Interrupted)
+        }
+        Ended::StreamGone => bail!("the replication stream ended"),
+    }
+}
+
+/// `, 1.2 MiB behind the source, the slot holds 3.4 MiB of WAL`, or nothing if the source
+/// cannot say.
+fn lag(source: &mut Client, name: &str) -> String {
+    let row = source.query_opt(
+        "SELECT pg_catalog.pg_wal_lsn_diff(pg_catalog.pg_current_wal_lsn(),
+                                           confirmed_flush_lsn)::bigint,
+                pg_catalog.pg_wal_lsn_diff(pg_catalog.pg_current_wal_lsn(), restart_lsn)::bigint
+           FROM pg_catalog.pg_replication_slots WHERE slot_name = $1",
+        &[&name],
+    );
+    match row {
+        Ok(Some(row)) => {
+            let behind: Option<i64> = row.get(0);
+            let held: Option<i64> = row.get(1);
+            format!(
+                ", {} behind the source, the slot holds {} of WAL",
+                crate::units::format_bytes(behind.unwrap_or(0).max(0) as u64),
+                crate::units::format_bytes(held.unwrap_or(0).max(0) as u64)
+            )
+        }
+        _ => String::new(),
+    }
+}
+
+/// The cutover mark is applied: the sequences from the source's live values (the
+/// application has stopped writing), then the slot, the publication and the origin go.
+fn finish(
+    cfg: &CopyConfig,
+    name: &str,
+    followed: &std::collections::HashSet<crate::pg::sql::TableName>,
+    at: Lsn,
+    applied: &Applied,
+    started: Instant,
+) -> Result<Exit> {
+    let mut source = cfg.source.connect()?;
+    let mut dest = cfg.dest.connect()?;
+    let tables: Vec<catalog::Table> = catalog::tables(&mut source)?
+        .into_iter()
+        .filter(|t| followed.contains(&t.name))
+        .collect();
+    let mut exit = Exit::Success;
+    if cfg.sequences {
+        let found = sequences::plan(&mut source, &tables, false)?;
+        let owners: Vec<_> = tables
+            .iter()
+            .map(|t| (&t.name, t.parent.as_ref(), true))
+            .collect();
+        let (set, failed) = sequences::set(&mut dest, &sequences::to_set(&found, &owners));
+        for problem in &failed {
+            log::error!("{problem}");
+            exit = Exit::TablesFailed;
+        }
+        log::info!("set {set} sequences from the source's values at cutover");
+    }
+    follow::drop_origin(&mut dest, name)?;
+    // The slot's session has just ended; the server lets the slot go a moment later.
+    let mut tries = 0;
+    loop {
+        match slot::drop_both(&mut source, name) {
+            Ok(()) => break,
+            Err(err) if tries < 50 => {
+                log::debug!("waiting to drop the slot: {}", describe(&err));
+                tries += 1;
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+            Err(err) => return Err(err),
+        }
+    }
+    if cfg.verbosity != crate::cli::config::Verbosity::Quiet {
+        println!(
+            "cut over at {}: followed for {:.0}s, applied {} transactions ({} rows); the \
+             slot and publication {name} are dropped",
+            LsnText(at),
+            started.elapsed().as_secs_f64(),
+            applied.transactions,
+            applied.rows
+        );
+    }
+    Ok(exit)
+}

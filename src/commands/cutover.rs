@@ -1,0 +1,122 @@
+//! The `cutover` command, run once the application has stopped writing to the source: it
+//! writes the mark into the source's WAL (a transactional `pg_logical_emit_message`, so
+//! every transaction committed before it comes before it in the stream), and waits until
+//! the follower has applied everything up to it, set the sequences and dropped its slot,
+//! which is when the destination is ready. That time is the downtime, and it says so.
+
+use crate::cli::config::{CutoverConfig, Verbosity, VerifyConfig};
+use crate::commands::verify;
+use crate::exit::Exit;
+use crate::pg::server::Identity;
+use crate::plan::filter::{Glob, TableFilter};
+use crate::replication::{follow, slot};
+use crate::schema::large_objects::Selection;
+use crate::units::format_bytes;
+use anyhow::{bail, Result};
+use postgres::Client;
+use std::time::{Duration, Instant};
+
+/// How often the slot is looked at.
+const POLL: Duration = Duration::from_millis(50);
+
+/// How long the slot may be without a follower before cutover stops waiting for one.
+const ORPHANED: Duration = Duration::from_secs(10);
+
+pub(crate) fn run(cfg: &CutoverConfig) -> Result<Exit> {
+    let started = Instant::now();
+    let mut dest = cfg.dest.connect()?;
+    let name = slot::name_for(&Identity::read(&mut dest)?.key());
+    let mut source = cfg.source.connect()?;
+    match slot_state(&mut source, &name)? {
+        None => bail!(
+            "no follower of {} on {}: the source has no replication slot {name}",
+            cfg.dest,
+            cfg.source
+        ),
+        Some((false, _)) => bail!(
+            "the follower of {} is not running (its slot {name} on the source is idle): start \
+             it with `pgcopy copy --follow --resume`, then cut over",
+            cfg.dest
+        ),
+        Some((true, _)) => {}
+    }
+    // Verify compares what was followed; the publication says which tables, until the
+    // follower drops it.
+    let followed = TableFilter {
+        include_tables: follow::published(&mut source, &name)?
+            .iter()
+            .map(|t| Glob::new(&t.dotted()))
+            .collect(),
+        ..TableFilter::default()
+    };
+    let mark = follow::write_mark(&mut source, &name)?;
+    log::info!(
+        "wrote the cutover mark at {}; waiting for the follower to apply everything before it",
+        slot::LsnText(mark)
+    );
+    let mut idle_since: Option<Instant> = None;
+    let mut last_said = Instant::now();
+    loop {
+        match slot_state(&mut source, &name)? {
+            None => break,
+            Some((active, behind)) => {
+                if active {
+                    idle_since = None;
+                } else if idle_since.get_or_insert_with(Instant::now).elapsed() >= ORPHANED {
+                    bail!(
+                        "the follower stopped before it reached the cutover mark: start it \
+                         again with `pgcopy copy --follow --resume`; it finishes at the mark"
+                    );
+                }
+                if started.elapsed() >= cfg.timeout {
+                    bail!(
+                        "the follower did not reach the cutover mark within {}s ({} behind); \
+                         it goes on, and finishes when it does",
+                        cfg.timeout.as_secs(),
+                        format_bytes(behind)
+                    );
+                }
+                if last_said.elapsed() >= Duration::from_secs(5) {
+                    log::info!("the follower is {} behind the mark", format_bytes(behind));
+                    last_said = Instant::now();
+                }
+            }
+        }
+        std::thread::sleep(POLL);
+    }
+    let mut exit = Exit::Success;
+    if cfg.verify {
+        exit = verify::run(&VerifyConfig {
+            source: cfg.source.clone(),
+            dest: cfg.dest.clone(),
+            filter: followed,
+            parallel: 2,
+            lock_timeout: Duration::from_secs(60),
+            large_objects: Selection::Never,
+            json: false,
+            verbosity: cfg.verbosity,
+        })?;
+    }
+    if cfg.verbosity != Verbosity::Quiet {
+        println!(
+            "cut over in {:.1}s: the destination holds every transaction the source \
+             committed before the mark{}",
+            started.elapsed().as_secs_f64(),
+            if cfg.verify { ", verified" } else { "" }
+        );
+    }
+    Ok(exit)
+}
+
+/// Whether the slot `name` exists, whether a follower streams from it, and how far behind
+/// the source's WAL its confirmed position is.
+fn slot_state(source: &mut Client, name: &str) -> Result<Option<(bool, u64)>> {
+    let row = source.query_opt(
+        "SELECT active,
+                coalesce(pg_catalog.pg_wal_lsn_diff(pg_catalog.pg_current_wal_lsn(),
+                                                    confirmed_flush_lsn), 0)::bigint
+           FROM pg_catalog.pg_replication_slots WHERE slot_name = $1",
+        &[&name],
+    )?;
+    Ok(row.map(|r| (r.get(0), r.get::<_, i64>(1).max(0) as u64)))
+}

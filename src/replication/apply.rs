@@ -1,0 +1,720 @@
+//! The applier: the destination session that turns decoded changes into statements and
+//! commits them, and its record of how far it got. Source transactions are applied in their
+//! commit order, several to one destination transaction when they come faster than one
+//! commit each (never a part of one: a group commits whole or not at all). The end of the
+//! group's last source transaction is recorded in the same commit, through a replication
+//! origin (`pg_replication_origin_xact_setup`), so what the destination holds and where a
+//! resumed follower starts can never disagree: nothing lost, nothing applied twice.
+//!
+//! Statements are prepared once per table and shape, sent pipelined (`wire::pipeline`) and
+//! synced every few hundred, each checked for the one row it must touch. The session runs
+//! with `session_replication_role = replica`, as PostgreSQL's own apply worker does: the
+//! destination's triggers and foreign keys stay quiet, as during the copy.
+
+use crate::pg::sql::{quote_ident, quote_literal, TableName};
+use crate::pg::wire;
+use crate::replication::decode::{Column, Lsn, Message, Old, Relation, Value};
+use crate::replication::receive::Shared;
+use crate::replication::slot::LsnText;
+use anyhow::{anyhow, bail, Context, Result};
+use crossbeam_channel::{Receiver, RecvTimeoutError};
+use postgres::Client;
+use std::collections::{HashMap, HashSet};
+use std::fmt::Write as _;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+/// Statements queued before their answers are read.
+const SYNC_EVERY: usize = 500;
+
+/// A group of source transactions commits once it holds this many changes, or is this old,
+/// or no more transactions are waiting.
+const GROUP_CHANGES: usize = 10_000;
+const GROUP_AGE: Duration = Duration::from_millis(500);
+
+/// The prefix of the messages `cutover` writes into the source's WAL.
+pub(crate) const MARK_PREFIX: &str = "pgcopy";
+
+/// Why the applier stopped.
+#[derive(Debug)]
+pub(crate) enum Ended {
+    /// It applied the cutover mark of this follower and everything before it, which ends
+    /// at `at`.
+    Cutover { at: Lsn },
+    /// An interrupt asked it to stop; everything committed is recorded.
+    Interrupted,
+    /// The receiver stopped handing changes over; its own result says why.
+    StreamGone,
+}
+
+/// How much was applied, for the progress lines and the report.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct Applied {
+    pub(crate) transactions: u64,
+    pub(crate) rows: u64,
+    /// The source commit time of the last transaction applied, microseconds since 2000.
+    pub(crate) last_commit_time: i64,
+}
+
+/// Sets up a destination session to apply with: the replica role, the text formats the
+/// source's values come in, and the replication origin named `origin` (which must exist).
+pub(crate) fn prepare_session(session: &mut wire::Connection, origin: &str) -> Result<()> {
+    session
+        .execute(&format!(
+            "SET session_replication_role = replica;
+             SET datestyle = 'ISO';
+             SET intervalstyle = 'postgres';
+             SELECT pg_catalog.pg_replication_origin_session_setup({})",
+            quote_literal(origin)
+        ))
+        .context("setting up the session that applies the source's changes")
+}
+
+/// A table the stream named, and what statements for it look like.
+struct Known {
+    table: TableName,
+    relation: Relation,
+    /// Changes to it are not applied: it is not among the followed tables.
+    ignored: bool,
+    /// Bumped when the source sends the table's description again: its statements change.
+    generation: u32,
+}
+
+/// The statements prepared so far, by table, generation, kind and which columns they set
+/// and match.
+#[derive(Hash, PartialEq, Eq)]
+struct Shape {
+    relation: u32,
+    generation: u32,
+    kind: u8,
+    set: Vec<bool>,
+    matched: Vec<bool>,
+}
+
+/// What a queued statement must do, to check its answer and to say what failed.
+struct Expect {
+    /// The number of rows it must touch, if it must.
+    rows: Option<u64>,
+    what: String,
+}
+
+/// The open destination transaction.
+#[derive(Default)]
+struct Group {
+    open: bool,
+    changes: usize,
+    started: Option<Instant>,
+    /// The end and commit time of its last complete source transaction.
+    end: Lsn,
+    commit_time: i64,
+    transactions: u64,
+    rows: u64,
+}
+
+pub(crate) struct Applier<'a> {
+    session: wire::Connection,
+    /// For questions about the destination's tables, outside the applied transactions.
+    catalog: Client,
+    followed: HashSet<TableName>,
+    slot: String,
+    shared: &'a Shared,
+    known: HashMap<u32, Known>,
+    statements: HashMap<Shape, String>,
+    queued: Vec<Expect>,
+    group: Group,
+    /// Transactions that end before this were applied before: skipped if sent again.
+    applied_before: Lsn,
+    skipping: bool,
+    /// The transaction being applied holds this follower's cutover mark.
+    cutover: bool,
+    pub(crate) applied: Applied,
+}
+
+impl<'a> Applier<'a> {
+    /// An applier on `session` (set up by `prepare_session`) for the `followed` tables,
+    /// whose destination already holds every source transaction that ends before
+    /// `applied_before`.
+    pub(crate) fn new(
+        session: wire::Connection,
+        catalog: Client,
+        followed: HashSet<TableName>,
+        slot: String,
+        shared: &'a Shared,
+        applied_before: Lsn,
+    ) -> Applier<'a> {
+        shared.applied.store(applied_before, Ordering::SeqCst);
+        Applier {
+            session,
+            catalog,
+            followed,
+            slot,
+            shared,
+            known: HashMap::new(),
+            statements: HashMap::new(),
+            queued: Vec::new(),
+            group: Group::default(),
+            applied_before,
+            skipping: false,
+            cutover: false,
+            applied: Applied::default(),
+        }
+    }
+
+    /// Applies what arrives on `changes` until the cutover mark, an interrupt, or the end of
+    /// the stream. `progress` is called about every `every` with what was applied so far.
+    pub(crate) fn run(
+        &mut self,
+        changes: &Receiver<Message>,
+        interrupted: impl Fn() -> bool,
+        every: Duration,
+        mut progress: impl FnMut(&Applied),
+    ) -> Result<Ended> {
+        let mut last_progress = Instant::now();
+        loop {
+            if last_progress.elapsed() >= every {
+                progress(&self.applied);
+                last_progress = Instant::now();
+            }
+            if interrupted() {
+                return Ok(Ended::Interrupted);
+            }
+            let message = match changes.recv_timeout(Duration::from_millis(200)) {
+                Ok(message) => message,
+                Err(RecvTimeoutError::Timeout) => continue,
+                Err(RecvTimeoutError::Disconnected) => return Ok(Ended::StreamGone),
+            };
+            if let Message::Commit { end_lsn, .. } = message {
+                let was_skipping = self.skipping;
+                self.apply(message)?;
+                if was_skipping {
+                    continue;
+                }
+                let full = self.group.changes >= GROUP_CHANGES
+                    || self.group.started.is_some_and(|t| t.elapsed() >= GROUP_AGE);
+                if full || changes.is_empty() || self.cutover {
+                    self.commit_group()?;
+                }
+                if self.cutover {
+                    return Ok(Ended::Cutover { at: end_lsn });
+                }
+            } else {
+                self.apply(message)?;
+            }
+        }
+    }
+
+    fn apply(&mut self, message: Message) -> Result<()> {
+        match message {
+            Message::Begin { final_lsn, .. } => {
+                // A transaction whose commit lies before where the destination already is
+                // was applied by an earlier run.
+                self.skipping = final_lsn < self.applied_before;
+                if self.skipping {
+                    log::debug!(
+                        "skipping the transaction at {}: applied before",
+                        LsnText(final_lsn)
+                    );
+                } else if !self.group.open {
+                    self.begin()?;
+                }
+            }
+            Message::Commit {
+                end_lsn,
+                commit_time,
+                ..
+            } => {
+                if self.skipping {
+                    self.skipping = false;
+                } else {
+                    self.group.end = end_lsn;
+                    self.group.commit_time = commit_time;
+                    self.group.transactions += 1;
+                }
+            }
+            Message::Relation(relation) => self.describe(relation)?,
+            _ if self.skipping => {}
+            Message::Insert { relation, new } => {
+                let Some(known) = self.followed_table(relation)? else {
+                    return Ok(());
+                };
+                let what = format!("the insert into {}", known.table);
+                let set: Vec<bool> = new.iter().map(|v| !matches!(v, Value::Unchanged)).collect();
+                let shape = Shape {
+                    relation,
+                    generation: known.generation,
+                    kind: b'I',
+                    set,
+                    matched: Vec::new(),
+                };
+                let params = present(&new, &shape.set)?;
+                self.queue(shape, &params, Some(1), what)?;
+            }
+            Message::Update { relation, old, new } => {
+                let Some(known) = self.followed_table(relation)? else {
+                    return Ok(());
+                };
+                let (by, full) = match &old {
+                    Some(Old::Key(values)) => (values, false),
+                    Some(Old::Row(values)) => (values, true),
+                    None => (&new, false),
+                };
+                let matched = match_columns(&known.relation, by, full);
+                let what = format!(
+                    "the update of {} {}",
+                    known.table,
+                    key_text(&known.relation, by, &matched)
+                );
+                let set: Vec<bool> = new.iter().map(|v| !matches!(v, Value::Unchanged)).collect();
+                let mut params = present(&new, &set)?;
+                params.extend(present(by, &matched)?);
+                let shape = Shape {
+                    relation,
+                    generation: known.generation,
+                    kind: if full { b'u' } else { b'U' },
+                    set,
+                    matched,
+                };
+                self.queue(shape, &params, Some(1), what)?;
+            }
+            Message::Delete { relation, old } => {
+                let Some(known) = self.followed_table(relation)? else {
+                    return Ok(());
+                };
+                let (by, full) = match &old {
+                    Old::Key(values) => (values, false),
+                    Old::Row(values) => (values, true),
+                };
+                let matched = match_columns(&known.relation, by, full);
+                let what = format!(
+                    "the delete from {} {}",
+                    known.table,
+                    key_text(&known.relation, by, &matched)
+                );
+                let params = present(by, &matched)?;
+                let shape = Shape {
+                    relation,
+                    generation: known.generation,
+                    kind: if full { b'd' } else { b'D' },
+                    set: Vec::new(),
+                    matched,
+                };
+                self.queue(shape, &params, Some(1), what)?;
+            }
+            Message::Truncate {
+                relations,
+                cascade,
+                restart_identity,
+            } => {
+                let mut names = Vec::new();
+                for relation in relations {
+                    if let Some(known) = self.followed_table(relation)? {
+                        names.push(known.table.quoted());
+                    }
+                }
+                if names.is_empty() {
+                    return Ok(());
+                }
+                // ONLY: the source named every table it emptied, partitions included.
+                let mut sql = format!("TRUNCATE ONLY {}", names.join(", ONLY "));
+                if restart_identity {
+                    sql.push_str(" RESTART IDENTITY");
+                }
+                if cascade {
+                    sql.push_str(" CASCADE");
+                }
+                self.queue_once(&sql, None, format!("`{sql}`"))?;
+            }
+            Message::Message {
+                transactional,
+                prefix,
+                content,
+                ..
+            } => {
+                if transactional && prefix == MARK_PREFIX && is_mark_for(&content, &self.slot) {
+                    self.cutover = true;
+                }
+            }
+            Message::Type { .. } | Message::Origin { .. } => {}
+        }
+        Ok(())
+    }
+
+    /// The table a change is for, unless changes to it are not applied. A change to a table
+    /// the stream never described is an error in the stream.
+    fn followed_table(&self, relation: u32) -> Result<Option<&Known>> {
+        let known = self
+            .known
+            .get(&relation)
+            .with_context(|| format!("the stream changed table {relation} before describing it"))?;
+        Ok((!known.ignored).then_some(known))
+    }
+
+    /// A table's description, sent before its first change and again after the source's
+    /// table changed: it must still fit the destination's table, or the follower stops
+    /// before it applies the transaction.
+    fn describe(&mut self, relation: Relation) -> Result<()> {
+        let table = TableName::new(&relation.namespace, &relation.name);
+        let ignored = !self.followed.contains(&table);
+        if !ignored {
+            check_fits(&mut self.catalog, &table, &relation.columns)?;
+        }
+        let generation = self
+            .known
+            .get(&relation.oid)
+            .map_or(0, |k| k.generation + 1);
+        self.known.insert(
+            relation.oid,
+            Known {
+                table,
+                relation,
+                ignored,
+                generation,
+            },
+        );
+        Ok(())
+    }
+
+    fn begin(&mut self) -> Result<()> {
+        self.queue_once("BEGIN", None, "BEGIN".into())?;
+        self.group = Group {
+            open: true,
+            started: Some(Instant::now()),
+            ..Group::default()
+        };
+        Ok(())
+    }
+
+    /// Records the group's end as the origin's progress and commits it; only then is it
+    /// reported to the source as flushed.
+    fn commit_group(&mut self) -> Result<()> {
+        if !self.group.open {
+            return Ok(());
+        }
+        let lsn = LsnText(self.group.end).to_string();
+        let time = self.group.commit_time.to_string();
+        self.queue_once(
+            "SELECT pg_catalog.pg_replication_origin_xact_setup($1::text::pg_lsn,
+                 '2000-01-01 00:00:00+00'::timestamptz
+                     + $2::text::bigint * interval '1 microsecond')",
+            Some(&[Some(lsn.as_bytes()), Some(time.as_bytes())]),
+            "recording the progress".into(),
+        )?;
+        self.sync()?;
+        self.queue_once("COMMIT", None, "COMMIT".into())?;
+        self.sync()?;
+        if self.session.in_transaction() {
+            bail!("the destination did not commit the applied transactions");
+        }
+        self.applied.transactions += self.group.transactions;
+        self.applied.rows += self.group.rows;
+        self.applied.last_commit_time = self.group.commit_time;
+        self.shared.applied.store(self.group.end, Ordering::SeqCst);
+        self.group = Group::default();
+        Ok(())
+    }
+
+    /// Queues one change, preparing its statement the first time its shape is seen.
+    fn queue(
+        &mut self,
+        shape: Shape,
+        params: &[Option<&[u8]>],
+        rows: Option<u64>,
+        what: String,
+    ) -> Result<()> {
+        let name = match self.statements.get(&shape) {
+            Some(name) => name.clone(),
+            None => {
+                let known = &self.known[&shape.relation];
+                let sql = statement_sql(&known.table, &known.relation.columns, &shape)?;
+                let name = format!("pgcopy_{}", self.statements.len());
+                self.session.queue_prepare(&name, &sql)?;
+                self.statements.insert(shape, name.clone());
+                name
+            }
+        };
+        self.session.queue_execute(&name, params)?;
+        self.queued.push(Expect { rows, what });
+        self.group.changes += 1;
+        self.group.rows += 1;
+        if self.queued.len() >= SYNC_EVERY {
+            self.sync()?;
+        }
+        Ok(())
+    }
+
+    /// Queues a statement that is run once, not prepared.
+    fn queue_once(
+        &mut self,
+        sql: &str,
+        params: Option<&[Option<&[u8]>]>,
+        what: String,
+    ) -> Result<()> {
+        self.session.queue_prepare("", sql)?;
+        self.session.queue_execute("", params.unwrap_or(&[]))?;
+        self.queued.push(Expect { rows: None, what });
+        Ok(())
+    }
+
+    /// Reads the answers to what was queued: the first statement that failed, or touched no
+    /// row where it had to touch one, stops the follower, nothing of its group committed.
+    fn sync(&mut self) -> Result<()> {
+        let synced = self.session.sync()?;
+        let queued = std::mem::take(&mut self.queued);
+        if let Some((index, error)) = synced.failed {
+            let what = queued.get(index).map_or("a statement", |e| e.what.as_str());
+            return Err(anyhow!(error).context(format!("applying {what} on the destination")));
+        }
+        for (expect, rows) in queued.iter().zip(&synced.rows) {
+            if let Some(wanted) = expect.rows {
+                if *rows != wanted {
+                    bail!(
+                        "the destination has no such row for {}: it changed since the copy, \
+                         not through pgcopy; nothing of that source transaction was applied",
+                        expect.what
+                    );
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The values of the columns marked in `which`, as text parameters.
+fn present<'v>(values: &'v [Value], which: &[bool]) -> Result<Vec<Option<&'v [u8]>>> {
+    let mut params = Vec::new();
+    for (value, wanted) in values.iter().zip(which) {
+        if !wanted {
+            continue;
+        }
+        params.push(match value {
+            Value::Null => None,
+            Value::Text(bytes) => Some(bytes.as_slice()),
+            Value::Unchanged => bail!("the stream left out a value pgcopy needs"),
+            Value::Binary(_) => bail!("the stream sent a value in binary, which was not asked for"),
+        });
+    }
+    Ok(params)
+}
+
+/// Which columns find the row: the replica identity's (marked in the table's description),
+/// or with `REPLICA IDENTITY FULL` every column whose old value was sent.
+fn match_columns(relation: &Relation, by: &[Value], full: bool) -> Vec<bool> {
+    relation
+        .columns
+        .iter()
+        .zip(by)
+        .map(|(column, value)| {
+            if full {
+                !matches!(value, Value::Unchanged)
+            } else {
+                column.key
+            }
+        })
+        .collect()
+}
+
+/// `(id)=(5)`, for messages.
+fn key_text(relation: &Relation, by: &[Value], matched: &[bool]) -> String {
+    let mut names = Vec::new();
+    let mut values = Vec::new();
+    for ((column, value), wanted) in relation.columns.iter().zip(by).zip(matched) {
+        if *wanted {
+            names.push(column.name.as_str());
+            values.push(match value {
+                Value::Text(bytes) => String::from_utf8_lossy(bytes).into_owned(),
+                _ => "NULL".into(),
+            });
+        }
+    }
+    format!("({})=({})", names.join(", "), values.join(", "))
+}
+
+/// The statement of a shape; its parameters are the set columns' values, then the matched
+/// columns' values, in the table's column order.
+fn statement_sql(table: &TableName, columns: &[Column], shape: &Shape) -> Result<String> {
+    let chosen = |which: &[bool]| -> Vec<&str> {
+        columns
+            .iter()
+            .zip(which)
+            .filter(|(_, w)| **w)
+            .map(|(c, _)| c.name.as_str())
+            .collect()
+    };
+    let set = chosen(&shape.set);
+    let matched = chosen(&shape.matched);
+    let table = table.quoted();
+    let mut n = 0;
+    let mut next = || {
+        n += 1;
+        format!("${n}")
+    };
+    let mut sql = String::new();
+    match shape.kind {
+        b'I' => {
+            let values: Vec<String> = set.iter().map(|_| next()).collect();
+            let names: Vec<String> = set.iter().map(|c| quote_ident(c)).collect();
+            write!(
+                sql,
+                "INSERT INTO {table} ({}) VALUES ({})",
+                names.join(", "),
+                values.join(", ")
+            )?;
+        }
+        kind @ (b'U' | b'u' | b'D' | b'd') => {
+            let assignments: Vec<String> = set
+                .iter()
+                .map(|c| format!("{} = {}", quote_ident(c), next()))
+                .collect();
+            let full = kind == b'u' || kind == b'd';
+            // A row found by every column of the old row might have twins: one of them.
+            let equal = if full { "IS NOT DISTINCT FROM" } else { "=" };
+            let conditions: Vec<String> = matched
+                .iter()
+                .map(|c| format!("{} {equal} {}", quote_ident(c), next()))
+                .collect();
+            if conditions.is_empty() {
+                bail!("{table} has no columns to find a changed row by");
+            }
+            let mut condition = conditions.join(" AND ");
+            if full {
+                condition = format!("ctid = (SELECT ctid FROM {table} WHERE {condition} LIMIT 1)");
+            }
+            if kind == b'U' || kind == b'u' {
+                write!(
+                    sql,
+                    "UPDATE {table} SET {} WHERE {condition}",
+                    assignments.join(", ")
+                )?;
+            } else {
+                write!(sql, "DELETE FROM {table} WHERE {condition}")?;
+            }
+        }
+        other => bail!("no statement for changes of kind {}", other as char),
+    }
+    Ok(sql)
+}
+
+/// Whether a table's columns as the source now describes them fit the destination's: every
+/// source column is there to take its value, and every destination column that must be
+/// given one is among them.
+fn check_fits(catalog: &mut Client, table: &TableName, columns: &[Column]) -> Result<()> {
+    let rows = catalog.query(
+        "SELECT a.attname::text,
+                a.attnotnull AND NOT a.atthasdef AND a.attidentity = '' AND a.attgenerated = ''
+           FROM pg_catalog.pg_attribute a
+          WHERE a.attrelid = pg_catalog.to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped
+                AND a.attgenerated = ''",
+        &[&table.quoted()],
+    )?;
+    let dest: HashMap<String, bool> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+    let resume = "fix the destination, then resume with `pgcopy copy --follow --resume`; \
+                  nothing of the source transaction that changed it was applied";
+    if dest.is_empty() {
+        bail!("the source changed {table}, which the destination no longer has: {resume}");
+    }
+    for column in columns {
+        if !dest.contains_key(&column.name) {
+            bail!(
+                "the source's table {table} has a column {} that the destination's lacks \
+                 (a schema change on the source): {resume}",
+                quote_ident(&column.name)
+            );
+        }
+    }
+    let sent: HashSet<&str> = columns.iter().map(|c| c.name.as_str()).collect();
+    let mut required: Vec<&String> = dest
+        .iter()
+        .filter(|(name, required)| **required && !sent.contains(name.as_str()))
+        .map(|(name, _)| name)
+        .collect();
+    required.sort();
+    if let Some(name) = required.first() {
+        bail!(
+            "the source's table {table} no longer has the column {}, which the destination \
+             requires (NOT NULL, no default): {resume}",
+            quote_ident(name)
+        );
+    }
+    Ok(())
+}
+
+/// Whether a cutover mark's content is for the follower of `slot`: other followers of the
+/// same source see it too.
+fn is_mark_for(content: &[u8], slot: &str) -> bool {
+    serde_json::from_slice::<serde_json::Value>(content)
+        .ok()
+        .and_then(|mark| mark.get("cutover")?.as_str().map(|s| s == slot))
+        .unwrap_or(false)
+}
+
+/// The content of the cutover mark for the follower of `slot`.
+pub(crate) fn mark(slot: &str) -> String {
+    serde_json::json!({ "cutover": slot }).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn column(name: &str, key: bool) -> Column {
+        Column {
+            key,
+            name: name.into(),
+            type_oid: 23,
+            type_mod: -1,
+        }
+    }
+
+    fn shape(kind: u8, set: &[bool], matched: &[bool]) -> Shape {
+        Shape {
+            relation: 1,
+            generation: 0,
+            kind,
+            set: set.to_vec(),
+            matched: matched.to_vec(),
+        }
+    }
+
+    #[test]
+    fn writes_a_statement_for_each_shape() {
+        let table = TableName::new("public", "t");
+        let columns = [column("id", true), column("b", false), column("c", false)];
+        let sql = |s| statement_sql(&table, &columns, &s).unwrap();
+        assert_eq!(
+            sql(shape(b'I', &[true, true, true], &[])),
+            r#"INSERT INTO "public"."t" ("id", "b", "c") VALUES ($1, $2, $3)"#
+        );
+        // An unchanged TOASTed value is left out of the update, not set to NULL.
+        assert_eq!(
+            sql(shape(b'U', &[true, true, false], &[true, false, false])),
+            r#"UPDATE "public"."t" SET "id" = $1, "b" = $2 WHERE "id" = $3"#
+        );
+        assert_eq!(
+            sql(shape(b'D', &[], &[true, false, false])),
+            r#"DELETE FROM "public"."t" WHERE "id" = $1"#
+        );
+        assert_eq!(
+            sql(shape(b'd', &[], &[true, true, true])),
+            r#"DELETE FROM "public"."t" WHERE ctid = (SELECT ctid FROM "public"."t" WHERE "id" IS NOT DISTINCT FROM $1 AND "b" IS NOT DISTINCT FROM $2 AND "c" IS NOT DISTINCT FROM $3 LIMIT 1)"#
+        );
+        assert!(
+            statement_sql(&table, &columns, &shape(b'D', &[], &[false, false, false])).is_err()
+        );
+    }
+
+    #[test]
+    fn passes_text_values_and_nulls_and_refuses_a_missing_one() {
+        let values = [Value::Text(b"1".to_vec()), Value::Null, Value::Unchanged];
+        let params = present(&values, &[true, true, false]).unwrap();
+        assert_eq!(params, vec![Some(&b"1"[..]), None]);
+        assert!(present(&values, &[true, true, true]).is_err());
+    }
+
+    #[test]
+    fn knows_its_own_cutover_mark() {
+        let content = mark("pgcopy_follow_1");
+        assert!(is_mark_for(content.as_bytes(), "pgcopy_follow_1"));
+        assert!(!is_mark_for(content.as_bytes(), "pgcopy_follow_2"));
+        assert!(!is_mark_for(b"not json", "pgcopy_follow_1"));
+    }
+}

@@ -1,0 +1,158 @@
+//! Following, put together: the slot's session started streaming from where the destination
+//! is, the receiver on a thread of its own, the applier on the caller's, a bounded channel
+//! between them; and the destination's record of where it is, its replication origin.
+
+use crate::pg::sql::{quote_ident, quote_literal, TableName};
+use crate::pg::wire;
+use crate::replication::apply::{self, Applied, Applier, Ended};
+use crate::replication::decode::Lsn;
+use crate::replication::receive::{self, Shared};
+use crate::replication::slot::{parse_lsn, LsnText};
+use anyhow::{Context, Result};
+use postgres::Client;
+use std::collections::HashSet;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+/// Decoded changes on their way to the applier: enough to keep it busy while the receiver
+/// reads on, few enough that the memory they take stays small.
+const CHANNEL: usize = 1024;
+
+/// Where the destination is: the end of the last source transaction it committed, as its
+/// replication origin `name` recorded; `None` when there is no such origin.
+pub(crate) fn origin_progress(dest: &mut Client, name: &str) -> Result<Option<Lsn>> {
+    let exists = dest
+        .query_opt(
+            "SELECT 1 FROM pg_catalog.pg_replication_origin WHERE roname = $1",
+            &[&name],
+        )?
+        .is_some();
+    if !exists {
+        return Ok(None);
+    }
+    let row = dest.query_one(
+        "SELECT pg_catalog.pg_replication_origin_progress($1, true)::text",
+        &[&name],
+    )?;
+    let lsn: Option<String> = row.get(0);
+    Ok(Some(match lsn {
+        Some(lsn) => parse_lsn(&lsn)?,
+        None => 0,
+    }))
+}
+
+/// Creates the origin `name`, at `at`: the copy holds everything before it.
+pub(crate) fn create_origin(dest: &mut Client, name: &str, at: Lsn) -> Result<()> {
+    dest.batch_execute(&format!(
+        "SELECT pg_catalog.pg_replication_origin_create({name});
+         SELECT pg_catalog.pg_replication_origin_advance({name}, {at}::pg_lsn)",
+        name = quote_literal(name),
+        at = quote_literal(&LsnText(at).to_string()),
+    ))
+    .with_context(|| format!("creating the replication origin {name} on the destination"))
+}
+
+/// Drops the origin `name`, if it exists.
+pub(crate) fn drop_origin(dest: &mut Client, name: &str) -> Result<()> {
+    if origin_progress(dest, name)?.is_some() {
+        dest.execute("SELECT pg_catalog.pg_replication_origin_drop($1)", &[&name])
+            .with_context(|| format!("dropping the replication origin {name}"))?;
+    }
+    Ok(())
+}
+
+/// The tables the publication `name` publishes: the followed tables.
+pub(crate) fn published(source: &mut Client, name: &str) -> Result<HashSet<TableName>> {
+    let rows = source.query(
+        "SELECT schemaname::text, tablename::text FROM pg_catalog.pg_publication_tables
+          WHERE pubname = $1",
+        &[&name],
+    )?;
+    Ok(rows
+        .iter()
+        .map(|r| TableName::new(r.get::<_, String>(0), r.get::<_, String>(1)))
+        .collect())
+}
+
+/// What to follow with.
+pub(crate) struct Sessions {
+    /// The slot's replication session on the source, not streaming yet.
+    pub(crate) stream: wire::Connection,
+    /// A destination session set up by `apply::prepare_session`.
+    pub(crate) apply: wire::Connection,
+    /// Another destination session, for the applier's questions about tables.
+    pub(crate) catalog: Client,
+}
+
+/// Streams the slot `name` from `start` and applies every transaction to the `followed`
+/// tables, until the cutover mark, an interrupt or a failure. `progress` is called about
+/// every `every`.
+pub(crate) fn run(
+    sessions: Sessions,
+    name: &str,
+    followed: HashSet<TableName>,
+    start: Lsn,
+    interrupted: &(dyn Fn() -> bool + Sync),
+    every: Duration,
+    progress: impl FnMut(&Applied, Lsn),
+) -> Result<(Ended, Applied)> {
+    let Sessions {
+        mut stream,
+        apply,
+        catalog,
+    } = sessions;
+    // The values come as the source's output functions write them: in the formats the
+    // destination's session reads back (see `apply::prepare_session`), whatever the source's
+    // settings are.
+    stream
+        .execute(
+            "SET datestyle = 'ISO'; SET intervalstyle = 'postgres'; SET extra_float_digits = 3;
+             SET bytea_output = 'hex'",
+        )
+        .context("setting up the replication session")?;
+    stream
+        .start_copy_both(&format!(
+            "START_REPLICATION SLOT {} LOGICAL {} (proto_version '1', publication_names {}, \
+             messages 'true')",
+            quote_ident(name),
+            LsnText(start),
+            quote_literal(&quote_ident(name)),
+        ))
+        .with_context(|| format!("starting to stream the replication slot {name}"))?;
+    log::info!("following the source from {}", LsnText(start));
+    let shared = Shared::default();
+    let (send, changes) = crossbeam_channel::bounded(CHANNEL);
+    let mut applier = Applier::new(apply, catalog, followed, name.to_string(), &shared, start);
+    std::thread::scope(|scope| {
+        let receiver = scope.spawn(|| receive::receive(stream, send, &shared, interrupted));
+        let mut progress = progress;
+        let applied = applier.run(&changes, interrupted, every, |applied| {
+            progress(applied, shared.server_end.load(Ordering::SeqCst))
+        });
+        // However the applier ended, the receiver stops: its stream has nobody to go to.
+        shared.stop.store(true, Ordering::SeqCst);
+        drop(changes);
+        let received = receiver
+            .join()
+            .unwrap_or_else(|_| Err(anyhow::anyhow!("the receiver's thread panicked")));
+        let ended = applied?;
+        match (&ended, received) {
+            (Ended::StreamGone, Err(err)) => Err(err),
+            (_, Err(err)) if !matches!(ended, Ended::Cutover { .. }) => Err(err),
+            _ => Ok((ended, applier.applied)),
+        }
+    })
+}
+
+/// Writes the cutover mark for the follower of `name` into the source's WAL, in a
+/// transaction of its own: every transaction committed before it is before it in the
+/// stream. Returns where it is.
+pub(crate) fn write_mark(source: &mut Client, name: &str) -> Result<Lsn> {
+    let row = source
+        .query_one(
+            "SELECT pg_catalog.pg_logical_emit_message(true, $1, $2)::text",
+            &[&apply::MARK_PREFIX, &apply::mark(name)],
+        )
+        .context("writing the cutover mark into the source's WAL")?;
+    parse_lsn(&row.get::<_, String>(0))
+}

@@ -1,0 +1,214 @@
+//! What following creates on the source, and takes away again: a publication `FOR TABLE` the
+//! selection (made first, so the slot's decoding sees it from its first change), then a
+//! logical replication slot of `pgoutput` whose creation exports the snapshot the copy reads
+//! in. Both are named after the destination (`pgcopy_follow_…`), so `cutover`, `abandon` and
+//! a resumed follower find them from the two connection strings alone.
+
+use crate::pg::server::SnapshotId;
+use crate::pg::sql::{quote_ident, quote_literal, TableName};
+use crate::pg::target::Target;
+use crate::pg::wire;
+use crate::replication::decode::Lsn;
+use crate::state::file::fnv1a;
+use anyhow::{bail, Context, Result};
+use postgres::Client;
+use std::fmt;
+
+/// The prefix of every slot and publication pgcopy makes.
+pub(crate) const PREFIX: &str = "pgcopy_follow_";
+
+/// The name of the slot and of the publication that follow a source into the destination
+/// whose identity key (`Identity::key`) is `dest_key`.
+pub(crate) fn name_for(dest_key: &str) -> String {
+    format!("{PREFIX}{:016x}", fnv1a(dest_key.as_bytes()))
+}
+
+/// A WAL position as PostgreSQL writes it (`16/B374D848`).
+pub(crate) struct LsnText(pub(crate) Lsn);
+
+impl fmt::Display for LsnText {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:X}/{:X}", self.0 >> 32, self.0 & 0xffff_ffff)
+    }
+}
+
+/// Reads a WAL position as PostgreSQL writes it.
+pub(crate) fn parse_lsn(text: &str) -> Result<Lsn> {
+    let (high, low) = text
+        .split_once('/')
+        .with_context(|| format!("{text:?} is not a WAL position"))?;
+    let high = u64::from_str_radix(high, 16).with_context(|| format!("reading {text:?}"))?;
+    let low = u64::from_str_radix(low, 16).with_context(|| format!("reading {text:?}"))?;
+    Ok(high << 32 | low)
+}
+
+/// A slot made for a copy, and the replication session that made it, which must stay idle
+/// while its exported snapshot is being imported.
+pub(crate) struct Slot {
+    pub(crate) name: String,
+    /// Where decoding starts: every transaction committed after this is streamed, none
+    /// before it (those are in the snapshot).
+    pub(crate) consistent_point: Lsn,
+    pub(crate) session: wire::Connection,
+}
+
+/// Makes the publication and the slot for one copy, again if the snapshot must be taken
+/// again.
+pub(crate) struct SlotMaker<'a> {
+    source: &'a Target,
+    name: String,
+    /// The source's `server_version_num`: the slot command's syntax changed in 15.
+    version: u32,
+    slot: Option<Slot>,
+}
+
+impl<'a> SlotMaker<'a> {
+    pub(crate) fn new(source: &'a Target, name: String, version: u32) -> SlotMaker<'a> {
+        SlotMaker {
+            source,
+            name,
+            version,
+            slot: None,
+        }
+    }
+
+    /// Publishes `tables` (and only those), then makes a new slot, dropping the one an
+    /// earlier try made, and returns the snapshot its creation exported. Takes as long as
+    /// the transactions running on the source when it starts: a slot's snapshot can only be
+    /// exported once no transaction older than it is still running.
+    pub(crate) fn make(&mut self, tables: &[TableName]) -> Result<SnapshotId> {
+        if tables.is_empty() {
+            bail!("there is no table to follow");
+        }
+        let list: Vec<String> = tables.iter().map(TableName::quoted).collect();
+        let publication = quote_ident(&self.name);
+        // Outside the snapshot's transaction, which has not begun when the first slot is
+        // made; a publication must be committed before the slot that decodes with it.
+        let mut setup = self.source.connect()?;
+        let exists = setup
+            .query_opt(
+                "SELECT 1 FROM pg_catalog.pg_publication WHERE pubname = $1",
+                &[&self.name],
+            )?
+            .is_some();
+        let sql = if exists {
+            format!(
+                "ALTER PUBLICATION {publication} SET TABLE {}",
+                list.join(", ")
+            )
+        } else {
+            format!(
+                "CREATE PUBLICATION {publication} FOR TABLE {}",
+                list.join(", ")
+            )
+        };
+        setup
+            .batch_execute(&sql)
+            .with_context(|| format!("creating the publication {}", self.name))?;
+        if let Some(mut old) = self.slot.take() {
+            old.session
+                .execute(&format!("DROP_REPLICATION_SLOT {}", quote_ident(&old.name)))
+                .with_context(|| format!("dropping the slot {} of an earlier try", old.name))?;
+        }
+        let mut session = self.source.connect_replication()?;
+        let slot = quote_ident(&self.name);
+        let command = if self.version >= 150000 {
+            format!("CREATE_REPLICATION_SLOT {slot} LOGICAL pgoutput (SNAPSHOT 'export')")
+        } else {
+            format!("CREATE_REPLICATION_SLOT {slot} LOGICAL pgoutput EXPORT_SNAPSHOT")
+        };
+        let rows = session
+            .query_rows(&command)
+            .with_context(|| format!("creating the replication slot {}", self.name))?;
+        let row = rows
+            .first()
+            .context("CREATE_REPLICATION_SLOT returned no row")?;
+        let field = |i: usize| -> Result<&str> {
+            row.get(i)
+                .and_then(|v| v.as_deref())
+                .context("CREATE_REPLICATION_SLOT returned a short row")
+        };
+        let consistent_point = parse_lsn(field(1)?)?;
+        let snapshot = SnapshotId(field(2)?.to_string());
+        log::info!(
+            "created the replication slot {} on {}: changes committed after {} follow the copy",
+            self.name,
+            self.source,
+            LsnText(consistent_point)
+        );
+        self.slot = Some(Slot {
+            name: self.name.clone(),
+            consistent_point,
+            session,
+        });
+        Ok(snapshot)
+    }
+
+    /// The slot made last, if any.
+    pub(crate) fn into_slot(self) -> Option<Slot> {
+        self.slot
+    }
+}
+
+/// Drops the slot and the publication named `name`, those that exist. A slot some session
+/// is still streaming from cannot be dropped: that is an error.
+pub(crate) fn drop_both(client: &mut Client, name: &str) -> Result<()> {
+    let active: Option<bool> = client
+        .query_opt(
+            "SELECT active FROM pg_catalog.pg_replication_slots WHERE slot_name = $1",
+            &[&name],
+        )?
+        .map(|row| row.get(0));
+    if let Some(active) = active {
+        if active {
+            bail!("the replication slot {name} is in use by a running follower");
+        }
+        client
+            .execute("SELECT pg_catalog.pg_drop_replication_slot($1)", &[&name])
+            .with_context(|| format!("dropping the replication slot {name}"))?;
+    }
+    client
+        .batch_execute(&format!("DROP PUBLICATION IF EXISTS {}", quote_ident(name)))
+        .with_context(|| format!("dropping the publication {name}"))?;
+    Ok(())
+}
+
+/// What the slots pgcopy left on the source hold, for the warning every run gives until they
+/// are gone: each slot's name and the WAL it keeps, in bytes.
+pub(crate) fn left_behind(client: &mut Client) -> Result<Vec<(String, i64)>> {
+    let rows = client.query(
+        &format!(
+            "SELECT slot_name::text,
+                    coalesce(pg_catalog.pg_wal_lsn_diff(pg_catalog.pg_current_wal_lsn(),
+                                                        restart_lsn), 0)::bigint
+               FROM pg_catalog.pg_replication_slots
+              WHERE starts_with(slot_name::text, {}) AND NOT active
+              ORDER BY 1",
+            quote_literal(PREFIX)
+        ),
+        &[],
+    )?;
+    Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_and_writes_wal_positions() {
+        assert_eq!(parse_lsn("16/B374D848").unwrap(), 0x16_B374_D848);
+        assert_eq!(LsnText(0x16_B374_D848).to_string(), "16/B374D848");
+        assert_eq!(LsnText(0).to_string(), "0/0");
+        assert!(parse_lsn("16B374D848").is_err());
+    }
+
+    #[test]
+    fn names_a_slot_after_the_destination() {
+        let name = name_for("host=a port=5432 dbname=x");
+        assert!(name.starts_with(PREFIX));
+        assert_eq!(name.len(), PREFIX.len() + 16);
+        assert_eq!(name, name_for("host=a port=5432 dbname=x"));
+        assert_ne!(name, name_for("host=b port=5432 dbname=x"));
+    }
+}
