@@ -106,12 +106,14 @@ fn status_names_what_a_source_lacks_to_be_followed() {
 /// A source cluster that can be followed. Each test has its own, and a destination cluster
 /// of its own too: slots and replication origins are the cluster's, not a database's.
 fn logical_cluster() -> util::Cluster {
-    util::start_cluster(
-        ClusterOptions::default()
-            .conf("wal_level", "logical")
-            .conf("max_replication_slots", "8")
-            .conf("max_wal_senders", "8"),
-    )
+    util::start_cluster(logical_options())
+}
+
+fn logical_options() -> ClusterOptions {
+    ClusterOptions::default()
+        .conf("wal_level", "logical")
+        .conf("max_replication_slots", "8")
+        .conf("max_wal_senders", "8")
 }
 
 /// The tables every following test writes to: pgbench's (its history with a key, so a
@@ -385,4 +387,93 @@ fn a_table_without_replica_identity_is_refused_before_anything_is_created() {
         &["--follow", "--exclude-tables", "no key", "--dry-run"],
     );
     assert_exit!(out, exit::SUCCESS);
+}
+
+#[test]
+fn a_source_schema_change_stops_the_follower_until_the_destination_has_it() {
+    let (logical, destination) = (
+        logical_cluster(),
+        util::start_cluster(ClusterOptions::default()),
+    );
+    let src = logical.create_db(&test_name!());
+    let dst = destination.create_db(&test_name!());
+    util::both(&src, &dst, SCHEMA);
+    load(&src);
+    let mut follower = util::spawn_copy(&src, &dst, &["--follow"]);
+    wait_following(&dst, &mut follower);
+    src.exec(
+        "BEGIN;
+         UPDATE docs SET title = 'before the change' WHERE id = 1;
+         ALTER TABLE docs ADD COLUMN tag text;
+         INSERT INTO docs (id, title, tag) VALUES (500, 'new', 'tagged');
+         COMMIT",
+    );
+    let stopped = util::finish(follower);
+    assert_ne!(stopped.code, 0, "{stopped:?}");
+    assert!(
+        stopped.stderr.contains(
+            "the source's table public.docs has a column \"tag\" that the destination's lacks"
+        ),
+        "{stopped:?}"
+    );
+    // Nothing of that transaction, not even what came before the change.
+    assert_eq!(
+        dst.count("docs WHERE id = 500 OR title = 'before the change'"),
+        0
+    );
+
+    dst.exec("ALTER TABLE docs ADD COLUMN tag text");
+    let mut resumed = util::spawn_copy(&src, &dst, &["--follow", "--resume"]);
+    wait_streaming(&src, &mut resumed);
+    let out = cutover(&src, &dst, &[]);
+    if out.code != 0 {
+        resumed.kill().ok();
+    }
+    let followed = util::finish(resumed);
+    assert_exit!(out, exit::SUCCESS, "the resumed follower: {followed:?}");
+    assert_exit!(followed, exit::SUCCESS);
+    util::assert_same_data(&src, &dst, TABLES);
+    assert_eq!(
+        dst.scalar_string("SELECT tag FROM docs WHERE id = 500"),
+        "tagged"
+    );
+    assert_nothing_left(&src, &dst);
+}
+
+/// Following between major versions, the pairs `versions` copies between: the stream is
+/// the source's (PostgreSQL 13 streams no cutover mark, so cutover tells the follower where
+/// it is through the destination), the statements are the destination's.
+#[test]
+fn follows_between_major_versions_either_way() {
+    for (s, d) in crate::versions::pairs() {
+        let logical =
+            util::start_cluster(logical_options().server_bindir(&util::server_bindir_of(s)));
+        let destination = util::start_cluster(
+            ClusterOptions::default().server_bindir(&util::server_bindir_of(d)),
+        );
+        let src = logical.create_db(&test_name!(format!("{s}_to_{d}")));
+        let dst = destination.create_db(&test_name!(format!("{s}_to_{d}")));
+        util::both(&src, &dst, SCHEMA);
+        load(&src);
+        let writers = pgbench(&src, 2, 4);
+        let mut follower = util::spawn_copy(&src, &dst, &["--follow"]);
+        wait_following(&dst, &mut follower);
+        src.exec(EDITS);
+        wait_pgbench(writers);
+        let out = cutover(&src, &dst, &["--timeout", "60"]);
+        if out.code != 0 {
+            follower.kill().ok();
+        }
+        let followed = util::finish(follower);
+        assert_exit!(out, exit::SUCCESS, "{s} -> {d}: the follower: {followed:?}");
+        assert_exit!(followed, exit::SUCCESS, "{s} -> {d}");
+        for table in TABLES {
+            assert_eq!(
+                src.checksum(table, &[]),
+                dst.checksum(table, &[]),
+                "{s} -> {d}: {table}"
+            );
+        }
+        assert_nothing_left(&src, &dst);
+    }
 }

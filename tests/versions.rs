@@ -56,7 +56,7 @@ const SCHEMA_18: &str = "
 const DATA_18: &str = "INSERT INTO modern (a, parent_id)
     SELECT CASE WHEN i % 10 = 0 THEN -i ELSE i END, 1000 + i FROM generate_series(1, 300) i";
 
-fn pairs() -> Vec<(u32, u32)> {
+pub(crate) fn pairs() -> Vec<(u32, u32)> {
     let text = std::env::var("PGCOPY_TEST_VERSION_PAIRS").unwrap_or_default();
     let text = if text.trim().is_empty() {
         DEFAULT_PAIRS.to_string()

@@ -2,7 +2,9 @@
 //! writes the mark into the source's WAL (a transactional `pg_logical_emit_message`, so
 //! every transaction committed before it comes before it in the stream), and waits until
 //! the follower has applied everything up to it, set the sequences and dropped its slot,
-//! which is when the destination is ready. That time is the downtime, and it says so.
+//! which is when the destination is ready. That time is the downtime, and it says so. A
+//! source before PostgreSQL 14 does not stream the mark: cutover then tells the follower
+//! where it is through the destination (`NOTIFY`), again every second until it is done.
 
 use crate::cli::config::{CutoverConfig, Verbosity, VerifyConfig};
 use crate::commands::verify;
@@ -56,7 +58,13 @@ pub(crate) fn run(cfg: &CutoverConfig) -> Result<Exit> {
     );
     let mut idle_since: Option<Instant> = None;
     let mut last_said = Instant::now();
+    let mut last_notified: Option<Instant> = None;
     loop {
+        // Again now and then: a notification is lost on a follower not listening yet.
+        if last_notified.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
+            follow::notify_mark(&mut dest, &name, mark)?;
+            last_notified = Some(Instant::now());
+        }
         match slot_state(&mut source, &name)? {
             None => break,
             Some((active, behind)) => {

@@ -15,9 +15,10 @@ use crate::pg::sql::{quote_ident, quote_literal, TableName};
 use crate::pg::wire;
 use crate::replication::decode::{Column, Lsn, Message, Old, Relation, Value};
 use crate::replication::receive::Shared;
-use crate::replication::slot::LsnText;
+use crate::replication::slot::{parse_lsn, LsnText};
 use anyhow::{anyhow, bail, Context, Result};
 use crossbeam_channel::{Receiver, RecvTimeoutError};
+use postgres::fallible_iterator::FallibleIterator;
 use postgres::Client;
 use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
@@ -127,6 +128,8 @@ pub(crate) struct Applier<'a> {
     skipping: bool,
     /// The transaction being applied holds this follower's cutover mark.
     cutover: bool,
+    /// Where `cutover` said its mark is, when it said so by notification.
+    notified_end: Option<Lsn>,
     pub(crate) applied: Applied,
 }
 
@@ -156,6 +159,7 @@ impl<'a> Applier<'a> {
             applied_before,
             skipping: false,
             cutover: false,
+            notified_end: None,
             applied: Applied::default(),
         }
     }
@@ -180,7 +184,12 @@ impl<'a> Applier<'a> {
             }
             let message = match changes.recv_timeout(Duration::from_millis(200)) {
                 Ok(message) => message,
-                Err(RecvTimeoutError::Timeout) => continue,
+                Err(RecvTimeoutError::Timeout) => {
+                    if let Some(at) = self.reached_notified_end()? {
+                        return Ok(Ended::Cutover { at });
+                    }
+                    continue;
+                }
                 Err(RecvTimeoutError::Disconnected) => return Ok(Ended::StreamGone),
             };
             if let Message::Commit { end_lsn, .. } = message {
@@ -201,6 +210,28 @@ impl<'a> Applier<'a> {
                 self.apply(message)?;
             }
         }
+    }
+
+    /// The other way `cutover` ends following, for sources whose pgoutput does not carry
+    /// its mark (before 14): it notifies the destination of where the mark is in the WAL,
+    /// and once the follower may confirm that position — every transaction that ends
+    /// before it committed here, and the server said it has sent everything before it —
+    /// the follower is done. `cutover` runs when the application has stopped writing, so
+    /// nothing the application committed comes after the mark.
+    fn reached_notified_end(&mut self) -> Result<Option<Lsn>> {
+        let mut notifications = self.catalog.notifications();
+        // `iter` only hands out what the driver already read; waiting reads the socket.
+        let mut pending = notifications.timeout_iter(Duration::from_millis(1));
+        while let Some(notification) = pending.next()? {
+            if notification.channel() == self.slot {
+                let at = parse_lsn(notification.payload())?;
+                self.notified_end = Some(self.notified_end.map_or(at, |e| e.max(at)));
+            }
+        }
+        let confirmed = self.shared.confirmed.load(Ordering::SeqCst);
+        Ok(self
+            .notified_end
+            .filter(|end| !self.group.open && confirmed >= *end))
     }
 
     fn apply(&mut self, message: Message) -> Result<()> {

@@ -85,13 +85,14 @@ pub(crate) struct Sessions {
 }
 
 /// Streams the slot `name` from `start` and applies every transaction to the `followed`
-/// tables, until the cutover mark, an interrupt or a failure. `progress` is called about
-/// every `every`.
+/// tables, until the cutover mark, an interrupt or a failure. `version` is the source's
+/// `server_version_num`. `progress` is called about every `every`.
 pub(crate) fn run(
     sessions: Sessions,
     name: &str,
     followed: HashSet<TableName>,
     start: Lsn,
+    version: u32,
     interrupted: &(dyn Fn() -> bool + Sync),
     every: Duration,
     progress: impl FnMut(&Applied, Lsn),
@@ -99,8 +100,11 @@ pub(crate) fn run(
     let Sessions {
         mut stream,
         apply,
-        catalog,
+        mut catalog,
     } = sessions;
+    catalog
+        .batch_execute(&format!("LISTEN {}", quote_ident(name)))
+        .context("listening for cutover on the destination")?;
     // The values come as the source's output functions write them: in the formats the
     // destination's session reads back (see `apply::prepare_session`), whatever the source's
     // settings are.
@@ -110,13 +114,19 @@ pub(crate) fn run(
              SET bytea_output = 'hex'",
         )
         .context("setting up the replication session")?;
+    // pgoutput carries `pg_logical_emit_message`'s messages, the cutover mark, from 14 on.
+    let messages = if version >= 140000 {
+        ", messages 'true'"
+    } else {
+        ""
+    };
     stream
         .start_copy_both(&format!(
-            "START_REPLICATION SLOT {} LOGICAL {} (proto_version '1', publication_names {}, \
-             messages 'true')",
+            "START_REPLICATION SLOT {} LOGICAL {} (proto_version '1', publication_names {}{})",
             quote_ident(name),
             LsnText(start),
             quote_literal(&quote_ident(name)),
+            messages,
         ))
         .with_context(|| format!("starting to stream the replication slot {name}"))?;
     log::info!("following the source from {}", LsnText(start));
@@ -142,6 +152,17 @@ pub(crate) fn run(
             _ => Ok((ended, applier.applied)),
         }
     })
+}
+
+/// Tells the follower of `name`, through the destination, where the cutover mark is: how a
+/// follower of a source before PostgreSQL 14 learns of it (see `Applier`).
+pub(crate) fn notify_mark(dest: &mut Client, name: &str, mark: Lsn) -> Result<()> {
+    dest.execute(
+        "SELECT pg_catalog.pg_notify($1, $2)",
+        &[&name, &LsnText(mark).to_string()],
+    )
+    .context("telling the follower where the cutover mark is")?;
+    Ok(())
 }
 
 /// Writes the cutover mark for the follower of `name` into the source's WAL, in a

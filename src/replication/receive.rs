@@ -35,6 +35,9 @@ pub(crate) struct Shared {
     pub(crate) applied: AtomicU64,
     /// The furthest position the server said it has sent (its keepalives).
     pub(crate) server_end: AtomicU64,
+    /// The position safe to confirm, as of the receiver's last look: every transaction
+    /// that ends before it is committed on the destination.
+    pub(crate) confirmed: AtomicU64,
     /// Set by the applier when it is done (the cutover mark applied, or it failed): the
     /// receiver ends the stream.
     pub(crate) stop: AtomicBool,
@@ -89,6 +92,9 @@ pub(crate) fn receive(
             Received::Nothing => {}
             Received::Ended => bail!("the source ended the replication stream"),
         }
+        shared
+            .confirmed
+            .fetch_max(state.flush(shared), Ordering::SeqCst);
         send_status_when_due(&mut session, shared, &mut state)?;
     }
 }

@@ -24,10 +24,6 @@ use anyhow::{bail, Context, Result};
 use postgres::Client;
 use std::time::Instant;
 
-/// The oldest source that can be followed: pgoutput sends `pg_logical_emit_message`'s
-/// messages, which cutover's mark is, from PostgreSQL 14 on.
-const OLDEST_SOURCE: u32 = 140000;
-
 /// The slot and publication's name for this destination.
 pub(super) fn name(dest: &mut Client) -> Result<String> {
     Ok(slot::name_for(&Identity::read(dest)?.key()))
@@ -50,13 +46,6 @@ pub(super) fn refusals(
     name: &str,
 ) -> Result<Vec<String>> {
     let mut refusals = Vec::new();
-    if version(source)? < OLDEST_SOURCE {
-        refusals.push(
-            "--follow: the source is older than PostgreSQL 14, whose pgoutput does not \
-             carry the mark `pgcopy cutover` ends following with"
-                .to_string(),
-        );
-    }
     source.batch_execute(crate::pg::server::BEGIN_READ_ONLY)?;
     let selected = plan::select(&catalog::tables(source)?, &cfg.filter);
     source.batch_execute("COMMIT")?;
@@ -228,6 +217,7 @@ fn run(
     apply::prepare_session(&mut apply_session, name)?;
     let mut source = cfg.source.connect()?;
     let followed = follow::published(&mut source, name)?;
+    let source_version = version(&mut source)?;
     let started = Instant::now();
     let mut last = (Applied::default(), Instant::now());
     let report = |applied: &Applied, _server_end: Lsn| {
@@ -253,6 +243,7 @@ fn run(
         name,
         followed.clone(),
         start,
+        source_version,
         &interrupt::requested,
         cfg.progress_interval,
         report,
