@@ -84,15 +84,24 @@ pub(crate) struct Sessions {
     pub(crate) catalog: Client,
 }
 
-/// Streams the slot `name` from `start` and applies every transaction to the `followed`
-/// tables, until the cutover mark, an interrupt or a failure. `version` is the source's
-/// `server_version_num`. `progress` is called about every `every`.
+/// What is followed, and from where.
+pub(crate) struct Stream {
+    /// The slot's, the publication's and the origin's name.
+    pub(crate) name: String,
+    /// The published tables.
+    pub(crate) followed: HashSet<TableName>,
+    /// The destination holds every source transaction that ends before this.
+    pub(crate) start: Lsn,
+    /// The source's `server_version_num`.
+    pub(crate) version: u32,
+}
+
+/// Streams the slot from where the destination is and applies every transaction to the
+/// followed tables, until the cutover mark, an interrupt or a failure. `progress` is called
+/// about every `every`.
 pub(crate) fn run(
     sessions: Sessions,
-    name: &str,
-    followed: HashSet<TableName>,
-    start: Lsn,
-    version: u32,
+    what: Stream,
     interrupted: &(dyn Fn() -> bool + Sync),
     every: Duration,
     progress: impl FnMut(&Applied, Lsn),
@@ -102,6 +111,13 @@ pub(crate) fn run(
         apply,
         mut catalog,
     } = sessions;
+    let Stream {
+        name,
+        followed,
+        start,
+        version,
+    } = what;
+    let name = name.as_str();
     catalog
         .batch_execute(&format!("LISTEN {}", quote_ident(name)))
         .context("listening for cutover on the destination")?;

@@ -238,12 +238,15 @@ fn run(
         apply: apply_session,
         catalog,
     };
+    let what = follow::Stream {
+        name: name.to_string(),
+        followed: followed.clone(),
+        start,
+        version: source_version,
+    };
     let (ended, applied) = follow::run(
         sessions,
-        name,
-        followed.clone(),
-        start,
-        source_version,
+        what,
         &interrupt::requested,
         cfg.progress_interval,
         report,
