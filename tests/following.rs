@@ -477,3 +477,44 @@ fn follows_between_major_versions_either_way() {
         assert_nothing_left(&src, &dst);
     }
 }
+
+#[test]
+fn a_follower_rides_out_a_destination_restart_and_a_lost_source_connection() {
+    let (logical, destination) = (
+        logical_cluster(),
+        util::start_cluster(ClusterOptions::default()),
+    );
+    let src = logical.create_db(&test_name!());
+    let dst = destination.create_db(&test_name!());
+    util::both(&src, &dst, SCHEMA);
+    load(&src);
+    let writers = pgbench(&src, 2, 12);
+    let mut follower = util::spawn_copy(&src, &dst, &["--follow"]);
+    wait_following(&dst, &mut follower);
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    destination.restart();
+    wait_streaming(&src, &mut follower);
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    src.exec("SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE active");
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    wait_streaming(&src, &mut follower);
+    src.exec(EDITS);
+    wait_pgbench(writers);
+    let out = cutover(&src, &dst, &[]);
+    if out.code != 0 {
+        follower.kill().ok();
+    }
+    let followed = util::finish(follower);
+    assert_exit!(out, exit::SUCCESS, "the follower: {followed:?}");
+    assert_exit!(followed, exit::SUCCESS);
+    assert_eq!(
+        followed
+            .stderr
+            .matches("going on from where the destination is")
+            .count(),
+        2,
+        "{followed:?}"
+    );
+    util::assert_same_data(&src, &dst, TABLES);
+    assert_nothing_left(&src, &dst);
+}

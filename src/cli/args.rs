@@ -122,7 +122,7 @@ pub(crate) struct CopyArgs {
     pub(crate) json: bool,
 
     /// further tries for a table that fails with a transient error (lost connection,
-    /// server restart, deadlock), with backoff (default 3)
+    /// server restart, deadlock), and for following after one, with backoff (default 3)
     #[argh(option, default = "3")]
     pub(crate) retries: u32,
 

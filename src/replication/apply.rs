@@ -59,12 +59,21 @@ pub(crate) struct Applied {
 
 /// Sets up a destination session to apply with: the replica role, the text formats the
 /// source's values come in, and the replication origin named `origin` (which must exist).
+///
+/// Every row is found by its key, one at a time, so an index scan is always the plan to
+/// have; but a small table whose statistics say one page (pgbench's branches, a lookup
+/// table) gets a sequential scan planned, and its heap grows with every update the
+/// follower applies to it, so each update reads more of it. PostgreSQL's own apply worker
+/// always looks rows up in the replica identity's index; without a sequential scan, so do
+/// these statements.
 pub(crate) fn prepare_session(session: &mut wire::Connection, origin: &str) -> Result<()> {
     session
         .execute(&format!(
             "SET session_replication_role = replica;
              SET datestyle = 'ISO';
              SET intervalstyle = 'postgres';
+             SET enable_seqscan = off;
+             SET enable_bitmapscan = off;
              SELECT pg_catalog.pg_replication_origin_session_setup({})",
             quote_literal(origin)
         ))
@@ -189,6 +198,10 @@ impl<'a> Applier<'a> {
                         return Ok(Ended::Cutover { at });
                     }
                     continue;
+                }
+                // The receiver also stops on an interrupt, maybe before this loop sees it.
+                Err(RecvTimeoutError::Disconnected) if interrupted() => {
+                    return Ok(Ended::Interrupted)
                 }
                 Err(RecvTimeoutError::Disconnected) => return Ok(Ended::StreamGone),
             };

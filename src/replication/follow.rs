@@ -2,6 +2,7 @@
 //! is, the receiver on a thread of its own, the applier on the caller's, a bounded channel
 //! between them; and the destination's record of where it is, its replication origin.
 
+use crate::pg::error::{sqlstate, TryLater};
 use crate::pg::sql::{quote_ident, quote_literal, TableName};
 use crate::pg::wire;
 use crate::replication::apply::{self, Applied, Applier, Ended};
@@ -9,6 +10,7 @@ use crate::replication::decode::Lsn;
 use crate::replication::receive::{self, Shared};
 use crate::replication::slot::{parse_lsn, LsnText};
 use anyhow::{Context, Result};
+use postgres::error::SqlState;
 use postgres::Client;
 use std::collections::HashSet;
 use std::sync::atomic::Ordering;
@@ -144,7 +146,16 @@ pub(crate) fn run(
             quote_literal(&quote_ident(name)),
             messages,
         ))
-        .with_context(|| format!("starting to stream the replication slot {name}"))?;
+        .map_err(|err| {
+            // The session before a lost connection may hold the slot a moment longer.
+            if sqlstate(&err) == Some(SqlState::OBJECT_IN_USE) {
+                err.context(TryLater(format!(
+                    "the replication slot {name} is still in use"
+                )))
+            } else {
+                err.context(format!("starting to stream the replication slot {name}"))
+            }
+        })?;
     log::info!("following the source from {}", LsnText(start));
     let shared = Shared::default();
     let (send, changes) = crossbeam_channel::bounded(CHANNEL);

@@ -23,7 +23,7 @@ const WAIT: Duration = Duration::from_millis(200);
 /// A status update goes at least this often, well inside the default 60 s
 /// `wal_sender_timeout`; and sooner when the applied position moved.
 const STATUS_EVERY: Duration = Duration::from_secs(10);
-const STATUS_MOVED_EVERY: Duration = Duration::from_secs(1);
+const STATUS_MOVED_EVERY: Duration = Duration::from_millis(100);
 
 /// Microseconds between the Unix epoch and PostgreSQL's, 2000-01-01.
 const POSTGRES_EPOCH_MICROS: i64 = 946_684_800_000_000;

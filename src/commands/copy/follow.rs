@@ -8,8 +8,10 @@
 
 use crate::cli::config::CopyConfig;
 use crate::exit::Exit;
-use crate::pg::error::describe;
+use crate::pg::error::{backoff, describe, kind, TryLater};
 use crate::pg::server::{lock_destination, Identity};
+use crate::pg::sql::TableName;
+use crate::pg::wire;
 use crate::plan;
 use crate::replication::apply::{self, Applied, Ended};
 use crate::replication::decode::Lsn;
@@ -22,6 +24,7 @@ use crate::schema::sequences;
 use crate::state::interrupt;
 use anyhow::{bail, Context, Result};
 use postgres::Client;
+use std::collections::HashSet;
 use std::time::Instant;
 
 /// The slot and publication's name for this destination.
@@ -128,8 +131,7 @@ pub(super) fn resume(cfg: &CopyConfig) -> Result<Option<Exit>> {
                 "resuming: the destination holds every source transaction up to {}",
                 LsnText(at)
             );
-            let stream = cfg.source.connect_replication()?;
-            Ok(Some(run(cfg, &name, stream, at)?))
+            Ok(Some(run(cfg, &name, None)?))
         }
         (Some(_), false) => bail!(
             "the destination was following the source, but the source's replication slot \
@@ -200,34 +202,92 @@ pub(super) fn after_copy(cfg: &CopyConfig, slot: Slot, copied: Exit) -> Result<E
     }
     follow::create_origin(&mut dest, &slot.name, slot.consistent_point)?;
     drop(dest);
-    run(cfg, &slot.name, slot.session, slot.consistent_point)
+    run(cfg, &slot.name, Some(slot.session))
 }
 
-/// Follows the slot `name` from `start` until the cutover mark, then finishes.
-fn run(
+/// Follows the slot `name` until the cutover mark, then finishes: from `first`, the slot's
+/// session that made it, or a new one. A lost connection to either side (a restart, a
+/// failover, a network cut) is tried again `--retries` times, from where the destination's
+/// origin says it is, so nothing is lost or applied twice across tries.
+fn run(cfg: &CopyConfig, name: &str, first: Option<wire::Connection>) -> Result<Exit> {
+    interrupt::install()?;
+    let started = Instant::now();
+    let mut total = Applied::default();
+    let mut first = first;
+    let mut tries = 0;
+    loop {
+        let before = total.transactions;
+        let result = follow_once(cfg, name, first.take(), &mut total);
+        let err = match result {
+            Ok((Ended::Cutover { at }, followed)) => {
+                return finish(cfg, name, &followed, at, &total, started)
+            }
+            Ok((Ended::Interrupted, _)) => {
+                log::warn!(
+                    "stopped following after {} transactions: the destination holds each of \
+                     them whole; go on with `pgcopy copy --follow --resume`",
+                    total.transactions
+                );
+                return Ok(Exit::Interrupted);
+            }
+            Ok((Ended::StreamGone, _)) => {
+                anyhow::Error::new(TryLater("the replication stream ended".into()))
+            }
+            Err(err) => err,
+        };
+        if total.transactions > before {
+            tries = 0;
+        }
+        if tries >= cfg.retries || !kind(&err).is_worth_retrying() || interrupt::requested() {
+            return Err(err.context(
+                "following stopped; go on with `pgcopy copy --follow --resume` once the cause \
+                 is fixed",
+            ));
+        }
+        tries += 1;
+        let wait = backoff(tries);
+        log::warn!(
+            "following stopped: {}; going on from where the destination is in {}s (try {tries} \
+             of {})",
+            describe(&err),
+            wait.as_secs(),
+            cfg.retries
+        );
+        std::thread::sleep(wait);
+    }
+}
+
+/// One try at following, from where the destination's origin is; adds what it applied to
+/// `total`.
+fn follow_once(
     cfg: &CopyConfig,
     name: &str,
-    stream: crate::pg::wire::Connection,
-    start: Lsn,
-) -> Result<Exit> {
-    interrupt::install()?;
+    stream: Option<wire::Connection>,
+    total: &mut Applied,
+) -> Result<(Ended, HashSet<TableName>)> {
     let mut catalog = cfg.dest.connect()?;
     lock_destination(&mut catalog, &cfg.dest)?;
+    let start = follow::origin_progress(&mut catalog, name)?
+        .with_context(|| format!("the destination's replication origin {name} is gone"))?;
     let mut apply_session = cfg.dest.connect_reader()?;
     apply::prepare_session(&mut apply_session, name)?;
     let mut source = cfg.source.connect()?;
     let followed = follow::published(&mut source, name)?;
     let source_version = version(&mut source)?;
-    let started = Instant::now();
+    let stream = match stream {
+        Some(stream) => stream,
+        None => cfg.source.connect_replication()?,
+    };
+    let base = *total;
     let mut last = (Applied::default(), Instant::now());
     let report = |applied: &Applied, _server_end: Lsn| {
         let lag = lag(&mut source, name);
         let seconds = last.1.elapsed().as_secs_f64().max(0.001);
         log::info!(
             "following: {} transactions applied ({:.0}/s), {} rows ({:.0}/s){}",
-            applied.transactions,
+            base.transactions + applied.transactions,
             (applied.transactions - last.0.transactions) as f64 / seconds,
-            applied.rows,
+            base.rows + applied.rows,
             (applied.rows - last.0.rows) as f64 / seconds,
             lag
         );
@@ -250,22 +310,11 @@ fn run(
         &interrupt::requested,
         cfg.progress_interval,
         report,
-    )
-    .context(
-        "following stopped; go on with `pgcopy copy --follow --resume` once the cause is fixed",
     )?;
-    match ended {
-        Ended::Cutover { at } => finish(cfg, name, &followed, at, &applied, started),
-        Ended::Interrupted => {
-            log::warn!(
-                "stopped following after {} transactions: the destination holds each of them \
-                 whole; go on with `pgcopy copy --follow --resume`",
-                applied.transactions
-            );
-            Ok(Exit::Interrupted)
-        }
-        Ended::StreamGone => bail!("the replication stream ended"),
-    }
+    total.transactions += applied.transactions;
+    total.rows += applied.rows;
+    total.last_commit_time = applied.last_commit_time;
+    Ok((ended, followed))
 }
 
 /// `, 1.2 MiB behind the source, the slot holds 3.4 MiB of WAL`, or nothing if the source
@@ -297,7 +346,7 @@ fn lag(source: &mut Client, name: &str) -> String {
 fn finish(
     cfg: &CopyConfig,
     name: &str,
-    followed: &std::collections::HashSet<crate::pg::sql::TableName>,
+    followed: &HashSet<TableName>,
     at: Lsn,
     applied: &Applied,
     started: Instant,
