@@ -130,7 +130,12 @@ const SCHEMA: &str = "
     CREATE TABLE tags (label text, n int);
     ALTER TABLE tags REPLICA IDENTITY FULL;
     CREATE TABLE \"odd.parent\" (id int PRIMARY KEY);
-    CREATE TABLE \"odd.child\" (id int PRIMARY KEY, parent int REFERENCES \"odd.parent\");";
+    CREATE TABLE \"odd.child\" (id int PRIMARY KEY, parent int REFERENCES \"odd.parent\");
+    CREATE TYPE mood AS ENUM ('calm', 'odd''s');
+    CREATE TABLE kinds (id int PRIMARY KEY, i8 bigint, f8 double precision, f4 real,
+                        n numeric, ts timestamptz, t timestamp, d date, tm time, iv interval,
+                        b bytea, j json, jb jsonb, u uuid, ip inet, ia int[], ta text[],
+                        ok boolean, p point, m mood, bits varbit, r int4range);";
 
 fn load(db: &util::TestDb) {
     db.exec(
@@ -159,6 +164,7 @@ const TABLES: &[&str] = &[
     "tags",
     "\"odd.parent\"",
     "\"odd.child\"",
+    "kinds",
 ];
 
 /// pgbench's TPC-B-like transactions from `clients` sessions for `seconds`, in the
@@ -233,7 +239,20 @@ const EDITS: &str = "
     INSERT INTO tags VALUES (NULL, NULL);
     TRUNCATE \"odd.parent\", \"odd.child\";
     INSERT INTO \"odd.parent\" VALUES (99);
-    INSERT INTO \"odd.child\" VALUES (1, 99);";
+    INSERT INTO \"odd.child\" VALUES (1, 99);
+    INSERT INTO kinds VALUES
+        (1, 9223372036854775807, 0.1 + 0.2, 1.1, 1.000000000000000000000000000001,
+         '2024-02-29 23:59:59.999999+05:30', '1999-12-31 23:59:59.5', '0001-01-01 BC',
+         '24:00', '1 year 2 mons -3 days 04:05:06.7', '\\x00ff', '{\"a\": 1.50, \"a\": 2}',
+         '{\"n\": 1.50}', 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11', '::ffff:10.0.0.1/128',
+         '{1,NULL,3}', '{\"a,b\",\"\\\"q\\\"\",NULL}', true, '(1.5,-2)', 'odd''s', B'1011',
+         '[1,10)'),
+        (2, -1, 'NaN', '-Infinity', 'NaN', 'infinity', '-infinity', 'infinity', '00:00',
+         '0', '', 'null', '[]', '00000000-0000-0000-0000-000000000000', '0.0.0.0', '{}',
+         '{}', false, '(0,0)', 'calm', B'', 'empty'),
+        (3, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+         NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL);
+    UPDATE kinds SET f8 = 1e-320, n = n * 3 WHERE id = 1;";
 
 #[test]
 fn follows_what_the_source_commits_during_and_after_the_copy_until_cutover() {
@@ -249,6 +268,16 @@ fn follows_what_the_source_commits_during_and_after_the_copy_until_cutover() {
     let mut follower = util::spawn_copy(&src, &dst, &["--follow"]);
     wait_following(&dst, &mut follower);
     src.exec(EDITS);
+    let out = util::run(util::pgcopy().args(["status", "--source", &src.url(), "--json"]));
+    assert_exit!(out, exit::SUCCESS);
+    let doc: serde_json::Value = serde_json::from_str(&out.stdout).expect("one JSON document");
+    let followers = doc["followers"].as_array().expect("followers");
+    assert_eq!(followers.len(), 1, "{out:?}");
+    assert!(followers[0]["slot"]
+        .as_str()
+        .unwrap_or_default()
+        .starts_with("pgcopy_follow_"));
+    assert!(followers[0]["wal_held_bytes"].as_u64().is_some(), "{out:?}");
     wait_pgbench(writers);
     let history = src.count("pgbench_history");
     assert!(history > 100, "pgbench made {history} transactions");

@@ -1,6 +1,8 @@
 //! The `status` command: whether the source can be followed by logical replication
 //! (`copy --follow`): each requirement with what the source has and what to do, and the
-//! selected tables without a usable replica identity with the statement that fixes each.
+//! selected tables without a usable replica identity with the statement that fixes each;
+//! and the followers pgcopy has on it: each slot, whether one streams from it, how far
+//! behind it is and the WAL it holds.
 
 use crate::cli::config::StatusConfig;
 use crate::exit::Exit;
@@ -8,7 +10,9 @@ use crate::output::format::{print_json, write_table};
 use crate::pg::server::BEGIN_READ_ONLY;
 use crate::plan;
 use crate::replication::readiness::{self, Readiness};
+use crate::replication::slot::{self, Follower};
 use crate::schema::catalog;
+use crate::units::format_bytes;
 use anyhow::{Context, Result};
 use serde_json::json;
 use std::io::Write;
@@ -21,13 +25,14 @@ pub(crate) fn run(cfg: &StatusConfig) -> Result<Exit> {
     let selected = plan::select(&all, &cfg.filter)?;
     let mut found = readiness::check(&mut client, &selected)?;
     client.batch_execute("COMMIT")?;
+    let followers = slot::followers(&mut client)?;
     found
         .requirements
         .push(readiness::replication_session(&cfg.source));
     if cfg.json {
-        print_json(&status_json(cfg, &found)).context("writing the status")?;
+        print_json(&status_json(cfg, &found, &followers)).context("writing the status")?;
     } else {
-        write_status(&found).context("writing the status")?;
+        write_status(&found, &followers).context("writing the status")?;
     }
     Ok(if found.ready() {
         Exit::Success
@@ -36,7 +41,7 @@ pub(crate) fn run(cfg: &StatusConfig) -> Result<Exit> {
     })
 }
 
-fn write_status(found: &Readiness) -> std::io::Result<()> {
+fn write_status(found: &Readiness, followers: &[Follower]) -> std::io::Result<()> {
     let mut out = std::io::stdout().lock();
     let mut rows = vec![vec![
         "follow needs".to_string(),
@@ -66,6 +71,20 @@ fn write_status(found: &Readiness) -> std::io::Result<()> {
             )?;
         }
     }
+    for f in followers {
+        writeln!(
+            out,
+            "follower {}: {}, {} behind the source, the slot holds {} of WAL",
+            f.slot,
+            if f.active {
+                "streaming"
+            } else {
+                "idle: nobody streams from it (`pgcopy copy --follow --resume` or `pgcopy abandon`)"
+            },
+            format_bytes(f.behind),
+            format_bytes(f.held)
+        )?;
+    }
     writeln!(
         out,
         "{}",
@@ -78,7 +97,7 @@ fn write_status(found: &Readiness) -> std::io::Result<()> {
 }
 
 /// The `--json` status; its fields are documented in the README.
-fn status_json(cfg: &StatusConfig, found: &Readiness) -> serde_json::Value {
+fn status_json(cfg: &StatusConfig, found: &Readiness, followers: &[Follower]) -> serde_json::Value {
     json!({
         "pgcopy_version": env!("CARGO_PKG_VERSION"),
         "source": cfg.source.to_string(),
@@ -94,6 +113,12 @@ fn status_json(cfg: &StatusConfig, found: &Readiness) -> serde_json::Value {
             "table": t.table.name,
             "identity": t.identity,
             "fix": t.fix,
+        })).collect::<Vec<_>>(),
+        "followers": followers.iter().map(|f| json!({
+            "slot": f.slot,
+            "active": f.active,
+            "behind_bytes": f.behind,
+            "wal_held_bytes": f.held,
         })).collect::<Vec<_>>(),
     })
 }

@@ -5,7 +5,7 @@
 //! a resumed follower find them from the two connection strings alone.
 
 use crate::pg::server::SnapshotId;
-use crate::pg::sql::{quote_ident, quote_literal, TableName};
+use crate::pg::sql::{quote_ident, TableName};
 use crate::pg::target::Target;
 use crate::pg::wire;
 use crate::replication::decode::Lsn;
@@ -173,22 +173,41 @@ pub(crate) fn drop_both(client: &mut Client, name: &str) -> Result<()> {
     Ok(())
 }
 
-/// What the slots pgcopy left on the source hold, for the warning every run gives until they
-/// are gone: each slot's name and the WAL it keeps, in bytes.
-pub(crate) fn left_behind(client: &mut Client) -> Result<Vec<(String, i64)>> {
+/// A slot a `copy --follow` made, as the source sees it.
+#[derive(Debug)]
+pub(crate) struct Follower {
+    pub(crate) slot: String,
+    /// A follower streams from it now.
+    pub(crate) active: bool,
+    /// Bytes of WAL between the slot's confirmed position and the source's current one.
+    pub(crate) behind: u64,
+    /// Bytes of WAL the slot keeps on the source.
+    pub(crate) held: u64,
+}
+
+/// The slots pgcopy made on this source, for `status` and for the warning every run gives
+/// about those nobody streams from.
+pub(crate) fn followers(client: &mut Client) -> Result<Vec<Follower>> {
     let rows = client.query(
-        &format!(
-            "SELECT slot_name::text,
-                    coalesce(pg_catalog.pg_wal_lsn_diff(pg_catalog.pg_current_wal_lsn(),
-                                                        restart_lsn), 0)::bigint
-               FROM pg_catalog.pg_replication_slots
-              WHERE starts_with(slot_name::text, {}) AND NOT active
-              ORDER BY 1",
-            quote_literal(PREFIX)
-        ),
-        &[],
+        "SELECT slot_name::text, active,
+                coalesce(pg_catalog.pg_wal_lsn_diff(pg_catalog.pg_current_wal_lsn(),
+                                                    confirmed_flush_lsn), 0)::bigint,
+                coalesce(pg_catalog.pg_wal_lsn_diff(pg_catalog.pg_current_wal_lsn(),
+                                                    restart_lsn), 0)::bigint
+           FROM pg_catalog.pg_replication_slots
+          WHERE starts_with(slot_name::text, $1)
+          ORDER BY 1",
+        &[&PREFIX],
     )?;
-    Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+    Ok(rows
+        .iter()
+        .map(|r| Follower {
+            slot: r.get(0),
+            active: r.get(1),
+            behind: r.get::<_, i64>(2).max(0) as u64,
+            held: r.get::<_, i64>(3).max(0) as u64,
+        })
+        .collect())
 }
 
 #[cfg(test)]

@@ -20,7 +20,9 @@ pub(crate) fn install() -> Result<()> {
     ctrlc::set_handler(|| match SIGNALS.fetch_add(1, Ordering::SeqCst) {
         0 => {
             STOP.store(true, Ordering::SeqCst);
-            eprintln!("\npgcopy: interrupted: stopping the copy, then putting the destination's keys back");
+            eprintln!(
+                "\npgcopy: interrupted: stopping (a copy puts the destination's keys back first)"
+            );
         }
         1 => eprintln!(
             "\npgcopy: still putting the destination's keys back; interrupt once more to exit \

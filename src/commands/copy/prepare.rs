@@ -71,14 +71,15 @@ pub(super) fn prepare(cfg: &CopyConfig) -> Result<Prepared> {
 /// it keeps WAL there until it is dropped. Best effort: a source that cannot say is not a
 /// reason to stop.
 pub(super) fn warn_left_behind(source: &mut Client) {
-    match slot::left_behind(source) {
+    match slot::followers(source) {
         Ok(slots) => {
-            for (name, held) in slots {
+            for follower in slots.into_iter().filter(|f| !f.active) {
+                let (name, held) = (follower.slot, follower.held);
                 log::warn!(
                     "the replication slot {name} that a `pgcopy copy --follow` made is left on \
                      the source, holding {} of WAL: go on with `pgcopy copy --follow --resume`, \
                      or drop it with `pgcopy abandon` (both with the --dest it followed into)",
-                    format_bytes(held.max(0) as u64)
+                    format_bytes(held)
                 );
             }
         }
