@@ -547,3 +547,97 @@ fn a_follower_rides_out_a_destination_restart_and_a_lost_source_connection() {
     util::assert_same_data(&src, &dst, TABLES);
     assert_nothing_left(&src, &dst);
 }
+
+#[test]
+fn a_follower_killed_during_its_copy_starts_over_with_a_new_slot() {
+    let (logical, destination) = (
+        logical_cluster(),
+        util::start_cluster(ClusterOptions::default()),
+    );
+    let src = logical.create_db(&test_name!());
+    let dst = destination.create_db(&test_name!());
+    util::both(&src, &dst, SCHEMA);
+    load(&src);
+    let writers = pgbench(&src, 2, 8);
+    let mut follower = util::spawn_copy(&src, &dst, &["--follow"]);
+    let started = std::time::Instant::now();
+    // Made, its snapshot exported, the copy reading.
+    while src.scalar_i64(
+        "SELECT count(*) FROM pg_replication_slots WHERE confirmed_flush_lsn IS NOT NULL",
+    ) == 0
+    {
+        assert!(started.elapsed().as_secs() < 60, "no slot was made");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    follower.kill().expect("kill -9 of the follower");
+    util::finish(follower);
+    let first_slot =
+        src.scalar_string("SELECT slot_name || ' ' || restart_lsn FROM pg_replication_slots");
+
+    let mut resumed = util::spawn_copy(&src, &dst, &["--follow", "--resume"]);
+    wait_following(&dst, &mut resumed);
+    assert_ne!(
+        src.scalar_string("SELECT slot_name || ' ' || restart_lsn FROM pg_replication_slots"),
+        first_slot,
+        "a new slot"
+    );
+    wait_pgbench(writers);
+    let out = cutover(&src, &dst, &[]);
+    if out.code != 0 {
+        resumed.kill().ok();
+    }
+    let followed = util::finish(resumed);
+    assert_exit!(out, exit::SUCCESS, "the follower: {followed:?}");
+    assert_exit!(followed, exit::SUCCESS);
+    assert!(
+        followed.stderr.contains(
+            "the earlier follower stopped during its initial copy, whose snapshot is gone with \
+             it: starting over with a new slot and snapshot"
+        ),
+        "{followed:?}"
+    );
+    util::assert_same_data(&src, &dst, TABLES);
+    assert_nothing_left(&src, &dst);
+}
+
+#[test]
+fn an_interrupted_follower_is_named_until_it_is_abandoned() {
+    let (logical, destination) = (
+        logical_cluster(),
+        util::start_cluster(ClusterOptions::default()),
+    );
+    let src = logical.create_db(&test_name!());
+    let dst = destination.create_db(&test_name!());
+    util::both(&src, &dst, SCHEMA);
+    load(&src);
+    let mut follower = util::spawn_copy(&src, &dst, &["--follow"]);
+    wait_following(&dst, &mut follower);
+    wait_streaming(&src, &mut follower);
+    let status = std::process::Command::new("kill")
+        .args(["-INT", &follower.id().to_string()])
+        .status()
+        .expect("running kill");
+    assert!(status.success());
+    let out = util::finish(follower);
+    assert_exit!(out, exit::INTERRUPTED);
+    assert!(
+        out.stderr
+            .contains("go on with `pgcopy copy --follow --resume`"),
+        "{out:?}"
+    );
+
+    // Any later copy from that source names the slot it left.
+    let other = destination.create_db(&test_name!("other"));
+    other.exec(SCHEMA);
+    let out = util::copy(&src, &other, &[]);
+    assert_exit!(out, exit::SUCCESS);
+    assert!(
+        out.stderr
+            .contains("that a `pgcopy copy --follow` made is left on the source, holding"),
+        "{out:?}"
+    );
+    let out =
+        util::run(util::pgcopy().args(["abandon", "--source", &src.url(), "--dest", &dst.url()]));
+    assert_exit!(out, exit::SUCCESS);
+    assert_nothing_left(&src, &dst);
+}

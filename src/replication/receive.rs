@@ -190,8 +190,8 @@ fn send_status(
     Ok(())
 }
 
-/// The time in microseconds since PostgreSQL's epoch.
-fn now_micros() -> i64 {
+/// The time in microseconds since PostgreSQL's epoch, as the server writes commit times.
+pub(crate) fn now_micros() -> i64 {
     let unix = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_micros() as i64)

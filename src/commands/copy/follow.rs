@@ -17,11 +17,13 @@ use crate::replication::apply::{self, Applied, Ended};
 use crate::replication::decode::Lsn;
 use crate::replication::follow::{self, Sessions};
 use crate::replication::readiness;
+use crate::replication::receive;
 use crate::replication::slot::{self, LsnText, Slot};
 use crate::schema::catalog;
 use crate::schema::fk_mode::FkMode;
 use crate::schema::sequences;
 use crate::state::interrupt;
+use crate::units::format_bytes;
 use anyhow::{bail, Context, Result};
 use postgres::Client;
 use std::collections::HashSet;
@@ -281,7 +283,7 @@ fn follow_once(
     let base = *total;
     let mut last = (Applied::default(), Instant::now());
     let report = |applied: &Applied, _server_end: Lsn| {
-        let lag = lag(&mut source, name);
+        let lag = lag(&mut source, name, applied);
         let seconds = last.1.elapsed().as_secs_f64().max(0.001);
         log::info!(
             "following: {} transactions applied ({:.0}/s), {} rows ({:.0}/s){}",
@@ -317,28 +319,31 @@ fn follow_once(
     Ok((ended, followed))
 }
 
-/// `, 1.2 MiB behind the source, the slot holds 3.4 MiB of WAL`, or nothing if the source
-/// cannot say.
-fn lag(source: &mut Client, name: &str) -> String {
-    let row = source.query_opt(
-        "SELECT pg_catalog.pg_wal_lsn_diff(pg_catalog.pg_current_wal_lsn(),
-                                           confirmed_flush_lsn)::bigint,
-                pg_catalog.pg_wal_lsn_diff(pg_catalog.pg_current_wal_lsn(), restart_lsn)::bigint
-           FROM pg_catalog.pg_replication_slots WHERE slot_name = $1",
-        &[&name],
-    );
-    match row {
-        Ok(Some(row)) => {
-            let behind: Option<i64> = row.get(0);
-            let held: Option<i64> = row.get(1);
-            format!(
-                ", {} behind the source, the slot holds {} of WAL",
-                crate::units::format_bytes(behind.unwrap_or(0).max(0) as u64),
-                crate::units::format_bytes(held.unwrap_or(0).max(0) as u64)
-            )
-        }
-        _ => String::new(),
+/// `, 1.2 MiB behind the source, the slot holds 3.4 MiB of WAL, the last transaction
+/// applied committed there 0.8s ago`, or what of it the source can say.
+fn lag(source: &mut Client, name: &str, applied: &Applied) -> String {
+    let mut text = match slot::followers(source) {
+        Ok(followers) => followers
+            .into_iter()
+            .find(|f| f.slot == name)
+            .map(|f| {
+                format!(
+                    ", {} behind the source, the slot holds {} of WAL",
+                    format_bytes(f.behind),
+                    format_bytes(f.held)
+                )
+            })
+            .unwrap_or_default(),
+        Err(_) => String::new(),
+    };
+    if applied.last_commit_time != 0 {
+        let ago = (receive::now_micros() - applied.last_commit_time) as f64 / 1e6;
+        text.push_str(&format!(
+            ", the last transaction applied committed there {:.1}s ago",
+            ago.max(0.0)
+        ));
     }
+    text
 }
 
 /// The cutover mark is applied: the sequences from the source's live values (the
@@ -385,15 +390,19 @@ fn finish(
             Err(err) => return Err(err),
         }
     }
-    if cfg.verbosity != crate::cli::config::Verbosity::Quiet {
-        println!(
-            "cut over at {}: followed for {:.0}s, applied {} transactions ({} rows); the \
-             slot and publication {name} are dropped",
-            LsnText(at),
-            started.elapsed().as_secs_f64(),
-            applied.transactions,
-            applied.rows
-        );
+    let said = format!(
+        "cut over at {}: followed for {:.0}s, applied {} transactions ({} rows); the slot \
+         and publication {name} are dropped",
+        LsnText(at),
+        started.elapsed().as_secs_f64(),
+        applied.transactions,
+        applied.rows
+    );
+    // With --json, stdout holds the copy's report and nothing else.
+    if cfg.json {
+        log::info!("{said}");
+    } else if cfg.verbosity != crate::cli::config::Verbosity::Quiet {
+        println!("{said}");
     }
     Ok(exit)
 }
