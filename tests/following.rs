@@ -215,6 +215,44 @@ fn cutover(src: &util::TestDb, dst: &util::TestDb, extra: &[&str]) -> util::Outp
     )
 }
 
+/// Cuts over and waits for the follower, both of which must exit 0 (a follower still
+/// running after a failed cutover is killed, so the failure shows what it said); returns
+/// what each printed.
+fn cut_over(
+    src: &util::TestDb,
+    dst: &util::TestDb,
+    mut follower: std::process::Child,
+    extra: &[&str],
+) -> (util::Output, util::Output) {
+    let out = cutover(src, dst, extra);
+    if out.code != 0 {
+        follower.kill().ok();
+    }
+    let followed = util::finish(follower);
+    assert_exit!(
+        out,
+        exit::SUCCESS,
+        "{}: the follower: {followed:?}",
+        src.name
+    );
+    assert_exit!(followed, exit::SUCCESS, "{}", src.name);
+    (out, followed)
+}
+
+/// A source cluster to follow and a destination cluster, each with the test's database
+/// holding `SCHEMA`, the source's filled by `load`.
+fn loaded_pair(name: &str) -> (util::Cluster, util::Cluster, util::TestDb, util::TestDb) {
+    let (logical, destination) = (
+        logical_cluster(),
+        util::start_cluster(ClusterOptions::default()),
+    );
+    let src = logical.create_db(name);
+    let dst = destination.create_db(name);
+    util::both(&src, &dst, SCHEMA);
+    load(&src);
+    (logical, destination, src, dst)
+}
+
 /// Nothing of the follower is left on either side.
 fn assert_nothing_left(src: &util::TestDb, dst: &util::TestDb) {
     assert_eq!(
@@ -256,14 +294,7 @@ const EDITS: &str = "
 
 #[test]
 fn follows_what_the_source_commits_during_and_after_the_copy_until_cutover() {
-    let (logical, destination) = (
-        logical_cluster(),
-        util::start_cluster(ClusterOptions::default()),
-    );
-    let src = logical.create_db(&test_name!());
-    let dst = destination.create_db(&test_name!());
-    util::both(&src, &dst, SCHEMA);
-    load(&src);
+    let (_logical, _destination, src, dst) = loaded_pair(&test_name!());
     let writers = pgbench(&src, 2, 6);
     let mut follower = util::spawn_copy(&src, &dst, &["--follow"]);
     wait_following(&dst, &mut follower);
@@ -282,12 +313,9 @@ fn follows_what_the_source_commits_during_and_after_the_copy_until_cutover() {
     let history = src.count("pgbench_history");
     assert!(history > 100, "pgbench made {history} transactions");
 
-    let out = cutover(&src, &dst, &["--verify"]);
-    let followed = util::finish(follower);
-    assert_exit!(out, exit::SUCCESS, "the follower: {followed:?}");
+    let (out, followed) = cut_over(&src, &dst, follower, &["--verify"]);
     assert!(out.stdout.contains("cut over in "), "{out:?}");
     let out = followed;
-    assert_exit!(out, exit::SUCCESS);
     assert!(out.stdout.contains("cut over at "), "{out:?}");
     assert!(!out.stdout.contains("applied 0 transactions"), "{out:?}");
 
@@ -311,14 +339,7 @@ fn follows_what_the_source_commits_during_and_after_the_copy_until_cutover() {
 
 #[test]
 fn a_follower_killed_mid_transaction_resumes_without_losing_or_doubling_one() {
-    let (logical, destination) = (
-        logical_cluster(),
-        util::start_cluster(ClusterOptions::default()),
-    );
-    let src = logical.create_db(&test_name!());
-    let dst = destination.create_db(&test_name!());
-    util::both(&src, &dst, SCHEMA);
-    load(&src);
+    let (_logical, _destination, src, dst) = loaded_pair(&test_name!());
     let writers = pgbench(&src, 2, 14);
     let mut follower = util::spawn_copy(&src, &dst, &["--follow"]);
     wait_following(&dst, &mut follower);
@@ -349,13 +370,7 @@ fn a_follower_killed_mid_transaction_resumes_without_losing_or_doubling_one() {
     }
     src.exec(EDITS);
     wait_pgbench(writers);
-    let out = cutover(&src, &dst, &[]);
-    if out.code != 0 {
-        follower.kill().ok();
-    }
-    let followed = util::finish(follower);
-    assert_exit!(out, exit::SUCCESS, "the resumed follower: {followed:?}");
-    assert_exit!(followed, exit::SUCCESS);
+    let (_, followed) = cut_over(&src, &dst, follower, &[]);
     assert!(
         followed
             .stderr
@@ -420,14 +435,7 @@ fn a_table_without_replica_identity_is_refused_before_anything_is_created() {
 
 #[test]
 fn a_source_schema_change_stops_the_follower_until_the_destination_has_it() {
-    let (logical, destination) = (
-        logical_cluster(),
-        util::start_cluster(ClusterOptions::default()),
-    );
-    let src = logical.create_db(&test_name!());
-    let dst = destination.create_db(&test_name!());
-    util::both(&src, &dst, SCHEMA);
-    load(&src);
+    let (_logical, _destination, src, dst) = loaded_pair(&test_name!());
     let mut follower = util::spawn_copy(&src, &dst, &["--follow"]);
     wait_following(&dst, &mut follower);
     src.exec(
@@ -454,13 +462,7 @@ fn a_source_schema_change_stops_the_follower_until_the_destination_has_it() {
     dst.exec("ALTER TABLE docs ADD COLUMN tag text");
     let mut resumed = util::spawn_copy(&src, &dst, &["--follow", "--resume"]);
     wait_streaming(&src, &mut resumed);
-    let out = cutover(&src, &dst, &[]);
-    if out.code != 0 {
-        resumed.kill().ok();
-    }
-    let followed = util::finish(resumed);
-    assert_exit!(out, exit::SUCCESS, "the resumed follower: {followed:?}");
-    assert_exit!(followed, exit::SUCCESS);
+    cut_over(&src, &dst, resumed, &[]);
     util::assert_same_data(&src, &dst, TABLES);
     assert_eq!(
         dst.scalar_string("SELECT tag FROM docs WHERE id = 500"),
@@ -489,13 +491,7 @@ fn follows_between_major_versions_either_way() {
         wait_following(&dst, &mut follower);
         src.exec(EDITS);
         wait_pgbench(writers);
-        let out = cutover(&src, &dst, &["--timeout", "60"]);
-        if out.code != 0 {
-            follower.kill().ok();
-        }
-        let followed = util::finish(follower);
-        assert_exit!(out, exit::SUCCESS, "{s} -> {d}: the follower: {followed:?}");
-        assert_exit!(followed, exit::SUCCESS, "{s} -> {d}");
+        cut_over(&src, &dst, follower, &["--timeout", "60"]);
         for table in TABLES {
             assert_eq!(
                 src.checksum(table, &[]),
@@ -509,14 +505,7 @@ fn follows_between_major_versions_either_way() {
 
 #[test]
 fn a_follower_rides_out_a_destination_restart_and_a_lost_source_connection() {
-    let (logical, destination) = (
-        logical_cluster(),
-        util::start_cluster(ClusterOptions::default()),
-    );
-    let src = logical.create_db(&test_name!());
-    let dst = destination.create_db(&test_name!());
-    util::both(&src, &dst, SCHEMA);
-    load(&src);
+    let (_logical, destination, src, dst) = loaded_pair(&test_name!());
     let writers = pgbench(&src, 2, 12);
     let mut follower = util::spawn_copy(&src, &dst, &["--follow"]);
     wait_following(&dst, &mut follower);
@@ -529,13 +518,7 @@ fn a_follower_rides_out_a_destination_restart_and_a_lost_source_connection() {
     wait_streaming(&src, &mut follower);
     src.exec(EDITS);
     wait_pgbench(writers);
-    let out = cutover(&src, &dst, &[]);
-    if out.code != 0 {
-        follower.kill().ok();
-    }
-    let followed = util::finish(follower);
-    assert_exit!(out, exit::SUCCESS, "the follower: {followed:?}");
-    assert_exit!(followed, exit::SUCCESS);
+    let (_, followed) = cut_over(&src, &dst, follower, &[]);
     assert_eq!(
         followed
             .stderr
@@ -550,14 +533,7 @@ fn a_follower_rides_out_a_destination_restart_and_a_lost_source_connection() {
 
 #[test]
 fn a_follower_killed_during_its_copy_starts_over_with_a_new_slot() {
-    let (logical, destination) = (
-        logical_cluster(),
-        util::start_cluster(ClusterOptions::default()),
-    );
-    let src = logical.create_db(&test_name!());
-    let dst = destination.create_db(&test_name!());
-    util::both(&src, &dst, SCHEMA);
-    load(&src);
+    let (_logical, _destination, src, dst) = loaded_pair(&test_name!());
     let writers = pgbench(&src, 2, 8);
     let mut follower = util::spawn_copy(&src, &dst, &["--follow"]);
     let started = std::time::Instant::now();
@@ -582,13 +558,7 @@ fn a_follower_killed_during_its_copy_starts_over_with_a_new_slot() {
         "a new slot"
     );
     wait_pgbench(writers);
-    let out = cutover(&src, &dst, &[]);
-    if out.code != 0 {
-        resumed.kill().ok();
-    }
-    let followed = util::finish(resumed);
-    assert_exit!(out, exit::SUCCESS, "the follower: {followed:?}");
-    assert_exit!(followed, exit::SUCCESS);
+    let (_, followed) = cut_over(&src, &dst, resumed, &[]);
     assert!(
         followed.stderr.contains(
             "the earlier follower stopped during its initial copy, whose snapshot is gone with \
@@ -602,14 +572,7 @@ fn a_follower_killed_during_its_copy_starts_over_with_a_new_slot() {
 
 #[test]
 fn an_interrupted_follower_is_named_until_it_is_abandoned() {
-    let (logical, destination) = (
-        logical_cluster(),
-        util::start_cluster(ClusterOptions::default()),
-    );
-    let src = logical.create_db(&test_name!());
-    let dst = destination.create_db(&test_name!());
-    util::both(&src, &dst, SCHEMA);
-    load(&src);
+    let (_logical, destination, src, dst) = loaded_pair(&test_name!());
     let mut follower = util::spawn_copy(&src, &dst, &["--follow"]);
     wait_following(&dst, &mut follower);
     wait_streaming(&src, &mut follower);
@@ -640,4 +603,23 @@ fn an_interrupted_follower_is_named_until_it_is_abandoned() {
         util::run(util::pgcopy().args(["abandon", "--source", &src.url(), "--dest", &dst.url()]));
     assert_exit!(out, exit::SUCCESS);
     assert_nothing_left(&src, &dst);
+}
+
+#[test]
+fn a_change_whose_row_the_destination_lacks_stops_the_follower_naming_it() {
+    let (_logical, _destination, src, dst) = loaded_pair(&test_name!());
+    let mut follower = util::spawn_copy(&src, &dst, &["--follow"]);
+    wait_following(&dst, &mut follower);
+    dst.exec("DELETE FROM docs WHERE id = 5");
+    src.exec("UPDATE docs SET title = 'moved on' WHERE id IN (4, 5)");
+    let stopped = util::finish(follower);
+    assert_ne!(stopped.code, 0, "{stopped:?}");
+    assert!(
+        stopped
+            .stderr
+            .contains("the destination has no such row for the update of public.docs (id)=(5)"),
+        "{stopped:?}"
+    );
+    // Nothing of that source transaction.
+    assert_eq!(dst.count("docs WHERE title = 'moved on'"), 0);
 }

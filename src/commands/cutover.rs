@@ -15,7 +15,6 @@ use crate::replication::{follow, slot};
 use crate::schema::large_objects::Selection;
 use crate::units::format_bytes;
 use anyhow::{bail, Result};
-use postgres::Client;
 use std::time::{Duration, Instant};
 
 /// How often the slot is looked at.
@@ -29,18 +28,18 @@ pub(crate) fn run(cfg: &CutoverConfig) -> Result<Exit> {
     let mut dest = cfg.dest.connect()?;
     let name = slot::name_for(&Identity::read(&mut dest)?.key());
     let mut source = cfg.source.connect()?;
-    match slot_state(&mut source, &name)? {
+    match slot::find(&mut source, &name)?.map(|f| f.active) {
         None => bail!(
             "no follower of {} on {}: the source has no replication slot {name}",
             cfg.dest,
             cfg.source
         ),
-        Some((false, _)) => bail!(
+        Some(false) => bail!(
             "the follower of {} is not running (its slot {name} on the source is idle): start \
              it with `pgcopy copy --follow --resume`, then cut over",
             cfg.dest
         ),
-        Some((true, _)) => {}
+        Some(true) => {}
     }
     // Verify compares what was followed; the publication says which tables, until the
     // follower drops it.
@@ -65,10 +64,11 @@ pub(crate) fn run(cfg: &CutoverConfig) -> Result<Exit> {
             follow::notify_mark(&mut dest, &name, mark)?;
             last_notified = Some(Instant::now());
         }
-        match slot_state(&mut source, &name)? {
+        match slot::find(&mut source, &name)? {
             None => break,
-            Some((active, behind)) => {
-                if active {
+            Some(follower) => {
+                let behind = follower.behind;
+                if follower.active {
                     idle_since = None;
                 } else if idle_since.get_or_insert_with(Instant::now).elapsed() >= ORPHANED {
                     bail!(
@@ -114,17 +114,4 @@ pub(crate) fn run(cfg: &CutoverConfig) -> Result<Exit> {
         );
     }
     Ok(exit)
-}
-
-/// Whether the slot `name` exists, whether a follower streams from it, and how far behind
-/// the source's WAL its confirmed position is.
-fn slot_state(source: &mut Client, name: &str) -> Result<Option<(bool, u64)>> {
-    let row = source.query_opt(
-        "SELECT active,
-                coalesce(pg_catalog.pg_wal_lsn_diff(pg_catalog.pg_current_wal_lsn(),
-                                                    confirmed_flush_lsn), 0)::bigint
-           FROM pg_catalog.pg_replication_slots WHERE slot_name = $1",
-        &[&name],
-    )?;
-    Ok(row.map(|r| (r.get(0), r.get::<_, i64>(1).max(0) as u64)))
 }

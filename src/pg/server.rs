@@ -1,11 +1,19 @@
-//! What pgcopy asks of a server beyond connecting: who it is (so a state file is never
-//! applied to another database or a clone), the advisory lock one pgcopy at a time holds on
+//! What pgcopy asks of a server beyond connecting: its version, who it is (so a state file
+//! is never applied to another database or a clone), the advisory lock one pgcopy at a time holds on
 //! a destination, and the one way a session enters the copy's snapshot.
 
 use crate::pg::sql::quote_literal;
 use crate::pg::target::Target;
 use anyhow::{bail, Context, Result};
 use postgres::{Client, IsolationLevel, Transaction};
+
+/// The server's `server_version_num` (150004 for 15.4).
+pub(crate) fn version(client: &mut Client) -> Result<i32> {
+    Ok(client
+        .query_one("SELECT current_setting('server_version_num')::int4", &[])
+        .context("asking the server for its version")?
+        .get(0))
+}
 
 /// A read-only transaction that sees one snapshot throughout: the catalog, the counts and
 /// the rows of one moment.

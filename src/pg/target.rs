@@ -66,10 +66,8 @@ impl Target {
     /// the server is one pgcopy supports.
     pub(crate) fn connect(&self) -> Result<Client> {
         let mut client = self.open_client()?;
-        let version: i32 = client
-            .query_one("SELECT current_setting('server_version_num')::int4", &[])
-            .with_context(|| format!("asking {self} for its version"))?
-            .get(0);
+        let version = crate::pg::server::version(&mut client)
+            .with_context(|| format!("asking {self} for its version"))?;
         if version < MIN_SERVER_VERSION {
             bail!(
                 "{self} runs PostgreSQL {}.{}; pgcopy needs 13 or newer (older versions are past \

@@ -119,9 +119,7 @@ pub(crate) fn cut(
     let Some(piece_bytes) = mode.piece_bytes() else {
         return Ok(Vec::new());
     };
-    let version: i32 = source
-        .query_one("SELECT current_setting('server_version_num')::int4", &[])?
-        .get(0);
+    let version = crate::pg::server::version(source)?;
     let mut notes = Vec::new();
     for table in &mut plan.tables {
         if table.data_bytes <= piece_bytes || !table.on_source {

@@ -105,7 +105,14 @@ struct Shape {
 struct Expect {
     /// The number of rows it must touch, if it must.
     rows: Option<u64>,
-    what: String,
+    what: What,
+}
+
+/// A queued statement: one run once (`BEGIN`, a `TRUNCATE`), said as it is, or a change of
+/// rows, said from its message only if it failed.
+enum What {
+    Statement(String),
+    Change(Message),
 }
 
 /// The open destination transaction.
@@ -277,72 +284,8 @@ impl<'a> Applier<'a> {
             }
             Message::Relation(relation) => self.describe(relation)?,
             _ if self.skipping => {}
-            Message::Insert { relation, new } => {
-                let Some(known) = self.followed_table(relation)? else {
-                    return Ok(());
-                };
-                let what = format!("the insert into {}", known.table);
-                let set: Vec<bool> = new.iter().map(|v| !matches!(v, Value::Unchanged)).collect();
-                let shape = Shape {
-                    relation,
-                    generation: known.generation,
-                    kind: b'I',
-                    set,
-                    matched: Vec::new(),
-                };
-                let params = present(&new, &shape.set)?;
-                self.queue(shape, &params, Some(1), what)?;
-            }
-            Message::Update { relation, old, new } => {
-                let Some(known) = self.followed_table(relation)? else {
-                    return Ok(());
-                };
-                let (by, full) = match &old {
-                    Some(Old::Key(values)) => (values, false),
-                    Some(Old::Row(values)) => (values, true),
-                    None => (&new, false),
-                };
-                let matched = match_columns(&known.relation, by, full);
-                let what = format!(
-                    "the update of {} {}",
-                    known.table,
-                    key_text(&known.relation, by, &matched)
-                );
-                let set: Vec<bool> = new.iter().map(|v| !matches!(v, Value::Unchanged)).collect();
-                let mut params = present(&new, &set)?;
-                params.extend(present(by, &matched)?);
-                let shape = Shape {
-                    relation,
-                    generation: known.generation,
-                    kind: if full { b'u' } else { b'U' },
-                    set,
-                    matched,
-                };
-                self.queue(shape, &params, Some(1), what)?;
-            }
-            Message::Delete { relation, old } => {
-                let Some(known) = self.followed_table(relation)? else {
-                    return Ok(());
-                };
-                let (by, full) = match &old {
-                    Old::Key(values) => (values, false),
-                    Old::Row(values) => (values, true),
-                };
-                let matched = match_columns(&known.relation, by, full);
-                let what = format!(
-                    "the delete from {} {}",
-                    known.table,
-                    key_text(&known.relation, by, &matched)
-                );
-                let params = present(by, &matched)?;
-                let shape = Shape {
-                    relation,
-                    generation: known.generation,
-                    kind: if full { b'd' } else { b'D' },
-                    set: Vec::new(),
-                    matched,
-                };
-                self.queue(shape, &params, Some(1), what)?;
+            change @ (Message::Insert { .. } | Message::Update { .. } | Message::Delete { .. }) => {
+                self.change(change)?
             }
             Message::Truncate {
                 relations,
@@ -383,6 +326,87 @@ impl<'a> Applier<'a> {
         Ok(())
     }
 
+    /// Queues an insert, update or delete. The message is kept until its answer is read,
+    /// to say which row it was if it fails: formatting that for every row would cost more
+    /// than the row.
+    fn change(&mut self, message: Message) -> Result<()> {
+        let Some(Parts {
+            relation,
+            kind,
+            new,
+            by,
+        }) = parts(&message)
+        else {
+            bail!("not a change of rows");
+        };
+        let full = kind.is_ascii_lowercase();
+        let Some(known) = self.followed_table(relation)? else {
+            return Ok(());
+        };
+        let set: Vec<bool> = new.map_or_else(Vec::new, |values| {
+            values
+                .iter()
+                .map(|v| !matches!(v, Value::Unchanged))
+                .collect()
+        });
+        let matched = by.map_or_else(Vec::new, |values| {
+            match_columns(&known.relation, values, full)
+        });
+        let mut params = new.map_or(Ok(Vec::new()), |values| present(values, &set))?;
+        if let Some(values) = by {
+            params.extend(present(values, &matched)?);
+        }
+        let shape = Shape {
+            relation,
+            generation: known.generation,
+            kind,
+            set,
+            matched,
+        };
+        self.queue(shape, &params)?;
+        self.queued.push(Expect {
+            rows: Some(1),
+            what: What::Change(message),
+        });
+        self.group.changes += 1;
+        self.group.rows += 1;
+        if self.queued.len() >= SYNC_EVERY {
+            self.sync()?;
+        }
+        Ok(())
+    }
+
+    /// What a queued statement was, in words.
+    fn say(&self, what: &What) -> String {
+        let message = match what {
+            What::Statement(text) => return text.clone(),
+            What::Change(message) => message,
+        };
+        let Some(Parts {
+            relation, kind, by, ..
+        }) = parts(message)
+        else {
+            return "a change".into();
+        };
+        let verb = match kind {
+            b'I' => "the insert into",
+            b'U' | b'u' => "the update of",
+            _ => "the delete from",
+        };
+        let full = kind.is_ascii_lowercase();
+        let Some(known) = self.known.get(&relation) else {
+            return "a change".into();
+        };
+        match by {
+            None => format!("{verb} {}", known.table),
+            Some(values) => {
+                let matched = match_columns(&known.relation, values, full);
+                let key = key_text(&known.relation, values, &matched);
+                format!("{verb} {} {key}", known.table)
+            }
+        }
+    }
+
     /// The table a change is for, unless changes to it are not applied. A change to a table
     /// the stream never described is an error in the stream.
     fn followed_table(&self, relation: u32) -> Result<Option<&Known>> {
@@ -397,6 +421,10 @@ impl<'a> Applier<'a> {
     /// table changed: it must still fit the destination's table, or the follower stops
     /// before it applies the transaction.
     fn describe(&mut self, relation: Relation) -> Result<()> {
+        // The changes queued so far are said with the description they were made with.
+        if !self.queued.is_empty() && self.known.contains_key(&relation.oid) {
+            self.sync()?;
+        }
         let table = TableName::new(&relation.namespace, &relation.name);
         let ignored = !self.followed.contains(&table);
         if !ignored {
@@ -457,14 +485,9 @@ impl<'a> Applier<'a> {
         Ok(())
     }
 
-    /// Queues one change, preparing its statement the first time its shape is seen.
-    fn queue(
-        &mut self,
-        shape: Shape,
-        params: &[Option<&[u8]>],
-        rows: Option<u64>,
-        what: String,
-    ) -> Result<()> {
+    /// Sends one execution of a change's statement, preparing it the first time its shape is
+    /// seen.
+    fn queue(&mut self, shape: Shape, params: &[Option<&[u8]>]) -> Result<()> {
         let name = match self.statements.get(&shape) {
             Some(name) => name.clone(),
             None => {
@@ -476,14 +499,7 @@ impl<'a> Applier<'a> {
                 name
             }
         };
-        self.session.queue_execute(&name, params)?;
-        self.queued.push(Expect { rows, what });
-        self.group.changes += 1;
-        self.group.rows += 1;
-        if self.queued.len() >= SYNC_EVERY {
-            self.sync()?;
-        }
-        Ok(())
+        self.session.queue_execute(&name, params)
     }
 
     /// Queues a statement that is run once, not prepared.
@@ -495,7 +511,10 @@ impl<'a> Applier<'a> {
     ) -> Result<()> {
         self.session.queue_prepare("", sql)?;
         self.session.queue_execute("", params.unwrap_or(&[]))?;
-        self.queued.push(Expect { rows: None, what });
+        self.queued.push(Expect {
+            rows: None,
+            what: What::Statement(what),
+        });
         Ok(())
     }
 
@@ -505,7 +524,9 @@ impl<'a> Applier<'a> {
         let synced = self.session.sync()?;
         let queued = std::mem::take(&mut self.queued);
         if let Some((index, error)) = synced.failed {
-            let what = queued.get(index).map_or("a statement", |e| e.what.as_str());
+            let what = queued
+                .get(index)
+                .map_or_else(|| "a statement".into(), |e| self.say(&e.what));
             return Err(anyhow!(error).context(format!("applying {what} on the destination")));
         }
         for (expect, rows) in queued.iter().zip(&synced.rows) {
@@ -514,13 +535,46 @@ impl<'a> Applier<'a> {
                     bail!(
                         "the destination has no such row for {}: it changed since the copy, \
                          not through pgcopy; nothing of that source transaction was applied",
-                        expect.what
+                        self.say(&expect.what)
                     );
                 }
             }
         }
         Ok(())
     }
+}
+
+/// A change of rows, taken apart: its table, its kind (`I`, `U`, `D`; `u` and `d` when
+/// the row is found by the whole old row, `REPLICA IDENTITY FULL`), the new values and the
+/// values that find the row.
+struct Parts<'m> {
+    relation: u32,
+    kind: u8,
+    new: Option<&'m [Value]>,
+    by: Option<&'m [Value]>,
+}
+
+fn parts(message: &Message) -> Option<Parts<'_>> {
+    let (relation, kind, new, by) = match message {
+        Message::Insert { relation, new } => (relation, b'I', Some(new), None),
+        Message::Update { relation, old, new } => match old {
+            Some(Old::Key(values)) => (relation, b'U', Some(new), Some(values)),
+            Some(Old::Row(values)) => (relation, b'u', Some(new), Some(values)),
+            // The key did not change: the new row finds it.
+            None => (relation, b'U', Some(new), Some(new)),
+        },
+        Message::Delete { relation, old } => match old {
+            Old::Key(values) => (relation, b'D', None, Some(values)),
+            Old::Row(values) => (relation, b'd', None, Some(values)),
+        },
+        _ => return None,
+    };
+    Some(Parts {
+        relation: *relation,
+        kind,
+        new: new.map(Vec::as_slice),
+        by: by.map(Vec::as_slice),
+    })
 }
 
 /// The values of the columns marked in `which`, as text parameters.

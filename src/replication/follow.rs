@@ -95,7 +95,7 @@ pub(crate) struct Stream {
     /// The destination holds every source transaction that ends before this.
     pub(crate) start: Lsn,
     /// The source's `server_version_num`.
-    pub(crate) version: u32,
+    pub(crate) version: i32,
 }
 
 /// Streams the slot from where the destination is and applies every transaction to the

@@ -58,12 +58,12 @@ pub(crate) struct SlotMaker<'a> {
     source: &'a Target,
     name: String,
     /// The source's `server_version_num`: the slot command's syntax changed in 15.
-    version: u32,
+    version: i32,
     slot: Option<Slot>,
 }
 
 impl<'a> SlotMaker<'a> {
-    pub(crate) fn new(source: &'a Target, name: String, version: u32) -> SlotMaker<'a> {
+    pub(crate) fn new(source: &'a Target, name: String, version: i32) -> SlotMaker<'a> {
         SlotMaker {
             source,
             name,
@@ -153,14 +153,8 @@ impl<'a> SlotMaker<'a> {
 /// Drops the slot and the publication named `name`, those that exist. A slot some session
 /// is still streaming from cannot be dropped: that is an error.
 pub(crate) fn drop_both(client: &mut Client, name: &str) -> Result<()> {
-    let active: Option<bool> = client
-        .query_opt(
-            "SELECT active FROM pg_catalog.pg_replication_slots WHERE slot_name = $1",
-            &[&name],
-        )?
-        .map(|row| row.get(0));
-    if let Some(active) = active {
-        if active {
+    if let Some(slot) = find(client, name)? {
+        if slot.active {
             bail!("the replication slot {name} is in use by a running follower");
         }
         client
@@ -188,16 +182,27 @@ pub(crate) struct Follower {
 /// The slots pgcopy made on this source, for `status` and for the warning every run gives
 /// about those nobody streams from.
 pub(crate) fn followers(client: &mut Client) -> Result<Vec<Follower>> {
+    slots(client, "starts_with(slot_name::text, $1)", PREFIX)
+}
+
+/// The slot `name`, if the source has it.
+pub(crate) fn find(client: &mut Client, name: &str) -> Result<Option<Follower>> {
+    Ok(slots(client, "slot_name = $1", name)?.into_iter().next())
+}
+
+fn slots(client: &mut Client, condition: &str, value: &str) -> Result<Vec<Follower>> {
     let rows = client.query(
-        "SELECT slot_name::text, active,
-                coalesce(pg_catalog.pg_wal_lsn_diff(pg_catalog.pg_current_wal_lsn(),
-                                                    confirmed_flush_lsn), 0)::bigint,
-                coalesce(pg_catalog.pg_wal_lsn_diff(pg_catalog.pg_current_wal_lsn(),
-                                                    restart_lsn), 0)::bigint
-           FROM pg_catalog.pg_replication_slots
-          WHERE starts_with(slot_name::text, $1)
-          ORDER BY 1",
-        &[&PREFIX],
+        &format!(
+            "SELECT slot_name::text, active,
+                    coalesce(pg_catalog.pg_wal_lsn_diff(pg_catalog.pg_current_wal_lsn(),
+                                                        confirmed_flush_lsn), 0)::bigint,
+                    coalesce(pg_catalog.pg_wal_lsn_diff(pg_catalog.pg_current_wal_lsn(),
+                                                        restart_lsn), 0)::bigint
+               FROM pg_catalog.pg_replication_slots
+              WHERE {condition}
+              ORDER BY 1"
+        ),
+        &[&value],
     )?;
     Ok(rows
         .iter()

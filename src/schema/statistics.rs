@@ -5,6 +5,7 @@
 //! production plans with. A table the source has no statistics for, or whose restore
 //! fails (the role may not MAINTAIN it, say), is analyzed instead.
 
+use crate::pg::server;
 use crate::pg::sql::{name_arrays, quote_literal, TableName};
 use crate::plan::Plan;
 use anyhow::{Context, Result};
@@ -30,10 +31,10 @@ pub(crate) struct Statistics {
 /// Reads, in the copy's snapshot, the statistics of the planned tables that have some on
 /// the source, when the destination can take them; sets them on the plan's tables.
 pub(crate) fn plan(source: &mut Client, dest: &mut Client, plan: &mut Plan) -> Result<()> {
-    if server_version(dest)? < FIRST_VERSION {
+    if server::version(dest)? < FIRST_VERSION {
         return Ok(());
     }
-    let version = server_version(source)?;
+    let version = server::version(source)?;
     let names = plan.names();
     let (schemas, tables) = name_arrays(&names);
     let relallfrozen = if version >= 180000 {
@@ -170,12 +171,6 @@ fn restore_call(function: &str, version: i32, table: &TableName, args: &[Argumen
         }
     }
     format!("SELECT pg_catalog.{function}({})", pairs.join(", "))
-}
-
-fn server_version(client: &mut Client) -> Result<i32> {
-    Ok(client
-        .query_one("SELECT current_setting('server_version_num')::int4", &[])?
-        .get(0))
 }
 
 /// Writes the statistics on the destination, in one transaction: all of them or none.

@@ -9,7 +9,7 @@
 use crate::cli::config::CopyConfig;
 use crate::exit::Exit;
 use crate::pg::error::{backoff, describe, kind, TryLater};
-use crate::pg::server::{lock_destination, Identity};
+use crate::pg::server::{self, lock_destination, Identity};
 use crate::pg::sql::TableName;
 use crate::pg::wire;
 use crate::plan;
@@ -32,15 +32,6 @@ use std::time::Instant;
 /// The slot and publication's name for this destination.
 pub(super) fn name(dest: &mut Client) -> Result<String> {
     Ok(slot::name_for(&Identity::read(dest)?.key()))
-}
-
-/// The source's `server_version_num`.
-pub(super) fn version(client: &mut Client) -> Result<u32> {
-    let text: String = client
-        .query_one("SELECT current_setting('server_version_num')", &[])?
-        .get(0);
-    text.parse()
-        .context("reading the source's server_version_num")
 }
 
 /// Why this copy may not follow; checked before anything is created on either side.
@@ -71,13 +62,7 @@ pub(super) fn refusals(
             t.table, t.identity, t.fix
         ));
     }
-    let exists = source
-        .query_opt(
-            "SELECT 1 FROM pg_catalog.pg_replication_slots WHERE slot_name = $1",
-            &[&name],
-        )?
-        .is_some();
-    if exists {
+    if slot::find(source, name)?.is_some() {
         refusals.push(format!(
             "a follower of this destination is already there (the source's replication slot \
              {name}): go on with `pgcopy copy --follow --resume`, or give it up with \
@@ -121,12 +106,7 @@ pub(super) fn resume(cfg: &CopyConfig) -> Result<Option<Exit>> {
     let mut source = cfg.source.connect()?;
     let mut dest = cfg.dest.connect()?;
     let name = name(&mut dest)?;
-    let slot_exists = source
-        .query_opt(
-            "SELECT 1 FROM pg_catalog.pg_replication_slots WHERE slot_name = $1",
-            &[&name],
-        )?
-        .is_some();
+    let slot_exists = slot::find(&mut source, &name)?.is_some();
     match (follow::origin_progress(&mut dest, &name)?, slot_exists) {
         (Some(at), true) => {
             log::info!(
@@ -275,7 +255,7 @@ fn follow_once(
     apply::prepare_session(&mut apply_session, name)?;
     let mut source = cfg.source.connect()?;
     let followed = follow::published(&mut source, name)?;
-    let source_version = version(&mut source)?;
+    let source_version = server::version(&mut source)?;
     let stream = match stream {
         Some(stream) => stream,
         None => cfg.source.connect_replication()?,

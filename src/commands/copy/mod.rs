@@ -36,13 +36,10 @@ pub(crate) fn run(cfg: &CopyConfig) -> Result<Exit> {
     let applied = apply::apply(cfg, &mut work)?;
     // The slot outlives the copy's sessions; until following starts, it is dropped if the
     // run ends.
-    let mut made = std::mem::replace(
-        &mut work.slot,
-        follow::Made {
-            slot: None,
-            source: &cfg.source,
-        },
-    );
+    let mut made = follow::Made {
+        slot: work.slot.take(),
+        source: &cfg.source,
+    };
     let copied = finish::finish(cfg, work, applied)?;
     match made.take() {
         Some(slot) => follow::after_copy(cfg, slot, copied),

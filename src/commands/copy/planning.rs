@@ -81,7 +81,7 @@ pub(super) fn plan(cfg: &CopyConfig, prepared: Prepared) -> Result<Work<'_>> {
         Some(name) if !cfg.dry_run => Some(SlotMaker::new(
             &cfg.source,
             name.clone(),
-            follow::version(&mut source)?,
+            crate::pg::server::version(&mut source)?,
         )),
         _ => None,
     };
