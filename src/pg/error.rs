@@ -62,7 +62,9 @@ impl std::error::Error for Explained {}
 
 /// What kind of failure `err` is: decided by the first cause in its chain that says.
 pub(crate) fn kind(err: &anyhow::Error) -> Kind {
-    if err.chain().any(|cause| cause.is::<TryLater>()) {
+    // `downcast_ref` also finds a `TryLater` given as context to another error, at any depth;
+    // `chain` yields such a layer as the context wrapper, not as the `TryLater` itself.
+    if err.downcast_ref::<TryLater>().is_some() || err.chain().any(|cause| cause.is::<TryLater>()) {
         return Kind::Transient;
     }
     for cause in err.chain() {
@@ -209,6 +211,11 @@ mod tests {
         assert_eq!(kind(&anyhow::Error::new(io).context("reading")), Kind::Lost);
         let later = anyhow::Error::new(TryLater("queued".into())).context("reading");
         assert_eq!(kind(&later), Kind::Transient);
+        // A server's error the caller knows to be worth another try, said with more context.
+        let in_use = server("55006")
+            .context(TryLater("the slot is still in use".into()))
+            .context("following");
+        assert_eq!(kind(&in_use), Kind::Transient);
         let refused = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
         let explained = Explained {
             text: "connection refused: is the server running?".into(),
