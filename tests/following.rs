@@ -188,12 +188,14 @@ fn wait_pgbench(child: std::process::Child) {
     );
 }
 
-/// Waits until the follower's copy is done: the destination then has its replication
-/// origin.
+/// Waits until the follower's copy is done: the destination then records its progress,
+/// in a replication origin or in pgcopy's table.
 fn wait_following(dst: &util::TestDb, follower: &mut std::process::Child) {
     let started = std::time::Instant::now();
     loop {
-        if dst.scalar_i64("SELECT count(*) FROM pg_replication_origin") == 1 {
+        let recorded = "SELECT (SELECT count(*) FROM pg_replication_origin)
+                             + (to_regclass('pgcopy.follow_progress') IS NOT NULL)::int";
+        if dst.scalar_i64(recorded) == 1 {
             return;
         }
         if let Ok(Some(status)) = follower.try_wait() {
@@ -262,6 +264,10 @@ fn assert_nothing_left(src: &util::TestDb, dst: &util::TestDb) {
     assert_eq!(src.scalar_i64("SELECT count(*) FROM pg_publication"), 0);
     assert_eq!(
         dst.scalar_i64("SELECT count(*) FROM pg_replication_origin"),
+        0
+    );
+    assert_eq!(
+        dst.scalar_i64("SELECT count(*) FROM pg_namespace WHERE nspname = 'pgcopy'"),
         0
     );
 }
@@ -394,6 +400,109 @@ fn wait_streaming(src: &util::TestDb, follower: &mut std::process::Child) {
         );
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
+}
+
+#[test]
+fn a_destination_owner_without_superuser_follows_with_keys_dropped_and_triggers_quiet() {
+    let (_logical, _destination, src, dst) = loaded_pair(&test_name!());
+    let owner = "follow_table_owner";
+    // The tables' owner: no superuser, so neither the replica role nor replication
+    // origins; not the schema's owner, and no CREATE on it. Its triggers would write into
+    // a table the source does not have.
+    dst.exec(&format!(
+        "REVOKE CREATE ON SCHEMA public FROM PUBLIC;
+         CREATE ROLE {owner} LOGIN;
+         CREATE TABLE audit (n int);
+         GRANT INSERT ON audit TO {owner};
+         CREATE FUNCTION audited() RETURNS trigger LANGUAGE plpgsql
+             AS $$ BEGIN INSERT INTO public.audit VALUES (1); RETURN NEW; END $$;
+         CREATE TRIGGER history_audited AFTER INSERT ON pgbench_history
+             FOR EACH ROW EXECUTE FUNCTION audited();
+         CREATE TRIGGER accounts_audited AFTER UPDATE ON pgbench_accounts
+             FOR EACH ROW EXECUTE FUNCTION audited();
+         CREATE TRIGGER child_audited AFTER TRUNCATE ON \"odd.child\"
+             FOR EACH STATEMENT EXECUTE FUNCTION audited();"
+    ));
+    for table in TABLES {
+        dst.exec(&format!("ALTER TABLE {table} OWNER TO {owner}"));
+    }
+    let as_owner = dst.url_as(owner);
+    let spawn = |extra: &[&str]| {
+        util::copy_command(&src.url(), &as_owner, extra)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("starting pgcopy")
+    };
+
+    // Where to record its progress is decided before anything is created.
+    let out = util::run(&mut util::copy_command(
+        &src.url(),
+        &as_owner,
+        &["--follow"],
+    ));
+    assert_exit!(out, exit::USAGE);
+    assert!(
+        out.stderr.contains(&format!(
+            "`GRANT CREATE ON DATABASE {} TO {owner}`",
+            dst.name
+        )),
+        "{out:?}"
+    );
+    assert_nothing_left(&src, &dst);
+    dst.exec(&format!(
+        "GRANT CREATE ON DATABASE {} TO {owner}",
+        dst.quoted_name()
+    ));
+
+    let writers = pgbench(&src, 2, 10);
+    let mut follower = spawn(&["--follow"]);
+    wait_following(&dst, &mut follower);
+    assert_eq!(
+        dst.scalar_i64("SELECT count(*) FROM pg_constraint WHERE contype = 'f'"),
+        0,
+        "the keys stay dropped while following"
+    );
+    // Killed while pgbench's transactions stream in; resumed from pgcopy's table.
+    let before = dst.count("pgbench_history");
+    let started = std::time::Instant::now();
+    while dst.count("pgbench_history") < before + 300 {
+        if started.elapsed().as_secs() > 60 || follower.try_wait().ok().flatten().is_some() {
+            follower.kill().ok();
+            panic!("the follower applies nothing: {:?}", util::finish(follower));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    follower.kill().expect("kill -9 of the follower");
+    let killed = util::finish(follower);
+    assert!(
+        killed
+            .stderr
+            .contains("recording how far following got in pgcopy.follow_progress"),
+        "{killed:?}"
+    );
+    let follower = spawn(&["--follow", "--resume"]);
+    src.exec(EDITS);
+    wait_pgbench(writers);
+    let (_, followed) = cut_over(&src, &dst, follower, &[]);
+    assert!(
+        followed.stderr.contains("put back 1 of 1 constraints"),
+        "{followed:?}"
+    );
+    util::assert_same_data(&src, &dst, TABLES);
+    assert_eq!(dst.count("audit"), 0, "a destination trigger fired");
+    assert_eq!(
+        dst.scalar_i64("SELECT count(*) FROM pg_constraint WHERE contype = 'f' AND convalidated"),
+        1
+    );
+    assert_eq!(
+        dst.scalar_i64(
+            "SELECT count(*) FROM pg_trigger WHERE NOT tgisinternal AND tgenabled = 'O'"
+        ),
+        3,
+        "the triggers are enabled as they were"
+    );
+    assert_nothing_left(&src, &dst);
 }
 
 #[test]

@@ -435,6 +435,11 @@ pub(crate) struct AbandonArgs {
     #[argh(option)]
     pub(crate) dest_file: Option<PathBuf>,
 
+    /// directory of the state files, where the foreign keys a follower kept dropped are
+    /// recorded (default $XDG_STATE_HOME/pgcopy or ~/.local/state/pgcopy)
+    #[argh(option)]
+    pub(crate) state_dir: Option<PathBuf>,
+
     /// errors only
     #[argh(switch, short = 'q')]
     pub(crate) quiet: bool,

@@ -155,6 +155,7 @@ pub(crate) struct CutoverConfig {
 pub(crate) struct AbandonConfig {
     pub(crate) source: Target,
     pub(crate) dest: Target,
+    pub(crate) state_dir: PathBuf,
     pub(crate) verbosity: Verbosity,
 }
 
@@ -208,6 +209,7 @@ pub(crate) fn from_args(args: Box<args::Args>) -> Result<Command> {
         args::Command::Abandon(a) => Command::Abandon(Box::new(AbandonConfig {
             source: source(a.source, a.source_file.as_deref())?,
             dest: dest(a.dest, a.dest_file.as_deref())?,
+            state_dir: state_dir(a.state_dir)?,
             verbosity: verbosity(a.quiet, a.verbose)?,
         })),
         args::Command::List(a) => Command::List(Box::new(ListConfig {

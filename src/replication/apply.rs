@@ -2,20 +2,24 @@
 //! commits them, and its record of how far it got. Source transactions are applied in their
 //! commit order, several to one destination transaction when they come faster than one
 //! commit each (never a part of one: a group commits whole or not at all). The end of the
-//! group's last source transaction is recorded in the same commit, through a replication
-//! origin (`pg_replication_origin_xact_setup`), so what the destination holds and where a
-//! resumed follower starts can never disagree: nothing lost, nothing applied twice.
+//! group's last source transaction is recorded in the same commit (`progress`), so what the
+//! destination holds and where a resumed follower starts can never disagree: nothing lost,
+//! nothing applied twice.
 //!
 //! Statements are prepared once per table and shape, sent pipelined (`wire::pipeline`) and
-//! synced every few hundred, each checked for the one row it must touch. The session runs
-//! with `session_replication_role = replica`, as PostgreSQL's own apply worker does: the
-//! destination's triggers and foreign keys stay quiet, as during the copy.
+//! synced every few hundred, each checked for the one row it must touch. The destination's
+//! triggers and foreign keys stay quiet, as during the copy: the session runs with
+//! `session_replication_role = replica` where the role may set it, as PostgreSQL's own apply
+//! worker does; else the keys stay dropped until cutover and each group switches off the
+//! triggers of the tables it changes, on again before it commits.
 
-use crate::pg::sql::{quote_ident, quote_literal, TableName};
+use crate::pg::sql::{quote_ident, TableName};
 use crate::pg::wire;
 use crate::replication::decode::{Column, Lsn, Message, Old, Relation, Value};
+use crate::replication::progress::Ledger;
 use crate::replication::receive::Shared;
 use crate::replication::slot::{parse_lsn, LsnText};
+use crate::schema::triggers::Trigger;
 use anyhow::{anyhow, bail, Context, Result};
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 use postgres::fallible_iterator::FallibleIterator;
@@ -57,8 +61,19 @@ pub(crate) struct Applied {
     pub(crate) last_commit_time: i64,
 }
 
-/// Sets up a destination session to apply with: the replica role, the text formats the
-/// source's values come in, and the replication origin named `origin` (which must exist).
+/// How the applier keeps the destination quiet and where it records its progress.
+pub(crate) struct Setup {
+    pub(crate) ledger: Ledger,
+    /// The session runs with `session_replication_role = replica`.
+    pub(crate) replica: bool,
+    /// The triggers that would fire in the session, by table: switched off inside each
+    /// group that changes the table, on again before it commits.
+    pub(crate) quiet: HashMap<TableName, Vec<Trigger>>,
+}
+
+/// Sets up a destination session to apply with: the replica role where `setup` has it, the
+/// text formats the source's values come in, and the ledger's session (an origin `name`
+/// must exist).
 ///
 /// Every row is found by its key, one at a time, so an index scan is always the plan to
 /// have; but a small table whose statistics say one page (pgbench's branches, a lookup
@@ -66,16 +81,25 @@ pub(crate) struct Applied {
 /// follower applies to it, so each update reads more of it. PostgreSQL's own apply worker
 /// always looks rows up in the replica identity's index; without a sequential scan, so do
 /// these statements.
-pub(crate) fn prepare_session(session: &mut wire::Connection, origin: &str) -> Result<()> {
+pub(crate) fn prepare_session(
+    session: &mut wire::Connection,
+    name: &str,
+    setup: &Setup,
+) -> Result<()> {
+    let role = if setup.replica {
+        "SET session_replication_role = replica;"
+    } else {
+        ""
+    };
     session
         .execute(&format!(
-            "SET session_replication_role = replica;
+            "{role}
              SET datestyle = 'ISO';
              SET intervalstyle = 'postgres';
              SET enable_seqscan = off;
              SET enable_bitmapscan = off;
-             SELECT pg_catalog.pg_replication_origin_session_setup({})",
-            quote_literal(origin)
+             {}",
+            setup.ledger.session_setup(name)
         ))
         .context("setting up the session that applies the source's changes")
 }
@@ -146,13 +170,16 @@ pub(crate) struct Applier<'a> {
     cutover: bool,
     /// Where `cutover` said its mark is, when it said so by notification.
     notified_end: Option<Lsn>,
+    setup: Setup,
+    /// The tables whose triggers the open group switched off.
+    quieted: Vec<TableName>,
     pub(crate) applied: Applied,
 }
 
 impl<'a> Applier<'a> {
-    /// An applier on `session` (set up by `prepare_session`) for the `followed` tables,
-    /// whose destination already holds every source transaction that ends before
-    /// `applied_before`.
+    /// An applier on `session` (set up by `prepare_session` with `setup`) for the
+    /// `followed` tables, whose destination already holds every source transaction that
+    /// ends before `applied_before`.
     pub(crate) fn new(
         session: wire::Connection,
         catalog: Client,
@@ -160,6 +187,7 @@ impl<'a> Applier<'a> {
         slot: String,
         shared: &'a Shared,
         applied_before: Lsn,
+        setup: Setup,
     ) -> Applier<'a> {
         shared.applied.store(applied_before, Ordering::SeqCst);
         Applier {
@@ -176,6 +204,8 @@ impl<'a> Applier<'a> {
             skipping: false,
             cutover: false,
             notified_end: None,
+            setup,
+            quieted: Vec::new(),
             applied: Applied::default(),
         }
     }
@@ -296,6 +326,7 @@ impl<'a> Applier<'a> {
                 for relation in relations {
                     if let Some(known) = self.followed_table(relation)? {
                         names.push(known.table.quoted());
+                        self.quiet_triggers(relation)?;
                     }
                 }
                 if names.is_empty() {
@@ -340,9 +371,11 @@ impl<'a> Applier<'a> {
             bail!("not a change of rows");
         };
         let full = kind.is_ascii_lowercase();
-        let Some(known) = self.followed_table(relation)? else {
+        if self.followed_table(relation)?.is_none() {
             return Ok(());
-        };
+        }
+        self.quiet_triggers(relation)?;
+        let known = &self.known[&relation];
         let set: Vec<bool> = new.map_or_else(Vec::new, |values| {
             values
                 .iter()
@@ -446,7 +479,28 @@ impl<'a> Applier<'a> {
         Ok(())
     }
 
+    /// Switches off the triggers of a table the open group changes, the first time it does.
+    fn quiet_triggers(&mut self, relation: u32) -> Result<()> {
+        let Some(known) = self.known.get(&relation) else {
+            return Ok(());
+        };
+        let Some(triggers) = self.setup.quiet.get(&known.table) else {
+            return Ok(());
+        };
+        if self.quieted.contains(&known.table) {
+            return Ok(());
+        }
+        let table = known.table.clone();
+        let statements: Vec<String> = triggers.iter().map(|t| t.disable_sql(&table)).collect();
+        for sql in statements {
+            self.queue_once(&sql, None, format!("`{sql}`"))?;
+        }
+        self.quieted.push(table);
+        Ok(())
+    }
+
     fn begin(&mut self) -> Result<()> {
+        self.quieted.clear();
         self.queue_once("BEGIN", None, "BEGIN".into())?;
         self.group = Group {
             open: true,
@@ -456,21 +510,46 @@ impl<'a> Applier<'a> {
         Ok(())
     }
 
-    /// Records the group's end as the origin's progress and commits it; only then is it
-    /// reported to the source as flushed.
+    /// Switches the triggers back on, records the group's end as the ledger's progress and
+    /// commits; only then is it reported to the source as flushed.
     fn commit_group(&mut self) -> Result<()> {
         if !self.group.open {
             return Ok(());
         }
+        let on_again: Vec<String> = std::mem::take(&mut self.quieted)
+            .iter()
+            .flat_map(|table| {
+                self.setup.quiet[table]
+                    .iter()
+                    .map(move |t| t.enable_sql(table))
+            })
+            .collect();
+        for sql in on_again {
+            self.queue_once(&sql, None, format!("`{sql}`"))?;
+        }
         let lsn = LsnText(self.group.end).to_string();
         let time = self.group.commit_time.to_string();
-        self.queue_once(
-            "SELECT pg_catalog.pg_replication_origin_xact_setup($1::text::pg_lsn,
-                 '2000-01-01 00:00:00+00'::timestamptz
-                     + $2::text::bigint * interval '1 microsecond')",
-            Some(&[Some(lsn.as_bytes()), Some(time.as_bytes())]),
-            "recording the progress".into(),
-        )?;
+        let sql = self.setup.ledger.record_sql();
+        let what = "recording the progress".to_string();
+        match self.setup.ledger {
+            Ledger::Origin => self.queue_once(
+                &sql,
+                Some(&[Some(lsn.as_bytes()), Some(time.as_bytes())]),
+                what,
+            )?,
+            Ledger::Table => {
+                let slot = self.slot.clone();
+                let params = [
+                    Some(lsn.as_bytes()),
+                    Some(time.as_bytes()),
+                    Some(slot.as_bytes()),
+                ];
+                self.queue_once(&sql, Some(&params), what)?;
+                if let Some(expect) = self.queued.last_mut() {
+                    expect.rows = Some(1);
+                }
+            }
+        }
         self.sync()?;
         self.queue_once("COMMIT", None, "COMMIT".into())?;
         self.sync()?;

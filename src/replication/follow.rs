@@ -1,6 +1,6 @@
 //! Following, put together: the slot's session started streaming from where the destination
-//! is, the receiver on a thread of its own, the applier on the caller's, a bounded channel
-//! between them; and the destination's record of where it is, its replication origin.
+//! is (`progress`), the receiver on a thread of its own, the applier on the caller's, a
+//! bounded channel between them.
 
 use crate::pg::error::{sqlstate, TryLater};
 use crate::pg::sql::{quote_ident, quote_literal, TableName};
@@ -19,49 +19,6 @@ use std::time::Duration;
 /// Decoded changes on their way to the applier: enough to keep it busy while the receiver
 /// reads on, few enough that the memory they take stays small.
 const CHANNEL: usize = 1024;
-
-/// Where the destination is: the end of the last source transaction it committed, as its
-/// replication origin `name` recorded; `None` when there is no such origin.
-pub(crate) fn origin_progress(dest: &mut Client, name: &str) -> Result<Option<Lsn>> {
-    let exists = dest
-        .query_opt(
-            "SELECT 1 FROM pg_catalog.pg_replication_origin WHERE roname = $1",
-            &[&name],
-        )?
-        .is_some();
-    if !exists {
-        return Ok(None);
-    }
-    let row = dest.query_one(
-        "SELECT pg_catalog.pg_replication_origin_progress($1, true)::text",
-        &[&name],
-    )?;
-    let lsn: Option<String> = row.get(0);
-    Ok(Some(match lsn {
-        Some(lsn) => parse_lsn(&lsn)?,
-        None => 0,
-    }))
-}
-
-/// Creates the origin `name`, at `at`: the copy holds everything before it.
-pub(crate) fn create_origin(dest: &mut Client, name: &str, at: Lsn) -> Result<()> {
-    dest.batch_execute(&format!(
-        "SELECT pg_catalog.pg_replication_origin_create({name});
-         SELECT pg_catalog.pg_replication_origin_advance({name}, {at}::pg_lsn)",
-        name = quote_literal(name),
-        at = quote_literal(&LsnText(at).to_string()),
-    ))
-    .with_context(|| format!("creating the replication origin {name} on the destination"))
-}
-
-/// Drops the origin `name`, if it exists.
-pub(crate) fn drop_origin(dest: &mut Client, name: &str) -> Result<()> {
-    if origin_progress(dest, name)?.is_some() {
-        dest.execute("SELECT pg_catalog.pg_replication_origin_drop($1)", &[&name])
-            .with_context(|| format!("dropping the replication origin {name}"))?;
-    }
-    Ok(())
-}
 
 /// The tables the publication `name` publishes: the followed tables.
 pub(crate) fn published(source: &mut Client, name: &str) -> Result<HashSet<TableName>> {
@@ -96,6 +53,8 @@ pub(crate) struct Stream {
     pub(crate) start: Lsn,
     /// The source's `server_version_num`.
     pub(crate) version: i32,
+    /// What the apply session was set up with.
+    pub(crate) setup: apply::Setup,
 }
 
 /// Streams the slot from where the destination is and applies every transaction to the
@@ -118,6 +77,7 @@ pub(crate) fn run(
         followed,
         start,
         version,
+        setup,
     } = what;
     let name = name.as_str();
     catalog
@@ -159,7 +119,15 @@ pub(crate) fn run(
     log::info!("following the source from {}", LsnText(start));
     let shared = Shared::default();
     let (send, changes) = crossbeam_channel::bounded(CHANNEL);
-    let mut applier = Applier::new(apply, catalog, followed, name.to_string(), &shared, start);
+    let mut applier = Applier::new(
+        apply,
+        catalog,
+        followed,
+        name.to_string(),
+        &shared,
+        start,
+        setup,
+    );
     std::thread::scope(|scope| {
         let receiver = scope.spawn(|| receive::receive(stream, send, &shared, interrupted));
         let mut progress = progress;

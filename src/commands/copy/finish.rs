@@ -14,6 +14,7 @@ use crate::pg::sql::TableName;
 use crate::plan::snapshot::Snapshot;
 use crate::plan::Plan;
 use crate::schema::constraints::{self, Constraint, Restored};
+use crate::schema::fk_mode::FkMode;
 use crate::schema::indexes;
 use crate::schema::matviews::{self, MatView};
 use crate::schema::sequences::{self, Sequence};
@@ -26,8 +27,15 @@ use postgres::Client;
 use std::collections::HashMap;
 
 /// Puts everything back and reports; what could not be done is in the report and the exit
-/// code, never an `Err` (except for a report that could not be written).
-pub(super) fn finish(cfg: &CopyConfig, work: Work, applied: Applied) -> Result<Exit> {
+/// code, never an `Err` (except for a report that could not be written). A copy that a
+/// follower in drop mode goes on from leaves its keys dropped, recorded in the state file,
+/// when everything was copied: following puts them back at cutover.
+pub(super) fn finish(
+    cfg: &CopyConfig,
+    work: Work,
+    applied: Applied,
+    following: bool,
+) -> Result<Exit> {
     let Work {
         mut dest,
         state_file,
@@ -85,7 +93,26 @@ pub(super) fn finish(cfg: &CopyConfig, work: Work, applied: Applied) -> Result<E
         problems.extend(failed);
         journal.indexes = left;
     }
-    let restored = put_keys_back(cfg, &mut dest, &keys, &mut problems);
+    let keep_dropped = following
+        && mode == FkMode::Drop
+        && problems.is_empty()
+        && outcomes.iter().all(|o| o.error.is_none())
+        && !interrupt::requested();
+    let restored = if keep_dropped {
+        if !keys.is_empty() {
+            log::info!(
+                "the {} foreign keys stay dropped while following; they are put back at \
+                 cutover",
+                keys.len()
+            );
+        }
+        Restored {
+            missing: keys.clone(),
+            ..Restored::default()
+        }
+    } else {
+        put_keys_back(cfg, &mut dest, &keys, &mut problems)
+    };
     // Views built from a table this run copied, and those built from no copied table that
     // the destination has unpopulated; the others hold what they held.
     let copied = outcomes_by_name(&plan, &outcomes, &[]);
@@ -144,7 +171,7 @@ pub(super) fn finish(cfg: &CopyConfig, work: Work, applied: Applied) -> Result<E
     if let Err(err) = state_file.store(&journal) {
         problems.push(describe(&err));
     }
-    if !restored.missing.is_empty() {
+    if !restored.missing.is_empty() && !keep_dropped {
         problems.push(format!(
             "some foreign keys are not back; they are recorded in {}: fix the cause and run \
              `pgcopy recover`",

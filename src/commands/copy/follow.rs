@@ -1,10 +1,10 @@
 //! `copy --follow`: what it checks before anything is created (the source ready, the
-//! destination role able to apply as a replica and to keep a replication origin, no
+//! destination role able to keep the destination quiet and to record its progress, no
 //! follower of this destination already there), the slot the copy's snapshot comes from,
 //! and after the copy the following itself until the cutover mark, which it ends by setting
-//! the sequences from the source's live values and dropping what it made. `--resume` goes
-//! on from the destination's origin; a follower stopped during its initial copy has lost
-//! its snapshot and starts over.
+//! the sequences from the source's live values, putting back the keys it kept dropped and
+//! dropping what it made. `--resume` goes on from the destination's recorded progress; a
+//! follower stopped during its initial copy has lost its snapshot and starts over.
 
 use crate::cli::config::CopyConfig;
 use crate::exit::Exit;
@@ -16,17 +16,21 @@ use crate::plan;
 use crate::replication::apply::{self, Applied, Ended};
 use crate::replication::decode::Lsn;
 use crate::replication::follow::{self, Sessions};
+use crate::replication::progress::{self, Ledger};
 use crate::replication::readiness;
 use crate::replication::receive;
 use crate::replication::slot::{self, LsnText, Slot};
 use crate::schema::catalog;
+use crate::schema::constraints;
 use crate::schema::fk_mode::FkMode;
 use crate::schema::sequences;
+use crate::schema::triggers;
+use crate::state::file::{State, StateFile};
 use crate::state::interrupt;
 use crate::units::format_bytes;
 use anyhow::{bail, Context, Result};
 use postgres::Client;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::time::Instant;
 
 /// The slot and publication's name for this destination.
@@ -69,32 +73,16 @@ pub(super) fn refusals(
              `pgcopy abandon`"
         ));
     }
-    if cfg.fk_mode.resolve(dest, false)? != FkMode::Replica {
+    if cfg.fk_mode == FkMode::None {
         refusals.push(
-            "--follow applies the source's changes with session_replication_role = replica \
-             (the destination's triggers and foreign keys quiet, as PostgreSQL's own \
-             subscriptions apply them), which the destination role may not set: connect as \
-             a superuser or, from PostgreSQL 15, `GRANT SET ON PARAMETER \
-             session_replication_role TO …`"
+            "--follow applies the source's changes row by row, which the destination's \
+             foreign keys and triggers must not see (a cascade would apply a change twice): \
+             use --fk-mode replica, drop or auto, not none"
                 .to_string(),
         );
     }
-    let may_keep_origin: bool = dest
-        .query_one(
-            "SELECT has_function_privilege('pg_catalog.pg_replication_origin_create(text)',
-                                           'EXECUTE')
-                AND has_function_privilege(
-                        'pg_catalog.pg_replication_origin_session_setup(text)', 'EXECUTE')",
-            &[],
-        )?
-        .get(0);
-    if !may_keep_origin {
-        refusals.push(
-            "--follow records how far it applied in a replication origin on the \
-             destination, which the destination role may not use: connect as a superuser, \
-             or GRANT EXECUTE on the pg_replication_origin_* functions to the role"
-                .to_string(),
-        );
+    if let Err(why) = Ledger::choose(dest)? {
+        refusals.push(why);
     }
     Ok(refusals)
 }
@@ -107,8 +95,8 @@ pub(super) fn resume(cfg: &CopyConfig) -> Result<Option<Exit>> {
     let mut dest = cfg.dest.connect()?;
     let name = name(&mut dest)?;
     let slot_exists = slot::find(&mut source, &name)?.is_some();
-    match (follow::origin_progress(&mut dest, &name)?, slot_exists) {
-        (Some(at), true) => {
+    match (progress::find(&mut dest, &name)?, slot_exists) {
+        (Some((_, at)), true) => {
             log::info!(
                 "resuming: the destination holds every source transaction up to {}",
                 LsnText(at)
@@ -118,7 +106,7 @@ pub(super) fn resume(cfg: &CopyConfig) -> Result<Option<Exit>> {
         (Some(_), false) => bail!(
             "the destination was following the source, but the source's replication slot \
              {name} is gone, and with it the changes since: copy again with --follow, \
-             without --resume, after `pgcopy abandon` drops the destination's origin"
+             without --resume, after `pgcopy abandon` drops the destination's record of it"
         ),
         (None, true) => {
             log::warn!(
@@ -180,9 +168,19 @@ pub(super) fn after_copy(cfg: &CopyConfig, slot: Slot, copied: Exit) -> Result<E
         drop(slot);
         let mut source = cfg.source.connect()?;
         slot::drop_both(&mut source, &name)?;
+        lock_destination(&mut dest, &cfg.dest)?;
+        put_keys_back(cfg, &mut dest)?;
         return Ok(copied);
     }
-    follow::create_origin(&mut dest, &slot.name, slot.consistent_point)?;
+    let ledger = Ledger::choose(&mut dest)?.map_err(anyhow::Error::msg)?;
+    ledger.create(&mut dest, &slot.name, slot.consistent_point)?;
+    if ledger == Ledger::Table {
+        log::info!(
+            "recording how far following got in {} on the destination (the role may not use \
+             a replication origin)",
+            progress::TABLE
+        );
+    }
     drop(dest);
     run(cfg, &slot.name, Some(slot.session))
 }
@@ -249,12 +247,14 @@ fn follow_once(
 ) -> Result<(Ended, HashSet<TableName>)> {
     let mut catalog = cfg.dest.connect()?;
     lock_destination(&mut catalog, &cfg.dest)?;
-    let start = follow::origin_progress(&mut catalog, name)?
-        .with_context(|| format!("the destination's replication origin {name} is gone"))?;
-    let mut apply_session = cfg.dest.connect_reader()?;
-    apply::prepare_session(&mut apply_session, name)?;
+    let (ledger, start) = progress::find(&mut catalog, name)?.with_context(|| {
+        format!("the destination's record of how far it followed {name} is gone")
+    })?;
     let mut source = cfg.source.connect()?;
     let followed = follow::published(&mut source, name)?;
+    let setup = quiet_destination(cfg, &mut catalog, &followed, ledger)?;
+    let mut apply_session = cfg.dest.connect_reader()?;
+    apply::prepare_session(&mut apply_session, name, &setup)?;
     let source_version = server::version(&mut source)?;
     let stream = match stream {
         Some(stream) => stream,
@@ -285,6 +285,7 @@ fn follow_once(
         followed: followed.clone(),
         start,
         version: source_version,
+        setup,
     };
     let (ended, applied) = follow::run(
         sessions,
@@ -297,6 +298,90 @@ fn follow_once(
     total.rows += applied.rows;
     total.last_commit_time = applied.last_commit_time;
     Ok((ended, followed))
+}
+
+/// How the destination is kept quiet while changes are applied: as a replica where the role
+/// may be one; else with the keys touching the followed tables dropped until cutover
+/// (recorded in the state file, as a copy records them, so `recover` or `abandon` puts them
+/// back after a crash; dropped again here if something put them back meanwhile) and the
+/// triggers switched off inside each applied transaction.
+fn quiet_destination(
+    cfg: &CopyConfig,
+    dest: &mut Client,
+    followed: &HashSet<TableName>,
+    ledger: Ledger,
+) -> Result<apply::Setup> {
+    let replica = cfg.fk_mode.resolve(dest, cfg.enable_triggers)? == FkMode::Replica;
+    let mut tables: Vec<TableName> = followed.iter().cloned().collect();
+    tables.sort();
+    let mut quiet = HashMap::new();
+    if !replica {
+        let keys = constraints::find(dest, &tables)?;
+        if !keys.is_empty() {
+            let file = state_file(cfg, dest)?;
+            let mut state = file
+                .load()?
+                .unwrap_or_else(|| State::new(cfg.dest.to_string()));
+            for key in &keys {
+                if !state.keys.iter().any(|k| k.same_key(key)) {
+                    state.keys.push(key.clone());
+                }
+            }
+            file.store(&state)?;
+            log::info!(
+                "dropping {} foreign keys while following (recorded in {}); they are put back \
+                 at cutover",
+                keys.len(),
+                file.path.display()
+            );
+            constraints::drop_all(dest, &keys, cfg.lock_timeout)?;
+        }
+        if !cfg.enable_triggers {
+            quiet = triggers::firing(dest, &tables, false)?;
+        }
+    }
+    Ok(apply::Setup {
+        ledger,
+        replica,
+        quiet,
+    })
+}
+
+/// The state file of the destination `dest` is connected to.
+fn state_file(cfg: &CopyConfig, dest: &mut Client) -> Result<StateFile> {
+    let identity = Identity::read(dest)?;
+    Ok(StateFile::new(
+        &cfg.state_dir,
+        &identity.database,
+        &identity.key(),
+    ))
+}
+
+/// At cutover: the foreign keys following kept dropped (or a copy in drop mode left for it)
+/// go back, validated. What cannot go back stays recorded for `recover`.
+fn put_keys_back(cfg: &CopyConfig, dest: &mut Client) -> Result<bool> {
+    let file = state_file(cfg, dest)?;
+    let Some(state) = file.load()? else {
+        return Ok(true);
+    };
+    if state.keys.is_empty() {
+        return Ok(true);
+    }
+    let restored = constraints::restore_all(dest, &state.keys)?;
+    for problem in &restored.problems {
+        log::error!("{problem}");
+    }
+    let whole = restored.missing.is_empty() && restored.unvalidated.is_empty();
+    file.store(&State {
+        keys: restored.missing,
+        validate: state
+            .validate
+            .into_iter()
+            .chain(restored.unvalidated)
+            .collect(),
+        ..state
+    })?;
+    Ok(whole)
 }
 
 /// `, 1.2 MiB behind the source, the slot holds 3.4 MiB of WAL, the last transaction
@@ -327,7 +412,8 @@ fn lag(source: &mut Client, name: &str, applied: &Applied) -> String {
 }
 
 /// The cutover mark is applied: the sequences from the source's live values (the
-/// application has stopped writing), then the slot, the publication and the origin go.
+/// application has stopped writing) and the foreign keys back, then the slot, the
+/// publication and the record of the progress go.
 fn finish(
     cfg: &CopyConfig,
     name: &str,
@@ -356,7 +442,11 @@ fn finish(
         }
         log::info!("set {set} sequences from the source's values at cutover");
     }
-    follow::drop_origin(&mut dest, name)?;
+    lock_destination(&mut dest, &cfg.dest)?;
+    if !put_keys_back(cfg, &mut dest)? {
+        exit = Exit::TablesFailed;
+    }
+    progress::forget(&mut dest, name)?;
     // The slot's session has just ended; the server lets the slot go a moment later.
     let mut tries = 0;
     loop {

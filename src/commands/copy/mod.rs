@@ -40,7 +40,8 @@ pub(crate) fn run(cfg: &CopyConfig) -> Result<Exit> {
         slot: work.slot.take(),
         source: &cfg.source,
     };
-    let copied = finish::finish(cfg, work, applied)?;
+    let following = made.slot.is_some();
+    let copied = finish::finish(cfg, work, applied, following)?;
     match made.take() {
         Some(slot) => follow::after_copy(cfg, slot, copied),
         None => Ok(copied),

@@ -1,0 +1,218 @@
+//! The destination's record of how far following got, written in the same commit as what
+//! was applied: a replication origin where the destination role may use one (as
+//! PostgreSQL's own subscriptions keep theirs), else a row of `pgcopy.follow_progress`, a
+//! table pgcopy makes for a role without those privileges and drops again at the end.
+
+use crate::pg::sql::{display_ident, quote_literal};
+use crate::replication::decode::Lsn;
+use crate::replication::slot::{parse_lsn, LsnText};
+use anyhow::{Context, Result};
+use postgres::error::SqlState;
+use postgres::Client;
+
+/// The schema and table a role without replication origins keeps its progress in.
+pub(crate) const SCHEMA: &str = "pgcopy";
+pub(crate) const TABLE: &str = "pgcopy.follow_progress";
+
+/// The comment on a schema pgcopy made itself, which it may therefore drop when empty.
+const MADE_HERE: &str = "made by pgcopy copy --follow; dropped when empty";
+
+/// Where the progress is kept.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Ledger {
+    /// A replication origin named after the slot.
+    Origin,
+    /// A row of `pgcopy.follow_progress` keyed by the slot's name.
+    Table,
+}
+
+impl Ledger {
+    /// Which ledger the destination role can keep, or why it can keep neither.
+    pub(crate) fn choose(dest: &mut Client) -> Result<std::result::Result<Ledger, String>> {
+        let row = dest
+            .query_one(
+                "SELECT has_function_privilege('pg_catalog.pg_replication_origin_create(text)',
+                                               'EXECUTE')
+                    AND has_function_privilege(
+                            'pg_catalog.pg_replication_origin_session_setup(text)', 'EXECUTE')
+                    AND has_function_privilege(
+                            'pg_catalog.pg_replication_origin_xact_setup(pg_lsn, timestamptz)',
+                            'EXECUTE'),
+                        CASE WHEN to_regclass($1) IS NOT NULL
+                             THEN has_table_privilege($1, 'SELECT, INSERT, UPDATE, DELETE')
+                             WHEN to_regnamespace($2) IS NOT NULL
+                             THEN has_schema_privilege($2, 'CREATE')
+                             ELSE has_database_privilege(current_database(), 'CREATE') END,
+                        current_user::text, current_database()::text",
+                &[&TABLE, &SCHEMA],
+            )
+            .context("asking the destination where following may record its progress")?;
+        if row.get::<_, bool>(0) {
+            return Ok(Ok(Ledger::Origin));
+        }
+        if row.get::<_, bool>(1) {
+            return Ok(Ok(Ledger::Table));
+        }
+        let role = display_ident(row.get(2));
+        let database = display_ident(row.get(3));
+        Ok(Err(format!(
+            "--follow records how far it applied on the destination, in the same commit: in a \
+             replication origin, which the role {role} may not use (a superuser may, or a role \
+             granted EXECUTE on the pg_replication_origin_* functions), or else in the table \
+             {TABLE}, which it may not create: `GRANT CREATE ON DATABASE {database} TO \
+             {role}`, or `CREATE SCHEMA {SCHEMA} AUTHORIZATION {role}`"
+        )))
+    }
+
+    /// Records that the destination holds every source transaction before `at`.
+    pub(crate) fn create(self, dest: &mut Client, name: &str, at: Lsn) -> Result<()> {
+        let at = LsnText(at).to_string();
+        match self {
+            Ledger::Origin => dest.batch_execute(&format!(
+                "SELECT pg_catalog.pg_replication_origin_create({name});
+                 SELECT pg_catalog.pg_replication_origin_advance({name}, {at}::pg_lsn)",
+                name = quote_literal(name),
+                at = quote_literal(&at),
+            )),
+            Ledger::Table => {
+                let mut tx = dest.transaction()?;
+                let schema: Option<bool> = tx
+                    .query_one("SELECT to_regnamespace($1) IS NOT NULL", &[&SCHEMA])?
+                    .get(0);
+                if schema != Some(true) {
+                    tx.batch_execute(&format!(
+                        "CREATE SCHEMA {SCHEMA}; COMMENT ON SCHEMA {SCHEMA} IS {}",
+                        quote_literal(MADE_HERE)
+                    ))?;
+                }
+                tx.batch_execute(&format!(
+                    "CREATE TABLE IF NOT EXISTS {TABLE} (
+                         slot text PRIMARY KEY,
+                         lsn pg_lsn NOT NULL,
+                         committed timestamptz);
+                     COMMENT ON TABLE {TABLE} IS 'how far pgcopy copy --follow applied the \
+                     source; dropped at cutover or by pgcopy abandon'"
+                ))?;
+                tx.execute(
+                    &format!(
+                        "INSERT INTO {TABLE} (slot, lsn) VALUES ($1, $2::text::pg_lsn)
+                         ON CONFLICT (slot) DO UPDATE SET lsn = excluded.lsn, committed = NULL"
+                    ),
+                    &[&name, &at],
+                )?;
+                tx.commit()
+            }
+        }
+        .with_context(|| format!("recording on the destination where following {name} starts"))
+    }
+
+    /// The statement an apply session runs once before it applies anything.
+    pub(crate) fn session_setup(self, name: &str) -> String {
+        match self {
+            Ledger::Origin => format!(
+                "SELECT pg_catalog.pg_replication_origin_session_setup({})",
+                quote_literal(name)
+            ),
+            Ledger::Table => String::new(),
+        }
+    }
+
+    /// The statement that records, inside the applied transaction, that it holds everything
+    /// up to `$1` (an LSN as text), committed at `$2` (microseconds since 2000, as text) on
+    /// the source; the table's also takes the slot's name as `$3` and must update one row.
+    pub(crate) fn record_sql(self) -> String {
+        const COMMITTED: &str = "'2000-01-01 00:00:00+00'::timestamptz
+                     + $2::text::bigint * interval '1 microsecond'";
+        match self {
+            Ledger::Origin => format!(
+                "SELECT pg_catalog.pg_replication_origin_xact_setup($1::text::pg_lsn, \
+                 {COMMITTED})"
+            ),
+            Ledger::Table => format!(
+                "UPDATE {TABLE} SET lsn = $1::text::pg_lsn, committed = {COMMITTED} \
+                 WHERE slot = $3"
+            ),
+        }
+    }
+}
+
+/// Where the destination is, and which ledger says so: the end of the last source
+/// transaction it committed; `None` when neither knows of `name`.
+pub(crate) fn find(dest: &mut Client, name: &str) -> Result<Option<(Ledger, Lsn)>> {
+    // Only a role that may use origins may ask for one's progress, even of none.
+    let row = dest
+        .query_one(
+            "SELECT EXISTS (SELECT FROM pg_catalog.pg_replication_origin WHERE roname = $1),
+                    to_regclass($2) IS NOT NULL",
+            &[&name, &TABLE],
+        )
+        .context("reading how far the destination followed")?;
+    if row.get::<_, bool>(0) {
+        let lsn: Option<String> = dest
+            .query_one(
+                "SELECT pg_catalog.pg_replication_origin_progress($1, true)::text",
+                &[&name],
+            )
+            .with_context(|| format!("reading the replication origin {name}"))?
+            .get(0);
+        let at = lsn.as_deref().map_or(Ok(0), parse_lsn)?;
+        return Ok(Some((Ledger::Origin, at)));
+    }
+    if !row.get::<_, bool>(1) {
+        return Ok(None);
+    }
+    let lsn: Option<String> = dest
+        .query_opt(
+            &format!("SELECT lsn::text FROM {TABLE} WHERE slot = $1"),
+            &[&name],
+        )
+        .with_context(|| format!("reading {TABLE}"))?
+        .map(|row| row.get(0));
+    lsn.map(|lsn| Ok((Ledger::Table, parse_lsn(&lsn)?)))
+        .transpose()
+}
+
+/// Forgets `name` in either ledger; the table goes when no follower is left in it, and the
+/// schema with it if pgcopy made it and nothing else is in it.
+pub(crate) fn forget(dest: &mut Client, name: &str) -> Result<()> {
+    match find(dest, name)? {
+        Some((Ledger::Origin, _)) => {
+            dest.execute("SELECT pg_catalog.pg_replication_origin_drop($1)", &[&name])
+                .with_context(|| format!("dropping the replication origin {name}"))?;
+        }
+        Some((Ledger::Table, _)) => {
+            let mut tx = dest.transaction()?;
+            tx.execute(&format!("DELETE FROM {TABLE} WHERE slot = $1"), &[&name])?;
+            let left: i64 = tx
+                .query_one(&format!("SELECT count(*) FROM {TABLE}"), &[])?
+                .get(0);
+            if left == 0 {
+                tx.batch_execute(&format!("DROP TABLE {TABLE}"))?;
+            }
+            tx.commit()
+                .with_context(|| format!("removing {name} from {TABLE}"))?;
+            drop_schema_if_made_here(dest)?;
+        }
+        None => {}
+    }
+    Ok(())
+}
+
+/// Drops the schema pgcopy made for its table once it is empty; one that was there before,
+/// or holds anything else, stays.
+fn drop_schema_if_made_here(dest: &mut Client) -> Result<()> {
+    let ours: bool = dest
+        .query_one(
+            "SELECT coalesce(obj_description(to_regnamespace($1), 'pg_namespace') = $2, false)",
+            &[&SCHEMA, &MADE_HERE],
+        )?
+        .get(0);
+    if !ours {
+        return Ok(());
+    }
+    match dest.batch_execute(&format!("DROP SCHEMA {SCHEMA}")) {
+        Ok(()) => Ok(()),
+        Err(err) if err.code() == Some(&SqlState::DEPENDENT_OBJECTS_STILL_EXIST) => Ok(()),
+        Err(err) => Err(err).with_context(|| format!("dropping the schema {SCHEMA}")),
+    }
+}
