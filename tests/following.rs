@@ -302,7 +302,7 @@ const EDITS: &str = "
 fn follows_what_the_source_commits_during_and_after_the_copy_until_cutover() {
     let (_logical, _destination, src, dst) = loaded_pair(&test_name!());
     let writers = pgbench(&src, 2, 6);
-    let mut follower = util::spawn_copy(&src, &dst, &["--follow"]);
+    let mut follower = util::spawn_copy(&src, &dst, &["--follow", "--json"]);
     wait_following(&dst, &mut follower);
     src.exec(EDITS);
     let out = util::run(util::pgcopy().args(["status", "--source", &src.url(), "--json"]));
@@ -315,15 +315,31 @@ fn follows_what_the_source_commits_during_and_after_the_copy_until_cutover() {
         .unwrap_or_default()
         .starts_with("pgcopy_follow_"));
     assert!(followers[0]["wal_held_bytes"].as_u64().is_some(), "{out:?}");
+    assert!(followers[0].get("lag_seconds").is_some(), "{out:?}");
     wait_pgbench(writers);
     let history = src.count("pgbench_history");
     assert!(history > 100, "pgbench made {history} transactions");
 
     let (out, followed) = cut_over(&src, &dst, follower, &["--verify"]);
     assert!(out.stdout.contains("cut over in "), "{out:?}");
-    let out = followed;
-    assert!(out.stdout.contains("cut over at "), "{out:?}");
-    assert!(!out.stdout.contains("applied 0 transactions"), "{out:?}");
+    // One document on stdout: the copy's report, and what following did.
+    let doc: serde_json::Value = serde_json::from_str(&followed.stdout).expect("one JSON document");
+    assert_eq!(doc["status"], "ok", "{followed:?}");
+    assert_eq!(
+        doc["tables"].as_array().map(Vec::len),
+        Some(9),
+        "{followed:?}"
+    );
+    let following = &doc["following"];
+    assert_eq!(following["ended"], "cutover", "{followed:?}");
+    assert!(
+        following["transactions"].as_u64() > Some(100),
+        "{followed:?}"
+    );
+    assert!(following["rows"].as_u64() > Some(100), "{followed:?}");
+    assert_eq!(following["sequences_set"], 1, "{followed:?}");
+    assert!(following["mark"].as_str().is_some(), "{followed:?}");
+    assert!(followed.stderr.contains("cut over at "), "{followed:?}");
 
     util::assert_same_data(&src, &dst, TABLES);
     assert_eq!(
@@ -484,11 +500,16 @@ fn a_destination_owner_without_superuser_follows_with_keys_dropped_and_triggers_
     let follower = spawn(&["--follow", "--resume"]);
     src.exec(EDITS);
     wait_pgbench(writers);
-    let (_, followed) = cut_over(&src, &dst, follower, &[]);
+    let (out, followed) = cut_over(&src, &dst, follower, &["--json"]);
     assert!(
         followed.stderr.contains("put back 1 of 1 constraints"),
         "{followed:?}"
     );
+    let doc: serde_json::Value = serde_json::from_str(&out.stdout).expect("one JSON document");
+    assert_eq!(doc["status"], "ok", "{out:?}");
+    assert!(doc["downtime_seconds"].as_f64() > Some(0.0), "{out:?}");
+    assert!(doc["mark"].as_str().is_some(), "{out:?}");
+    assert_eq!(doc["verified"], serde_json::Value::Null, "{out:?}");
     util::assert_same_data(&src, &dst, TABLES);
     assert_eq!(dst.count("audit"), 0, "a destination trigger fired");
     assert_eq!(

@@ -387,14 +387,18 @@ pub(crate) struct CutoverArgs {
     #[argh(option)]
     pub(crate) dest_file: Option<PathBuf>,
 
-    /// have the follower verify every followed table (row count and checksum) before it
-    /// drops the slot
+    /// once the follower is done, compare every followed table (row count and checksum)
     #[argh(switch)]
     pub(crate) verify: bool,
 
     /// seconds to wait for the follower to reach the mark (default 600)
     #[argh(option, default = "600")]
     pub(crate) timeout: u64,
+
+    /// print the result (the mark, the downtime, the comparison) as one JSON document on
+    /// stdout, and nothing else there
+    #[argh(switch)]
+    pub(crate) json: bool,
 
     /// errors only
     #[argh(switch, short = 'q')]

@@ -119,6 +119,7 @@ impl Command {
             Command::List(c) => c.json,
             Command::Status(c) => c.json,
             Command::Verify(c) => c.json,
+            Command::Cutover(c) => c.json,
             _ => false,
         }
     }
@@ -148,6 +149,7 @@ pub(crate) struct CutoverConfig {
     pub(crate) verify: bool,
     /// How long to wait for the follower to reach the mark.
     pub(crate) timeout: Duration,
+    pub(crate) json: bool,
     pub(crate) verbosity: Verbosity,
 }
 
@@ -204,6 +206,7 @@ pub(crate) fn from_args(args: Box<args::Args>) -> Result<Command> {
             dest: dest(a.dest, a.dest_file.as_deref())?,
             verify: a.verify,
             timeout: Duration::from_secs(a.timeout),
+            json: a.json,
             verbosity: verbosity(a.quiet, a.verbose)?,
         })),
         args::Command::Abandon(a) => Command::Abandon(Box::new(AbandonConfig {

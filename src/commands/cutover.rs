@@ -9,12 +9,15 @@
 use crate::cli::config::{CutoverConfig, Verbosity, VerifyConfig};
 use crate::commands::verify;
 use crate::exit::Exit;
+use crate::output::checks::{checks_json, exit_code};
+use crate::output::format::print_json;
 use crate::pg::server::Identity;
 use crate::plan::filter::{Glob, TableFilter};
 use crate::replication::{follow, slot};
 use crate::schema::large_objects::Selection;
 use crate::units::format_bytes;
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
+use serde_json::json;
 use std::time::{Duration, Instant};
 
 /// How often the slot is looked at.
@@ -92,9 +95,10 @@ pub(crate) fn run(cfg: &CutoverConfig) -> Result<Exit> {
         }
         std::thread::sleep(POLL);
     }
-    let mut exit = Exit::Success;
-    if cfg.verify {
-        exit = verify::run(&VerifyConfig {
+    // The downtime ends when the destination is ready; a comparison comes after it.
+    let downtime = started.elapsed();
+    let checks = if cfg.verify {
+        Some(verify::checks(&VerifyConfig {
             source: cfg.source.clone(),
             dest: cfg.dest.clone(),
             filter: followed,
@@ -103,14 +107,37 @@ pub(crate) fn run(cfg: &CutoverConfig) -> Result<Exit> {
             large_objects: Selection::Never,
             json: false,
             verbosity: cfg.verbosity,
-        })?;
-    }
-    if cfg.verbosity != Verbosity::Quiet {
+        })?)
+    } else {
+        None
+    };
+    let exit = checks.as_deref().map_or(Exit::Success, exit_code);
+    if cfg.json {
+        print_json(&json!({
+            "pgcopy_version": env!("CARGO_PKG_VERSION"),
+            "status": exit.status(),
+            "exit_code": exit.code(),
+            "source": cfg.source.to_string(),
+            "destination": cfg.dest.to_string(),
+            "slot": name,
+            "mark": slot::LsnText(mark).to_string(),
+            "downtime_seconds": downtime.as_secs_f64(),
+            "verified": checks.as_deref().map(checks_json),
+        }))
+        .context("writing the result")?;
+    } else if cfg.verbosity != Verbosity::Quiet || exit != Exit::Success {
+        if let Some(checks) = &checks {
+            verify::write_summary(checks)?;
+        }
         println!(
             "cut over in {:.1}s: the destination holds every transaction the source \
              committed before the mark{}",
-            started.elapsed().as_secs_f64(),
-            if cfg.verify { ", verified" } else { "" }
+            downtime.as_secs_f64(),
+            match exit {
+                _ if checks.is_none() => "",
+                Exit::Success => ", verified",
+                _ => ", but the comparison found differences",
+            }
         );
     }
     Ok(exit)

@@ -74,7 +74,7 @@ fn write_status(found: &Readiness, followers: &[Follower]) -> std::io::Result<()
     for f in followers {
         writeln!(
             out,
-            "follower {}: {}, {} behind the source, the slot holds {} of WAL",
+            "follower {}: {}, {} behind the source{}, the slot holds {} of WAL",
             f.slot,
             if f.active {
                 "streaming"
@@ -82,6 +82,7 @@ fn write_status(found: &Readiness, followers: &[Follower]) -> std::io::Result<()
                 "idle: nobody streams from it (`pgcopy copy --follow --resume` or `pgcopy abandon`)"
             },
             format_bytes(f.behind),
+            f.lag.map(|s| format!(" (lag {s:.1}s)")).unwrap_or_default(),
             format_bytes(f.held)
         )?;
     }
@@ -119,6 +120,7 @@ fn status_json(cfg: &StatusConfig, found: &Readiness, followers: &[Follower]) ->
             "active": f.active,
             "behind_bytes": f.behind,
             "wal_held_bytes": f.held,
+            "lag_seconds": f.lag,
         })).collect::<Vec<_>>(),
     })
 }

@@ -7,13 +7,50 @@ use crate::output::checks::{checks_json, exit_code, write_checks};
 use crate::output::format::print_json;
 use crate::plan;
 use crate::plan::snapshot::{self, Source};
-use crate::transfer::compare::compare;
+use crate::transfer::compare::{compare, Check};
 use anyhow::{Context, Result};
 use serde_json::json;
 use std::io::Write;
 
 /// The `verify` command.
 pub(crate) fn run(cfg: &VerifyConfig) -> Result<Exit> {
+    let checks = checks(cfg)?;
+    let mismatches = checks.iter().filter(|c| !c.matches()).count();
+    if cfg.json {
+        print_json(&json!({
+            "pgcopy_version": env!("CARGO_PKG_VERSION"),
+            "status": if mismatches == 0 { "match" } else { "mismatch" },
+            "exit_code": exit_code(&checks).code(),
+            "source": cfg.source.to_string(),
+            "destination": cfg.dest.to_string(),
+            "tables": checks_json(&checks),
+            "mismatches": mismatches,
+        }))
+        .context("writing the report")?;
+    } else {
+        write_summary(&checks)?;
+    }
+    Ok(exit_code(&checks))
+}
+
+/// Each table's comparison and, last, how many differ.
+pub(crate) fn write_summary(checks: &[Check]) -> Result<()> {
+    let mismatches = checks.iter().filter(|c| !c.matches()).count();
+    let mut out = std::io::stdout().lock();
+    write_checks(&mut out, &checks.iter().collect::<Vec<_>>())
+        .and_then(|()| {
+            writeln!(
+                out,
+                "verified {} tables: {} match, {mismatches} differ",
+                checks.len(),
+                checks.len() - mismatches
+            )
+        })
+        .context("writing the report")
+}
+
+/// Compares the selected tables of the two sides in one snapshot of the source.
+pub(crate) fn checks(cfg: &VerifyConfig) -> Result<Vec<Check>> {
     let mut dest = cfg.dest.connect()?;
     let Source {
         mut snapshot,
@@ -41,38 +78,12 @@ pub(crate) fn run(cfg: &VerifyConfig) -> Result<Exit> {
     if !refusals.is_empty() {
         return Err(plan::refusals::refuse("verify", &refusals));
     }
-    let checks = compare(
+    compare(
         &plan,
         cfg.large_objects.copies(cfg.filter.narrowed()),
         &snapshot.id,
         &cfg.source.pool(cfg.parallel),
         &cfg.dest.pool(cfg.parallel),
         cfg.parallel,
-    )?;
-    let mismatches = checks.iter().filter(|c| !c.matches()).count();
-    if cfg.json {
-        print_json(&json!({
-            "pgcopy_version": env!("CARGO_PKG_VERSION"),
-            "status": if mismatches == 0 { "match" } else { "mismatch" },
-            "exit_code": exit_code(&checks).code(),
-            "source": cfg.source.to_string(),
-            "destination": cfg.dest.to_string(),
-            "tables": checks_json(&checks),
-            "mismatches": mismatches,
-        }))
-        .context("writing the report")?;
-    } else {
-        let mut out = std::io::stdout().lock();
-        write_checks(&mut out, &checks.iter().collect::<Vec<_>>())
-            .and_then(|()| {
-                writeln!(
-                    out,
-                    "verified {} tables: {} match, {mismatches} differ",
-                    checks.len(),
-                    checks.len() - mismatches
-                )
-            })
-            .context("writing the report")?;
-    }
-    Ok(exit_code(&checks))
+    )
 }

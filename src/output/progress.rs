@@ -172,8 +172,17 @@ fn rows_of(rows: u64, estimate: u64) -> String {
     }
 }
 
+/// Shows `text` as the status line under the scrolling log (following has no bar to fill),
+/// cut to the terminal's width and padded so that no longer line shows through.
+pub(crate) fn draw_status(text: &str) {
+    let width = terminal_width().unwrap_or(100).max(20);
+    let line = shorten(text, width - 1);
+    let pad = (width - 1).saturating_sub(line.chars().count());
+    logging::draw_bar(&format!("\r{line}{}", " ".repeat(pad)));
+}
+
 /// A count in few characters: `950`, `12.3k`, `4.5M`, `1.2G`.
-fn format_count(n: u64) -> String {
+pub(crate) fn format_count(n: u64) -> String {
     match n {
         0..=999 => n.to_string(),
         1_000..=999_999 => format!("{:.1}k", n as f64 / 1e3),

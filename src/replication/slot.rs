@@ -177,6 +177,10 @@ pub(crate) struct Follower {
     pub(crate) behind: u64,
     /// Bytes of WAL the slot keeps on the source.
     pub(crate) held: u64,
+    /// Seconds between the source writing WAL and the follower confirming it committed, as
+    /// the source last measured it (`pg_stat_replication.flush_lag`); `None` when idle and
+    /// caught up, not streaming, or not visible to the role.
+    pub(crate) lag: Option<f64>,
 }
 
 /// The slots pgcopy made on this source, for `status` and for the warning every run gives
@@ -197,8 +201,10 @@ fn slots(client: &mut Client, condition: &str, value: &str) -> Result<Vec<Follow
                     coalesce(pg_catalog.pg_wal_lsn_diff(pg_catalog.pg_current_wal_lsn(),
                                                         confirmed_flush_lsn), 0)::bigint,
                     coalesce(pg_catalog.pg_wal_lsn_diff(pg_catalog.pg_current_wal_lsn(),
-                                                        restart_lsn), 0)::bigint
-               FROM pg_catalog.pg_replication_slots
+                                                        restart_lsn), 0)::bigint,
+                    extract(epoch FROM r.flush_lag)::float8
+               FROM pg_catalog.pg_replication_slots s
+               LEFT JOIN pg_catalog.pg_stat_replication r ON r.pid = s.active_pid
               WHERE {condition}
               ORDER BY 1"
         ),
@@ -211,6 +217,7 @@ fn slots(client: &mut Client, condition: &str, value: &str) -> Result<Vec<Follow
             active: r.get(1),
             behind: r.get::<_, i64>(2).max(0) as u64,
             held: r.get::<_, i64>(3).max(0) as u64,
+            lag: r.get(4),
         })
         .collect())
 }

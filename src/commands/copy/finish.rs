@@ -28,14 +28,15 @@ use std::collections::HashMap;
 
 /// Puts everything back and reports; what could not be done is in the report and the exit
 /// code, never an `Err` (except for a report that could not be written). A copy that a
-/// follower in drop mode goes on from leaves its keys dropped, recorded in the state file,
-/// when everything was copied: following puts them back at cutover.
+/// follower goes on from leaves, when everything was copied, its keys dropped in drop mode
+/// (recorded in the state file: following puts them back at cutover) and its `--json`
+/// report unprinted, returned for following to finish.
 pub(super) fn finish(
     cfg: &CopyConfig,
     work: Work,
     applied: Applied,
     following: bool,
-) -> Result<Exit> {
+) -> Result<(Exit, Option<serde_json::Value>)> {
     let Work {
         mut dest,
         state_file,
@@ -207,6 +208,9 @@ pub(super) fn finish(
         checks: checks.as_deref(),
     };
     let code = report.exit_code();
+    if cfg.json && following && code == Exit::Success {
+        return Ok((code, Some(report.to_json())));
+    }
     if cfg.json {
         print_json(&report.to_json()).context("writing the report")?;
     } else if cfg.verbosity != Verbosity::Quiet || code != Exit::Success {
@@ -214,7 +218,7 @@ pub(super) fn finish(
             .write(&mut std::io::stdout().lock())
             .context("writing the report")?;
     }
-    Ok(code)
+    Ok((code, None))
 }
 
 /// For sequences: every table of the full plan with whether it is copied now, counting

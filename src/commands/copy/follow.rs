@@ -6,8 +6,11 @@
 //! dropping what it made. `--resume` goes on from the destination's recorded progress; a
 //! follower stopped during its initial copy has lost its snapshot and starts over.
 
-use crate::cli::config::CopyConfig;
+use crate::cli::config::{CopyConfig, Verbosity};
 use crate::exit::Exit;
+use crate::output::format::print_json;
+use crate::output::logging;
+use crate::output::progress::{draw_status, format_count};
 use crate::pg::error::{backoff, describe, kind, TryLater};
 use crate::pg::server::{self, lock_destination, Identity};
 use crate::pg::sql::TableName;
@@ -30,8 +33,10 @@ use crate::state::interrupt;
 use crate::units::format_bytes;
 use anyhow::{bail, Context, Result};
 use postgres::Client;
+use serde_json::json;
 use std::collections::{HashMap, HashSet};
-use std::time::Instant;
+use std::io::IsTerminal;
+use std::time::{Duration, Instant};
 
 /// The slot and publication's name for this destination.
 pub(super) fn name(dest: &mut Client) -> Result<String> {
@@ -101,7 +106,7 @@ pub(super) fn resume(cfg: &CopyConfig) -> Result<Option<Exit>> {
                 "resuming: the destination holds every source transaction up to {}",
                 LsnText(at)
             );
-            Ok(Some(run(cfg, &name, None)?))
+            Ok(Some(follow(cfg, &name, None, None)?))
         }
         (Some(_), false) => bail!(
             "the destination was following the source, but the source's replication slot \
@@ -156,8 +161,14 @@ impl Drop for Made<'_> {
 }
 
 /// After the copy: follows from its slot if the copy succeeded; else drops the slot and the
-/// publication, as following cannot start from a copy that is not whole.
-pub(super) fn after_copy(cfg: &CopyConfig, slot: Slot, copied: Exit) -> Result<Exit> {
+/// publication, as following cannot start from a copy that is not whole. `report` is the
+/// copy's `--json` report, which following completes.
+pub(super) fn after_copy(
+    cfg: &CopyConfig,
+    slot: Slot,
+    copied: Exit,
+    report: Option<serde_json::Value>,
+) -> Result<Exit> {
     let mut dest = cfg.dest.connect()?;
     if copied != Exit::Success {
         log::error!(
@@ -182,25 +193,86 @@ pub(super) fn after_copy(cfg: &CopyConfig, slot: Slot, copied: Exit) -> Result<E
         );
     }
     drop(dest);
-    run(cfg, &slot.name, Some(slot.session))
+    follow(cfg, &slot.name, Some(slot.session), report)
+}
+
+/// How following ended, for the report.
+struct Followed {
+    exit: Exit,
+    /// Where the cutover mark ended it.
+    mark: Option<Lsn>,
+    sequences_set: usize,
+}
+
+/// Follows (see `run`) and, with `--json`, prints the run's one document: the copy's
+/// `report` when this run copied, with what following did added as `following`. A failure
+/// is in that document too, and in the exit code.
+fn follow(
+    cfg: &CopyConfig,
+    name: &str,
+    first: Option<wire::Connection>,
+    report: Option<serde_json::Value>,
+) -> Result<Exit> {
+    let started = Instant::now();
+    let mut total = Applied::default();
+    let result = run(cfg, name, first, &mut total, started);
+    logging::end_bar();
+    if !cfg.json {
+        return result.map(|followed| followed.exit);
+    }
+    let (exit, ended, error) = match &result {
+        Ok(followed) if followed.mark.is_some() => (followed.exit, "cutover", None),
+        Ok(followed) => (followed.exit, "interrupted", None),
+        Err(err) => (Exit::Usage, "failed", Some(describe(err))),
+    };
+    let followed = result.as_ref().ok();
+    let mut doc = report.unwrap_or_else(|| {
+        json!({
+            "pgcopy_version": env!("CARGO_PKG_VERSION"),
+            "source": cfg.source.to_string(),
+            "destination": cfg.dest.to_string(),
+        })
+    });
+    doc["status"] = json!(exit.status());
+    doc["exit_code"] = json!(exit.code());
+    doc["following"] = json!({
+        "slot": name,
+        "ended": ended,
+        "mark": followed.and_then(|f| f.mark).map(|at| LsnText(at).to_string()),
+        "seconds": started.elapsed().as_secs_f64(),
+        "transactions": total.transactions,
+        "rows": total.rows,
+        "sequences_set": followed.map(|f| f.sequences_set),
+        "error": error,
+    });
+    print_json(&doc).context("writing the report")?;
+    if let Some(error) = error {
+        log::error!("{error}");
+    }
+    Ok(exit)
 }
 
 /// Follows the slot `name` until the cutover mark, then finishes: from `first`, the slot's
 /// session that made it, or a new one. A lost connection to either side (a restart, a
 /// failover, a network cut) is tried again `--retries` times, from where the destination's
-/// origin says it is, so nothing is lost or applied twice across tries.
-fn run(cfg: &CopyConfig, name: &str, first: Option<wire::Connection>) -> Result<Exit> {
+/// record says it is, so nothing is lost or applied twice across tries. What was applied
+/// adds up in `total`.
+fn run(
+    cfg: &CopyConfig,
+    name: &str,
+    first: Option<wire::Connection>,
+    total: &mut Applied,
+    started: Instant,
+) -> Result<Followed> {
     interrupt::install()?;
-    let started = Instant::now();
-    let mut total = Applied::default();
     let mut first = first;
     let mut tries = 0;
     loop {
         let before = total.transactions;
-        let result = follow_once(cfg, name, first.take(), &mut total);
+        let result = follow_once(cfg, name, first.take(), total);
         let err = match result {
             Ok((Ended::Cutover { at }, followed)) => {
-                return finish(cfg, name, &followed, at, &total, started)
+                return finish(cfg, name, &followed, at, total, started)
             }
             Ok((Ended::Interrupted, _)) => {
                 log::warn!(
@@ -208,7 +280,11 @@ fn run(cfg: &CopyConfig, name: &str, first: Option<wire::Connection>) -> Result<
                      them whole; go on with `pgcopy copy --follow --resume`",
                     total.transactions
                 );
-                return Ok(Exit::Interrupted);
+                return Ok(Followed {
+                    exit: Exit::Interrupted,
+                    mark: None,
+                    sequences_set: 0,
+                });
             }
             Ok((Ended::StreamGone, _)) => {
                 anyhow::Error::new(TryLater("the replication stream ended".into()))
@@ -262,17 +338,31 @@ fn follow_once(
     };
     let base = *total;
     let mut last = (Applied::default(), Instant::now());
+    let bar = cfg.progress && cfg.verbosity != Verbosity::Quiet && std::io::stderr().is_terminal();
     let report = |applied: &Applied, _server_end: Lsn| {
-        let lag = lag(&mut source, name, applied);
+        let lag = Lag::now(&mut source, name, applied);
         let seconds = last.1.elapsed().as_secs_f64().max(0.001);
-        log::info!(
-            "following: {} transactions applied ({:.0}/s), {} rows ({:.0}/s){}",
-            base.transactions + applied.transactions,
-            (applied.transactions - last.0.transactions) as f64 / seconds,
-            base.rows + applied.rows,
-            (applied.rows - last.0.rows) as f64 / seconds,
-            lag
-        );
+        let transactions = base.transactions + applied.transactions;
+        let rows = base.rows + applied.rows;
+        let per_second = |now: u64, then: u64| (now - then) as f64 / seconds;
+        if bar {
+            draw_status(&format!(
+                "following: {} tx {}/s · {} rows {}/s{}",
+                format_count(transactions),
+                format_count(per_second(applied.transactions, last.0.transactions) as u64),
+                format_count(rows),
+                format_count(per_second(applied.rows, last.0.rows) as u64),
+                lag.short()
+            ));
+        } else {
+            log::info!(
+                "following: {transactions} transactions applied ({:.0}/s), {rows} rows \
+                 ({:.0}/s){}",
+                per_second(applied.transactions, last.0.transactions),
+                per_second(applied.rows, last.0.rows),
+                lag.sentence()
+            );
+        }
         last = (*applied, Instant::now());
     };
     let sessions = Sessions {
@@ -291,7 +381,11 @@ fn follow_once(
         sessions,
         what,
         &interrupt::requested,
-        cfg.progress_interval,
+        if bar {
+            Duration::from_secs(1)
+        } else {
+            cfg.progress_interval
+        },
         report,
     )?;
     total.transactions += applied.transactions;
@@ -384,31 +478,56 @@ fn put_keys_back(cfg: &CopyConfig, dest: &mut Client) -> Result<bool> {
     Ok(whole)
 }
 
-/// `, 1.2 MiB behind the source, the slot holds 3.4 MiB of WAL, the last transaction
-/// applied committed there 0.8s ago`, or what of it the source can say.
-fn lag(source: &mut Client, name: &str, applied: &Applied) -> String {
-    let mut text = match slot::followers(source) {
-        Ok(followers) => followers
-            .into_iter()
-            .find(|f| f.slot == name)
-            .map(|f| {
-                format!(
-                    ", {} behind the source, the slot holds {} of WAL",
-                    format_bytes(f.behind),
-                    format_bytes(f.held)
-                )
-            })
-            .unwrap_or_default(),
-        Err(_) => String::new(),
-    };
-    if applied.last_commit_time != 0 {
-        let ago = (receive::now_micros() - applied.last_commit_time) as f64 / 1e6;
-        text.push_str(&format!(
-            ", the last transaction applied committed there {:.1}s ago",
-            ago.max(0.0)
-        ));
+/// What the source and the applier say of how far behind the follower is.
+struct Lag {
+    /// The slot, as the source sees it (when it could be asked).
+    slot: Option<slot::Follower>,
+    /// Seconds since the last applied transaction committed on the source.
+    last_commit_ago: Option<f64>,
+}
+
+impl Lag {
+    fn now(source: &mut Client, name: &str, applied: &Applied) -> Lag {
+        Lag {
+            slot: slot::find(source, name).ok().flatten(),
+            last_commit_ago: (applied.last_commit_time != 0).then(|| {
+                ((receive::now_micros() - applied.last_commit_time) as f64 / 1e6).max(0.0)
+            }),
+        }
     }
-    text
+
+    /// `, 1.2 MiB behind the source (lag 0.4s), the slot holds 3.4 MiB of WAL, the last
+    /// transaction applied committed there 0.8s ago`, or what of it is known.
+    fn sentence(&self) -> String {
+        let mut text = String::new();
+        if let Some(f) = &self.slot {
+            text.push_str(&format!(
+                ", {} behind the source{}, the slot holds {} of WAL",
+                format_bytes(f.behind),
+                f.lag.map(|s| format!(" (lag {s:.1}s)")).unwrap_or_default(),
+                format_bytes(f.held)
+            ));
+        }
+        if let Some(ago) = self.last_commit_ago {
+            text.push_str(&format!(
+                ", the last transaction applied committed there {ago:.1}s ago"
+            ));
+        }
+        text
+    }
+
+    /// The same in few words, for the status line on a terminal.
+    fn short(&self) -> String {
+        match &self.slot {
+            Some(f) => format!(
+                " · {} behind{} · slot holds {}",
+                format_bytes(f.behind),
+                f.lag.map(|s| format!(", lag {s:.1}s")).unwrap_or_default(),
+                format_bytes(f.held)
+            ),
+            None => String::new(),
+        }
+    }
 }
 
 /// The cutover mark is applied: the sequences from the source's live values (the
@@ -421,7 +540,7 @@ fn finish(
     at: Lsn,
     applied: &Applied,
     started: Instant,
-) -> Result<Exit> {
+) -> Result<Followed> {
     let mut source = cfg.source.connect()?;
     let mut dest = cfg.dest.connect()?;
     let tables: Vec<catalog::Table> = catalog::tables(&mut source)?
@@ -429,6 +548,7 @@ fn finish(
         .filter(|t| followed.contains(&t.name))
         .collect();
     let mut exit = Exit::Success;
+    let mut sequences_set = 0;
     if cfg.sequences {
         let found = sequences::plan(&mut source, &tables, false)?;
         let owners: Vec<_> = tables
@@ -441,6 +561,7 @@ fn finish(
             exit = Exit::TablesFailed;
         }
         log::info!("set {set} sequences from the source's values at cutover");
+        sequences_set = set;
     }
     lock_destination(&mut dest, &cfg.dest)?;
     if !put_keys_back(cfg, &mut dest)? {
@@ -474,5 +595,9 @@ fn finish(
     } else if cfg.verbosity != crate::cli::config::Verbosity::Quiet {
         println!("{said}");
     }
-    Ok(exit)
+    Ok(Followed {
+        exit,
+        mark: Some(at),
+        sequences_set,
+    })
 }

@@ -41,9 +41,9 @@ pub(crate) fn run(cfg: &CopyConfig) -> Result<Exit> {
         source: &cfg.source,
     };
     let following = made.slot.is_some();
-    let copied = finish::finish(cfg, work, applied, following)?;
+    let (copied, report) = finish::finish(cfg, work, applied, following)?;
     match made.take() {
-        Some(slot) => follow::after_copy(cfg, slot, copied),
+        Some(slot) => follow::after_copy(cfg, slot, copied, report),
         None => Ok(copied),
     }
 }
