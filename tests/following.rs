@@ -301,10 +301,16 @@ const EDITS: &str = "
 #[test]
 fn follows_what_the_source_commits_during_and_after_the_copy_until_cutover() {
     let (_logical, _destination, src, dst) = loaded_pair(&test_name!());
+    src.exec("SELECT lo_from_bytea(4242, 'before'); SELECT lo_from_bytea(4243, 'gone')");
     let writers = pgbench(&src, 2, 6);
     let mut follower = util::spawn_copy(&src, &dst, &["--follow", "--json"]);
     wait_following(&dst, &mut follower);
     src.exec(EDITS);
+    // Large objects are not in the stream: copied again at cutover.
+    src.exec(
+        "SELECT lo_put(4242, 0, 'after'); SELECT lo_unlink(4243);
+         SELECT lo_from_bytea(4244, 'new')",
+    );
     let out = util::run(util::pgcopy().args(["status", "--source", &src.url(), "--json"]));
     assert_exit!(out, exit::SUCCESS);
     let doc: serde_json::Value = serde_json::from_str(&out.stdout).expect("one JSON document");
@@ -342,6 +348,10 @@ fn follows_what_the_source_commits_during_and_after_the_copy_until_cutover() {
     assert!(followed.stderr.contains("cut over at "), "{followed:?}");
 
     util::assert_same_data(&src, &dst, TABLES);
+    let objects = "SELECT string_agg(oid::text || ':' || encode(lo_get(oid), 'escape'), ','
+                                     ORDER BY oid)
+                     FROM pg_largeobject_metadata";
+    assert_eq!(dst.scalar_string(objects), "4242:aftere,4244:new");
     assert_eq!(
         dst.scalar_string("SELECT title FROM docs WHERE id = 3"),
         "retitled"

@@ -8,7 +8,7 @@ use crate::pg::server::{begin_read_only, SnapshotId};
 use crate::pg::sql::{display_ident, quote_ident};
 use crate::pg::target::Target;
 use anyhow::{bail, Context, Result};
-use postgres::{Client, GenericClient};
+use postgres::GenericClient;
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -47,7 +47,7 @@ pub(crate) struct LargeObject {
 }
 
 /// The source's large objects, read in the snapshot's transaction.
-pub(crate) fn plan(source: &mut Client) -> Result<Vec<LargeObject>> {
+pub(crate) fn plan(source: &mut impl GenericClient) -> Result<Vec<LargeObject>> {
     let rows = source
         .query(
             "SELECT m.oid, pg_get_userbyid(m.lomowner),

@@ -12,7 +12,7 @@ use crate::output::format::print_json;
 use crate::output::logging;
 use crate::output::progress::{draw_status, format_count};
 use crate::pg::error::{backoff, describe, kind, TryLater};
-use crate::pg::server::{self, lock_destination, Identity};
+use crate::pg::server::{self, begin_read_only, lock_destination, Identity, SnapshotId};
 use crate::pg::sql::TableName;
 use crate::pg::wire;
 use crate::plan;
@@ -26,6 +26,7 @@ use crate::replication::slot::{self, LsnText, Slot};
 use crate::schema::catalog;
 use crate::schema::constraints;
 use crate::schema::fk_mode::FkMode;
+use crate::schema::large_objects;
 use crate::schema::sequences;
 use crate::schema::triggers;
 use crate::state::file::{State, StateFile};
@@ -36,6 +37,7 @@ use postgres::Client;
 use serde_json::json;
 use std::collections::{HashMap, HashSet};
 use std::io::IsTerminal;
+use std::sync::atomic::AtomicU64;
 use std::time::{Duration, Instant};
 
 /// The slot and publication's name for this destination.
@@ -451,6 +453,42 @@ fn state_file(cfg: &CopyConfig, dest: &mut Client) -> Result<StateFile> {
     ))
 }
 
+/// At cutover, the large objects again, as the source has them now: logical replication
+/// does not carry them, and the application has stopped writing.
+fn copy_large_objects(cfg: &CopyConfig, dest: &mut Client) -> Result<()> {
+    let mut holder = cfg.source.connect()?;
+    let mut snapshot = begin_read_only(&mut holder, None)?;
+    let id = SnapshotId(
+        snapshot
+            .query_one("SELECT pg_catalog.pg_export_snapshot()", &[])?
+            .get(0),
+    );
+    let objects = large_objects::plan(&mut snapshot)?;
+    let dest_has: bool = dest
+        .query_one(
+            "SELECT EXISTS (SELECT FROM pg_catalog.pg_largeobject_metadata)",
+            &[],
+        )?
+        .get(0);
+    if objects.is_empty() && !dest_has {
+        return Ok(());
+    }
+    let bytes = large_objects::copy(
+        &cfg.source,
+        &cfg.dest,
+        &id,
+        &objects,
+        &AtomicU64::new(0),
+        &interrupt::requested,
+    )?;
+    log::info!(
+        "copied the {} large objects again ({}): logical replication does not carry them",
+        objects.len(),
+        format_bytes(bytes)
+    );
+    Ok(())
+}
+
 /// At cutover: the foreign keys following kept dropped (or a copy in drop mode left for it)
 /// go back, validated. What cannot go back stays recorded for `recover`.
 fn put_keys_back(cfg: &CopyConfig, dest: &mut Client) -> Result<bool> {
@@ -562,6 +600,15 @@ fn finish(
         }
         log::info!("set {set} sequences from the source's values at cutover");
         sequences_set = set;
+    }
+    if cfg.large_objects.copies(cfg.filter.narrowed()) {
+        if let Err(err) = copy_large_objects(cfg, &mut dest) {
+            log::error!(
+                "the large objects were not copied again at cutover: {}",
+                describe(&err)
+            );
+            exit = Exit::TablesFailed;
+        }
     }
     lock_destination(&mut dest, &cfg.dest)?;
     if !put_keys_back(cfg, &mut dest)? {
