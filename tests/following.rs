@@ -537,6 +537,41 @@ fn a_destination_owner_without_superuser_follows_with_keys_dropped_and_triggers_
 }
 
 #[test]
+fn a_slot_waiting_for_a_running_transaction_gives_up_after_the_lock_timeout() {
+    let (_logical, _destination, src, dst) = loaded_pair(&test_name!());
+    // A session that wrote and stays idle in its transaction: a new slot's snapshot waits
+    // for it to end, while the copy's locks are held.
+    let mut writer = src.client();
+    writer
+        .batch_execute(
+            "SET application_name = 'stuck_writer';
+             BEGIN; UPDATE pgbench_branches SET bbalance = bbalance + 1 WHERE bid = 1",
+        )
+        .expect("a writing transaction left open");
+    let started = std::time::Instant::now();
+    let out = util::copy(&src, &dst, &["--follow", "--lock-timeout", "2"]);
+    assert_exit!(out, exit::USAGE);
+    assert!(started.elapsed().as_secs() < 60, "{out:?}");
+    assert!(
+        out.stderr
+            .contains("could not create the replication slot within --lock-timeout 2s"),
+        "{out:?}"
+    );
+    assert!(
+        out.stderr.contains("stuck_writer, idle in transaction"),
+        "{out:?}"
+    );
+    assert_nothing_left(&src, &dst);
+    assert_eq!(dst.count("pgbench_accounts"), 0, "nothing was copied");
+    // Once it ends, the slot can be made.
+    writer.batch_execute("COMMIT").expect("commit");
+    let mut follower = util::spawn_copy(&src, &dst, &["--follow", "--lock-timeout", "2"]);
+    wait_following(&dst, &mut follower);
+    cut_over(&src, &dst, follower, &[]);
+    util::assert_same_data(&src, &dst, TABLES);
+}
+
+#[test]
 fn a_table_without_replica_identity_is_refused_before_anything_is_created() {
     let (logical, destination) = (
         logical_cluster(),

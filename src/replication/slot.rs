@@ -4,6 +4,7 @@
 //! in. Both are named after the destination (`pgcopy_follow_…`), so `cutover`, `abandon` and
 //! a resumed follower find them from the two connection strings alone.
 
+use crate::pg::error::sqlstate;
 use crate::pg::server::SnapshotId;
 use crate::pg::sql::{quote_ident, TableName};
 use crate::pg::target::Target;
@@ -11,8 +12,10 @@ use crate::pg::wire;
 use crate::replication::decode::Lsn;
 use crate::state::file::fnv1a;
 use anyhow::{bail, Context, Result};
+use postgres::error::SqlState;
 use postgres::Client;
 use std::fmt;
+use std::time::Duration;
 
 /// The prefix of every slot and publication pgcopy makes.
 pub(crate) const PREFIX: &str = "pgcopy_follow_";
@@ -59,15 +62,23 @@ pub(crate) struct SlotMaker<'a> {
     name: String,
     /// The source's `server_version_num`: the slot command's syntax changed in 15.
     version: i32,
+    /// How long making the slot may wait for the transactions running on the source.
+    timeout: Duration,
     slot: Option<Slot>,
 }
 
 impl<'a> SlotMaker<'a> {
-    pub(crate) fn new(source: &'a Target, name: String, version: i32) -> SlotMaker<'a> {
+    pub(crate) fn new(
+        source: &'a Target,
+        name: String,
+        version: i32,
+        timeout: Duration,
+    ) -> SlotMaker<'a> {
         SlotMaker {
             source,
             name,
             version,
+            timeout,
             slot: None,
         }
     }
@@ -75,7 +86,9 @@ impl<'a> SlotMaker<'a> {
     /// Publishes `tables` (and only those), then makes a new slot, dropping the one an
     /// earlier try made, and returns the snapshot its creation exported. Takes as long as
     /// the transactions running on the source when it starts: a slot's snapshot can only be
-    /// exported once no transaction older than it is still running.
+    /// exported once no transaction older than it is still running. It waits for them as
+    /// for locks (it does wait on their locks), at most the lock timeout, since the copy's
+    /// locks are held meanwhile; a failed try leaves no publication behind.
     pub(crate) fn make(&mut self, tables: &[TableName]) -> Result<SnapshotId> {
         if tables.is_empty() {
             bail!("there is no table to follow");
@@ -110,6 +123,14 @@ impl<'a> SlotMaker<'a> {
                 .execute(&format!("DROP_REPLICATION_SLOT {}", quote_ident(&old.name)))
                 .with_context(|| format!("dropping the slot {} of an earlier try", old.name))?;
         }
+        let running = running_writers(&mut setup)?;
+        if !running.is_empty() {
+            log::info!(
+                "the replication slot waits for the transactions running on the source to \
+                 end (at most {}s, --lock-timeout): {running}",
+                self.timeout.as_secs()
+            );
+        }
         let mut session = self.source.connect_replication()?;
         let slot = quote_ident(&self.name);
         let command = if self.version >= 150000 {
@@ -117,9 +138,30 @@ impl<'a> SlotMaker<'a> {
         } else {
             format!("CREATE_REPLICATION_SLOT {slot} LOGICAL pgoutput EXPORT_SNAPSHOT")
         };
-        let rows = session
-            .query_rows(&command)
-            .with_context(|| format!("creating the replication slot {}", self.name))?;
+        let made = session
+            .execute(&format!("SET lock_timeout = {}", self.timeout.as_millis()))
+            .and_then(|()| session.query_rows(&command));
+        let rows = match made {
+            Ok(rows) => rows,
+            Err(err) => {
+                let waited = sqlstate(&err) == Some(SqlState::LOCK_NOT_AVAILABLE);
+                if let Err(drop) = setup.batch_execute(&format!("DROP PUBLICATION {publication}")) {
+                    log::warn!("could not drop the publication {}: {drop}", self.name);
+                }
+                if waited {
+                    bail!(
+                        "could not create the replication slot within --lock-timeout {}s: its \
+                         snapshot waits for every transaction running on the source to end, \
+                         and these did not: {}; nothing was changed (the copy's locks are \
+                         held while it waits): wait for them to end, or raise --lock-timeout",
+                        self.timeout.as_secs(),
+                        running_writers(&mut setup).unwrap_or_else(|e| e.to_string())
+                    );
+                }
+                return Err(err)
+                    .with_context(|| format!("creating the replication slot {}", self.name));
+            }
+        };
         let row = rows
             .first()
             .context("CREATE_REPLICATION_SLOT returned no row")?;
@@ -148,6 +190,38 @@ impl<'a> SlotMaker<'a> {
     pub(crate) fn into_slot(self) -> Option<Slot> {
         self.slot
     }
+}
+
+/// The transactions running on the source that have written (hold a transaction ID), which
+/// a new slot's snapshot waits for: `pid 123 (app, idle in transaction for 12s: UPDATE …)`.
+fn running_writers(client: &mut Client) -> Result<String> {
+    let rows = client.query(
+        "SELECT pid, usename::text, application_name, state,
+                extract(epoch FROM now() - xact_start)::float8, left(query, 120)
+           FROM pg_catalog.pg_stat_activity
+          WHERE backend_xid IS NOT NULL AND pid <> pg_backend_pid()
+          ORDER BY xact_start
+          LIMIT 5",
+        &[],
+    )?;
+    Ok(rows
+        .iter()
+        .map(|r| {
+            let name: Option<String> = r.get(2);
+            format!(
+                "pid {} ({}{}, {} for {:.0}s: {})",
+                r.get::<_, i32>(0),
+                r.get::<_, Option<String>>(1).unwrap_or_default(),
+                name.filter(|n| !n.is_empty())
+                    .map(|n| format!(" {n}"))
+                    .unwrap_or_default(),
+                r.get::<_, Option<String>>(3).unwrap_or_default(),
+                r.get::<_, Option<f64>>(4).unwrap_or_default(),
+                r.get::<_, Option<String>>(5).unwrap_or_default().trim()
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("; "))
 }
 
 /// Drops the slot and the publication named `name`, those that exist. A slot some session

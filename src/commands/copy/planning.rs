@@ -82,6 +82,7 @@ pub(super) fn plan(cfg: &CopyConfig, prepared: Prepared) -> Result<Work<'_>> {
             &cfg.source,
             name.clone(),
             crate::pg::server::version(&mut source)?,
+            cfg.lock_timeout,
         )),
         _ => None,
     };
