@@ -210,9 +210,13 @@ fn wait_following(dst: &util::TestDb, follower: &mut std::process::Child) {
 }
 
 fn cutover(src: &util::TestDb, dst: &util::TestDb, extra: &[&str]) -> util::Output {
+    cutover_to(&src.url(), &dst.url(), extra)
+}
+
+fn cutover_to(source: &str, dest: &str, extra: &[&str]) -> util::Output {
     util::run(
         util::pgcopy()
-            .args(["cutover", "--source", &src.url(), "--dest", &dst.url()])
+            .args(["cutover", "--source", source, "--dest", dest])
             .args(extra),
     )
 }
@@ -223,21 +227,26 @@ fn cutover(src: &util::TestDb, dst: &util::TestDb, extra: &[&str]) -> util::Outp
 fn cut_over(
     src: &util::TestDb,
     dst: &util::TestDb,
+    follower: std::process::Child,
+    extra: &[&str],
+) -> (util::Output, util::Output) {
+    cut_over_to(&src.url(), &dst.url(), follower, extra)
+}
+
+/// `cut_over` between two connection strings.
+fn cut_over_to(
+    source: &str,
+    dest: &str,
     mut follower: std::process::Child,
     extra: &[&str],
 ) -> (util::Output, util::Output) {
-    let out = cutover(src, dst, extra);
+    let out = cutover_to(source, dest, extra);
     if out.code != 0 {
         follower.kill().ok();
     }
     let followed = util::finish(follower);
-    assert_exit!(
-        out,
-        exit::SUCCESS,
-        "{}: the follower: {followed:?}",
-        src.name
-    );
-    assert_exit!(followed, exit::SUCCESS, "{}", src.name);
+    assert_exit!(out, exit::SUCCESS, "the follower: {followed:?}");
+    assert_exit!(followed, exit::SUCCESS);
     (out, followed)
 }
 
@@ -429,8 +438,19 @@ fn wait_streaming(src: &util::TestDb, follower: &mut std::process::Child) {
 }
 
 #[test]
-fn a_destination_owner_without_superuser_follows_with_keys_dropped_and_triggers_quiet() {
+fn table_owners_without_superuser_follow_with_keys_dropped_and_triggers_quiet() {
     let (_logical, _destination, src, dst) = loaded_pair(&test_name!());
+    // On the source: the tables' owner, with REPLICATION and CREATE on the database (for
+    // the publication), as `status` asks; no superuser.
+    let reader = "follow_source_owner";
+    src.exec(&format!(
+        "CREATE ROLE {reader} LOGIN REPLICATION; GRANT CREATE ON DATABASE {} TO {reader}",
+        src.quoted_name()
+    ));
+    for table in TABLES {
+        src.exec(&format!("ALTER TABLE {table} OWNER TO {reader}"));
+    }
+    let from_reader = src.url_as(reader);
     let owner = "follow_table_owner";
     // The tables' owner: no superuser, so neither the replica role nor replication
     // origins; not the schema's owner, and no CREATE on it. Its triggers would write into
@@ -454,7 +474,7 @@ fn a_destination_owner_without_superuser_follows_with_keys_dropped_and_triggers_
     }
     let as_owner = dst.url_as(owner);
     let spawn = |extra: &[&str]| {
-        util::copy_command(&src.url(), &as_owner, extra)
+        util::copy_command(&from_reader, &as_owner, extra)
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
             .spawn()
@@ -463,7 +483,7 @@ fn a_destination_owner_without_superuser_follows_with_keys_dropped_and_triggers_
 
     // Where to record its progress is decided before anything is created.
     let out = util::run(&mut util::copy_command(
-        &src.url(),
+        &from_reader,
         &as_owner,
         &["--follow"],
     ));
@@ -510,7 +530,7 @@ fn a_destination_owner_without_superuser_follows_with_keys_dropped_and_triggers_
     let follower = spawn(&["--follow", "--resume"]);
     src.exec(EDITS);
     wait_pgbench(writers);
-    let (out, followed) = cut_over(&src, &dst, follower, &["--json"]);
+    let (out, followed) = cut_over_to(&from_reader, &as_owner, follower, &["--json"]);
     assert!(
         followed.stderr.contains("put back 1 of 1 constraints"),
         "{followed:?}"
