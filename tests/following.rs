@@ -127,7 +127,7 @@ const SCHEMA: &str = "
                                   delta int, mtime timestamp, filler char(22));
     CREATE TABLE docs (id int PRIMARY KEY, title text, body text, price numeric(30,10));
     ALTER TABLE docs ALTER COLUMN body SET STORAGE EXTERNAL;
-    CREATE TABLE tags (label text, n int);
+    CREATE TABLE tags (label text, n int, doc json, at point);
     ALTER TABLE tags REPLICA IDENTITY FULL;
     CREATE TABLE \"odd.parent\" (id int PRIMARY KEY);
     CREATE TABLE \"odd.child\" (id int PRIMARY KEY, parent int REFERENCES \"odd.parent\");
@@ -288,6 +288,8 @@ const EDITS: &str = "
     UPDATE docs SET id = id + 1000 WHERE id = 11;
     DELETE FROM docs WHERE id = 12;
     UPDATE tags SET n = 5 WHERE label = 'single';
+    UPDATE tags SET doc = '{\"b\": [1,  2], \"a\": 1}', at = '(1.5,-2)' WHERE label = 'single';
+    UPDATE tags SET n = 6 WHERE label = 'single';
     DELETE FROM tags WHERE ctid = (SELECT min(ctid) FROM tags WHERE label = 'twin');
     INSERT INTO tags VALUES (NULL, NULL);
     TRUNCATE \"odd.parent\", \"odd.child\";

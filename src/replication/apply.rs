@@ -22,6 +22,7 @@ use crate::replication::slot::{parse_lsn, LsnText};
 use crate::schema::triggers::Trigger;
 use anyhow::{anyhow, bail, Context, Result};
 use crossbeam_channel::{Receiver, RecvTimeoutError};
+use postgres::error::SqlState;
 use postgres::fallible_iterator::FallibleIterator;
 use postgres::Client;
 use std::collections::{HashMap, HashSet};
@@ -112,6 +113,10 @@ struct Known {
     ignored: bool,
     /// Bumped when the source sends the table's description again: its statements change.
     generation: u32,
+    /// By column: found as text, since the destination's type has no equality (`json`,
+    /// `point`, an array of those); only a `REPLICA IDENTITY FULL` table's row is found by
+    /// such a column.
+    by_text: Vec<bool>,
 }
 
 /// The statements prepared so far, by table, generation, kind and which columns they set
@@ -463,6 +468,11 @@ impl<'a> Applier<'a> {
         if !ignored {
             check_fits(&mut self.catalog, &table, &relation.columns)?;
         }
+        let by_text = if !ignored && relation.replica_identity == b'f' {
+            without_equality(&mut self.catalog, &table, &relation.columns)?
+        } else {
+            vec![false; relation.columns.len()]
+        };
         let generation = self
             .known
             .get(&relation.oid)
@@ -474,6 +484,7 @@ impl<'a> Applier<'a> {
                 relation,
                 ignored,
                 generation,
+                by_text,
             },
         );
         Ok(())
@@ -571,7 +582,7 @@ impl<'a> Applier<'a> {
             Some(name) => name.clone(),
             None => {
                 let known = &self.known[&shape.relation];
-                let sql = statement_sql(&known.table, &known.relation.columns, &shape)?;
+                let sql = statement_sql(known, &shape)?;
                 let name = format!("pgcopy_{}", self.statements.len());
                 self.session.queue_prepare(&name, &sql)?;
                 self.statements.insert(shape, name.clone());
@@ -708,7 +719,8 @@ fn key_text(relation: &Relation, by: &[Value], matched: &[bool]) -> String {
 
 /// The statement of a shape; its parameters are the set columns' values, then the matched
 /// columns' values, in the table's column order.
-fn statement_sql(table: &TableName, columns: &[Column], shape: &Shape) -> Result<String> {
+fn statement_sql(known: &Known, shape: &Shape) -> Result<String> {
+    let (table, columns) = (&known.table, &known.relation.columns);
     let chosen = |which: &[bool]| -> Vec<&str> {
         columns
             .iter()
@@ -718,7 +730,6 @@ fn statement_sql(table: &TableName, columns: &[Column], shape: &Shape) -> Result
             .collect()
     };
     let set = chosen(&shape.set);
-    let matched = chosen(&shape.matched);
     let table = table.quoted();
     let mut n = 0;
     let mut next = || {
@@ -745,9 +756,19 @@ fn statement_sql(table: &TableName, columns: &[Column], shape: &Shape) -> Result
             let full = kind == b'u' || kind == b'd';
             // A row found by every column of the old row might have twins: one of them.
             let equal = if full { "IS NOT DISTINCT FROM" } else { "=" };
-            let conditions: Vec<String> = matched
+            let conditions: Vec<String> = columns
                 .iter()
-                .map(|c| format!("{} {equal} {}", quote_ident(c), next()))
+                .zip(&shape.matched)
+                .zip(&known.by_text)
+                .filter(|((_, matched), _)| **matched)
+                .map(|((c, _), by_text)| {
+                    let name = quote_ident(&c.name);
+                    if *by_text {
+                        format!("{name}::text {equal} {}::text", next())
+                    } else {
+                        format!("{name} {equal} {}", next())
+                    }
+                })
                 .collect();
             if conditions.is_empty() {
                 bail!("{table} has no columns to find a changed row by");
@@ -769,6 +790,52 @@ fn statement_sql(table: &TableName, columns: &[Column], shape: &Shape) -> Result
         other => bail!("no statement for changes of kind {}", other as char),
     }
     Ok(sql)
+}
+
+/// Which of `columns` the destination cannot compare with `=` (no equality operator for
+/// its type, or for its arrays' elements): asked of the parser, which knows every way a
+/// type may have one.
+fn without_equality(
+    catalog: &mut Client,
+    table: &TableName,
+    columns: &[Column],
+) -> Result<Vec<bool>> {
+    let rows = catalog.query(
+        "SELECT a.attname::text,
+                format_type(CASE WHEN t.typcategory = 'A' AND t.typelem <> 0 THEN t.typelem
+                                 ELSE a.atttypid END, NULL)
+           FROM pg_catalog.pg_attribute a
+           JOIN pg_catalog.pg_type t ON t.oid = a.atttypid
+          WHERE a.attrelid = pg_catalog.to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped",
+        &[&table.quoted()],
+    )?;
+    let types: HashMap<String, String> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+    let mut comparable: HashMap<&str, bool> = HashMap::new();
+    let mut found = Vec::with_capacity(columns.len());
+    for column in columns {
+        let Some(ty) = types.get(&column.name) else {
+            found.push(false);
+            continue;
+        };
+        let equal = match comparable.get(ty.as_str()) {
+            Some(&equal) => equal,
+            None => {
+                let equal = match catalog.batch_execute(&format!(
+                    "SELECT NULL::{ty} IS NOT DISTINCT FROM NULL::{ty}"
+                )) {
+                    Ok(()) => true,
+                    Err(err) if err.code() == Some(&SqlState::UNDEFINED_FUNCTION) => false,
+                    Err(err) => {
+                        return Err(err).with_context(|| format!("asking whether {ty} has ="))
+                    }
+                };
+                comparable.insert(ty, equal);
+                equal
+            }
+        };
+        found.push(!equal);
+    }
+    Ok(found)
 }
 
 /// Whether a table's columns as the source now describes them fit the destination's: every
@@ -852,11 +919,27 @@ mod tests {
         }
     }
 
+    fn known(columns: Vec<Column>, by_text: Vec<bool>) -> Known {
+        Known {
+            table: TableName::new("public", "t"),
+            relation: Relation {
+                oid: 1,
+                namespace: "public".into(),
+                name: "t".into(),
+                replica_identity: b'f',
+                columns,
+            },
+            ignored: false,
+            generation: 0,
+            by_text,
+        }
+    }
+
     #[test]
     fn writes_a_statement_for_each_shape() {
-        let table = TableName::new("public", "t");
-        let columns = [column("id", true), column("b", false), column("c", false)];
-        let sql = |s| statement_sql(&table, &columns, &s).unwrap();
+        let columns = vec![column("id", true), column("b", false), column("c", false)];
+        let table = known(columns, vec![false; 3]);
+        let sql = |s| statement_sql(&table, &s).unwrap();
         assert_eq!(
             sql(shape(b'I', &[true, true, true], &[])),
             r#"INSERT INTO "public"."t" ("id", "b", "c") VALUES ($1, $2, $3)"#
@@ -874,8 +957,13 @@ mod tests {
             sql(shape(b'd', &[], &[true, true, true])),
             r#"DELETE FROM "public"."t" WHERE ctid = (SELECT ctid FROM "public"."t" WHERE "id" IS NOT DISTINCT FROM $1 AND "b" IS NOT DISTINCT FROM $2 AND "c" IS NOT DISTINCT FROM $3 LIMIT 1)"#
         );
-        assert!(
-            statement_sql(&table, &columns, &shape(b'D', &[], &[false, false, false])).is_err()
+        assert!(statement_sql(&table, &shape(b'D', &[], &[false, false, false])).is_err());
+        // A column whose type has no `=` (json, point) finds the row by its text.
+        let columns = vec![column("id", false), column("doc", false)];
+        let table = known(columns, vec![false, true]);
+        assert_eq!(
+            statement_sql(&table, &shape(b'u', &[true, true], &[true, true])).unwrap(),
+            r#"UPDATE "public"."t" SET "id" = $1, "doc" = $2 WHERE ctid = (SELECT ctid FROM "public"."t" WHERE "id" IS NOT DISTINCT FROM $3 AND "doc"::text IS NOT DISTINCT FROM $4::text LIMIT 1)"#
         );
     }
 
