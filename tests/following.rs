@@ -209,10 +209,6 @@ fn wait_following(dst: &util::TestDb, follower: &mut std::process::Child) {
     }
 }
 
-fn cutover(src: &util::TestDb, dst: &util::TestDb, extra: &[&str]) -> util::Output {
-    cutover_to(&src.url(), &dst.url(), extra)
-}
-
 fn cutover_to(source: &str, dest: &str, extra: &[&str]) -> util::Output {
     util::run(
         util::pgcopy()
