@@ -16,6 +16,7 @@
 use crate::pg::sql::{quote_ident, TableName};
 use crate::pg::wire;
 use crate::replication::decode::{Column, Lsn, Message, Old, Relation, Value};
+use crate::replication::net;
 use crate::replication::progress::Ledger;
 use crate::replication::receive::Shared;
 use crate::replication::slot::{parse_lsn, LsnText};
@@ -32,6 +33,14 @@ use std::time::{Duration, Instant};
 
 /// Statements queued before their answers are read.
 const SYNC_EVERY: usize = 500;
+
+/// Rows whose net changes are held before they are sent, so that memory stays bounded
+/// whatever the size of a source transaction.
+const STAGED_ROWS: usize = 5_000;
+
+/// Rows one multi-row `INSERT` takes at most (and fewer for wide tables: a statement takes
+/// at most 65,535 parameters).
+const INSERT_ROWS: usize = 100;
 
 /// A group of source transactions commits once it holds this many changes, or is this old,
 /// or no more transactions are waiting.
@@ -117,6 +126,8 @@ struct Known {
     /// `point`, an array of those); only a `REPLICA IDENTITY FULL` table's row is found by
     /// such a column.
     by_text: Vec<bool>,
+    /// Its changes are folded into one per row in a group (see `net`).
+    net: bool,
 }
 
 /// The statements prepared so far, by table, generation, kind and which columns they set
@@ -128,6 +139,8 @@ struct Shape {
     kind: u8,
     set: Vec<bool>,
     matched: Vec<bool>,
+    /// Rows of a multi-row insert; 1 for the others.
+    rows: usize,
 }
 
 /// What a queued statement must do, to check its answer and to say what failed.
@@ -142,6 +155,8 @@ struct Expect {
 enum What {
     Statement(String),
     Change(Message),
+    /// The net change of one row: its table, `U` or `D`, and its key's values.
+    Row(u32, u8, Vec<Value>),
 }
 
 /// The open destination transaction.
@@ -178,6 +193,9 @@ pub(crate) struct Applier<'a> {
     setup: Setup,
     /// The tables whose triggers the open group switched off.
     quieted: Vec<TableName>,
+    /// The net changes held back, by table, and how many rows they are.
+    staged: HashMap<u32, net::Rows>,
+    staged_rows: usize,
     pub(crate) applied: Applied,
 }
 
@@ -211,6 +229,8 @@ impl<'a> Applier<'a> {
             notified_end: None,
             setup,
             quieted: Vec::new(),
+            staged: HashMap::new(),
+            staged_rows: 0,
             applied: Applied::default(),
         }
     }
@@ -327,6 +347,7 @@ impl<'a> Applier<'a> {
                 cascade,
                 restart_identity,
             } => {
+                self.send_staged()?;
                 let mut names = Vec::new();
                 for relation in relations {
                     if let Some(known) = self.followed_table(relation)? {
@@ -366,13 +387,7 @@ impl<'a> Applier<'a> {
     /// to say which row it was if it fails: formatting that for every row would cost more
     /// than the row.
     fn change(&mut self, message: Message) -> Result<()> {
-        let Some(Parts {
-            relation,
-            kind,
-            new,
-            by,
-        }) = parts(&message)
-        else {
+        let Some(Parts { relation, kind, .. }) = parts(&message) else {
             bail!("not a change of rows");
         };
         let full = kind.is_ascii_lowercase();
@@ -380,6 +395,29 @@ impl<'a> Applier<'a> {
             return Ok(());
         }
         self.quiet_triggers(relation)?;
+        if self.known[&relation].net {
+            if let Some(key) = self.net_key(relation, kind, &message) {
+                let change = match message {
+                    Message::Insert { new, .. } => net::Change::Insert(new),
+                    Message::Update { new, .. } => net::Change::Update(new),
+                    _ => net::Change::Delete,
+                };
+                self.staged.entry(relation).or_default().fold(key, change);
+                self.staged_rows += 1;
+                self.group.changes += 1;
+                self.group.rows += 1;
+                if self.staged_rows >= STAGED_ROWS {
+                    self.send_staged()?;
+                }
+                return Ok(());
+            }
+        }
+        // Sent as it is, after what is staged: the order of changes to other tables
+        // matters to this one's triggers, and this one's order to itself.
+        self.send_staged()?;
+        let Some(Parts { new, by, .. }) = parts(&message) else {
+            bail!("not a change of rows");
+        };
         let known = &self.known[&relation];
         let set: Vec<bool> = new.map_or_else(Vec::new, |values| {
             values
@@ -400,6 +438,7 @@ impl<'a> Applier<'a> {
             kind,
             set,
             matched,
+            rows: 1,
         };
         self.queue(shape, &params)?;
         self.queued.push(Expect {
@@ -414,10 +453,153 @@ impl<'a> Applier<'a> {
         Ok(())
     }
 
+    /// The key of the row a change of a net table is to, when the change folds into what
+    /// is staged: an insert, an update that keeps the key, a delete by key.
+    fn net_key(&self, relation: u32, kind: u8, message: &Message) -> Option<Vec<Value>> {
+        let values = match message {
+            Message::Insert { new, .. } | Message::Update { new, old: None, .. } => new,
+            Message::Delete {
+                old: Old::Key(old), ..
+            } => old,
+            _ => return None,
+        };
+        let columns = &self.known[&relation].relation.columns;
+        let key: Vec<Value> = columns
+            .iter()
+            .zip(values)
+            .filter(|(c, _)| c.key)
+            .map(|(_, v)| v.clone())
+            .collect();
+        if key.is_empty()
+            || key
+                .iter()
+                .any(|v| matches!(v, Value::Unchanged | Value::Null))
+        {
+            return None;
+        }
+        let accepts = self
+            .staged
+            .get(&relation)
+            .is_none_or(|rows| rows.accepts(&key, kind));
+        accepts.then_some(key)
+    }
+
+    /// Sends the staged net changes: per table the deletes, the updates, then the inserts,
+    /// many rows to a statement.
+    fn send_staged(&mut self) -> Result<()> {
+        if self.staged_rows == 0 {
+            return Ok(());
+        }
+        self.staged_rows = 0;
+        let mut staged = std::mem::take(&mut self.staged);
+        for (relation, rows) in &mut staged {
+            if rows.is_empty() {
+                continue;
+            }
+            let drained = rows.drain();
+            let relation = *relation;
+            let (generation, keys, width) = {
+                let known = &self.known[&relation];
+                let keys: Vec<bool> = known.relation.columns.iter().map(|c| c.key).collect();
+                (known.generation, keys, known.relation.columns.len())
+            };
+            let all_key = vec![true; keys.iter().filter(|k| **k).count()];
+            for key in drained.deletes {
+                let shape = Shape {
+                    relation,
+                    generation,
+                    kind: b'D',
+                    set: Vec::new(),
+                    matched: keys.clone(),
+                    rows: 1,
+                };
+                self.queue(shape, &present(&key, &all_key)?)?;
+                self.expect(1, What::Row(relation, b'D', key))?;
+            }
+            for (key, values) in drained.updates {
+                let set: Vec<bool> = values.iter().map(|v| *v != Value::Unchanged).collect();
+                let mut params = present(&values, &set)?;
+                params.extend(present(&key, &all_key)?);
+                let shape = Shape {
+                    relation,
+                    generation,
+                    kind: b'U',
+                    set,
+                    matched: keys.clone(),
+                    rows: 1,
+                };
+                self.queue(shape, &params)?;
+                self.expect(1, What::Row(relation, b'U', key))?;
+            }
+            let batch = INSERT_ROWS.min(65_535 / width.max(1)).max(1);
+            let set = vec![true; width];
+            for chunk in drained.inserts.chunks(batch) {
+                let mut params = Vec::with_capacity(chunk.len() * width);
+                for values in chunk {
+                    params.extend(present(values, &set)?);
+                }
+                let shape = Shape {
+                    relation,
+                    generation,
+                    kind: b'I',
+                    set: set.clone(),
+                    matched: Vec::new(),
+                    rows: chunk.len(),
+                };
+                self.queue(shape, &params)?;
+                let what = format!(
+                    "one of {} rows inserted into {}",
+                    chunk.len(),
+                    self.known[&relation].table
+                );
+                self.expect(chunk.len() as u64, What::Statement(what))?;
+            }
+        }
+        // The tables' maps are kept, empty, for the next rows.
+        self.staged = staged;
+        Ok(())
+    }
+
+    /// Records what the statement just queued must do, and reads the answers when enough
+    /// are queued.
+    fn expect(&mut self, rows: u64, what: What) -> Result<()> {
+        self.queued.push(Expect {
+            rows: Some(rows),
+            what,
+        });
+        if self.queued.len() >= SYNC_EVERY {
+            self.sync()?;
+        }
+        Ok(())
+    }
+
     /// What a queued statement was, in words.
     fn say(&self, what: &What) -> String {
         let message = match what {
             What::Statement(text) => return text.clone(),
+            What::Row(relation, kind, key) => {
+                let Some(known) = self.known.get(relation) else {
+                    return "a change".into();
+                };
+                let verb = if *kind == b'U' {
+                    "the update of"
+                } else {
+                    "the delete from"
+                };
+                let matched = vec![true; key.len()];
+                let columns: Vec<Column> = known
+                    .relation
+                    .columns
+                    .iter()
+                    .filter(|c| c.key)
+                    .cloned()
+                    .collect();
+                let keyed = Relation {
+                    columns,
+                    ..known.relation.clone()
+                };
+                return format!("{verb} {} {}", known.table, key_text(&keyed, key, &matched));
+            }
             What::Change(message) => message,
         };
         let Some(Parts {
@@ -459,9 +641,12 @@ impl<'a> Applier<'a> {
     /// table changed: it must still fit the destination's table, or the follower stops
     /// before it applies the transaction.
     fn describe(&mut self, relation: Relation) -> Result<()> {
-        // The changes queued so far are said with the description they were made with.
-        if !self.queued.is_empty() && self.known.contains_key(&relation.oid) {
-            self.sync()?;
+        // The changes queued so far are made and said with the description they came with.
+        if self.known.contains_key(&relation.oid) {
+            self.send_staged()?;
+            if !self.queued.is_empty() {
+                self.sync()?;
+            }
         }
         let table = TableName::new(&relation.namespace, &relation.name);
         let ignored = !self.followed.contains(&table);
@@ -473,6 +658,10 @@ impl<'a> Applier<'a> {
         } else {
             vec![false; relation.columns.len()]
         };
+        let net = !ignored
+            && relation.replica_identity != b'f'
+            && relation.columns.iter().any(|c| c.key)
+            && self.rows_stand_alone(&table)?;
         let generation = self
             .known
             .get(&relation.oid)
@@ -485,9 +674,42 @@ impl<'a> Applier<'a> {
                 ignored,
                 generation,
                 by_text,
+                net,
             },
         );
         Ok(())
+    }
+
+    /// Whether the rows of a destination table cannot see each other while changes are
+    /// applied, so that each row's net change may go in any order (see `net`): the key is
+    /// its only unique index, it has no exclusion constraint, no rule, and no trigger that
+    /// fires in this session.
+    fn rows_stand_alone(&mut self, table: &TableName) -> Result<bool> {
+        let firing: &[&str] = if self.setup.replica {
+            &["A", "R"]
+        } else if self.setup.quiet.contains_key(table) {
+            &[]
+        } else {
+            &["O", "A"]
+        };
+        let row = self
+            .catalog
+            .query_one(
+                "SELECT (SELECT count(*) FROM pg_catalog.pg_index
+                          WHERE indrelid = to_regclass($1) AND indisunique) <= 1
+                    AND NOT EXISTS (SELECT FROM pg_catalog.pg_constraint
+                                     WHERE conrelid = to_regclass($1) AND contype = 'x')
+                    AND NOT EXISTS (SELECT FROM pg_catalog.pg_rewrite
+                                     WHERE ev_class = to_regclass($1))
+                    AND NOT EXISTS (SELECT FROM pg_catalog.pg_trigger
+                                     WHERE tgrelid = to_regclass($1) AND NOT tgisinternal
+                                       AND tgenabled::text = ANY($2))",
+                &[&table.quoted(), &firing],
+            )
+            .with_context(|| {
+                format!("reading the destination's indexes and triggers of {table}")
+            })?;
+        Ok(row.get(0))
     }
 
     /// Switches off the triggers of a table the open group changes, the first time it does.
@@ -527,6 +749,7 @@ impl<'a> Applier<'a> {
         if !self.group.open {
             return Ok(());
         }
+        self.send_staged()?;
         let on_again: Vec<String> = std::mem::take(&mut self.quieted)
             .iter()
             .flat_map(|table| {
@@ -739,13 +962,18 @@ fn statement_sql(known: &Known, shape: &Shape) -> Result<String> {
     let mut sql = String::new();
     match shape.kind {
         b'I' => {
-            let values: Vec<String> = set.iter().map(|_| next()).collect();
             let names: Vec<String> = set.iter().map(|c| quote_ident(c)).collect();
+            let rows: Vec<String> = (0..shape.rows.max(1))
+                .map(|_| {
+                    let values: Vec<String> = set.iter().map(|_| next()).collect();
+                    format!("({})", values.join(", "))
+                })
+                .collect();
             write!(
                 sql,
-                "INSERT INTO {table} ({}) VALUES ({})",
+                "INSERT INTO {table} ({}) VALUES {}",
                 names.join(", "),
-                values.join(", ")
+                rows.join(", ")
             )?;
         }
         kind @ (b'U' | b'u' | b'D' | b'd') => {
@@ -916,6 +1144,7 @@ mod tests {
             kind,
             set: set.to_vec(),
             matched: matched.to_vec(),
+            rows: 1,
         }
     }
 
@@ -932,6 +1161,7 @@ mod tests {
             ignored: false,
             generation: 0,
             by_text,
+            net: false,
         }
     }
 
@@ -958,6 +1188,15 @@ mod tests {
             r#"DELETE FROM "public"."t" WHERE ctid = (SELECT ctid FROM "public"."t" WHERE "id" IS NOT DISTINCT FROM $1 AND "b" IS NOT DISTINCT FROM $2 AND "c" IS NOT DISTINCT FROM $3 LIMIT 1)"#
         );
         assert!(statement_sql(&table, &shape(b'D', &[], &[false, false, false])).is_err());
+        // A run of inserts, several rows to a statement.
+        let three = Shape {
+            rows: 3,
+            ..shape(b'I', &[true, true, true], &[])
+        };
+        assert_eq!(
+            sql(three),
+            r#"INSERT INTO "public"."t" ("id", "b", "c") VALUES ($1, $2, $3), ($4, $5, $6), ($7, $8, $9)"#
+        );
         // A column whose type has no `=` (json, point) finds the row by its text.
         let columns = vec![column("id", false), column("doc", false)];
         let table = known(columns, vec![false, true]);

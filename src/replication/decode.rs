@@ -98,7 +98,7 @@ pub(crate) enum Old {
 }
 
 /// One column's value in a row.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub(crate) enum Value {
     /// SQL NULL.
     Null,

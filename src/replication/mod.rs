@@ -8,6 +8,7 @@
 pub(crate) mod apply;
 pub(crate) mod decode;
 pub(crate) mod follow;
+pub(crate) mod net;
 pub(crate) mod progress;
 pub(crate) mod readiness;
 pub(crate) mod receive;
