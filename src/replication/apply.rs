@@ -126,8 +126,21 @@ struct Known {
     /// `point`, an array of those); only a `REPLICA IDENTITY FULL` table's row is found by
     /// such a column.
     by_text: Vec<bool>,
-    /// Its changes are folded into one per row in a group (see `net`).
-    net: bool,
+    /// How its changes in a group are folded.
+    folding: Folding,
+}
+
+/// How a table's changes in a group may be folded (see `net`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Folding {
+    /// Not at all: a trigger or a rule of the table sees what else the group changed, so
+    /// what is staged goes first.
+    Never,
+    /// Its inserts go together, many rows to a statement; its other changes one by one,
+    /// after those.
+    Inserts,
+    /// Each row's changes fold into one: the key is its only unique index.
+    Rows,
 }
 
 /// The statements prepared so far, by table, generation, kind and which columns they set
@@ -196,6 +209,8 @@ pub(crate) struct Applier<'a> {
     /// The net changes held back, by table, and how many rows they are.
     staged: HashMap<u32, net::Rows>,
     staged_rows: usize,
+    /// Numbers the staged inserts of tables whose rows are not folded by key.
+    inserts: u64,
     pub(crate) applied: Applied,
 }
 
@@ -231,6 +246,7 @@ impl<'a> Applier<'a> {
             quieted: Vec::new(),
             staged: HashMap::new(),
             staged_rows: 0,
+            inserts: 0,
             applied: Applied::default(),
         }
     }
@@ -347,7 +363,7 @@ impl<'a> Applier<'a> {
                 cascade,
                 restart_identity,
             } => {
-                self.send_staged()?;
+                self.send_staged(None)?;
                 let mut names = Vec::new();
                 for relation in relations {
                     if let Some(known) = self.followed_table(relation)? {
@@ -395,8 +411,9 @@ impl<'a> Applier<'a> {
             return Ok(());
         }
         self.quiet_triggers(relation)?;
-        if self.known[&relation].net {
-            if let Some(key) = self.net_key(relation, kind, &message) {
+        let folding = self.known[&relation].folding;
+        if folding != Folding::Never {
+            if let Some(key) = self.net_key(relation, folding, kind, &message) {
                 let change = match message {
                     Message::Insert { new, .. } => net::Change::Insert(new),
                     Message::Update { new, .. } => net::Change::Update(new),
@@ -407,14 +424,14 @@ impl<'a> Applier<'a> {
                 self.group.changes += 1;
                 self.group.rows += 1;
                 if self.staged_rows >= STAGED_ROWS {
-                    self.send_staged()?;
+                    self.send_staged(None)?;
                 }
                 return Ok(());
             }
         }
-        // Sent as it is, after what is staged: the order of changes to other tables
-        // matters to this one's triggers, and this one's order to itself.
-        self.send_staged()?;
+        // Sent as it is, after what is staged of its table; and of every table when its
+        // triggers or rules would see them.
+        self.send_staged((folding != Folding::Never).then_some(relation))?;
         let Some(Parts { new, by, .. }) = parts(&message) else {
             bail!("not a change of rows");
         };
@@ -453,9 +470,23 @@ impl<'a> Applier<'a> {
         Ok(())
     }
 
-    /// The key of the row a change of a net table is to, when the change folds into what
-    /// is staged: an insert, an update that keeps the key, a delete by key.
-    fn net_key(&self, relation: u32, kind: u8, message: &Message) -> Option<Vec<Value>> {
+    /// The key of the row a change is to, when the change folds into what is staged: an
+    /// insert, an update that keeps the key, a delete by key; only an insert where rows are
+    /// not folded by key, under a number of its own.
+    fn net_key(
+        &mut self,
+        relation: u32,
+        folding: Folding,
+        kind: u8,
+        message: &Message,
+    ) -> Option<Vec<Value>> {
+        if folding == Folding::Inserts {
+            if kind != b'I' {
+                return None;
+            }
+            self.inserts += 1;
+            return Some(vec![Value::Binary(self.inserts.to_le_bytes().to_vec())]);
+        }
         let values = match message {
             Message::Insert { new, .. } | Message::Update { new, old: None, .. } => new,
             Message::Delete {
@@ -484,16 +515,15 @@ impl<'a> Applier<'a> {
         accepts.then_some(key)
     }
 
-    /// Sends the staged net changes: per table the deletes, the updates, then the inserts,
-    /// many rows to a statement.
-    fn send_staged(&mut self) -> Result<()> {
+    /// Sends the staged net changes, of one table or of all: per table the deletes, the
+    /// updates, then the inserts, many rows to a statement.
+    fn send_staged(&mut self, only: Option<u32>) -> Result<()> {
         if self.staged_rows == 0 {
             return Ok(());
         }
-        self.staged_rows = 0;
         let mut staged = std::mem::take(&mut self.staged);
         for (relation, rows) in &mut staged {
-            if rows.is_empty() {
+            if rows.is_empty() || only.is_some_and(|only| only != *relation) {
                 continue;
             }
             let drained = rows.drain();
@@ -555,7 +585,8 @@ impl<'a> Applier<'a> {
                 self.expect(chunk.len() as u64, What::Statement(what))?;
             }
         }
-        // The tables' maps are kept, empty, for the next rows.
+        // The tables' maps are kept, emptied, for the next rows.
+        self.staged_rows = staged.values().map(net::Rows::len).sum();
         self.staged = staged;
         Ok(())
     }
@@ -643,7 +674,7 @@ impl<'a> Applier<'a> {
     fn describe(&mut self, relation: Relation) -> Result<()> {
         // The changes queued so far are made and said with the description they came with.
         if self.known.contains_key(&relation.oid) {
-            self.send_staged()?;
+            self.send_staged(None)?;
             if !self.queued.is_empty() {
                 self.sync()?;
             }
@@ -658,10 +689,12 @@ impl<'a> Applier<'a> {
         } else {
             vec![false; relation.columns.len()]
         };
-        let net = !ignored
-            && relation.replica_identity != b'f'
-            && relation.columns.iter().any(|c| c.key)
-            && self.rows_stand_alone(&table)?;
+        let folding = if ignored {
+            Folding::Never
+        } else {
+            let keyed = relation.replica_identity != b'f' && relation.columns.iter().any(|c| c.key);
+            self.folding(&table, keyed)?
+        };
         let generation = self
             .known
             .get(&relation.oid)
@@ -674,17 +707,19 @@ impl<'a> Applier<'a> {
                 ignored,
                 generation,
                 by_text,
-                net,
+                folding,
             },
         );
         Ok(())
     }
 
-    /// Whether the rows of a destination table cannot see each other while changes are
-    /// applied, so that each row's net change may go in any order (see `net`): the key is
-    /// its only unique index, it has no exclusion constraint, no rule, and no trigger that
-    /// fires in this session.
-    fn rows_stand_alone(&mut self, table: &TableName) -> Result<bool> {
+    /// How a destination table's changes may be folded. Where no trigger that fires in this
+    /// session and no rule sees them, nothing else does (the keys are quiet): its changes
+    /// may go before or after other tables', and its inserts together (the source took
+    /// them all, so they do not conflict). Where besides the row's key (`keyed`) is its
+    /// only unique index, and no exclusion constraint, rows cannot see each other either:
+    /// each row's net change may go in any order.
+    fn folding(&mut self, table: &TableName, keyed: bool) -> Result<Folding> {
         let firing: &[&str] = if self.setup.replica {
             &["A", "R"]
         } else if self.setup.quiet.contains_key(table) {
@@ -695,21 +730,26 @@ impl<'a> Applier<'a> {
         let row = self
             .catalog
             .query_one(
-                "SELECT (SELECT count(*) FROM pg_catalog.pg_index
-                          WHERE indrelid = to_regclass($1) AND indisunique) <= 1
+                "SELECT EXISTS (SELECT FROM pg_catalog.pg_rewrite
+                                 WHERE ev_class = to_regclass($1))
+                     OR EXISTS (SELECT FROM pg_catalog.pg_trigger
+                                 WHERE tgrelid = to_regclass($1) AND NOT tgisinternal
+                                   AND tgenabled::text = ANY($2)),
+                    (SELECT count(*) FROM pg_catalog.pg_index
+                      WHERE indrelid = to_regclass($1) AND indisunique) <= 1
                     AND NOT EXISTS (SELECT FROM pg_catalog.pg_constraint
-                                     WHERE conrelid = to_regclass($1) AND contype = 'x')
-                    AND NOT EXISTS (SELECT FROM pg_catalog.pg_rewrite
-                                     WHERE ev_class = to_regclass($1))
-                    AND NOT EXISTS (SELECT FROM pg_catalog.pg_trigger
-                                     WHERE tgrelid = to_regclass($1) AND NOT tgisinternal
-                                       AND tgenabled::text = ANY($2))",
+                                     WHERE conrelid = to_regclass($1) AND contype = 'x')",
                 &[&table.quoted(), &firing],
             )
             .with_context(|| {
                 format!("reading the destination's indexes and triggers of {table}")
             })?;
-        Ok(row.get(0))
+        let (seen, alone): (bool, bool) = (row.get(0), row.get(1));
+        Ok(match (seen, keyed && alone) {
+            (true, _) => Folding::Never,
+            (false, true) => Folding::Rows,
+            (false, false) => Folding::Inserts,
+        })
     }
 
     /// Switches off the triggers of a table the open group changes, the first time it does.
@@ -749,7 +789,7 @@ impl<'a> Applier<'a> {
         if !self.group.open {
             return Ok(());
         }
-        self.send_staged()?;
+        self.send_staged(None)?;
         let on_again: Vec<String> = std::mem::take(&mut self.quieted)
             .iter()
             .flat_map(|table| {
@@ -1161,7 +1201,7 @@ mod tests {
             ignored: false,
             generation: 0,
             by_text,
-            net: false,
+            folding: Folding::Never,
         }
     }
 
