@@ -613,7 +613,20 @@ fn a_slot_waiting_for_a_running_transaction_gives_up_after_the_lock_timeout() {
     writer.batch_execute("COMMIT").expect("commit");
     let mut follower = util::spawn_copy(&src, &dst, &["--follow", "--lock-timeout", "2"]);
     wait_following(&dst, &mut follower);
-    cut_over(&src, &dst, follower, &[]);
+    // A cutover started while no follower streams waits a moment for one.
+    follower.kill().expect("kill -9 of the follower");
+    util::finish(follower);
+    let cutover = util::pgcopy()
+        .args(["cutover", "--source", &src.url(), "--dest", &dst.url()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("starting cutover");
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let follower = util::spawn_copy(&src, &dst, &["--follow", "--resume"]);
+    let out = util::finish(cutover);
+    assert_exit!(out, exit::SUCCESS);
+    assert_exit!(util::finish(follower), exit::SUCCESS);
     util::assert_same_data(&src, &dst, TABLES);
 }
 

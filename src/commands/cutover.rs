@@ -31,18 +31,23 @@ pub(crate) fn run(cfg: &CutoverConfig) -> Result<Exit> {
     let mut dest = cfg.dest.connect()?;
     let name = slot::name_for(&Identity::read(&mut dest)?.key());
     let mut source = cfg.source.connect()?;
-    match slot::find(&mut source, &name)?.map(|f| f.active) {
-        None => bail!(
-            "no follower of {} on {}: the source has no replication slot {name}",
-            cfg.dest,
-            cfg.source
-        ),
-        Some(false) => bail!(
-            "the follower of {} is not running (its slot {name} on the source is idle): start \
-             it with `pgcopy copy --follow --resume`, then cut over",
-            cfg.dest
-        ),
-        Some(true) => {}
+    // A follower between two tries, or just done with its copy, streams again in a moment.
+    loop {
+        match slot::find(&mut source, &name)?.map(|f| f.active) {
+            None => bail!(
+                "no follower of {} on {}: the source has no replication slot {name}",
+                cfg.dest,
+                cfg.source
+            ),
+            Some(false) if started.elapsed() >= ORPHANED => bail!(
+                "the follower of {} is not running (its slot {name} on the source has been idle \
+                 for {}s): start it with `pgcopy copy --follow --resume`, then cut over",
+                cfg.dest,
+                ORPHANED.as_secs()
+            ),
+            Some(false) => std::thread::sleep(POLL),
+            Some(true) => break,
+        }
     }
     // Verify compares what was followed; the publication says which tables, until the
     // follower drops it.
