@@ -811,9 +811,12 @@ fn a_follower_killed_during_its_copy_starts_over_with_a_new_slot() {
 #[test]
 fn an_interrupted_follower_is_named_until_it_is_abandoned() {
     let (_logical, destination, src, dst) = loaded_pair(&test_name!());
-    let mut follower = util::spawn_copy(&src, &dst, &["--follow"]);
+    // In drop mode, which keeps the keys dropped until cutover.
+    let mut follower = util::spawn_copy(&src, &dst, &["--follow", "--fk-mode", "drop"]);
     wait_following(&dst, &mut follower);
     wait_streaming(&src, &mut follower);
+    let keys = "SELECT count(*) FROM pg_constraint WHERE contype = 'f' AND convalidated";
+    assert_eq!(dst.scalar_i64(keys), 0);
     let status = std::process::Command::new("kill")
         .args(["-INT", &follower.id().to_string()])
         .status()
@@ -841,6 +844,11 @@ fn an_interrupted_follower_is_named_until_it_is_abandoned() {
         util::run(util::pgcopy().args(["abandon", "--source", &src.url(), "--dest", &dst.url()]));
     assert_exit!(out, exit::SUCCESS);
     assert_nothing_left(&src, &dst);
+    assert_eq!(
+        dst.scalar_i64(keys),
+        1,
+        "abandon puts the dropped key back: {out:?}"
+    );
 }
 
 #[test]
