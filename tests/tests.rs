@@ -15,6 +15,8 @@ mod faults;
 mod following;
 /// Keys, constraints, indexes and triggers come back exactly; triggers fire only when asked.
 mod keys_and_triggers;
+/// Staging refreshes: columns masked as a rules file says; rules that do not fit refused.
+mod masking;
 /// Big tables in pieces: by integer key, composite key, pages, mostly TOAST; resumed by piece.
 mod pieces;
 /// What the operator sees: the progress bar, plain progress lines, JSON reports, listings.

@@ -148,6 +148,11 @@ pub(crate) struct CopyArgs {
     #[argh(switch)]
     pub(crate) verify: bool,
 
+    /// mask columns as this TOML file says, and refuse to copy columns its `require`
+    /// patterns name unmasked (see conf/rules.example.toml)
+    #[argh(option)]
+    pub(crate) rules: Option<PathBuf>,
+
     /// errors only: no progress, no log lines below errors, no report unless it failed
     #[argh(switch, short = 'q')]
     pub(crate) quiet: bool,
@@ -493,6 +498,10 @@ pub(crate) struct VerifyArgs {
     /// the comparison (by default they are compared for the whole database)
     #[argh(switch)]
     pub(crate) large_objects: bool,
+
+    /// the rules file the copy masked with: masked columns are left out of the comparison
+    #[argh(option)]
+    pub(crate) rules: Option<PathBuf>,
 
     /// do not compare the large objects
     #[argh(switch)]

@@ -5,6 +5,7 @@ use crate::cli::args;
 use crate::pg::target::Target;
 use crate::plan::filter::{parse_list, TableFilter};
 use crate::plan::pieces::SplitMode;
+use crate::plan::rules::Rules;
 use crate::schema::fk_mode::FkMode;
 use crate::schema::indexes::IndexMode;
 use anyhow::{bail, Context, Result};
@@ -72,6 +73,8 @@ pub(crate) struct CopyConfig {
     pub(crate) resume: bool,
     /// Follow the source after the copy (logical replication) until `cutover`.
     pub(crate) follow: bool,
+    /// The rules file: masks, and the column names that must be masked.
+    pub(crate) rules: Option<Rules>,
     pub(crate) retries: u32,
     pub(crate) lock_timeout: Duration,
     pub(crate) verbosity: Verbosity,
@@ -87,6 +90,8 @@ pub(crate) struct VerifyConfig {
     pub(crate) lock_timeout: Duration,
     /// Whether the large objects are compared too.
     pub(crate) large_objects: crate::schema::large_objects::Selection,
+    /// The rules file the copy masked with.
+    pub(crate) rules: Option<Rules>,
     pub(crate) json: bool,
     pub(crate) verbosity: Verbosity,
 }
@@ -182,6 +187,7 @@ pub(crate) fn from_args(args: Box<args::Args>) -> Result<Command> {
             parallel: parallel(a.parallel)?,
             lock_timeout: lock_timeout(a.lock_timeout),
             large_objects: large_objects(a.large_objects, a.no_large_objects)?,
+            rules: a.rules.as_deref().map(Rules::load).transpose()?,
             json: a.json,
             verbosity: verbosity(a.quiet, a.verbose)?,
         })),
@@ -270,6 +276,7 @@ pub(crate) fn from_args(args: Box<args::Args>) -> Result<Command> {
                 verify: a.verify,
                 resume: a.resume,
                 follow: a.follow,
+                rules: rules_for_copy(a.rules.as_deref(), a.follow)?,
                 retries: a.retries,
                 lock_timeout: lock_timeout(a.lock_timeout),
                 verbosity: verbosity(a.quiet, a.verbose)?,
@@ -308,6 +315,21 @@ fn verbosity(quiet: bool, verbose: bool) -> Result<Verbosity> {
         (false, true) => Verbosity::Verbose,
         (false, false) => Verbosity::Normal,
     })
+}
+
+/// The copy's rules file, which following cannot honour: the changes it applies would
+/// come unmasked.
+fn rules_for_copy(path: Option<&Path>, follow: bool) -> Result<Option<Rules>> {
+    let Some(path) = path else {
+        return Ok(None);
+    };
+    if follow {
+        bail!(
+            "--rules with --follow: the changes following applies after the copy would come \
+             unmasked; copy masked without --follow"
+        );
+    }
+    Rules::load(path).map(Some)
 }
 
 fn state_dir(flag: Option<PathBuf>) -> Result<PathBuf> {

@@ -110,6 +110,7 @@ pub(crate) fn run(cfg: &CutoverConfig) -> Result<Exit> {
             parallel: 2,
             lock_timeout: Duration::from_secs(60),
             large_objects: Selection::Never,
+            rules: None,
             json: false,
             verbosity: cfg.verbosity,
         })?)

@@ -67,6 +67,13 @@ pub(crate) fn checks(cfg: &VerifyConfig) -> Result<Vec<Check>> {
     let mut plan = plan::build(&mut snapshot.client, &selected)?;
     plan::add_destination_only_partitions(&mut dest, &mut plan, &cfg.filter)?;
     let mut refusals = snapshot::refusals(&selected, standby, &cfg.source);
+    if let Some(rules) = &cfg.rules {
+        let on_source = crate::schema::catalog::tables(&mut snapshot.client)?
+            .into_iter()
+            .map(|t| t.name)
+            .collect();
+        refusals.extend(rules.apply(&mut plan, &on_source));
+    }
     refusals.extend(
         // Narrowed columns are compared as they are: verify says whether they came over.
         plan::refusals::check_destination(&mut snapshot.client, &mut dest, &mut plan)?.refusals(
@@ -78,12 +85,23 @@ pub(crate) fn checks(cfg: &VerifyConfig) -> Result<Vec<Check>> {
     if !refusals.is_empty() {
         return Err(plan::refusals::refuse("verify", &refusals));
     }
-    compare(
-        &plan,
+    let mut checks = compare(
+        &plan.without_masked(),
         cfg.large_objects.copies(cfg.filter.narrowed()),
         &snapshot.id,
         &cfg.source.pool(cfg.parallel),
         &cfg.dest.pool(cfg.parallel),
         cfg.parallel,
-    )
+    )?;
+    note_masked(&plan, &mut checks);
+    Ok(checks)
+}
+
+/// Says in each masked table's check what its comparison left out.
+pub(crate) fn note_masked(plan: &plan::Plan, checks: &mut [Check]) {
+    for check in checks {
+        if let Some(note) = plan.masked_note(&check.table) {
+            check.unchecked.push(note);
+        }
+    }
 }

@@ -90,6 +90,17 @@ impl Planned<'_> {
             writeln!(out, "converts {line}")?;
         }
         for table in &plan.tables {
+            for mask in &table.masks {
+                writeln!(
+                    out,
+                    "masks {}.{}: {}",
+                    table.name,
+                    crate::pg::sql::display_ident(&mask.column),
+                    mask.rule.describe()
+                )?;
+            }
+        }
+        for table in &plan.tables {
             if let Some(split) = &table.split {
                 writeln!(
                     out,
@@ -198,6 +209,10 @@ impl Planned<'_> {
                 "format": t.format.to_string(),
                 "text_reason": t.text_reason,
                 "conversions": conversions_json(t),
+                "masks": t.masks.iter().map(|m| serde_json::json!({
+                    "column": m.column,
+                    "rule": m.rule.describe(),
+                })).collect::<Vec<_>>(),
                 "columns": t.columns.iter().map(|c| &c.name).collect::<Vec<_>>(),
                 "generated_columns_left_out": t.generated,
                 "triggers_disabled": t.triggers.iter().map(|tr| &tr.name).collect::<Vec<_>>(),

@@ -6,12 +6,14 @@ pub(crate) mod filter;
 pub(crate) mod misfits;
 pub(crate) mod pieces;
 pub(crate) mod refusals;
+pub(crate) mod rules;
 pub(crate) mod snapshot;
 
 use crate::pg::sql::{column_list, TableName};
 use crate::plan::conversions::{Conversion, How};
 use crate::plan::filter::TableFilter;
 use crate::plan::pieces::Split;
+use crate::plan::rules::Mask;
 use crate::schema::catalog::{self, Column, Table};
 use crate::schema::indexes::Index;
 use crate::schema::statistics::Statistics;
@@ -52,6 +54,8 @@ pub(crate) struct TablePlan {
     pub(crate) text_reason: Option<String>,
     /// The copied columns whose type is another on the destination, and how each travels.
     pub(crate) conversions: Vec<Conversion>,
+    /// The columns the rules file masks, read masked from the source.
+    pub(crate) masks: Vec<Mask>,
     pub(crate) estimated_rows: Option<u64>,
     pub(crate) data_bytes: u64,
     /// The root partitioned table, for a partition.
@@ -126,10 +130,11 @@ impl TablePlan {
     /// The source's `COPY … TO STDOUT`, of the whole table or of one of its pieces.
     pub(crate) fn copy_out_sql(&self, piece: Option<usize>) -> String {
         let range = piece.and_then(|p| self.split.as_ref()?.pieces.get(p));
-        let casts = self
-            .conversions
-            .iter()
-            .any(|c| matches!(c.how, How::Cast(_)));
+        let casts = !self.masks.is_empty()
+            || self
+                .conversions
+                .iter()
+                .any(|c| matches!(c.how, How::Cast(_)));
         let condition = match (range, &self.replace) {
             (Some(range), _) => Some(range.as_str()),
             (None, Replace::Where(condition)) => Some(condition.as_str()),
@@ -152,18 +157,28 @@ impl TablePlan {
         }
     }
 
-    /// The copied columns as the source reads them: converted ones cast where the
-    /// conversion is the source's.
+    /// The copied columns as the source reads them: masked ones masked, converted ones
+    /// cast where the conversion is the source's.
     fn select_list(&self) -> String {
         let exprs: Vec<String> = self
             .columns
             .iter()
-            .map(
-                |column| match self.conversions.iter().find(|c| c.column == column.name) {
-                    Some(conversion) => conversion.source_expr(),
-                    None => crate::pg::sql::quote_ident(&column.name),
-                },
-            )
+            .map(|column| {
+                let conversion = self.conversions.iter().find(|c| c.column == column.name);
+                match self.masks.iter().find(|m| m.column == column.name) {
+                    Some(mask) => {
+                        let masked = mask.source_expr(&column.type_name);
+                        match conversion.map(|c| &c.how) {
+                            Some(How::Cast(to)) => format!("({masked})::{to}"),
+                            _ => masked,
+                        }
+                    }
+                    None => conversion.map_or_else(
+                        || crate::pg::sql::quote_ident(&column.name),
+                        Conversion::source_expr,
+                    ),
+                }
+            })
             .collect();
         exprs.join(", ")
     }
@@ -215,6 +230,36 @@ pub(crate) struct Plan {
 }
 
 impl Plan {
+    /// The plan as a comparison reads it: masked columns left out, since the destination
+    /// holds other values there by design.
+    pub(crate) fn without_masked(&self) -> Plan {
+        let mut plan = self.clone();
+        for table in &mut plan.tables {
+            let masks = std::mem::take(&mut table.masks);
+            table
+                .columns
+                .retain(|c| !masks.iter().any(|m| m.column == c.name));
+        }
+        plan
+    }
+
+    /// What a comparison of `table` leaves out because the rules mask it, if anything.
+    pub(crate) fn masked_note(&self, table: &TableName) -> Option<String> {
+        let table = self.tables.iter().find(|t| &t.name == table)?;
+        if table.masks.is_empty() {
+            return None;
+        }
+        let columns: Vec<String> = table
+            .masks
+            .iter()
+            .map(|m| crate::pg::sql::display_ident(&m.column).into_owned())
+            .collect();
+        Some(format!(
+            "the masked columns {} (rules): compared are the row count and the other columns",
+            columns.join(", ")
+        ))
+    }
+
     pub(crate) fn names(&self) -> Vec<TableName> {
         self.tables.iter().map(|t| t.name.clone()).collect()
     }
@@ -298,6 +343,7 @@ pub(crate) fn add_destination_only_partitions(
             format: Format::Binary,
             text_reason: None,
             conversions: Vec::new(),
+            masks: Vec::new(),
             estimated_rows: Some(0),
             data_bytes: 0,
             parent: Some(root),
@@ -353,6 +399,7 @@ pub(crate) fn build(client: &mut Client, selected: &[Table]) -> Result<Plan> {
                 text_reason: (!text_columns.is_empty())
                     .then(|| format!("no portable binary form for {}", text_columns.join(", "))),
                 conversions: Vec::new(),
+                masks: Vec::new(),
                 estimated_rows: table.estimated_rows,
                 data_bytes: table.data_bytes,
                 parent: table.parent.clone(),

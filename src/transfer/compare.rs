@@ -270,6 +270,7 @@ mod tests {
             format: Format::Binary,
             text_reason: None,
             conversions: Vec::new(),
+            masks: Vec::new(),
             estimated_rows: None,
             data_bytes: 0,
             parent: None,

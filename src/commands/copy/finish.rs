@@ -257,7 +257,7 @@ fn verify_copied(
     };
     log::info!("verifying {} copied tables", copied.tables.len());
     let result = compare::compare(
-        &copied,
+        &copied.without_masked(),
         large_objects,
         &snapshot.id,
         &cfg.source.pool(cfg.parallel),
@@ -265,7 +265,10 @@ fn verify_copied(
         cfg.parallel,
     );
     match result {
-        Ok(checks) => Some(checks),
+        Ok(mut checks) => {
+            crate::commands::verify::note_masked(&copied, &mut checks);
+            Some(checks)
+        }
         Err(err) => {
             problems.push(format!("verification could not run: {}", describe(&err)));
             None

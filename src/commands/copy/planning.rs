@@ -108,6 +108,13 @@ pub(super) fn plan(cfg: &CopyConfig, prepared: Prepared) -> Result<Work<'_>> {
     } = taken?;
     let mut plan = plan::build(&mut snapshot.client, &selected)?;
     plan::add_destination_only_partitions(&mut dest, &mut plan, &cfg.filter)?;
+    if let Some(rules) = &cfg.rules {
+        let on_source = catalog::tables(&mut snapshot.client)?
+            .into_iter()
+            .map(|t| t.name)
+            .collect();
+        refusals.extend(rules.apply(&mut plan, &on_source));
+    }
     let sequences = if cfg.sequences {
         // A source with no tables, copied whole, still carries its standalone sequences.
         let empty_source = selected.is_empty() && !cfg.filter.given();
@@ -287,7 +294,18 @@ fn fingerprint(source: &Identity, plan: &Plan) -> String {
         .iter()
         .map(|t| {
             let columns: Vec<&str> = t.column_names().collect();
-            format!("{}|{}|{}", t.name, columns.join(","), t.format)
+            let masks: Vec<String> = t
+                .masks
+                .iter()
+                .map(|m| format!("{}={}", m.column, m.rule.describe()))
+                .collect();
+            format!(
+                "{}|{}|{}|{}",
+                t.name,
+                columns.join(","),
+                t.format,
+                masks.join(",")
+            )
         })
         .collect();
     tables.sort();

@@ -1,0 +1,315 @@
+//! The rules file (`--rules FILE`, TOML): which columns a copy masks and how, and which
+//! column names must be masked wherever they are copied (`require`). Checked against the
+//! plan while planning, every mistake a refusal (a table or column that is not there, a
+//! matching column left unmasked); a masked table then reads its masked columns through
+//! the source's `COPY (SELECT …)`, NULLs left NULL.
+//!
+//! The rules here are those the source evaluates: `null`, `fixed` and `sql`. They need no
+//! secret, since the statement is visible on the source (`pg_stat_activity`).
+
+use crate::pg::sql::{display_ident, quote_ident, quote_literal, TableName};
+use crate::plan::filter::Glob;
+use crate::plan::Plan;
+use anyhow::{bail, Context, Result};
+use std::collections::HashSet;
+use std::path::Path;
+
+/// A rules file, parsed.
+#[derive(Debug, Default)]
+pub(crate) struct Rules {
+    /// Column name patterns (`*email*`): a copied column that matches must be masked.
+    require: Vec<Glob>,
+    masks: Vec<MaskRule>,
+}
+
+/// One column's rule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct MaskRule {
+    table: TableName,
+    column: String,
+    rule: Rule,
+}
+
+/// How a masked column's value is made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Rule {
+    /// Always NULL.
+    Null,
+    /// This value, in the column's type.
+    Fixed(String),
+    /// An SQL expression over the row's columns, evaluated by the source.
+    Sql(String),
+}
+
+impl Rule {
+    /// In a few words, for the dry run.
+    pub(crate) fn describe(&self) -> String {
+        match self {
+            Rule::Null => "null".into(),
+            Rule::Fixed(value) => format!("fixed {}", quote_literal(value)),
+            Rule::Sql(expr) => format!("sql {expr}"),
+        }
+    }
+}
+
+/// A masked column of a planned table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Mask {
+    pub(crate) column: String,
+    pub(crate) rule: Rule,
+}
+
+impl Mask {
+    /// The masked value as the source reads it, in the column's own type `type_name`;
+    /// NULL where the column is NULL.
+    pub(crate) fn source_expr(&self, type_name: &str) -> String {
+        let column = quote_ident(&self.column);
+        let value = match &self.rule {
+            Rule::Null => return format!("NULL::{type_name}"),
+            Rule::Fixed(value) => quote_literal(value),
+            Rule::Sql(expr) => format!("({expr})"),
+        };
+        format!("CASE WHEN {column} IS NULL THEN NULL ELSE {value} END::{type_name}")
+    }
+}
+
+impl Rules {
+    pub(crate) fn load(path: &Path) -> Result<Rules> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading the rules file {}", path.display()))?;
+        parse(&text).with_context(|| format!("in the rules file {}", path.display()))
+    }
+
+    /// Puts the masks on the plan's tables; what is wrong with the rules for this plan
+    /// (a table the source does not have, or a column the table does not have; a column
+    /// `require` matches that no rule masks) comes back as refusals. `on_source` are the
+    /// source's tables: a rule for one this copy leaves out is no mistake.
+    pub(crate) fn apply(&self, plan: &mut Plan, on_source: &HashSet<TableName>) -> Vec<String> {
+        let mut refusals = Vec::new();
+        for mask in &self.masks {
+            let Some(table) = plan.tables.iter_mut().find(|t| t.name == mask.table) else {
+                if !on_source.contains(&mask.table) {
+                    refusals.push(format!(
+                        "the rules mask {}.{}, but the source has no table {} (renamed or \
+                         dropped?)",
+                        mask.table,
+                        display_ident(&mask.column),
+                        mask.table
+                    ));
+                }
+                continue;
+            };
+            if !table.columns.iter().any(|c| c.name == mask.column) {
+                refusals.push(format!(
+                    "the rules mask the column {} of {}, which it does not have (renamed or \
+                     dropped?): its data would be copied unmasked under the new name",
+                    display_ident(&mask.column),
+                    table.name
+                ));
+                continue;
+            }
+            table.masks.push(Mask {
+                column: mask.column.clone(),
+                rule: mask.rule.clone(),
+            });
+        }
+        for table in &plan.tables {
+            for column in &table.columns {
+                let masked = table.masks.iter().any(|m| m.column == column.name);
+                let lowered = column.name.to_lowercase();
+                if let Some(pattern) = self.require.iter().find(|p| p.matches(&lowered)) {
+                    if !masked {
+                        refusals.push(format!(
+                            "{}.{} matches the rules' require pattern {:?} but no rule masks \
+                             it: add one under [mask.\"{}\"], or exclude the table",
+                            table.name,
+                            display_ident(&column.name),
+                            pattern.as_string(),
+                            table.name.dotted()
+                        ));
+                    }
+                }
+            }
+        }
+        refusals
+    }
+}
+
+/// Parses a rules file's text.
+fn parse(text: &str) -> Result<Rules> {
+    let doc: toml::Table = text.parse().context("not valid TOML")?;
+    let mut rules = Rules::default();
+    for (key, value) in &doc {
+        match key.as_str() {
+            "require" => {
+                let patterns = value
+                    .as_array()
+                    .context("require must be a list of column name patterns")?;
+                for pattern in patterns {
+                    let pattern = pattern
+                        .as_str()
+                        .context("require must be a list of column name patterns")?;
+                    rules.require.push(Glob::new(&pattern.to_lowercase()));
+                }
+            }
+            "mask" => {
+                let tables = value
+                    .as_table()
+                    .context("mask must be tables: [mask.\"schema.table\"]")?;
+                for (name, columns) in tables {
+                    let table = table_name(name)?;
+                    let columns = columns
+                        .as_table()
+                        .with_context(|| format!("[mask.\"{name}\"] must map columns to rules"))?;
+                    for (column, rule) in columns {
+                        rules.masks.push(MaskRule {
+                            table: table.clone(),
+                            column: column.clone(),
+                            rule: rule_of(rule)
+                                .with_context(|| format!("the rule for {name}.{column}"))?,
+                        });
+                    }
+                }
+            }
+            other => bail!("unknown key {other:?}: a rules file has require and [mask.…]"),
+        }
+    }
+    Ok(rules)
+}
+
+/// `schema.table`, split at the first dot (a table's name may hold dots, as pgcopy
+/// displays it).
+fn table_name(key: &str) -> Result<TableName> {
+    match key.split_once('.') {
+        Some((schema, name)) if !schema.is_empty() && !name.is_empty() => {
+            Ok(TableName::new(schema, name))
+        }
+        _ => bail!("name the table as \"schema.table\", not {key:?}"),
+    }
+}
+
+/// A rule: its name, or a table `{ rule = "…", … }`.
+fn rule_of(value: &toml::Value) -> Result<Rule> {
+    let (name, table) = match value {
+        toml::Value::String(name) => (name.as_str(), None),
+        toml::Value::Table(table) => (
+            table
+                .get("rule")
+                .and_then(toml::Value::as_str)
+                .context("a rule table needs rule = \"…\"")?,
+            Some(table),
+        ),
+        _ => bail!("a rule is a name (\"null\") or a table ({{ rule = \"sql\", expr = \"…\" }})"),
+    };
+    let field = |key: &str| -> Result<String> {
+        match table.and_then(|t| t.get(key)) {
+            Some(toml::Value::String(text)) => Ok(text.clone()),
+            Some(toml::Value::Integer(n)) => Ok(n.to_string()),
+            Some(toml::Value::Float(x)) => Ok(x.to_string()),
+            Some(toml::Value::Boolean(b)) => Ok(b.to_string()),
+            _ => bail!("the rule {name} needs {key} = \"…\""),
+        }
+    };
+    let rule = match name {
+        "null" => Rule::Null,
+        "fixed" => Rule::Fixed(field("value")?),
+        "sql" => Rule::Sql(field("expr")?),
+        other => bail!(
+            "unknown rule {other:?}: this pgcopy masks with null, fixed (value = …) and sql \
+             (expr = …)"
+        ),
+    };
+    if let Some(table) = table {
+        for key in table.keys() {
+            let expected = match rule {
+                Rule::Null => &["rule"][..],
+                Rule::Fixed(_) => &["rule", "value"],
+                Rule::Sql(_) => &["rule", "expr"],
+            };
+            if !expected.contains(&key.as_str()) {
+                bail!("the rule {name} takes no {key}");
+            }
+        }
+    }
+    Ok(rule)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_require_and_masks() {
+        let rules = parse(
+            r#"
+            require = ["*Email*", "phone"]
+            [mask."public.customer"]
+            email = "null"
+            note = { rule = "fixed", value = "redacted" }
+            initials = { rule = "sql", expr = "left(first_name, 1)" }
+            [mask."public.odd.name"]
+            n = { rule = "fixed", value = 0 }
+            "#,
+        )
+        .unwrap();
+        assert_eq!(rules.require.len(), 2);
+        assert!(rules.require[0].matches("work_email"));
+        let customer = TableName::new("public", "customer");
+        assert!(rules.masks.contains(&MaskRule {
+            table: customer.clone(),
+            column: "email".into(),
+            rule: Rule::Null,
+        }));
+        assert!(rules.masks.contains(&MaskRule {
+            table: customer,
+            column: "initials".into(),
+            rule: Rule::Sql("left(first_name, 1)".into()),
+        }));
+        assert!(rules.masks.contains(&MaskRule {
+            table: TableName::new("public", "odd.name"),
+            column: "n".into(),
+            rule: Rule::Fixed("0".into()),
+        }));
+    }
+
+    #[test]
+    fn refuses_what_it_cannot_do() {
+        for (text, says) in [
+            ("[mask.customer]\nemail = \"null\"", "schema.table"),
+            (
+                "[mask.\"public.c\"]\nemail = \"shuffle\"",
+                "unknown rule \"shuffle\"",
+            ),
+            (
+                "[mask.\"public.c\"]\nemail = { rule = \"fixed\" }",
+                "needs value",
+            ),
+            (
+                "[mask.\"public.c\"]\ne = { rule = \"null\", value = 1 }",
+                "takes no value",
+            ),
+            ("requires = []", "unknown key \"requires\""),
+            ("require = \"*email*\"", "list of column name patterns"),
+        ] {
+            let err = format!("{:#}", parse(text).unwrap_err());
+            assert!(err.contains(says), "{text}: {err}");
+        }
+    }
+
+    #[test]
+    fn masks_keep_nulls_and_the_columns_type() {
+        let mask = |rule| Mask {
+            column: "e".into(),
+            rule,
+        };
+        assert_eq!(mask(Rule::Null).source_expr("text"), "NULL::text");
+        assert_eq!(
+            mask(Rule::Fixed("it's".into())).source_expr("character varying(20)"),
+            "CASE WHEN \"e\" IS NULL THEN NULL ELSE 'it''s' END::character varying(20)"
+        );
+        assert_eq!(
+            mask(Rule::Sql("md5(e)".into())).source_expr("text"),
+            "CASE WHEN \"e\" IS NULL THEN NULL ELSE (md5(e)) END::text"
+        );
+    }
+}

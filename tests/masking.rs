@@ -1,0 +1,141 @@
+//! Staging refreshes without production's personal data (`--rules FILE`): columns masked by
+//! the source as the rules say, NULLs left NULL, the other columns and tables as they
+//! were; `verify` leaves the masked columns out and says so; a rule that names what is not
+//! there, or a `require` pattern left unmasked, refuses the copy before anything changes.
+
+use crate::util::{self, assert_exit, exit};
+
+const SCHEMA: &str = "
+    CREATE TABLE customer (id int PRIMARY KEY, email text, work_phone varchar(20),
+                           name text, score int, \"odd.col\" text);
+    CREATE TABLE orders (id int PRIMARY KEY, customer_id int REFERENCES customer, note text);";
+
+fn load(db: &util::TestDb) {
+    db.exec(
+        "INSERT INTO customer
+             SELECT i, 'person' || i || '@corp.com', '+1 555 ' || i, 'Name ' || i, i, 'x'
+               FROM generate_series(1, 100) i;
+         UPDATE customer SET email = NULL, name = NULL WHERE id = 7;
+         INSERT INTO orders SELECT i, i % 100 + 1, 'order ' || i FROM generate_series(1, 300) i",
+    );
+}
+
+/// A rules file for the test, in the temp directory.
+fn rules_file(db: &util::TestDb, text: &str) -> String {
+    let path = std::env::temp_dir().join(format!("{}-{}.toml", db.name, text.len()));
+    std::fs::write(&path, text).expect("writing the rules file");
+    path.display().to_string()
+}
+
+const RULES: &str = r#"
+require = ["*email*", "*phone*"]
+[mask."public.customer"]
+email = { rule = "sql", expr = "'user' || id || '@example.invalid'" }
+work_phone = "null"
+name = { rule = "fixed", value = "Jane Doe" }
+"#;
+
+#[test]
+fn masks_columns_on_the_source_leaving_nulls_null_and_the_rest_as_it_was() {
+    let (src, dst) = util::pair!();
+    util::both(&src, &dst, SCHEMA);
+    load(&src);
+    let rules = rules_file(&src, RULES);
+
+    // The dry run says what each masked column becomes.
+    let out = util::copy(&src, &dst, &["--rules", &rules, "--dry-run"]);
+    assert_exit!(out, exit::SUCCESS);
+    for line in [
+        "masks public.customer.email: sql 'user' || id || '@example.invalid'",
+        "masks public.customer.work_phone: null",
+        "masks public.customer.name: fixed 'Jane Doe'",
+    ] {
+        assert!(out.stdout.contains(line), "{line}: {out:?}");
+    }
+
+    let out = util::copy(&src, &dst, &["--rules", &rules, "--verify"]);
+    assert_exit!(out, exit::SUCCESS);
+    assert_eq!(
+        dst.scalar_string("SELECT email FROM customer WHERE id = 42"),
+        "user42@example.invalid"
+    );
+    assert_eq!(dst.count("customer WHERE email LIKE '%corp.com'"), 0);
+    assert_eq!(dst.count("customer WHERE work_phone IS NOT NULL"), 0);
+    assert_eq!(dst.count("customer WHERE name = 'Jane Doe'"), 99);
+    // NULLs stay NULL, whatever the rule.
+    assert_eq!(
+        dst.count("customer WHERE id = 7 AND email IS NULL AND name IS NULL"),
+        1
+    );
+    // The other columns and tables as they were.
+    assert_eq!(
+        src.checksum("customer", &["id", "score", "\"odd.col\""]),
+        dst.checksum("customer", &["id", "score", "\"odd.col\""])
+    );
+    util::assert_same_data(&src, &dst, &["orders"]);
+
+    // verify with the rules compares the rest and says what it left out; without them,
+    // the masked columns differ.
+    let out = util::verify(&src, &dst, &["--rules", &rules, "--json"]);
+    assert_exit!(out, exit::SUCCESS);
+    let doc: serde_json::Value = serde_json::from_str(&out.stdout).expect("one JSON document");
+    let customer = doc["tables"]
+        .as_array()
+        .and_then(|t| t.iter().find(|t| t["table"] == "customer"))
+        .expect("customer compared");
+    assert!(
+        customer["not_checked"][0]
+            .as_str()
+            .unwrap_or_default()
+            .contains("the masked columns email, name, work_phone"),
+        "{out:?}"
+    );
+    let out = util::verify(&src, &dst, &[]);
+    assert_exit!(out, exit::VERIFY_MISMATCH);
+}
+
+#[test]
+fn rules_naming_what_is_not_there_or_leaving_a_required_column_unmasked_refuse_the_copy() {
+    let (src, dst) = util::pair!();
+    util::both(&src, &dst, SCHEMA);
+    load(&src);
+    dst.exec("INSERT INTO customer (id) VALUES (1000)");
+    let refused = |text: &str, says: &str| {
+        let rules = rules_file(&src, text);
+        let out = util::copy(&src, &dst, &["--rules", &rules]);
+        assert_exit!(out, exit::USAGE);
+        assert!(out.stderr.contains(says), "{says}: {out:?}");
+        assert_eq!(dst.count("customer"), 1, "the destination was changed");
+    };
+    // The column was renamed in production: its rule would silently do nothing.
+    refused(
+        "[mask.\"public.customer\"]\ne_mail = \"null\"",
+        "the rules mask the column e_mail of public.customer, which it does not have",
+    );
+    refused(
+        "[mask.\"public.client\"]\nemail = \"null\"",
+        "the source has no table public.client",
+    );
+    // A column a pattern names, left without a rule.
+    refused(
+        "require = [\"*PHONE*\"]\n[mask.\"public.customer\"]\nemail = \"null\"",
+        "public.customer.work_phone matches the rules' require pattern \"*phone*\" but no rule \
+         masks it",
+    );
+    refused(
+        "[mask.\"public.customer\"]\nemail = \"shuffle\"",
+        "unknown rule \"shuffle\"",
+    );
+    // Following would apply the source's changes unmasked.
+    let rules = rules_file(&src, RULES);
+    let out = util::copy(&src, &dst, &["--rules", &rules, "--follow"]);
+    assert_exit!(out, exit::USAGE);
+    assert!(out.stderr.contains("--rules with --follow"), "{out:?}");
+    // A table the copy leaves out may keep its rules.
+    let out = util::copy(
+        &src,
+        &dst,
+        &["--rules", &rules, "--include-tables", "orders", "--dry-run"],
+    );
+    assert_exit!(out, exit::SUCCESS);
+}
