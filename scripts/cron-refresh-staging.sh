@@ -7,7 +7,9 @@
 # Connection strings live in files readable only by the cron user (chmod 600), never on the
 # command line where `ps` and shell history would show them. Passwords can also come from
 # ~/.pgpass. The JSON report of every run is kept next to the log for monitoring; the exit
-# code tells cron (and whoever reads its mail) how it went:
+# code tells cron (and whoever reads its mail) how it went. Production's personal data is
+# masked as $CONF_DIR/rules.toml says (see conf/rules.example.toml); without that file the
+# job refuses to run rather than copy it unmasked.
 #   0 all copied, 1 some tables failed (the rest copied, keys put back),
 #   2 nothing was written (configuration, connection or schema problem), 130 interrupted.
 set -euo pipefail
@@ -18,6 +20,12 @@ REPORT_DIR=${REPORT_DIR:-/var/log/pgcopy}
 # Tables staging does not need (sessions, audit trails); adjust to your schema.
 EXCLUDE=${EXCLUDE:-"*_sessions,audit.*"}
 
+RULES=${RULES:-$CONF_DIR/rules.toml}
+
+if [[ ! -r $RULES ]]; then
+    echo "$(date -u +%FT%TZ) refresh refused: no rules file $RULES (staging gets masked data)" >&2
+    exit 2
+fi
 mkdir -p "$REPORT_DIR"
 report="$REPORT_DIR/refresh-$(date -u +%Y%m%dT%H%M%SZ).json"
 
@@ -26,6 +34,7 @@ status=0
     --source-file "$CONF_DIR/source.conn" \
     --dest-file "$CONF_DIR/dest.conn" \
     --exclude-tables "$EXCLUDE" \
+    --rules "$RULES" \
     --yes --no-progress --progress-interval 60 \
     --json >"$report" || status=$?
 
