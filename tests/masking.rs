@@ -8,7 +8,10 @@ use crate::util::{self, assert_exit, exit};
 const SCHEMA: &str = "
     CREATE TABLE customer (id int PRIMARY KEY, email text, work_phone varchar(20),
                            name text, score int, \"odd.col\" text);
-    CREATE TABLE orders (id int PRIMARY KEY, customer_id int REFERENCES customer, note text);";
+    CREATE TABLE orders (id int PRIMARY KEY, customer_id int REFERENCES customer, note text);
+    CREATE TABLE events (id int, contact_email text, at date) PARTITION BY RANGE (at);
+    CREATE TABLE events_2025 PARTITION OF events FOR VALUES FROM ('2025-01-01') TO ('2026-01-01');
+    CREATE TABLE events_2026 PARTITION OF events FOR VALUES FROM ('2026-01-01') TO ('2027-01-01');";
 
 fn load(db: &util::TestDb) {
     db.exec(
@@ -16,7 +19,9 @@ fn load(db: &util::TestDb) {
              SELECT i, 'person' || i || '@corp.com', '+1 555 ' || i, 'Name ' || i, i, 'x'
                FROM generate_series(1, 100) i;
          UPDATE customer SET email = NULL, name = NULL WHERE id = 7;
-         INSERT INTO orders SELECT i, i % 100 + 1, 'order ' || i FROM generate_series(1, 300) i",
+         INSERT INTO orders SELECT i, i % 100 + 1, 'order ' || i FROM generate_series(1, 300) i;
+         INSERT INTO events SELECT i, 'p' || i || '@corp.com', '2025-06-01'::date + i * 2
+           FROM generate_series(1, 200) i",
     );
 }
 
@@ -33,6 +38,9 @@ require = ["*email*", "*phone*"]
 email = { rule = "sql", expr = "'user' || id || '@example.invalid'" }
 work_phone = "null"
 name = { rule = "fixed", value = "Jane Doe" }
+# A partitioned table's rule masks each of its partitions.
+[mask."public.events"]
+contact_email = "null"
 "#;
 
 #[test]
@@ -73,6 +81,9 @@ fn masks_columns_on_the_source_leaving_nulls_null_and_the_rest_as_it_was() {
         dst.checksum("customer", &["id", "score", "\"odd.col\""])
     );
     util::assert_same_data(&src, &dst, &["orders"]);
+    assert_eq!(dst.count("events_2025"), src.count("events_2025"));
+    assert_eq!(dst.count("events_2026"), src.count("events_2026"));
+    assert_eq!(dst.count("events WHERE contact_email IS NOT NULL"), 0);
 
     // verify with the rules compares the rest and says what it left out; without them,
     // the masked columns differ.

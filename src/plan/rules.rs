@@ -87,7 +87,13 @@ impl Rules {
     pub(crate) fn apply(&self, plan: &mut Plan, on_source: &HashSet<TableName>) -> Vec<String> {
         let mut refusals = Vec::new();
         for mask in &self.masks {
-            let Some(table) = plan.tables.iter_mut().find(|t| t.name == mask.table) else {
+            // A partitioned table's rule is its partitions', which are what is copied.
+            let mut tables = plan
+                .tables
+                .iter_mut()
+                .filter(|t| t.name == mask.table || t.parent.as_ref() == Some(&mask.table))
+                .peekable();
+            if tables.peek().is_none() {
                 if !on_source.contains(&mask.table) {
                     refusals.push(format!(
                         "the rules mask {}.{}, but the source has no table {} (renamed or \
@@ -98,20 +104,22 @@ impl Rules {
                     ));
                 }
                 continue;
-            };
-            if !table.columns.iter().any(|c| c.name == mask.column) {
-                refusals.push(format!(
-                    "the rules mask the column {} of {}, which it does not have (renamed or \
-                     dropped?): its data would be copied unmasked under the new name",
-                    display_ident(&mask.column),
-                    table.name
-                ));
-                continue;
             }
-            table.masks.push(Mask {
-                column: mask.column.clone(),
-                rule: mask.rule.clone(),
-            });
+            for table in tables {
+                if !table.columns.iter().any(|c| c.name == mask.column) {
+                    refusals.push(format!(
+                        "the rules mask the column {} of {}, which it does not have (renamed \
+                         or dropped?): its data would be copied unmasked under the new name",
+                        display_ident(&mask.column),
+                        table.name
+                    ));
+                    continue;
+                }
+                table.masks.push(Mask {
+                    column: mask.column.clone(),
+                    rule: mask.rule.clone(),
+                });
+            }
         }
         for table in &plan.tables {
             for column in &table.columns {
