@@ -21,6 +21,10 @@ REPORT_DIR=${REPORT_DIR:-/var/log/pgcopy}
 EXCLUDE=${EXCLUDE:-"*_sessions,audit.*"}
 
 RULES=${RULES:-$CONF_DIR/rules.toml}
+# The key of the rules' hash masks, in a file only the cron user can read.
+if [[ -z ${PGCOPY_MASK_KEY:-} && -r $CONF_DIR/mask.key ]]; then
+    export PGCOPY_MASK_KEY_FILE=${PGCOPY_MASK_KEY_FILE:-$CONF_DIR/mask.key}
+fi
 
 if [[ ! -r $RULES ]]; then
     echo "$(date -u +%FT%TZ) refresh refused: no rules file $RULES (staging gets masked data)" >&2

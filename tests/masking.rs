@@ -150,3 +150,98 @@ fn rules_naming_what_is_not_there_or_leaving_a_required_column_unmasked_refuse_t
     );
     assert_exit!(out, exit::SUCCESS);
 }
+
+const KEY: &str = "a-long-random-masking-key-0123456789";
+
+#[test]
+fn hashed_columns_join_across_tables_stay_unique_and_are_the_same_every_run() {
+    let (src, dst) = util::pair!();
+    util::both(
+        &src,
+        &dst,
+        "CREATE TABLE account (id bigint PRIMARY KEY, login varchar(24) UNIQUE NOT NULL,
+                               token uuid, note text);
+         CREATE TABLE login_event (id int PRIMARY KEY,
+                                   login varchar(24) REFERENCES account (login), n int);",
+    );
+    src.exec(
+        "INSERT INTO account SELECT i, 'user' || i, gen_random_uuid(), 'n' FROM generate_series(1, 500) i;
+         UPDATE account SET token = NULL WHERE id = 9;
+         INSERT INTO login_event SELECT i, 'user' || (i % 500 + 1), i FROM generate_series(1, 2000) i",
+    );
+    // The same login in both tables, hashed alike: the key still joins, and validates.
+    let rules = rules_file(
+        &src,
+        r#"
+        [mask."public.account"]
+        id = "hash"
+        login = "hash"
+        token = "hash"
+        [mask."public.login_event"]
+        login = "hash"
+        "#,
+    );
+    let copy = |extra: &[&str]| {
+        let mut cmd = util::copy_command(&src.url(), &dst.url(), &["--rules", &rules]);
+        cmd.args(extra).env("PGCOPY_MASK_KEY", KEY);
+        util::run(&mut cmd)
+    };
+    let out = copy(&["-v", "--verify"]);
+    assert_exit!(out, exit::SUCCESS);
+    // The key is in no line pgcopy wrote, and so in no statement it sent (-v logs each).
+    assert!(
+        !out.stderr.contains(KEY) && !out.stdout.contains(KEY),
+        "{out:?}"
+    );
+    assert!(
+        out.stderr.contains("SELECT"),
+        "-v logs the statements: {out:?}"
+    );
+    assert_eq!(dst.count("account WHERE login LIKE 'user%'"), 0);
+    assert_eq!(dst.count("account WHERE length(login) = 24"), 500);
+    assert_eq!(
+        dst.scalar_i64("SELECT count(DISTINCT login) FROM account"),
+        500,
+        "distinct logins stay distinct"
+    );
+    assert_eq!(
+        dst.scalar_i64("SELECT count(*) FROM login_event e JOIN account a USING (login)"),
+        2000
+    );
+    assert_eq!(
+        dst.scalar_i64("SELECT count(*) FROM pg_constraint WHERE contype = 'f' AND convalidated"),
+        1
+    );
+    assert_eq!(
+        dst.count("account WHERE token IS NULL"),
+        1,
+        "a NULL stays NULL"
+    );
+    assert_eq!(
+        dst.count("account WHERE id <= 500"),
+        0,
+        "ids are hashed too"
+    );
+    let before = dst.checksum("account", &[]);
+    // Another run, the same key: the same values.
+    let out = copy(&[]);
+    assert_exit!(out, exit::SUCCESS);
+    assert_eq!(dst.checksum("account", &[]), before);
+
+    // No key, no copy; a type hash cannot make, no copy.
+    let mut cmd = util::copy_command(&src.url(), &dst.url(), &["--rules", &rules]);
+    let out = util::run(cmd.env_remove("PGCOPY_MASK_KEY"));
+    assert_exit!(out, exit::USAGE);
+    assert!(out.stderr.contains("set PGCOPY_MASK_KEY"), "{out:?}");
+    src.exec("ALTER TABLE login_event ADD COLUMN at date");
+    dst.exec("ALTER TABLE login_event ADD COLUMN at date");
+    let dated = rules_file(&src, "[mask.\"public.login_event\"]\nat = \"hash\"");
+    let mut cmd = util::copy_command(&src.url(), &dst.url(), &["--rules", &dated]);
+    let out = util::run(cmd.env("PGCOPY_MASK_KEY", KEY));
+    assert_exit!(out, exit::USAGE);
+    assert!(
+        out.stderr
+            .contains("the rule hash cannot produce public.login_event.at's type date"),
+        "{out:?}"
+    );
+}

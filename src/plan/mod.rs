@@ -130,7 +130,7 @@ impl TablePlan {
     /// The source's `COPY … TO STDOUT`, of the whole table or of one of its pieces.
     pub(crate) fn copy_out_sql(&self, piece: Option<usize>) -> String {
         let range = piece.and_then(|p| self.split.as_ref()?.pieces.get(p));
-        let casts = !self.masks.is_empty()
+        let casts = self.masks.iter().any(|m| !m.rule.in_client())
             || self
                 .conversions
                 .iter()

@@ -4,12 +4,16 @@
 //! matching column left unmasked); a masked table then reads its masked columns through
 //! the source's `COPY (SELECT …)`, NULLs left NULL.
 //!
-//! The rules here are those the source evaluates: `null`, `fixed` and `sql`. They need no
-//! secret, since the statement is visible on the source (`pg_stat_activity`).
+//! `null`, `fixed` and `sql` are evaluated by the source: they need no secret, since the
+//! statement is visible there (`pg_stat_activity`). `hash` needs one, the key, from
+//! `PGCOPY_MASK_KEY` or the file `PGCOPY_MASK_KEY_FILE` names (never a flag), and is
+//! applied by pgcopy itself on the binary stream (`transfer::mask`): the key goes to
+//! neither server and into no log line.
 
 use crate::pg::sql::{display_ident, quote_ident, quote_literal, TableName};
 use crate::plan::filter::Glob;
-use crate::plan::Plan;
+use crate::plan::{Format, Plan};
+use crate::transfer::mask::Kind;
 use anyhow::{bail, Context, Result};
 use std::collections::HashSet;
 use std::path::Path;
@@ -20,6 +24,60 @@ pub(crate) struct Rules {
     /// Column name patterns (`*email*`): a copied column that matches must be masked.
     require: Vec<Glob>,
     masks: Vec<MaskRule>,
+    /// The key, where a rule needs one.
+    key: Option<MaskKey>,
+}
+
+/// The masking key: shown as nothing in every `Debug`, written nowhere.
+#[derive(Clone, PartialEq, Eq)]
+pub(crate) struct MaskKey(std::sync::Arc<Vec<u8>>);
+
+impl MaskKey {
+    pub(crate) fn new(bytes: Vec<u8>) -> MaskKey {
+        MaskKey(std::sync::Arc::new(bytes))
+    }
+
+    pub(crate) fn bytes(&self) -> &[u8] {
+        &self.0
+    }
+
+    /// From `PGCOPY_MASK_KEY`, else the file `PGCOPY_MASK_KEY_FILE` names (its content
+    /// without the final newline).
+    fn from_environment() -> Result<MaskKey> {
+        let key = match (
+            std::env::var_os("PGCOPY_MASK_KEY"),
+            std::env::var_os("PGCOPY_MASK_KEY_FILE"),
+        ) {
+            (Some(key), _) => key.into_encoded_bytes(),
+            (None, Some(file)) => {
+                let mut bytes = std::fs::read(&file).with_context(|| {
+                    format!(
+                        "reading the masking key from {}",
+                        Path::new(&file).display()
+                    )
+                })?;
+                while bytes.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
+                    bytes.pop();
+                }
+                bytes
+            }
+            (None, None) => bail!(
+                "the rules hash columns, which needs a key: set PGCOPY_MASK_KEY, or \
+                 PGCOPY_MASK_KEY_FILE to a file that holds it (never a flag, so that no \
+                 process list shows it)"
+            ),
+        };
+        if key.len() < 16 {
+            bail!("the masking key is shorter than 16 bytes: take a long random one");
+        }
+        Ok(MaskKey::new(key))
+    }
+}
+
+impl std::fmt::Debug for MaskKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MaskKey(..)")
+    }
 }
 
 /// One column's rule.
@@ -39,6 +97,8 @@ pub(crate) enum Rule {
     Fixed(String),
     /// An SQL expression over the row's columns, evaluated by the source.
     Sql(String),
+    /// HMAC-SHA256 under the key, applied by pgcopy: the same value, the same output.
+    Hash,
 }
 
 impl Rule {
@@ -48,7 +108,13 @@ impl Rule {
             Rule::Null => "null".into(),
             Rule::Fixed(value) => format!("fixed {}", quote_literal(value)),
             Rule::Sql(expr) => format!("sql {expr}"),
+            Rule::Hash => "hash (keyed, by pgcopy)".into(),
         }
+    }
+
+    /// Whether pgcopy applies it, not the source.
+    pub(crate) fn in_client(&self) -> bool {
+        *self == Rule::Hash
     }
 }
 
@@ -57,6 +123,8 @@ impl Rule {
 pub(crate) struct Mask {
     pub(crate) column: String,
     pub(crate) rule: Rule,
+    /// The key, for a rule pgcopy applies.
+    pub(crate) key: Option<MaskKey>,
 }
 
 impl Mask {
@@ -65,6 +133,7 @@ impl Mask {
     pub(crate) fn source_expr(&self, type_name: &str) -> String {
         let column = quote_ident(&self.column);
         let value = match &self.rule {
+            Rule::Hash => return column,
             Rule::Null => return format!("NULL::{type_name}"),
             Rule::Fixed(value) => quote_literal(value),
             Rule::Sql(expr) => format!("({expr})"),
@@ -77,7 +146,12 @@ impl Rules {
     pub(crate) fn load(path: &Path) -> Result<Rules> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("reading the rules file {}", path.display()))?;
-        parse(&text).with_context(|| format!("in the rules file {}", path.display()))
+        let mut rules =
+            parse(&text).with_context(|| format!("in the rules file {}", path.display()))?;
+        if rules.masks.iter().any(|m| m.rule.in_client()) {
+            rules.key = Some(MaskKey::from_environment()?);
+        }
+        Ok(rules)
     }
 
     /// Puts the masks on the plan's tables; what is wrong with the rules for this plan
@@ -106,7 +180,7 @@ impl Rules {
                 continue;
             }
             for table in tables {
-                if !table.columns.iter().any(|c| c.name == mask.column) {
+                let Some(column) = table.columns.iter().find(|c| c.name == mask.column) else {
                     refusals.push(format!(
                         "the rules mask the column {} of {}, which it does not have (renamed \
                          or dropped?): its data would be copied unmasked under the new name",
@@ -114,10 +188,32 @@ impl Rules {
                         table.name
                     ));
                     continue;
+                };
+                if mask.rule.in_client() {
+                    if Kind::of(&column.type_name).is_none() {
+                        refusals.push(format!(
+                            "the rule hash cannot produce {}.{}'s type {}: it makes text, \
+                             varchar, char, integer, bigint and uuid",
+                            table.name,
+                            display_ident(&column.name),
+                            column.type_name
+                        ));
+                        continue;
+                    }
+                    if table.format != Format::Binary {
+                        refusals.push(format!(
+                            "{} travels as text ({}), where pgcopy cannot hash a column: use \
+                             an sql rule there",
+                            table.name,
+                            table.text_reason.as_deref().unwrap_or("its types")
+                        ));
+                        continue;
+                    }
                 }
                 table.masks.push(Mask {
                     column: mask.column.clone(),
                     rule: mask.rule.clone(),
+                    key: self.key.clone().filter(|_| mask.rule.in_client()),
                 });
             }
         }
@@ -222,15 +318,16 @@ fn rule_of(value: &toml::Value) -> Result<Rule> {
         "null" => Rule::Null,
         "fixed" => Rule::Fixed(field("value")?),
         "sql" => Rule::Sql(field("expr")?),
+        "hash" => Rule::Hash,
         other => bail!(
-            "unknown rule {other:?}: this pgcopy masks with null, fixed (value = …) and sql \
-             (expr = …)"
+            "unknown rule {other:?}: this pgcopy masks with null, fixed (value = …), sql \
+             (expr = …) and hash"
         ),
     };
     if let Some(table) = table {
         for key in table.keys() {
             let expected = match rule {
-                Rule::Null => &["rule"][..],
+                Rule::Null | Rule::Hash => &["rule"][..],
                 Rule::Fixed(_) => &["rule", "value"],
                 Rule::Sql(_) => &["rule", "expr"],
             };
@@ -309,6 +406,7 @@ mod tests {
         let mask = |rule| Mask {
             column: "e".into(),
             rule,
+            key: None,
         };
         assert_eq!(mask(Rule::Null).source_expr("text"), "NULL::text");
         assert_eq!(

@@ -8,6 +8,7 @@
 
 pub(crate) mod compare;
 pub(crate) mod lanes;
+pub(crate) mod mask;
 pub(crate) mod read;
 pub(crate) mod rows;
 pub(crate) mod schedule;

@@ -6,6 +6,7 @@ use crate::pg::server::SnapshotId;
 use crate::pg::sql::TEXT_SETTINGS;
 use crate::pg::wire;
 use crate::plan::{Format, TablePlan};
+use crate::transfer::mask::Masker;
 use crate::transfer::rows::RowCounter;
 use anyhow::{Context, Result};
 
@@ -31,13 +32,24 @@ pub(crate) fn read(
     let sql = table.copy_out_sql(piece);
     log::debug!("source: {sql}");
     let mut counter = RowCounter::new(table.format == Format::Binary);
+    // Columns the rules hash are masked here, as the rows pass.
+    let mut masker = Masker::for_table(table);
+    let mut masked = Vec::new();
     let mut chunk = Vec::with_capacity(batch_size);
     let mut pass = |chunk: Vec<u8>| -> Result<()> {
         let before = counter.rows();
         counter.feed(&chunk)?;
         send(chunk, counter.rows() - before)
     };
-    conn.copy_out(&sql, |mut data| {
+    conn.copy_out(&sql, |data| {
+        let mut data = match masker.as_mut() {
+            Some(masker) => {
+                masked.clear();
+                masker.feed(data, &mut masked)?;
+                &masked[..]
+            }
+            None => data,
+        };
         while !data.is_empty() {
             let take = data.len().min(batch_size - chunk.len());
             chunk.extend_from_slice(&data[..take]);
@@ -52,6 +64,9 @@ pub(crate) fn read(
         Ok(())
     })
     .context("reading from the source")?;
+    if let Some(masker) = &masker {
+        masker.finish()?;
+    }
     if !chunk.is_empty() {
         pass(chunk)?;
     }

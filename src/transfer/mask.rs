@@ -1,0 +1,325 @@
+//! Masking in the client, for the rules that need a secret (`hash`): on COPY's binary
+//! framing, as it passes from the source to the destination, only the masked columns'
+//! fields taken apart and written again, the others passed as they came. The key stays in
+//! pgcopy: neither server sees it.
+//!
+//! `hash` is HMAC-SHA256 of the field's bytes under the key: the same value gives the same
+//! output in every table and every run with that key, so masked keys still join and
+//! distinct values stay distinct (as far as the column's length leaves room).
+
+use crate::plan::rules::{MaskKey, Rule};
+use crate::plan::TablePlan;
+use anyhow::{bail, Result};
+use sha2::{Digest, Sha256};
+
+/// How a masked column's output is written, by its type.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Kind {
+    /// `text`, `varchar(n)`, `char(n)`: lower-case hex, at most `n` characters.
+    Text(Option<usize>),
+    Int4,
+    Int8,
+    Uuid,
+}
+
+impl Kind {
+    /// The kind of a column of `type_name` (as `format_type` writes it), if `hash` can
+    /// produce that type.
+    pub(crate) fn of(type_name: &str) -> Option<Kind> {
+        let length = |prefix: &str| -> Option<Option<usize>> {
+            let rest = type_name.strip_prefix(prefix)?;
+            if rest.is_empty() {
+                return Some(None);
+            }
+            rest.strip_prefix('(')?
+                .strip_suffix(')')?
+                .parse()
+                .ok()
+                .map(Some)
+        };
+        match type_name {
+            "text" => Some(Kind::Text(None)),
+            "integer" => Some(Kind::Int4),
+            "bigint" => Some(Kind::Int8),
+            "uuid" => Some(Kind::Uuid),
+            _ => length("character varying")
+                .or_else(|| length("character"))
+                .map(Kind::Text),
+        }
+    }
+}
+
+/// HMAC-SHA256 (RFC 2104) of `data` under `key`.
+fn hmac(key: &[u8], data: &[u8]) -> [u8; 32] {
+    let mut block = [0u8; 64];
+    if key.len() > 64 {
+        block[..32].copy_from_slice(&Sha256::digest(key));
+    } else {
+        block[..key.len()].copy_from_slice(key);
+    }
+    let pad = |byte: u8| block.map(|b| b ^ byte);
+    let mut inner = Sha256::new();
+    inner.update(pad(0x36));
+    inner.update(data);
+    let mut outer = Sha256::new();
+    outer.update(pad(0x5c));
+    outer.update(inner.finalize());
+    let mut out = [0u8; 32];
+    out.copy_from_slice(&outer.finalize());
+    out
+}
+
+/// The masked field for a value's bytes, in the binary format of the column's type.
+fn hashed(key: &[u8], kind: Kind, value: &[u8]) -> Vec<u8> {
+    let mac = hmac(key, value);
+    match kind {
+        Kind::Text(max) => {
+            let mut hex: Vec<u8> = mac
+                .iter()
+                .flat_map(|b| {
+                    let digits = b"0123456789abcdef";
+                    [digits[(b >> 4) as usize], digits[(b & 15) as usize]]
+                })
+                .collect();
+            if let Some(max) = max {
+                hex.truncate(max);
+            }
+            hex
+        }
+        Kind::Int4 => {
+            let n = i32::from_be_bytes([mac[0], mac[1], mac[2], mac[3]]) & i32::MAX;
+            n.to_be_bytes().to_vec()
+        }
+        Kind::Int8 => {
+            let mut bytes = [0u8; 8];
+            bytes.copy_from_slice(&mac[..8]);
+            (i64::from_be_bytes(bytes) & i64::MAX)
+                .to_be_bytes()
+                .to_vec()
+        }
+        Kind::Uuid => {
+            let mut bytes = mac[..16].to_vec();
+            // A version 4, RFC 4122 variant UUID, as a random one would be.
+            bytes[6] = (bytes[6] & 0x0f) | 0x40;
+            bytes[8] = (bytes[8] & 0x3f) | 0x80;
+            bytes
+        }
+    }
+}
+
+/// Masks the fields of one table's binary COPY stream, chunk by chunk.
+pub(crate) struct Masker {
+    /// By field position: how that field is masked, if it is.
+    fields: Vec<Option<Kind>>,
+    key: MaskKey,
+    /// Bytes of a tuple (or the header) that the next chunk completes.
+    pending: Vec<u8>,
+    header_done: bool,
+}
+
+impl Masker {
+    /// A masker for `table`'s client-side masks; `None` when it has none.
+    pub(crate) fn for_table(table: &TablePlan) -> Option<Masker> {
+        let mut key = None;
+        let fields: Vec<Option<Kind>> = table
+            .columns
+            .iter()
+            .map(|column| {
+                let mask = table
+                    .masks
+                    .iter()
+                    .find(|m| m.column == column.name && m.rule == Rule::Hash)?;
+                key = mask.key.clone();
+                Kind::of(&column.type_name)
+            })
+            .collect();
+        Some(Masker {
+            fields,
+            key: key?,
+            pending: Vec::new(),
+            header_done: false,
+        })
+    }
+
+    /// Appends to `out` the masked form of what `data` completes; an incomplete tuple at
+    /// its end waits for the next chunk.
+    pub(crate) fn feed(&mut self, data: &[u8], out: &mut Vec<u8>) -> Result<()> {
+        self.pending.extend_from_slice(data);
+        let buffer = std::mem::take(&mut self.pending);
+        let mut at = 0;
+        if !self.header_done {
+            if buffer.len() < 19 {
+                self.pending = buffer;
+                return Ok(());
+            }
+            let extension =
+                u32::from_be_bytes([buffer[15], buffer[16], buffer[17], buffer[18]]) as usize;
+            if buffer.len() < 19 + extension {
+                self.pending = buffer;
+                return Ok(());
+            }
+            out.extend_from_slice(&buffer[..19 + extension]);
+            at = 19 + extension;
+            self.header_done = true;
+        }
+        while let Some(end) = tuple_end(&buffer[at..])? {
+            self.tuple(&buffer[at..at + end], out)?;
+            at += end;
+        }
+        self.pending = buffer[at..].to_vec();
+        Ok(())
+    }
+
+    /// Nothing may be left over once the stream ended.
+    pub(crate) fn finish(&self) -> Result<()> {
+        if !self.pending.is_empty() {
+            bail!("the source's COPY stream ended inside a row");
+        }
+        Ok(())
+    }
+
+    /// Writes one whole tuple (or the trailer), its masked fields masked.
+    fn tuple(&self, tuple: &[u8], out: &mut Vec<u8>) -> Result<()> {
+        out.extend_from_slice(&tuple[..2]);
+        let count = i16::from_be_bytes([tuple[0], tuple[1]]);
+        if count < 0 {
+            return Ok(());
+        }
+        if count as usize != self.fields.len() {
+            bail!(
+                "the source sent rows of {count} fields, where {} were asked for",
+                self.fields.len()
+            );
+        }
+        let mut at = 2;
+        for kind in &self.fields {
+            let length =
+                i32::from_be_bytes([tuple[at], tuple[at + 1], tuple[at + 2], tuple[at + 3]]);
+            at += 4;
+            if length < 0 {
+                out.extend_from_slice(&(-1i32).to_be_bytes());
+                continue;
+            }
+            let value = &tuple[at..at + length as usize];
+            at += length as usize;
+            match kind {
+                Some(kind) => {
+                    let masked = hashed(self.key.bytes(), *kind, value);
+                    out.extend_from_slice(&(masked.len() as i32).to_be_bytes());
+                    out.extend_from_slice(&masked);
+                }
+                None => {
+                    out.extend_from_slice(&length.to_be_bytes());
+                    out.extend_from_slice(value);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The length of the whole tuple (or trailer) at the start of `bytes`, if all of it is
+/// there.
+fn tuple_end(bytes: &[u8]) -> Result<Option<usize>> {
+    if bytes.len() < 2 {
+        return Ok(None);
+    }
+    let count = i16::from_be_bytes([bytes[0], bytes[1]]);
+    if count < 0 {
+        return Ok(Some(2));
+    }
+    let mut at = 2;
+    for _ in 0..count {
+        let Some(length) = bytes.get(at..at + 4) else {
+            return Ok(None);
+        };
+        let length = i32::from_be_bytes([length[0], length[1], length[2], length[3]]);
+        at += 4;
+        if length > 0 {
+            at += length as usize;
+        } else if length < -1 {
+            bail!("the source sent a field of length {length}");
+        }
+        if at > bytes.len() {
+            return Ok(None);
+        }
+    }
+    Ok(Some(at))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hmac_is_rfc_4231s() {
+        // RFC 4231, test case 2.
+        let mac = hmac(b"Jefe", b"what do ya want for nothing?");
+        let hex: String = mac.iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(
+            hex,
+            "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+        );
+    }
+
+    #[test]
+    fn knows_the_types_it_can_produce() {
+        assert_eq!(Kind::of("text"), Some(Kind::Text(None)));
+        assert_eq!(
+            Kind::of("character varying(40)"),
+            Some(Kind::Text(Some(40)))
+        );
+        assert_eq!(Kind::of("character(8)"), Some(Kind::Text(Some(8))));
+        assert_eq!(Kind::of("bigint"), Some(Kind::Int8));
+        assert_eq!(Kind::of("jsonb"), None);
+        assert_eq!(Kind::of("date"), None);
+        assert_eq!(hashed(b"k", Kind::Text(Some(8)), b"a").len(), 8);
+        assert!(i32::from_be_bytes(hashed(b"k", Kind::Int4, b"a").try_into().unwrap()) >= 0);
+    }
+
+    #[test]
+    fn masks_only_its_fields_across_any_split() {
+        let key = MaskKey::new(b"secret".to_vec());
+        let masker = || Masker {
+            fields: vec![None, Some(Kind::Text(None)), None],
+            key: key.clone(),
+            pending: Vec::new(),
+            header_done: false,
+        };
+        let mut stream = b"PGCOPY\n\xff\r\n\0".to_vec();
+        stream.extend_from_slice(&[0, 0, 0, 0, 0, 0, 0, 0]);
+        for (id, email) in [(&b"1"[..], Some(&b"a@x"[..])), (b"2", None)] {
+            stream.extend_from_slice(&3i16.to_be_bytes());
+            for field in [Some(id), email, Some(&b"z"[..])] {
+                match field {
+                    Some(v) => {
+                        stream.extend_from_slice(&(v.len() as i32).to_be_bytes());
+                        stream.extend_from_slice(v);
+                    }
+                    None => stream.extend_from_slice(&(-1i32).to_be_bytes()),
+                }
+            }
+        }
+        stream.extend_from_slice(&(-1i16).to_be_bytes());
+        let whole = {
+            let mut m = masker();
+            let mut out = Vec::new();
+            m.feed(&stream, &mut out).unwrap();
+            m.finish().unwrap();
+            out
+        };
+        let hex = hashed(b"secret", Kind::Text(None), b"a@x");
+        assert!(whole.windows(hex.len()).any(|w| w == hex.as_slice()));
+        assert!(!whole.windows(3).any(|w| w == b"a@x"));
+        // A NULL stays NULL; the other fields pass as they came.
+        assert!(whole.ends_with(&[0xff, 0xff, 0xff, 0xff, 0, 0, 0, 1, b'z', 0xff, 0xff]));
+        for split in 1..stream.len() {
+            let mut m = masker();
+            let mut out = Vec::new();
+            m.feed(&stream[..split], &mut out).unwrap();
+            m.feed(&stream[split..], &mut out).unwrap();
+            m.finish().unwrap();
+            assert_eq!(out, whole, "split at {split}");
+        }
+    }
+}
