@@ -160,12 +160,17 @@ fn hashed_columns_join_across_tables_stay_unique_and_are_the_same_every_run() {
         &src,
         &dst,
         "CREATE TABLE account (id bigint PRIMARY KEY, login varchar(24) UNIQUE NOT NULL,
-                               token uuid, note text);
+                               token uuid, note text, email varchar(40) UNIQUE,
+                               full_name text, phone varchar(20), code varchar(10));
          CREATE TABLE login_event (id int PRIMARY KEY,
                                    login varchar(24) REFERENCES account (login), n int);",
     );
     src.exec(
-        "INSERT INTO account SELECT i, 'user' || i, gen_random_uuid(), 'n' FROM generate_series(1, 500) i;
+        "INSERT INTO account
+             SELECT i, 'user' || i, gen_random_uuid(), 'n', 'user' || i || '@corp.com',
+                    'First' || i || ' Last', '+44 20 7946 ' || lpad(i::text, 4, '0'),
+                    'AB-' || i
+               FROM generate_series(1, 500) i;
          UPDATE account SET token = NULL WHERE id = 9;
          INSERT INTO login_event SELECT i, 'user' || (i % 500 + 1), i FROM generate_series(1, 2000) i",
     );
@@ -177,6 +182,10 @@ fn hashed_columns_join_across_tables_stay_unique_and_are_the_same_every_run() {
         id = "hash"
         login = "hash"
         token = "hash"
+        email = "email"
+        full_name = "name"
+        phone = "phone"
+        code = "scramble"
         [mask."public.login_event"]
         login = "hash"
         "#,
@@ -216,6 +225,26 @@ fn hashed_columns_join_across_tables_stay_unique_and_are_the_same_every_run() {
         dst.count("account WHERE token IS NULL"),
         1,
         "a NULL stays NULL"
+    );
+    // The fakes: valid, unique where the values were (the unique index took them), the
+    // same shape.
+    assert_eq!(
+        dst.count("account WHERE email ~ '^[0-9a-f]{16}@example\\.invalid$'"),
+        500
+    );
+    assert_eq!(
+        dst.count("account WHERE full_name ~ '^[A-Z][a-z]+ [A-Z][a-z]+$'"),
+        500
+    );
+    assert_eq!(
+        dst.count("account WHERE phone ~ '^\\+1-555-01[0-9]{2}-[0-9]{4}$'"),
+        500
+    );
+    assert_eq!(dst.count("account WHERE code ~ '^[A-Z]{2}-[0-9]+$'"), 500);
+    assert_eq!(dst.count("account WHERE code LIKE 'AB-%'"), 0);
+    assert_eq!(
+        dst.scalar_i64("SELECT sum(length(code)) FROM account"),
+        src.scalar_i64("SELECT sum(length(code)) FROM account")
     );
     assert_eq!(
         dst.count("account WHERE id <= 500"),

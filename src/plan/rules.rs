@@ -97,8 +97,37 @@ pub(crate) enum Rule {
     Fixed(String),
     /// An SQL expression over the row's columns, evaluated by the source.
     Sql(String),
-    /// HMAC-SHA256 under the key, applied by pgcopy: the same value, the same output.
+    /// Derived from the value's HMAC-SHA256 under the key, applied by pgcopy: the same
+    /// value, the same output.
+    Keyed(Keyed),
+}
+
+/// The rules made from the keyed hash of a value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Keyed {
+    /// The hash itself, in the column's type.
     Hash,
+    /// `<16 hex digits>@example.invalid`: valid, and distinct where the values were.
+    Email,
+    /// A first and a last name from built-in lists.
+    Name,
+    /// A phone-like number in the range kept for fiction: `+1-555-01xx-xxxx`.
+    Phone,
+    /// The same length and character classes: each ASCII letter another of its case,
+    /// each digit another digit; everything else as it was.
+    Scramble,
+}
+
+impl Keyed {
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Keyed::Hash => "hash",
+            Keyed::Email => "email",
+            Keyed::Name => "name",
+            Keyed::Phone => "phone",
+            Keyed::Scramble => "scramble",
+        }
+    }
 }
 
 impl Rule {
@@ -108,13 +137,13 @@ impl Rule {
             Rule::Null => "null".into(),
             Rule::Fixed(value) => format!("fixed {}", quote_literal(value)),
             Rule::Sql(expr) => format!("sql {expr}"),
-            Rule::Hash => "hash (keyed, by pgcopy)".into(),
+            Rule::Keyed(keyed) => format!("{} (keyed, by pgcopy)", keyed.name()),
         }
     }
 
     /// Whether pgcopy applies it, not the source.
     pub(crate) fn in_client(&self) -> bool {
-        *self == Rule::Hash
+        matches!(self, Rule::Keyed(_))
     }
 }
 
@@ -133,7 +162,7 @@ impl Mask {
     pub(crate) fn source_expr(&self, type_name: &str) -> String {
         let column = quote_ident(&self.column);
         let value = match &self.rule {
-            Rule::Hash => return column,
+            Rule::Keyed(_) => return column,
             Rule::Null => return format!("NULL::{type_name}"),
             Rule::Fixed(value) => quote_literal(value),
             Rule::Sql(expr) => format!("({expr})"),
@@ -189,11 +218,11 @@ impl Rules {
                     ));
                     continue;
                 };
-                if mask.rule.in_client() {
-                    if Kind::of(&column.type_name).is_none() {
+                if let Rule::Keyed(keyed) = mask.rule {
+                    if let Err(why) = fits(keyed, Kind::of(&column.type_name)) {
                         refusals.push(format!(
-                            "the rule hash cannot produce {}.{}'s type {}: it makes text, \
-                             varchar, char, integer, bigint and uuid",
+                            "the rule {} cannot produce {}.{}'s type {}: {why}",
+                            keyed.name(),
                             table.name,
                             display_ident(&column.name),
                             column.type_name
@@ -236,6 +265,19 @@ impl Rules {
             }
         }
         refusals
+    }
+}
+
+/// Whether a keyed rule can make a column of `kind` (`None`: a type none of them makes).
+fn fits(keyed: Keyed, kind: Option<Kind>) -> std::result::Result<(), &'static str> {
+    match (keyed, kind) {
+        (_, None) => Err("the keyed rules make text, varchar, char, integer, bigint and uuid"),
+        (Keyed::Hash, Some(_)) => Ok(()),
+        (Keyed::Email, Some(Kind::Text(Some(max)))) if max < 32 => {
+            Err("its addresses take 32 characters")
+        }
+        (_, Some(Kind::Text(_))) => Ok(()),
+        (_, Some(_)) => Err("it makes text: text, varchar or char"),
     }
 }
 
@@ -318,16 +360,20 @@ fn rule_of(value: &toml::Value) -> Result<Rule> {
         "null" => Rule::Null,
         "fixed" => Rule::Fixed(field("value")?),
         "sql" => Rule::Sql(field("expr")?),
-        "hash" => Rule::Hash,
+        "hash" => Rule::Keyed(Keyed::Hash),
+        "email" => Rule::Keyed(Keyed::Email),
+        "name" => Rule::Keyed(Keyed::Name),
+        "phone" => Rule::Keyed(Keyed::Phone),
+        "scramble" => Rule::Keyed(Keyed::Scramble),
         other => bail!(
             "unknown rule {other:?}: this pgcopy masks with null, fixed (value = …), sql \
-             (expr = …) and hash"
+             (expr = …), hash, email, name, phone and scramble"
         ),
     };
     if let Some(table) = table {
         for key in table.keys() {
             let expected = match rule {
-                Rule::Null | Rule::Hash => &["rule"][..],
+                Rule::Null | Rule::Keyed(_) => &["rule"][..],
                 Rule::Fixed(_) => &["rule", "value"],
                 Rule::Sql(_) => &["rule", "expr"],
             };

@@ -7,7 +7,7 @@
 //! output in every table and every run with that key, so masked keys still join and
 //! distinct values stay distinct (as far as the column's length leaves room).
 
-use crate::plan::rules::{MaskKey, Rule};
+use crate::plan::rules::{Keyed, MaskKey, Rule};
 use crate::plan::TablePlan;
 use anyhow::{bail, Result};
 use sha2::{Digest, Sha256};
@@ -69,18 +69,93 @@ fn hmac(key: &[u8], data: &[u8]) -> [u8; 32] {
     out
 }
 
+const FIRST_NAMES: [&str; 32] = [
+    "Alex", "Blair", "Casey", "Dana", "Eli", "Frankie", "Gale", "Harper", "Indy", "Jordan", "Kai",
+    "Logan", "Morgan", "Noel", "Oakley", "Parker", "Quinn", "Riley", "Sage", "Taylor", "Uma",
+    "Val", "Wren", "Xan", "Yael", "Zion", "Avery", "Bellamy", "Cameron", "Devon", "Emery",
+    "Finley",
+];
+const LAST_NAMES: [&str; 32] = [
+    "Abbott", "Barker", "Carver", "Dalton", "Ellis", "Fowler", "Garner", "Hayes", "Irving",
+    "Jensen", "Keller", "Lowry", "Mercer", "Nolan", "Osborne", "Porter", "Quincy", "Ramsey",
+    "Sawyer", "Thorne", "Upton", "Vance", "Walker", "Xiong", "Young", "Zeller", "Ashby", "Brooks",
+    "Conway", "Doyle", "Emerson", "Fisher",
+];
+
+/// Lower-case hex of `bytes`.
+fn hex(bytes: &[u8]) -> Vec<u8> {
+    let digits = b"0123456789abcdef";
+    bytes
+        .iter()
+        .flat_map(|b| [digits[(b >> 4) as usize], digits[(b & 15) as usize]])
+        .collect()
+}
+
 /// The masked field for a value's bytes, in the binary format of the column's type.
-fn hashed(key: &[u8], kind: Kind, value: &[u8]) -> Vec<u8> {
+fn masked(key: &[u8], keyed: Keyed, kind: Kind, value: &[u8]) -> Vec<u8> {
     let mac = hmac(key, value);
+    let max = match kind {
+        Kind::Text(max) => max,
+        _ => None,
+    };
+    let mut text = match keyed {
+        Keyed::Hash => return hashed(&mac, kind),
+        // As long as the value, which fits.
+        Keyed::Scramble => return scrambled(key, &mac, value),
+        Keyed::Email => {
+            let mut email = hex(&mac[..8]);
+            email.extend_from_slice(b"@example.invalid");
+            email
+        }
+        Keyed::Name => format!(
+            "{} {}",
+            FIRST_NAMES[mac[0] as usize % FIRST_NAMES.len()],
+            LAST_NAMES[mac[1] as usize % LAST_NAMES.len()]
+        )
+        .into_bytes(),
+        Keyed::Phone => format!(
+            "+1-555-01{:02}-{:04}",
+            mac[0] % 100,
+            u16::from_be_bytes([mac[1], mac[2]]) % 10_000
+        )
+        .into_bytes(),
+    };
+    // The fakes are ASCII: a byte is a character.
+    if let Some(max) = max {
+        text.truncate(max);
+    }
+    text
+}
+
+/// `value` with each ASCII letter and digit replaced by another of its class, from a
+/// stream keyed by the value's own hash: the same value, the same result.
+fn scrambled(key: &[u8], mac: &[u8; 32], value: &[u8]) -> Vec<u8> {
+    let mut stream = Vec::new();
+    let mut block = 0u32;
+    let mut out = Vec::with_capacity(value.len());
+    for (i, &b) in value.iter().enumerate() {
+        if i >= stream.len() {
+            let mut input = mac.to_vec();
+            input.extend_from_slice(&block.to_be_bytes());
+            stream.extend_from_slice(&hmac(key, &input));
+            block += 1;
+        }
+        let r = stream[i];
+        out.push(match b {
+            b'a'..=b'z' => b'a' + r % 26,
+            b'A'..=b'Z' => b'A' + r % 26,
+            b'0'..=b'9' => b'0' + r % 10,
+            other => other,
+        });
+    }
+    out
+}
+
+/// The hash itself in the column's type.
+fn hashed(mac: &[u8; 32], kind: Kind) -> Vec<u8> {
     match kind {
         Kind::Text(max) => {
-            let mut hex: Vec<u8> = mac
-                .iter()
-                .flat_map(|b| {
-                    let digits = b"0123456789abcdef";
-                    [digits[(b >> 4) as usize], digits[(b & 15) as usize]]
-                })
-                .collect();
+            let mut hex = hex(mac);
             if let Some(max) = max {
                 hex.truncate(max);
             }
@@ -110,7 +185,7 @@ fn hashed(key: &[u8], kind: Kind, value: &[u8]) -> Vec<u8> {
 /// Masks the fields of one table's binary COPY stream, chunk by chunk.
 pub(crate) struct Masker {
     /// By field position: how that field is masked, if it is.
-    fields: Vec<Option<Kind>>,
+    fields: Vec<Option<(Keyed, Kind)>>,
     key: MaskKey,
     /// Bytes of a tuple (or the header) that the next chunk completes.
     pending: Vec<u8>,
@@ -121,16 +196,16 @@ impl Masker {
     /// A masker for `table`'s client-side masks; `None` when it has none.
     pub(crate) fn for_table(table: &TablePlan) -> Option<Masker> {
         let mut key = None;
-        let fields: Vec<Option<Kind>> = table
+        let fields: Vec<Option<(Keyed, Kind)>> = table
             .columns
             .iter()
             .map(|column| {
-                let mask = table
-                    .masks
-                    .iter()
-                    .find(|m| m.column == column.name && m.rule == Rule::Hash)?;
+                let mask = table.masks.iter().find(|m| m.column == column.name)?;
+                let Rule::Keyed(keyed) = mask.rule else {
+                    return None;
+                };
                 key = mask.key.clone();
-                Kind::of(&column.type_name)
+                Some((keyed, Kind::of(&column.type_name)?))
             })
             .collect();
         Some(Masker {
@@ -192,7 +267,7 @@ impl Masker {
             );
         }
         let mut at = 2;
-        for kind in &self.fields {
+        for field in &self.fields {
             let length =
                 i32::from_be_bytes([tuple[at], tuple[at + 1], tuple[at + 2], tuple[at + 3]]);
             at += 4;
@@ -202,9 +277,9 @@ impl Masker {
             }
             let value = &tuple[at..at + length as usize];
             at += length as usize;
-            match kind {
-                Some(kind) => {
-                    let masked = hashed(self.key.bytes(), *kind, value);
+            match field {
+                Some((keyed, kind)) => {
+                    let masked = masked(self.key.bytes(), *keyed, *kind, value);
                     out.extend_from_slice(&(masked.len() as i32).to_be_bytes());
                     out.extend_from_slice(&masked);
                 }
@@ -273,15 +348,45 @@ mod tests {
         assert_eq!(Kind::of("bigint"), Some(Kind::Int8));
         assert_eq!(Kind::of("jsonb"), None);
         assert_eq!(Kind::of("date"), None);
-        assert_eq!(hashed(b"k", Kind::Text(Some(8)), b"a").len(), 8);
-        assert!(i32::from_be_bytes(hashed(b"k", Kind::Int4, b"a").try_into().unwrap()) >= 0);
+        let hash = |kind, value| masked(b"k", Keyed::Hash, kind, value);
+        assert_eq!(hash(Kind::Text(Some(8)), b"a").len(), 8);
+        assert!(i32::from_be_bytes(hash(Kind::Int4, b"a").try_into().unwrap()) >= 0);
+    }
+
+    #[test]
+    fn fakes_are_valid_and_the_same_for_the_same_value() {
+        let fake = |keyed, value: &[u8]| {
+            String::from_utf8(masked(b"key", keyed, Kind::Text(None), value)).unwrap()
+        };
+        let email = fake(Keyed::Email, b"ann@corp.com");
+        assert!(
+            email.ends_with("@example.invalid") && email.len() == 32,
+            "{email}"
+        );
+        assert_eq!(email, fake(Keyed::Email, b"ann@corp.com"));
+        assert_ne!(email, fake(Keyed::Email, b"bob@corp.com"));
+        assert_eq!(fake(Keyed::Name, b"Ann Lee").split(' ').count(), 2);
+        assert!(fake(Keyed::Phone, b"+44 20 7946 0000").starts_with("+1-555-01"));
+        let scrambled = fake(Keyed::Scramble, "Ab-12 é".as_bytes());
+        let classes = |s: &str| -> Vec<u8> {
+            s.bytes()
+                .map(|b| match b {
+                    b'a'..=b'z' => b'a',
+                    b'A'..=b'Z' => b'A',
+                    b'0'..=b'9' => b'0',
+                    other => other,
+                })
+                .collect()
+        };
+        assert_eq!(classes(&scrambled), classes("Ab-12 é"));
+        assert_ne!(scrambled, "Ab-12 é");
     }
 
     #[test]
     fn masks_only_its_fields_across_any_split() {
         let key = MaskKey::new(b"secret".to_vec());
         let masker = || Masker {
-            fields: vec![None, Some(Kind::Text(None)), None],
+            fields: vec![None, Some((Keyed::Hash, Kind::Text(None))), None],
             key: key.clone(),
             pending: Vec::new(),
             header_done: false,
@@ -308,7 +413,7 @@ mod tests {
             m.finish().unwrap();
             out
         };
-        let hex = hashed(b"secret", Kind::Text(None), b"a@x");
+        let hex = masked(b"secret", Keyed::Hash, Kind::Text(None), b"a@x");
         assert!(whole.windows(hex.len()).any(|w| w == hex.as_slice()));
         assert!(!whole.windows(3).any(|w| w == b"a@x"));
         // A NULL stays NULL; the other fields pass as they came.
