@@ -7,7 +7,7 @@ use crate::util::{self, assert_exit, exit};
 
 const SCHEMA: &str = "
     CREATE TABLE customer (id int PRIMARY KEY, email text, work_phone varchar(20),
-                           name text, score int, \"odd.col\" text);
+                           name text, score int, \"odd.col\" text, born date);
     CREATE TABLE orders (id int PRIMARY KEY, customer_id int REFERENCES customer, note text);
     CREATE TABLE events (id int, contact_email text, at date) PARTITION BY RANGE (at);
     CREATE TABLE events_2025 PARTITION OF events FOR VALUES FROM ('2025-01-01') TO ('2026-01-01');
@@ -16,7 +16,8 @@ const SCHEMA: &str = "
 fn load(db: &util::TestDb) {
     db.exec(
         "INSERT INTO customer
-             SELECT i, 'person' || i || '@corp.com', '+1 555 ' || i, 'Name ' || i, i, 'x'
+             SELECT i, 'person' || i || '@corp.com', '+1 555 ' || i, 'Name ' || i, i, 'x',
+                    '1980-01-01'::date + i
                FROM generate_series(1, 100) i;
          UPDATE customer SET email = NULL, name = NULL WHERE id = 7;
          INSERT INTO orders SELECT i, i % 100 + 1, 'order ' || i FROM generate_series(1, 300) i;
@@ -38,6 +39,8 @@ require = ["*email*", "*phone*"]
 email = { rule = "sql", expr = "'user' || id || '@example.invalid'" }
 work_phone = "null"
 name = { rule = "fixed", value = "Jane Doe" }
+score = { rule = "noise", range = 5 }
+born = { rule = "noise", range = "30 days" }
 # A partitioned table's rule masks each of its partitions.
 [mask."public.events"]
 contact_email = "null"
@@ -75,10 +78,21 @@ fn masks_columns_on_the_source_leaving_nulls_null_and_the_rest_as_it_was() {
         dst.count("customer WHERE id = 7 AND email IS NULL AND name IS NULL"),
         1
     );
+    // Noise: within its range, and not nothing.
+    assert_eq!(
+        dst.count("customer WHERE score BETWEEN id - 5 AND id + 5"),
+        100
+    );
+    assert!(dst.count("customer WHERE score <> id") > 50);
+    assert_eq!(
+        dst.count("customer WHERE born BETWEEN '1980-01-01'::date + id - 30 AND '1980-01-01'::date + id + 30"),
+        100
+    );
+    assert!(dst.count("customer WHERE born <> '1980-01-01'::date + id") > 50);
     // The other columns and tables as they were.
     assert_eq!(
-        src.checksum("customer", &["id", "score", "\"odd.col\""]),
-        dst.checksum("customer", &["id", "score", "\"odd.col\""])
+        src.checksum("customer", &["id", "\"odd.col\""]),
+        dst.checksum("customer", &["id", "\"odd.col\""])
     );
     util::assert_same_data(&src, &dst, &["orders"]);
     assert_eq!(dst.count("events_2025"), src.count("events_2025"));
@@ -98,7 +112,7 @@ fn masks_columns_on_the_source_leaving_nulls_null_and_the_rest_as_it_was() {
         customer["not_checked"][0]
             .as_str()
             .unwrap_or_default()
-            .contains("the masked columns email, name, work_phone"),
+            .contains("the masked columns born, email, name, score, work_phone"),
         "{out:?}"
     );
     let out = util::verify(&src, &dst, &[]);
@@ -136,6 +150,15 @@ fn rules_naming_what_is_not_there_or_leaving_a_required_column_unmasked_refuse_t
     refused(
         "[mask.\"public.customer\"]\nemail = \"shuffle\"",
         "unknown rule \"shuffle\"",
+    );
+    // Rules whose type does not fit.
+    refused(
+        "[mask.\"public.customer\"]\nname = { rule = \"noise\", range = 5 }",
+        "the rule noise for public.customer.name: it moves numbers, dates and times, not text",
+    );
+    refused(
+        "[mask.\"public.customer\"]\nscore = { rule = \"noise\", range = \"lots\" }",
+        "range must be a positive number, not \"lots\"",
     );
     // Following would apply the source's changes unmasked.
     let rules = rules_file(&src, RULES);

@@ -97,6 +97,9 @@ pub(crate) enum Rule {
     Fixed(String),
     /// An SQL expression over the row's columns, evaluated by the source.
     Sql(String),
+    /// The value moved by a random amount of at most `range` either way (a number, or an
+    /// interval for dates and times), by the source.
+    Noise(String),
     /// Derived from the value's HMAC-SHA256 under the key, applied by pgcopy: the same
     /// value, the same output.
     Keyed(Keyed),
@@ -137,6 +140,7 @@ impl Rule {
             Rule::Null => "null".into(),
             Rule::Fixed(value) => format!("fixed {}", quote_literal(value)),
             Rule::Sql(expr) => format!("sql {expr}"),
+            Rule::Noise(range) => format!("noise ±{range}"),
             Rule::Keyed(keyed) => format!("{} (keyed, by pgcopy)", keyed.name()),
         }
     }
@@ -166,6 +170,13 @@ impl Mask {
             Rule::Null => return format!("NULL::{type_name}"),
             Rule::Fixed(value) => quote_literal(value),
             Rule::Sql(expr) => format!("({expr})"),
+            Rule::Noise(range) => match Noisy::of(type_name) {
+                Some(Noisy::Number) => format!("{column} + (random() * 2 - 1) * {range}"),
+                _ => format!(
+                    "{column} + (random() * 2 - 1) * {}::interval",
+                    quote_literal(range)
+                ),
+            },
         };
         format!("CASE WHEN {column} IS NULL THEN NULL ELSE {value} END::{type_name}")
     }
@@ -218,6 +229,16 @@ impl Rules {
                     ));
                     continue;
                 };
+                if let Rule::Noise(range) = &mask.rule {
+                    if let Err(why) = Noisy::check(&column.type_name, range) {
+                        refusals.push(format!(
+                            "the rule noise for {}.{}: {why}",
+                            table.name,
+                            display_ident(&column.name)
+                        ));
+                        continue;
+                    }
+                }
                 if let Rule::Keyed(keyed) = mask.rule {
                     if let Err(why) = fits(keyed, Kind::of(&column.type_name)) {
                         refusals.push(format!(
@@ -265,6 +286,59 @@ impl Rules {
             }
         }
         refusals
+    }
+}
+
+/// What `noise` moves a column by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Noisy {
+    /// A number (`integer`, `numeric(…)`, `double precision`, …).
+    Number,
+    /// An interval (`date`, `timestamp`, `timestamptz`, `time`).
+    Interval,
+}
+
+impl Noisy {
+    fn of(type_name: &str) -> Option<Noisy> {
+        let base = type_name.split('(').next().unwrap_or(type_name).trim();
+        match base {
+            "smallint" | "integer" | "bigint" | "numeric" | "real" | "double precision" => {
+                Some(Noisy::Number)
+            }
+            "date"
+            | "timestamp without time zone"
+            | "timestamp with time zone"
+            | "time without time zone" => Some(Noisy::Interval),
+            _ if type_name.starts_with("timestamp") => Some(Noisy::Interval),
+            _ => None,
+        }
+    }
+
+    /// Whether `range` suits a column of `type_name`: a positive number for numbers; for
+    /// dates and times an interval, of which only its form is checked here: digits and
+    /// unit words (`30 days`, `2 hours 30 minutes`).
+    fn check(type_name: &str, range: &str) -> std::result::Result<(), String> {
+        match Noisy::of(type_name) {
+            None => Err(format!(
+                "it moves numbers, dates and times, not {type_name}"
+            )),
+            Some(Noisy::Number) => match range.parse::<f64>() {
+                Ok(n) if n > 0.0 && n.is_finite() => Ok(()),
+                _ => Err(format!("range must be a positive number, not {range:?}")),
+            },
+            Some(Noisy::Interval) => {
+                let plain = range
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == ' ' || c == '.' || c == ':');
+                if plain && range.chars().any(|c| c.is_ascii_digit()) {
+                    Ok(())
+                } else {
+                    Err(format!(
+                        "range must be an interval (\"30 days\"), not {range:?}"
+                    ))
+                }
+            }
+        }
     }
 }
 
@@ -360,6 +434,13 @@ fn rule_of(value: &toml::Value) -> Result<Rule> {
         "null" => Rule::Null,
         "fixed" => Rule::Fixed(field("value")?),
         "sql" => Rule::Sql(field("expr")?),
+        "noise" => {
+            let range = field("range")?;
+            if range.trim().is_empty() {
+                bail!("the rule noise needs range = a number or an interval");
+            }
+            Rule::Noise(range)
+        }
         "hash" => Rule::Keyed(Keyed::Hash),
         "email" => Rule::Keyed(Keyed::Email),
         "name" => Rule::Keyed(Keyed::Name),
@@ -376,6 +457,7 @@ fn rule_of(value: &toml::Value) -> Result<Rule> {
                 Rule::Null | Rule::Keyed(_) => &["rule"][..],
                 Rule::Fixed(_) => &["rule", "value"],
                 Rule::Sql(_) => &["rule", "expr"],
+                Rule::Noise(_) => &["rule", "range"],
             };
             if !expected.contains(&key.as_str()) {
                 bail!("the rule {name} takes no {key}");
