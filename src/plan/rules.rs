@@ -506,6 +506,16 @@ mod tests {
     }
 
     #[test]
+    fn reads_the_example_in_conf() {
+        let rules = parse(include_str!("../../conf/rules.example.toml")).unwrap();
+        assert_eq!(rules.require.len(), 5);
+        assert!(rules
+            .masks
+            .iter()
+            .any(|m| m.rule == Rule::Keyed(Keyed::Email)));
+    }
+
+    #[test]
     fn refuses_what_it_cannot_do() {
         for (text, says) in [
             ("[mask.customer]\nemail = \"null\"", "schema.table"),
