@@ -1,0 +1,127 @@
+#!/usr/bin/env bash
+# What masking costs (issue 20): one table with a rule on every text column, copied plain,
+# masked by the source's rules, and masked by pgcopy's keyed rules, on two throwaway servers
+# with production's settings (fsync on, wal_level=replica).
+#
+#   scripts/bench-masking.sh [ROWS (1000000)] [RUNS (5)]
+#
+# The table: customer (id int, email text, first_name text, last_name text, phone
+# varchar(20), city text, note text, score int). Per round, round robin, each into the
+# freshly truncated destination table:
+#   plain          pgcopy copy, no rules: the binary COPY as it is
+#   source rules   --rules with sql, fixed, null and noise on the text columns (and score):
+#                  the source evaluates them in COPY (SELECT …) TO STDOUT (FORMAT binary)
+#   keyed rules    --rules with email, name, hash, phone and scramble: pgcopy applies them
+#                  to the binary stream under PGCOPY_MASK_KEY, the key kept from both servers
+# and prints the median wall time of each, and each ÷ plain as the median of the rounds'
+# own ratios with their range (the machine is shared and noisy), with pgcopy's own CPU
+# time (user + system) and peak memory from /usr/bin/time. pgsync and Greenmask, the
+# anchors the issue names, are not run: neither is packaged for this machine.
+# PGCOPY_BIN (else `cargo build --release` here), PG_BINDIR (see scripts/lib/cluster.sh).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+# shellcheck source=scripts/lib/cluster.sh
+source scripts/lib/cluster.sh
+rows=${1:-1000000}
+runs=${2:-5}
+
+ensure_postgres --clients
+if [[ -z ${PGCOPY_BIN:-} ]]; then
+    cargo build --release --locked >&2
+    PGCOPY_BIN=target/release/pgcopy
+fi
+WORKDIR=$(cluster_workdir)
+trap 'cluster_stop src || true; cluster_stop dst || true; rm -rf "$WORKDIR"' EXIT
+settings=(fsync=on synchronous_commit=on full_page_writes=on wal_level=replica
+    max_wal_size=4GB shared_buffers=512MB)
+cluster_start src "$(free_port)" "${settings[@]}"
+cluster_start dst "$(free_port)" "${settings[@]}"
+for side in src dst; do cluster_psql "$side" postgres -c "CREATE DATABASE bench"; done
+
+echo "==> filling $rows rows" >&2
+schema="CREATE TABLE customer (id int PRIMARY KEY, email text, first_name text,
+             last_name text, phone varchar(20), city text, note text, score int)"
+cluster_psql src bench -c "$schema"
+cluster_psql dst bench -c "$schema"
+cluster_psql src bench -c "
+    INSERT INTO customer
+    SELECT i, 'person' || i || '@corp.example.com', 'First' || (i % 5000),
+           'Last' || (i % 7919), '+44 20 7946 ' || lpad((i % 10000)::text, 4, '0'),
+           'City ' || (i % 300), 'note ' || md5(i::text), i % 1000
+    FROM generate_series(1, $rows) i"
+cluster_psql src bench -c "VACUUM ANALYZE customer"
+
+source_rules=$WORKDIR/source.toml
+cat >"$source_rules" <<'RULES'
+[mask."public.customer"]
+email = { rule = "sql", expr = "'user' || id || '@example.invalid'" }
+first_name = { rule = "fixed", value = "Jane" }
+last_name = { rule = "fixed", value = "Doe" }
+phone = "null"
+city = { rule = "sql", expr = "'City ' || (id % 50)" }
+note = { rule = "sql", expr = "md5(note)" }
+score = { rule = "noise", range = 10 }
+RULES
+keyed_rules=$WORKDIR/keyed.toml
+cat >"$keyed_rules" <<'RULES'
+[mask."public.customer"]
+email = "email"
+first_name = "name"
+last_name = "hash"
+phone = "phone"
+city = "scramble"
+note = "hash"
+RULES
+export PGCOPY_MASK_KEY=benchmark-key-0123456789abcdef
+
+copy=("$PGCOPY_BIN" copy --source "$(cluster_url src bench)" --dest "$(cluster_url dst bench)"
+    --yes --no-progress --quiet --no-analyze)
+usage=$WORKDIR/usage
+timed() { # LABEL COMMAND...: prints LABEL SECONDS CPU-SECONDS PEAK-KB
+    local label=$1 start end
+    shift
+    cluster_psql dst bench -c "TRUNCATE customer; CHECKPOINT"
+    start=$(date +%s.%N)
+    /usr/bin/time -f "%U %S %M" -o "$usage" "$@"
+    end=$(date +%s.%N)
+    echo "$label $(awk -v a="$start" -v b="$end" 'BEGIN { printf "%.3f", b - a }')" \
+        "$(awk '{ printf "%.2f %d", $1 + $2, $3 }' "$usage")"
+}
+
+results=$(mktemp)
+for round in $(seq 1 "$runs"); do
+    echo "==> round $round of $runs" >&2
+    {
+        timed plain "${copy[@]}"
+        timed source "${copy[@]}" --rules "$source_rules"
+        timed keyed "${copy[@]}" --rules "$keyed_rules"
+    } | sed "s/^/$round /" >>"$results"
+    [[ $(cluster_psql dst bench -Atc "SELECT count(*) FROM customer
+                                       WHERE email LIKE '%@example.invalid'") == "$rows" ]] ||
+        { echo "the keyed copy did not mask every email" >&2; exit 1; }
+done
+
+echo "masking: $rows rows, 6 text columns masked, $runs rounds, fsync on, wal_level=replica," \
+    "$(nproc) cores"
+awk '
+    { t[$2, $1] = $3; c[$2, $1] = $4; m[$2, $1] = $5
+      if (!($1 in seen)) { seen[$1] = 1; rounds[++n] = $1 } }
+    function median(v, m,   i, j, s) {
+        for (i = 1; i <= m; i++) for (j = i + 1; j <= m; j++) if (v[j] < v[i]) { s = v[i]; v[i] = v[j]; v[j] = s }
+        return (m % 2) ? v[(m + 1) / 2] : (v[m / 2] + v[m / 2 + 1]) / 2
+    }
+    END {
+        split("plain source keyed", order, " ")
+        names["plain"] = "plain"; names["source"] = "source rules"; names["keyed"] = "keyed rules"
+        printf "%-14s %10s %18s %14s %10s\n", "copy", "median s", "÷ plain", "pgcopy cpu s", "peak MiB"
+        for (k = 1; k <= 3; k++) {
+            r = order[k]; lo = 1e9; hi = 0
+            for (i = 1; i <= n; i++) {
+                secs[i] = t[r, rounds[i]]; ratio[i] = secs[i] / t["plain", rounds[i]]
+                cpu[i] = c[r, rounds[i]]; mem[i] = m[r, rounds[i]]
+                if (ratio[i] < lo) lo = ratio[i]; if (ratio[i] > hi) hi = ratio[i]
+            }
+            printf "%-14s %10.2f %8.2f (%.2f-%.2f) %14.2f %10.0f\n", names[r], median(secs, n), median(ratio, n), lo, hi, median(cpu, n), median(mem, n) / 1024
+        }
+    }' "$results"
+rm -f "$results"
