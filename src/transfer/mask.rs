@@ -237,30 +237,42 @@ impl Masker {
     /// Appends to `out` the masked form of what `data` completes; an incomplete tuple at
     /// its end waits for the next chunk.
     pub(crate) fn feed(&mut self, data: &[u8], out: &mut Vec<u8>) -> Result<()> {
-        self.pending.extend_from_slice(data);
-        let buffer = std::mem::take(&mut self.pending);
+        // Most chunks hold whole rows: taken as they are, only a tail kept.
+        if self.pending.is_empty() {
+            let used = self.take(data, out)?;
+            self.pending.extend_from_slice(&data[used..]);
+        } else {
+            let mut buffer = std::mem::take(&mut self.pending);
+            buffer.extend_from_slice(data);
+            let used = self.take(&buffer, out)?;
+            buffer.drain(..used);
+            self.pending = buffer;
+        }
+        Ok(())
+    }
+
+    /// Masks what `bytes` holds whole (the header, then rows) into `out`; returns how many
+    /// bytes that was.
+    fn take(&mut self, bytes: &[u8], out: &mut Vec<u8>) -> Result<usize> {
         let mut at = 0;
         if !self.header_done {
-            if buffer.len() < 19 {
-                self.pending = buffer;
-                return Ok(());
+            if bytes.len() < 19 {
+                return Ok(0);
             }
             let extension =
-                u32::from_be_bytes([buffer[15], buffer[16], buffer[17], buffer[18]]) as usize;
-            if buffer.len() < 19 + extension {
-                self.pending = buffer;
-                return Ok(());
+                u32::from_be_bytes([bytes[15], bytes[16], bytes[17], bytes[18]]) as usize;
+            if bytes.len() < 19 + extension {
+                return Ok(0);
             }
-            out.extend_from_slice(&buffer[..19 + extension]);
+            out.extend_from_slice(&bytes[..19 + extension]);
             at = 19 + extension;
             self.header_done = true;
         }
-        while let Some(end) = tuple_end(&buffer[at..])? {
-            self.tuple(&buffer[at..at + end], out)?;
+        while let Some(end) = tuple_end(&bytes[at..])? {
+            self.tuple(&bytes[at..at + end], out)?;
             at += end;
         }
-        self.pending = buffer[at..].to_vec();
-        Ok(())
+        Ok(at)
     }
 
     /// Nothing may be left over once the stream ended.
