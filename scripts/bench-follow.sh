@@ -38,10 +38,7 @@ seconds=${2:-10}
 runs=${3:-3}
 
 ensure_postgres --clients
-if [[ -z ${PGCOPY_BIN:-} ]]; then
-    cargo build --release --locked >&2
-    PGCOPY_BIN=target/release/pgcopy
-fi
+release_pgcopy
 bindir=$(pg_bindir)
 WORKDIR=$(cluster_workdir)
 follower=
@@ -52,8 +49,7 @@ cleanup() {
     rm -rf "$WORKDIR"
 }
 trap cleanup EXIT
-settings=(fsync=on synchronous_commit=on full_page_writes=on max_wal_size=4GB
-    shared_buffers=512MB max_replication_slots=8 max_wal_senders=8)
+settings=("${PRODUCTION_SETTINGS[@]}" max_replication_slots=8 max_wal_senders=8)
 cluster_start src "$(free_port)" "${settings[@]}" wal_level=logical
 cluster_start dst "$(free_port)" "${settings[@]}" wal_level=replica
 cluster_psql src postgres -c "CREATE DATABASE bench"

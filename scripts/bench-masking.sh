@@ -26,14 +26,10 @@ rows=${1:-1000000}
 runs=${2:-5}
 
 ensure_postgres --clients
-if [[ -z ${PGCOPY_BIN:-} ]]; then
-    cargo build --release --locked >&2
-    PGCOPY_BIN=target/release/pgcopy
-fi
+release_pgcopy
 WORKDIR=$(cluster_workdir)
 trap 'cluster_stop src || true; cluster_stop dst || true; rm -rf "$WORKDIR"' EXIT
-settings=(fsync=on synchronous_commit=on full_page_writes=on wal_level=replica
-    max_wal_size=4GB shared_buffers=512MB)
+settings=("${PRODUCTION_SETTINGS[@]}" wal_level=replica)
 cluster_start src "$(free_port)" "${settings[@]}"
 cluster_start dst "$(free_port)" "${settings[@]}"
 for side in src dst; do cluster_psql "$side" postgres -c "CREATE DATABASE bench"; done

@@ -428,17 +428,7 @@ fn a_follower_killed_mid_transaction_resumes_without_losing_or_doubling_one() {
 
 /// Waits until a resumed follower streams from the slot.
 fn wait_streaming(src: &util::TestDb, follower: &mut std::process::Child) {
-    let started = std::time::Instant::now();
-    while src.scalar_i64("SELECT count(*) FROM pg_replication_slots WHERE active") == 0 {
-        if let Ok(Some(status)) = follower.try_wait() {
-            panic!("the resumed follower exited with {status}");
-        }
-        assert!(
-            started.elapsed().as_secs() < 60,
-            "the resumed follower never streamed"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+    wait_streaming_anew(src, follower, 0);
 }
 
 /// Waits until a slot is streamed by a session other than `before`.
@@ -457,7 +447,7 @@ fn wait_streaming_anew(src: &util::TestDb, follower: &mut std::process::Child, b
         }
         assert!(
             started.elapsed().as_secs() < 60,
-            "the follower never streamed again"
+            "the follower never streamed (again)"
         );
         std::thread::sleep(std::time::Duration::from_millis(50));
     }

@@ -238,3 +238,16 @@ cluster_psql() {
     "$(pg_bindir)/psql" -X -q -v ON_ERROR_STOP=1 -h "$WORKDIR/$name/sock" \
         -p "$(cluster_port "$name")" -U postgres -d "$db" "$@"
 }
+
+# For the benchmarks: PGCOPY_BIN, else the release build of this checkout, built now.
+release_pgcopy() {
+    if [[ -z ${PGCOPY_BIN:-} ]]; then
+        cargo build --release --locked >&2
+        PGCOPY_BIN=target/release/pgcopy
+    fi
+}
+
+# For the benchmarks: production's settings (durable commits, full-page writes), and
+# enough WAL and buffers that checkpoints do not decide the result.
+PRODUCTION_SETTINGS=(fsync=on synchronous_commit=on full_page_writes=on max_wal_size=4GB
+    shared_buffers=512MB)
