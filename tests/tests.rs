@@ -28,6 +28,8 @@ mod scale;
 mod sequences;
 /// The source as production has it: RLS, role timeouts, truncates, a standby, LATIN1.
 mod source;
+/// Subsets that keep every key valid: closures through cycles, followers, a standby.
+mod subsets;
 /// Columns of another type on the destination: widened ones copied, narrowed ones refused.
 mod type_changes;
 /// Throwaway clusters, a database per test, the `pgcopy` runner and its assertions.

@@ -68,11 +68,7 @@ pub(crate) fn checks(cfg: &VerifyConfig) -> Result<Vec<Check>> {
     plan::add_destination_only_partitions(&mut dest, &mut plan, &cfg.filter)?;
     let mut refusals = snapshot::refusals(&selected, standby, &cfg.source);
     if let Some(rules) = &cfg.rules {
-        let on_source = crate::schema::catalog::tables(&mut snapshot.client)?
-            .into_iter()
-            .map(|t| t.name)
-            .collect();
-        refusals.extend(rules.apply(&mut plan, &on_source));
+        refusals.extend(rules.apply_to(&mut snapshot.client, &mut plan)?);
     }
     refusals.extend(
         // Narrowed columns are compared as they are: verify says whether they came over.

@@ -101,6 +101,15 @@ impl Planned<'_> {
             }
         }
         for table in &plan.tables {
+            if let Some(subset) = &table.subset {
+                let rows = match subset.counted {
+                    Some(rows) => format!("{rows} rows"),
+                    None => format!("about {} rows", table.estimated_rows.unwrap_or(0)),
+                };
+                writeln!(out, "subset {}: {} ({rows})", table.name, subset.describe)?;
+            }
+        }
+        for table in &plan.tables {
             if let Some(split) = &table.split {
                 writeln!(
                     out,
@@ -213,6 +222,10 @@ impl Planned<'_> {
                     "column": m.column,
                     "rule": m.rule.describe(),
                 })).collect::<Vec<_>>(),
+                "subset": t.subset.as_ref().map(|s| serde_json::json!({
+                    "rule": s.describe,
+                    "rows": s.counted,
+                })),
                 "columns": t.columns.iter().map(|c| &c.name).collect::<Vec<_>>(),
                 "generated_columns_left_out": t.generated,
                 "triggers_disabled": t.triggers.iter().map(|tr| &tr.name).collect::<Vec<_>>(),

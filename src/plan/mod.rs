@@ -8,12 +8,14 @@ pub(crate) mod pieces;
 pub(crate) mod refusals;
 pub(crate) mod rules;
 pub(crate) mod snapshot;
+pub(crate) mod subset;
 
 use crate::pg::sql::{column_list, TableName};
 use crate::plan::conversions::{Conversion, How};
 use crate::plan::filter::TableFilter;
 use crate::plan::pieces::Split;
 use crate::plan::rules::Mask;
+use crate::plan::subset::Subset;
 use crate::schema::catalog::{self, Column, Table};
 use crate::schema::indexes::Index;
 use crate::schema::statistics::Statistics;
@@ -56,6 +58,8 @@ pub(crate) struct TablePlan {
     pub(crate) conversions: Vec<Conversion>,
     /// The columns the rules file masks, read masked from the source.
     pub(crate) masks: Vec<Mask>,
+    /// The rows the rules' subsets keep, where they keep fewer than all.
+    pub(crate) subset: Option<Subset>,
     pub(crate) estimated_rows: Option<u64>,
     pub(crate) data_bytes: u64,
     /// The root partitioned table, for a partition.
@@ -138,9 +142,16 @@ impl TablePlan {
         let condition = match (range, &self.replace) {
             (Some(range), _) => Some(range.as_str()),
             (None, Replace::Where(condition)) => Some(condition.as_str()),
-            (None, Replace::All) if casts => Some(""),
+            (None, Replace::All) if casts || self.subset.is_some() => Some(""),
             (None, Replace::All) => None,
         };
+        if let Some(subset) = &self.subset {
+            return format!(
+                "COPY ({}) TO STDOUT (FORMAT {})",
+                subset.select(&self.select_list(), &self.name, condition.unwrap_or("")),
+                self.format
+            );
+        }
         match condition {
             Some(condition) => format!(
                 "COPY (SELECT {} FROM ONLY {} {condition}) TO STDOUT (FORMAT {})",
@@ -344,6 +355,7 @@ pub(crate) fn add_destination_only_partitions(
             text_reason: None,
             conversions: Vec::new(),
             masks: Vec::new(),
+            subset: None,
             estimated_rows: Some(0),
             data_bytes: 0,
             parent: Some(root),
@@ -400,6 +412,7 @@ pub(crate) fn build(client: &mut Client, selected: &[Table]) -> Result<Plan> {
                     .then(|| format!("no portable binary form for {}", text_columns.join(", "))),
                 conversions: Vec::new(),
                 masks: Vec::new(),
+                subset: None,
                 estimated_rows: table.estimated_rows,
                 data_bytes: table.data_bytes,
                 parent: table.parent.clone(),

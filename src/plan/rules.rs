@@ -12,10 +12,11 @@
 
 use crate::pg::sql::{display_ident, quote_ident, quote_literal, TableName};
 use crate::plan::filter::Glob;
+use crate::plan::subset::{DeclaredKey, SubsetRule};
 use crate::plan::{Format, Plan};
 use crate::transfer::mask::Kind;
 use anyhow::{bail, Context, Result};
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
 
 /// A rules file, parsed.
@@ -24,6 +25,10 @@ pub(crate) struct Rules {
     /// Column name patterns (`*email*`): a copied column that matches must be masked.
     require: Vec<Glob>,
     masks: Vec<MaskRule>,
+    /// `[subset."schema.table"]`: the rows of a table to start from.
+    subsets: Vec<SubsetRule>,
+    /// `[[foreign_key]]`: keys the schema does not declare, for subsets to follow.
+    keys: Vec<DeclaredKey>,
     /// The key, where a rule needs one.
     key: Option<MaskKey>,
 }
@@ -194,11 +199,46 @@ impl Rules {
         Ok(rules)
     }
 
+    /// Puts the masks and the subsets on the plan's tables, read from the source in the
+    /// copy's snapshot (`client`); what is wrong with the rules for this plan comes back as
+    /// refusals.
+    pub(crate) fn apply_to(
+        &self,
+        client: &mut postgres::Client,
+        plan: &mut Plan,
+    ) -> Result<Vec<String>> {
+        let tables = crate::schema::catalog::tables(client)?;
+        let mut leaves: BTreeMap<TableName, Vec<TableName>> = BTreeMap::new();
+        for table in tables.iter().filter(|t| !t.partitioned) {
+            if let Some(root) = &table.parent {
+                leaves
+                    .entry(root.clone())
+                    .or_default()
+                    .push(table.name.clone());
+            }
+        }
+        let on_source: BTreeMap<TableName, bool> = tables
+            .into_iter()
+            .map(|t| (t.name, t.partitioned))
+            .collect();
+        let names = on_source.keys().cloned().collect();
+        let mut refusals = self.apply(plan, &names);
+        refusals.extend(crate::plan::subset::apply(
+            client,
+            plan,
+            &self.subsets,
+            &self.keys,
+            &on_source,
+            &leaves,
+        )?);
+        Ok(refusals)
+    }
+
     /// Puts the masks on the plan's tables; what is wrong with the rules for this plan
     /// (a table the source does not have, or a column the table does not have; a column
     /// `require` matches that no rule masks) comes back as refusals. `on_source` are the
     /// source's tables: a rule for one this copy leaves out is no mistake.
-    pub(crate) fn apply(&self, plan: &mut Plan, on_source: &HashSet<TableName>) -> Vec<String> {
+    fn apply(&self, plan: &mut Plan, on_source: &HashSet<TableName>) -> Vec<String> {
         let mut refusals = Vec::new();
         for mask in &self.masks {
             // A partitioned table's rule is its partitions', which are what is copied.
@@ -391,7 +431,31 @@ fn parse(text: &str) -> Result<Rules> {
                     }
                 }
             }
-            other => bail!("unknown key {other:?}: a rules file has require and [mask.…]"),
+            "subset" => {
+                let tables = value
+                    .as_table()
+                    .context("subset must be tables: [subset.\"schema.table\"]")?;
+                for (name, fields) in tables {
+                    rules.subsets.push(
+                        subset_of(table_name(name)?, fields)
+                            .with_context(|| format!("in [subset.\"{name}\"]"))?,
+                    );
+                }
+            }
+            "foreign_key" => {
+                let keys = value
+                    .as_array()
+                    .context("foreign_key must be a list: [[foreign_key]]")?;
+                for key in keys {
+                    rules
+                        .keys
+                        .push(declared_key(key).context("in a [[foreign_key]]")?);
+                }
+            }
+            other => bail!(
+                "unknown key {other:?}: a rules file has require, [mask.…], [subset.…] and \
+                 [[foreign_key]]"
+            ),
         }
     }
     Ok(rules)
@@ -405,6 +469,96 @@ fn table_name(key: &str) -> Result<TableName> {
             Ok(TableName::new(schema, name))
         }
         _ => bail!("name the table as \"schema.table\", not {key:?}"),
+    }
+}
+
+/// A `[subset."…"]` table's fields.
+fn subset_of(table: TableName, fields: &toml::Value) -> Result<SubsetRule> {
+    let fields = fields
+        .as_table()
+        .context("a subset is a table of where, percent, limit and order_by")?;
+    let mut rule = SubsetRule {
+        table,
+        filter: None,
+        percent: None,
+        limit: None,
+        order_by: None,
+    };
+    for (key, value) in fields {
+        match key.as_str() {
+            "where" => rule.filter = Some(text_of(key, value)?),
+            "order_by" => rule.order_by = Some(text_of(key, value)?),
+            "percent" => {
+                rule.percent = Some(match value {
+                    toml::Value::Integer(n) => *n as f64,
+                    toml::Value::Float(x) => *x,
+                    _ => bail!("percent must be a number"),
+                })
+            }
+            "limit" => match value.as_integer() {
+                Some(n) if n >= 0 => rule.limit = Some(n as u64),
+                _ => bail!("limit must be a number of rows"),
+            },
+            other => {
+                bail!("unknown field {other:?}: a subset takes where, percent, limit and order_by")
+            }
+        }
+    }
+    if rule.order_by.is_some() && rule.limit.is_none() {
+        bail!("order_by orders the rows a limit keeps: give limit too");
+    }
+    Ok(rule)
+}
+
+/// A `[[foreign_key]]`: `table`, `columns`, `references` and `referenced` (the same
+/// names as `columns` when left out).
+fn declared_key(value: &toml::Value) -> Result<DeclaredKey> {
+    let fields = value
+        .as_table()
+        .context("a foreign key is a table: table, columns, references, referenced")?;
+    let names = |key: &str| -> Result<Option<Vec<String>>> {
+        let Some(value) = fields.get(key) else {
+            return Ok(None);
+        };
+        let list = value
+            .as_array()
+            .with_context(|| format!("{key} must be a list of column names"))?;
+        list.iter()
+            .map(|v| {
+                v.as_str()
+                    .map(str::to_string)
+                    .with_context(|| format!("{key} must be a list of column names"))
+            })
+            .collect::<Result<Vec<_>>>()
+            .map(Some)
+    };
+    for key in fields.keys() {
+        if !["table", "columns", "references", "referenced"].contains(&key.as_str()) {
+            bail!("unknown field {key:?}: a foreign key takes table, columns, references and referenced");
+        }
+    }
+    let table = |key: &str| -> Result<TableName> {
+        table_name(
+            fields
+                .get(key)
+                .and_then(toml::Value::as_str)
+                .with_context(|| format!("a foreign key needs {key} = \"schema.table\""))?,
+        )
+    };
+    let columns = names("columns")?.context("a foreign key needs columns = [\"…\"]")?;
+    Ok(DeclaredKey {
+        table: table("table")?,
+        referenced: names("referenced")?.unwrap_or_else(|| columns.clone()),
+        columns,
+        references: table("references")?,
+    })
+}
+
+/// A field that takes SQL text.
+fn text_of(key: &str, value: &toml::Value) -> Result<String> {
+    match value.as_str() {
+        Some(text) if !text.trim().is_empty() => Ok(text.to_string()),
+        _ => bail!("{key} must be SQL text"),
     }
 }
 
@@ -513,6 +667,8 @@ mod tests {
             .masks
             .iter()
             .any(|m| m.rule == Rule::Keyed(Keyed::Email)));
+        assert_eq!(rules.subsets.len(), 2);
+        assert_eq!(rules.keys.len(), 1);
     }
 
     #[test]

@@ -93,17 +93,26 @@ pub(crate) fn digest_sql(table: &TablePlan, on_source: bool) -> String {
     };
     // Hashed as UTF-8, whatever the server's encoding: the same text in a LATIN1 and a UTF8
     // database is different bytes.
+    let condition = match &table.replace {
+        Replace::All => "",
+        Replace::Where(condition) => condition,
+    };
+    let hashed = format!("md5(convert_to({row}, 'UTF8')) AS h");
+    // On the source, the rows a subset keeps.
+    let rows = match &table.subset {
+        Some(subset) if on_source => subset.select(&hashed, &table.name, condition),
+        _ => format!(
+            "SELECT {hashed} FROM ONLY {} AS {} {condition}",
+            table.name.quoted(),
+            crate::plan::subset::ROW
+        ),
+    };
     format!(
         "SELECT count(*)::int8,
                 coalesce(sum(('x' || substr(h, 1, 16))::bit(64)::int8::numeric), 0)::text
                 || '/' ||
                 coalesce(sum(('x' || substr(h, 17, 16))::bit(64)::int8::numeric), 0)::text
-         FROM (SELECT md5(convert_to({row}, 'UTF8')) AS h FROM ONLY {} AS t {}) AS digests",
-        table.name.quoted(),
-        match &table.replace {
-            Replace::All => "",
-            Replace::Where(condition) => condition,
-        }
+         FROM ({rows}) AS digests"
     )
 }
 
@@ -239,6 +248,9 @@ fn query_digest(
             .map_err(|err| table.lock_failed(err.into()))?;
     }
     tx.batch_execute(TEXT_SETTINGS)?;
+    if table.is_some_and(|t| t.subset.is_some()) {
+        tx.batch_execute(crate::plan::subset::SETTINGS)?;
+    }
     log::debug!("verify: {sql}");
     let row = tx.query_one(sql, &[])?;
     Ok(Digest {
@@ -271,6 +283,7 @@ mod tests {
             text_reason: None,
             conversions: Vec::new(),
             masks: Vec::new(),
+            subset: None,
             estimated_rows: None,
             data_bytes: 0,
             parent: None,

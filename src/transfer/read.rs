@@ -25,6 +25,9 @@ pub(crate) fn read(
     if table.format == Format::Text {
         begin = format!("{begin}; {TEXT_SETTINGS}");
     }
+    if table.subset.is_some() {
+        begin = format!("{begin}; {}", crate::plan::subset::SETTINGS);
+    }
     conn.execute(&begin)
         .context("importing the source snapshot")?;
     conn.execute(&table.lock_sql())

@@ -109,11 +109,7 @@ pub(super) fn plan(cfg: &CopyConfig, prepared: Prepared) -> Result<Work<'_>> {
     let mut plan = plan::build(&mut snapshot.client, &selected)?;
     plan::add_destination_only_partitions(&mut dest, &mut plan, &cfg.filter)?;
     if let Some(rules) = &cfg.rules {
-        let on_source = catalog::tables(&mut snapshot.client)?
-            .into_iter()
-            .map(|t| t.name)
-            .collect();
-        refusals.extend(rules.apply(&mut plan, &on_source));
+        refusals.extend(rules.apply_to(&mut snapshot.client, &mut plan)?);
     }
     let sequences = if cfg.sequences {
         // A source with no tables, copied whole, still carries its standalone sequences.
@@ -204,6 +200,17 @@ pub(super) fn plan(cfg: &CopyConfig, prepared: Prepared) -> Result<Work<'_>> {
     resume_pieces(&mut dest, &mut plan, &saved_pieces)?;
     if cfg.analyze {
         statistics::plan(&mut snapshot.client, &mut dest, &mut plan)?;
+        // The source's statistics describe the source's rows: a masked table's would
+        // carry its values (most common values, histograms), a subset's the whole table.
+        // Those tables are analyzed instead.
+        for table in &mut plan.tables {
+            if !table.masks.is_empty() || table.subset.is_some() {
+                table.statistics = None;
+            }
+        }
+    }
+    if cfg.dry_run {
+        plan::subset::count(&mut snapshot.client, &mut plan)?;
     }
     refusals.extend(plan::refusals::rights_refusals(
         &plan,
@@ -300,11 +307,15 @@ fn fingerprint(source: &Identity, plan: &Plan) -> String {
                 .map(|m| format!("{}={}", m.column, m.rule.describe()))
                 .collect();
             format!(
-                "{}|{}|{}|{}",
+                "{}|{}|{}|{}|{}",
                 t.name,
                 columns.join(","),
                 t.format,
-                masks.join(",")
+                masks.join(","),
+                // The closure's time too: a subset of another moment is another subset.
+                t.subset
+                    .as_ref()
+                    .map_or(String::new(), |s| format!("{} {}", s.with, s.condition))
             )
         })
         .collect();
