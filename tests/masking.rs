@@ -297,3 +297,128 @@ fn hashed_columns_join_across_tables_stay_unique_and_are_the_same_every_run() {
         "{out:?}"
     );
 }
+
+#[test]
+fn json_paths_are_masked_inside_documents_and_every_other_byte_kept() {
+    let (src, dst) = util::pair!();
+    util::both(
+        &src,
+        &dst,
+        "CREATE TABLE account (id int PRIMARY KEY, email text);
+         CREATE TABLE event (id int PRIMARY KEY, payload jsonb, raw json, email_doc jsonb)",
+    );
+    src.exec(
+        "INSERT INTO account SELECT i, 'p' || i || '@corp.com' FROM generate_series(1, 50) i;
+         INSERT INTO event SELECT i,
+             jsonb_build_object(
+                 'user', jsonb_build_object('email', 'p' || i || '@corp.com',
+                                            'name', 'Person ' || i, 'age', 20 + i),
+                 'amount', 12345678901234567890.123456789::numeric,
+                 'items', jsonb_build_array(jsonb_build_object('sku', 'a' || i, 'owner', 'o' || i),
+                                            jsonb_build_object('sku', 'b' || i, 'owner', null))),
+             ('{\"user\": {\"email\": \"p' || i || '@corp.com\"},  \"n\": 1.10}')::json,
+             CASE WHEN i % 5 <> 0 THEN jsonb_build_object('other', i) END
+         FROM generate_series(1, 50) i",
+    );
+    let rules = rules_file(
+        &src,
+        r#"
+        require = ["*email*"]
+        [mask."public.account"]
+        email = "email"
+        [mask."public.event"]
+        "payload.user.email" = "email"
+        "payload.user.name" = { rule = "fixed", value = "Jane Doe" }
+        "payload.user.age" = { rule = "noise", range = 3 }
+        "payload.items.*.owner" = "hash"
+        "raw.user.email" = "email"
+        "email_doc.contact" = "null"
+        "#,
+    );
+    let copy = |extra: &[&str]| {
+        let mut args = vec!["--rules", rules.as_str()];
+        args.extend_from_slice(extra);
+        let mut cmd = util::copy_command(&src.url(), &dst.url(), &args);
+        util::run(cmd.env("PGCOPY_MASK_KEY", KEY))
+    };
+    let out = copy(&["--dry-run"]);
+    assert_exit!(out, exit::SUCCESS);
+    for line in [
+        "masks public.event.payload.user.email: email (keyed, by pgcopy)",
+        "masks public.event.payload.items.*.owner: hash (keyed, by pgcopy)",
+        "masks public.event.payload.user.name: fixed 'Jane Doe'",
+    ] {
+        assert!(out.stdout.contains(line), "{line}\n{out:?}");
+    }
+    let out = copy(&[]);
+    assert_exit!(out, exit::SUCCESS);
+
+    // Keyed inside a document as in a column: the masked e-mails still join.
+    assert_eq!(
+        dst.scalar_i64(
+            "SELECT count(*) FROM event e JOIN account a ON a.email = e.payload->'user'->>'email'"
+        ),
+        50
+    );
+    assert_eq!(
+        dst.count("event WHERE payload::text LIKE '%corp.com%' OR raw::text LIKE '%corp.com%'"),
+        0
+    );
+    assert_eq!(
+        dst.count("event WHERE payload->'user'->>'name' = 'Jane Doe'"),
+        50
+    );
+    assert_eq!(
+        dst.count(
+            "event WHERE jsonb_typeof(payload->'user'->'age') = 'number'
+                 AND abs((payload->'user'->>'age')::numeric - (20 + id)) <= 3"
+        ),
+        50
+    );
+    // The rest of a document is as it was: numbers to the last digit, other keys, nulls.
+    assert_eq!(
+        dst.count("event WHERE payload->>'amount' = '12345678901234567890.123456789'"),
+        50
+    );
+    assert_eq!(
+        dst.count(
+            "event WHERE payload->'items'->0->>'sku' = 'a' || id
+                 AND payload->'items'->0->>'owner' ~ '^[0-9a-f]{64}$'
+                 AND payload->'items'->1->'owner' = 'null'::jsonb"
+        ),
+        50
+    );
+    // A json column keeps its text byte for byte around the masked value.
+    assert_eq!(
+        dst.count(
+            "event WHERE raw::text ~ '^\\{\"user\": \\{\"email\": \"[0-9a-f]{16}@example\\.invalid\"\\},  \"n\": 1\\.10\\}$'"
+        ),
+        50
+    );
+    // A path a document does not have changes nothing; a NULL stays NULL.
+    assert_eq!(
+        dst.checksum("event", &["id", "email_doc"]),
+        src.checksum("event", &["id", "email_doc"])
+    );
+
+    for (text, says) in [
+        (
+            "[mask.\"public.account\"]\n\"email.user\" = \"null\"",
+            "a path reaches inside json and jsonb columns, and the column is text",
+        ),
+        (
+            "[mask.\"public.event\"]\n\"payload.items.*.owner\" = \"null\"",
+            "a * is for the keyed rules",
+        ),
+        (
+            "[mask.\"public.event\"]\n\"payload.user\" = \"null\"\n\"payload.user.email\" = \"email\"",
+            "one inside the other",
+        ),
+    ] {
+        let bad = rules_file(&src, text);
+        let mut cmd = util::copy_command(&src.url(), &dst.url(), &["--rules", &bad]);
+        let out = util::run(cmd.env("PGCOPY_MASK_KEY", KEY));
+        assert_exit!(out, exit::USAGE);
+        assert!(out.stderr.contains(says), "{text}: {out:?}");
+    }
+}

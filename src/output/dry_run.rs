@@ -95,7 +95,7 @@ impl Planned<'_> {
                     out,
                     "masks {}.{}: {}",
                     table.name,
-                    crate::pg::sql::display_ident(&mask.column),
+                    mask.target(),
                     mask.rule.describe()
                 )?;
             }
@@ -220,6 +220,7 @@ impl Planned<'_> {
                 "conversions": conversions_json(t),
                 "masks": t.masks.iter().map(|m| serde_json::json!({
                     "column": m.column,
+                    "path": m.path,
                     "rule": m.rule.describe(),
                 })).collect::<Vec<_>>(),
                 "subset": t.subset.as_ref().map(|s| serde_json::json!({

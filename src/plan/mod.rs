@@ -176,14 +176,18 @@ impl TablePlan {
             .iter()
             .map(|column| {
                 let conversion = self.conversions.iter().find(|c| c.column == column.name);
-                match self.masks.iter().find(|m| m.column == column.name) {
-                    Some(mask) => {
-                        let masked = mask.source_expr(&column.type_name);
-                        match conversion.map(|c| &c.how) {
-                            Some(How::Cast(to)) => format!("({masked})::{to}"),
-                            _ => masked,
-                        }
-                    }
+                let masks: Vec<&Mask> = self
+                    .masks
+                    .iter()
+                    .filter(|m| m.column == column.name)
+                    .collect();
+                let whole = masks.iter().find(|m| m.path.is_empty());
+                let inside = Mask::json_expr(&column.name, &column.type_name, &masks);
+                match whole.map(|m| m.source_expr(&column.type_name)).or(inside) {
+                    Some(masked) => match conversion.map(|c| &c.how) {
+                        Some(How::Cast(to)) => format!("({masked})::{to}"),
+                        _ => masked,
+                    },
                     None => conversion.map_or_else(
                         || crate::pg::sql::quote_ident(&column.name),
                         Conversion::source_expr,

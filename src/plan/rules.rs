@@ -160,12 +160,58 @@ impl Rule {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Mask {
     pub(crate) column: String,
+    /// Inside a `json` or `jsonb` column: the keys (or array indexes, `*` any) down to the
+    /// masked value. Empty: the whole column.
+    pub(crate) path: Vec<String>,
     pub(crate) rule: Rule,
     /// The key, for a rule pgcopy applies.
     pub(crate) key: Option<MaskKey>,
 }
 
 impl Mask {
+    /// What it masks, `column` or `column.key.key`, as messages and the dry run show it.
+    pub(crate) fn target(&self) -> String {
+        let mut target = display_ident(&self.column).into_owned();
+        for step in &self.path {
+            target.push('.');
+            target.push_str(step);
+        }
+        target
+    }
+
+    /// A JSON column with the source's rules for paths inside it applied, as the source
+    /// reads it (`jsonb_set` for each; a path the document does not have, or a JSON `null`
+    /// there, left as it is); `None` when no such rule is among `masks`.
+    pub(crate) fn json_expr(column: &str, type_name: &str, masks: &[&Mask]) -> Option<String> {
+        let col = quote_ident(column);
+        let mut expr = format!("{col}::jsonb");
+        let mut any = false;
+        for mask in masks
+            .iter()
+            .filter(|m| !m.path.is_empty() && !m.rule.in_client())
+        {
+            any = true;
+            let steps: Vec<String> = mask.path.iter().map(|s| quote_literal(s)).collect();
+            let path = format!("ARRAY[{}]::text[]", steps.join(", "));
+            let at = format!("({col}::jsonb #> {path})");
+            let new = match &mask.rule {
+                Rule::Null | Rule::Keyed(_) => "'null'::jsonb".to_string(),
+                Rule::Fixed(value) => format!("to_jsonb({}::text)", quote_literal(value)),
+                Rule::Sql(expr) => format!("to_jsonb(({expr}))"),
+                Rule::Noise(range) => format!(
+                    "CASE jsonb_typeof({at}) WHEN 'number' THEN \
+                     to_jsonb(({at} #>> '{{}}')::numeric + (random() * 2 - 1) * {range}) \
+                     ELSE 'null'::jsonb END"
+                ),
+            };
+            expr = format!(
+                "jsonb_set({expr}, {path}, CASE WHEN jsonb_typeof({at}) = 'null' THEN \
+                 'null'::jsonb ELSE coalesce({new}, 'null'::jsonb) END, false)"
+            );
+        }
+        any.then(|| format!("({expr})::{type_name}"))
+    }
+
     /// The masked value as the source reads it, in the column's own type `type_name`;
     /// NULL where the column is NULL.
     pub(crate) fn source_expr(&self, type_name: &str) -> String {
@@ -260,7 +306,7 @@ impl Rules {
                 continue;
             }
             for table in tables {
-                let Some(column) = table.columns.iter().find(|c| c.name == mask.column) else {
+                let Some((column, path)) = resolve(&table.columns, &mask.column) else {
                     refusals.push(format!(
                         "the rules mask the column {} of {}, which it does not have (renamed \
                          or dropped?): its data would be copied unmasked under the new name",
@@ -269,7 +315,36 @@ impl Rules {
                     ));
                     continue;
                 };
-                if let Rule::Noise(range) = &mask.rule {
+                let target = format!("{}.{}", table.name, display_ident(&mask.column));
+                if !path.is_empty() {
+                    if let Err(why) = json_path_fits(&column.type_name, &path, &mask.rule) {
+                        refusals.push(format!("the rule for {target}: {why}"));
+                        continue;
+                    }
+                    let clash = table.masks.iter().find(|m| {
+                        m.column == column.name
+                            && (m.path.is_empty()
+                                || m.path.starts_with(&path)
+                                || path.starts_with(&m.path))
+                    });
+                    if let Some(other) = clash {
+                        refusals.push(format!(
+                            "the rules mask {target} and {}.{}, one inside the other: keep one",
+                            table.name,
+                            other.target()
+                        ));
+                        continue;
+                    }
+                } else if let Some(other) = table.masks.iter().find(|m| m.column == column.name) {
+                    refusals.push(format!(
+                        "the rules mask {target} and {}.{}, one inside the other: keep one",
+                        table.name,
+                        other.target()
+                    ));
+                    continue;
+                }
+                let column = column.clone();
+                if let (Rule::Noise(range), true) = (&mask.rule, path.is_empty()) {
                     if let Err(why) = Noisy::check(&column.type_name, range) {
                         refusals.push(format!(
                             "the rule noise for {}.{}: {why}",
@@ -280,7 +355,8 @@ impl Rules {
                     }
                 }
                 if let Rule::Keyed(keyed) = mask.rule {
-                    if let Err(why) = fits(keyed, Kind::of(&column.type_name)) {
+                    let kind = Kind::of(&column.type_name);
+                    if let (Err(why), true) = (fits(keyed, kind), path.is_empty()) {
                         refusals.push(format!(
                             "the rule {} cannot produce {}.{}'s type {}: {why}",
                             keyed.name(),
@@ -301,7 +377,8 @@ impl Rules {
                     }
                 }
                 table.masks.push(Mask {
-                    column: mask.column.clone(),
+                    column: column.name.clone(),
+                    path,
                     rule: mask.rule.clone(),
                     key: self.key.clone().filter(|_| mask.rule.in_client()),
                 });
@@ -327,6 +404,56 @@ impl Rules {
         }
         refusals
     }
+}
+
+/// The column a rule's key names and the JSON path inside it: the column of that name,
+/// else the longest column name the key starts with before a dot, the rest split at dots.
+fn resolve<'a>(
+    columns: &'a [crate::schema::catalog::Column],
+    key: &str,
+) -> Option<(&'a crate::schema::catalog::Column, Vec<String>)> {
+    if let Some(column) = columns.iter().find(|c| c.name == key) {
+        return Some((column, Vec::new()));
+    }
+    columns
+        .iter()
+        .filter_map(|c| {
+            let rest = key.strip_prefix(c.name.as_str())?.strip_prefix('.')?;
+            Some((c, rest))
+        })
+        .max_by_key(|(c, _)| c.name.len())
+        .map(|(c, rest)| {
+            (
+                c,
+                rest.split('.').map(str::to_string).collect::<Vec<String>>(),
+            )
+        })
+        .filter(|(_, path)| path.iter().all(|step| !step.is_empty()))
+}
+
+/// Whether a rule may reach to `path` inside a column of `type_name`.
+fn json_path_fits(
+    type_name: &str,
+    path: &[String],
+    rule: &Rule,
+) -> std::result::Result<(), String> {
+    if type_name != "json" && type_name != "jsonb" {
+        return Err(format!(
+            "a path reaches inside json and jsonb columns, and the column is {type_name}"
+        ));
+    }
+    if !rule.in_client() && path.iter().any(|step| step == "*") {
+        return Err(
+            "the source sets one path at a time: a * is for the keyed rules, which pgcopy \
+             applies"
+                .into(),
+        );
+    }
+    if let Rule::Noise(range) = rule {
+        return Noisy::check("numeric", range)
+            .map_err(|why| format!("{why} (inside JSON, noise moves numbers)"));
+    }
+    Ok(())
 }
 
 /// What `noise` moves a column by.
@@ -699,6 +826,7 @@ mod tests {
     fn masks_keep_nulls_and_the_columns_type() {
         let mask = |rule| Mask {
             column: "e".into(),
+            path: Vec::new(),
             rule,
             key: None,
         };

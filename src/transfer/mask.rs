@@ -9,6 +9,7 @@
 
 use crate::plan::rules::{Keyed, Rule};
 use crate::plan::TablePlan;
+use crate::transfer::json_mask::{self, Path};
 use anyhow::{bail, Result};
 use sha2::{Digest, Sha256};
 
@@ -110,7 +111,7 @@ fn hex(bytes: &[u8]) -> Vec<u8> {
 }
 
 /// The masked field for a value's bytes, in the binary format of the column's type.
-fn masked(hmac: &Hmac, keyed: Keyed, kind: Kind, value: &[u8]) -> Vec<u8> {
+pub(crate) fn masked(hmac: &Hmac, keyed: Keyed, kind: Kind, value: &[u8]) -> Vec<u8> {
     let mac = hmac.mac(value);
     let max = match kind {
         Kind::Text(max) => max,
@@ -200,10 +201,21 @@ fn hashed(mac: &[u8; 32], kind: Kind) -> Vec<u8> {
     }
 }
 
+/// How pgcopy masks one field.
+enum Field {
+    /// The whole value.
+    Whole(Keyed, Kind),
+    /// Values inside a JSON document (`jsonb`: after its version byte).
+    Json {
+        jsonb: bool,
+        targets: Vec<(Path, Keyed)>,
+    },
+}
+
 /// Masks the fields of one table's binary COPY stream, chunk by chunk.
 pub(crate) struct Masker {
     /// By field position: how that field is masked, if it is.
-    fields: Vec<Option<(Keyed, Kind)>>,
+    fields: Vec<Option<Field>>,
     hmac: Hmac,
     /// Bytes of a tuple (or the header) that the next chunk completes.
     pending: Vec<u8>,
@@ -214,16 +226,25 @@ impl Masker {
     /// A masker for `table`'s client-side masks; `None` when it has none.
     pub(crate) fn for_table(table: &TablePlan) -> Option<Masker> {
         let mut key = None;
-        let fields: Vec<Option<(Keyed, Kind)>> = table
+        let fields: Vec<Option<Field>> = table
             .columns
             .iter()
             .map(|column| {
-                let mask = table.masks.iter().find(|m| m.column == column.name)?;
-                let Rule::Keyed(keyed) = mask.rule else {
-                    return None;
-                };
-                key = mask.key.clone();
-                Some((keyed, Kind::of(&column.type_name)?))
+                let mut targets = Vec::new();
+                for mask in table.masks.iter().filter(|m| m.column == column.name) {
+                    let Rule::Keyed(keyed) = mask.rule else {
+                        continue;
+                    };
+                    key = mask.key.clone();
+                    if mask.path.is_empty() {
+                        return Some(Field::Whole(keyed, Kind::of(&column.type_name)?));
+                    }
+                    targets.push((mask.path.clone(), keyed));
+                }
+                (!targets.is_empty()).then(|| Field::Json {
+                    jsonb: column.type_name == "jsonb",
+                    targets,
+                })
             })
             .collect();
         Some(Masker {
@@ -308,10 +329,27 @@ impl Masker {
             let value = &tuple[at..at + length as usize];
             at += length as usize;
             match field {
-                Some((keyed, kind)) => {
+                Some(Field::Whole(keyed, kind)) => {
                     let masked = masked(&self.hmac, *keyed, *kind, value);
                     out.extend_from_slice(&(masked.len() as i32).to_be_bytes());
                     out.extend_from_slice(&masked);
+                }
+                Some(Field::Json { jsonb, targets }) => {
+                    // The length goes first: written once the document is.
+                    let start = out.len();
+                    out.extend_from_slice(&[0; 4]);
+                    let text = if *jsonb {
+                        if value.first() != Some(&1) {
+                            bail!("the source sent a jsonb value of an unknown version");
+                        }
+                        out.push(1);
+                        &value[1..]
+                    } else {
+                        value
+                    };
+                    json_mask::mask_document(text, targets, &self.hmac, out)?;
+                    let length = (out.len() - start - 4) as i32;
+                    out[start..start + 4].copy_from_slice(&length.to_be_bytes());
                 }
                 None => {
                     out.extend_from_slice(&length.to_be_bytes());
@@ -415,7 +453,11 @@ mod tests {
     #[test]
     fn masks_only_its_fields_across_any_split() {
         let masker = || Masker {
-            fields: vec![None, Some((Keyed::Hash, Kind::Text(None))), None],
+            fields: vec![
+                None,
+                Some(Field::Whole(Keyed::Hash, Kind::Text(None))),
+                None,
+            ],
             hmac: Hmac::new(b"secret"),
             pending: Vec::new(),
             header_done: false,

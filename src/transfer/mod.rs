@@ -7,6 +7,7 @@
 //! outcomes out.
 
 pub(crate) mod compare;
+pub(crate) mod json_mask;
 pub(crate) mod lanes;
 pub(crate) mod mask;
 pub(crate) mod read;

@@ -304,7 +304,7 @@ fn fingerprint(source: &Identity, plan: &Plan) -> String {
             let masks: Vec<String> = t
                 .masks
                 .iter()
-                .map(|m| format!("{}={}", m.column, m.rule.describe()))
+                .map(|m| format!("{}={}", m.target(), m.rule.describe()))
                 .collect();
             format!(
                 "{}|{}|{}|{}|{}",
