@@ -422,3 +422,88 @@ fn json_paths_are_masked_inside_documents_and_every_other_byte_kept() {
         assert!(out.stderr.contains(says), "{text}: {out:?}");
     }
 }
+
+#[test]
+fn the_key_reaches_neither_server_in_any_statement() {
+    let (src, dst) = util::pair!();
+    util::both(
+        &src,
+        &dst,
+        "CREATE TABLE person (id int PRIMARY KEY, email text, phone text, doc jsonb)",
+    );
+    src.exec(
+        "INSERT INTO person SELECT i, 'p' || i || '@corp.com', '+44 ' || i,
+                jsonb_build_object('email', 'p' || i || '@corp.com')
+           FROM generate_series(1, 200000) i",
+    );
+    // Both servers log every statement this test's databases receive.
+    for db in [&src, &dst] {
+        db.exec(&format!(
+            "ALTER DATABASE {} SET log_statement = 'all'",
+            db.quoted_name()
+        ));
+    }
+    let rules = rules_file(
+        &src,
+        r#"
+        [mask."public.person"]
+        email = "email"
+        phone = "hash"
+        "doc.email" = "email"
+        "#,
+    );
+    // And pg_stat_activity of both, sampled while the copy runs.
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let samplers: Vec<_> = [src.clone(), dst.clone()]
+        .into_iter()
+        .map(|db| {
+            let done = done.clone();
+            std::thread::spawn(move || {
+                let mut client = db.client();
+                let mut seen = Vec::new();
+                while !done.load(std::sync::atomic::Ordering::SeqCst) {
+                    for row in client
+                        .query(
+                            "SELECT query FROM pg_stat_activity
+                             WHERE application_name = 'pgcopy' AND query <> ''",
+                            &[],
+                        )
+                        .unwrap()
+                    {
+                        seen.push(row.get::<_, String>(0));
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(2));
+                }
+                seen
+            })
+        })
+        .collect();
+    let mut cmd = util::copy_command(&src.url(), &dst.url(), &["--rules", &rules, "-v"]);
+    let out = util::run(cmd.env("PGCOPY_MASK_KEY", KEY));
+    done.store(true, std::sync::atomic::Ordering::SeqCst);
+    assert_exit!(out, exit::SUCCESS);
+    assert_eq!(
+        dst.count("person WHERE email LIKE '%@example.invalid'"),
+        200000
+    );
+    for (side, sampler) in ["source", "destination"].into_iter().zip(samplers) {
+        let seen = sampler.join().unwrap();
+        assert!(
+            seen.iter().any(|q| q.contains("COPY")),
+            "the {side}'s pg_stat_activity showed the copy: {seen:?}"
+        );
+        assert!(
+            !seen.iter().any(|q| q.contains(KEY)),
+            "the key in the {side}'s pg_stat_activity"
+        );
+    }
+    for (side, cluster) in [("source", util::source()), ("destination", util::dest())] {
+        let log = cluster.log();
+        assert!(
+            log.contains("\"public\".\"person\""),
+            "the {side}'s log has the statements"
+        );
+        assert!(!log.contains(KEY), "the key in the {side}'s log");
+    }
+    assert!(!out.stderr.contains(KEY) && !out.stdout.contains(KEY));
+}

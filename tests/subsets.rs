@@ -166,12 +166,15 @@ fn expected(src: &TestDb) -> BTreeMap<&'static str, BTreeSet<i64>> {
 
 /// The destination holds exactly the expected rows, with the source's values, and every
 /// foreign key is there and valid.
-fn assert_subset(src: &TestDb, dst: &TestDb, want: &BTreeMap<&str, BTreeSet<i64>>) {
+/// `whole`: the tables that come whole; the others must be subsets.
+fn assert_subset(src: &TestDb, dst: &TestDb, want: &BTreeMap<&str, BTreeSet<i64>>, whole: &[&str]) {
     for table in TABLES {
         let got = ids(dst, table);
         assert_eq!(&got, &want[table], "the rows of {table}");
         let all = ids(src, table).len();
-        if table != "store" {
+        if whole.contains(&table) {
+            assert_eq!(got.len(), all, "{table} comes whole");
+        } else {
             assert!(
                 !got.is_empty() && got.len() < all,
                 "{table}: {} of {all} rows is no subset",
@@ -249,7 +252,7 @@ fn a_subset_keeps_what_its_rows_reference_and_drops_what_references_dropped_rows
 
     let out = util::copy(&src, &dst, &["--rules", &rules, "--verify"]);
     assert_exit!(out, exit::SUCCESS);
-    assert_subset(&src, &dst, &want);
+    assert_subset(&src, &dst, &want, &["store"]);
 
     // verify with the rules compares the subset; without them, the whole source.
     let out = util::verify(&src, &dst, &["--rules", &rules]);
@@ -285,7 +288,7 @@ fn a_subset_comes_from_a_hot_standby() {
 
     let out = util::copy(&src, &dst, &["--rules", &rules, "--verify"]);
     assert_exit!(out, exit::SUCCESS);
-    assert_subset(&src, &dst, &expected(&on_primary));
+    assert_subset(&src, &dst, &expected(&on_primary), &["store"]);
 }
 
 #[test]
@@ -369,4 +372,101 @@ fn subset_rules_that_do_not_fit_are_refused_before_anything_changes() {
         assert!(out.stderr.contains(says), "{name}: {out:?}");
         assert_eq!(dst.count("store"), 1, "{name}: nothing changed");
     }
+}
+
+#[test]
+fn children_the_rules_ask_for_come_with_what_they_reference() {
+    let (src, dst) = util::pair!();
+    util::both(&src, &dst, SCHEMA);
+    src.exec(DATA);
+    let rules = rules_file(
+        &src,
+        "children",
+        r#"
+        [subset."public.customer"]
+        limit = 3
+        children = ["public.rental"]
+        [subset."public.rental"]
+        where = "day >= date '2024-10-20'"
+        "#,
+    );
+    // The closure, computed here: the rows picked, what they reference, and the rentals
+    // of every kept customer, to a fixed point.
+    let customer = rows(&src, "customer", "referred_by, home");
+    let address = rows(&src, "address", "customer_id");
+    let rental = rows(&src, "rental", "customer_id, day - date '2024-10-20'");
+    let mut kept_customer: BTreeSet<i64> = customer.keys().take(3).copied().collect();
+    let mut kept_rental: BTreeSet<i64> = rental
+        .iter()
+        .filter(|(_, r)| r[1].unwrap() >= 0)
+        .map(|(id, _)| *id)
+        .collect();
+    let mut kept_address = BTreeSet::new();
+    loop {
+        let before = (kept_customer.len(), kept_rental.len(), kept_address.len());
+        for r in &kept_rental {
+            kept_customer.insert(rental[r][0].unwrap());
+        }
+        for c in kept_customer.clone() {
+            kept_customer.extend(customer[&c][0]);
+            kept_address.extend(customer[&c][1]);
+        }
+        for a in &kept_address {
+            kept_customer.insert(address[a][0].unwrap());
+        }
+        for (id, r) in &rental {
+            if kept_customer.contains(&r[0].unwrap()) {
+                kept_rental.insert(*id);
+            }
+        }
+        if before == (kept_customer.len(), kept_rental.len(), kept_address.len()) {
+            break;
+        }
+    }
+    for (a, row) in &address {
+        if kept_customer.contains(&row[0].unwrap()) {
+            kept_address.insert(*a);
+        }
+    }
+    let payment = rows(&src, "payment", "rental_id");
+    let kept_payment = payment
+        .iter()
+        .filter(|(_, row)| row[0].is_none_or(|r| kept_rental.contains(&r)))
+        .map(|(id, _)| *id)
+        .collect();
+    let note = rows(&src, "\"odd.note\"", "rental_id, reply_to");
+    let mut kept_note = BTreeSet::new();
+    for (id, row) in &note {
+        if row[0].is_none_or(|r| kept_rental.contains(&r))
+            && row[1].is_none_or(|n| kept_note.contains(&n))
+        {
+            kept_note.insert(*id);
+        }
+    }
+    let want = BTreeMap::from([
+        ("store", ids(&src, "store")),
+        ("customer", kept_customer),
+        ("address", kept_address),
+        ("rental", kept_rental),
+        ("payment", kept_payment),
+        ("\"odd.note\"", kept_note),
+        ("refund", ids(&src, "refund")),
+    ]);
+
+    let out = util::copy(&src, &dst, &["--rules", &rules, "--verify"]);
+    assert_exit!(out, exit::SUCCESS);
+    assert_subset(&src, &dst, &want, &["store", "refund"]);
+
+    // Children through a key the copy does not follow are refused.
+    let bad = rules_file(
+        &src,
+        "bad-children",
+        "[subset.\"public.customer\"]\nlimit = 3\nchildren = [\"public.refund\"]",
+    );
+    let out = util::copy(&src, &dst, &["--rules", &bad]);
+    assert_exit!(out, exit::USAGE);
+    assert!(
+        out.stderr.contains("which has no foreign key to it"),
+        "{out:?}"
+    );
 }

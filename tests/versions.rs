@@ -310,3 +310,51 @@ fn an_18_destination_gets_the_sources_statistics_instead_of_an_analyze() {
         "unmeasured was analyzed"
     );
 }
+
+#[test]
+fn an_18_destination_analyzes_masked_and_subset_tables_rather_than_take_the_sources_statistics() {
+    let eighteen =
+        util::start_cluster(ClusterOptions::default().server_bindir(&util::server_bindir_of(18)));
+    let src = util::source().create_db(&test_name!("source"));
+    let dst = eighteen.create_db(&test_name!("dest"));
+    let schema = "CREATE TABLE person (id int PRIMARY KEY, email text)
+                      WITH (autovacuum_enabled = false);
+                  CREATE TABLE visit (id int PRIMARY KEY, person_id int REFERENCES person, day int)
+                      WITH (autovacuum_enabled = false);";
+    src.exec(schema);
+    dst.exec(schema);
+    src.exec(
+        "INSERT INTO person SELECT i, 'p' || (i % 20) || '@corp.com' FROM generate_series(1, 5000) i;
+         INSERT INTO visit SELECT i, 1 + i % 5000, i % 100 FROM generate_series(1, 20000) i;
+         ANALYZE person, visit;",
+    );
+    let rules = std::env::temp_dir().join(format!("{}.toml", dst.name));
+    std::fs::write(
+        &rules,
+        r#"
+        [mask."public.person"]
+        email = { rule = "sql", expr = "'user' || id || '@example.invalid'" }
+        [subset."public.visit"]
+        where = "day < 10"
+        "#,
+    )
+    .unwrap();
+    let out = util::copy(&src, &dst, &["--rules", rules.to_str().unwrap()]);
+    assert_exit!(out, exit::SUCCESS);
+    assert!(out.stdout.contains("tables analyzed: 2"), "{out:?}");
+    // The masked table's statistics are its masked values, never the source's.
+    let stats = dst.rows_text(
+        "SELECT coalesce(most_common_vals::text, '') || coalesce(histogram_bounds::text, '')
+         FROM pg_stats WHERE tablename = 'person' AND attname = 'email'",
+    );
+    assert!(!format!("{stats:?}").contains("corp.com"), "{stats:?}");
+    assert!(
+        format!("{stats:?}").contains("example.invalid"),
+        "{stats:?}"
+    );
+    // The subset's are its own rows'.
+    assert_eq!(
+        dst.scalar_i64("SELECT reltuples::int8 FROM pg_class WHERE relname = 'visit'"),
+        2000
+    );
+}

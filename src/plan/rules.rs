@@ -610,6 +610,7 @@ fn subset_of(table: TableName, fields: &toml::Value) -> Result<SubsetRule> {
         percent: None,
         limit: None,
         order_by: None,
+        children: Vec::new(),
     };
     for (key, value) in fields {
         match key.as_str() {
@@ -622,12 +623,26 @@ fn subset_of(table: TableName, fields: &toml::Value) -> Result<SubsetRule> {
                     _ => bail!("percent must be a number"),
                 })
             }
+            "children" => {
+                let list = value
+                    .as_array()
+                    .context("children must be a list of \"schema.table\" names")?;
+                for child in list {
+                    let name = child
+                        .as_str()
+                        .context("children must be a list of \"schema.table\" names")?;
+                    rule.children.push(table_name(name)?);
+                }
+            }
             "limit" => match value.as_integer() {
                 Some(n) if n >= 0 => rule.limit = Some(n as u64),
                 _ => bail!("limit must be a number of rows"),
             },
             other => {
-                bail!("unknown field {other:?}: a subset takes where, percent, limit and order_by")
+                bail!(
+                    "unknown field {other:?}: a subset takes where, percent, limit, order_by \
+                     and children"
+                )
             }
         }
     }

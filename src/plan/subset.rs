@@ -46,6 +46,9 @@ pub(crate) struct SubsetRule {
     /// `limit`: at most this many, the first by `order_by` (else the primary key).
     pub(crate) limit: Option<u64>,
     pub(crate) order_by: Option<String>,
+    /// `children`: tables whose rows that reference a kept row of this one are kept too
+    /// (with what they reference), where by themselves they would not be.
+    pub(crate) children: Vec<TableName>,
 }
 
 /// A foreign key the rules declare, for an application that has none in its schema.
@@ -181,10 +184,29 @@ pub(crate) fn apply(
             Err(why) => refusals.push(why),
         }
     }
+    for rule in rules.iter().filter(|r| logical.contains_key(&r.table)) {
+        for child in &rule.children {
+            if !edges
+                .iter()
+                .any(|e| &e.child == child && e.parent == rule.table)
+            {
+                refusals.push(format!(
+                    "the subset of {} asks for its children in {child}, which has no foreign \
+                     key to it that the copy follows (declare one under [[foreign_key]])",
+                    rule.table
+                ));
+            }
+        }
+    }
     if !refusals.is_empty() {
         return Ok(refusals);
     }
-    let graph = Graph::new(logical, leaves.clone(), edges, seeds);
+    let children = rules
+        .iter()
+        .filter(|r| !r.children.is_empty())
+        .map(|r| (r.table.clone(), r.children.clone()))
+        .collect();
+    let graph = Graph::new(logical, leaves.clone(), edges, seeds, children);
     for table in &mut plan.tables {
         let name = table.parent.clone().unwrap_or_else(|| table.name.clone());
         if !graph.restricted.contains(&name) {
@@ -248,7 +270,14 @@ fn describe_rule(rule: &SubsetRule) -> String {
         }
     }
     if parts.is_empty() {
-        parts.push("no rows of its own".into());
+        parts.push("all its rows".into());
+    }
+    if !rule.children.is_empty() {
+        let children: Vec<String> = rule.children.iter().map(|c| c.to_string()).collect();
+        parts.push(format!(
+            "the rows of {} that reference kept rows",
+            children.join(", ")
+        ));
     }
     parts.join(", ")
 }
@@ -595,6 +624,9 @@ struct Graph {
     seeds: BTreeMap<TableName, (String, String)>,
     /// The tables a rule has, and those that reference one of them, transitively.
     restricted: BTreeSet<TableName>,
+    /// For a table with a rule, the tables whose rows that reference its kept rows the
+    /// rules keep too (`children`).
+    children: BTreeMap<TableName, Vec<TableName>>,
     /// Each follower's group: the followers that reference each other in a cycle with it.
     group: BTreeMap<TableName, usize>,
     /// The groups with a cycle (a self-reference is one).
@@ -622,6 +654,7 @@ impl Graph {
         leaves: BTreeMap<TableName, Vec<TableName>>,
         edges: Vec<Edge>,
         seeds: BTreeMap<TableName, (String, String)>,
+        children: BTreeMap<TableName, Vec<TableName>>,
     ) -> Graph {
         let mut restricted: BTreeSet<TableName> = seeds.keys().cloned().collect();
         loop {
@@ -677,6 +710,7 @@ impl Graph {
             edges,
             seeds,
             restricted,
+            children,
             group,
             cyclic,
         }
@@ -839,6 +873,14 @@ impl Graph {
         }
     }
 
+    /// Whether the rules ask for the rows of the edge's child that reference kept rows of
+    /// its parent.
+    fn asks_children(&self, edge: &Edge) -> bool {
+        self.children
+            .get(&edge.parent)
+            .is_some_and(|children| children.contains(&edge.child))
+    }
+
     /// `(p.k…) = (c.fk…)`.
     fn joins(&self, edge: &Edge, child: &str, parent: &str) -> String {
         let side = |alias: &str, columns: &[String]| {
@@ -877,49 +919,44 @@ impl Graph {
         if needed.is_empty() {
             return String::new();
         }
-        // Rows are pulled from children to parents among the restricted tables.
-        let mut sources = needed.clone();
-        loop {
-            let more: Vec<TableName> = self
-                .edges
+        // Rows are pulled from children to parents among the restricted tables, and from
+        // parents to the children the rules ask for: the tables whose pulled rows can
+        // reach `needed`…
+        let flows: Vec<(&TableName, &TableName, &Edge, bool)> = self
+            .edges
+            .iter()
+            .filter(|e| self.restricted.contains(&e.child) && self.restricted.contains(&e.parent))
+            .flat_map(|e| {
+                let down = self
+                    .asks_children(e)
+                    .then_some((&e.parent, &e.child, e, true));
+                std::iter::once((&e.child, &e.parent, e, false)).chain(down)
+            })
+            .collect();
+        let spread = |mut set: BTreeSet<TableName>, forward: bool, within: &BTreeSet<TableName>| loop {
+            let more: Vec<TableName> = flows
                 .iter()
-                .filter(|e| {
-                    sources.contains(&e.parent)
-                        && self.restricted.contains(&e.child)
-                        && !sources.contains(&e.child)
+                .map(|(from, to, _, _)| if forward { (*from, *to) } else { (*to, *from) })
+                .filter(|(from, to)| {
+                    set.contains(*from) && within.contains(*to) && !set.contains(*to)
                 })
-                .map(|e| e.child.clone())
+                .map(|(_, to)| to.clone())
                 .collect();
             if more.is_empty() {
-                break;
+                return set;
             }
-            sources.extend(more);
-        }
-        // … and only those that can hold pulled rows: the rules' tables and the tables
-        // their rows reach.
-        let mut reached: BTreeSet<TableName> = self
+            set.extend(more);
+        };
+        let sources = spread(needed.clone(), false, &self.restricted);
+        // … and of those, the ones that can hold pulled rows: the rules' tables and the
+        // tables their rows reach.
+        let seeded = self
             .seeds
             .keys()
             .filter(|t| sources.contains(*t))
             .cloned()
             .collect();
-        loop {
-            let more: Vec<TableName> = self
-                .edges
-                .iter()
-                .filter(|e| {
-                    reached.contains(&e.child)
-                        && sources.contains(&e.parent)
-                        && !reached.contains(&e.parent)
-                })
-                .map(|e| e.parent.clone())
-                .collect();
-            if more.is_empty() {
-                break;
-            }
-            reached.extend(more);
-        }
-        let sources = reached;
+        let sources = spread(seeded, true, &sources);
         let seeds: Vec<String> = self
             .seeds
             .iter()
@@ -928,20 +965,24 @@ impl Graph {
             .collect();
         let mut writer = Writer::default();
         let step = "pgcopy_w";
-        let branches: Vec<String> = self
-            .edges
+        let branches: Vec<String> = flows
             .iter()
-            .filter(|e| sources.contains(&e.child) && sources.contains(&e.parent))
-            .map(|edge| {
-                let c = writer.alias("c");
-                let p = writer.alias("p");
+            .filter(|(from, to, _, _)| sources.contains(*from) && sources.contains(*to))
+            .map(|(from, to, edge, _)| {
+                let a = writer.alias("a");
+                let b = writer.alias("b");
+                let (c, p) = if edge.child == **from {
+                    (&a, &b)
+                } else {
+                    (&b, &a)
+                };
                 format!(
-                    "SELECT {p}.tableoid, {} FROM {} AS {c} JOIN {} AS {p} ON {} WHERE {}",
-                    row_id(&p),
-                    self.from(&edge.child),
-                    self.from(&edge.parent),
-                    self.joins(edge, &c, &p),
-                    self.at_row(&edge.child, &c, step)
+                    "SELECT {b}.tableoid, {} FROM {} AS {a} JOIN {} AS {b} ON {} WHERE {}",
+                    row_id(&b),
+                    self.from(from),
+                    self.from(to),
+                    self.joins(edge, c, p),
+                    self.at_row(from, &a, step)
                 )
             })
             .collect();
@@ -1041,7 +1082,7 @@ mod tests {
             edge("store", "film_id", "film"),
         ];
         let seeds = BTreeMap::from([(name("rental"), ("SEED".to_string(), String::new()))]);
-        let graph = Graph::new(tables, BTreeMap::new(), edges, seeds);
+        let graph = Graph::new(tables, BTreeMap::new(), edges, seeds, BTreeMap::new());
         let restricted: Vec<&str> = graph.restricted.iter().map(|t| t.name.as_str()).collect();
         // The customer table is referenced by the subset, not referencing it: it comes whole.
         assert_eq!(restricted, ["comment", "payment", "rental"]);

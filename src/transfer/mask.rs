@@ -11,6 +11,7 @@ use crate::plan::rules::{Keyed, Rule};
 use crate::plan::TablePlan;
 use crate::transfer::json_mask::{self, Path};
 use anyhow::{bail, Result};
+use sha2::block_api::compress256;
 use sha2::{Digest, Sha256};
 
 /// How a masked column's output is written, by its type.
@@ -50,13 +51,19 @@ impl Kind {
     }
 }
 
-/// HMAC-SHA256 (RFC 2104) under one key: the hash states after the padded key are kept, so
-/// each value costs two compressions fewer.
+/// HMAC-SHA256 (RFC 2104) under one key, on SHA-256's compression function itself: the
+/// states after the padded key are kept, and a value's blocks (one, for a value of up to
+/// 55 bytes) and the outer block are compressed with no hasher around them.
 #[derive(Clone)]
 pub(crate) struct Hmac {
-    inner: Sha256,
-    outer: Sha256,
+    inner: [u32; 8],
+    outer: [u32; 8],
 }
+
+/// SHA-256's initial state (FIPS 180-4, 5.3.3).
+const SHA256_IV: [u32; 8] = [
+    0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19,
+];
 
 impl Hmac {
     pub(crate) fn new(key: &[u8]) -> Hmac {
@@ -67,9 +74,9 @@ impl Hmac {
             block[..key.len()].copy_from_slice(key);
         }
         let state = |pad: u8| {
-            let mut hasher = Sha256::new();
-            hasher.update(block.map(|b| b ^ pad));
-            hasher
+            let mut state = SHA256_IV;
+            compress256(&mut state, &[block.map(|b| b ^ pad)]);
+            state
         };
         Hmac {
             inner: state(0x36),
@@ -78,14 +85,29 @@ impl Hmac {
     }
 
     pub(crate) fn mac(&self, data: &[u8]) -> [u8; 32] {
-        let mut inner = self.inner.clone();
-        inner.update(data);
-        let mut outer = self.outer.clone();
-        outer.update(inner.finalize());
-        let mut out = [0u8; 32];
-        out.copy_from_slice(&outer.finalize());
-        out
+        let inner = finish(self.inner, data);
+        finish(self.outer, &inner)
     }
+}
+
+/// The SHA-256 digest of a message whose first block (the padded key) `state` holds, and
+/// `data` after it.
+fn finish(mut state: [u32; 8], data: &[u8]) -> [u8; 32] {
+    let (blocks, rest) = data.as_chunks::<64>();
+    compress256(&mut state, blocks);
+    let mut tail = [0u8; 128];
+    tail[..rest.len()].copy_from_slice(rest);
+    tail[rest.len()] = 0x80;
+    let end = if rest.len() < 56 { 64 } else { 128 };
+    let bits = (64 + data.len() as u64) * 8;
+    tail[end - 8..end].copy_from_slice(&bits.to_be_bytes());
+    let (tail, _) = tail[..end].as_chunks::<64>();
+    compress256(&mut state, tail);
+    let mut out = [0u8; 32];
+    for (bytes, word) in out.chunks_exact_mut(4).zip(state) {
+        bytes.copy_from_slice(&word.to_be_bytes());
+    }
+    out
 }
 
 const FIRST_NAMES: [&str; 32] = [
@@ -101,65 +123,83 @@ const LAST_NAMES: [&str; 32] = [
     "Conway", "Doyle", "Emerson", "Fisher",
 ];
 
-/// Lower-case hex of `bytes`.
-fn hex(bytes: &[u8]) -> Vec<u8> {
+/// Appends the lower-case hex of `bytes` (at most 32 of them).
+fn hex_into(bytes: &[u8], out: &mut Vec<u8>) {
     let digits = b"0123456789abcdef";
-    bytes
-        .iter()
-        .flat_map(|b| [digits[(b >> 4) as usize], digits[(b & 15) as usize]])
-        .collect()
+    let mut text = [0u8; 64];
+    for (pair, b) in text.chunks_exact_mut(2).zip(bytes) {
+        pair[0] = digits[(b >> 4) as usize];
+        pair[1] = digits[(b & 15) as usize];
+    }
+    out.extend_from_slice(&text[..bytes.len() * 2]);
+}
+
+/// Appends `n` in decimal, `width` digits at least (zeros first).
+fn decimal_into(n: u32, width: usize, out: &mut Vec<u8>) {
+    let mut digits = [0u8; 10];
+    let mut len = 0;
+    let mut n = n;
+    while n > 0 || len < width {
+        digits[len] = b'0' + (n % 10) as u8;
+        n /= 10;
+        len += 1;
+    }
+    out.extend(digits[..len].iter().rev());
 }
 
 /// The masked field for a value's bytes, in the binary format of the column's type.
 pub(crate) fn masked(hmac: &Hmac, keyed: Keyed, kind: Kind, value: &[u8]) -> Vec<u8> {
-    let mac = hmac.mac(value);
-    let max = match kind {
-        Kind::Text(max) => max,
-        _ => None,
-    };
-    let mut text = match keyed {
-        Keyed::Hash => return hashed(&mac, kind),
-        // As long as the value, which fits.
-        Keyed::Scramble => return scrambled(hmac, &mac, value),
-        Keyed::Email => {
-            let mut email = hex(&mac[..8]);
-            email.extend_from_slice(b"@example.invalid");
-            email
-        }
-        Keyed::Name => format!(
-            "{} {}",
-            FIRST_NAMES[mac[0] as usize % FIRST_NAMES.len()],
-            LAST_NAMES[mac[1] as usize % LAST_NAMES.len()]
-        )
-        .into_bytes(),
-        Keyed::Phone => format!(
-            "+1-555-01{:02}-{:04}",
-            mac[0] % 100,
-            u16::from_be_bytes([mac[1], mac[2]]) % 10_000
-        )
-        .into_bytes(),
-    };
-    // The fakes are ASCII: a byte is a character.
-    if let Some(max) = max {
-        text.truncate(max);
-    }
-    text
+    let mut out = Vec::new();
+    mask_into(hmac, keyed, kind, value, &mut out);
+    out
 }
 
-/// `value` with each ASCII letter and digit replaced by another of its class, from a
-/// stream keyed by the value's own hash: the same value, the same result.
-fn scrambled(hmac: &Hmac, mac: &[u8; 32], value: &[u8]) -> Vec<u8> {
-    let mut stream = Vec::new();
-    let mut block = 0u32;
-    let mut out = Vec::with_capacity(value.len());
-    for (i, &b) in value.iter().enumerate() {
-        if i >= stream.len() {
-            let mut input = mac.to_vec();
-            input.extend_from_slice(&block.to_be_bytes());
-            stream.extend_from_slice(&hmac.mac(&input));
-            block += 1;
+/// Appends the masked field for a value's bytes to `out`, with no allocation of its own.
+pub(crate) fn mask_into(hmac: &Hmac, keyed: Keyed, kind: Kind, value: &[u8], out: &mut Vec<u8>) {
+    let mac = hmac.mac(value);
+    let start = out.len();
+    match keyed {
+        Keyed::Hash => return hashed_into(&mac, kind, out),
+        // As long as the value, which fits.
+        Keyed::Scramble => return scrambled_into(hmac, &mac, value, out),
+        Keyed::Email => {
+            hex_into(&mac[..8], out);
+            out.extend_from_slice(b"@example.invalid");
         }
-        let r = stream[i];
+        Keyed::Name => {
+            out.extend_from_slice(FIRST_NAMES[mac[0] as usize % FIRST_NAMES.len()].as_bytes());
+            out.push(b' ');
+            out.extend_from_slice(LAST_NAMES[mac[1] as usize % LAST_NAMES.len()].as_bytes());
+        }
+        Keyed::Phone => {
+            out.extend_from_slice(b"+1-555-01");
+            decimal_into(u32::from(mac[0] % 100), 2, out);
+            out.push(b'-');
+            decimal_into(
+                u32::from(u16::from_be_bytes([mac[1], mac[2]]) % 10_000),
+                4,
+                out,
+            );
+        }
+    }
+    // The fakes are ASCII: a byte is a character.
+    if let Kind::Text(Some(max)) = kind {
+        out.truncate(start + max.min(out.len() - start));
+    }
+}
+
+/// Appends `value` with each ASCII letter and digit replaced by another of its class, from
+/// a stream keyed by the value's own hash: the same value, the same result.
+fn scrambled_into(hmac: &Hmac, mac: &[u8; 32], value: &[u8], out: &mut Vec<u8>) {
+    let mut input = [0u8; 36];
+    input[..32].copy_from_slice(mac);
+    let mut stream = [0u8; 32];
+    for (i, &b) in value.iter().enumerate() {
+        if i % 32 == 0 {
+            input[32..].copy_from_slice(&((i / 32) as u32).to_be_bytes());
+            stream = hmac.mac(&input);
+        }
+        let r = stream[i % 32];
         out.push(match b {
             b'a'..=b'z' => b'a' + r % 26,
             b'A'..=b'Z' => b'A' + r % 26,
@@ -167,36 +207,35 @@ fn scrambled(hmac: &Hmac, mac: &[u8; 32], value: &[u8]) -> Vec<u8> {
             other => other,
         });
     }
-    out
 }
 
-/// The hash itself in the column's type.
-fn hashed(mac: &[u8; 32], kind: Kind) -> Vec<u8> {
+/// Appends the hash itself in the column's type.
+fn hashed_into(mac: &[u8; 32], kind: Kind, out: &mut Vec<u8>) {
     match kind {
         Kind::Text(max) => {
-            let mut hex = hex(mac);
+            let take = max.map_or(32, |max| max.div_ceil(2).min(32));
+            let start = out.len();
+            hex_into(&mac[..take], out);
             if let Some(max) = max {
-                hex.truncate(max);
+                out.truncate(start + max.min(64));
             }
-            hex
         }
         Kind::Int4 => {
             let n = i32::from_be_bytes([mac[0], mac[1], mac[2], mac[3]]) & i32::MAX;
-            n.to_be_bytes().to_vec()
+            out.extend_from_slice(&n.to_be_bytes());
         }
         Kind::Int8 => {
             let mut bytes = [0u8; 8];
             bytes.copy_from_slice(&mac[..8]);
-            (i64::from_be_bytes(bytes) & i64::MAX)
-                .to_be_bytes()
-                .to_vec()
+            out.extend_from_slice(&(i64::from_be_bytes(bytes) & i64::MAX).to_be_bytes());
         }
         Kind::Uuid => {
-            let mut bytes = mac[..16].to_vec();
+            let mut bytes = [0u8; 16];
+            bytes.copy_from_slice(&mac[..16]);
             // A version 4, RFC 4122 variant UUID, as a random one would be.
             bytes[6] = (bytes[6] & 0x0f) | 0x40;
             bytes[8] = (bytes[8] & 0x3f) | 0x80;
-            bytes
+            out.extend_from_slice(&bytes);
         }
     }
 }
@@ -330,9 +369,12 @@ impl Masker {
             at += length as usize;
             match field {
                 Some(Field::Whole(keyed, kind)) => {
-                    let masked = masked(&self.hmac, *keyed, *kind, value);
-                    out.extend_from_slice(&(masked.len() as i32).to_be_bytes());
-                    out.extend_from_slice(&masked);
+                    // The length goes first: written once the value is.
+                    let start = out.len();
+                    out.extend_from_slice(&[0; 4]);
+                    mask_into(&self.hmac, *keyed, *kind, value, out);
+                    let length = (out.len() - start - 4) as i32;
+                    out[start..start + 4].copy_from_slice(&length.to_be_bytes());
                 }
                 Some(Field::Json { jsonb, targets }) => {
                     // The length goes first: written once the document is.
@@ -403,6 +445,55 @@ mod tests {
             hex,
             "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
         );
+        // Test cases 6 and 7: a key longer than a block; data of more than one.
+        let key = [0xaa; 131];
+        for (data, want) in [
+            (
+                &b"Test Using Larger Than Block-Size Key - Hash Key First"[..],
+                "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54",
+            ),
+            (
+                &b"This is a test using a larger than block-size key and a larger than \
+                   block-size data. The key needs to be hashed before being used by the HMAC \
+                   algorithm."[..],
+                "9b09ffa71b942fcb27635fbcd5b0e944bfdc63644f0713938a7f51535c3a35e2",
+            ),
+        ] {
+            let hex: String = Hmac::new(&key)
+                .mac(data)
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect();
+            assert_eq!(hex, want);
+        }
+    }
+
+    #[test]
+    fn hmac_pads_every_length_as_sha256_does() {
+        // Against HMAC written with the hasher, at each length around the padding's edges.
+        let key = b"0123456789abcdef0123";
+        let reference = |data: &[u8]| {
+            let mut block = [0u8; 64];
+            block[..key.len()].copy_from_slice(key);
+            let inner = Sha256::new()
+                .chain_update(block.map(|b| b ^ 0x36))
+                .chain_update(data)
+                .finalize();
+            let outer = Sha256::new()
+                .chain_update(block.map(|b| b ^ 0x5c))
+                .chain_update(inner)
+                .finalize();
+            outer.to_vec()
+        };
+        let hmac = Hmac::new(key);
+        let data: Vec<u8> = (0..200u8).collect();
+        for len in 0..data.len() {
+            assert_eq!(
+                hmac.mac(&data[..len]).to_vec(),
+                reference(&data[..len]),
+                "{len}"
+            );
+        }
     }
 
     #[test]

@@ -37,22 +37,24 @@ pub(crate) fn read(
     let mut counter = RowCounter::new(table.format == Format::Binary);
     // Columns the rules hash are masked here, as the rows pass.
     let mut masker = Masker::for_table(table);
-    let mut masked = Vec::new();
     let mut chunk = Vec::with_capacity(batch_size);
     let mut pass = |chunk: Vec<u8>| -> Result<()> {
         let before = counter.rows();
         counter.feed(&chunk)?;
         send(chunk, counter.rows() - before)
     };
-    conn.copy_out(&sql, |data| {
-        let mut data = match masker.as_mut() {
-            Some(masker) => {
-                masked.clear();
-                masker.feed(data, &mut masked)?;
-                &masked[..]
+    conn.copy_out(&sql, |mut data| {
+        if let Some(masker) = masker.as_mut() {
+            // Masked straight into the chunk, which may end a message past the batch size.
+            masker.feed(data, &mut chunk)?;
+            if chunk.len() >= batch_size {
+                pass(std::mem::replace(
+                    &mut chunk,
+                    Vec::with_capacity(batch_size),
+                ))?;
             }
-            None => data,
-        };
+            return Ok(());
+        }
         while !data.is_empty() {
             let take = data.len().min(batch_size - chunk.len());
             chunk.extend_from_slice(&data[..take]);
