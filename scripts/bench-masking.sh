@@ -22,6 +22,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=scripts/lib/cluster.sh
 source scripts/lib/cluster.sh
+# shellcheck source=scripts/lib/timing.sh
+source scripts/lib/timing.sh
 rows=${1:-1000000}
 runs=${2:-5}
 
@@ -72,25 +74,15 @@ export PGCOPY_MASK_KEY=benchmark-key-0123456789abcdef
 
 copy=("$PGCOPY_BIN" copy --source "$(cluster_url src bench)" --dest "$(cluster_url dst bench)"
     --yes --no-progress --quiet --no-analyze)
-usage=$WORKDIR/usage
-timed() { # LABEL COMMAND...: prints LABEL SECONDS CPU-SECONDS PEAK-KB
-    local label=$1 start end
-    shift
-    cluster_psql dst bench -c "TRUNCATE customer; CHECKPOINT"
-    start=$(date +%s.%N)
-    /usr/bin/time -f "%U %S %M" -o "$usage" "$@"
-    end=$(date +%s.%N)
-    echo "$label $(awk -v a="$start" -v b="$end" 'BEGIN { printf "%.3f", b - a }')" \
-        "$(awk '{ printf "%.2f %d", $1 + $2, $3 }' "$usage")"
-}
+reset="cluster_psql dst bench -q -c 'TRUNCATE customer; CHECKPOINT'"
 
 results=$(mktemp)
 for round in $(seq 1 "$runs"); do
     echo "==> round $round of $runs" >&2
     {
-        timed plain "${copy[@]}"
-        timed source "${copy[@]}" --rules "$source_rules"
-        timed keyed "${copy[@]}" --rules "$keyed_rules"
+        timed_run plain "$reset" "${copy[@]}"
+        timed_run source "$reset" "${copy[@]}" --rules "$source_rules"
+        timed_run keyed "$reset" "${copy[@]}" --rules "$keyed_rules"
     } | sed "s/^/$round /" >>"$results"
     [[ $(cluster_psql dst bench -Atc "SELECT count(*) FROM customer
                                        WHERE email LIKE '%@example.invalid'") == "$rows" ]] ||
@@ -99,25 +91,5 @@ done
 
 echo "masking: $rows rows, 6 text columns masked, $runs rounds, fsync on, wal_level=replica," \
     "$(nproc) cores"
-awk '
-    { t[$2, $1] = $3; c[$2, $1] = $4; m[$2, $1] = $5
-      if (!($1 in seen)) { seen[$1] = 1; rounds[++n] = $1 } }
-    function median(v, m,   i, j, s) {
-        for (i = 1; i <= m; i++) for (j = i + 1; j <= m; j++) if (v[j] < v[i]) { s = v[i]; v[i] = v[j]; v[j] = s }
-        return (m % 2) ? v[(m + 1) / 2] : (v[m / 2] + v[m / 2 + 1]) / 2
-    }
-    END {
-        split("plain source keyed", order, " ")
-        names["plain"] = "plain"; names["source"] = "source rules"; names["keyed"] = "keyed rules"
-        printf "%-14s %10s %18s %14s %10s\n", "copy", "median s", "÷ plain", "pgcopy cpu s", "peak MiB"
-        for (k = 1; k <= 3; k++) {
-            r = order[k]; lo = 1e9; hi = 0
-            for (i = 1; i <= n; i++) {
-                secs[i] = t[r, rounds[i]]; ratio[i] = secs[i] / t["plain", rounds[i]]
-                cpu[i] = c[r, rounds[i]]; mem[i] = m[r, rounds[i]]
-                if (ratio[i] < lo) lo = ratio[i]; if (ratio[i] > hi) hi = ratio[i]
-            }
-            printf "%-14s %10.2f %8.2f (%.2f-%.2f) %14.2f %10.0f\n", names[r], median(secs, n), median(ratio, n), lo, hi, median(cpu, n), median(mem, n) / 1024
-        }
-    }' "$results"
+summarize_rounds "$results" plain plain=plain source=source_rules keyed=keyed_rules
 rm -f "$results"

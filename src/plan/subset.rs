@@ -29,10 +29,13 @@ use std::collections::{BTreeMap, BTreeSet};
 /// The alias of the copied table in every query a subset is part of.
 pub(crate) const ROW: &str = "t";
 
-/// Set in each transaction that reads a subset: the closure's queries are estimated far
-/// above what they cost (the planner cannot see how few rows a recursive step finds), which
-/// would have each reader compile them first, for longer than they run.
-pub(crate) const SETTINGS: &str = "SET LOCAL jit = off";
+/// Set in each transaction that reads a subset. No JIT: the closure's queries are
+/// estimated far above what they cost (the planner cannot see how few rows a recursive
+/// step finds), which would have each reader compile them first, for longer than they run.
+/// More memory for hashing: a row-by-row test against the pulled rows is a hash table the
+/// server builds once only where it expects the table to fit, and scans the rows for each
+/// test otherwise.
+pub(crate) const SETTINGS: &str = "SET LOCAL jit = off; SET LOCAL hash_mem_multiplier = 8";
 
 /// A table's subset rule.
 #[derive(Debug, Clone, PartialEq)]
@@ -65,6 +68,8 @@ pub(crate) struct DeclaredKey {
 pub(crate) struct Subset {
     /// `WITH RECURSIVE …`, put before the table's `SELECT`.
     pub(crate) with: String,
+    /// Joins after the table's `FROM` (the kept keys of the tables it references).
+    pub(crate) joins: String,
     /// The condition on the table's rows (as `t`).
     pub(crate) condition: String,
     /// In a few words, for the dry run and the report.
@@ -82,9 +87,10 @@ impl Subset {
             .strip_prefix("WHERE ")
             .map_or(String::new(), |c| format!(" AND ({c})"));
         format!(
-            "{} SELECT {list} FROM ONLY {} AS {ROW} WHERE ({}){more}",
+            "{} SELECT {list} FROM ONLY {} AS {ROW}{} WHERE ({}){more}",
             self.with,
             table.quoted(),
+            self.joins,
             self.condition
         )
     }
@@ -723,9 +729,10 @@ impl Graph {
     /// The rows of `table` (a restricted one) the copy keeps.
     fn subset(&self, table: &TableName) -> Subset {
         let mut writer = Writer::default();
-        let condition = self.kept(table, ROW, &mut writer);
+        let (joins, condition) = self.kept_rows(table, ROW, &mut writer);
         Subset {
             with: self.pull(&writer.pulled),
+            joins,
             condition,
             describe: match self.seeds.get(table) {
                 Some((_, words)) => format!("{words}; and the rows kept rows reference"),
@@ -746,7 +753,89 @@ impl Graph {
         }
     }
 
-    /// Whether the row `alias` of `table` is kept.
+    /// Which rows of `table` (as `alias`) are kept, as sets: joins to add after its `FROM`,
+    /// and a condition. A table with a rule: its pulled rows, found by their `ctid`. A
+    /// follower outside a cycle: joined to the kept keys of what it references, each such
+    /// set computed once (hash joins, which spill to disk where they must). A follower in
+    /// a cycle: checked row by row (`kept`).
+    fn kept_rows(&self, table: &TableName, alias: &str, writer: &mut Writer) -> (String, String) {
+        if self.seeds.contains_key(table) {
+            writer.pulled.insert(table.clone());
+            return (
+                String::new(),
+                format!(
+                    "({alias}.tableoid, {alias}.ctid) IN (SELECT rel, {} FROM pgcopy_pull)",
+                    tid_of("id")
+                ),
+            );
+        }
+        if !self.restricted.contains(table) || self.cyclic.contains(&self.group[table]) {
+            return (String::new(), self.kept(table, alias, writer));
+        }
+        let mut joins = String::new();
+        let mut conditions = Vec::new();
+        for edge in self
+            .edges
+            .iter()
+            .filter(|e| &e.child == table && self.restricted.contains(&e.parent))
+        {
+            let k = writer.alias("k");
+            let keys = self.kept_keys(&edge.parent, &edge.referenced, &k, writer);
+            let theirs: Vec<String> = (0..edge.columns.len())
+                .map(|i| format!("{k}.{k}_{i}"))
+                .collect();
+            let ours: Vec<String> = edge
+                .columns
+                .iter()
+                .map(|c| format!("{alias}.{}", quote_ident(c)))
+                .collect();
+            joins.push_str(&format!(
+                " LEFT JOIN ({keys}) AS {k} ON ({}) = ({})",
+                theirs.join(", "),
+                ours.join(", ")
+            ));
+            let mut either: Vec<String> = ours.iter().map(|c| format!("{c} IS NULL")).collect();
+            either.push(format!("{k}.{k}_0 IS NOT NULL"));
+            conditions.push(format!("({})", either.join(" OR ")));
+        }
+        if conditions.is_empty() {
+            conditions.push("true".into());
+        }
+        (joins, conditions.join(" AND "))
+    }
+
+    /// A query of the distinct `columns` of the kept rows of `table`, named `{name}_0`, ….
+    fn kept_keys(
+        &self,
+        table: &TableName,
+        columns: &[String],
+        name: &str,
+        writer: &mut Writer,
+    ) -> String {
+        let a = writer.alias("r");
+        let list: Vec<String> = columns
+            .iter()
+            .enumerate()
+            .map(|(i, c)| format!("{a}.{} AS {name}_{i}", quote_ident(c)))
+            .collect();
+        let list = list.join(", ");
+        if self.seeds.contains_key(table) {
+            writer.pulled.insert(table.clone());
+            let step = writer.alias("w");
+            return format!(
+                "SELECT DISTINCT {list} FROM pgcopy_pull AS {step} JOIN {} AS {a} ON {}",
+                self.from(table),
+                self.at_row(table, &a, &step)
+            );
+        }
+        let (joins, condition) = self.kept_rows(table, &a, writer);
+        format!(
+            "SELECT DISTINCT {list} FROM {} AS {a}{joins} WHERE {condition}",
+            self.from(table)
+        )
+    }
+
+    /// Whether the row `alias` of `table` is kept, tested row by row.
     fn kept(&self, table: &TableName, alias: &str, writer: &mut Writer) -> String {
         if !self.restricted.contains(table) {
             return "true".into();
@@ -1090,8 +1179,14 @@ mod tests {
         assert!(!graph.cyclic.contains(&graph.group[&name("payment")]));
         let payment = graph.subset(&name("payment"));
         assert!(payment.with.starts_with("WITH RECURSIVE pgcopy_pull"));
+        // Outside a cycle, a follower is joined to its parents' kept keys.
         assert!(
-            payment.condition.starts_with("NOT ("),
+            payment.joins.starts_with(" LEFT JOIN (SELECT DISTINCT"),
+            "{}",
+            payment.joins
+        );
+        assert!(
+            payment.condition.contains("IS NOT NULL"),
             "{}",
             payment.condition
         );
