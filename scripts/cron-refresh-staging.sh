@@ -8,8 +8,9 @@
 # command line where `ps` and shell history would show them. Passwords can also come from
 # ~/.pgpass. The JSON report of every run is kept next to the log for monitoring; the exit
 # code tells cron (and whoever reads its mail) how it went. Production's personal data is
-# masked as $CONF_DIR/rules.toml says (see conf/rules.example.toml); without that file the
-# job refuses to run rather than copy it unmasked.
+# masked as $CONF_DIR/rules.toml says (see conf/rules.example.toml), which can also keep a
+# referentially complete subset of the big tables; without that file the job refuses to run
+# rather than copy it unmasked.
 #   0 all copied, 1 some tables failed (the rest copied, keys put back),
 #   2 nothing was written (configuration, connection or schema problem), 130 interrupted.
 set -euo pipefail
