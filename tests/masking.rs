@@ -507,3 +507,27 @@ fn the_key_reaches_neither_server_in_any_statement() {
     }
     assert!(!out.stderr.contains(KEY) && !out.stdout.contains(KEY));
 }
+
+#[test]
+fn a_keyed_rule_is_checked_against_the_type_the_destination_takes() {
+    let (src, dst) = util::pair!();
+    src.exec("CREATE TABLE contact (id int PRIMARY KEY, email varchar(40))");
+    dst.exec("CREATE TABLE contact (id int PRIMARY KEY, email varchar(20))");
+    src.exec("INSERT INTO contact VALUES (1, 'ann@corp.com')");
+    let rules = rules_file(&src, "[mask.\"public.contact\"]\nemail = \"email\"");
+    let mut cmd = util::copy_command(
+        &src.url(),
+        &dst.url(),
+        &["--rules", &rules, "--allow-narrowing"],
+    );
+    let out = util::run(cmd.env("PGCOPY_MASK_KEY", KEY));
+    assert_exit!(out, exit::USAGE);
+    assert!(
+        out.stderr.contains(
+            "the rule email cannot produce public.contact.email as the destination takes it, \
+             character varying(20): its addresses take 32 characters"
+        ),
+        "{out:?}"
+    );
+    assert_eq!(dst.count("contact"), 0);
+}

@@ -230,6 +230,49 @@ fn copy_between(src: &TestDb, dst: &TestDb, eighteen: bool) {
         constraints,
         "constraints as they were"
     );
+
+    // A subset and masks inside JSON, in each version's SQL: the closure, jsonb_set, the
+    // keyed rewrite, verify of the subset. (18's NOT ENFORCED key is not followed.)
+    let rules = std::env::temp_dir().join(format!("{}-rules.toml", dst.name));
+    std::fs::write(
+        &rules,
+        r#"
+        [subset."public.parent"]
+        limit = 10
+        [mask."public.child"]
+        "doc.nested" = "null"
+        # Cast by the source to the destination's types, bigint and jsonb: hashed as those.
+        [mask."public.widened"]
+        id = "hash"
+        "doc.i" = "hash"
+        "#,
+    )
+    .expect("writing the rules file");
+    let rules = rules.display().to_string();
+    let mut cmd = util::copy_command(&src.url(), &dst.url(), &["--rules", &rules, "--verify"]);
+    let out = util::run(cmd.env("PGCOPY_MASK_KEY", "a-key-across-versions-0123"));
+    assert_exit!(out, exit::SUCCESS);
+    assert_eq!(dst.count("parent"), 10);
+    assert_eq!(dst.count("child"), src.count("child WHERE parent_id <= 10"));
+    assert_eq!(
+        dst.count("child WHERE doc->'nested' = 'null'::jsonb AND (doc->>'i')::bigint = id"),
+        dst.count("child")
+    );
+    assert_eq!(
+        dst.count(
+            "widened WHERE id > 100 AND jsonb_typeof(doc->'i') = 'number'
+                 AND (doc->>'i')::numeric > 100 AND n < 0"
+        ),
+        100
+    );
+    assert_eq!(
+        dst.scalar_i64("SELECT count(DISTINCT id) FROM widened"),
+        100
+    );
+    if eighteen {
+        assert_eq!(dst.count("modern"), src.count("modern"), "comes whole");
+    }
+    assert_eq!(util::foreign_keys(dst), keys, "keys as they were");
 }
 
 #[test]

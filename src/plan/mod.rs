@@ -126,6 +126,15 @@ impl TablePlan {
         )))
     }
 
+    /// The type `column` travels as: the destination's where the two sides differ (the
+    /// source casts to it, or it has the same binary form), else its own.
+    pub(crate) fn wire_type<'a>(&'a self, column: &'a Column) -> &'a str {
+        self.conversions
+            .iter()
+            .find(|c| c.column == column.name)
+            .map_or(column.type_name.as_str(), |c| c.to.as_str())
+    }
+
     /// How many pieces the table is copied in.
     pub(crate) fn piece_count(&self) -> usize {
         self.split.as_ref().map_or(1, |s| s.pieces.len())

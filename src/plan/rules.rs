@@ -456,6 +456,39 @@ fn json_path_fits(
     Ok(())
 }
 
+/// The keyed masks that cannot make the type their column travels as, which is the
+/// destination's where the two sides' types differ: known once the destination is read.
+pub(crate) fn wire_refusals(plan: &Plan) -> Vec<String> {
+    let mut refusals = Vec::new();
+    for table in &plan.tables {
+        for mask in &table.masks {
+            let Rule::Keyed(keyed) = mask.rule else {
+                continue;
+            };
+            let Some(column) = table.columns.iter().find(|c| c.name == mask.column) else {
+                continue;
+            };
+            let wire = table.wire_type(column);
+            let why = if mask.path.is_empty() {
+                fits(keyed, Kind::of(wire)).err().map(str::to_string)
+            } else if wire != "json" && wire != "jsonb" {
+                Some("a path reaches inside json and jsonb columns".to_string())
+            } else {
+                None
+            };
+            if let Some(why) = why {
+                refusals.push(format!(
+                    "the rule {} cannot produce {}.{} as the destination takes it, {wire}: {why}",
+                    keyed.name(),
+                    table.name,
+                    mask.target()
+                ));
+            }
+        }
+    }
+    refusals
+}
+
 /// What `noise` moves a column by.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Noisy {

@@ -378,11 +378,18 @@ fn primary_key(client: &mut Client, table: &TableName) -> Result<Vec<String>> {
     Ok(rows.iter().map(|row| row.get(0)).collect())
 }
 
-/// The source's foreign keys between the copied tables.
+/// The source's foreign keys between the copied tables; not one declared `NOT ENFORCED`
+/// (PostgreSQL 18), which the data need not keep and the destination does not check.
 fn foreign_keys(client: &mut Client, logical: &BTreeMap<TableName, bool>) -> Result<Vec<Edge>> {
+    let enforced = if crate::pg::server::version(client)? >= 180000 {
+        "AND f.conenforced"
+    } else {
+        ""
+    };
     let rows = client
         .query(
-            "SELECT cn.nspname, c.relname, array_agg(ca.attname ORDER BY k.n),
+            &format!(
+                "SELECT cn.nspname, c.relname, array_agg(ca.attname ORDER BY k.n),
                     pn.nspname, p.relname, array_agg(pa.attname ORDER BY k.n)
              FROM pg_catalog.pg_constraint f
              CROSS JOIN LATERAL unnest(f.conkey, f.confkey) WITH ORDINALITY AS k(ck, pk, n)
@@ -392,9 +399,10 @@ fn foreign_keys(client: &mut Client, logical: &BTreeMap<TableName, bool>) -> Res
              JOIN pg_catalog.pg_class p ON p.oid = f.confrelid
              JOIN pg_catalog.pg_namespace pn ON pn.oid = p.relnamespace
              JOIN pg_catalog.pg_attribute pa ON pa.attrelid = p.oid AND pa.attnum = k.pk
-             WHERE f.contype = 'f' AND f.conparentid = 0
-             GROUP BY f.oid, cn.nspname, c.relname, pn.nspname, p.relname
-             ORDER BY cn.nspname, c.relname, f.conname",
+             WHERE f.contype = 'f' AND f.conparentid = 0 {enforced}
+             GROUP BY f.oid, f.conname, cn.nspname, c.relname, pn.nspname, p.relname
+             ORDER BY cn.nspname, c.relname, f.conname"
+            ),
             &[],
         )
         .context("reading the source's foreign keys")?;

@@ -262,36 +262,48 @@ pub(crate) struct Masker {
 }
 
 impl Masker {
-    /// A masker for `table`'s client-side masks; `None` when it has none.
-    pub(crate) fn for_table(table: &TablePlan) -> Option<Masker> {
+    /// A masker for `table`'s client-side masks; `None` when it has none. Each field is
+    /// written in the type it travels as (`TablePlan::wire_type`); one no keyed rule can
+    /// make is an error (planning refuses it first: `rules::wire_refusals`), never a field
+    /// passed unmasked.
+    pub(crate) fn for_table(table: &TablePlan) -> Result<Option<Masker>> {
         let mut key = None;
-        let fields: Vec<Option<Field>> = table
-            .columns
-            .iter()
-            .map(|column| {
-                let mut targets = Vec::new();
-                for mask in table.masks.iter().filter(|m| m.column == column.name) {
-                    let Rule::Keyed(keyed) = mask.rule else {
-                        continue;
+        let mut fields = Vec::with_capacity(table.columns.len());
+        for column in &table.columns {
+            let wire = table.wire_type(column);
+            let mut targets = Vec::new();
+            let mut whole = None;
+            for mask in table.masks.iter().filter(|m| m.column == column.name) {
+                let Rule::Keyed(keyed) = mask.rule else {
+                    continue;
+                };
+                key = mask.key.clone();
+                if mask.path.is_empty() {
+                    let Some(kind) = Kind::of(wire) else {
+                        bail!(
+                            "pgcopy cannot hash {}.{}, of type {wire}",
+                            table.name,
+                            column.name
+                        );
                     };
-                    key = mask.key.clone();
-                    if mask.path.is_empty() {
-                        return Some(Field::Whole(keyed, Kind::of(&column.type_name)?));
-                    }
+                    whole = Some(Field::Whole(keyed, kind));
+                } else {
                     targets.push((mask.path.clone(), keyed));
                 }
+            }
+            fields.push(whole.or_else(|| {
                 (!targets.is_empty()).then(|| Field::Json {
-                    jsonb: column.type_name == "jsonb",
+                    jsonb: wire == "jsonb",
                     targets,
                 })
-            })
-            .collect();
-        Some(Masker {
+            }));
+        }
+        Ok(key.map(|key| Masker {
             fields,
-            hmac: Hmac::new(key?.bytes()),
+            hmac: Hmac::new(key.bytes()),
             pending: Vec::new(),
             header_done: false,
-        })
+        }))
     }
 
     /// Appends to `out` the masked form of what `data` completes; an incomplete tuple at

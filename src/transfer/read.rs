@@ -36,7 +36,7 @@ pub(crate) fn read(
     log::debug!("source: {sql}");
     let mut counter = RowCounter::new(table.format == Format::Binary);
     // Columns the rules hash are masked here, as the rows pass.
-    let mut masker = Masker::for_table(table);
+    let mut masker = Masker::for_table(table)?;
     let mut chunk = Vec::with_capacity(batch_size);
     let mut pass = |chunk: Vec<u8>| -> Result<()> {
         let before = counter.rows();

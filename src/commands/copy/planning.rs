@@ -136,6 +136,7 @@ pub(super) fn plan(cfg: &CopyConfig, prepared: Prepared) -> Result<Work<'_>> {
             cfg.allow_narrowing,
         ),
     );
+    refusals.extend(plan::rules::wire_refusals(&plan));
     let fingerprint = fingerprint(&source_id, &plan);
     let full_plan = plan.clone();
     // A follower starting over has a new snapshot: nothing of an earlier one is kept.
