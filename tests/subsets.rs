@@ -470,3 +470,103 @@ fn children_the_rules_ask_for_come_with_what_they_reference() {
         "{out:?}"
     );
 }
+
+#[test]
+fn a_subset_is_taken_by_a_source_role_without_superuser_under_role_timeouts() {
+    let (src, dst) = util::pair!();
+    util::both(&src, &dst, SCHEMA);
+    src.exec(DATA);
+    // The tables' owner, not the schema's, with role-level timeouts far shorter than the
+    // copy, which idles in its snapshot's transaction while the readers work.
+    let role = format!("subset_owner_{}", std::process::id());
+    src.exec(&format!(
+        "CREATE ROLE {role} LOGIN;
+         ALTER ROLE {role} SET statement_timeout = '100ms';
+         ALTER ROLE {role} SET idle_in_transaction_session_timeout = '100ms';
+         DO $$ DECLARE t text; BEGIN
+             FOR t IN SELECT quote_ident(tablename) FROM pg_tables WHERE schemaname = 'public'
+             LOOP EXECUTE format('ALTER TABLE %s OWNER TO {role}', t); END LOOP; END $$"
+    ));
+    let rules = rules_file(&src, "rules", RULES);
+    let want = expected(&src);
+    let out = util::copy_to(
+        &src.url_as(&role),
+        &dst.url(),
+        &["--rules", &rules, "--verify"],
+    );
+    assert_exit!(out, exit::SUCCESS);
+    assert_subset(&src, &dst, &want, &["store"]);
+    src.exec(&format!(
+        "DO $$ DECLARE t text; BEGIN
+             FOR t IN SELECT quote_ident(tablename) FROM pg_tables WHERE schemaname = 'public'
+             LOOP EXECUTE format('ALTER TABLE %s OWNER TO CURRENT_USER', t); END LOOP; END $$;
+         DROP ROLE {role}"
+    ));
+}
+
+#[test]
+fn a_truncate_queued_on_a_table_a_subset_reads_fails_the_subset_instead_of_deadlocking_it() {
+    let (src, dst) = util::pair!();
+    util::both(
+        &src,
+        &dst,
+        "CREATE TABLE big (id int);
+         CREATE TABLE customer (id int PRIMARY KEY);
+         CREATE TABLE rental (id int PRIMARY KEY, customer_id int REFERENCES customer)",
+    );
+    src.exec(
+        "INSERT INTO big SELECT generate_series(1, 50000);
+         INSERT INTO customer SELECT generate_series(1, 100);
+         INSERT INTO rental SELECT i, 1 + i % 100 FROM generate_series(1, 1000) i",
+    );
+    let rules = rules_file(&src, "rules", "[subset.\"public.customer\"]\nlimit = 10");
+    // The first table's writer held on the destination, so the copy is still running when
+    // a TRUNCATE of customer queues up on the source behind the snapshot's lock: rental's
+    // subset reads customer, and would wait behind it for ever.
+    let locker = util::lock_table(&dst, "big");
+    let child = util::spawn_copy(
+        &src,
+        &dst,
+        &[
+            "--rules",
+            &rules,
+            "--parallel",
+            "1",
+            "--retries",
+            "1",
+            "--batch-size",
+            "16KiB",
+        ],
+    );
+    util::wait_for_blocked_pgcopy(&dst, &locker);
+    let truncater = {
+        let src = src.clone();
+        std::thread::spawn(move || src.exec("TRUNCATE customer CASCADE"))
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while src.scalar_i64(
+        "SELECT count(*) FROM pg_stat_activity
+         WHERE wait_event_type = 'Lock' AND query = 'TRUNCATE customer CASCADE'",
+    ) == 0
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the TRUNCATE never queued"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    drop(locker);
+    let out = util::finish(child);
+    assert_exit!(out, exit::TABLES_FAILED);
+    assert!(
+        out.stdout.contains(
+            "another session is waiting for an exclusive lock on public.rental or a table \
+             its subset reads"
+        ),
+        "{out:?}"
+    );
+    assert_eq!(src.count("big"), dst.count("big"));
+    truncater
+        .join()
+        .expect("the TRUNCATE went through once the copy ended");
+}

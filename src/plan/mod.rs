@@ -103,10 +103,15 @@ impl TablePlan {
     /// queued for an exclusive lock (a `TRUNCATE` waiting for the copy to end) can make it
     /// wait, and the wait would last until the copy ends: a deadlock the server cannot see.
     /// NOWAIT turns it into an error instead.
+    /// A subset's reader locks the other tables its closure reads too, for the same reason.
     pub(crate) fn lock_sql(&self) -> String {
+        let mut tables = vec![format!("ONLY {}", self.name.quoted())];
+        if let Some(subset) = &self.subset {
+            tables.extend(subset.reads.iter().cloned());
+        }
         format!(
-            "LOCK TABLE ONLY {} IN ACCESS SHARE MODE NOWAIT",
-            self.name.quoted()
+            "LOCK TABLE {} IN ACCESS SHARE MODE NOWAIT",
+            tables.join(", ")
         )
     }
 
@@ -118,11 +123,16 @@ impl TablePlan {
             return err.context("locking the table in the source snapshot");
         }
         anyhow::Error::new(crate::pg::error::TryLater(format!(
-            "another session is waiting for an exclusive lock on {} (TRUNCATE, ALTER TABLE, \
-             VACUUM FULL, …), queued behind the lock pgcopy's snapshot holds until the copy \
-             ends; reading the table now would wait behind it for ever (pg_locks shows the \
-             session)",
-            self.name
+            "another session is waiting for an exclusive lock on {}{} (TRUNCATE, ALTER \
+             TABLE, VACUUM FULL, …), queued behind the lock pgcopy's snapshot holds until the \
+             copy ends; reading the table now would wait behind it for ever (pg_locks shows \
+             the session)",
+            self.name,
+            if self.subset.is_some() {
+                " or a table its subset reads"
+            } else {
+                ""
+            }
         )))
     }
 

@@ -76,6 +76,9 @@ pub(crate) struct Subset {
     pub(crate) describe: String,
     /// The rows it keeps, where the dry run counted them.
     pub(crate) counted: Option<u64>,
+    /// What its queries read besides the table: `LOCK TABLE` names (`ONLY` for a table,
+    /// none for a partitioned one, whose partitions are read too).
+    pub(crate) reads: Vec<String>,
 }
 
 impl Subset {
@@ -758,6 +761,13 @@ impl Graph {
                 }
             },
             counted: None,
+            // The closure reads only restricted tables.
+            reads: self
+                .restricted
+                .iter()
+                .filter(|t| *t != table)
+                .map(|t| self.from(t))
+                .collect(),
         }
     }
 
