@@ -51,6 +51,11 @@ fn masks_columns_on_the_source_leaving_nulls_null_and_the_rest_as_it_was() {
     let (src, dst) = util::pair!();
     util::both(&src, &dst, SCHEMA);
     load(&src);
+    // A partition only the destination has: emptied, no rule of the parent's asked of it.
+    dst.exec(
+        "CREATE TABLE events_2027 PARTITION OF events FOR VALUES FROM ('2027-01-01') TO ('2028-01-01');
+         INSERT INTO events VALUES (-1, 'old@corp.com', '2027-06-01')",
+    );
     let rules = rules_file(&src, RULES);
 
     // The dry run says what each masked column becomes.
@@ -98,6 +103,11 @@ fn masks_columns_on_the_source_leaving_nulls_null_and_the_rest_as_it_was() {
     assert_eq!(dst.count("events_2025"), src.count("events_2025"));
     assert_eq!(dst.count("events_2026"), src.count("events_2026"));
     assert_eq!(dst.count("events WHERE contact_email IS NOT NULL"), 0);
+    assert_eq!(
+        dst.count("events_2027"),
+        0,
+        "the destination-only partition is emptied"
+    );
 
     // verify with the rules compares the rest and says what it left out; without them,
     // the masked columns differ.

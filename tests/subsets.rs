@@ -24,7 +24,11 @@ const SCHEMA: &str = "
     CREATE TABLE payment (id int PRIMARY KEY, rental_id int REFERENCES rental, amount int);
     CREATE TABLE \"odd.note\" (id int PRIMARY KEY, rental_id int REFERENCES rental,
                                reply_to int REFERENCES \"odd.note\");
-    CREATE TABLE refund (id int PRIMARY KEY, payment_ref int);";
+    CREATE TABLE refund (id int PRIMARY KEY, payment_ref int);
+    CREATE TABLE visit (id int, rental_id int REFERENCES rental, at date)
+        PARTITION BY RANGE (at);
+    CREATE TABLE visit_2024 PARTITION OF visit FOR VALUES FROM ('2024-01-01') TO ('2025-01-01');
+    CREATE TABLE visit_2025 PARTITION OF visit FOR VALUES FROM ('2025-01-01') TO ('2026-01-01');";
 
 const DATA: &str = "
     INSERT INTO store SELECT i, 'store ' || i FROM generate_series(1, 3) i;
@@ -40,6 +44,7 @@ const DATA: &str = "
                                   CASE WHEN i > 20 AND i % 2 = 0 THEN i - 20 END
       FROM generate_series(1, 200) i;
     INSERT INTO refund SELECT i, 1 + (i * 4) % 400 FROM generate_series(1, 100) i;
+    INSERT INTO visit SELECT i, i * 3, date '2024-06-01' + i * 5 FROM generate_series(1, 100) i;
     ANALYZE";
 
 /// Rentals from October, the first five customers, and the key refund has by name only.
@@ -55,7 +60,7 @@ references = "public.payment"
 referenced = ["id"]
 "#;
 
-const TABLES: [&str; 7] = [
+const TABLES: [&str; 8] = [
     "store",
     "customer",
     "address",
@@ -63,6 +68,7 @@ const TABLES: [&str; 7] = [
     "payment",
     "\"odd.note\"",
     "refund",
+    "visit",
 ];
 
 fn rules_file(db: &TestDb, name: &str, text: &str) -> String {
@@ -88,6 +94,15 @@ fn rows(db: &TestDb, table: &str, columns: &str) -> BTreeMap<i64, Vec<Option<i64
 
 fn ids(db: &TestDb, table: &str) -> BTreeSet<i64> {
     rows(db, table, "1").into_keys().collect()
+}
+
+/// The ids of `table`'s rows whose `column` is NULL or one of `kept`.
+fn follow(db: &TestDb, table: &str, column: &str, kept: &BTreeSet<i64>) -> BTreeSet<i64> {
+    rows(db, table, column)
+        .into_iter()
+        .filter(|(_, row)| row[0].is_none_or(|r| kept.contains(&r)))
+        .map(|(id, _)| id)
+        .collect()
 }
 
 /// What RULES keeps of each table, computed from the source's rows here.
@@ -153,7 +168,9 @@ fn expected(src: &TestDb) -> BTreeMap<&'static str, BTreeSet<i64>> {
         .filter(|(_, row)| row[0].is_none_or(|p| kept_payment.contains(&p)))
         .map(|(id, _)| *id)
         .collect();
+    let kept_visit = follow(src, "visit", "rental_id", &kept_rental);
     BTreeMap::from([
+        ("visit", kept_visit),
         ("store", ids(src, "store")),
         ("customer", kept_customer),
         ("address", kept_address),
@@ -191,9 +208,10 @@ fn assert_subset(src: &TestDb, dst: &TestDb, want: &BTreeMap<&str, BTreeSet<i64>
         );
     }
     let keys = dst.rows_text(
-        "SELECT conname, convalidated::text FROM pg_constraint WHERE contype = 'f' ORDER BY 1",
+        "SELECT conname, convalidated::text FROM pg_constraint
+         WHERE contype = 'f' AND conparentid = 0 ORDER BY 1",
     );
-    assert_eq!(keys.len(), 8, "{keys:?}");
+    assert_eq!(keys.len(), 9, "{keys:?}");
     assert!(
         keys.iter().all(|k| k[1].as_deref() == Some("true")),
         "every key is valid: {keys:?}"
@@ -202,10 +220,12 @@ fn assert_subset(src: &TestDb, dst: &TestDb, want: &BTreeMap<&str, BTreeSet<i64>
     for key in &keys {
         let name = key[0].as_deref().unwrap();
         let table = dst.scalar_string(&format!(
-            "SELECT conrelid::regclass::text FROM pg_constraint WHERE conname = '{name}'"
+            "SELECT conrelid::regclass::text FROM pg_constraint
+             WHERE conname = '{name}' AND conparentid = 0"
         ));
         let definition = dst.scalar_string(&format!(
-            "SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conname = '{name}'"
+            "SELECT pg_get_constraintdef(oid) FROM pg_constraint
+             WHERE conname = '{name}' AND conparentid = 0"
         ));
         dst.exec(&format!(
             "BEGIN; ALTER TABLE {table} DROP CONSTRAINT \"{name}\";
@@ -219,8 +239,13 @@ fn a_subset_keeps_what_its_rows_reference_and_drops_what_references_dropped_rows
     let (src, dst) = util::pair!();
     util::both(&src, &dst, SCHEMA);
     src.exec(DATA);
-    // Stale rows on the destination go.
-    dst.exec("INSERT INTO store VALUES (99, 'stale')");
+    // Stale rows on the destination go, a partition only it has emptied too.
+    dst.exec(
+        "INSERT INTO store VALUES (99, 'stale');
+         CREATE TABLE visit_2026 PARTITION OF visit
+             FOR VALUES FROM ('2026-01-01') TO ('2027-01-01');
+         INSERT INTO visit VALUES (-1, NULL, '2026-06-01')",
+    );
     let rules = rules_file(&src, "rules", RULES);
     let want = expected(&src);
 
@@ -306,15 +331,29 @@ fn percent_and_limit_pick_the_same_rows_every_run() {
         where = "name <> 'c1'"
         limit = 4
         order_by = "id DESC"
+        # A partitioned table's rule, over its partitions.
+        [subset."public.visit"]
+        where = "id % 2 = 0"
         "#,
     );
     let out = util::copy(&src, &dst, &["--rules", &rules]);
     assert_exit!(out, exit::SUCCESS);
     let first = ids(&dst, "rental");
     assert!(
-        (40..=140).contains(&first.len()),
-        "about 30% of the 300 rentals, and their customers' rentals none: {}",
+        (40..=180).contains(&first.len()),
+        "about 30% of the 300 rentals, and those the visits reference: {}",
         first.len()
+    );
+    let even: BTreeSet<i64> = (1..=50).map(|i| i * 2).collect();
+    assert_eq!(
+        ids(&dst, "visit"),
+        even,
+        "the visits the rule picks, in both partitions"
+    );
+    let rentals = ids(&dst, "rental");
+    assert!(
+        even.iter().all(|v| rentals.contains(&(v * 3))),
+        "and their rentals"
     );
     let customers = ids(&dst, "customer");
     for id in 57..=60 {
@@ -443,6 +482,7 @@ fn children_the_rules_ask_for_come_with_what_they_reference() {
             kept_note.insert(*id);
         }
     }
+    let kept_visit = follow(&src, "visit", "rental_id", &kept_rental);
     let want = BTreeMap::from([
         ("store", ids(&src, "store")),
         ("customer", kept_customer),
@@ -451,6 +491,7 @@ fn children_the_rules_ask_for_come_with_what_they_reference() {
         ("payment", kept_payment),
         ("\"odd.note\"", kept_note),
         ("refund", ids(&src, "refund")),
+        ("visit", kept_visit),
     ]);
 
     let out = util::copy(&src, &dst, &["--rules", &rules, "--verify"]);

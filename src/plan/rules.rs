@@ -291,6 +291,7 @@ impl Rules {
             let mut tables = plan
                 .tables
                 .iter_mut()
+                .filter(|t| t.on_source)
                 .filter(|t| t.name == mask.table || t.parent.as_ref() == Some(&mask.table))
                 .peekable();
             if tables.peek().is_none() {

@@ -218,7 +218,8 @@ pub(crate) fn apply(
     let graph = Graph::new(logical, leaves.clone(), edges, seeds, children);
     for table in &mut plan.tables {
         let name = table.parent.clone().unwrap_or_else(|| table.name.clone());
-        if !graph.restricted.contains(&name) {
+        // A partition only the destination has is emptied: nothing of it is read.
+        if !table.on_source || !graph.restricted.contains(&name) {
             continue;
         }
         let subset = graph.subset(&name);
