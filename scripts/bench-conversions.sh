@@ -23,14 +23,7 @@ source scripts/lib/cluster.sh
 rows=${1:-2000000}
 runs=${2:-5}
 
-ensure_postgres --clients
-release_pgcopy
-WORKDIR=$(cluster_workdir)
-trap 'cluster_stop src || true; cluster_stop dst || true; rm -rf "$WORKDIR"' EXIT
-settings=("${PRODUCTION_SETTINGS[@]}" wal_level=replica)
-cluster_start src "$(free_port)" "${settings[@]}"
-cluster_start dst "$(free_port)" "${settings[@]}"
-for side in src dst; do cluster_psql "$side" postgres -c "CREATE DATABASE bench"; done
+bench_pair
 
 echo "==> filling $rows rows" >&2
 cluster_psql src bench -c "

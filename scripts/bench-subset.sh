@@ -29,14 +29,7 @@ rentals=${1:-1000000}
 runs=${2:-3}
 customers=$((rentals / 10))
 
-ensure_postgres --clients
-release_pgcopy
-WORKDIR=$(cluster_workdir)
-trap 'cluster_stop src || true; cluster_stop dst || true; rm -rf "$WORKDIR"' EXIT
-settings=("${PRODUCTION_SETTINGS[@]}" wal_level=replica)
-cluster_start src "$(free_port)" "${settings[@]}"
-cluster_start dst "$(free_port)" "${settings[@]}"
-for side in src dst; do cluster_psql "$side" postgres -c "CREATE DATABASE bench"; done
+bench_pair
 
 schema="
     CREATE TABLE store (id int PRIMARY KEY, name text);

@@ -251,3 +251,18 @@ release_pgcopy() {
 # enough WAL and buffers that checkpoints do not decide the result.
 PRODUCTION_SETTINGS=(fsync=on synchronous_commit=on full_page_writes=on max_wal_size=4GB
     shared_buffers=512MB)
+
+# bench_pair: the benchmarks' two servers, src and dst, with production's settings
+# (PRODUCTION_SETTINGS, wal_level=replica) and a database "bench" on each, stopped and
+# removed when the script exits; PGCOPY_BIN built. Sets WORKDIR.
+bench_pair() {
+    ensure_postgres --clients
+    release_pgcopy
+    WORKDIR=$(cluster_workdir)
+    trap 'cluster_stop src || true; cluster_stop dst || true; rm -rf "$WORKDIR"' EXIT
+    local settings=("${PRODUCTION_SETTINGS[@]}" wal_level=replica)
+    cluster_start src "$(free_port)" "${settings[@]}"
+    cluster_start dst "$(free_port)" "${settings[@]}"
+    local side
+    for side in src dst; do cluster_psql "$side" postgres -c "CREATE DATABASE bench"; done
+}
