@@ -563,13 +563,7 @@ fn parse(text: &str) -> Result<Rules> {
     for (key, value) in &doc {
         match key.as_str() {
             "require" => {
-                let patterns = value
-                    .as_array()
-                    .context("require must be a list of column name patterns")?;
-                for pattern in patterns {
-                    let pattern = pattern
-                        .as_str()
-                        .context("require must be a list of column name patterns")?;
+                for pattern in strings(value, "require must be a list of column name patterns")? {
                     rules.require.push(Glob::new(&pattern.to_lowercase()));
                 }
             }
@@ -658,13 +652,7 @@ fn subset_of(table: TableName, fields: &toml::Value) -> Result<SubsetRule> {
                 })
             }
             "children" => {
-                let list = value
-                    .as_array()
-                    .context("children must be a list of \"schema.table\" names")?;
-                for child in list {
-                    let name = child
-                        .as_str()
-                        .context("children must be a list of \"schema.table\" names")?;
+                for name in strings(value, "children must be a list of \"schema.table\" names")? {
                     rule.children.push(table_name(name)?);
                 }
             }
@@ -696,17 +684,8 @@ fn declared_key(value: &toml::Value) -> Result<DeclaredKey> {
         let Some(value) = fields.get(key) else {
             return Ok(None);
         };
-        let list = value
-            .as_array()
-            .with_context(|| format!("{key} must be a list of column names"))?;
-        list.iter()
-            .map(|v| {
-                v.as_str()
-                    .map(str::to_string)
-                    .with_context(|| format!("{key} must be a list of column names"))
-            })
-            .collect::<Result<Vec<_>>>()
-            .map(Some)
+        let list = strings(value, &format!("{key} must be a list of column names"))?;
+        Ok(Some(list.into_iter().map(str::to_string).collect()))
     };
     for key in fields.keys() {
         if !["table", "columns", "references", "referenced"].contains(&key.as_str()) {
@@ -728,6 +707,14 @@ fn declared_key(value: &toml::Value) -> Result<DeclaredKey> {
         columns,
         references: table("references")?,
     })
+}
+
+/// A list of strings, else the error `what`.
+fn strings<'a>(value: &'a toml::Value, what: &str) -> Result<Vec<&'a str>> {
+    let list = value.as_array().with_context(|| what.to_string())?;
+    list.iter()
+        .map(|v| v.as_str().with_context(|| what.to_string()))
+        .collect()
 }
 
 /// A field that takes SQL text.
