@@ -4,7 +4,11 @@
 //! usable replica identity, with the statement that gives it one. Against the shared
 //! `wal_level = replica` source and a `wal_level = logical` cluster of the test's own.
 
-use crate::util::{self, assert_exit, exit, test_name, ClusterOptions};
+use crate::util::{
+    self, assert_exit, assert_nothing_left, cut_over, cut_over_to, exit, logical_cluster,
+    logical_options, pgbench, test_name, wait_following, wait_pgbench, wait_streaming,
+    wait_streaming_anew, ClusterOptions,
+};
 
 #[test]
 fn status_names_what_a_source_lacks_to_be_followed() {
@@ -103,19 +107,6 @@ fn status_names_what_a_source_lacks_to_be_followed() {
     );
 }
 
-/// A source cluster that can be followed. Each test has its own, and a destination cluster
-/// of its own too: slots and replication origins are the cluster's, not a database's.
-fn logical_cluster() -> util::Cluster {
-    util::start_cluster(logical_options())
-}
-
-fn logical_options() -> ClusterOptions {
-    ClusterOptions::default()
-        .conf("wal_level", "logical")
-        .conf("max_replication_slots", "8")
-        .conf("max_wal_senders", "8")
-}
-
 /// The tables every following test writes to: pgbench's (its history with a key, so a
 /// doubled transaction is a duplicate), a TOASTed value, a table with `REPLICA IDENTITY
 /// FULL` and twin rows, two tables truncated together, and one with a second unique key.
@@ -170,85 +161,6 @@ const TABLES: &[&str] = &[
     "seats",
 ];
 
-/// pgbench's TPC-B-like transactions from `clients` sessions for `seconds`, in the
-/// background.
-fn pgbench(db: &util::TestDb, clients: u32, seconds: u32) -> std::process::Child {
-    std::process::Command::new(util::bindir().join("pgbench"))
-        .args(["-n", "-c", &clients.to_string(), "-T", &seconds.to_string()])
-        .arg(db.url())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("starting pgbench")
-}
-
-fn wait_pgbench(child: std::process::Child) {
-    let out = child.wait_with_output().expect("waiting for pgbench");
-    assert!(
-        out.status.success(),
-        "pgbench: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// Waits until the follower's copy is done: the destination then records its progress,
-/// in a replication origin or in pgcopy's table.
-fn wait_following(dst: &util::TestDb, follower: &mut std::process::Child) {
-    let started = std::time::Instant::now();
-    loop {
-        let recorded = "SELECT (SELECT count(*) FROM pg_replication_origin)
-                             + (to_regclass('pgcopy.follow_progress') IS NOT NULL)::int";
-        if dst.scalar_i64(recorded) == 1 {
-            return;
-        }
-        if let Ok(Some(status)) = follower.try_wait() {
-            panic!("the follower exited with {status} before following");
-        }
-        assert!(
-            started.elapsed().as_secs() < 120,
-            "the follower never started following"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
-}
-
-fn cutover_to(source: &str, dest: &str, extra: &[&str]) -> util::Output {
-    util::run(
-        util::pgcopy()
-            .args(["cutover", "--source", source, "--dest", dest])
-            .args(extra),
-    )
-}
-
-/// Cuts over and waits for the follower, both of which must exit 0 (a follower still
-/// running after a failed cutover is killed, so the failure shows what it said); returns
-/// what each printed.
-fn cut_over(
-    src: &util::TestDb,
-    dst: &util::TestDb,
-    follower: std::process::Child,
-    extra: &[&str],
-) -> (util::Output, util::Output) {
-    cut_over_to(&src.url(), &dst.url(), follower, extra)
-}
-
-/// `cut_over` between two connection strings.
-fn cut_over_to(
-    source: &str,
-    dest: &str,
-    mut follower: std::process::Child,
-    extra: &[&str],
-) -> (util::Output, util::Output) {
-    let out = cutover_to(source, dest, extra);
-    if out.code != 0 {
-        follower.kill().ok();
-    }
-    let followed = util::finish(follower);
-    assert_exit!(out, exit::SUCCESS, "the follower: {followed:?}");
-    assert_exit!(followed, exit::SUCCESS);
-    (out, followed)
-}
-
 /// A source cluster to follow and a destination cluster, each with the test's database
 /// holding `SCHEMA`, the source's filled by `load`.
 fn loaded_pair(name: &str) -> (util::Cluster, util::Cluster, util::TestDb, util::TestDb) {
@@ -261,23 +173,6 @@ fn loaded_pair(name: &str) -> (util::Cluster, util::Cluster, util::TestDb, util:
     util::both(&src, &dst, SCHEMA);
     load(&src);
     (logical, destination, src, dst)
-}
-
-/// Nothing of the follower is left on either side.
-fn assert_nothing_left(src: &util::TestDb, dst: &util::TestDb) {
-    assert_eq!(
-        src.scalar_i64("SELECT count(*) FROM pg_replication_slots"),
-        0
-    );
-    assert_eq!(src.scalar_i64("SELECT count(*) FROM pg_publication"), 0);
-    assert_eq!(
-        dst.scalar_i64("SELECT count(*) FROM pg_replication_origin"),
-        0
-    );
-    assert_eq!(
-        dst.scalar_i64("SELECT count(*) FROM pg_namespace WHERE nspname = 'pgcopy'"),
-        0
-    );
 }
 
 /// Writes that pgbench does not make: a TOASTed value left unchanged by an update, twin
@@ -424,33 +319,6 @@ fn a_follower_killed_mid_transaction_resumes_without_losing_or_doubling_one() {
     );
     util::assert_same_data(&src, &dst, TABLES);
     assert_nothing_left(&src, &dst);
-}
-
-/// Waits until a resumed follower streams from the slot.
-fn wait_streaming(src: &util::TestDb, follower: &mut std::process::Child) {
-    wait_streaming_anew(src, follower, 0);
-}
-
-/// Waits until a slot is streamed by a session other than `before`.
-fn wait_streaming_anew(src: &util::TestDb, follower: &mut std::process::Child, before: i64) {
-    let started = std::time::Instant::now();
-    let query = "SELECT count(*) FROM pg_replication_slots WHERE active AND active_pid <> $1";
-    let mut client = src.client();
-    while client
-        .query_one(query, &[&(before as i32)])
-        .expect("asking for the slot")
-        .get::<_, i64>(0)
-        == 0
-    {
-        if let Ok(Some(status)) = follower.try_wait() {
-            panic!("the follower exited with {status}");
-        }
-        assert!(
-            started.elapsed().as_secs() < 60,
-            "the follower never streamed (again)"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
 }
 
 #[test]

@@ -13,6 +13,8 @@ mod destination;
 mod faults;
 /// Following a live source: whether it can be followed (`status`).
 mod following;
+/// A DBA's week while a follower runs: twins, identity columns, deferrable keys, restarts.
+mod following_week;
 /// Keys, constraints, indexes and triggers come back exactly; triggers fire only when asked.
 mod keys_and_triggers;
 /// Staging refreshes: columns masked as a rules file says; rules that do not fit refused.

@@ -20,14 +20,16 @@ use crate::replication::net;
 use crate::replication::progress::Ledger;
 use crate::replication::receive::Shared;
 use crate::replication::slot::{parse_lsn, LsnText};
+use crate::replication::statements::{
+    key_text, match_columns, parts, present, statement_sql, update_columns, DestColumn, Parts,
+    Shape, Target,
+};
 use crate::schema::triggers::Trigger;
 use anyhow::{anyhow, bail, Context, Result};
 use crossbeam_channel::{Receiver, RecvTimeoutError};
-use postgres::error::SqlState;
 use postgres::fallible_iterator::FallibleIterator;
 use postgres::Client;
 use std::collections::{HashMap, HashSet};
-use std::fmt::Write as _;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
@@ -106,6 +108,7 @@ pub(crate) fn prepare_session(
             "{role}
              SET datestyle = 'ISO';
              SET intervalstyle = 'postgres';
+             SET extra_float_digits = 3;
              SET enable_seqscan = off;
              SET enable_bitmapscan = off;
              {}",
@@ -116,16 +119,11 @@ pub(crate) fn prepare_session(
 
 /// A table the stream named, and what statements for it look like.
 struct Known {
-    table: TableName,
-    relation: Relation,
+    target: Target,
     /// Changes to it are not applied: it is not among the followed tables.
     ignored: bool,
     /// Bumped when the source sends the table's description again: its statements change.
     generation: u32,
-    /// By column: found as text, since the destination's type has no equality (`json`,
-    /// `point`, an array of those); only a `REPLICA IDENTITY FULL` table's row is found by
-    /// such a column.
-    by_text: Vec<bool>,
     /// How its changes in a group are folded.
     folding: Folding,
 }
@@ -141,19 +139,6 @@ enum Folding {
     Inserts,
     /// Each row's changes fold into one: the key is its only unique index.
     Rows,
-}
-
-/// The statements prepared so far, by table, generation, kind and which columns they set
-/// and match.
-#[derive(Hash, PartialEq, Eq)]
-struct Shape {
-    relation: u32,
-    generation: u32,
-    kind: u8,
-    set: Vec<bool>,
-    matched: Vec<bool>,
-    /// Rows of a multi-row insert; 1 for the others.
-    rows: usize,
 }
 
 /// What a queued statement must do, to check its answer and to say what failed.
@@ -367,7 +352,7 @@ impl<'a> Applier<'a> {
                 let mut names = Vec::new();
                 for relation in relations {
                     if let Some(known) = self.followed_table(relation)? {
-                        names.push(known.table.quoted());
+                        names.push(known.target.name.quoted());
                         self.quiet_triggers(relation)?;
                     }
                 }
@@ -432,22 +417,32 @@ impl<'a> Applier<'a> {
         // Sent as it is, after what is staged of its table; and of every table when its
         // triggers or rules would see them.
         self.send_staged((folding != Folding::Never).then_some(relation))?;
-        let Some(Parts { new, by, .. }) = parts(&message) else {
+        let Some(Parts { new, by, old, .. }) = parts(&message) else {
             bail!("not a change of rows");
         };
         let known = &self.known[&relation];
-        let set: Vec<bool> = new.map_or_else(Vec::new, |values| {
-            values
-                .iter()
-                .map(|v| !matches!(v, Value::Unchanged))
-                .collect()
-        });
+        let target = &known.target;
+        let (set, guard) = match new {
+            Some(values) if kind != b'I' => update_columns(target, values, old),
+            Some(values) => {
+                let set: Vec<bool> = values
+                    .iter()
+                    .map(|v| !matches!(v, Value::Unchanged))
+                    .collect();
+                let guard = vec![false; set.len()];
+                (set, guard)
+            }
+            None => (Vec::new(), Vec::new()),
+        };
         let matched = by.map_or_else(Vec::new, |values| {
-            match_columns(&known.relation, values, full)
+            match_columns(&target.relation, values, full)
         });
         let mut params = new.map_or(Ok(Vec::new()), |values| present(values, &set))?;
         if let Some(values) = by {
             params.extend(present(values, &matched)?);
+        }
+        if let Some(values) = new {
+            params.extend(present(values, &guard)?);
         }
         let shape = Shape {
             relation,
@@ -455,13 +450,30 @@ impl<'a> Applier<'a> {
             kind,
             set,
             matched,
+            guard,
             rows: 1,
         };
+        // An identity column GENERATED ALWAYS that the source changed takes the source's
+        // value with the column BY DEFAULT for this one statement, in this transaction.
+        let table = target.name.quoted();
+        let overridden: Vec<String> = shape
+            .overridden(target)
+            .iter()
+            .map(|column| quote_ident(column))
+            .collect();
+        for column in &overridden {
+            let sql = format!("ALTER TABLE {table} ALTER COLUMN {column} SET GENERATED BY DEFAULT");
+            self.queue_once(&sql, None, format!("`{sql}`"))?;
+        }
         self.queue(shape, &params)?;
         self.queued.push(Expect {
             rows: Some(1),
             what: What::Change(message),
         });
+        for column in &overridden {
+            let sql = format!("ALTER TABLE {table} ALTER COLUMN {column} SET GENERATED ALWAYS");
+            self.queue_once(&sql, None, format!("`{sql}`"))?;
+        }
         self.group.changes += 1;
         self.group.rows += 1;
         if self.queued.len() >= SYNC_EVERY {
@@ -494,7 +506,7 @@ impl<'a> Applier<'a> {
             } => old,
             _ => return None,
         };
-        let columns = &self.known[&relation].relation.columns;
+        let columns = &self.known[&relation].target.relation.columns;
         let key: Vec<Value> = columns
             .iter()
             .zip(values)
@@ -529,9 +541,9 @@ impl<'a> Applier<'a> {
             let drained = rows.drain();
             let relation = *relation;
             let (generation, keys, width) = {
-                let known = &self.known[&relation];
-                let keys: Vec<bool> = known.relation.columns.iter().map(|c| c.key).collect();
-                (known.generation, keys, known.relation.columns.len())
+                let columns = &self.known[&relation].target.relation.columns;
+                let keys: Vec<bool> = columns.iter().map(|c| c.key).collect();
+                (self.known[&relation].generation, keys, columns.len())
             };
             let all_key = vec![true; keys.iter().filter(|k| **k).count()];
             for key in drained.deletes {
@@ -541,21 +553,25 @@ impl<'a> Applier<'a> {
                     kind: b'D',
                     set: Vec::new(),
                     matched: keys.clone(),
+                    guard: Vec::new(),
                     rows: 1,
                 };
                 self.queue(shape, &present(&key, &all_key)?)?;
                 self.expect(1, What::Row(relation, b'D', key))?;
             }
             for (key, values) in drained.updates {
-                let set: Vec<bool> = values.iter().map(|v| *v != Value::Unchanged).collect();
+                // The key kept its value: a folded update never changes it.
+                let (set, guard) = update_columns(&self.known[&relation].target, &values, None);
                 let mut params = present(&values, &set)?;
                 params.extend(present(&key, &all_key)?);
+                params.extend(present(&values, &guard)?);
                 let shape = Shape {
                     relation,
                     generation,
                     kind: b'U',
                     set,
                     matched: keys.clone(),
+                    guard,
                     rows: 1,
                 };
                 self.queue(shape, &params)?;
@@ -574,13 +590,14 @@ impl<'a> Applier<'a> {
                     kind: b'I',
                     set: set.clone(),
                     matched: Vec::new(),
+                    guard: Vec::new(),
                     rows: chunk.len(),
                 };
                 self.queue(shape, &params)?;
                 let what = format!(
                     "one of {} rows inserted into {}",
                     chunk.len(),
-                    self.known[&relation].table
+                    self.known[&relation].target.name
                 );
                 self.expect(chunk.len() as u64, What::Statement(what))?;
             }
@@ -618,18 +635,15 @@ impl<'a> Applier<'a> {
                     "the delete from"
                 };
                 let matched = vec![true; key.len()];
-                let columns: Vec<Column> = known
-                    .relation
-                    .columns
-                    .iter()
-                    .filter(|c| c.key)
-                    .cloned()
-                    .collect();
+                let relation = &known.target.relation;
+                let columns: Vec<Column> =
+                    relation.columns.iter().filter(|c| c.key).cloned().collect();
                 let keyed = Relation {
                     columns,
-                    ..known.relation.clone()
+                    ..relation.clone()
                 };
-                return format!("{verb} {} {}", known.table, key_text(&keyed, key, &matched));
+                let table = &known.target.name;
+                return format!("{verb} {table} {}", key_text(&keyed, key, &matched));
             }
             What::Change(message) => message,
         };
@@ -648,12 +662,13 @@ impl<'a> Applier<'a> {
         let Some(known) = self.known.get(&relation) else {
             return "a change".into();
         };
+        let (table, relation) = (&known.target.name, &known.target.relation);
         match by {
-            None => format!("{verb} {}", known.table),
+            None => format!("{verb} {table}"),
             Some(values) => {
-                let matched = match_columns(&known.relation, values, full);
-                let key = key_text(&known.relation, values, &matched);
-                format!("{verb} {} {key}", known.table)
+                let matched = match_columns(relation, values, full);
+                let key = key_text(relation, values, &matched);
+                format!("{verb} {table} {key}")
             }
         }
     }
@@ -681,32 +696,27 @@ impl<'a> Applier<'a> {
         }
         let table = TableName::new(&relation.namespace, &relation.name);
         let ignored = !self.followed.contains(&table);
-        if !ignored {
-            check_fits(&mut self.catalog, &table, &relation.columns)?;
-        }
-        let by_text = if !ignored && relation.replica_identity == b'f' {
-            without_equality(&mut self.catalog, &table, &relation.columns)?
-        } else {
-            vec![false; relation.columns.len()]
-        };
-        let folding = if ignored {
-            Folding::Never
-        } else {
-            let keyed = relation.replica_identity != b'f' && relation.columns.iter().any(|c| c.key);
-            self.folding(&table, keyed)?
-        };
-        let generation = self
-            .known
-            .get(&relation.oid)
-            .map_or(0, |k| k.generation + 1);
-        self.known.insert(
-            relation.oid,
-            Known {
-                table,
+        let oid = relation.oid;
+        let keyed = relation.replica_identity != b'f' && relation.columns.iter().any(|c| c.key);
+        let (target, folding) = if ignored {
+            let columns = vec![DestColumn::default(); relation.columns.len()];
+            let target = Target {
+                name: table,
                 relation,
+                columns,
+            };
+            (target, Folding::Never)
+        } else {
+            let folding = self.folding(&table, keyed)?;
+            (Target::read(&mut self.catalog, table, relation)?, folding)
+        };
+        let generation = self.known.get(&oid).map_or(0, |k| k.generation + 1);
+        self.known.insert(
+            oid,
+            Known {
+                target,
                 ignored,
                 generation,
-                by_text,
                 folding,
             },
         );
@@ -757,13 +767,14 @@ impl<'a> Applier<'a> {
         let Some(known) = self.known.get(&relation) else {
             return Ok(());
         };
-        let Some(triggers) = self.setup.quiet.get(&known.table) else {
+        let table = &known.target.name;
+        let Some(triggers) = self.setup.quiet.get(table) else {
             return Ok(());
         };
-        if self.quieted.contains(&known.table) {
+        if self.quieted.contains(table) {
             return Ok(());
         }
-        let table = known.table.clone();
+        let table = table.clone();
         let statements: Vec<String> = triggers.iter().map(|t| t.disable_sql(&table)).collect();
         for sql in statements {
             self.queue_once(&sql, None, format!("`{sql}`"))?;
@@ -845,9 +856,9 @@ impl<'a> Applier<'a> {
             Some(name) => name.clone(),
             None => {
                 let known = &self.known[&shape.relation];
-                let sql = statement_sql(known, &shape)?;
+                let (sql, types) = statement_sql(&known.target, &shape)?;
                 let name = format!("pgcopy_{}", self.statements.len());
-                self.session.queue_prepare(&name, &sql)?;
+                self.session.queue_prepare_typed(&name, &sql, &types)?;
                 self.statements.insert(shape, name.clone());
                 name
             }
@@ -897,259 +908,6 @@ impl<'a> Applier<'a> {
     }
 }
 
-/// A change of rows, taken apart: its table, its kind (`I`, `U`, `D`; `u` and `d` when
-/// the row is found by the whole old row, `REPLICA IDENTITY FULL`), the new values and the
-/// values that find the row.
-struct Parts<'m> {
-    relation: u32,
-    kind: u8,
-    new: Option<&'m [Value]>,
-    by: Option<&'m [Value]>,
-}
-
-fn parts(message: &Message) -> Option<Parts<'_>> {
-    let (relation, kind, new, by) = match message {
-        Message::Insert { relation, new } => (relation, b'I', Some(new), None),
-        Message::Update { relation, old, new } => match old {
-            Some(Old::Key(values)) => (relation, b'U', Some(new), Some(values)),
-            Some(Old::Row(values)) => (relation, b'u', Some(new), Some(values)),
-            // The key did not change: the new row finds it.
-            None => (relation, b'U', Some(new), Some(new)),
-        },
-        Message::Delete { relation, old } => match old {
-            Old::Key(values) => (relation, b'D', None, Some(values)),
-            Old::Row(values) => (relation, b'd', None, Some(values)),
-        },
-        _ => return None,
-    };
-    Some(Parts {
-        relation: *relation,
-        kind,
-        new: new.map(Vec::as_slice),
-        by: by.map(Vec::as_slice),
-    })
-}
-
-/// The values of the columns marked in `which`, as text parameters.
-fn present<'v>(values: &'v [Value], which: &[bool]) -> Result<Vec<Option<&'v [u8]>>> {
-    let mut params = Vec::new();
-    for (value, wanted) in values.iter().zip(which) {
-        if !wanted {
-            continue;
-        }
-        params.push(match value {
-            Value::Null => None,
-            Value::Text(bytes) => Some(bytes.as_slice()),
-            Value::Unchanged => bail!("the stream left out a value pgcopy needs"),
-            Value::Binary(_) => bail!("the stream sent a value in binary, which was not asked for"),
-        });
-    }
-    Ok(params)
-}
-
-/// Which columns find the row: the replica identity's (marked in the table's description),
-/// or with `REPLICA IDENTITY FULL` every column whose old value was sent.
-fn match_columns(relation: &Relation, by: &[Value], full: bool) -> Vec<bool> {
-    relation
-        .columns
-        .iter()
-        .zip(by)
-        .map(|(column, value)| {
-            if full {
-                !matches!(value, Value::Unchanged)
-            } else {
-                column.key
-            }
-        })
-        .collect()
-}
-
-/// `(id)=(5)`, for messages.
-fn key_text(relation: &Relation, by: &[Value], matched: &[bool]) -> String {
-    let mut names = Vec::new();
-    let mut values = Vec::new();
-    for ((column, value), wanted) in relation.columns.iter().zip(by).zip(matched) {
-        if *wanted {
-            names.push(column.name.as_str());
-            values.push(match value {
-                Value::Text(bytes) => String::from_utf8_lossy(bytes).into_owned(),
-                _ => "NULL".into(),
-            });
-        }
-    }
-    format!("({})=({})", names.join(", "), values.join(", "))
-}
-
-/// The statement of a shape; its parameters are the set columns' values, then the matched
-/// columns' values, in the table's column order.
-fn statement_sql(known: &Known, shape: &Shape) -> Result<String> {
-    let (table, columns) = (&known.table, &known.relation.columns);
-    let chosen = |which: &[bool]| -> Vec<&str> {
-        columns
-            .iter()
-            .zip(which)
-            .filter(|(_, w)| **w)
-            .map(|(c, _)| c.name.as_str())
-            .collect()
-    };
-    let set = chosen(&shape.set);
-    let table = table.quoted();
-    let mut n = 0;
-    let mut next = || {
-        n += 1;
-        format!("${n}")
-    };
-    let mut sql = String::new();
-    match shape.kind {
-        b'I' => {
-            let names: Vec<String> = set.iter().map(|c| quote_ident(c)).collect();
-            let rows: Vec<String> = (0..shape.rows.max(1))
-                .map(|_| {
-                    let values: Vec<String> = set.iter().map(|_| next()).collect();
-                    format!("({})", values.join(", "))
-                })
-                .collect();
-            write!(
-                sql,
-                "INSERT INTO {table} ({}) VALUES {}",
-                names.join(", "),
-                rows.join(", ")
-            )?;
-        }
-        kind @ (b'U' | b'u' | b'D' | b'd') => {
-            let assignments: Vec<String> = set
-                .iter()
-                .map(|c| format!("{} = {}", quote_ident(c), next()))
-                .collect();
-            let full = kind == b'u' || kind == b'd';
-            // A row found by every column of the old row might have twins: one of them.
-            let equal = if full { "IS NOT DISTINCT FROM" } else { "=" };
-            let conditions: Vec<String> = columns
-                .iter()
-                .zip(&shape.matched)
-                .zip(&known.by_text)
-                .filter(|((_, matched), _)| **matched)
-                .map(|((c, _), by_text)| {
-                    let name = quote_ident(&c.name);
-                    if *by_text {
-                        format!("{name}::text {equal} {}::text", next())
-                    } else {
-                        format!("{name} {equal} {}", next())
-                    }
-                })
-                .collect();
-            if conditions.is_empty() {
-                bail!("{table} has no columns to find a changed row by");
-            }
-            let mut condition = conditions.join(" AND ");
-            if full {
-                condition = format!("ctid = (SELECT ctid FROM {table} WHERE {condition} LIMIT 1)");
-            }
-            if kind == b'U' || kind == b'u' {
-                write!(
-                    sql,
-                    "UPDATE {table} SET {} WHERE {condition}",
-                    assignments.join(", ")
-                )?;
-            } else {
-                write!(sql, "DELETE FROM {table} WHERE {condition}")?;
-            }
-        }
-        other => bail!("no statement for changes of kind {}", other as char),
-    }
-    Ok(sql)
-}
-
-/// Which of `columns` the destination cannot compare with `=` (no equality operator for
-/// its type, or for its arrays' elements): asked of the parser, which knows every way a
-/// type may have one.
-fn without_equality(
-    catalog: &mut Client,
-    table: &TableName,
-    columns: &[Column],
-) -> Result<Vec<bool>> {
-    let rows = catalog.query(
-        "SELECT a.attname::text,
-                format_type(CASE WHEN t.typcategory = 'A' AND t.typelem <> 0 THEN t.typelem
-                                 ELSE a.atttypid END, NULL)
-           FROM pg_catalog.pg_attribute a
-           JOIN pg_catalog.pg_type t ON t.oid = a.atttypid
-          WHERE a.attrelid = pg_catalog.to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped",
-        &[&table.quoted()],
-    )?;
-    let types: HashMap<String, String> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
-    let mut comparable: HashMap<&str, bool> = HashMap::new();
-    let mut found = Vec::with_capacity(columns.len());
-    for column in columns {
-        let Some(ty) = types.get(&column.name) else {
-            found.push(false);
-            continue;
-        };
-        let equal = match comparable.get(ty.as_str()) {
-            Some(&equal) => equal,
-            None => {
-                let equal = match catalog.batch_execute(&format!(
-                    "SELECT NULL::{ty} IS NOT DISTINCT FROM NULL::{ty}"
-                )) {
-                    Ok(()) => true,
-                    Err(err) if err.code() == Some(&SqlState::UNDEFINED_FUNCTION) => false,
-                    Err(err) => {
-                        return Err(err).with_context(|| format!("asking whether {ty} has ="))
-                    }
-                };
-                comparable.insert(ty, equal);
-                equal
-            }
-        };
-        found.push(!equal);
-    }
-    Ok(found)
-}
-
-/// Whether a table's columns as the source now describes them fit the destination's: every
-/// source column is there to take its value, and every destination column that must be
-/// given one is among them.
-fn check_fits(catalog: &mut Client, table: &TableName, columns: &[Column]) -> Result<()> {
-    let rows = catalog.query(
-        "SELECT a.attname::text,
-                a.attnotnull AND NOT a.atthasdef AND a.attidentity = '' AND a.attgenerated = ''
-           FROM pg_catalog.pg_attribute a
-          WHERE a.attrelid = pg_catalog.to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped
-                AND a.attgenerated = ''",
-        &[&table.quoted()],
-    )?;
-    let dest: HashMap<String, bool> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
-    let resume = "fix the destination, then resume with `pgcopy copy --follow --resume`; \
-                  nothing of the source transaction that changed it was applied";
-    if dest.is_empty() {
-        bail!("the source changed {table}, which the destination no longer has: {resume}");
-    }
-    for column in columns {
-        if !dest.contains_key(&column.name) {
-            bail!(
-                "the source's table {table} has a column {} that the destination's lacks \
-                 (a schema change on the source): {resume}",
-                quote_ident(&column.name)
-            );
-        }
-    }
-    let sent: HashSet<&str> = columns.iter().map(|c| c.name.as_str()).collect();
-    let mut required: Vec<&String> = dest
-        .iter()
-        .filter(|(name, required)| **required && !sent.contains(name.as_str()))
-        .map(|(name, _)| name)
-        .collect();
-    required.sort();
-    if let Some(name) = required.first() {
-        bail!(
-            "the source's table {table} no longer has the column {}, which the destination \
-             requires (NOT NULL, no default): {resume}",
-            quote_ident(name)
-        );
-    }
-    Ok(())
-}
-
 /// Whether a cutover mark's content is for the follower of `slot`: other followers of the
 /// same source see it too.
 fn is_mark_for(content: &[u8], slot: &str) -> bool {
@@ -1167,92 +925,6 @@ pub(crate) fn mark(slot: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn column(name: &str, key: bool) -> Column {
-        Column {
-            key,
-            name: name.into(),
-            type_oid: 23,
-            type_mod: -1,
-        }
-    }
-
-    fn shape(kind: u8, set: &[bool], matched: &[bool]) -> Shape {
-        Shape {
-            relation: 1,
-            generation: 0,
-            kind,
-            set: set.to_vec(),
-            matched: matched.to_vec(),
-            rows: 1,
-        }
-    }
-
-    fn known(columns: Vec<Column>, by_text: Vec<bool>) -> Known {
-        Known {
-            table: TableName::new("public", "t"),
-            relation: Relation {
-                oid: 1,
-                namespace: "public".into(),
-                name: "t".into(),
-                replica_identity: b'f',
-                columns,
-            },
-            ignored: false,
-            generation: 0,
-            by_text,
-            folding: Folding::Never,
-        }
-    }
-
-    #[test]
-    fn writes_a_statement_for_each_shape() {
-        let columns = vec![column("id", true), column("b", false), column("c", false)];
-        let table = known(columns, vec![false; 3]);
-        let sql = |s| statement_sql(&table, &s).unwrap();
-        assert_eq!(
-            sql(shape(b'I', &[true, true, true], &[])),
-            r#"INSERT INTO "public"."t" ("id", "b", "c") VALUES ($1, $2, $3)"#
-        );
-        // An unchanged TOASTed value is left out of the update, not set to NULL.
-        assert_eq!(
-            sql(shape(b'U', &[true, true, false], &[true, false, false])),
-            r#"UPDATE "public"."t" SET "id" = $1, "b" = $2 WHERE "id" = $3"#
-        );
-        assert_eq!(
-            sql(shape(b'D', &[], &[true, false, false])),
-            r#"DELETE FROM "public"."t" WHERE "id" = $1"#
-        );
-        assert_eq!(
-            sql(shape(b'd', &[], &[true, true, true])),
-            r#"DELETE FROM "public"."t" WHERE ctid = (SELECT ctid FROM "public"."t" WHERE "id" IS NOT DISTINCT FROM $1 AND "b" IS NOT DISTINCT FROM $2 AND "c" IS NOT DISTINCT FROM $3 LIMIT 1)"#
-        );
-        assert!(statement_sql(&table, &shape(b'D', &[], &[false, false, false])).is_err());
-        // A run of inserts, several rows to a statement.
-        let three = Shape {
-            rows: 3,
-            ..shape(b'I', &[true, true, true], &[])
-        };
-        assert_eq!(
-            sql(three),
-            r#"INSERT INTO "public"."t" ("id", "b", "c") VALUES ($1, $2, $3), ($4, $5, $6), ($7, $8, $9)"#
-        );
-        // A column whose type has no `=` (json, point) finds the row by its text.
-        let columns = vec![column("id", false), column("doc", false)];
-        let table = known(columns, vec![false, true]);
-        assert_eq!(
-            statement_sql(&table, &shape(b'u', &[true, true], &[true, true])).unwrap(),
-            r#"UPDATE "public"."t" SET "id" = $1, "doc" = $2 WHERE ctid = (SELECT ctid FROM "public"."t" WHERE "id" IS NOT DISTINCT FROM $3 AND "doc"::text IS NOT DISTINCT FROM $4::text LIMIT 1)"#
-        );
-    }
-
-    #[test]
-    fn passes_text_values_and_nulls_and_refuses_a_missing_one() {
-        let values = [Value::Text(b"1".to_vec()), Value::Null, Value::Unchanged];
-        let params = present(&values, &[true, true, false]).unwrap();
-        assert_eq!(params, vec![Some(&b"1"[..]), None]);
-        assert!(present(&values, &[true, true, true]).is_err());
-    }
 
     #[test]
     fn knows_its_own_cutover_mark() {

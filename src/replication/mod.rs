@@ -13,3 +13,4 @@ pub(crate) mod progress;
 pub(crate) mod readiness;
 pub(crate) mod receive;
 pub(crate) mod slot;
+pub(crate) mod statements;

@@ -210,16 +210,25 @@ fn requirements(facts: &ServerFacts, role: &str, not_owned: &[String]) -> Vec<Re
 }
 
 /// The tables among `oids` without a usable replica identity, each with the statement that
-/// gives it one: the first unique, immediate, non-partial index on NOT NULL columns if there
-/// is one (`USING INDEX`), else `FULL` (every column identifies the row; updates and deletes
-/// carry the whole old row).
+/// gives it one. PostgreSQL's own test, as the relation cache makes it: with `DEFAULT`, a
+/// primary key that is valid and immediate (a `DEFERRABLE` one is not used, and publishing
+/// the table makes its `UPDATE` and `DELETE` fail); with `USING INDEX`, that index still
+/// there; `FULL` always; `NOTHING` never. The fix is `DEFAULT` where a usable primary key is
+/// there (identity set to nothing, or to an index since dropped), else the first unique,
+/// immediate, non-partial index on NOT NULL columns (`USING INDEX`), else `FULL` (every
+/// column identifies the row; updates and deletes carry the whole old row).
 fn no_identity(client: &mut Client, oids: &[u32]) -> Result<Vec<NoIdentity>> {
     let rows = client
         .query(
             "SELECT n.nspname, c.relname,
-                    CASE c.relreplident WHEN 'd' THEN 'default, and no primary key'
-                                        WHEN 'n' THEN 'nothing'
-                                        ELSE 'an index that is gone' END,
+                    CASE WHEN c.relreplident = 'n' THEN 'nothing'
+                         WHEN c.relreplident = 'i' THEN 'an index that is gone'
+                         WHEN pk.indexrelid IS NULL THEN 'default, and no primary key'
+                         WHEN NOT pk.indimmediate
+                         THEN 'default, and its primary key is DEFERRABLE, which PostgreSQL \
+                               does not use as one'
+                         ELSE 'default, and its primary key is not valid' END,
+                    pk.indexrelid IS NOT NULL AND pk.indimmediate AND pk.indisvalid,
                     (SELECT ic.relname
                      FROM pg_catalog.pg_index i
                      JOIN pg_catalog.pg_class ic ON ic.oid = i.indexrelid
@@ -233,12 +242,13 @@ fn no_identity(client: &mut Client, oids: &[u32]) -> Result<Vec<NoIdentity>> {
                      ORDER BY ic.relname LIMIT 1)
              FROM pg_catalog.pg_class c
              JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+             LEFT JOIN pg_catalog.pg_index pk ON pk.indrelid = c.oid AND pk.indisprimary
              WHERE c.oid = ANY($1)
                AND CASE c.relreplident
                      WHEN 'f' THEN false
                      WHEN 'n' THEN true
-                     WHEN 'd' THEN NOT EXISTS (SELECT 1 FROM pg_catalog.pg_index i
-                                               WHERE i.indrelid = c.oid AND i.indisprimary)
+                     WHEN 'd' THEN pk.indexrelid IS NULL OR NOT pk.indimmediate
+                                   OR NOT pk.indisvalid
                      ELSE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_index i
                                       WHERE i.indrelid = c.oid AND i.indisreplident)
                    END
@@ -250,18 +260,23 @@ fn no_identity(client: &mut Client, oids: &[u32]) -> Result<Vec<NoIdentity>> {
         .iter()
         .map(|row| {
             let table = TableName::new(row.get::<_, String>(0), row.get::<_, String>(1));
-            let candidate: Option<String> = row.get(3);
-            let fix = match candidate {
-                Some(index) => format!(
+            let identity: String = row.get(2);
+            let usable_primary_key: bool = row.get(3);
+            let candidate: Option<String> = row.get(4);
+            let fix = if usable_primary_key {
+                format!("ALTER TABLE {} REPLICA IDENTITY DEFAULT", table.quoted())
+            } else if let Some(index) = candidate {
+                format!(
                     "ALTER TABLE {} REPLICA IDENTITY USING INDEX {}",
                     table.quoted(),
                     crate::pg::sql::quote_ident(&index)
-                ),
-                None => format!("ALTER TABLE {} REPLICA IDENTITY FULL", table.quoted()),
+                )
+            } else {
+                format!("ALTER TABLE {} REPLICA IDENTITY FULL", table.quoted())
             };
             NoIdentity {
                 table,
-                identity: row.get(2),
+                identity,
                 fix,
             }
         })

@@ -10,6 +10,7 @@
 //! change the server sent before it. Everything before a flushed position is never sent
 //! again, so a position reported too early would lose transactions after a restart.
 
+use crate::pg::error::TryLater;
 use crate::pg::wire::{self, Received};
 use crate::replication::decode::{self, Lsn, Message};
 use anyhow::{bail, Context, Result};
@@ -90,7 +91,13 @@ pub(crate) fn receive(
                 ),
             },
             Received::Nothing => {}
-            Received::Ended => bail!("the source ended the replication stream"),
+            // The walsender of a server shutting down ends the stream once it has sent
+            // everything: the source is going away, and is worth another try.
+            Received::Ended => {
+                return Err(anyhow::Error::new(TryLater(
+                    "the source ended the replication stream".into(),
+                )))
+            }
         }
         shared
             .confirmed

@@ -5,7 +5,7 @@
 //! keepalives while it waits for data.
 
 use super::{Connection, ServerError};
-use anyhow::{bail, Result};
+use anyhow::Result;
 use bytes::BytesMut;
 use postgres_protocol::message::backend::Message;
 use postgres_protocol::message::frontend;
@@ -124,8 +124,13 @@ impl Connection {
         self.read_timeout(None)?;
         match read {
             Ok(0) => {
+                // A restart or a failover of the server: a lost session, as on every other.
                 self.broken = true;
-                bail!("the server closed the connection")
+                Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "the server closed the connection",
+                )
+                .into())
             }
             Ok(n) => {
                 self.end += n;

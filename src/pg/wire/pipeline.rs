@@ -32,7 +32,18 @@ pub(crate) struct Synced {
 impl Connection {
     /// Queues the preparation of a named statement whose parameter types the server infers.
     pub(crate) fn queue_prepare(&mut self, name: &str, sql: &str) -> Result<()> {
-        frontend::parse(name, sql, std::iter::empty(), &mut self.outgoing)?;
+        self.queue_prepare_typed(name, sql, &[])
+    }
+
+    /// Queues the preparation of a named statement with its parameters' types (OIDs; those
+    /// not given, the server infers).
+    pub(crate) fn queue_prepare_typed(
+        &mut self,
+        name: &str,
+        sql: &str,
+        types: &[u32],
+    ) -> Result<()> {
+        frontend::parse(name, sql, types.iter().copied(), &mut self.outgoing)?;
         self.write_if_full()
     }
 

@@ -1,0 +1,558 @@
+//! The statements the applier runs for the source's changes of rows, and the destination
+//! table they run on. A table is read from the destination's catalog once per description
+//! the stream sends: whether the source's columns fit it, each column's type (every
+//! parameter is prepared with it, so a composite or a domain is read as itself), which
+//! columns have no `=`, and which are identity columns `GENERATED ALWAYS`. A statement is
+//! prepared once per shape: a table, a kind of change, which columns it sets, which find
+//! the row and which guard it.
+//!
+//! Identity columns `GENERATED ALWAYS` take the source's values as sent: inserts say
+//! `OVERRIDING SYSTEM VALUE`; updates leave them alone where unchanged (the server refuses
+//! any value there but `DEFAULT`), compare them where the stream does not say whether they
+//! changed, and set them, with the column made `BY DEFAULT` for that statement, where it
+//! says they did (`UPDATE … SET id = DEFAULT` on the source).
+//!
+//! A `REPLICA IDENTITY FULL` row is found by all its old values. Rows can be equal by `=`
+//! without being the same (`0` and `-0`, `1.0` and `1.00`, two boxes of one area): among
+//! the equal rows, one whose every value has the text form of the value the source sent is
+//! taken, both forms written by the destination in one session, so its settings do not
+//! matter; an equal one only where no row is identical. (The record image comparison `*=`
+//! cannot be used here: a row of the columns the stream sent is not a stored record, and
+//! the parser compares two row constructors column by column.)
+
+use crate::pg::sql::{quote_ident, TableName};
+use crate::replication::decode::{Column, Message, Old, Relation, Value};
+use anyhow::{bail, Context, Result};
+use postgres::error::SqlState;
+use postgres::Client;
+use std::collections::{HashMap, HashSet};
+use std::fmt::Write as _;
+
+/// A followed table: as the source described it, and its columns as the destination has
+/// them, in the source's order.
+#[derive(Clone, Debug)]
+pub(crate) struct Target {
+    pub(crate) name: TableName,
+    pub(crate) relation: Relation,
+    pub(crate) columns: Vec<DestColumn>,
+}
+
+/// What the destination says of one column the source sends.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct DestColumn {
+    /// The column's type: every parameter for it is prepared with this type.
+    pub(crate) type_oid: u32,
+    /// Its type has no `=` (`json`, `point`, an array of those): compared by its text where
+    /// a `REPLICA IDENTITY FULL` row is found by it.
+    pub(crate) by_text: bool,
+    /// An identity column `GENERATED ALWAYS`.
+    pub(crate) always: bool,
+}
+
+impl Target {
+    /// A table the stream described: checks that the source's columns fit the destination's
+    /// (else the follower stops before applying the transaction) and reads their types.
+    pub(crate) fn read(
+        catalog: &mut Client,
+        name: TableName,
+        relation: Relation,
+    ) -> Result<Target> {
+        let rows = catalog.query(
+            "SELECT a.attname::text, a.atttypid,
+                    a.attidentity = 'a',
+                    format_type(CASE WHEN t.typcategory = 'A' AND t.typelem <> 0 THEN t.typelem
+                                     ELSE a.atttypid END, NULL),
+                    a.attnotnull AND NOT a.atthasdef AND a.attidentity = ''
+               FROM pg_catalog.pg_attribute a
+               JOIN pg_catalog.pg_type t ON t.oid = a.atttypid
+              WHERE a.attrelid = pg_catalog.to_regclass($1) AND a.attnum > 0
+                AND NOT a.attisdropped AND a.attgenerated = ''",
+            &[&name.quoted()],
+        )?;
+        let dest: HashMap<String, (u32, bool, String, bool)> = rows
+            .iter()
+            .map(|r| (r.get(0), (r.get(1), r.get(2), r.get(3), r.get(4))))
+            .collect();
+        check_fits(&name, &relation.columns, &dest)?;
+        let full = relation.replica_identity == b'f';
+        let mut comparable: HashMap<String, bool> = HashMap::new();
+        let mut columns = Vec::with_capacity(relation.columns.len());
+        for column in &relation.columns {
+            let (type_oid, always, element, _) = &dest[&column.name];
+            // Only a FULL table's rows are found by columns that may lack `=`.
+            let by_text = full && !has_equality(catalog, element, &mut comparable)?;
+            columns.push(DestColumn {
+                type_oid: *type_oid,
+                by_text,
+                always: *always,
+            });
+        }
+        Ok(Target {
+            name,
+            relation,
+            columns,
+        })
+    }
+}
+
+/// Whether values of `ty` can be compared with `=`: asked of the parser, which knows every
+/// way a type may have one.
+fn has_equality(catalog: &mut Client, ty: &str, known: &mut HashMap<String, bool>) -> Result<bool> {
+    if let Some(&equal) = known.get(ty) {
+        return Ok(equal);
+    }
+    let equal = match catalog.batch_execute(&format!(
+        "SELECT NULL::{ty} IS NOT DISTINCT FROM NULL::{ty}"
+    )) {
+        Ok(()) => true,
+        Err(err) if err.code() == Some(&SqlState::UNDEFINED_FUNCTION) => false,
+        Err(err) => return Err(err).with_context(|| format!("asking whether {ty} has =")),
+    };
+    known.insert(ty.to_string(), equal);
+    Ok(equal)
+}
+
+/// Whether a table's columns as the source now describes them fit the destination's
+/// (`dest`: name, then type, identity, element type and whether a value is required):
+/// every source column is there to take its value, and every destination column that must
+/// be given one is among them.
+fn check_fits(
+    table: &TableName,
+    columns: &[Column],
+    dest: &HashMap<String, (u32, bool, String, bool)>,
+) -> Result<()> {
+    let resume = "fix the destination, then resume with `pgcopy copy --follow --resume`; \
+                  nothing of the source transaction that changed it was applied";
+    if dest.is_empty() {
+        bail!("the source changed {table}, which the destination no longer has: {resume}");
+    }
+    for column in columns {
+        if !dest.contains_key(&column.name) {
+            bail!(
+                "the source's table {table} has a column {} that the destination's lacks \
+                 (a schema change on the source): {resume}",
+                quote_ident(&column.name)
+            );
+        }
+    }
+    let sent: HashSet<&str> = columns.iter().map(|c| c.name.as_str()).collect();
+    let mut required: Vec<&String> = dest
+        .iter()
+        .filter(|(name, column)| column.3 && !sent.contains(name.as_str()))
+        .map(|(name, _)| name)
+        .collect();
+    required.sort();
+    if let Some(name) = required.first() {
+        bail!(
+            "the source's table {table} no longer has the column {}, which the destination \
+             requires (NOT NULL, no default): {resume}",
+            quote_ident(name)
+        );
+    }
+    Ok(())
+}
+
+/// The statements prepared so far are told apart by their shape: the table (and the
+/// generation of its description), the kind, which columns they set, match and guard, and
+/// the rows of a multi-row insert (1 for the others).
+#[derive(Clone, Debug, Hash, PartialEq, Eq)]
+pub(crate) struct Shape {
+    pub(crate) relation: u32,
+    pub(crate) generation: u32,
+    /// `I`, `U`, `D`; `u` and `d` for a row found by its whole old row.
+    pub(crate) kind: u8,
+    /// The columns an insert or update sets, from the new row.
+    pub(crate) set: Vec<bool>,
+    /// The columns that find the row, from the old row (or the new one, where the key
+    /// kept its value).
+    pub(crate) matched: Vec<bool>,
+    /// Identity columns `GENERATED ALWAYS` an update does not set, and of which the stream
+    /// does not say whether they changed: the row must still have the new value.
+    pub(crate) guard: Vec<bool>,
+    pub(crate) rows: usize,
+}
+
+impl Shape {
+    /// The identity columns `GENERATED ALWAYS` this update sets: made `BY DEFAULT` for it.
+    pub(crate) fn overridden<'t>(&self, target: &'t Target) -> Vec<&'t str> {
+        if !matches!(self.kind, b'U' | b'u') {
+            return Vec::new();
+        }
+        target
+            .relation
+            .columns
+            .iter()
+            .zip(&target.columns)
+            .zip(&self.set)
+            .filter(|((_, dest), set)| dest.always && **set)
+            .map(|((column, _), _)| column.name.as_str())
+            .collect()
+    }
+}
+
+/// Which columns an update sets and which it guards, from its new values and the old ones
+/// where the stream sent them (`old`: the whole old row, or the old key with the other
+/// columns unknown).
+pub(crate) fn update_columns(
+    target: &Target,
+    new: &[Value],
+    old: Option<&Old>,
+) -> (Vec<bool>, Vec<bool>) {
+    let mut set = Vec::with_capacity(new.len());
+    let mut guard = Vec::with_capacity(new.len());
+    for (i, (value, dest)) in new.iter().zip(&target.columns).enumerate() {
+        let sent = !matches!(value, Value::Unchanged);
+        if !dest.always || !sent {
+            set.push(sent);
+            guard.push(false);
+            continue;
+        }
+        let before = match old {
+            Some(Old::Row(values)) => values.get(i),
+            Some(Old::Key(values)) if target.relation.columns[i].key => values.get(i),
+            // No old key: the key kept its values, and the new row has them.
+            None if target.relation.columns[i].key => Some(value),
+            _ => None,
+        };
+        match before {
+            Some(before) if !matches!(before, Value::Unchanged) => {
+                set.push(before != value);
+                guard.push(false);
+            }
+            _ => {
+                set.push(false);
+                guard.push(true);
+            }
+        }
+    }
+    (set, guard)
+}
+
+/// The statement of a shape, and its parameters' types: the set columns' values, then the
+/// matched columns', then the guarded columns', each in the table's column order.
+pub(crate) fn statement_sql(target: &Target, shape: &Shape) -> Result<(String, Vec<u32>)> {
+    let columns = &target.relation.columns;
+    let table = target.name.quoted();
+    let mut types = Vec::new();
+    let mut next = |i: usize| {
+        types.push(target.columns[i].type_oid);
+        format!("${}", types.len())
+    };
+    let marked = |which: &[bool]| -> Vec<usize> {
+        which
+            .iter()
+            .enumerate()
+            .filter(|(_, w)| **w)
+            .map(|(i, _)| i)
+            .collect()
+    };
+    let set = marked(&shape.set);
+    let mut sql = String::new();
+    match shape.kind {
+        b'I' => {
+            let names: Vec<String> = set.iter().map(|&i| quote_ident(&columns[i].name)).collect();
+            let rows: Vec<String> = (0..shape.rows.max(1))
+                .map(|_| {
+                    let values: Vec<String> = set.iter().map(|&i| next(i)).collect();
+                    format!("({})", values.join(", "))
+                })
+                .collect();
+            let overriding = if set.iter().any(|&i| target.columns[i].always) {
+                " OVERRIDING SYSTEM VALUE"
+            } else {
+                ""
+            };
+            write!(
+                sql,
+                "INSERT INTO {table} ({}){overriding} VALUES {}",
+                names.join(", "),
+                rows.join(", ")
+            )?;
+        }
+        kind @ (b'U' | b'u' | b'D' | b'd') => {
+            let assignments: Vec<String> = set
+                .iter()
+                .map(|&i| format!("{} = {}", quote_ident(&columns[i].name), next(i)))
+                .collect();
+            let full = kind == b'u' || kind == b'd';
+            let matched = marked(&shape.matched);
+            if matched.is_empty() {
+                bail!("{table} has no columns to find a changed row by");
+            }
+            let mut conditions = Vec::new();
+            let mut old = Vec::new();
+            let mut params = Vec::new();
+            for &i in &matched {
+                let name = quote_ident(&columns[i].name);
+                let param = next(i);
+                conditions.push(match (full, target.columns[i].by_text) {
+                    (false, _) => format!("{name} = {param}"),
+                    (true, false) => format!("{name} IS NOT DISTINCT FROM {param}"),
+                    (true, true) => format!("{name}::text IS NOT DISTINCT FROM {param}::text"),
+                });
+                old.push(name);
+                params.push(param);
+            }
+            for i in marked(&shape.guard) {
+                let name = quote_ident(&columns[i].name);
+                conditions.push(format!("{name} IS NOT DISTINCT FROM {}", next(i)));
+            }
+            let mut condition = conditions.join(" AND ");
+            if full {
+                // Of the rows equal to the old one (twins), one with its very bytes.
+                condition = format!(
+                    "ctid = (SELECT ctid FROM {table} WHERE {condition} \
+                     ORDER BY ({}) DESC LIMIT 1)",
+                    old.iter()
+                        .zip(&params)
+                        .map(|(name, param)| {
+                            format!("{name}::text IS NOT DISTINCT FROM {param}::text")
+                        })
+                        .collect::<Vec<_>>()
+                        .join(" AND ")
+                );
+            }
+            if kind == b'U' || kind == b'u' {
+                write!(
+                    sql,
+                    "UPDATE {table} SET {} WHERE {condition}",
+                    assignments.join(", ")
+                )?;
+            } else {
+                write!(sql, "DELETE FROM {table} WHERE {condition}")?;
+            }
+        }
+        other => bail!("no statement for changes of kind {}", other as char),
+    }
+    Ok((sql, types))
+}
+
+/// A change of rows, taken apart: its table, its kind (`I`, `U`, `D`; `u` and `d` when
+/// the row is found by the whole old row, `REPLICA IDENTITY FULL`), the new values, the
+/// values that find the row, and the old row or key as the stream sent it.
+pub(crate) struct Parts<'m> {
+    pub(crate) relation: u32,
+    pub(crate) kind: u8,
+    pub(crate) new: Option<&'m [Value]>,
+    pub(crate) by: Option<&'m [Value]>,
+    pub(crate) old: Option<&'m Old>,
+}
+
+pub(crate) fn parts(message: &Message) -> Option<Parts<'_>> {
+    let (relation, kind, new, by, old) = match message {
+        Message::Insert { relation, new } => (relation, b'I', Some(new), None, None),
+        Message::Update { relation, old, new } => match old {
+            Some(o @ Old::Key(values)) => (relation, b'U', Some(new), Some(values), Some(o)),
+            Some(o @ Old::Row(values)) => (relation, b'u', Some(new), Some(values), Some(o)),
+            // The key did not change: the new row finds it.
+            None => (relation, b'U', Some(new), Some(new), None),
+        },
+        Message::Delete { relation, old } => match old {
+            Old::Key(values) => (relation, b'D', None, Some(values), Some(old)),
+            Old::Row(values) => (relation, b'd', None, Some(values), Some(old)),
+        },
+        _ => return None,
+    };
+    Some(Parts {
+        relation: *relation,
+        kind,
+        new: new.map(Vec::as_slice),
+        by: by.map(Vec::as_slice),
+        old,
+    })
+}
+
+/// The values of the columns marked in `which`, as text parameters.
+pub(crate) fn present<'v>(values: &'v [Value], which: &[bool]) -> Result<Vec<Option<&'v [u8]>>> {
+    let mut params = Vec::new();
+    for (value, wanted) in values.iter().zip(which) {
+        if !wanted {
+            continue;
+        }
+        params.push(match value {
+            Value::Null => None,
+            Value::Text(bytes) => Some(bytes.as_slice()),
+            Value::Unchanged => bail!("the stream left out a value pgcopy needs"),
+            Value::Binary(_) => bail!("the stream sent a value in binary, which was not asked for"),
+        });
+    }
+    Ok(params)
+}
+
+/// Which columns find the row: the replica identity's (marked in the table's description),
+/// or with `REPLICA IDENTITY FULL` every column whose old value was sent.
+pub(crate) fn match_columns(relation: &Relation, by: &[Value], full: bool) -> Vec<bool> {
+    relation
+        .columns
+        .iter()
+        .zip(by)
+        .map(|(column, value)| {
+            if full {
+                !matches!(value, Value::Unchanged)
+            } else {
+                column.key
+            }
+        })
+        .collect()
+}
+
+/// `(id)=(5)`, for messages.
+pub(crate) fn key_text(relation: &Relation, by: &[Value], matched: &[bool]) -> String {
+    let mut names = Vec::new();
+    let mut values = Vec::new();
+    for ((column, value), wanted) in relation.columns.iter().zip(by).zip(matched) {
+        if *wanted {
+            names.push(column.name.as_str());
+            values.push(match value {
+                Value::Text(bytes) => String::from_utf8_lossy(bytes).into_owned(),
+                _ => "NULL".into(),
+            });
+        }
+    }
+    format!("({})=({})", names.join(", "), values.join(", "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn column(name: &str, key: bool) -> Column {
+        Column {
+            key,
+            name: name.into(),
+            type_oid: 23,
+            type_mod: -1,
+        }
+    }
+
+    fn shape(kind: u8, set: &[bool], matched: &[bool]) -> Shape {
+        Shape {
+            relation: 1,
+            generation: 0,
+            kind,
+            set: set.to_vec(),
+            matched: matched.to_vec(),
+            guard: vec![false; set.len().max(matched.len())],
+            rows: 1,
+        }
+    }
+
+    fn target(columns: Vec<Column>, dest: Vec<DestColumn>) -> Target {
+        Target {
+            name: TableName::new("public", "t"),
+            relation: Relation {
+                oid: 1,
+                namespace: "public".into(),
+                name: "t".into(),
+                replica_identity: b'f',
+                columns,
+            },
+            columns: dest,
+        }
+    }
+
+    fn int(always: bool) -> DestColumn {
+        DestColumn {
+            type_oid: 23,
+            by_text: false,
+            always,
+        }
+    }
+
+    #[test]
+    fn writes_a_statement_for_each_shape() {
+        let columns = vec![column("id", true), column("b", false), column("c", false)];
+        let table = target(columns, vec![int(false), int(false), int(false)]);
+        let sql = |s| statement_sql(&table, &s).unwrap().0;
+        assert_eq!(
+            sql(shape(b'I', &[true, true, true], &[])),
+            r#"INSERT INTO "public"."t" ("id", "b", "c") VALUES ($1, $2, $3)"#
+        );
+        // An unchanged TOASTed value is left out of the update, not set to NULL.
+        assert_eq!(
+            sql(shape(b'U', &[true, true, false], &[true, false, false])),
+            r#"UPDATE "public"."t" SET "id" = $1, "b" = $2 WHERE "id" = $3"#
+        );
+        assert_eq!(
+            sql(shape(b'D', &[], &[true, false, false])),
+            r#"DELETE FROM "public"."t" WHERE "id" = $1"#
+        );
+        // Of twins, the one with the old row's bytes.
+        assert_eq!(
+            sql(shape(b'd', &[], &[true, true, true])),
+            r#"DELETE FROM "public"."t" WHERE ctid = (SELECT ctid FROM "public"."t" WHERE "id" IS NOT DISTINCT FROM $1 AND "b" IS NOT DISTINCT FROM $2 AND "c" IS NOT DISTINCT FROM $3 ORDER BY ("id"::text IS NOT DISTINCT FROM $1::text AND "b"::text IS NOT DISTINCT FROM $2::text AND "c"::text IS NOT DISTINCT FROM $3::text) DESC LIMIT 1)"#
+        );
+        assert!(statement_sql(&table, &shape(b'D', &[], &[false, false, false])).is_err());
+        // A run of inserts, several rows to a statement.
+        let three = Shape {
+            rows: 3,
+            ..shape(b'I', &[true, true, true], &[])
+        };
+        assert_eq!(
+            sql(three),
+            r#"INSERT INTO "public"."t" ("id", "b", "c") VALUES ($1, $2, $3), ($4, $5, $6), ($7, $8, $9)"#
+        );
+        // A column whose type has no `=` (json, point) finds the row by its text.
+        let mut doc = int(false);
+        doc.by_text = true;
+        doc.type_oid = 114;
+        let table = target(
+            vec![column("id", false), column("doc", false)],
+            vec![int(false), doc],
+        );
+        let (sql, types) =
+            statement_sql(&table, &shape(b'u', &[true, true], &[true, true])).unwrap();
+        assert_eq!(
+            sql,
+            r#"UPDATE "public"."t" SET "id" = $1, "doc" = $2 WHERE ctid = (SELECT ctid FROM "public"."t" WHERE "id" IS NOT DISTINCT FROM $3 AND "doc"::text IS NOT DISTINCT FROM $4::text ORDER BY ("id"::text IS NOT DISTINCT FROM $3::text AND "doc"::text IS NOT DISTINCT FROM $4::text) DESC LIMIT 1)"#
+        );
+        assert_eq!(types, vec![23, 114, 23, 114]);
+    }
+
+    #[test]
+    fn takes_identity_columns_generated_always_as_the_source_sent_them() {
+        let columns = vec![column("id", true), column("seq", false), column("v", false)];
+        let table = target(columns, vec![int(true), int(true), int(false)]);
+        let (sql, _) = statement_sql(&table, &shape(b'I', &[true, true, true], &[])).unwrap();
+        assert_eq!(
+            sql,
+            r#"INSERT INTO "public"."t" ("id", "seq", "v") OVERRIDING SYSTEM VALUE VALUES ($1, $2, $3)"#
+        );
+        let text = |s: &str| Value::Text(s.as_bytes().to_vec());
+        let new = [text("1"), text("7"), text("x")];
+        // The key kept its value; of `seq` the stream says nothing: compared, not set.
+        let (set, guard) = update_columns(&table, &new, None);
+        assert_eq!(
+            (set.clone(), guard.clone()),
+            (vec![false, false, true], vec![false, true, false])
+        );
+        let update = Shape {
+            guard,
+            ..shape(b'U', &set, &[true, false, false])
+        };
+        assert_eq!(
+            statement_sql(&table, &update).unwrap().0,
+            r#"UPDATE "public"."t" SET "v" = $1 WHERE "id" = $2 AND "seq" IS NOT DISTINCT FROM $3"#
+        );
+        assert!(update.overridden(&table).is_empty());
+        // The whole old row: `seq` changed (set to DEFAULT on the source), so it is set.
+        let old = Old::Row(vec![text("1"), text("6"), text("x")]);
+        let (set, guard) = update_columns(&table, &new, Some(&old));
+        assert_eq!(
+            (set.clone(), guard),
+            (vec![false, true, true], vec![false; 3])
+        );
+        assert_eq!(
+            shape(b'u', &set, &[true; 3]).overridden(&table),
+            vec!["seq"]
+        );
+    }
+
+    #[test]
+    fn passes_text_values_and_nulls_and_refuses_a_missing_one() {
+        let values = [Value::Text(b"1".to_vec()), Value::Null, Value::Unchanged];
+        let params = present(&values, &[true, true, false]).unwrap();
+        assert_eq!(params, vec![Some(&b"1"[..]), None]);
+        assert!(present(&values, &[true, true, true]).is_err());
+    }
+}

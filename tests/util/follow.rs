@@ -1,0 +1,154 @@
+//! Following a live source from the tests' side: a cluster that can be followed
+//! (`wal_level = logical`), pgbench writing in the background, waiting until a follower
+//! follows or streams (again), cutting over, and checking that nothing of it is left.
+
+use super::cluster::{bindir, start_cluster, Cluster, ClusterOptions};
+use super::db::TestDb;
+use super::run::{assert_exit, exit, finish, pgcopy, run, Output};
+
+/// A source cluster that can be followed. Each test has its own, and a destination cluster
+/// of its own too: slots and replication origins are the cluster's, not a database's.
+pub fn logical_cluster() -> Cluster {
+    start_cluster(logical_options())
+}
+
+pub fn logical_options() -> ClusterOptions {
+    ClusterOptions::default()
+        .conf("wal_level", "logical")
+        .conf("max_replication_slots", "8")
+        .conf("max_wal_senders", "8")
+}
+
+/// pgbench's TPC-B-like transactions from `clients` sessions for `seconds`, in the
+/// background.
+pub fn pgbench(db: &TestDb, clients: u32, seconds: u32) -> std::process::Child {
+    std::process::Command::new(bindir().join("pgbench"))
+        .args(["-n", "-c", &clients.to_string(), "-T", &seconds.to_string()])
+        .arg(db.url())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("starting pgbench")
+}
+
+pub fn wait_pgbench(child: std::process::Child) {
+    let out = child.wait_with_output().expect("waiting for pgbench");
+    assert!(
+        out.status.success(),
+        "pgbench: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Waits until the follower's copy is done: the destination then records its progress,
+/// in a replication origin or in pgcopy's table.
+pub fn wait_following(dst: &TestDb, follower: &mut std::process::Child) {
+    let started = std::time::Instant::now();
+    loop {
+        let recorded = "SELECT (SELECT count(*) FROM pg_replication_origin)
+                             + (to_regclass('pgcopy.follow_progress') IS NOT NULL)::int";
+        if dst.scalar_i64(recorded) == 1 {
+            return;
+        }
+        if let Ok(Some(status)) = follower.try_wait() {
+            panic!(
+                "the follower exited with {status} before following: {}",
+                said(follower)
+            );
+        }
+        assert!(
+            started.elapsed().as_secs() < 120,
+            "the follower never started following"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+pub fn cutover_to(source: &str, dest: &str, extra: &[&str]) -> Output {
+    run(pgcopy()
+        .args(["cutover", "--source", source, "--dest", dest])
+        .args(extra))
+}
+
+/// Cuts over and waits for the follower, both of which must exit 0 (a follower still
+/// running after a failed cutover is killed, so the failure shows what it said); returns
+/// what each printed.
+pub fn cut_over(
+    src: &TestDb,
+    dst: &TestDb,
+    follower: std::process::Child,
+    extra: &[&str],
+) -> (Output, Output) {
+    cut_over_to(&src.url(), &dst.url(), follower, extra)
+}
+
+/// `cut_over` between two connection strings.
+pub fn cut_over_to(
+    source: &str,
+    dest: &str,
+    mut follower: std::process::Child,
+    extra: &[&str],
+) -> (Output, Output) {
+    let out = cutover_to(source, dest, extra);
+    if out.code != 0 {
+        follower.kill().ok();
+    }
+    let followed = finish(follower);
+    assert_exit!(out, exit::SUCCESS, "the follower: {followed:?}");
+    assert_exit!(followed, exit::SUCCESS);
+    (out, followed)
+}
+
+/// Nothing of the follower is left on either side.
+pub fn assert_nothing_left(src: &TestDb, dst: &TestDb) {
+    assert_eq!(
+        src.scalar_i64("SELECT count(*) FROM pg_replication_slots"),
+        0
+    );
+    assert_eq!(src.scalar_i64("SELECT count(*) FROM pg_publication"), 0);
+    assert_eq!(
+        dst.scalar_i64("SELECT count(*) FROM pg_replication_origin"),
+        0
+    );
+    assert_eq!(
+        dst.scalar_i64("SELECT count(*) FROM pg_namespace WHERE nspname = 'pgcopy'"),
+        0
+    );
+}
+
+/// Waits until a resumed follower streams from the slot.
+pub fn wait_streaming(src: &TestDb, follower: &mut std::process::Child) {
+    wait_streaming_anew(src, follower, 0);
+}
+
+/// Waits until a slot is streamed by a session other than `before`.
+pub fn wait_streaming_anew(src: &TestDb, follower: &mut std::process::Child, before: i64) {
+    let started = std::time::Instant::now();
+    let query = "SELECT count(*) FROM pg_replication_slots WHERE active AND active_pid <> $1";
+    let mut client = src.client();
+    while client
+        .query_one(query, &[&(before as i32)])
+        .expect("asking for the slot")
+        .get::<_, i64>(0)
+        == 0
+    {
+        if let Ok(Some(status)) = follower.try_wait() {
+            panic!("the follower exited with {status}: {}", said(follower));
+        }
+        assert!(
+            started.elapsed().as_secs() < 60,
+            "the follower never streamed (again)"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// What an exited follower wrote on stderr, for the message of a test that expected it to
+/// run on.
+fn said(follower: &mut std::process::Child) -> String {
+    let mut text = String::new();
+    if let Some(mut stderr) = follower.stderr.take() {
+        std::io::Read::read_to_string(&mut stderr, &mut text).ok();
+    }
+    text
+}
