@@ -657,8 +657,9 @@ fn a_follower_killed_during_its_copy_starts_over_with_a_new_slot() {
     let (_, followed) = cut_over(&src, &dst, resumed, &[]);
     assert!(
         followed.stderr.contains(
-            "the earlier follower stopped during its initial copy, whose snapshot is gone with \
-             it: starting over with a new slot and snapshot"
+            "the destination has no record of the earlier follower's progress: it stopped during \
+             its initial copy, whose snapshot is gone with it, or a copy replaced its data since; \
+             starting over with a new slot and snapshot"
         ),
         "{followed:?}"
     );

@@ -173,3 +173,255 @@ fn a_restarted_source_is_followed_again_without_losing_or_doubling_a_row() {
     );
     assert_nothing_left(&src, &dst);
 }
+
+/// Waits until the follower publishes `table`, a table made since its copy.
+fn wait_published(src: &util::TestDb, follower: &mut std::process::Child, table: &str) {
+    let started = std::time::Instant::now();
+    let query = format!("SELECT count(*) FROM pg_publication_tables WHERE tablename = '{table}'");
+    while src.scalar_i64(&query) == 0 {
+        if let Ok(Some(status)) = follower.try_wait() {
+            panic!("the follower exited with {status} before it took up {table}");
+        }
+        assert!(
+            started.elapsed().as_secs() < 120,
+            "the follower never took up {table}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+/// The partition job of a DBA's week, on both sides: next month's partition created, a
+/// table filled elsewhere and attached, and a new table; rows routed into them and moved
+/// into them by `UPDATE`, before the follower takes them up and after.
+#[test]
+fn partitions_and_tables_made_while_following_are_followed_from_their_first_row() {
+    let (logical, destination) = (
+        logical_cluster(),
+        util::start_cluster(ClusterOptions::default()),
+    );
+    let src = logical.create_db(&test_name!());
+    let dst = destination.create_db(&test_name!());
+    util::both(
+        &src,
+        &dst,
+        "CREATE TABLE events (id int, at date NOT NULL, note text, PRIMARY KEY (id, at))
+             PARTITION BY RANGE (at);
+         CREATE TABLE events_2026_11 PARTITION OF events
+             FOR VALUES FROM ('2026-11-01') TO ('2026-12-01');
+         CREATE TABLE events_2026_12 PARTITION OF events
+             FOR VALUES FROM ('2026-12-01') TO ('2027-01-01')",
+    );
+    src.exec(
+        "INSERT INTO events SELECT i, date '2026-11-01' + i % 60, 'old'
+           FROM generate_series(1, 600) i",
+    );
+    let mut follower = util::spawn_copy(&src, &dst, &["--follow"]);
+    wait_following(&dst, &mut follower);
+    util::both(
+        &src,
+        &dst,
+        "CREATE TABLE events_2027_01 PARTITION OF events
+             FOR VALUES FROM ('2027-01-01') TO ('2027-02-01');
+         CREATE TABLE events_2027_02 (id int NOT NULL, at date NOT NULL, note text);
+         CREATE TABLE audit (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, what text)",
+    );
+    src.exec(
+        "INSERT INTO events SELECT i, date '2027-01-01' + i % 31, 'new'
+           FROM generate_series(1001, 1050) i;
+         UPDATE events SET at = '2027-01-15' WHERE id <= 5;
+         INSERT INTO events_2027_02 SELECT i, date '2027-02-01' + i % 28, 'attached'
+           FROM generate_series(2001, 2040) i;
+         INSERT INTO audit (what) SELECT 'a' || i FROM generate_series(1, 20) i",
+    );
+    util::both(
+        &src,
+        &dst,
+        "ALTER TABLE events ATTACH PARTITION events_2027_02
+             FOR VALUES FROM ('2027-02-01') TO ('2027-03-01')",
+    );
+    for table in ["events_2027_01", "events_2027_02", "audit"] {
+        wait_published(&src, &mut follower, table);
+    }
+    // Streamed now.
+    src.exec(
+        "INSERT INTO events SELECT i, date '2027-01-01' + i % 31, 'streamed'
+           FROM generate_series(3001, 3020) i;
+         UPDATE events SET at = '2027-02-15', note = 'moved' WHERE id BETWEEN 6 AND 10;
+         UPDATE events SET note = 'changed' WHERE id = 2001;
+         DELETE FROM events WHERE id = 2002;
+         INSERT INTO audit (what) VALUES ('streamed')",
+    );
+    let (out, followed) = cut_over(&src, &dst, follower, &["--verify"]);
+    assert!(
+        out.stdout.contains("verified 5 tables: 5 match, 0 differ"),
+        "{out:?}"
+    );
+    assert!(
+        followed
+            .stderr
+            .contains("following public.events_2027_02, new on the source: copied its 40 rows"),
+        "{followed:?}"
+    );
+    for table in [
+        "events_2026_11",
+        "events_2026_12",
+        "events_2027_01",
+        "events_2027_02",
+        "audit",
+    ] {
+        assert_eq!(
+            src.checksum(table, &[]),
+            dst.checksum(table, &[]),
+            "{table}"
+        );
+    }
+    assert_eq!(dst.count("events_2027_01"), 50 + 5 + 20);
+    assert_eq!(
+        dst.scalar_i64("SELECT last_value FROM audit_id_seq"),
+        21,
+        "the new table's sequence, set at cutover"
+    );
+    assert_nothing_left(&src, &dst);
+}
+
+/// A table made on the source only: the follower names it, cutover waits for it; once the
+/// destination has it too, it is followed. Another the destination never gets is left out
+/// only when cutover is told to.
+#[test]
+fn a_table_only_the_source_has_holds_up_the_cutover_until_it_is_followed() {
+    let (logical, destination) = (
+        logical_cluster(),
+        util::start_cluster(ClusterOptions::default()),
+    );
+    let src = logical.create_db(&test_name!());
+    let dst = destination.create_db(&test_name!());
+    util::both(&src, &dst, "CREATE TABLE kept (id int PRIMARY KEY)");
+    src.exec("INSERT INTO kept SELECT generate_series(1, 10)");
+    let mut follower = util::spawn_copy(&src, &dst, &["--follow"]);
+    wait_following(&dst, &mut follower);
+    src.exec(
+        "CREATE TABLE fresh (id int PRIMARY KEY, v text);
+         INSERT INTO fresh SELECT i, 'v' FROM generate_series(1, 30) i;
+         CREATE TABLE bare (v text);
+         INSERT INTO bare VALUES ('x')",
+    );
+    let out = util::cutover_to(&src.url(), &dst.url(), &[]);
+    assert_exit!(out, exit::USAGE);
+    for expected in [
+        "not cutting over",
+        "public.fresh: the destination has no such table",
+        "public.bare: the destination has no such table",
+        "--allow-unfollowed",
+    ] {
+        assert!(out.stderr.contains(expected), "{expected}: {out:?}");
+    }
+    dst.exec("CREATE TABLE fresh (id int PRIMARY KEY, v text); CREATE TABLE bare (v text)");
+    wait_published(&src, &mut follower, "fresh");
+    src.exec("UPDATE fresh SET v = 'w' WHERE id <= 3; INSERT INTO kept VALUES (11)");
+    // `bare` has no key: publishing it would break the application's updates.
+    let out = util::cutover_to(&src.url(), &dst.url(), &[]);
+    assert_exit!(out, exit::USAGE);
+    assert!(
+        out.stderr.contains(
+            "public.bare: it has no usable replica identity: ALTER TABLE \"public\".\"bare\" \
+             REPLICA IDENTITY FULL"
+        ),
+        "{out:?}"
+    );
+    assert!(!out.stderr.contains("public.fresh"), "{out:?}");
+    let out = util::cutover_to(&src.url(), &dst.url(), &["--allow-unfollowed", "--verify"]);
+    let followed = util::finish(follower);
+    assert_exit!(followed, exit::SUCCESS);
+    assert_exit!(out, exit::VERIFY_MISMATCH);
+    // Named by the follower too, with what stands in its way.
+    assert!(
+        followed.stderr.contains(
+            "public.bare is new on the source and the filters select it, but it is not \
+             followed yet: it has no usable replica identity"
+        ),
+        "{followed:?}"
+    );
+    assert!(
+        out.stderr.contains("cutting over without these tables"),
+        "{out:?}"
+    );
+    // `bare` is compared too, and differs: the destination never got its row.
+    assert!(
+        out.stdout.contains("verified 3 tables: 2 match, 1 differ"),
+        "{out:?}"
+    );
+    for table in ["kept", "fresh"] {
+        assert_eq!(
+            src.checksum(table, &[]),
+            dst.checksum(table, &[]),
+            "{table}"
+        );
+    }
+    assert_nothing_left(&src, &dst);
+}
+
+/// A follower killed once caught up, the source written on, then a plain copy by a
+/// colleague: going on from the follower's position would apply again what the copy
+/// brought (doubling the rows of a table without a key). The copy drops that position, so
+/// `--resume` starts over; with nothing left to resume, `--resume` refuses.
+#[test]
+fn a_plain_copy_between_two_follows_is_never_applied_over_again() {
+    let (logical, destination) = (
+        logical_cluster(),
+        util::start_cluster(ClusterOptions::default()),
+    );
+    let src = logical.create_db(&test_name!());
+    let dst = destination.create_db(&test_name!());
+    util::both(
+        &src,
+        &dst,
+        "CREATE TABLE log (v text); ALTER TABLE log REPLICA IDENTITY FULL;
+         CREATE TABLE keyed (id int PRIMARY KEY, v text)",
+    );
+    let write = |from: i32, to: i32| {
+        src.exec(&format!(
+            "INSERT INTO log SELECT 'row ' || i FROM generate_series({from}, {to}) i;
+             INSERT INTO keyed SELECT i, 'row' FROM generate_series({from}, {to}) i"
+        ))
+    };
+    write(1, 100);
+    let mut follower = util::spawn_copy(&src, &dst, &["--follow"]);
+    wait_following(&dst, &mut follower);
+    write(101, 150);
+    let started = std::time::Instant::now();
+    while dst.count("log") < 150 {
+        assert!(
+            started.elapsed().as_secs() < 60,
+            "the follower never caught up"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    follower.kill().expect("kill -9 of the follower");
+    util::finish(follower);
+    write(151, 200);
+    let copied = util::copy(&src, &dst, &[]);
+    assert_exit!(copied, exit::SUCCESS);
+    let mut resumed = util::spawn_copy(&src, &dst, &["--follow", "--resume"]);
+    wait_following(&dst, &mut resumed);
+    write(201, 210);
+    let (_, followed) = cut_over(&src, &dst, resumed, &["--verify"]);
+    assert!(followed.stderr.contains("starting over"), "{followed:?}");
+    assert_eq!(dst.count("log"), 210);
+    assert_eq!(src.checksum("keyed", &[]), dst.checksum("keyed", &[]));
+    assert_nothing_left(&src, &dst);
+    assert!(
+        copied.stderr.contains(
+            "this copy replaces its data, so that follower's record of its progress is dropped"
+        ),
+        "{copied:?}"
+    );
+    assert!(
+        copied.stderr.contains("drop it with `pgcopy abandon`"),
+        "{copied:?}"
+    );
+
+    let out = util::copy(&src, &dst, &["--follow", "--resume"]);
+    assert_exit!(out, exit::USAGE);
+    assert!(out.stderr.contains("nothing to resume"), "{out:?}");
+    assert_eq!(dst.count("log"), 210, "nothing copied again");
+}

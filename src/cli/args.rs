@@ -392,9 +392,16 @@ pub(crate) struct CutoverArgs {
     #[argh(option)]
     pub(crate) dest_file: Option<PathBuf>,
 
-    /// once the follower is done, compare every followed table (row count and checksum)
+    /// once the follower is done, compare every table its filters select now, those created
+    /// while following too (row count and checksum)
     #[argh(switch)]
     pub(crate) verify: bool,
+
+    /// cut over although tables the follower's filters select are not followed (created on
+    /// the source only, without a replica identity, …); without it cutover refuses, naming
+    /// them
+    #[argh(switch)]
+    pub(crate) allow_unfollowed: bool,
 
     /// seconds to wait for the follower to reach the mark (default 600)
     #[argh(option, default = "600")]

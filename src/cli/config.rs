@@ -152,6 +152,8 @@ pub(crate) struct CutoverConfig {
     pub(crate) source: Target,
     pub(crate) dest: Target,
     pub(crate) verify: bool,
+    /// Cut over although selected tables are not followed.
+    pub(crate) allow_unfollowed: bool,
     /// How long to wait for the follower to reach the mark.
     pub(crate) timeout: Duration,
     pub(crate) json: bool,
@@ -211,6 +213,7 @@ pub(crate) fn from_args(args: Box<args::Args>) -> Result<Command> {
             source: source(a.source, a.source_file.as_deref())?,
             dest: dest(a.dest, a.dest_file.as_deref())?,
             verify: a.verify,
+            allow_unfollowed: a.allow_unfollowed,
             timeout: Duration::from_secs(a.timeout),
             json: a.json,
             verbosity: verbosity(a.quiet, a.verbose)?,

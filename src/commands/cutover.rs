@@ -12,16 +12,23 @@ use crate::exit::Exit;
 use crate::output::checks::{checks_json, exit_code};
 use crate::output::format::print_json;
 use crate::pg::server::Identity;
+use crate::pg::sql::TableName;
 use crate::plan::filter::{Glob, TableFilter};
-use crate::replication::{follow, slot};
+use crate::replication::{follow, readiness, slot};
+use crate::schema::catalog;
 use crate::schema::large_objects::Selection;
 use crate::units::format_bytes;
 use anyhow::{bail, Context, Result};
+use postgres::Client;
 use serde_json::json;
 use std::time::{Duration, Instant};
 
 /// How often the slot is looked at.
 const POLL: Duration = Duration::from_millis(50);
+
+/// How long cutover waits for the follower to take up tables made since the copy (it looks
+/// every few seconds) before it says which are left out.
+const TAKE_UP: Duration = Duration::from_secs(15);
 
 /// How long the slot may be without a follower before cutover stops waiting for one.
 const ORPHANED: Duration = Duration::from_secs(10);
@@ -49,10 +56,10 @@ pub(crate) fn run(cfg: &CutoverConfig) -> Result<Exit> {
             Some(true) => break,
         }
     }
-    // Verify compares what was followed; the publication says which tables, until the
-    // follower drops it.
-    let followed = TableFilter {
-        include_tables: follow::published(&mut source, &name)?
+    // Verify compares every table the follower's filters select (the publication records
+    // them, until the follower drops it), once none is left out or that is allowed.
+    let compared = TableFilter {
+        include_tables: to_compare(cfg, &mut source, &mut dest, &name)?
             .iter()
             .map(|t| Glob::new(&t.dotted()))
             .collect(),
@@ -106,7 +113,7 @@ pub(crate) fn run(cfg: &CutoverConfig) -> Result<Exit> {
         Some(verify::checks(&VerifyConfig {
             source: cfg.source.clone(),
             dest: cfg.dest.clone(),
-            filter: followed,
+            filter: compared,
             parallel: 2,
             lock_timeout: Duration::from_secs(60),
             large_objects: Selection::Never,
@@ -147,4 +154,113 @@ pub(crate) fn run(cfg: &CutoverConfig) -> Result<Exit> {
         );
     }
     Ok(exit)
+}
+
+/// The tables to compare after cutover: every table the follower's filters select, once
+/// none of them is left unfollowed (tables made since the copy are taken up by the follower
+/// within seconds, when it can) or `--allow-unfollowed` says to go on without them; those
+/// the destination lacks are not compared. A publication that records no filters (an older
+/// pgcopy's) has its tables compared.
+fn to_compare(
+    cfg: &CutoverConfig,
+    source: &mut Client,
+    dest: &mut Client,
+    name: &str,
+) -> Result<Vec<TableName>> {
+    let Some(filter) = slot::recorded_filter(source, name)? else {
+        return Ok(follow::published(source, name)?.into_iter().collect());
+    };
+    let started = Instant::now();
+    let (followed, left) = loop {
+        let followed = follow::published(source, name)?;
+        let left = follow::unfollowed(source, &filter, &followed)?;
+        let reasons = why_unfollowed(source, dest, &left)?;
+        // A table with no reason in the way is one the follower is taking up.
+        if reasons.iter().all(Option::is_some) || started.elapsed() >= TAKE_UP {
+            break (followed, left.into_iter().zip(reasons).collect::<Vec<_>>());
+        }
+        std::thread::sleep(POLL * 10);
+    };
+    let mut compared: Vec<TableName> = followed.into_iter().collect();
+    if left.is_empty() {
+        return Ok(compared);
+    }
+    let lines: Vec<String> = left
+        .iter()
+        .map(|(table, why)| {
+            format!(
+                "{}: {}",
+                table.name,
+                why.as_deref()
+                    .unwrap_or("the follower has not taken it up (its log says why)")
+            )
+        })
+        .collect();
+    if !cfg.allow_unfollowed {
+        bail!(
+            "not cutting over: these tables the follower's filters select are not followed, so \
+             the destination would not have their rows:\n  {}\nthe follower takes each up \
+             within seconds once it can; or cut over without them: --allow-unfollowed",
+            lines.join("\n  ")
+        );
+    }
+    log::warn!(
+        "cutting over without these tables the follower's filters select (--allow-unfollowed): \
+         {}",
+        lines.join("; ")
+    );
+    let missing = missing_on(
+        dest,
+        &left.iter().map(|(t, _)| t.name.clone()).collect::<Vec<_>>(),
+    )?;
+    compared.extend(
+        left.into_iter()
+            .map(|(t, _)| t.name)
+            .filter(|name| !missing.contains(name)),
+    );
+    Ok(compared)
+}
+
+/// What keeps each of `tables` from being followed, where cutover can tell: the destination
+/// lacks it, or it has no replica identity.
+fn why_unfollowed(
+    source: &mut Client,
+    dest: &mut Client,
+    tables: &[catalog::Table],
+) -> Result<Vec<Option<String>>> {
+    if tables.is_empty() {
+        return Ok(Vec::new());
+    }
+    let names: Vec<TableName> = tables.iter().map(|t| t.name.clone()).collect();
+    let missing = missing_on(dest, &names)?;
+    let oids: Vec<u32> = tables.iter().map(|t| t.oid).collect();
+    let lacking: Vec<readiness::NoIdentity> = readiness::no_identity(source, &oids)?;
+    Ok(tables
+        .iter()
+        .map(|t| {
+            if missing.contains(&t.name) {
+                Some("the destination has no such table".to_string())
+            } else {
+                lacking
+                    .iter()
+                    .find(|n| n.table == t.name)
+                    .map(|n| format!("it has no usable replica identity: {}", n.fix))
+            }
+        })
+        .collect())
+}
+
+/// Which of `tables` the destination does not have.
+fn missing_on(dest: &mut Client, tables: &[TableName]) -> Result<Vec<TableName>> {
+    let mut missing = Vec::new();
+    for table in tables {
+        let there: bool = dest
+            .query_one("SELECT to_regclass($1) IS NOT NULL", &[&table.quoted()])
+            .context("looking for a table on the destination")?
+            .get(0);
+        if !there {
+            missing.push(table.clone());
+        }
+    }
+    Ok(missing)
 }

@@ -125,6 +125,38 @@ impl TableFilter {
     }
 }
 
+impl TableFilter {
+    /// The patterns as JSON, to be read back by `from_json`: how a follower records what it
+    /// follows, for `cutover` and a resumed follower.
+    pub(crate) fn to_json(&self) -> serde_json::Value {
+        let list = |globs: &[Glob]| globs.iter().map(Glob::as_string).collect::<Vec<_>>();
+        serde_json::json!({
+            "include_tables": list(&self.include_tables),
+            "exclude_tables": list(&self.exclude_tables),
+            "include_schemas": list(&self.include_schemas),
+            "exclude_schemas": list(&self.exclude_schemas),
+        })
+    }
+
+    /// The patterns `to_json` wrote; `None` for anything else.
+    pub(crate) fn from_json(value: &serde_json::Value) -> Option<TableFilter> {
+        let list = |key: &str| -> Option<Vec<Glob>> {
+            value
+                .get(key)?
+                .as_array()?
+                .iter()
+                .map(|g| g.as_str().map(Glob::new))
+                .collect()
+        };
+        Some(TableFilter {
+            include_tables: list("include_tables")?,
+            exclude_tables: list("exclude_tables")?,
+            include_schemas: list("include_schemas")?,
+            exclude_schemas: list("exclude_schemas")?,
+        })
+    }
+}
+
 /// A table pattern matches the bare table name or `schema.table`.
 fn table_matches(glob: &Glob, table: &TableName) -> bool {
     glob.matches(&table.name) || glob.matches(&table.dotted())
@@ -187,6 +219,15 @@ mod tests {
         let f = filter("", "", "s?", "");
         assert!(f.selects(&TableName::new("s1", "t"), None));
         assert!(!f.selects(&TableName::new("s10", "t"), None));
+    }
+
+    #[test]
+    fn reads_back_the_patterns_it_wrote() {
+        let f = filter("a*,b", "*_log", "s?", "audit");
+        let back = TableFilter::from_json(&f.to_json()).unwrap();
+        assert_eq!(back.include_tables, f.include_tables);
+        assert_eq!(back.exclude_schemas, f.exclude_schemas);
+        assert!(TableFilter::from_json(&serde_json::json!({"x": 1})).is_none());
     }
 
     #[test]

@@ -49,6 +49,9 @@ const INSERT_ROWS: usize = 100;
 const GROUP_CHANGES: usize = 10_000;
 const GROUP_AGE: Duration = Duration::from_millis(500);
 
+/// How often the follower looks for tables its filters select that it does not follow yet.
+const WATCH_EVERY: Duration = Duration::from_secs(5);
+
 /// The prefix of the messages `cutover` writes into the source's WAL.
 pub(crate) const MARK_PREFIX: &str = "pgcopy";
 
@@ -71,6 +74,13 @@ pub(crate) struct Applied {
     pub(crate) rows: u64,
     /// The source commit time of the last transaction applied, microseconds since 2000.
     pub(crate) last_commit_time: i64,
+}
+
+/// A table following takes up while it runs (a partition or a table made since the copy):
+/// published, its rows copied, and the triggers to keep quiet in it.
+pub(crate) struct Joined {
+    pub(crate) table: TableName,
+    pub(crate) quiet: Vec<Trigger>,
 }
 
 /// How the applier keeps the destination quiet and where it records its progress.
@@ -244,12 +254,21 @@ impl<'a> Applier<'a> {
         interrupted: impl Fn() -> bool,
         every: Duration,
         mut progress: impl FnMut(&Applied),
+        mut watch: impl FnMut(&HashSet<TableName>) -> Result<Vec<Joined>>,
     ) -> Result<Ended> {
         let mut last_progress = Instant::now();
+        let mut last_watch: Option<Instant> = None;
         loop {
             if last_progress.elapsed() >= every {
                 progress(&self.applied);
                 last_progress = Instant::now();
+            }
+            // Between two destination transactions: taking a table up may drop its keys,
+            // which waits for the locks an open one holds.
+            if !self.group.open && last_watch.is_none_or(|t| t.elapsed() >= WATCH_EVERY) {
+                let joined = watch(&self.followed)?;
+                self.join(joined)?;
+                last_watch = Some(Instant::now());
             }
             if interrupted() {
                 return Ok(Ended::Interrupted);
@@ -286,6 +305,29 @@ impl<'a> Applier<'a> {
                 self.apply(message)?;
             }
         }
+    }
+
+    /// Follows the tables `joined` from now on: each is published, and its rows up to the
+    /// first change the stream will carry are on the destination.
+    fn join(&mut self, joined: Vec<Joined>) -> Result<()> {
+        for Joined { table, quiet } in joined {
+            if !quiet.is_empty() {
+                self.setup.quiet.insert(table.clone(), quiet);
+            }
+            self.followed.insert(table.clone());
+            // Described while it was not followed (it never is before it is published):
+            // described again, as followed.
+            let described: Vec<Relation> = self
+                .known
+                .values()
+                .filter(|k| k.ignored && k.target.name == table)
+                .map(|k| k.target.relation.clone())
+                .collect();
+            for relation in described {
+                self.describe(relation)?;
+            }
+        }
+        Ok(())
     }
 
     /// The other way `cutover` ends following, for sources whose pgoutput does not carry

@@ -5,10 +5,13 @@
 use crate::pg::error::{sqlstate, TryLater};
 use crate::pg::sql::{quote_ident, quote_literal, TableName};
 use crate::pg::wire;
-use crate::replication::apply::{self, Applied, Applier, Ended};
+use crate::plan;
+use crate::plan::filter::TableFilter;
+use crate::replication::apply::{self, Applied, Applier, Ended, Joined};
 use crate::replication::decode::Lsn;
 use crate::replication::receive::{self, Shared};
 use crate::replication::slot::{parse_lsn, LsnText};
+use crate::schema::catalog::{self, Table};
 use anyhow::{Context, Result};
 use postgres::error::SqlState;
 use postgres::Client;
@@ -30,6 +33,19 @@ pub(crate) fn published(source: &mut Client, name: &str) -> Result<HashSet<Table
     Ok(rows
         .iter()
         .map(|r| TableName::new(r.get::<_, String>(0), r.get::<_, String>(1)))
+        .collect())
+}
+
+/// The tables `filter` selects on the source that are not among `followed`: those the
+/// role may read (the others are not copied either).
+pub(crate) fn unfollowed(
+    source: &mut Client,
+    filter: &TableFilter,
+    followed: &HashSet<TableName>,
+) -> Result<Vec<Table>> {
+    Ok(plan::wanted(&catalog::tables(source)?, filter)
+        .into_iter()
+        .filter(|t| t.readable && !followed.contains(&t.name))
         .collect())
 }
 
@@ -59,13 +75,15 @@ pub(crate) struct Stream {
 
 /// Streams the slot from where the destination is and applies every transaction to the
 /// followed tables, until the cutover mark, an interrupt or a failure. `progress` is called
-/// about every `every`.
+/// about every `every`; `watch`, between two applied groups every few seconds, with the
+/// tables followed, returns those to follow from then on (see `Applier::run`).
 pub(crate) fn run(
     sessions: Sessions,
     what: Stream,
     interrupted: &(dyn Fn() -> bool + Sync),
     every: Duration,
     progress: impl FnMut(&Applied, Lsn),
+    watch: impl FnMut(&HashSet<TableName>) -> Result<Vec<Joined>>,
 ) -> Result<(Ended, Applied)> {
     let Sessions {
         mut stream,
@@ -131,9 +149,13 @@ pub(crate) fn run(
     std::thread::scope(|scope| {
         let receiver = scope.spawn(|| receive::receive(stream, send, &shared, interrupted));
         let mut progress = progress;
-        let applied = applier.run(&changes, interrupted, every, |applied| {
-            progress(applied, shared.server_end.load(Ordering::SeqCst))
-        });
+        let applied = applier.run(
+            &changes,
+            interrupted,
+            every,
+            |applied| progress(applied, shared.server_end.load(Ordering::SeqCst)),
+            watch,
+        );
         // However the applier ended, the receiver stops: its stream has nobody to go to.
         shared.stop.store(true, Ordering::SeqCst);
         drop(changes);

@@ -217,7 +217,7 @@ fn requirements(facts: &ServerFacts, role: &str, not_owned: &[String]) -> Vec<Re
 /// there (identity set to nothing, or to an index since dropped), else the first unique,
 /// immediate, non-partial index on NOT NULL columns (`USING INDEX`), else `FULL` (every
 /// column identifies the row; updates and deletes carry the whole old row).
-fn no_identity(client: &mut Client, oids: &[u32]) -> Result<Vec<NoIdentity>> {
+pub(crate) fn no_identity(client: &mut Client, oids: &[u32]) -> Result<Vec<NoIdentity>> {
     let rows = client
         .query(
             "SELECT n.nspname, c.relname,

@@ -6,9 +6,10 @@
 
 use crate::pg::error::sqlstate;
 use crate::pg::server::SnapshotId;
-use crate::pg::sql::{quote_ident, TableName};
+use crate::pg::sql::{quote_ident, quote_literal, TableName};
 use crate::pg::target::Target;
 use crate::pg::wire;
+use crate::plan::filter::TableFilter;
 use crate::replication::decode::Lsn;
 use crate::state::file::fnv1a;
 use anyhow::{bail, Context, Result};
@@ -64,6 +65,8 @@ pub(crate) struct SlotMaker<'a> {
     version: i32,
     /// How long making the slot may wait for the transactions running on the source.
     timeout: Duration,
+    /// What the follower follows, recorded on the publication.
+    filter: TableFilter,
     slot: Option<Slot>,
 }
 
@@ -73,12 +76,14 @@ impl<'a> SlotMaker<'a> {
         name: String,
         version: i32,
         timeout: Duration,
+        filter: TableFilter,
     ) -> SlotMaker<'a> {
         SlotMaker {
             source,
             name,
             version,
             timeout,
+            filter,
             slot: None,
         }
     }
@@ -115,8 +120,14 @@ impl<'a> SlotMaker<'a> {
                 list.join(", ")
             )
         };
+        // The filters go with it: tables they select that appear later are followed too,
+        // and `cutover` checks that none is left out (see `recorded_filter`).
+        let comment = serde_json::json!({ FOLLOWS: self.filter.to_json() }).to_string();
         setup
-            .batch_execute(&sql)
+            .batch_execute(&format!(
+                "{sql}; COMMENT ON PUBLICATION {publication} IS {}",
+                quote_literal(&comment)
+            ))
             .with_context(|| format!("creating the publication {}", self.name))?;
         if let Some(mut old) = self.slot.take() {
             old.session
@@ -222,6 +233,26 @@ fn running_writers(client: &mut Client) -> Result<String> {
         })
         .collect::<Vec<_>>()
         .join("; "))
+}
+
+/// The key of the publication's comment under which the follower's filters are.
+const FOLLOWS: &str = "pgcopy follows";
+
+/// The filters the follower of the publication `name` follows by, as its comment records
+/// them; `None` when there is no such publication or it records none (a publication made
+/// by an older pgcopy, which follows only the tables published).
+pub(crate) fn recorded_filter(client: &mut Client, name: &str) -> Result<Option<TableFilter>> {
+    let comment: Option<String> = client
+        .query_opt(
+            "SELECT obj_description(oid, 'pg_publication') FROM pg_catalog.pg_publication
+              WHERE pubname = $1",
+            &[&name],
+        )
+        .with_context(|| format!("reading the publication {name}"))?
+        .and_then(|row| row.get(0));
+    Ok(comment
+        .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok())
+        .and_then(|doc| TableFilter::from_json(doc.get(FOLLOWS)?)))
 }
 
 /// Drops the slot and the publication named `name`, those that exist. A slot some session

@@ -6,6 +6,7 @@
 //! dropping what it made. `--resume` goes on from the destination's recorded progress; a
 //! follower stopped during its initial copy has lost its snapshot and starts over.
 
+use super::joining::Watcher;
 use crate::cli::config::{CopyConfig, Verbosity};
 use crate::exit::Exit;
 use crate::output::format::print_json;
@@ -117,14 +118,39 @@ pub(super) fn resume(cfg: &CopyConfig) -> Result<Option<Exit>> {
         ),
         (None, true) => {
             log::warn!(
-                "the earlier follower stopped during its initial copy, whose snapshot is gone \
-                 with it: starting over with a new slot and snapshot (dropping {name})"
+                "the destination has no record of the earlier follower's progress: it stopped \
+                 during its initial copy, whose snapshot is gone with it, or a copy replaced \
+                 its data since; starting over with a new slot and snapshot (dropping {name})"
             );
             slot::drop_both(&mut source, &name)?;
             Ok(None)
         }
-        (None, false) => Ok(None),
+        (None, false) => bail!(
+            "nothing to resume: no follower of {} on {} (no replication slot {name}, and no \
+             record of one on the destination); run `pgcopy copy --follow` without --resume",
+            cfg.dest,
+            cfg.source
+        ),
     }
+}
+
+/// Before a copy without `--follow` replaces the destination's data: a follower that
+/// stopped there cannot go on from where it was (it would apply again what this copy
+/// brings), so its record of how far it got goes. A `--resume` then starts over.
+pub(super) fn forget_replaced(dest: &mut Client) -> Result<()> {
+    let name = name(dest)?;
+    let Some((_, at)) = progress::find(dest, &name)? else {
+        return Ok(());
+    };
+    progress::forget(dest, &name)?;
+    log::warn!(
+        "this destination was following a source up to {} (the follower {name}, stopped): \
+         this copy replaces its data, so that follower's record of its progress is dropped, \
+         and `pgcopy copy --follow --resume` starts over with a new copy; `pgcopy abandon` \
+         drops its slot on the source",
+        LsnText(at)
+    );
+    Ok(())
 }
 
 /// A slot this run made, dropped with its publication if the run ends before following
@@ -273,10 +299,8 @@ fn run(
         let before = total.transactions;
         let result = follow_once(cfg, name, first.take(), total);
         let err = match result {
-            Ok((Ended::Cutover { at }, followed)) => {
-                return finish(cfg, name, &followed, at, total, started)
-            }
-            Ok((Ended::Interrupted, _)) => {
+            Ok(Ended::Cutover { at }) => return finish(cfg, name, at, total, started),
+            Ok(Ended::Interrupted) => {
                 log::warn!(
                     "stopped following after {} transactions: the destination holds each of \
                      them whole; go on with `pgcopy copy --follow --resume`",
@@ -288,7 +312,7 @@ fn run(
                     sequences_set: 0,
                 });
             }
-            Ok((Ended::StreamGone, _)) => {
+            Ok(Ended::StreamGone) => {
                 anyhow::Error::new(TryLater("the replication stream ended".into()))
             }
             Err(err) => err,
@@ -322,7 +346,7 @@ fn follow_once(
     name: &str,
     stream: Option<wire::Connection>,
     total: &mut Applied,
-) -> Result<(Ended, HashSet<TableName>)> {
+) -> Result<Ended> {
     let mut catalog = cfg.dest.connect()?;
     lock_destination(&mut catalog, &cfg.dest)?;
     let (ledger, start) = progress::find(&mut catalog, name)?.with_context(|| {
@@ -331,6 +355,7 @@ fn follow_once(
     let mut source = cfg.source.connect()?;
     let followed = follow::published(&mut source, name)?;
     let setup = quiet_destination(cfg, &mut catalog, &followed, ledger)?;
+    let replica = setup.replica;
     let mut apply_session = cfg.dest.connect_reader()?;
     apply::prepare_session(&mut apply_session, name, &setup)?;
     let source_version = server::version(&mut source)?;
@@ -374,11 +399,12 @@ fn follow_once(
     };
     let what = follow::Stream {
         name: name.to_string(),
-        followed: followed.clone(),
+        followed,
         start,
         version: source_version,
         setup,
     };
+    let mut watcher = Watcher::new(cfg, name, replica)?;
     let (ended, applied) = follow::run(
         sessions,
         what,
@@ -389,11 +415,12 @@ fn follow_once(
             cfg.progress_interval
         },
         report,
+        |followed| watcher.look(followed),
     )?;
     total.transactions += applied.transactions;
     total.rows += applied.rows;
     total.last_commit_time = applied.last_commit_time;
-    Ok((ended, followed))
+    Ok(ended)
 }
 
 /// How the destination is kept quiet while changes are applied: as a replica where the role
@@ -412,26 +439,7 @@ fn quiet_destination(
     tables.sort();
     let mut quiet = HashMap::new();
     if !replica {
-        let keys = constraints::find(dest, &tables)?;
-        if !keys.is_empty() {
-            let file = state_file(cfg, dest)?;
-            let mut state = file
-                .load()?
-                .unwrap_or_else(|| State::new(cfg.dest.to_string()));
-            for key in &keys {
-                if !state.keys.iter().any(|k| k.same_key(key)) {
-                    state.keys.push(key.clone());
-                }
-            }
-            file.store(&state)?;
-            log::info!(
-                "dropping {} foreign keys while following (recorded in {}); they are put back \
-                 at cutover",
-                keys.len(),
-                file.path.display()
-            );
-            constraints::drop_all(dest, &keys, cfg.lock_timeout)?;
-        }
+        drop_keys_while_following(cfg, dest, &tables)?;
         if !cfg.enable_triggers {
             quiet = triggers::firing(dest, &tables, false)?;
         }
@@ -441,6 +449,36 @@ fn quiet_destination(
         replica,
         quiet,
     })
+}
+
+/// Drops the foreign keys touching `tables` until cutover, recorded in the state file first
+/// (as a copy records them) so that `recover` or `abandon` puts them back after a crash.
+pub(super) fn drop_keys_while_following(
+    cfg: &CopyConfig,
+    dest: &mut Client,
+    tables: &[TableName],
+) -> Result<()> {
+    let keys = constraints::find(dest, tables)?;
+    if keys.is_empty() {
+        return Ok(());
+    }
+    let file = state_file(cfg, dest)?;
+    let mut state = file
+        .load()?
+        .unwrap_or_else(|| State::new(cfg.dest.to_string()));
+    for key in &keys {
+        if !state.keys.iter().any(|k| k.same_key(key)) {
+            state.keys.push(key.clone());
+        }
+    }
+    file.store(&state)?;
+    log::info!(
+        "dropping {} foreign keys while following (recorded in {}); they are put back at \
+         cutover",
+        keys.len(),
+        file.path.display()
+    );
+    constraints::drop_all(dest, &keys, cfg.lock_timeout)
 }
 
 /// The state file of the destination `dest` is connected to.
@@ -574,13 +612,14 @@ impl Lag {
 fn finish(
     cfg: &CopyConfig,
     name: &str,
-    followed: &HashSet<TableName>,
     at: Lsn,
     applied: &Applied,
     started: Instant,
 ) -> Result<Followed> {
     let mut source = cfg.source.connect()?;
     let mut dest = cfg.dest.connect()?;
+    // Those followed at the end, also the tables taken up while following.
+    let followed = follow::published(&mut source, name)?;
     let tables: Vec<catalog::Table> = catalog::tables(&mut source)?
         .into_iter()
         .filter(|t| followed.contains(&t.name))

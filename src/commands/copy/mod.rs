@@ -7,6 +7,7 @@
 mod apply;
 mod finish;
 mod follow;
+mod joining;
 mod planning;
 mod prepare;
 
@@ -33,6 +34,9 @@ pub(crate) fn run(cfg: &CopyConfig) -> Result<Exit> {
         return show_plan(cfg, &work);
     }
     confirm::confirm(cfg, &mut work.dest, &work.plan)?;
+    if !cfg.follow {
+        follow::forget_replaced(&mut work.dest)?;
+    }
     let applied = apply::apply(cfg, &mut work)?;
     // The slot outlives the copy's sessions; until following starts, it is dropped if the
     // run ends.

@@ -83,6 +83,7 @@ pub(super) fn plan(cfg: &CopyConfig, prepared: Prepared) -> Result<Work<'_>> {
             name.clone(),
             crate::pg::server::version(&mut source)?,
             cfg.lock_timeout,
+            cfg.filter.clone(),
         )),
         _ => None,
     };

@@ -40,7 +40,8 @@ pub(super) fn prepare(cfg: &CopyConfig) -> Result<Prepared> {
         "SET lock_timeout = {}",
         cfg.lock_timeout.as_millis()
     ))?;
-    warn_left_behind(&mut source);
+    let ours = slot::name_for(&dest_id.key());
+    warn_left_behind(&mut source, (!cfg.follow).then_some(ours.as_str()));
     let state_file = StateFile::new(&cfg.state_dir, &dest_id.database, &dest_id.key());
     let previous = if cfg.dry_run {
         let previous = state_file.load()?;
@@ -68,19 +69,30 @@ pub(super) fn prepare(cfg: &CopyConfig) -> Result<Prepared> {
 }
 
 /// Names each slot an earlier `copy --follow` left on the source and nobody streams from:
-/// it keeps WAL there until it is dropped. Best effort: a source that cannot say is not a
-/// reason to stop.
-pub(super) fn warn_left_behind(source: &mut Client) {
+/// it keeps WAL there until it is dropped. `replaced` is the slot of a follower into this
+/// destination, whose data this copy replaces: following cannot go on from it. Best
+/// effort: a source that cannot say is not a reason to stop.
+pub(super) fn warn_left_behind(source: &mut Client, replaced: Option<&str>) {
     match slot::followers(source) {
         Ok(slots) => {
             for follower in slots.into_iter().filter(|f| !f.active) {
-                let (name, held) = (follower.slot, follower.held);
-                log::warn!(
-                    "the replication slot {name} that a `pgcopy copy --follow` made is left on \
-                     the source, holding {} of WAL: go on with `pgcopy copy --follow --resume`, \
-                     or drop it with `pgcopy abandon` (both with the --dest it followed into)",
-                    format_bytes(held)
-                );
+                let (name, held) = (follower.slot, format_bytes(follower.held));
+                if Some(name.as_str()) == replaced {
+                    log::warn!(
+                        "the replication slot {name} of a stopped `pgcopy copy --follow` into \
+                         this destination is left on the source, holding {held} of WAL: this \
+                         copy replaces the data it followed into, so it cannot go on from \
+                         there; drop it with `pgcopy abandon` (a `copy --follow --resume` \
+                         starts over with a new copy)"
+                    );
+                } else {
+                    log::warn!(
+                        "the replication slot {name} that a `pgcopy copy --follow` made is \
+                         left on the source, holding {held} of WAL: go on with `pgcopy copy \
+                         --follow --resume`, or drop it with `pgcopy abandon` (both with the \
+                         --dest it followed into)"
+                    );
+                }
             }
         }
         Err(err) => log::debug!("could not list the source's replication slots: {err:#}"),
