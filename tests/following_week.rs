@@ -425,3 +425,65 @@ fn a_plain_copy_between_two_follows_is_never_applied_over_again() {
     assert!(out.stderr.contains("nothing to resume"), "{out:?}");
     assert_eq!(dst.count("log"), 210, "nothing copied again");
 }
+
+/// What the commands say when something stands in the way or there is nothing to do: a
+/// prepared transaction the slot waits for, named with how to end it; a second cutover
+/// after the first completed; `abandon` with something to drop and with nothing.
+#[test]
+fn followers_say_what_stands_in_their_way_and_what_they_did() {
+    let logical =
+        util::start_cluster(util::logical_options().conf("max_prepared_transactions", "2"));
+    let destination = util::start_cluster(ClusterOptions::default());
+    let src = logical.create_db(&test_name!());
+    let dst = destination.create_db(&test_name!());
+    util::both(&src, &dst, "CREATE TABLE t (id int PRIMARY KEY)");
+    src.exec("BEGIN; INSERT INTO t VALUES (1); PREPARE TRANSACTION 'week_gid'");
+    let out = util::copy(&src, &dst, &["--follow", "--lock-timeout", "2"]);
+    assert_exit!(out, exit::USAGE);
+    assert!(
+        out.stderr
+            .contains("the prepared transaction 'week_gid' (postgres in "),
+        "{out:?}"
+    );
+    assert!(
+        out.stderr.contains("ROLLBACK PREPARED 'week_gid'"),
+        "{out:?}"
+    );
+    src.exec("ROLLBACK PREPARED 'week_gid'");
+    let abandon = || {
+        util::run(util::pgcopy().args(["abandon", "--source", &src.url(), "--dest", &dst.url()]))
+    };
+    let out = abandon();
+    assert_exit!(out, exit::SUCCESS);
+    assert!(
+        out.stderr
+            .contains("to abandon (no replication slot or publication"),
+        "{out:?}"
+    );
+
+    let mut follower = util::spawn_copy(&src, &dst, &["--follow"]);
+    wait_following(&dst, &mut follower);
+    cut_over(&src, &dst, follower, &[]);
+    let out = util::cutover_to(&src.url(), &dst.url(), &[]);
+    assert_exit!(out, exit::USAGE);
+    assert!(
+        out.stderr
+            .contains("A cutover that timed out or was stopped still completes"),
+        "{out:?}"
+    );
+
+    let mut follower = util::spawn_copy(&src, &dst, &["--follow"]);
+    wait_following(&dst, &mut follower);
+    follower.kill().expect("kill -9 of the follower");
+    util::finish(follower);
+    let out = abandon();
+    assert_exit!(out, exit::SUCCESS);
+    for expected in [
+        "dropped the replication slot pgcopy_follow_",
+        "dropped the publication pgcopy_follow_",
+        "dropped the destination's record that it held the source's transactions up to",
+    ] {
+        assert!(out.stderr.contains(expected), "{expected}: {out:?}");
+    }
+    assert_nothing_left(&src, &dst);
+}

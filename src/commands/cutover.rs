@@ -14,7 +14,7 @@ use crate::output::format::print_json;
 use crate::pg::server::Identity;
 use crate::pg::sql::TableName;
 use crate::plan::filter::{Glob, TableFilter};
-use crate::replication::{follow, readiness, slot};
+use crate::replication::{follow, progress, readiness, slot};
 use crate::schema::catalog;
 use crate::schema::large_objects::Selection;
 use crate::units::format_bytes;
@@ -41,11 +41,7 @@ pub(crate) fn run(cfg: &CutoverConfig) -> Result<Exit> {
     // A follower between two tries, or just done with its copy, streams again in a moment.
     loop {
         match slot::find(&mut source, &name)?.map(|f| f.active) {
-            None => bail!(
-                "no follower of {} on {}: the source has no replication slot {name}",
-                cfg.dest,
-                cfg.source
-            ),
+            None => return Err(no_follower(cfg, &mut dest, &name)),
             Some(false) if started.elapsed() >= ORPHANED => bail!(
                 "the follower of {} is not running (its slot {name} on the source has been idle \
                  for {}s): start it with `pgcopy copy --follow --resume`, then cut over",
@@ -263,4 +259,31 @@ fn missing_on(dest: &mut Client, tables: &[TableName]) -> Result<Vec<TableName>>
         }
     }
     Ok(missing)
+}
+
+/// Why there is no follower to cut over, as far as the destination can tell.
+fn no_follower(cfg: &CutoverConfig, dest: &mut Client, name: &str) -> anyhow::Error {
+    match progress::find(dest, name) {
+        Ok(Some((_, at))) => anyhow::anyhow!(
+            "the source {} has no replication slot {name}, though the destination holds a \
+             follower's record of having applied everything up to {}: the slot was dropped or \
+             lost (a failover to a server without it), and the changes since with it; \
+             `pgcopy abandon`, then `pgcopy copy --follow` again",
+            cfg.source,
+            slot::LsnText(at)
+        ),
+        Ok(None) => anyhow::anyhow!(
+            "no follower of {} on {}: the source has no replication slot {name} and the \
+             destination no record of one. A cutover that timed out or was stopped still \
+             completes once the follower reaches its mark, and the follower then drops both, \
+             as now (its output says \"cut over at …\"); else nothing follows into this \
+             destination: start with `pgcopy copy --follow`",
+            cfg.dest,
+            cfg.source
+        ),
+        Err(err) => err.context(format!(
+            "no follower of {} on {}: the source has no replication slot {name}",
+            cfg.dest, cfg.source
+        )),
+    }
 }

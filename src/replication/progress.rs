@@ -173,9 +173,11 @@ pub(crate) fn find(dest: &mut Client, name: &str) -> Result<Option<(Ledger, Lsn)
 }
 
 /// Forgets `name` in either ledger; the table goes when no follower is left in it, and the
-/// schema with it if pgcopy made it and nothing else is in it.
-pub(crate) fn forget(dest: &mut Client, name: &str) -> Result<()> {
-    match find(dest, name)? {
+/// schema with it if pgcopy made it and nothing else is in it. Returns where the record
+/// said the destination was, if there was one.
+pub(crate) fn forget(dest: &mut Client, name: &str) -> Result<Option<Lsn>> {
+    let found = find(dest, name)?;
+    match found {
         Some((Ledger::Origin, _)) => {
             dest.execute("SELECT pg_catalog.pg_replication_origin_drop($1)", &[&name])
                 .with_context(|| format!("dropping the replication origin {name}"))?;
@@ -195,7 +197,7 @@ pub(crate) fn forget(dest: &mut Client, name: &str) -> Result<()> {
         }
         None => {}
     }
-    Ok(())
+    Ok(found.map(|(_, at)| at))
 }
 
 /// Drops the schema pgcopy made for its table once it is empty; one that was there before,

@@ -160,13 +160,19 @@ impl<'a> SlotMaker<'a> {
                     log::warn!("could not drop the publication {}: {drop}", self.name);
                 }
                 if waited {
+                    let running = match running_writers(&mut setup) {
+                        Ok(running) if running.is_empty() => {
+                            "none is running now (they ended as it gave up)".to_string()
+                        }
+                        Ok(running) => format!("these did not: {running}"),
+                        Err(err) => format!("which could not be listed: {err}"),
+                    };
                     bail!(
                         "could not create the replication slot within --lock-timeout {}s: its \
                          snapshot waits for every transaction running on the source to end, \
-                         and these did not: {}; nothing was changed (the copy's locks are \
-                         held while it waits): wait for them to end, or raise --lock-timeout",
+                         and {running}; nothing was changed (the copy's locks are held while \
+                         it waits): wait for them to end, or raise --lock-timeout",
                         self.timeout.as_secs(),
-                        running_writers(&mut setup).unwrap_or_else(|e| e.to_string())
                     );
                 }
                 return Err(err)
@@ -204,7 +210,8 @@ impl<'a> SlotMaker<'a> {
 }
 
 /// The transactions running on the source that have written (hold a transaction ID), which
-/// a new slot's snapshot waits for: `pid 123 (app, idle in transaction for 12s: UPDATE …)`.
+/// a new slot's snapshot waits for: `pid 123 (app, idle in transaction for 12s: UPDATE …)`,
+/// and prepared transactions, which hold theirs until someone commits or rolls them back.
 fn running_writers(client: &mut Client) -> Result<String> {
     let rows = client.query(
         "SELECT pid, usename::text, application_name, state,
@@ -215,7 +222,7 @@ fn running_writers(client: &mut Client) -> Result<String> {
           LIMIT 5",
         &[],
     )?;
-    Ok(rows
+    let mut found: Vec<String> = rows
         .iter()
         .map(|r| {
             let name: Option<String> = r.get(2);
@@ -231,8 +238,31 @@ fn running_writers(client: &mut Client) -> Result<String> {
                 r.get::<_, Option<String>>(5).unwrap_or_default().trim()
             )
         })
-        .collect::<Vec<_>>()
-        .join("; "))
+        .collect();
+    let prepared = client.query(
+        "SELECT gid, owner::text, database::text,
+                extract(epoch FROM now() - prepared)::float8
+           FROM pg_catalog.pg_prepared_xacts
+          ORDER BY prepared
+          LIMIT 5",
+        &[],
+    )?;
+    found.extend(prepared.iter().map(|r| {
+        let gid: String = r.get(0);
+        format!(
+            "the prepared transaction {} ({} in {}, prepared {:.0}s ago: it waits for \
+             COMMIT PREPARED or ROLLBACK PREPARED {})",
+            quote_literal(&gid),
+            r.get::<_, String>(1),
+            r.get::<_, String>(2),
+            r.get::<_, Option<f64>>(3).unwrap_or_default(),
+            quote_literal(&gid)
+        )
+    }));
+    if found.is_empty() {
+        return Ok(String::new());
+    }
+    Ok(found.join("; "))
 }
 
 /// The key of the publication's comment under which the follower's filters are.
@@ -255,10 +285,12 @@ pub(crate) fn recorded_filter(client: &mut Client, name: &str) -> Result<Option<
         .and_then(|doc| TableFilter::from_json(doc.get(FOLLOWS)?)))
 }
 
-/// Drops the slot and the publication named `name`, those that exist. A slot some session
-/// is still streaming from cannot be dropped: that is an error.
-pub(crate) fn drop_both(client: &mut Client, name: &str) -> Result<()> {
-    if let Some(slot) = find(client, name)? {
+/// Drops the slot and the publication named `name`, those that exist; returns the slot as
+/// it was, if there was one, and whether there was a publication. A slot some session is
+/// still streaming from cannot be dropped: that is an error.
+pub(crate) fn drop_both(client: &mut Client, name: &str) -> Result<(Option<Follower>, bool)> {
+    let slot = find(client, name)?;
+    if let Some(slot) = &slot {
         if slot.active {
             bail!("the replication slot {name} is in use by a running follower");
         }
@@ -266,10 +298,16 @@ pub(crate) fn drop_both(client: &mut Client, name: &str) -> Result<()> {
             .execute("SELECT pg_catalog.pg_drop_replication_slot($1)", &[&name])
             .with_context(|| format!("dropping the replication slot {name}"))?;
     }
+    let publication = client
+        .query_opt(
+            "SELECT 1 FROM pg_catalog.pg_publication WHERE pubname = $1",
+            &[&name],
+        )?
+        .is_some();
     client
         .batch_execute(&format!("DROP PUBLICATION IF EXISTS {}", quote_ident(name)))
         .with_context(|| format!("dropping the publication {name}"))?;
-    Ok(())
+    Ok((slot, publication))
 }
 
 /// A slot a `copy --follow` made, as the source sees it.

@@ -175,7 +175,7 @@ impl Drop for Made<'_> {
             let dropped = self
                 .source
                 .connect()
-                .and_then(|mut source| slot::drop_both(&mut source, &name));
+                .and_then(|mut source| slot::drop_both(&mut source, &name).map(drop));
             match dropped {
                 Ok(()) => log::info!("dropped the replication slot and publication {name}"),
                 Err(err) => log::error!(
@@ -658,7 +658,7 @@ fn finish(
     let mut tries = 0;
     loop {
         match slot::drop_both(&mut source, name) {
-            Ok(()) => break,
+            Ok(_) => break,
             Err(err) if tries < 50 => {
                 log::debug!("waiting to drop the slot: {}", describe(&err));
                 tries += 1;
