@@ -487,3 +487,71 @@ fn followers_say_what_stands_in_their_way_and_what_they_did() {
     }
     assert_nothing_left(&src, &dst);
 }
+
+/// Transactions too large for the source's `logical_decoding_work_mem`: streamed as they run
+/// rather than spilled to the source's disk (its slot's statistics say which), held by the
+/// follower until they commit, while smaller ones commit in between; one that aborts, and
+/// a savepoint rolled back inside one that commits, leave nothing on the destination.
+#[test]
+fn large_transactions_stream_as_they_run_and_aborted_ones_leave_nothing() {
+    let logical =
+        util::start_cluster(util::logical_options().conf("logical_decoding_work_mem", "64kB"));
+    let destination = util::start_cluster(ClusterOptions::default());
+    let src = logical.create_db(&test_name!());
+    let dst = destination.create_db(&test_name!());
+    util::both(
+        &src,
+        &dst,
+        "CREATE TABLE big (id int PRIMARY KEY, v text); CREATE TABLE small (id int PRIMARY KEY)",
+    );
+    let mut follower = util::spawn_copy(&src, &dst, &["--follow"]);
+    wait_following(&dst, &mut follower);
+    let mut long = src.client();
+    long.batch_execute(
+        "BEGIN;
+         INSERT INTO big SELECT i, repeat('x', 100) FROM generate_series(1, 20000) i;
+         SAVEPOINT half;
+         INSERT INTO big SELECT i, 'rolled back' FROM generate_series(20001, 30000) i;
+         ROLLBACK TO half;
+         UPDATE big SET v = 'updated' WHERE id <= 5000",
+    )
+    .expect("a large transaction, open");
+    // Committed while the large one streams.
+    src.exec("INSERT INTO small VALUES (1)");
+    src.exec(
+        "BEGIN;
+         INSERT INTO big SELECT i, 'aborted' FROM generate_series(40001, 60000) i;
+         ROLLBACK",
+    );
+    long.batch_execute("INSERT INTO small VALUES (2); COMMIT")
+        .expect("committing the large transaction");
+    src.exec("INSERT INTO small VALUES (3)");
+    let started = std::time::Instant::now();
+    while dst.count("small") < 3 {
+        assert!(
+            started.elapsed().as_secs() < 120,
+            "the follower never applied them"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let stats = src.scalar_string(
+        "SELECT stream_txns || ' streamed, ' || spill_txns || ' spilled'
+           FROM pg_stat_replication_slots WHERE slot_name LIKE 'pgcopy_follow_%'",
+    );
+    let (_, followed) = cut_over(&src, &dst, follower, &["--verify"]);
+    assert!(
+        stats.ends_with(" streamed, 0 spilled"),
+        "{stats}: {followed:?}"
+    );
+    assert!(!stats.starts_with("0 "), "{stats}: {followed:?}");
+    assert_eq!(dst.count("big"), 20000);
+    assert_eq!(dst.count("big WHERE v = 'updated'"), 5000);
+    for table in ["big", "small"] {
+        assert_eq!(
+            src.checksum(table, &[]),
+            dst.checksum(table, &[]),
+            "{table}"
+        );
+    }
+    assert_nothing_left(&src, &dst);
+}

@@ -6,8 +6,10 @@
 //! destination holds and where a resumed follower starts can never disagree: nothing lost,
 //! nothing applied twice.
 //!
-//! Statements are prepared once per table and shape, sent pipelined (`wire::pipeline`) and
-//! synced every few hundred, each checked for the one row it must touch. The destination's
+//! Statements are prepared once per table and shape (`statements`), sent pipelined
+//! (`wire::pipeline`) and synced every few hundred, each checked for the one row it must
+//! touch; a run of inserts into a table that nothing on the destination watches goes as one
+//! `COPY`, checked for its row count. The destination's
 //! triggers and foreign keys stay quiet, as during the copy: the session runs with
 //! `session_replication_role = replica` where the role may set it, as PostgreSQL's own apply
 //! worker does; else the keys stay dropped until cutover and each group switches off the
@@ -21,8 +23,8 @@ use crate::replication::progress::Ledger;
 use crate::replication::receive::Shared;
 use crate::replication::slot::{parse_lsn, LsnText};
 use crate::replication::statements::{
-    key_text, match_columns, parts, present, statement_sql, update_columns, DestColumn, Parts,
-    Shape, Target,
+    copy_rows, copy_sql, key_text, match_columns, parts, present, statement_sql, update_columns,
+    DestColumn, Parts, Shape, Target,
 };
 use crate::schema::triggers::Trigger;
 use anyhow::{anyhow, bail, Context, Result};
@@ -43,6 +45,10 @@ const STAGED_ROWS: usize = 5_000;
 /// Rows one multi-row `INSERT` takes at most (and fewer for wide tables: a statement takes
 /// at most 65,535 parameters).
 const INSERT_ROWS: usize = 100;
+
+/// A run of at least this many inserts into one table goes as one `COPY`, where folding
+/// may send them together: fewer go as multi-row inserts, whose statements are prepared.
+const COPY_ROWS: usize = 16;
 
 /// A group of source transactions commits once it holds this many changes, or is this old,
 /// or no more transactions are waiting.
@@ -422,6 +428,14 @@ impl<'a> Applier<'a> {
                 }
             }
             Message::Type { .. } | Message::Origin { .. } => {}
+            // The receiver holds streamed transactions until their commit, and hands them
+            // over as transactions of their own (see `spool`).
+            Message::StreamStart { .. }
+            | Message::StreamStop
+            | Message::StreamCommit { .. }
+            | Message::StreamAbort { .. } => {
+                bail!("the receiver handed over a streamed transaction's block unassembled")
+            }
         }
         Ok(())
     }
@@ -618,6 +632,16 @@ impl<'a> Applier<'a> {
                 };
                 self.queue(shape, &params)?;
                 self.expect(1, What::Row(relation, b'U', key))?;
+            }
+            if drained.inserts.len() >= COPY_ROWS {
+                let target = &self.known[&relation].target;
+                let (sql, name) = (copy_sql(target), target.name.to_string());
+                self.session
+                    .queue_copy_in(&sql, &copy_rows(&drained.inserts)?)?;
+                let rows = drained.inserts.len();
+                let what = format!("one of {rows} rows copied into {name}");
+                self.expect(rows as u64, What::Statement(what))?;
+                continue;
             }
             let batch = INSERT_ROWS.min(65_535 / width.max(1)).max(1);
             let set = vec![true; width];

@@ -1,6 +1,8 @@
-//! The messages of PostgreSQL's `pgoutput` logical replication plugin, protocol version 1,
-//! decoded from the bytes of one XLogData (one message each). Pure functions over bytes with
-//! no I/O; unit-tested on bytes captured from a real PostgreSQL 15 server.
+//! The messages of PostgreSQL's `pgoutput` logical replication plugin, protocol versions 1
+//! and 2 (2 adds streamed transactions: their blocks, commits and aborts, and the
+//! transaction ID carried by each change inside a block), decoded from the bytes of one
+//! XLogData (one message each). Pure functions over bytes with no I/O; unit-tested on bytes
+//! captured from a real PostgreSQL 15 server.
 
 use anyhow::{bail, Context, Result};
 
@@ -26,7 +28,10 @@ pub(crate) enum Message {
         commit_time: i64,
     },
     /// The transaction came from replication origin `name`, where it committed at `commit_lsn`.
-    Origin { commit_lsn: Lsn, name: String },
+    Origin {
+        commit_lsn: Lsn,
+        name: String,
+    },
     /// The shape of a table, sent before its first change in a session and again after DDL.
     Relation(Relation),
     /// A type that is not built in, sent before the first Relation with a column of it.
@@ -36,7 +41,10 @@ pub(crate) enum Message {
         name: String,
     },
     /// A row inserted into the table with oid `relation`.
-    Insert { relation: u32, new: Vec<Value> },
+    Insert {
+        relation: u32,
+        new: Vec<Value>,
+    },
     /// `old` is the replica identity key ('K') or the whole old row ('O'), when the server sent one.
     Update {
         relation: u32,
@@ -44,19 +52,42 @@ pub(crate) enum Message {
         new: Vec<Value>,
     },
     /// A row deleted, identified by its key or, for `REPLICA IDENTITY FULL`, its whole row.
-    Delete { relation: u32, old: Old },
+    Delete {
+        relation: u32,
+        old: Old,
+    },
     /// `TRUNCATE` of the published tables among `relations`, with its options.
     Truncate {
         relations: Vec<u32>,
         cascade: bool,
         restart_identity: bool,
     },
-    /// `pg_logical_emit_message`; `xid` is never present in protocol 1.
+    /// `pg_logical_emit_message`.
     Message {
         transactional: bool,
         lsn: Lsn,
         prefix: String,
         content: Vec<u8>,
+    },
+    /// The start of a block of a streamed transaction's changes (protocol 2): each change
+    /// until `StreamStop` is of it, or of one of its subtransactions.
+    StreamStart {
+        xid: u32,
+        first: bool,
+    },
+    StreamStop,
+    /// A streamed transaction committed: its changes, streamed before, are applied now.
+    StreamCommit {
+        xid: u32,
+        commit_lsn: Lsn,
+        end_lsn: Lsn,
+        commit_time: i64,
+    },
+    /// A streamed transaction (`subxid == xid`) or one of its subtransactions aborted:
+    /// what it streamed is dropped.
+    StreamAbort {
+        xid: u32,
+        subxid: u32,
     },
 }
 
@@ -110,6 +141,35 @@ pub(crate) enum Value {
     Binary(Vec<u8>),
 }
 
+/// Whether a message is about a streamed transaction: its blocks' start and stop, its
+/// commit or abort.
+pub(crate) fn streams(bytes: &[u8]) -> bool {
+    matches!(bytes.first(), Some(b'S' | b'E' | b'c' | b'A'))
+}
+
+/// Whether a message inside a streamed block is a change (or a description), which carries
+/// the ID of its (sub)transaction after its tag; those are what a streamed transaction
+/// holds until its commit.
+pub(crate) fn streamed_change(bytes: &[u8]) -> bool {
+    matches!(
+        bytes.first(),
+        Some(b'R' | b'Y' | b'I' | b'U' | b'D' | b'T' | b'M')
+    )
+}
+
+/// Decodes a change sent inside a streamed block (see `streamed_change`): the ID of the
+/// (sub)transaction it belongs to, and the change.
+pub(crate) fn parse_streamed(bytes: &[u8]) -> Result<(u32, Message)> {
+    let xid = bytes
+        .get(1..5)
+        .context("a streamed change ends before its transaction ID")?;
+    let xid = u32::from_be_bytes([xid[0], xid[1], xid[2], xid[3]]);
+    let mut without = Vec::with_capacity(bytes.len() - 4);
+    without.push(bytes[0]);
+    without.extend_from_slice(&bytes[5..]);
+    Ok((xid, parse(&without)?))
+}
+
 /// Decodes one pgoutput message: the whole payload of one XLogData.
 pub(crate) fn parse(bytes: &[u8]) -> Result<Message> {
     let Some(&tag) = bytes.first() else {
@@ -127,6 +187,10 @@ pub(crate) fn parse(bytes: &[u8]) -> Result<Message> {
         b'D' => ("Delete", delete(&mut r)),
         b'T' => ("Truncate", truncate(&mut r)),
         b'M' => ("logical decoding", logical_message(&mut r)),
+        b'S' => ("Stream Start", stream_start(&mut r)),
+        b'E' => ("Stream Stop", Ok(Message::StreamStop)),
+        b'c' => ("Stream Commit", stream_commit(&mut r)),
+        b'A' => ("Stream Abort", stream_abort(&mut r)),
         _ => bail!(
             "unknown pgoutput message tag {:?} (0x{tag:02x})",
             char::from(tag)
@@ -251,6 +315,32 @@ fn logical_message(r: &mut Reader) -> Result<Message> {
         lsn,
         prefix,
         content: r.counted().context("in the content")?,
+    })
+}
+
+fn stream_start(r: &mut Reader) -> Result<Message> {
+    Ok(Message::StreamStart {
+        xid: r.u32()?,
+        first: r.flag()?,
+    })
+}
+
+fn stream_commit(r: &mut Reader) -> Result<Message> {
+    let xid = r.u32()?;
+    // Flags, unused (0).
+    r.u8()?;
+    Ok(Message::StreamCommit {
+        xid,
+        commit_lsn: r.u64()?,
+        end_lsn: r.u64()?,
+        commit_time: r.i64()?,
+    })
+}
+
+fn stream_abort(r: &mut Reader) -> Result<Message> {
+    Ok(Message::StreamAbort {
+        xid: r.u32()?,
+        subxid: r.u32()?,
     })
 }
 
@@ -422,6 +512,22 @@ mod tests {
     const ORIGIN: &str = "4f0000000000abcdef757073747265616d00";
     const DELETE_FULL: &str = "44000040084f0002740000000132740000000178";
     const COMMIT_ORIGIN: &str = "4300000000000193c728000000000193c7700002b0ec8515f340";
+
+    // Captured from PostgreSQL 15.18 with logical_decoding_work_mem = 64kB and
+    //   pg_logical_slot_peek_binary_changes('cap', NULL, NULL, 'proto_version', '2',
+    //     'publication_names', 'p', 'streaming', 'on')
+    // after CREATE TABLE s (id int PRIMARY KEY, v text); CREATE PUBLICATION p FOR TABLE s;
+    // and, each its own transaction (727, then 729):
+    //   INSERT INTO s SELECT i, repeat('x', 200) FROM generate_series(1, 1000) i;
+    //   BEGIN; INSERT INTO s SELECT i, repeat('y', 200) FROM generate_series(10001, 11000) i;
+    //     ROLLBACK;
+    const STREAM_START: &str = "53000002d701";
+    const STREAM_RELATION: &str =
+        "52000002d7000040097075626c69630073006400020169640000000017ffffffff00760000000019ffffffff";
+    const STREAM_INSERT: &str = "49000002d7000040094e000274000000013174000000c87878787878787878787878787878787878787878787878787878787878787878787878787878787878787878787878787878787878787878787878787878787878787878787878787878787878787878787878787878787878787878787878787878787878787878787878787878787878787878787878787878787878787878787878787878787878787878787878787878787878787878787878787878787878787878787878787878787878787878787878787878787878787878787878787878787878787878";
+    const STREAM_STOP: &str = "45";
+    const STREAM_COMMIT: &str = "63000002d700000000000158d570000000000158d5a0000304ff1f66bc9d";
+    const STREAM_ABORT: &str = "41000002d9000002d9";
 
     fn hex(s: &str) -> Vec<u8> {
         let byte = |i| u8::from_str_radix(&s[i..i + 2], 16).unwrap();
@@ -634,6 +740,56 @@ mod tests {
             commit_time,
         };
         assert_eq!(decode(COMMIT_ORIGIN), commit);
+    }
+
+    #[test]
+    fn streamed_transactions_and_their_changes() {
+        assert!(streams(&hex(STREAM_START)) && streams(&hex(STREAM_STOP)));
+        assert_eq!(
+            decode(STREAM_START),
+            Message::StreamStart {
+                xid: 727,
+                first: true
+            }
+        );
+        assert_eq!(decode(STREAM_STOP), Message::StreamStop);
+        let relation = hex(STREAM_RELATION);
+        assert!(streamed_change(&relation) && !streams(&relation));
+        let (xid, message) = parse_streamed(&relation).unwrap();
+        let Message::Relation(r) = message else {
+            panic!("not a Relation: {message:?}")
+        };
+        assert_eq!((xid, r.oid, r.name.as_str()), (727, 16393, "s"));
+        let (xid, message) = parse_streamed(&hex(STREAM_INSERT)).unwrap();
+        let new = vec![t("1"), t(&"x".repeat(200))];
+        assert_eq!(
+            (xid, message),
+            (
+                727,
+                Message::Insert {
+                    relation: 16393,
+                    new
+                }
+            )
+        );
+        assert_eq!(
+            decode(STREAM_COMMIT),
+            Message::StreamCommit {
+                xid: 727,
+                commit_lsn: 0x158d570,
+                end_lsn: 0x158d5a0,
+                commit_time: 0x304ff1f66bc9d,
+            }
+        );
+        assert_eq!(
+            decode(STREAM_ABORT),
+            Message::StreamAbort {
+                xid: 729,
+                subxid: 729
+            }
+        );
+        // A streamed change read as an unstreamed one is not one.
+        assert!(parse(&hex(STREAM_INSERT)).is_err());
     }
 
     #[test]

@@ -110,19 +110,20 @@ pub(crate) fn run(
              SET bytea_output = 'hex'",
         )
         .context("setting up the replication session")?;
-    // pgoutput carries `pg_logical_emit_message`'s messages, the cutover mark, from 14 on.
-    let messages = if version >= 140000 {
-        ", messages 'true'"
+    // From 14 on, pgoutput carries `pg_logical_emit_message`'s messages (the cutover
+    // mark), and streams a large transaction as it runs (protocol 2) instead of spilling it
+    // to the source's disk until it commits: the receiver holds it until then (`spool`).
+    let options = if version >= 140000 {
+        "proto_version '2', streaming 'on', messages 'true'"
     } else {
-        ""
+        "proto_version '1'"
     };
     stream
         .start_copy_both(&format!(
-            "START_REPLICATION SLOT {} LOGICAL {} (proto_version '1', publication_names {}{})",
+            "START_REPLICATION SLOT {} LOGICAL {} ({options}, publication_names {})",
             quote_ident(name),
             LsnText(start),
             quote_literal(&quote_ident(name)),
-            messages,
         ))
         .map_err(|err| {
             // The session before a lost connection may hold the slot a moment longer.

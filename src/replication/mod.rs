@@ -13,4 +13,5 @@ pub(crate) mod progress;
 pub(crate) mod readiness;
 pub(crate) mod receive;
 pub(crate) mod slot;
+pub(crate) mod spool;
 pub(crate) mod statements;

@@ -1,8 +1,9 @@
 //! The receiver: the one thread that owns the slot's replication session while following. It
 //! reads the stream (`XLogData` and keepalives), decodes each change and hands it to the
-//! applier through a bounded channel, and tells the source what the destination has made
-//! durable (standby status updates), in time for `wal_sender_timeout` even while the applier
-//! is busy and the channel full.
+//! applier through a bounded channel (a streamed transaction's changes once it commits,
+//! held until then in a spool file: `spool`), and tells the source what the destination
+//! has made durable (standby status updates), in time for `wal_sender_timeout` even while
+//! the applier is busy and the channel full.
 //!
 //! What it reports as flushed is only what the applier committed: the end of the last
 //! source transaction applied, or — when every transaction it handed over is applied and it
@@ -13,6 +14,7 @@
 use crate::pg::error::TryLater;
 use crate::pg::wire::{self, Received};
 use crate::replication::decode::{self, Lsn, Message};
+use crate::replication::spool::{Replay, Spools};
 use anyhow::{bail, Context, Result};
 use crossbeam_channel::{SendTimeoutError, Sender};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -57,6 +59,8 @@ pub(crate) fn receive(
         last_commit: shared.applied.load(Ordering::SeqCst),
         ..Feedback::default()
     };
+    // Streamed transactions wait for their commit in files of their own, on this side.
+    let mut spools = Spools::new(std::env::temp_dir());
     loop {
         if shared.stop.load(Ordering::SeqCst) || interrupted() {
             send_status(&mut session, shared, &mut state)?;
@@ -71,11 +75,20 @@ pub(crate) fn receive(
         {
             Received::Data(body) => match body.first() {
                 Some(b'w') => {
-                    let message = xlog_data(&body)?;
-                    state.note(&message);
-                    if !hand_over(&mut session, &changes, message, shared, &mut state)? {
-                        // The applier is gone; it says why.
-                        return Ok(session);
+                    let payload = xlog_data(&body)?;
+                    let messages = if spools.streaming() || decode::streams(payload) {
+                        spools.take(payload)?
+                    } else {
+                        Some(Replay::one(decode::parse(payload)?))
+                    };
+                    if let Some(mut messages) = messages {
+                        while let Some(message) = messages.next_message()? {
+                            state.note(&message);
+                            if !hand_over(&mut session, &changes, message, shared, &mut state)? {
+                                // The applier is gone; it says why.
+                                return Ok(session);
+                            }
+                        }
                     }
                 }
                 Some(b'k') => {
@@ -218,12 +231,13 @@ fn status_update(flush: Lsn, now: i64) -> Vec<u8> {
     body
 }
 
-/// `w`, the data's start, the server's end of WAL, its time, then one pgoutput message.
-fn xlog_data(body: &[u8]) -> Result<Message> {
+/// `w`, the data's start, the server's end of WAL, its time, then one pgoutput message,
+/// which this returns.
+fn xlog_data(body: &[u8]) -> Result<&[u8]> {
     if body.len() < 25 {
         bail!("the replication stream sent a truncated XLogData message");
     }
-    decode::parse(&body[25..])
+    Ok(&body[25..])
 }
 
 /// `k`, the server's end of WAL, its time, and whether it asks for a reply at once.

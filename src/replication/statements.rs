@@ -327,6 +327,57 @@ pub(crate) fn statement_sql(target: &Target, shape: &Shape) -> Result<(String, V
     Ok((sql, types))
 }
 
+/// `COPY … FROM STDIN` into the table, of the columns the source sends: how a run of
+/// inserts goes where nothing on the destination sees the difference from `INSERT` (no
+/// rule, which `COPY` ignores; no trigger that fires). Identity columns `GENERATED ALWAYS`
+/// take the values given, as `OVERRIDING SYSTEM VALUE` makes an insert take them.
+pub(crate) fn copy_sql(target: &Target) -> String {
+    let columns: Vec<String> = target
+        .relation
+        .columns
+        .iter()
+        .map(|c| quote_ident(&c.name))
+        .collect();
+    format!(
+        "COPY {} ({}) FROM STDIN",
+        target.name.quoted(),
+        columns.join(", ")
+    )
+}
+
+/// Rows in `COPY`'s text format: the values as the source's output functions wrote them,
+/// which the destination's input functions read, as an insert's text parameters are read.
+pub(crate) fn copy_rows<'r>(rows: impl IntoIterator<Item = &'r Vec<Value>>) -> Result<Vec<u8>> {
+    let mut out = Vec::new();
+    for row in rows {
+        for (i, value) in row.iter().enumerate() {
+            if i > 0 {
+                out.push(b'\t');
+            }
+            match value {
+                Value::Null => out.extend_from_slice(b"\\N"),
+                Value::Text(bytes) => {
+                    for &b in bytes {
+                        match b {
+                            b'\\' => out.extend_from_slice(b"\\\\"),
+                            b'\n' => out.extend_from_slice(b"\\n"),
+                            b'\r' => out.extend_from_slice(b"\\r"),
+                            b'\t' => out.extend_from_slice(b"\\t"),
+                            _ => out.push(b),
+                        }
+                    }
+                }
+                Value::Unchanged => bail!("the stream left out a value of an inserted row"),
+                Value::Binary(_) => {
+                    bail!("the stream sent a value in binary, which was not asked for")
+                }
+            }
+        }
+        out.push(b'\n');
+    }
+    Ok(out)
+}
+
 /// A change of rows, taken apart: its table, its kind (`I`, `U`, `D`; `u` and `d` when
 /// the row is found by the whole old row, `REPLICA IDENTITY FULL`), the new values, the
 /// values that find the row, and the old row or key as the stream sent it.
@@ -545,6 +596,28 @@ mod tests {
         assert_eq!(
             shape(b'u', &set, &[true; 3]).overridden(&table),
             vec!["seq"]
+        );
+    }
+
+    #[test]
+    fn writes_rows_in_copys_text_format() {
+        let text = |s: &str| Value::Text(s.as_bytes().to_vec());
+        let rows = vec![
+            vec![text("1"), text("a\tb\\c\nd\re"), Value::Null],
+            vec![text("2"), text(""), text("\\N")],
+        ];
+        assert_eq!(
+            copy_rows(&rows).unwrap(),
+            b"1\ta\\tb\\\\c\\nd\\re\t\\N\n2\t\t\\\\N\n".to_vec()
+        );
+        assert!(copy_rows(&[vec![Value::Unchanged]]).is_err());
+        let table = target(
+            vec![column("id", true), column("v", false)],
+            vec![int(true), int(false)],
+        );
+        assert_eq!(
+            copy_sql(&table),
+            r#"COPY "public"."t" ("id", "v") FROM STDIN"#
         );
     }
 

@@ -18,6 +18,9 @@ use postgres_protocol::IsNull;
 /// Queued bytes past this are written at once, before the next statement is queued.
 const WRITE_AT: usize = 256 * 1024;
 
+/// The rows of a queued `COPY` go in `CopyData` messages of at most this many bytes.
+const COPY_CHUNK: usize = 64 * 1024;
+
 /// What the server said about the statements since the last sync.
 #[derive(Debug)]
 pub(crate) struct Synced {
@@ -74,6 +77,33 @@ impl Connection {
             ));
         }
         frontend::execute("", 0, &mut self.outgoing)?;
+        self.write_if_full()
+    }
+
+    /// Queues a `COPY … FROM STDIN` and its rows (`data`, in the COPY format the statement
+    /// names) without waiting for the server to ask for them: it reads them in order, after
+    /// the statement. Its answer is the rows copied; a failure makes the server skip what
+    /// follows up to the next sync, rows included.
+    pub(crate) fn queue_copy_in(&mut self, sql: &str, data: &[u8]) -> Result<()> {
+        frontend::parse("", sql, std::iter::empty(), &mut self.outgoing)?;
+        let bound = frontend::bind(
+            "",
+            "",
+            std::iter::empty::<i16>(),
+            std::iter::empty::<Option<&[u8]>>(),
+            |_: Option<&[u8]>, _| Ok(IsNull::Yes),
+            std::iter::empty::<i16>(),
+            &mut self.outgoing,
+        );
+        if bound.is_err() {
+            return Err(anyhow!("a COPY statement could not be bound"));
+        }
+        frontend::execute("", 0, &mut self.outgoing)?;
+        for chunk in data.chunks(COPY_CHUNK) {
+            frontend::CopyData::new(chunk)?.write(&mut self.outgoing);
+            self.write_if_full()?;
+        }
+        frontend::copy_done(&mut self.outgoing);
         self.write_if_full()
     }
 
