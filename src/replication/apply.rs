@@ -50,6 +50,9 @@ const INSERT_ROWS: usize = 100;
 /// may send them together: fewer go as multi-row inserts, whose statements are prepared.
 const COPY_ROWS: usize = 16;
 
+/// While transactions keep coming, a group commits at most this often.
+const COMMIT_SPACING: Duration = Duration::from_millis(20);
+
 /// A group of source transactions commits once it holds this many changes, or is this old,
 /// or no more transactions are waiting.
 const GROUP_CHANGES: usize = 10_000;
@@ -177,6 +180,8 @@ enum What {
 #[derive(Default)]
 struct Group {
     open: bool,
+    /// Its last source transaction is whole: it may commit.
+    whole: bool,
     changes: usize,
     started: Option<Instant>,
     /// The end and commit time of its last complete source transaction.
@@ -256,14 +261,17 @@ impl<'a> Applier<'a> {
     /// the stream. `progress` is called about every `every` with what was applied so far.
     pub(crate) fn run(
         &mut self,
-        changes: &Receiver<Message>,
+        changes: &Receiver<Vec<Message>>,
         interrupted: impl Fn() -> bool,
         every: Duration,
         mut progress: impl FnMut(&Applied),
         mut watch: impl FnMut(&HashSet<TableName>) -> Result<Vec<Joined>>,
     ) -> Result<Ended> {
         let mut last_progress = Instant::now();
-        let mut last_watch: Option<Instant> = None;
+        // The first look a moment in: a follower that only catches up never needs one.
+        let mut last_watch = Instant::now();
+        let mut last_commit = Instant::now();
+        let mut batch = Vec::new().into_iter();
         loop {
             if last_progress.elapsed() >= every {
                 progress(&self.applied);
@@ -271,17 +279,39 @@ impl<'a> Applier<'a> {
             }
             // Between two destination transactions: taking a table up may drop its keys,
             // which waits for the locks an open one holds.
-            if !self.group.open && last_watch.is_none_or(|t| t.elapsed() >= WATCH_EVERY) {
+            if !self.group.open && last_watch.elapsed() >= WATCH_EVERY {
                 let joined = watch(&self.followed)?;
                 self.join(joined)?;
-                last_watch = Some(Instant::now());
+                last_watch = Instant::now();
             }
             if interrupted() {
                 return Ok(Ended::Interrupted);
             }
-            let message = match changes.recv_timeout(Duration::from_millis(200)) {
-                Ok(message) => message,
+            // A group whose transactions are whole waits a moment for more before it
+            // commits: a commit waits for the destination's disk.
+            let pending = self.group.open && self.group.whole;
+            let wait = if pending {
+                COMMIT_SPACING
+                    .saturating_sub(last_commit.elapsed())
+                    .max(Duration::from_millis(1))
+            } else {
+                Duration::from_millis(200)
+            };
+            let next = match batch.next() {
+                Some(message) => Ok(Some(message)),
+                None => changes.recv_timeout(wait).map(|received| {
+                    batch = received.into_iter();
+                    batch.next()
+                }),
+            };
+            let message = match next {
+                Ok(Some(message)) => message,
+                Ok(None) => continue,
                 Err(RecvTimeoutError::Timeout) => {
+                    if pending {
+                        self.commit_group()?;
+                        last_commit = Instant::now();
+                    }
                     if let Some(at) = self.reached_notified_end()? {
                         return Ok(Ended::Cutover { at });
                     }
@@ -301,8 +331,11 @@ impl<'a> Applier<'a> {
                 }
                 let full = self.group.changes >= GROUP_CHANGES
                     || self.group.started.is_some_and(|t| t.elapsed() >= GROUP_AGE);
-                if full || changes.is_empty() || self.cutover {
+                let spaced = last_commit.elapsed() >= COMMIT_SPACING;
+                let idle = batch.len() == 0 && changes.is_empty();
+                if full || self.cutover || (idle && spaced) {
                     self.commit_group()?;
+                    last_commit = Instant::now();
                 }
                 if self.cutover {
                     return Ok(Ended::Cutover { at: end_lsn });
@@ -371,6 +404,8 @@ impl<'a> Applier<'a> {
                     );
                 } else if !self.group.open {
                     self.begin()?;
+                } else {
+                    self.group.whole = false;
                 }
             }
             Message::Commit {
@@ -384,6 +419,7 @@ impl<'a> Applier<'a> {
                     self.group.end = end_lsn;
                     self.group.commit_time = commit_time;
                     self.group.transactions += 1;
+                    self.group.whole = true;
                 }
             }
             Message::Relation(relation) => self.describe(relation)?,

@@ -19,9 +19,9 @@ use std::collections::HashSet;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-/// Decoded changes on their way to the applier: enough to keep it busy while the receiver
-/// reads on, few enough that the memory they take stays small.
-const CHANNEL: usize = 1024;
+/// Batches of decoded changes on their way to the applier: enough to keep it busy while
+/// the receiver reads on (1,024 changes), few enough that the memory they take stays small.
+const CHANNEL: usize = 1024 / receive::BATCH;
 
 /// The tables the publication `name` publishes: the followed tables.
 pub(crate) fn published(source: &mut Client, name: &str) -> Result<HashSet<TableName>> {

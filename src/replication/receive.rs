@@ -20,6 +20,9 @@ use crossbeam_channel::{SendTimeoutError, Sender};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+/// Messages handed to the applier at a time: one wake-up for many small transactions.
+pub(crate) const BATCH: usize = 64;
+
 /// How long one read waits before the receiver looks at the clock and its flags.
 const WAIT: Duration = Duration::from_millis(200);
 
@@ -51,7 +54,7 @@ pub(crate) struct Shared {
 /// stream, when it ended cleanly.
 pub(crate) fn receive(
     mut session: wire::Connection,
-    changes: Sender<Message>,
+    changes: Sender<Vec<Message>>,
     shared: &Shared,
     interrupted: impl Fn() -> bool,
 ) -> Result<wire::Connection> {
@@ -61,7 +64,16 @@ pub(crate) fn receive(
     };
     // Streamed transactions wait for their commit in files of their own, on this side.
     let mut spools = Spools::new(std::env::temp_dir());
+    let mut batch = Vec::with_capacity(BATCH);
     loop {
+        // What was read goes over before the socket is waited on, and in batches meanwhile.
+        if batch.len() >= BATCH || (!batch.is_empty() && !session.buffered()) {
+            let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
+            if !hand_over(&mut session, &changes, full, shared, &mut state)? {
+                // The applier is gone; it says why.
+                return Ok(session);
+            }
+        }
         if shared.stop.load(Ordering::SeqCst) || interrupted() {
             send_status(&mut session, shared, &mut state)?;
             session
@@ -70,7 +82,7 @@ pub(crate) fn receive(
             return Ok(session);
         }
         match session
-            .receive(WAIT)
+            .receive(wait_for(shared, &state))
             .context("reading the replication stream")?
         {
             Received::Data(body) => match body.first() {
@@ -84,9 +96,12 @@ pub(crate) fn receive(
                     if let Some(mut messages) = messages {
                         while let Some(message) = messages.next_message()? {
                             state.note(&message);
-                            if !hand_over(&mut session, &changes, message, shared, &mut state)? {
-                                // The applier is gone; it says why.
-                                return Ok(session);
+                            batch.push(message);
+                            if batch.len() >= BATCH {
+                                let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
+                                if !hand_over(&mut session, &changes, full, shared, &mut state)? {
+                                    return Ok(session);
+                                }
                             }
                         }
                     }
@@ -153,12 +168,12 @@ impl Feedback {
     }
 }
 
-/// Sends `message` to the applier, answering the server while the channel is full. False
-/// when the applier has gone.
+/// Sends a batch of messages to the applier, answering the server while the channel is
+/// full. False when the applier has gone.
 fn hand_over(
     session: &mut wire::Connection,
-    changes: &Sender<Message>,
-    mut message: Message,
+    changes: &Sender<Vec<Message>>,
+    mut message: Vec<Message>,
     shared: &Shared,
     state: &mut Feedback,
 ) -> Result<bool> {
@@ -174,6 +189,17 @@ fn hand_over(
                 send_status_when_due(session, shared, state)?;
             }
         }
+    }
+}
+
+/// How long the next read may wait: until a status update that moved is due, at most
+/// `WAIT`, so that the source hears of what was applied without a read's delay.
+fn wait_for(shared: &Shared, state: &Feedback) -> Duration {
+    match state.last_sent {
+        Some(sent) if state.flush(shared) != state.last_flush => STATUS_MOVED_EVERY
+            .saturating_sub(sent.elapsed())
+            .clamp(Duration::from_millis(1), WAIT),
+        _ => WAIT,
     }
 }
 

@@ -355,7 +355,7 @@ fn follow_once(
     let mut source = cfg.source.connect()?;
     let followed = follow::published(&mut source, name)?;
     let setup = quiet_destination(cfg, &mut catalog, &followed, ledger)?;
-    let replica = setup.replica;
+    let mut watcher = Watcher::new(cfg, &mut source, name, setup.replica)?;
     let mut apply_session = cfg.dest.connect_reader()?;
     apply::prepare_session(&mut apply_session, name, &setup)?;
     let source_version = server::version(&mut source)?;
@@ -404,7 +404,6 @@ fn follow_once(
         version: source_version,
         setup,
     };
-    let mut watcher = Watcher::new(cfg, name, replica)?;
     let (ended, applied) = follow::run(
         sessions,
         what,

@@ -40,8 +40,8 @@ pub(super) struct Watcher<'a> {
     filter: TableFilter,
     /// The destination applies as a replica (else keys are dropped and triggers quieted).
     replica: bool,
-    source: Client,
-    dest: Client,
+    /// Sessions opened at the first look.
+    sessions: Option<(Client, Client)>,
     /// What was last said of each table not taken up: said again only when it changes.
     said: HashMap<TableName, String>,
 }
@@ -49,17 +49,19 @@ pub(super) struct Watcher<'a> {
 impl<'a> Watcher<'a> {
     /// A watcher for the follower of `name`, with the filters the publication records
     /// (those of the `copy --follow` that made it), else this run's.
-    pub(super) fn new(cfg: &'a CopyConfig, name: &str, replica: bool) -> Result<Watcher<'a>> {
-        let mut source = cfg.source.connect()?;
-        let filter =
-            slot::recorded_filter(&mut source, name)?.unwrap_or_else(|| cfg.filter.clone());
+    pub(super) fn new(
+        cfg: &'a CopyConfig,
+        source: &mut Client,
+        name: &str,
+        replica: bool,
+    ) -> Result<Watcher<'a>> {
+        let filter = slot::recorded_filter(source, name)?.unwrap_or_else(|| cfg.filter.clone());
         Ok(Watcher {
             cfg,
             name: name.to_string(),
             filter,
             replica,
-            source,
-            dest: cfg.dest.connect()?,
+            sessions: None,
             said: HashMap::new(),
         })
     }
@@ -68,12 +70,18 @@ impl<'a> Watcher<'a> {
     /// them. A lost session is an error (following tries again); anything else that stands
     /// in a table's way is said, and the table looked at again next time.
     pub(super) fn look(&mut self, followed: &HashSet<TableName>) -> Result<Vec<Joined>> {
-        let new = follow::unfollowed(&mut self.source, &self.filter, followed)?;
+        if self.sessions.is_none() {
+            self.sessions = Some((self.cfg.source.connect()?, self.cfg.dest.connect()?));
+        }
+        let Some((source, _)) = self.sessions.as_mut() else {
+            return Ok(Vec::new());
+        };
+        let new = follow::unfollowed(source, &self.filter, followed)?;
         if new.is_empty() {
             return Ok(Vec::new());
         }
         let oids: Vec<u32> = new.iter().map(|t| t.oid).collect();
-        let lacking: HashMap<TableName, String> = readiness::no_identity(&mut self.source, &oids)?
+        let lacking: HashMap<TableName, String> = readiness::no_identity(source, &oids)?
             .into_iter()
             .map(|t| {
                 (
@@ -147,18 +155,24 @@ impl<'a> Watcher<'a> {
             ))
             .with_context(|| format!("publishing {}", table.name))?;
         let mut plan = plan::build(&mut holder, std::slice::from_ref(table))?;
-        let refused = refusals::check_destination(&mut holder, &mut self.dest, &mut plan)?
-            .refusals(Vec::new(), &cfg.dest.to_string(), cfg.allow_narrowing);
+        let Some((_, dest)) = self.sessions.as_mut() else {
+            bail!("the watcher's sessions are not open");
+        };
+        let refused = refusals::check_destination(&mut holder, dest, &mut plan)?.refusals(
+            Vec::new(),
+            &cfg.dest.to_string(),
+            cfg.allow_narrowing,
+        );
         if !refused.is_empty() {
             bail!("{}", refused.join("; "));
         }
         let names = plan.names();
         let mut quiet = Vec::new();
         if !self.replica {
-            drop_keys_while_following(cfg, &mut self.dest, &names)?;
+            drop_keys_while_following(cfg, dest, &names)?;
         }
         if !cfg.enable_triggers {
-            let firing = triggers::firing(&mut self.dest, &names, self.replica)?;
+            let firing = triggers::firing(dest, &names, self.replica)?;
             if let Some(firing) = firing.get(&table.name) {
                 plan.tables[0].triggers = firing.clone();
                 if !self.replica {

@@ -73,6 +73,12 @@ impl Connection {
         }
     }
 
+    /// Whether bytes of the stream are read and not taken yet: the next `receive` does not
+    /// wait for the socket.
+    pub(crate) fn buffered(&self) -> bool {
+        self.end > self.start
+    }
+
     /// Sends one `CopyData` message of the stream.
     pub(crate) fn send_copy_data(&mut self, body: &[u8]) -> Result<()> {
         let mut message = BytesMut::with_capacity(body.len() + 5);
