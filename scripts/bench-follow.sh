@@ -21,7 +21,10 @@
 # transactions per second of each and pgcopy ÷ native as the median of the rounds' own
 # ratios with their range (the machine is shared and noisy). Then, once: the lag while
 # pgbench writes at a fixed rate (-R) that both sustain, and cutover's downtime on an idle
-# source (`pgcopy cutover` from start to exit). pgcopydb is not run: Debian's 0.10, tried
+# source (`pgcopy cutover` from start to exit), and one transaction of 1,000,000 rows:
+# how long each takes from its commit until its slot confirms it, and whether the source
+# streamed it (pgcopy from PostgreSQL 14 on) or spilled it to its own disk (the slot's
+# pg_stat_replication_slots). pgcopydb is not run: Debian's 0.10, tried
 # on the same kind of backlog (`stream setup --not-consistent` after a copy, `stream
 # sentinel set apply`, `follow --resume --endpos`, wal2json on the source), streamed the
 # backlog (7,797 pgbench transactions of 3 s) but never reached its end position (still
@@ -142,9 +145,39 @@ done
     $(cluster_psql src bench -Atc "SELECT sum(abalance) FROM pgbench_accounts") ]] ||
     { echo "pgcopy's destination differs from the source" >&2; exit 1; }
 
+# One transaction of 1,000,000 rows, applied by each while the source is otherwise idle:
+# from its commit until the slot confirms it, and what the source did with it meanwhile
+# (its slot's statistics: streamed to the follower as it ran, or spilled to its own disk).
+big_sql="INSERT INTO pgbench_history (tid, bid, aid, delta, mtime)
+             SELECT 1, 1, i, 0, now() FROM generate_series(1, 1000000) i"
+slot_stats() { # NAME-PATTERN: streamed, spilled transactions and spilled bytes so far
+    cluster_psql src bench -Atc "SELECT stream_txns || ' ' || spill_txns || ' ' || spill_bytes
+                                   FROM pg_stat_replication_slots WHERE slot_name LIKE '$1'"
+}
+big_transaction() { # NAME-PATTERN: "seconds streamed spilled spilled-MiB"
+    local before after start target
+    wait_confirmed "$1" "$(cluster_psql src bench -Atc "SELECT pg_current_wal_lsn()")"
+    before=$(slot_stats "$1")
+    cluster_psql src bench -qc "$big_sql"
+    start=$(now)
+    target=$(cluster_psql src bench -Atc "SELECT pg_current_wal_lsn()")
+    wait_confirmed "$1" "$target"
+    after=$(slot_stats "$1")
+    awk -v a="$start" -v b="$(now)" -v x="$before" -v y="$after" 'BEGIN {
+        split(x, p, " "); split(y, q, " ")
+        printf "%.2f %d %d %.0f\n", b - a, q[1] - p[1], q[2] - p[2], (q[3] - p[3]) / 1048576 }'
+}
+echo "==> one transaction of 1,000,000 rows, applied by each" >&2
+follow_in_background --resume
+read -r big_ours_s big_ours_streamed big_ours_spilled big_ours_mib < <(big_transaction 'pgcopy_follow_%')
+stop_follower
+cluster_psql dst native -qc "ALTER SUBSCRIPTION native ENABLE"
+read -r big_native_s big_native_streamed big_native_spilled big_native_mib < <(big_transaction native)
+cluster_psql dst native -qc "ALTER SUBSCRIPTION native DISABLE"
+
 echo "==> steady state: pgbench -R 500 for 20s while pgcopy follows" >&2
 follow_in_background --resume
-sleep 2
+wait_confirmed 'pgcopy_follow_%' "$(cluster_psql src bench -Atc "SELECT pg_current_wal_lsn()")"
 "$bindir/pgbench" -n -c 2 -T 20 -R 500 "${src_conn[@]}" bench >/dev/null 2>&1 &
 writer=$!
 lags=$(mktemp)
@@ -183,5 +216,9 @@ awk '
     }' "$results"
 sort -n "$lags" | awk '{ v[NR] = $1 } END {
     printf "steady state at 500 tx/s: lag median %d bytes, max %d bytes (%d samples)\n", v[int((NR + 1) / 2)], v[NR], NR }'
+echo "one transaction of 1,000,000 rows, from its commit until confirmed:" \
+    "pgcopy ${big_ours_s}s ($big_ours_streamed streamed, $big_ours_spilled spilled," \
+    "${big_ours_mib} MiB spilled on the source), native ${big_native_s}s" \
+    "($big_native_streamed streamed, $big_native_spilled spilled, ${big_native_mib} MiB spilled)"
 echo "cutover on an idle source: ${downtime}s from start to exit"
 rm -f "$results" "$lags"
