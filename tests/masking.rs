@@ -26,11 +26,9 @@ fn load(db: &util::TestDb) {
     );
 }
 
-/// A rules file for the test, in the temp directory.
+/// A rules file for the test, in the temp directory, named after its length.
 fn rules_file(db: &util::TestDb, text: &str) -> String {
-    let path = std::env::temp_dir().join(format!("{}-{}.toml", db.name, text.len()));
-    std::fs::write(&path, text).expect("writing the rules file");
-    path.display().to_string()
+    util::rules_file(db, &text.len().to_string(), text)
 }
 
 const RULES: &str = r#"

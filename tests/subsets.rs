@@ -71,12 +71,6 @@ const TABLES: [&str; 8] = [
     "visit",
 ];
 
-fn rules_file(db: &TestDb, name: &str, text: &str) -> String {
-    let path = std::env::temp_dir().join(format!("{}-{name}.toml", db.name));
-    std::fs::write(&path, text).expect("writing the rules file");
-    path.display().to_string()
-}
-
 /// A table's rows as (id, the other integer columns in order; NULL as None).
 fn rows(db: &TestDb, table: &str, columns: &str) -> BTreeMap<i64, Vec<Option<i64>>> {
     db.rows_text(&format!("SELECT id, {columns} FROM {table}"))
@@ -246,7 +240,7 @@ fn a_subset_keeps_what_its_rows_reference_and_drops_what_references_dropped_rows
              FOR VALUES FROM ('2026-01-01') TO ('2027-01-01');
          INSERT INTO visit VALUES (-1, NULL, '2026-06-01')",
     );
-    let rules = rules_file(&src, "rules", RULES);
+    let rules = util::rules_file(&src, "rules", RULES);
     let want = expected(&src);
 
     let out = util::copy(&src, &dst, &["--rules", &rules, "--dry-run"]);
@@ -309,7 +303,7 @@ fn a_subset_comes_from_a_hot_standby() {
     }
     let dst = util::dest().create_db(&test_name!());
     dst.exec(SCHEMA);
-    let rules = rules_file(&src, "rules", RULES);
+    let rules = util::rules_file(&src, "rules", RULES);
 
     let out = util::copy(&src, &dst, &["--rules", &rules, "--verify"]);
     assert_exit!(out, exit::SUCCESS);
@@ -321,7 +315,7 @@ fn percent_and_limit_pick_the_same_rows_every_run() {
     let (src, dst) = util::pair!();
     util::both(&src, &dst, SCHEMA);
     src.exec(DATA);
-    let rules = rules_file(
+    let rules = util::rules_file(
         &src,
         "sample",
         r#"
@@ -405,7 +399,7 @@ fn subset_rules_that_do_not_fit_are_refused_before_anything_changes() {
             "unknown field \"when\"",
         ),
     ] {
-        let rules = rules_file(&src, name, text);
+        let rules = util::rules_file(&src, name, text);
         let out = util::copy(&src, &dst, &["--rules", &rules]);
         assert_exit!(out, exit::USAGE);
         assert!(out.stderr.contains(says), "{name}: {out:?}");
@@ -418,7 +412,7 @@ fn children_the_rules_ask_for_come_with_what_they_reference() {
     let (src, dst) = util::pair!();
     util::both(&src, &dst, SCHEMA);
     src.exec(DATA);
-    let rules = rules_file(
+    let rules = util::rules_file(
         &src,
         "children",
         r#"
@@ -499,7 +493,7 @@ fn children_the_rules_ask_for_come_with_what_they_reference() {
     assert_subset(&src, &dst, &want, &["store", "refund"]);
 
     // Children through a key the copy does not follow are refused.
-    let bad = rules_file(
+    let bad = util::rules_file(
         &src,
         "bad-children",
         "[subset.\"public.customer\"]\nlimit = 3\nchildren = [\"public.refund\"]",
@@ -528,7 +522,7 @@ fn a_subset_is_taken_by_a_source_role_without_superuser_under_role_timeouts() {
              FOR t IN SELECT quote_ident(tablename) FROM pg_tables WHERE schemaname = 'public'
              LOOP EXECUTE format('ALTER TABLE %s OWNER TO {role}', t); END LOOP; END $$"
     ));
-    let rules = rules_file(&src, "rules", RULES);
+    let rules = util::rules_file(&src, "rules", RULES);
     let want = expected(&src);
     let out = util::copy_to(
         &src.url_as(&role),
@@ -560,7 +554,7 @@ fn a_truncate_queued_on_a_table_a_subset_reads_fails_the_subset_instead_of_deadl
          INSERT INTO customer SELECT generate_series(1, 100);
          INSERT INTO rental SELECT i, 1 + i % 100 FROM generate_series(1, 1000) i",
     );
-    let rules = rules_file(&src, "rules", "[subset.\"public.customer\"]\nlimit = 10");
+    let rules = util::rules_file(&src, "rules", "[subset.\"public.customer\"]\nlimit = 10");
     // The first table's writer held on the destination, so the copy is still running when
     // a TRUNCATE of customer queues up on the source behind the snapshot's lock: rental's
     // subset reads customer, and would wait behind it for ever.

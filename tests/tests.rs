@@ -30,6 +30,8 @@ mod scale;
 mod sequences;
 /// The source as production has it: RLS, role timeouts, truncates, a standby, LATIN1.
 mod source;
+/// Staging refreshes of schemas nobody here wrote (pagila): subsets, permutations, masked keys.
+mod staging;
 /// Subsets that keep every key valid: closures through cycles, followers, a standby.
 mod subsets;
 /// Columns of another type on the destination: widened ones copied, narrowed ones refused.

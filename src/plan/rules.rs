@@ -12,7 +12,7 @@
 
 use crate::pg::sql::{display_ident, quote_ident, quote_literal, TableName};
 use crate::plan::filter::Glob;
-use crate::plan::subset::{DeclaredKey, SubsetRule};
+use crate::plan::subset::{self, DeclaredKey, SubsetRule};
 use crate::plan::{Format, Plan};
 use crate::transfer::mask::Kind;
 use anyhow::{bail, Context, Result};
@@ -268,12 +268,13 @@ impl Rules {
             .map(|t| (t.name, t.partitioned))
             .collect();
         let names = on_source.keys().cloned().collect();
-        let mut refusals = self.apply(plan, &names);
-        refusals.extend(crate::plan::subset::apply(
+        let (edges, mut refusals) = subset::edges(client, plan, &self.keys, &leaves)?;
+        refusals.extend(self.apply(plan, &names));
+        refusals.extend(subset::apply(
             client,
             plan,
             &self.subsets,
-            &self.keys,
+            edges,
             &on_source,
             &leaves,
         )?);
@@ -546,7 +547,9 @@ impl Noisy {
 /// Whether a keyed rule can make a column of `kind` (`None`: a type none of them makes).
 fn fits(keyed: Keyed, kind: Option<Kind>) -> std::result::Result<(), &'static str> {
     match (keyed, kind) {
-        (_, None) => Err("the keyed rules make text, varchar, char, integer, bigint and uuid"),
+        (_, None) => {
+            Err("the keyed rules make text, varchar, char, smallint, integer, bigint and uuid")
+        }
         (Keyed::Hash, Some(_)) => Ok(()),
         (Keyed::Email, Some(Kind::Text(Some(max)))) if max < 32 => {
             Err("its addresses take 32 characters")

@@ -102,11 +102,76 @@ impl Subset {
 /// A foreign key between two of the copied tables (each named as its partitioned table
 /// where it is a partition).
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct Edge {
-    child: TableName,
-    columns: Vec<String>,
-    parent: TableName,
-    referenced: Vec<String>,
+pub(crate) struct Edge {
+    pub(crate) child: TableName,
+    pub(crate) columns: Vec<String>,
+    pub(crate) parent: TableName,
+    pub(crate) referenced: Vec<String>,
+}
+
+/// The copied tables as subsets and masks see them: a partition as its partitioned table
+/// (true), another table as itself (false).
+pub(crate) fn logical_tables(plan: &Plan) -> BTreeMap<TableName, bool> {
+    let mut logical = BTreeMap::new();
+    for table in &plan.tables {
+        match &table.parent {
+            Some(root) => logical.insert(root.clone(), true),
+            None => logical.insert(table.name.clone(), false),
+        };
+    }
+    logical
+}
+
+/// The foreign keys between the copied tables that subsets and masks follow: the source's
+/// and those the rules declare, each between logical tables (see `logical_tables`): a key
+/// declared on a partition (as pagila declares payment's, on each leaf) is its partitioned
+/// table's, which every leaf's rows keep to. A declared key that names a table or column
+/// the copy lacks comes back as a refusal.
+pub(crate) fn edges(
+    client: &mut Client,
+    plan: &Plan,
+    declared: &[DeclaredKey],
+    leaves: &BTreeMap<TableName, Vec<TableName>>,
+) -> Result<(Vec<Edge>, Vec<String>)> {
+    let logical = logical_tables(plan);
+    let root_of: BTreeMap<TableName, TableName> = leaves
+        .iter()
+        .flat_map(|(root, leaves)| leaves.iter().map(move |leaf| (leaf.clone(), root.clone())))
+        .collect();
+    let logical_name = |name: &TableName| root_of.get(name).unwrap_or(name).clone();
+    let mut refusals = Vec::new();
+    let mut edges = Vec::new();
+    let found = foreign_keys(client)?;
+    let declared =
+        declared
+            .iter()
+            .filter_map(|key| match check_declared(key, plan, &logical, &root_of) {
+                Ok(()) => Some(Edge {
+                    child: key.table.clone(),
+                    columns: key.columns.clone(),
+                    parent: key.references.clone(),
+                    referenced: key.referenced.clone(),
+                }),
+                Err(why) => {
+                    refusals.push(why);
+                    None
+                }
+            });
+    let all: Vec<Edge> = found.into_iter().chain(declared).collect();
+    for edge in all {
+        let edge = Edge {
+            child: logical_name(&edge.child),
+            parent: logical_name(&edge.parent),
+            ..edge
+        };
+        if logical.contains_key(&edge.child)
+            && logical.contains_key(&edge.parent)
+            && !edges.contains(&edge)
+        {
+            edges.push(edge);
+        }
+    }
+    Ok((edges, refusals))
 }
 
 /// Session-dependent functions a `where` may not call: each reader would get other rows.
@@ -131,13 +196,14 @@ const VOLATILE: &[&str] = &[
 ];
 
 /// Puts the subsets on the plan's tables, computed from the rules against the source
-/// (`client`, in the copy's snapshot); what is wrong comes back as refusals. `on_source`:
-/// the source's tables, partitioned ones included.
+/// (`client`, in the copy's snapshot) and the keys between the copied tables (`edges`);
+/// what is wrong comes back as refusals. `on_source`: the source's tables, partitioned
+/// ones included.
 pub(crate) fn apply(
     client: &mut Client,
     plan: &mut Plan,
     rules: &[SubsetRule],
-    declared: &[DeclaredKey],
+    edges: Vec<Edge>,
     on_source: &BTreeMap<TableName, bool>,
     leaves: &BTreeMap<TableName, Vec<TableName>>,
 ) -> Result<Vec<String>> {
@@ -145,14 +211,7 @@ pub(crate) fn apply(
     if rules.is_empty() {
         return Ok(refusals);
     }
-    // The copied tables as subsets see them: a partition as its partitioned table.
-    let mut logical: BTreeMap<TableName, bool> = BTreeMap::new();
-    for table in &plan.tables {
-        match &table.parent {
-            Some(root) => logical.insert(root.clone(), true),
-            None => logical.insert(table.name.clone(), false),
-        };
-    }
+    let logical = logical_tables(plan);
     let mut seeds = BTreeMap::new();
     let times = Times::of_snapshot(client)?;
     for rule in rules {
@@ -179,18 +238,6 @@ pub(crate) fn apply(
                 seeds.insert(rule.table.clone(), (sql, describe_rule(rule)));
             }
             Err(why) => refusals.push(format!("the subset of {}: {why:#}", rule.table)),
-        }
-    }
-    let mut edges = foreign_keys(client, &logical)?;
-    for key in declared {
-        match check_declared(key, plan, &logical) {
-            Ok(()) => edges.push(Edge {
-                child: key.table.clone(),
-                columns: key.columns.clone(),
-                parent: key.references.clone(),
-                referenced: key.referenced.clone(),
-            }),
-            Err(why) => refusals.push(why),
         }
     }
     for rule in rules.iter().filter(|r| logical.contains_key(&r.table)) {
@@ -382,9 +429,10 @@ fn primary_key(client: &mut Client, table: &TableName) -> Result<Vec<String>> {
     Ok(rows.iter().map(|row| row.get(0)).collect())
 }
 
-/// The source's foreign keys between the copied tables; not one declared `NOT ENFORCED`
-/// (PostgreSQL 18), which the data need not keep and the destination does not check.
-fn foreign_keys(client: &mut Client, logical: &BTreeMap<TableName, bool>) -> Result<Vec<Edge>> {
+/// The source's foreign keys, each declared on its own table (a partitioned table's, not
+/// the copies its partitions get of it); not one declared `NOT ENFORCED` (PostgreSQL 18),
+/// which the data need not keep and the destination does not check.
+fn foreign_keys(client: &mut Client) -> Result<Vec<Edge>> {
     let enforced = if crate::pg::server::version(client)? >= 180000 {
         "AND f.conenforced"
     } else {
@@ -418,21 +466,22 @@ fn foreign_keys(client: &mut Client, logical: &BTreeMap<TableName, bool>) -> Res
             parent: TableName::new(row.get::<_, String>(3), row.get::<_, String>(4)),
             referenced: row.get(5),
         })
-        .filter(|e| logical.contains_key(&e.child) && logical.contains_key(&e.parent))
         .collect())
 }
 
-/// Whether a declared key names copied tables and their columns.
+/// Whether a declared key names copied tables (or their partitions: `root_of`) and their
+/// columns.
 fn check_declared(
     key: &DeclaredKey,
     plan: &Plan,
     logical: &BTreeMap<TableName, bool>,
+    root_of: &BTreeMap<TableName, TableName>,
 ) -> std::result::Result<(), String> {
     for (table, columns) in [
         (&key.table, &key.columns),
         (&key.references, &key.referenced),
     ] {
-        if !logical.contains_key(table) {
+        if !logical.contains_key(root_of.get(table).unwrap_or(table)) {
             return Err(format!(
                 "the rules declare a foreign key of {} to {}, but {table} is not copied (or \
                  not on the source)",

@@ -5,11 +5,15 @@
 //!
 //! `hash` is HMAC-SHA256 of the field's bytes under the key: the same value gives the same
 //! output in every table and every run with that key, so masked keys still join and
-//! distinct values stay distinct (as far as the column's length leaves room).
+//! distinct values stay distinct (as far as the column's length leaves room: see the
+//! README's collision bounds). On integer columns it is a keyed permutation of the type's
+//! values instead (`permute`), under a key derived from the same one: distinct values stay
+//! distinct by construction.
 
 use crate::plan::rules::{Keyed, Rule};
 use crate::plan::TablePlan;
 use crate::transfer::json_mask::{self, Path};
+use crate::transfer::permute::Permutation;
 use anyhow::{bail, Result};
 use sha2::block_api::compress256;
 use sha2::{Digest, Sha256};
@@ -19,6 +23,7 @@ use sha2::{Digest, Sha256};
 pub(crate) enum Kind {
     /// `text`, `varchar(n)`, `char(n)`: lower-case hex, at most `n` characters.
     Text(Option<usize>),
+    Int2,
     Int4,
     Int8,
     Uuid,
@@ -41,6 +46,7 @@ impl Kind {
         };
         match type_name {
             "text" => Some(Kind::Text(None)),
+            "smallint" => Some(Kind::Int2),
             "integer" => Some(Kind::Int4),
             "bigint" => Some(Kind::Int8),
             "uuid" => Some(Kind::Uuid),
@@ -58,6 +64,8 @@ impl Kind {
 pub(crate) struct Hmac {
     inner: [u32; 8],
     outer: [u32; 8],
+    /// The integer permutation's key, from this HMAC of a fixed label.
+    ints: Permutation,
 }
 
 /// SHA-256's initial state (FIPS 180-4, 5.3.3).
@@ -78,10 +86,15 @@ impl Hmac {
             compress256(&mut state, &[block.map(|b| b ^ pad)]);
             state
         };
-        Hmac {
+        let mut hmac = Hmac {
             inner: state(0x36),
             outer: state(0x5c),
-        }
+            ints: Permutation::new([0; 16]),
+        };
+        let mut ints = [0u8; 16];
+        ints.copy_from_slice(&hmac.mac(b"pgcopy: the integer permutation's key")[..16]);
+        hmac.ints = Permutation::new(ints);
+        hmac
     }
 
     pub(crate) fn mac(&self, data: &[u8]) -> [u8; 32] {
@@ -156,6 +169,9 @@ pub(crate) fn masked(hmac: &Hmac, keyed: Keyed, kind: Kind, value: &[u8]) -> Vec
 
 /// Appends the masked field for a value's bytes to `out`, with no allocation of its own.
 pub(crate) fn mask_into(hmac: &Hmac, keyed: Keyed, kind: Kind, value: &[u8], out: &mut Vec<u8>) {
+    if keyed == Keyed::Hash && permuted_into(&hmac.ints, kind, value, out) {
+        return;
+    }
     let mac = hmac.mac(value);
     let start = out.len();
     match keyed {
@@ -209,6 +225,28 @@ fn scrambled_into(hmac: &Hmac, mac: &[u8; 32], value: &[u8], out: &mut Vec<u8>) 
     }
 }
 
+/// Appends an integer field's image under the permutation; false for a field that is not
+/// one (of another kind, or not of its type's length).
+fn permuted_into(ints: &Permutation, kind: Kind, value: &[u8], out: &mut Vec<u8>) -> bool {
+    match (kind, value.len()) {
+        (Kind::Int2, 2) => {
+            let v = i16::from_be_bytes([value[0], value[1]]);
+            out.extend_from_slice(&ints.i16(v).to_be_bytes());
+        }
+        (Kind::Int4, 4) => {
+            let v = i32::from_be_bytes([value[0], value[1], value[2], value[3]]);
+            out.extend_from_slice(&ints.i32(v).to_be_bytes());
+        }
+        (Kind::Int8, 8) => {
+            let mut bytes = [0u8; 8];
+            bytes.copy_from_slice(value);
+            out.extend_from_slice(&ints.i64(i64::from_be_bytes(bytes)).to_be_bytes());
+        }
+        _ => return false,
+    }
+    true
+}
+
 /// Appends the hash itself in the column's type.
 fn hashed_into(mac: &[u8; 32], kind: Kind, out: &mut Vec<u8>) {
     match kind {
@@ -219,6 +257,12 @@ fn hashed_into(mac: &[u8; 32], kind: Kind, out: &mut Vec<u8>) {
             if let Some(max) = max {
                 out.truncate(start + max.min(64));
             }
+        }
+        // A field of an integer type whose length is not the type's (converted on the
+        // way): its hash, non-negative.
+        Kind::Int2 => {
+            let n = i16::from_be_bytes([mac[0], mac[1]]) & i16::MAX;
+            out.extend_from_slice(&n.to_be_bytes());
         }
         Kind::Int4 => {
             let n = i32::from_be_bytes([mac[0], mac[1], mac[2], mac[3]]) & i32::MAX;
@@ -521,7 +565,10 @@ mod tests {
         assert_eq!(Kind::of("date"), None);
         let hash = |kind, value| masked(&Hmac::new(b"k"), Keyed::Hash, kind, value);
         assert_eq!(hash(Kind::Text(Some(8)), b"a").len(), 8);
-        assert!(i32::from_be_bytes(hash(Kind::Int4, b"a").try_into().unwrap()) >= 0);
+        assert_eq!(Kind::of("smallint"), Some(Kind::Int2));
+        // Integers are permuted, keeping their sign.
+        let image = i32::from_be_bytes(hash(Kind::Int4, &7i32.to_be_bytes()).try_into().unwrap());
+        assert!(image > 0 && image != 7);
     }
 
     #[test]

@@ -10,6 +10,7 @@ pub(crate) mod compare;
 pub(crate) mod json_mask;
 pub(crate) mod lanes;
 pub(crate) mod mask;
+pub(crate) mod permute;
 pub(crate) mod read;
 pub(crate) mod rows;
 pub(crate) mod schedule;

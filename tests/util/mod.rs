@@ -10,6 +10,7 @@
 
 mod cluster;
 mod compare;
+mod corpora;
 mod data;
 mod db;
 mod follow;
@@ -19,6 +20,7 @@ mod state;
 
 pub use cluster::*;
 pub use compare::*;
+pub use corpora::*;
 pub use data::*;
 pub use db::*;
 pub use follow::*;
