@@ -12,6 +12,7 @@
 
 use crate::pg::sql::{display_ident, quote_ident, quote_literal, TableName};
 use crate::plan::filter::Glob;
+use crate::plan::masked_keys;
 use crate::plan::subset::{self, DeclaredKey, SubsetRule};
 use crate::plan::{Format, Plan};
 use crate::transfer::mask::Kind;
@@ -44,6 +45,13 @@ impl MaskKey {
 
     pub(crate) fn bytes(&self) -> &[u8] {
         &self.0
+    }
+
+    /// Tells keys apart without saying anything of them: 64 bits of the key's HMAC of a
+    /// fixed label, in hex.
+    pub(crate) fn fingerprint(&self) -> String {
+        let mac = crate::transfer::mask::Hmac::new(self.bytes()).mac(b"pgcopy: key fingerprint");
+        mac[..8].iter().map(|b| format!("{b:02x}")).collect()
     }
 
     /// From `PGCOPY_MASK_KEY`, else the file `PGCOPY_MASK_KEY_FILE` names (its content
@@ -87,10 +95,10 @@ impl std::fmt::Debug for MaskKey {
 
 /// One column's rule.
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct MaskRule {
-    table: TableName,
-    column: String,
-    rule: Rule,
+pub(crate) struct MaskRule {
+    pub(crate) table: TableName,
+    pub(crate) column: String,
+    pub(crate) rule: Rule,
 }
 
 /// How a masked column's value is made.
@@ -269,7 +277,13 @@ impl Rules {
             .collect();
         let names = on_source.keys().cloned().collect();
         let (edges, mut refusals) = subset::edges(client, plan, &self.keys, &leaves)?;
-        refusals.extend(self.apply(plan, &names));
+        let followed = masked_keys::follow(&self.masks, &edges, plan);
+        for note in &followed.notes {
+            log::info!("{note}");
+        }
+        refusals.extend(followed.refusals);
+        let keys = partition_keys(client, plan)?;
+        refusals.extend(self.apply(plan, &names, &followed.masks, &keys));
         refusals.extend(subset::apply(
             client,
             plan,
@@ -285,9 +299,15 @@ impl Rules {
     /// (a table the source does not have, or a column the table does not have; a column
     /// `require` matches that no rule masks) comes back as refusals. `on_source` are the
     /// source's tables: a rule for one this copy leaves out is no mistake.
-    fn apply(&self, plan: &mut Plan, on_source: &HashSet<TableName>) -> Vec<String> {
+    fn apply(
+        &self,
+        plan: &mut Plan,
+        on_source: &HashSet<TableName>,
+        masks: &[MaskRule],
+        partition_keys: &BTreeMap<TableName, Vec<String>>,
+    ) -> Vec<String> {
         let mut refusals = Vec::new();
-        for mask in &self.masks {
+        for mask in masks {
             // A partitioned table's rule is its partitions', which are what is copied.
             let mut tables = plan
                 .tables
@@ -342,6 +362,18 @@ impl Rules {
                         "the rules mask {target} and {}.{}, one inside the other: keep one",
                         table.name,
                         other.target()
+                    ));
+                    continue;
+                }
+                if partition_keys
+                    .get(&table.name)
+                    .is_some_and(|keys| keys.contains(&column.name))
+                {
+                    refusals.push(format!(
+                        "the rules mask {target}, which is in the partition key of {}: a row \
+                         whose masked value belongs in another partition could not be loaded \
+                         into this one; leave the partition key unmasked",
+                        table.parent.as_ref().unwrap_or(&table.name)
                     ));
                     continue;
                 }
@@ -406,6 +438,46 @@ impl Rules {
         }
         refusals
     }
+}
+
+/// The columns of the partition keys (of every level) that each copied partition's rows are
+/// routed by: a row loads into its partition only while those keep their values.
+fn partition_keys(
+    client: &mut postgres::Client,
+    plan: &Plan,
+) -> Result<BTreeMap<TableName, Vec<String>>> {
+    let names: Vec<String> = plan
+        .tables
+        .iter()
+        .filter(|t| t.parent.is_some() && t.on_source)
+        .map(|t| t.name.quoted())
+        .collect();
+    let mut keys: BTreeMap<TableName, Vec<String>> = BTreeMap::new();
+    if names.is_empty() {
+        return Ok(keys);
+    }
+    let rows = client
+        .query(
+            "SELECT n.nspname::text, c.relname::text, a.attname::text
+               FROM unnest($1::text[]) AS leaf(name)
+               JOIN pg_catalog.pg_class c ON c.oid = pg_catalog.to_regclass(leaf.name)
+               JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+              CROSS JOIN LATERAL pg_catalog.pg_partition_ancestors(c.oid) AS up(relid)
+               JOIN pg_catalog.pg_partitioned_table p ON p.partrelid = up.relid
+               JOIN pg_catalog.pg_attribute a
+                 ON a.attrelid = p.partrelid AND a.attnum = ANY (p.partattrs)",
+            &[&names],
+        )
+        .context("reading the partition keys of the copied partitions")?;
+    for row in rows {
+        keys.entry(TableName::new(
+            row.get::<_, String>(0),
+            row.get::<_, String>(1),
+        ))
+        .or_default()
+        .push(row.get(2));
+    }
+    Ok(keys)
 }
 
 /// The column a rule's key names and the JSON path inside it: the column of that name,

@@ -306,7 +306,12 @@ fn fingerprint(source: &Identity, plan: &Plan) -> String {
             let masks: Vec<String> = t
                 .masks
                 .iter()
-                .map(|m| format!("{}={}", m.target(), m.rule.describe()))
+                .map(|m| {
+                    // A keyed mask under another key is another copy: the key's
+                    // fingerprint, never the key.
+                    let key = m.key.as_ref().map_or(String::new(), |k| k.fingerprint());
+                    format!("{}={}{key}", m.target(), m.rule.describe())
+                })
                 .collect();
             format!(
                 "{}|{}|{}|{}|{}",
@@ -390,8 +395,9 @@ fn resume(
     };
     if previous.plan.as_deref() != Some(fingerprint) {
         bail!(
-            "cannot resume: the source, the selected tables or their columns changed since the \
-             interrupted run; run without --resume to copy everything"
+            "cannot resume: the source, the selected tables or their columns, the rules or the \
+             masking key changed since the interrupted run; run without --resume to copy \
+             everything"
         );
     }
     let names: Vec<TableName> = previous.done.iter().map(|d| d.table.clone()).collect();
