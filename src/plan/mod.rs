@@ -99,6 +99,13 @@ impl TablePlan {
         self.columns.iter().map(|c| c.name.as_str())
     }
 
+    /// The rules changed its rows (a mask, a subset): its planner statistics must be made
+    /// from what was loaded, also under `--no-analyze`, since what the destination had
+    /// before (a restore of production, say) could show the unmasked values.
+    pub(crate) fn changed_by_rules(&self) -> bool {
+        !self.masks.is_empty() || self.subset.is_some()
+    }
+
     /// Locks the table for reading in a transaction that imported the copy's snapshot,
     /// without waiting. The snapshot's session holds this lock already, so only a session
     /// queued for an exclusive lock (a `TRUNCATE` waiting for the copy to end) can make it

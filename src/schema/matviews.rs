@@ -220,12 +220,14 @@ fn in_dependency_order(views: Vec<MatView>, all: &HashMap<TableName, ViewFacts>)
 }
 
 /// Refreshes the views in order, each in a transaction of its own that waits at most
-/// `lock_timeout` for the view's readers. Returns how many were refreshed, and why the
-/// others were not.
+/// `lock_timeout` for the view's readers, and with `analyze` analyzes it after: its
+/// statistics describe what it held before (a restore of production, say) until then.
+/// Returns how many were refreshed, and why the others were not.
 pub(crate) fn refresh(
     dest: &mut Client,
     views: &[MatView],
     lock_timeout: Duration,
+    analyze: bool,
 ) -> (usize, Vec<String>) {
     let mut refreshed = 0;
     let mut problems = Vec::new();
@@ -233,10 +235,15 @@ pub(crate) fn refresh(
         let sql = format!(
             "BEGIN;
              SET LOCAL lock_timeout = {};
-             REFRESH MATERIALIZED VIEW {};
-             COMMIT",
+             REFRESH MATERIALIZED VIEW {view};
+             COMMIT{analyze}",
             lock_timeout.as_millis(),
-            view.name.quoted()
+            view = view.name.quoted(),
+            analyze = if analyze {
+                format!("; ANALYZE {}", view.name.quoted())
+            } else {
+                String::new()
+            }
         );
         log::debug!(
             "destination: REFRESH MATERIALIZED VIEW {}",

@@ -231,7 +231,8 @@ impl Shared<'_> {
             progress,
             client,
             dest,
-            self.settings.analyze && !self.quit.requested(),
+            (self.settings.analyze || self.plan.tables[index].changed_by_rules())
+                && !self.quit.requested(),
         );
         if completed.rebuilt_indexes {
             if let Ok(mut rebuilt) = self.counters.indexes_rebuilt.lock() {
@@ -480,7 +481,8 @@ fn writer_lane(
                     crate::units::format_bytes(incoming.bytes)
                 );
                 let elapsed = started.elapsed();
-                let analyzed = (shared.settings.analyze && !shared.quit.requested()).then(|| {
+                let analyze = shared.settings.analyze || table.changed_by_rules();
+                let analyzed = (analyze && !shared.quit.requested()).then(|| {
                     let given = write::give_statistics(&mut session.client, table);
                     if given.is_ok() || session.answers(&shared.losses) {
                         return given;

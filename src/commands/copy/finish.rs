@@ -121,7 +121,11 @@ pub(super) fn finish(
         .into_iter()
         .filter(|v| v.tables.is_empty() || v.tables.iter().any(|t| copied.get(t) == Some(&true)))
         .collect();
-    let (views_refreshed, failed) = matviews::refresh(&mut dest, &fresh, cfg.lock_timeout);
+    // A view built from masked rows has the unmasked values in its statistics until it is
+    // analyzed.
+    let analyze_views = cfg.analyze || plan.tables.iter().any(|t| t.changed_by_rules());
+    let (views_refreshed, failed) =
+        matviews::refresh(&mut dest, &fresh, cfg.lock_timeout, analyze_views);
     problems.extend(failed);
     drop(dest);
     let analyzed = outcomes
