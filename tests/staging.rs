@@ -216,3 +216,188 @@ fn resuming_a_masked_copy_under_another_key_is_refused() {
     assert_exit!(out, exit::TABLES_FAILED);
     assert!(out.stderr.contains("resuming:"), "{out:?}");
 }
+
+/// Customers with personal data where applications keep it: in text, a `citext` and a
+/// domain over `varchar`, a key inside a `jsonb` column, a large object; a view built from
+/// them; and the destination holding the real data before (a restore of production), as
+/// its statistics do.
+const PERSONAL: &str = "
+    CREATE EXTENSION IF NOT EXISTS citext;
+    CREATE DOMAIN email_address AS varchar(80);
+    CREATE TABLE customer (id int PRIMARY KEY, first_name text, last_name text, email citext,
+                           work_email email_address, prefs jsonb, category_name text);
+    CREATE MATERIALIZED VIEW customer_emails AS SELECT id, email::text AS email FROM customer;";
+
+const PEOPLE: &str = "
+    INSERT INTO customer
+        SELECT i, 'Ann' || i, 'Lee' || i, 'ann' || i || '@corp.com', 'work' || i || '@corp.com',
+               jsonb_build_object('contact', jsonb_build_object('email', 'c' || i || '@corp.com'),
+                                  'theme', 'dark'),
+               'books'
+          FROM generate_series(1, 300) i;
+    SELECT lo_from_bytea(0, convert_to('ann1@corp.com', 'UTF8'));
+    REFRESH MATERIALIZED VIEW customer_emails;
+    ANALYZE";
+
+#[test]
+fn nothing_personal_escapes_the_rules() {
+    let (src, dst) = pair!();
+    util::both(&src, &dst, PERSONAL);
+    src.exec(PEOPLE);
+    dst.exec(PEOPLE);
+    let rules = |name: &str, extra: &str| {
+        util::rules_file(
+            &src,
+            name,
+            &format!(
+                r#"require = ["*email*", "*name*"]
+{extra}
+[mask."public.customer"]
+first_name = "first_name"
+last_name = "last_name"
+email = "email"
+work_email = "email"
+category_name = "keep"
+"#
+            ),
+        )
+    };
+    // The key inside prefs matches require: refused until a rule reaches it.
+    let out = masked_copy(&src, &dst, &rules("unmasked", ""));
+    assert_exit!(out, exit::USAGE);
+    assert!(
+        out.stderr.contains(
+            "public.customer.prefs.contact.email (a key inside the JSON column) matches the \
+             rules' require pattern \"*email*\""
+        ),
+        "{out:?}"
+    );
+
+    let masked = rules("masked", "");
+    let masked = {
+        let text =
+            std::fs::read_to_string(&masked).unwrap() + "\"prefs.contact.email\" = \"email\"\n";
+        util::rules_file(&src, "masked", &text)
+    };
+    let out = masked_copy(&src, &dst, &masked);
+    assert_exit!(out, exit::SUCCESS);
+    let leaked = |sql: &str| dst.scalar_i64(sql);
+    assert_eq!(
+        leaked(
+            "SELECT count(*) FROM customer WHERE email::text LIKE '%corp.com'
+                  OR work_email::text LIKE '%corp.com' OR prefs::text LIKE '%corp.com%'"
+        ),
+        0
+    );
+    // The view's statistics are the masked rows', not those the destination had.
+    assert_eq!(
+        leaked(
+            "SELECT count(*) FROM pg_stats WHERE tablename IN ('customer', 'customer_emails')
+                AND (most_common_vals::text LIKE '%corp.com%'
+                     OR histogram_bounds::text LIKE '%corp.com%')"
+        ),
+        0
+    );
+    // No large object came from the source: no rule reaches inside one.
+    assert!(
+        out.stderr.contains("the large objects are not copied"),
+        "{out:?}"
+    );
+    assert_eq!(
+        leaked("SELECT count(*) FROM pg_largeobject_metadata"),
+        1,
+        "the destination's own, left as it was"
+    );
+    // One name to a first-name column; the kept column as it was, and verified.
+    assert_eq!(
+        leaked("SELECT count(*) FROM customer WHERE first_name LIKE '% %'"),
+        0
+    );
+    assert_eq!(
+        leaked("SELECT count(*) FROM customer WHERE category_name = 'books'"),
+        300
+    );
+    let mut cmd = util::pgcopy();
+    cmd.args([
+        "verify",
+        "--source",
+        &src.url(),
+        "--dest",
+        &dst.url(),
+        "--rules",
+        &masked,
+    ])
+    .env("PGCOPY_MASK_KEY", KEY);
+    let out = util::run(&mut cmd);
+    assert_exit!(out, exit::SUCCESS);
+    assert!(!out.stdout.contains("category_name"), "{out:?}");
+
+    // Told to, the destination's large objects go.
+    let emptied = util::rules_file(
+        &src,
+        "emptied",
+        &(std::fs::read_to_string(&masked).unwrap().replacen(
+            "require",
+            "large_objects = \"empty\"\nrequire",
+            1,
+        )),
+    );
+    let out = masked_copy(&src, &dst, &emptied);
+    assert_exit!(out, exit::SUCCESS);
+    assert_eq!(leaked("SELECT count(*) FROM pg_largeobject_metadata"), 0);
+}
+
+#[test]
+fn a_failing_rule_never_shows_the_value_it_failed_on() {
+    let (src, dst) = pair!();
+    util::both(
+        &src,
+        &dst,
+        "CREATE TABLE person (id int PRIMARY KEY, email text)",
+    );
+    src.exec("INSERT INTO person VALUES (1, 'ann@corp.com')");
+    let rules = util::rules_file(
+        &src,
+        "failing",
+        "[mask.\"public.person\"]\nemail = { rule = \"sql\", expr = \"(email::int)::text\" }\n",
+    );
+    let out = util::copy(&src, &dst, &["--rules", &rules, "--json"]);
+    assert_exit!(out, exit::TABLES_FAILED);
+    assert!(
+        out.stdout
+            .contains("the source failed on a row of public.person while applying the rules"),
+        "{out:?}"
+    );
+    assert!(
+        !out.stdout.contains("corp.com") && !out.stderr.contains("corp.com"),
+        "{out:?}"
+    );
+}
+
+/// A key anyone could guess, and a key file anyone may read, are said so.
+#[test]
+fn a_weak_or_readable_masking_key_is_warned_about() {
+    let (src, dst) = pair!();
+    util::both(
+        &src,
+        &dst,
+        "CREATE TABLE person (id int PRIMARY KEY, email text)",
+    );
+    let rules = util::rules_file(
+        &src,
+        "email",
+        "[mask.\"public.person\"]\nemail = \"email\"\n",
+    );
+    let key_file = std::env::temp_dir().join(format!("{}.key", src.name));
+    std::fs::write(&key_file, "                    \n").unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let mut cmd = util::copy_command(&src.url(), &dst.url(), &["--rules", &rules]);
+    let out = util::run(cmd.env("PGCOPY_MASK_KEY_FILE", &key_file));
+    assert_exit!(out, exit::SUCCESS);
+    assert!(
+        out.stderr.contains("may be read by others (mode 0644)"),
+        "{out:?}"
+    );
+    assert!(out.stderr.contains("has only 1 distinct bytes"), "{out:?}");
+}

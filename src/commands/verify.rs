@@ -83,7 +83,13 @@ pub(crate) fn checks(cfg: &VerifyConfig) -> Result<Vec<Check>> {
     }
     let mut checks = compare(
         &plan.without_masked(),
-        cfg.large_objects.copies(cfg.filter.narrowed()),
+        match &cfg.rules {
+            // Compared where the rules copy them as they are.
+            Some(rules) => {
+                rules.large_objects(cfg.large_objects.copies(cfg.filter.narrowed())) == Some(true)
+            }
+            None => cfg.large_objects.copies(cfg.filter.narrowed()),
+        },
         &snapshot.id,
         &cfg.source.pool(cfg.parallel),
         &cfg.dest.pool(cfg.parallel),

@@ -68,8 +68,14 @@ pub(crate) fn follow(masks: &[MaskRule], edges: &[Edge], plan: &Plan) -> Followe
     }
     let mut refusals = Vec::new();
     for (edge, child, parent) in pairs(edges) {
-        let referencing = find(&masks, &edge.child, child).map(|m| &m.rule);
-        let referenced = find(&masks, &edge.parent, parent).map(|m| &m.rule);
+        // `keep` is a column left as it is, on purpose.
+        let rule = |table, column| {
+            find(&masks, table, column)
+                .map(|m| &m.rule)
+                .filter(|r| **r != Rule::Keep)
+        };
+        let referencing = rule(&edge.child, child);
+        let referenced = rule(&edge.parent, parent);
         let why = match (referencing, referenced) {
             (None, None) | (Some(Rule::Null), _) => None,
             (None, Some(rule)) => Some(format!(
@@ -157,4 +163,53 @@ fn type_of<'p>(plan: &'p Plan, table: &TableName, column: &str) -> Option<&'p st
         .flat_map(|t| t.columns.iter())
         .find(|c| c.name == column)
         .map(|c| c.type_name.as_str())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::rules::Keyed;
+
+    fn rule(table: &str, column: &str, rule: Rule) -> MaskRule {
+        MaskRule {
+            table: TableName::new("public", table),
+            column: column.into(),
+            rule,
+        }
+    }
+
+    fn edge(child: &str, column: &str, parent: &str, referenced: &str) -> Edge {
+        Edge {
+            child: TableName::new("public", child),
+            columns: vec![column.into()],
+            parent: TableName::new("public", parent),
+            referenced: vec![referenced.into()],
+        }
+    }
+
+    #[test]
+    fn a_keyed_rule_follows_down_chains_of_keys_unless_the_rules_say_otherwise() {
+        let plan = Plan { tables: Vec::new() };
+        let edges = [
+            edge("rental", "customer_id", "customer", "id"),
+            edge("payment", "customer_id", "rental", "customer_id"),
+            edge("note", "customer_id", "customer", "id"),
+        ];
+        let masks = [
+            rule("customer", "id", Rule::Keyed(Keyed::Hash)),
+            rule("note", "customer_id", Rule::Keep),
+        ];
+        let followed = follow(&masks, &edges, &plan);
+        let has = |table: &str, column: &str| {
+            followed
+                .masks
+                .iter()
+                .any(|m| m.table.name == table && m.column == column && m.rule == masks[0].rule)
+        };
+        assert!(has("rental", "customer_id") && has("payment", "customer_id"));
+        assert_eq!(followed.notes.len(), 2);
+        // Kept as it is by the rules: its references would match nothing.
+        assert_eq!(followed.refusals.len(), 1, "{:?}", followed.refusals);
+        assert!(followed.refusals[0].starts_with("public.note.customer_id references"));
+    }
 }

@@ -3,6 +3,7 @@
 
 pub(crate) mod conversions;
 pub(crate) mod filter;
+pub(crate) mod json_require;
 pub(crate) mod masked_keys;
 pub(crate) mod misfits;
 pub(crate) mod pieces;

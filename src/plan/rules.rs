@@ -12,6 +12,7 @@
 
 use crate::pg::sql::{display_ident, quote_ident, quote_literal, TableName};
 use crate::plan::filter::Glob;
+use crate::plan::json_require;
 use crate::plan::masked_keys;
 use crate::plan::subset::{self, DeclaredKey, SubsetRule};
 use crate::plan::{Format, Plan};
@@ -30,8 +31,27 @@ pub(crate) struct Rules {
     subsets: Vec<SubsetRule>,
     /// `[[foreign_key]]`: keys the schema does not declare, for subsets to follow.
     keys: Vec<DeclaredKey>,
+    /// `large_objects`: what a copy that carries them does with them; no rule reaches
+    /// inside one, so by default they are not copied.
+    large_objects: Option<LargeObjects>,
     /// The key, where a rule needs one.
     key: Option<MaskKey>,
+    /// What loading found worth saying (a weak key, a key file others may read), said when
+    /// the rules are applied: they are loaded before the log is set up.
+    warnings: Vec<String>,
+}
+
+/// The columns (and paths inside JSON columns) that `keep` rules leave as they are: by
+/// table, column and path.
+pub(crate) type Kept = HashSet<(TableName, String, Vec<String>)>;
+
+/// What the rules say of the large objects (`large_objects = "copy" | "empty"`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum LargeObjects {
+    /// Copied as they are: the rules' author says they hold nothing to mask.
+    Copy,
+    /// None copied, and the destination's removed.
+    Empty,
 }
 
 /// The masking key: shown as nothing in every `Debug`, written nowhere.
@@ -56,13 +76,14 @@ impl MaskKey {
 
     /// From `PGCOPY_MASK_KEY`, else the file `PGCOPY_MASK_KEY_FILE` names (its content
     /// without the final newline).
-    fn from_environment() -> Result<MaskKey> {
+    fn from_environment(warnings: &mut Vec<String>) -> Result<MaskKey> {
         let key = match (
             std::env::var_os("PGCOPY_MASK_KEY"),
             std::env::var_os("PGCOPY_MASK_KEY_FILE"),
         ) {
             (Some(key), _) => key.into_encoded_bytes(),
             (None, Some(file)) => {
+                warnings.extend(readable(Path::new(&file)));
                 let mut bytes = std::fs::read(&file).with_context(|| {
                     format!(
                         "reading the masking key from {}",
@@ -83,8 +104,30 @@ impl MaskKey {
         if key.len() < 16 {
             bail!("the masking key is shorter than 16 bytes: take a long random one");
         }
+        let distinct = key.iter().collect::<HashSet<_>>().len();
+        if distinct < 16 {
+            warnings.push(format!(
+                "the masking key has only {distinct} distinct bytes (sixteen zeros, twenty \
+                 spaces?): anyone who guesses it can undo the masks; take a random one, such \
+                 as `openssl rand -base64 32`"
+            ));
+        }
         Ok(MaskKey::new(key))
     }
+}
+
+/// A warning when the key file may be read by others than its owner: the key undoes the
+/// masks.
+fn readable(path: &Path) -> Option<String> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(path).ok()?.permissions().mode() & 0o777;
+    (mode & 0o077 != 0).then(|| {
+        format!(
+            "the masking key file {} may be read by others (mode {mode:04o}): `chmod 600` it, \
+             since the key undoes the masks",
+            path.display()
+        )
+    })
 }
 
 impl std::fmt::Debug for MaskKey {
@@ -116,6 +159,9 @@ pub(crate) enum Rule {
     /// Derived from the value's HMAC-SHA256 under the key, applied by pgcopy: the same
     /// value, the same output.
     Keyed(Keyed),
+    /// Left as it is, on purpose: it meets `require` (a `*name*` pattern that catches
+    /// `category.name`), and `verify` still compares it.
+    Keep,
 }
 
 /// The rules made from the keyed hash of a value.
@@ -127,6 +173,10 @@ pub(crate) enum Keyed {
     Email,
     /// A first and a last name from built-in lists.
     Name,
+    /// A first name from the built-in list.
+    FirstName,
+    /// A last name from the built-in list.
+    LastName,
     /// A phone-like number in the range kept for fiction: `+1-555-01xx-xxxx`.
     Phone,
     /// The same length and character classes: each ASCII letter another of its case,
@@ -140,6 +190,8 @@ impl Keyed {
             Keyed::Hash => "hash",
             Keyed::Email => "email",
             Keyed::Name => "name",
+            Keyed::FirstName => "first_name",
+            Keyed::LastName => "last_name",
             Keyed::Phone => "phone",
             Keyed::Scramble => "scramble",
         }
@@ -155,6 +207,7 @@ impl Rule {
             Rule::Sql(expr) => format!("sql {expr}"),
             Rule::Noise(range) => format!("noise ±{range}"),
             Rule::Keyed(keyed) => format!("{} (keyed, by pgcopy)", keyed.name()),
+            Rule::Keep => "keep (as it is)".into(),
         }
     }
 
@@ -174,6 +227,9 @@ pub(crate) struct Mask {
     pub(crate) rule: Rule,
     /// The key, for a rule pgcopy applies.
     pub(crate) key: Option<MaskKey>,
+    /// For a column of a domain: the type it is a domain over, which the keyed rules make
+    /// (its binary form is the domain's).
+    pub(crate) base_type: Option<String>,
 }
 
 impl Mask {
@@ -204,6 +260,7 @@ impl Mask {
             let at = format!("({col}::jsonb #> {path})");
             let new = match &mask.rule {
                 Rule::Null | Rule::Keyed(_) => "'null'::jsonb".to_string(),
+                Rule::Keep => at.clone(),
                 Rule::Fixed(value) => format!("to_jsonb({}::text)", quote_literal(value)),
                 Rule::Sql(expr) => format!("to_jsonb(({expr}))"),
                 Rule::Noise(range) => format!(
@@ -225,7 +282,7 @@ impl Mask {
     pub(crate) fn source_expr(&self, type_name: &str) -> String {
         let column = quote_ident(&self.column);
         let value = match &self.rule {
-            Rule::Keyed(_) => return column,
+            Rule::Keyed(_) | Rule::Keep => return column,
             Rule::Null => return format!("NULL::{type_name}"),
             Rule::Fixed(value) => quote_literal(value),
             Rule::Sql(expr) => format!("({expr})"),
@@ -248,9 +305,27 @@ impl Rules {
         let mut rules =
             parse(&text).with_context(|| format!("in the rules file {}", path.display()))?;
         if rules.masks.iter().any(|m| m.rule.in_client()) {
-            rules.key = Some(MaskKey::from_environment()?);
+            rules.key = Some(MaskKey::from_environment(&mut rules.warnings)?);
         }
         Ok(rules)
+    }
+
+    /// What a copy under these rules does with the large objects, where it carries them
+    /// (`carried`): `Some(true)` copies them, `Some(false)` empties the destination's, `None`
+    /// leaves them alone. No rule reaches inside a large object, so only the rules' own
+    /// `large_objects` lets them be copied.
+    pub(crate) fn large_objects(&self, carried: bool) -> Option<bool> {
+        match (carried, self.large_objects) {
+            (true, Some(LargeObjects::Copy)) => Some(true),
+            (true, Some(LargeObjects::Empty)) => Some(false),
+            _ => None,
+        }
+    }
+
+    /// Whether the rules leave the large objects out although the copy would carry them:
+    /// said once, with how to change it.
+    pub(crate) fn leave_out_large_objects(&self, carried: bool) -> bool {
+        carried && self.large_objects.is_none()
     }
 
     /// Puts the masks and the subsets on the plan's tables, read from the source in the
@@ -261,6 +336,9 @@ impl Rules {
         client: &mut postgres::Client,
         plan: &mut Plan,
     ) -> Result<Vec<String>> {
+        for warning in &self.warnings {
+            log::warn!("{warning}");
+        }
         let tables = crate::schema::catalog::tables(client)?;
         let mut leaves: BTreeMap<TableName, Vec<TableName>> = BTreeMap::new();
         for table in tables.iter().filter(|t| !t.partitioned) {
@@ -283,7 +361,9 @@ impl Rules {
         }
         refusals.extend(followed.refusals);
         let keys = partition_keys(client, plan)?;
-        refusals.extend(self.apply(plan, &names, &followed.masks, &keys));
+        let bases = domain_bases(client, plan)?;
+        let (wrong, kept) = self.apply(plan, &names, &followed.masks, &keys, &bases);
+        refusals.extend(wrong);
         refusals.extend(subset::apply(
             client,
             plan,
@@ -292,6 +372,7 @@ impl Rules {
             &on_source,
             &leaves,
         )?);
+        refusals.extend(json_require::refusals(client, plan, &self.require, &kept)?);
         Ok(refusals)
     }
 
@@ -305,8 +386,10 @@ impl Rules {
         on_source: &HashSet<TableName>,
         masks: &[MaskRule],
         partition_keys: &BTreeMap<TableName, Vec<String>>,
-    ) -> Vec<String> {
+        bases: &BTreeMap<String, String>,
+    ) -> (Vec<String>, Kept) {
         let mut refusals = Vec::new();
+        let mut kept = HashSet::new();
         for mask in masks {
             // A partitioned table's rule is its partitions', which are what is copied.
             let mut tables = plan
@@ -388,8 +471,10 @@ impl Rules {
                         continue;
                     }
                 }
+                let base_type = bases.get(&column.type_name).cloned();
                 if let Rule::Keyed(keyed) = mask.rule {
-                    let kind = Kind::of(&column.type_name);
+                    let kind = Kind::of(&column.type_name)
+                        .or_else(|| base_type.as_deref().and_then(Kind::of));
                     if let (Err(why), true) = (fits(keyed, kind), path.is_empty()) {
                         refusals.push(format!(
                             "the rule {} cannot produce {}.{}'s type {}: {why}",
@@ -410,17 +495,25 @@ impl Rules {
                         continue;
                     }
                 }
+                if mask.rule == Rule::Keep {
+                    kept.insert((table.name.clone(), column.name.clone(), path));
+                    continue;
+                }
                 table.masks.push(Mask {
                     column: column.name.clone(),
                     path,
                     rule: mask.rule.clone(),
                     key: self.key.clone().filter(|_| mask.rule.in_client()),
+                    base_type,
                 });
             }
         }
         for table in &plan.tables {
             for column in &table.columns {
-                let masked = table.masks.iter().any(|m| m.column == column.name);
+                let masked = table.masks.iter().any(|m| m.column == column.name)
+                    || kept
+                        .iter()
+                        .any(|(t, c, _)| t == &table.name && c == &column.name);
                 let lowered = column.name.to_lowercase();
                 if let Some(pattern) = self.require.iter().find(|p| p.matches(&lowered)) {
                     if !masked {
@@ -436,8 +529,35 @@ impl Rules {
                 }
             }
         }
-        refusals
+        (refusals, kept)
     }
+}
+
+/// The types the copied columns' domains are domains over (through domains over domains),
+/// by the domain's name as `format_type` writes a column's type.
+fn domain_bases(client: &mut postgres::Client, plan: &Plan) -> Result<BTreeMap<String, String>> {
+    let mut oids: Vec<u32> = plan
+        .tables
+        .iter()
+        .flat_map(|t| t.columns.iter().map(|c| c.type_oid))
+        .collect();
+    oids.sort_unstable();
+    oids.dedup();
+    let rows = client
+        .query(
+            "WITH RECURSIVE d(oid, base, typmod) AS (
+                 SELECT t.oid, t.typbasetype, t.typtypmod FROM pg_catalog.pg_type t
+                  WHERE t.oid = ANY ($1) AND t.typtype = 'd'
+               UNION ALL
+                 SELECT d.oid, t.typbasetype,
+                        CASE WHEN d.typmod <> -1 THEN d.typmod ELSE t.typtypmod END
+                   FROM d JOIN pg_catalog.pg_type t ON t.oid = d.base AND t.typtype = 'd')
+             SELECT format_type(d.oid, NULL), format_type(d.base, d.typmod)
+               FROM d JOIN pg_catalog.pg_type b ON b.oid = d.base AND b.typtype <> 'd'",
+            &[&oids],
+        )
+        .context("reading the copied columns' domains")?;
+    Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
 }
 
 /// The columns of the partition keys (of every level) that each copied partition's rows are
@@ -543,8 +663,9 @@ pub(crate) fn wire_refusals(plan: &Plan) -> Vec<String> {
                 continue;
             };
             let wire = table.wire_type(column);
+            let kind = Kind::of(wire).or_else(|| mask.base_type.as_deref().and_then(Kind::of));
             let why = if mask.path.is_empty() {
-                fits(keyed, Kind::of(wire)).err().map(str::to_string)
+                fits(keyed, kind).err().map(str::to_string)
             } else if wire != "json" && wire != "jsonb" {
                 Some("a path reaches inside json and jsonb columns".to_string())
             } else {
@@ -682,9 +803,19 @@ fn parse(text: &str) -> Result<Rules> {
                         .push(declared_key(key).context("in a [[foreign_key]]")?);
                 }
             }
+            "large_objects" => {
+                rules.large_objects = Some(match value.as_str() {
+                    Some("copy") => LargeObjects::Copy,
+                    Some("empty") => LargeObjects::Empty,
+                    _ => bail!(
+                        "large_objects must be \"copy\" (as they are: no rule reaches inside \
+                         one) or \"empty\" (the destination's removed, none copied)"
+                    ),
+                })
+            }
             other => bail!(
-                "unknown key {other:?}: a rules file has require, [mask.…], [subset.…] and \
-                 [[foreign_key]]"
+                "unknown key {other:?}: a rules file has require, large_objects, [mask.…], \
+                 [subset.…] and [[foreign_key]]"
             ),
         }
     }
@@ -836,17 +967,21 @@ fn rule_of(value: &toml::Value) -> Result<Rule> {
         "hash" => Rule::Keyed(Keyed::Hash),
         "email" => Rule::Keyed(Keyed::Email),
         "name" => Rule::Keyed(Keyed::Name),
+        "first_name" => Rule::Keyed(Keyed::FirstName),
+        "last_name" => Rule::Keyed(Keyed::LastName),
+        "keep" => Rule::Keep,
         "phone" => Rule::Keyed(Keyed::Phone),
         "scramble" => Rule::Keyed(Keyed::Scramble),
         other => bail!(
             "unknown rule {other:?}: this pgcopy masks with null, fixed (value = …), sql \
-             (expr = …), hash, email, name, phone and scramble"
+             (expr = …), noise (range = …), hash, email, name, first_name, last_name, phone \
+             and scramble, and keep leaves a column as it is"
         ),
     };
     if let Some(table) = table {
         for key in table.keys() {
             let expected = match rule {
-                Rule::Null | Rule::Keyed(_) => &["rule"][..],
+                Rule::Null | Rule::Keyed(_) | Rule::Keep => &["rule"][..],
                 Rule::Fixed(_) => &["rule", "value"],
                 Rule::Sql(_) => &["rule", "expr"],
                 Rule::Noise(_) => &["rule", "range"],
@@ -940,6 +1075,7 @@ mod tests {
             path: Vec::new(),
             rule,
             key: None,
+            base_type: None,
         };
         assert_eq!(mask(Rule::Null).source_expr("text"), "NULL::text");
         assert_eq!(

@@ -46,6 +46,9 @@ impl Kind {
         };
         match type_name {
             "text" => Some(Kind::Text(None)),
+            // citext's binary form is text's (written `public.citext` where its schema is
+            // not on the path).
+            _ if type_name == "citext" || type_name.ends_with(".citext") => Some(Kind::Text(None)),
             "smallint" => Some(Kind::Int2),
             "integer" => Some(Kind::Int4),
             "bigint" => Some(Kind::Int8),
@@ -187,6 +190,12 @@ pub(crate) fn mask_into(hmac: &Hmac, keyed: Keyed, kind: Kind, value: &[u8], out
             out.push(b' ');
             out.extend_from_slice(LAST_NAMES[mac[1] as usize % LAST_NAMES.len()].as_bytes());
         }
+        Keyed::FirstName => {
+            out.extend_from_slice(FIRST_NAMES[mac[0] as usize % FIRST_NAMES.len()].as_bytes());
+        }
+        Keyed::LastName => {
+            out.extend_from_slice(LAST_NAMES[mac[1] as usize % LAST_NAMES.len()].as_bytes());
+        }
         Keyed::Phone => {
             out.extend_from_slice(b"+1-555-01");
             decimal_into(u32::from(mac[0] % 100), 2, out);
@@ -323,7 +332,9 @@ impl Masker {
                 };
                 key = mask.key.clone();
                 if mask.path.is_empty() {
-                    let Some(kind) = Kind::of(wire) else {
+                    let kind =
+                        Kind::of(wire).or_else(|| mask.base_type.as_deref().and_then(Kind::of));
+                    let Some(kind) = kind else {
                         bail!(
                             "pgcopy cannot hash {}.{}, of type {wire}",
                             table.name,
@@ -584,6 +595,9 @@ mod tests {
         assert_eq!(email, fake(Keyed::Email, b"ann@corp.com"));
         assert_ne!(email, fake(Keyed::Email, b"bob@corp.com"));
         assert_eq!(fake(Keyed::Name, b"Ann Lee").split(' ').count(), 2);
+        // One name for a first-name column, one for a last-name column.
+        assert!(FIRST_NAMES.contains(&fake(Keyed::FirstName, b"Ann").as_str()));
+        assert!(LAST_NAMES.contains(&fake(Keyed::LastName, b"Lee").as_str()));
         assert!(fake(Keyed::Phone, b"+44 20 7946 0000").starts_with("+1-555-01"));
         let scrambled = fake(Keyed::Scramble, "Ab-12 é".as_bytes());
         let classes = |s: &str| -> Vec<u8> {

@@ -68,6 +68,7 @@ pub(crate) fn read(
         }
         Ok(())
     })
+    .map_err(|err| without_values(table, err))
     .context("reading from the source")?;
     if let Some(masker) = &masker {
         masker.finish()?;
@@ -79,4 +80,42 @@ pub(crate) fn read(
     conn.execute("COMMIT")
         .context("ending the source transaction")?;
     Ok(rows)
+}
+
+/// A failure of a table the source masks (`sql`, `fixed`, `noise` in its `COPY (SELECT …)`)
+/// without the server's message, which may quote the row's unmasked values ("invalid input
+/// syntax for type integer: \"ann@corp.com\""): its SQLSTATE, which keeps its kind, and the
+/// rules the source applies there. A lost session or a lock, which quote nothing, as it is.
+fn without_values(table: &TablePlan, err: anyhow::Error) -> anyhow::Error {
+    if table.masks.iter().all(|m| m.rule.in_client()) {
+        return err;
+    }
+    let Some(server) = err
+        .chain()
+        .find_map(|c| c.downcast_ref::<wire::ServerError>())
+    else {
+        return err;
+    };
+    if ["08", "25", "40", "53", "55", "57"].contains(&server.code.get(..2).unwrap_or("")) {
+        return err;
+    }
+    let rules: Vec<String> = table
+        .masks
+        .iter()
+        .filter(|m| !m.rule.in_client())
+        .map(|m| format!("{} ({})", m.target(), m.rule.describe()))
+        .collect();
+    anyhow::Error::new(wire::ServerError {
+        severity: server.severity.clone(),
+        code: server.code.clone(),
+        message: format!(
+            "the source failed on a row of {} while applying the rules there ({}), with \
+             SQLSTATE {}; its message is not shown, as it may quote the row's unmasked values",
+            table.name,
+            rules.join(", "),
+            server.code
+        ),
+        detail: None,
+        hint: None,
+    })
 }

@@ -17,7 +17,7 @@ use crate::schema::catalog::{self, Rights};
 use crate::schema::constraints::{self, Constraint};
 use crate::schema::fk_mode::FkMode;
 use crate::schema::indexes::{self, IndexMode};
-use crate::schema::large_objects::{self, LargeObject};
+use crate::schema::large_objects::{self, LargeObject, Selection};
 use crate::schema::matviews::{self, MatView};
 use crate::schema::sequences::{self, Sequence};
 use crate::schema::statistics;
@@ -119,10 +119,27 @@ pub(super) fn plan(cfg: &CopyConfig, prepared: Prepared) -> Result<Work<'_>> {
     } else {
         Vec::new()
     };
-    let large_objects = if cfg.large_objects.copies(cfg.filter.narrowed()) {
-        Some(large_objects::plan(&mut snapshot.client)?)
-    } else {
-        None
+    let carried = cfg.large_objects.copies(cfg.filter.narrowed());
+    let large_objects = match &cfg.rules {
+        None if carried => Some(large_objects::plan(&mut snapshot.client)?),
+        None => None,
+        Some(rules) => {
+            if rules.leave_out_large_objects(carried) {
+                let message = "the large objects are not copied: no rule reaches inside one, \
+                               so the rules must say large_objects = \"copy\" (as they are) or \
+                               \"empty\" (the destination's removed)";
+                if cfg.large_objects == Selection::Always {
+                    refusals.push(format!("--large-objects asks for them, but {message}"));
+                } else {
+                    log::warn!("{message}");
+                }
+            }
+            match rules.large_objects(carried) {
+                Some(true) => Some(large_objects::plan(&mut snapshot.client)?),
+                Some(false) => Some(Vec::new()),
+                None => None,
+            }
+        }
     };
     let populated = if cfg.refresh_views {
         matviews::populated(&mut snapshot.client)?
