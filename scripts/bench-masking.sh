@@ -6,13 +6,16 @@
 #   scripts/bench-masking.sh [ROWS (1000000)] [RUNS (5)]
 #
 # The table: customer (id int, email text, first_name text, last_name text, phone
-# varchar(20), city text, note text, score int). Per round, round robin, each into the
-# freshly truncated destination table:
+# varchar(20), city text, note text, score int, ref int, account bigint, tag smallint).
+# Per round, round robin, each into the freshly truncated destination table:
 #   plain          pgcopy copy, no rules: the binary COPY as it is
 #   source rules   --rules with sql, fixed, null and noise on the text columns (and score):
 #                  the source evaluates them in COPY (SELECT …) TO STDOUT (FORMAT binary)
 #   keyed rules    --rules with email, name, hash, phone and scramble: pgcopy applies them
 #                  to the binary stream under PGCOPY_MASK_KEY, the key kept from both servers
+#   integer hash   --rules with hash on the four integer columns (score, ref, account, tag):
+#                  a keyed permutation of each type's values (an HMAC before; run the
+#                  script with an older PGCOPY_BIN to compare the two)
 # and prints the median wall time of each, and each ÷ plain as the median of the rounds'
 # own ratios with their range (the machine is shared and noisy), with pgcopy's own CPU
 # time (user + system) and peak memory from /usr/bin/time. pgsync and Greenmask, the
@@ -31,14 +34,16 @@ bench_pair
 
 echo "==> filling $rows rows" >&2
 schema="CREATE TABLE customer (id int PRIMARY KEY, email text, first_name text,
-             last_name text, phone varchar(20), city text, note text, score int)"
+             last_name text, phone varchar(20), city text, note text, score int, ref int,
+             account bigint, tag smallint)"
 cluster_psql src bench -c "$schema"
 cluster_psql dst bench -c "$schema"
 cluster_psql src bench -c "
     INSERT INTO customer
     SELECT i, 'person' || i || '@corp.example.com', 'First' || (i % 5000),
            'Last' || (i % 7919), '+44 20 7946 ' || lpad((i % 10000)::text, 4, '0'),
-           'City ' || (i % 300), 'note ' || md5(i::text), i % 1000
+           'City ' || (i % 300), 'note ' || md5(i::text), i % 1000, (i * 7) % 1000003,
+           i::bigint * 1000003, (i % 30000)::smallint
     FROM generate_series(1, $rows) i"
 cluster_psql src bench -c "VACUUM ANALYZE customer"
 
@@ -63,6 +68,14 @@ phone = "phone"
 city = "scramble"
 note = "hash"
 RULES
+integer_rules=$WORKDIR/integers.toml
+cat >"$integer_rules" <<'RULES'
+[mask."public.customer"]
+score = "hash"
+ref = "hash"
+account = "hash"
+tag = "hash"
+RULES
 export PGCOPY_MASK_KEY=benchmark-key-0123456789abcdef
 
 copy=("$PGCOPY_BIN" copy --source "$(cluster_url src bench)" --dest "$(cluster_url dst bench)"
@@ -75,6 +88,7 @@ for round in $(seq 1 "$runs"); do
     {
         timed_run plain "$reset" "${copy[@]}"
         timed_run source "$reset" "${copy[@]}" --rules "$source_rules"
+        timed_run integers "$reset" "${copy[@]}" --rules "$integer_rules"
         timed_run keyed "$reset" "${copy[@]}" --rules "$keyed_rules"
     } | sed "s/^/$round /" >>"$results"
     [[ $(cluster_psql dst bench -Atc "SELECT count(*) FROM customer
@@ -82,7 +96,9 @@ for round in $(seq 1 "$runs"); do
         { echo "the keyed copy did not mask every email" >&2; exit 1; }
 done
 
-echo "masking: $rows rows, 6 text columns masked, $runs rounds, fsync on, wal_level=replica," \
+echo "masking: $rows rows, 6 text columns masked (keyed, source) or 4 integer ones" \
+    "(integer hash), $runs rounds, fsync on, wal_level=replica," \
     "$(nproc) cores"
-summarize_rounds "$results" plain plain=plain source=source_rules keyed=keyed_rules
+summarize_rounds "$results" plain plain=plain source=source_rules keyed=keyed_rules \
+    integers=integer_hash
 rm -f "$results"
