@@ -401,3 +401,70 @@ fn a_weak_or_readable_masking_key_is_warned_about() {
     );
     assert!(out.stderr.contains("has only 1 distinct bytes"), "{out:?}");
 }
+
+/// The rules file a careful user writes for pagila: every personal column masked, the
+/// customers' key hashed (which follows to the rentals and payments that reference it),
+/// public names kept, and a tenth of the rentals.
+const CAREFUL: &str = r#"
+require = ["*email*", "*name*", "*phone*", "address", "address2", "postal_code", "password", "picture"]
+[mask."public.customer"]
+customer_id = "hash"
+first_name = "first_name"
+last_name = "last_name"
+email = "email"
+[mask."public.staff"]
+first_name = "first_name"
+last_name = "last_name"
+email = "email"
+username = "hash"
+password = "null"
+picture = "null"
+[mask."public.address"]
+address = "scramble"
+address2 = "null"
+postal_code = "scramble"
+phone = "phone"
+[mask."public.actor"]
+first_name = "keep"
+last_name = "keep"
+[mask."public.category"]
+name = "keep"
+[mask."public.language"]
+name = "keep"
+[subset."public.rental"]
+where = "rental_id % 10 = 0"
+"#;
+
+#[test]
+fn a_careful_rules_file_masks_pagila_and_keeps_every_key() {
+    let (src, dst) = pair!();
+    util::load_pagila(&src);
+    util::pagila_schema(&dst);
+    let rules = util::rules_file(&src, "careful", CAREFUL);
+    let out = masked_copy(&src, &dst, &rules);
+    assert_exit!(out, exit::SUCCESS);
+    assert_keys_valid(&dst, &out);
+    assert!(
+        out.stderr
+            .contains("public.payment.customer_id references public.customer.customer_id"),
+        "{out:?}"
+    );
+    let leaked = dst.scalar_i64(
+        "SELECT (SELECT count(*) FROM customer WHERE email LIKE '%sakilacustomer.org')
+              + (SELECT count(*) FROM customer c JOIN (VALUES ('MARY', 'SMITH')) AS v(f, l)
+                   ON c.first_name = v.f AND c.last_name = v.l)
+              + (SELECT count(*) FROM staff WHERE password IS NOT NULL OR picture IS NOT NULL)",
+    );
+    assert_eq!(leaked, 0);
+    // Every payment still belongs to its rental's customer.
+    assert_eq!(
+        dst.scalar_i64(
+            "SELECT count(*) FROM payment p JOIN rental r USING (rental_id)
+              WHERE p.customer_id <> r.customer_id"
+        ),
+        src.scalar_i64(
+            "SELECT count(*) FROM payment p JOIN rental r USING (rental_id)
+              WHERE p.customer_id <> r.customer_id AND r.rental_id % 10 = 0"
+        )
+    );
+}
