@@ -366,3 +366,43 @@ fn resume_after_kill_9_mid_split_copies_only_the_pieces_left() {
     assert_eq!(indexes(&dst), before);
     assert!(!util::has_state_file(&dst), "{:?}", util::state_lines(&dst));
 }
+
+/// A split table whose indexes back a primary key and unique constraints: built again side
+/// by side after the last piece, each attached to its constraint, in every index mode.
+#[test]
+fn a_split_table_gets_its_primary_key_and_unique_constraints_back_in_every_index_mode() {
+    let (src, dst) = pair!();
+    both(
+        &src,
+        &dst,
+        "CREATE TABLE accounts (id bigint PRIMARY KEY, code text UNIQUE, email text UNIQUE,
+                                serial int UNIQUE, note text);",
+    );
+    src.exec(
+        "INSERT INTO accounts
+         SELECT i, 'c' || i, 'a' || i || '@x.invalid', i, repeat(md5(i::text), 2)
+         FROM generate_series(1, 40000) AS i;
+         ANALYZE accounts",
+    );
+    let before = util::constraints(&dst);
+    for mode in ["auto", "rebuild", "keep"] {
+        dst.exec("TRUNCATE accounts");
+        let out = copy(
+            &src,
+            &dst,
+            &[
+                "--split-tables-larger-than",
+                "1MiB",
+                "--indexes",
+                mode,
+                "--json",
+                "--parallel",
+                "4",
+            ],
+        );
+        assert_exit!(out, exit::SUCCESS, "--indexes {mode}");
+        assert!(pieces_of(&out.stdout, "accounts") > 1, "{mode}: {out:?}");
+        assert_same_data(&src, &dst, &["accounts"]);
+        assert_eq!(util::constraints(&dst), before, "--indexes {mode}");
+    }
+}

@@ -162,14 +162,18 @@ pub(crate) fn complete(
 
 /// Builds the table's dropped indexes again, as pgcopydb does: each in a transaction of its
 /// own, on as many sessions at once as the pool can spare (`CREATE INDEX` takes a lock that
-/// does not conflict with itself). Returns what failed; those stay in the state file.
+/// does not conflict with itself). An index that backs a primary key or a unique constraint
+/// is attached to it in its transaction (`ALTER TABLE … ADD CONSTRAINT … USING INDEX`, an
+/// exclusive lock): two of those side by side would each wait for the other's build to
+/// end, a deadlock, so they take turns, beside the plain builds. Returns what failed; those
+/// stay in the state file.
 fn rebuild_indexes(table: &TablePlan, client: &mut Client, dest: &Pool) -> Vec<String> {
-    let queue: Mutex<Vec<SavedIndex>> = Mutex::new(
+    let queue: Mutex<Vec<(SavedIndex, bool)>> = Mutex::new(
         table
             .indexes
             .iter()
             .rev()
-            .map(|i| SavedIndex::new(&table.name, i))
+            .map(|i| (SavedIndex::new(&table.name, i), i.constraint.is_some()))
             .collect(),
     );
     // Sessions the lanes do not need; none spare soon, fewer builds at once.
@@ -178,10 +182,13 @@ fn rebuild_indexes(table: &TablePlan, client: &mut Client, dest: &Pool) -> Vec<S
         .collect();
     let at_once = extras.len() + 1;
     let problems = Mutex::new(Vec::new());
+    let attaching = Mutex::new(());
     let work = |client: &mut Client| {
-        while let Some(index) = queue.lock().ok().and_then(|mut q| q.pop()) {
+        while let Some((index, attaches)) = queue.lock().ok().and_then(|mut q| q.pop()) {
+            let turn = attaches.then(|| attaching.lock());
             let (_, failed) =
                 indexes::rebuild_missing(client, std::slice::from_ref(&index), at_once);
+            drop(turn);
             if let Ok(mut problems) = problems.lock() {
                 problems.extend(failed);
             }
