@@ -18,6 +18,7 @@ mod units;
 
 use cli::args::{self as cli_args, Parsed};
 use exit::Exit;
+use std::io::Write as _;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
@@ -25,11 +26,11 @@ fn main() -> ExitCode {
     let args = match cli_args::parse(&args) {
         Parsed::Args(args) => args,
         Parsed::Exit { output, success } if success => {
-            println!("{output}");
+            let _ = writeln!(output::format::stdout(), "{output}");
             return ExitCode::SUCCESS;
         }
         Parsed::Exit { output, .. } => {
-            eprintln!("{output}");
+            let _ = writeln!(output::format::stderr(), "{output}");
             return Exit::Usage.into();
         }
     };

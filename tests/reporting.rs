@@ -291,3 +291,41 @@ fn quiet_says_nothing_on_success_and_verbose_shows_the_sql() {
     assert!(!out.stderr.contains("info:"), "RUST_LOG decides: {out:?}");
     assert!(out.stdout.contains("total: 1 of 1 tables"), "{out:?}");
 }
+
+/// Every command with its stdout and stderr closed before it writes (a reader that stopped
+/// early, `| head -1`): no panic, and the exit code the command earned.
+#[test]
+fn a_closed_pipe_ends_output_but_never_changes_the_exit_code() {
+    // Nothing listens on port 1.
+    let nowhere = "postgres://nobody@127.0.0.1:1/none?connect_timeout=2";
+    for (args, code) in [
+        (vec!["help"], exit::SUCCESS),
+        (vec!["help", "copy"], exit::SUCCESS),
+        (vec!["version"], exit::SUCCESS),
+        (vec!["copy", "--paralel", "2"], exit::USAGE),
+        (vec!["list", "--source", nowhere], exit::USAGE),
+        (vec!["status", "--source", nowhere], exit::USAGE),
+        (vec!["list", "--source", nowhere, "--json"], exit::USAGE),
+        (
+            vec!["verify", "--source", nowhere, "--dest", nowhere],
+            exit::USAGE,
+        ),
+        (
+            vec!["copy", "--source", nowhere, "--dest", nowhere, "--dry-run"],
+            exit::USAGE,
+        ),
+    ] {
+        for _ in 0..3 {
+            let mut child = util::pgcopy()
+                .args(&args)
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .expect("starting pgcopy");
+            drop(child.stdout.take());
+            drop(child.stderr.take());
+            let status = child.wait().expect("waiting for pgcopy");
+            assert_eq!(status.code(), Some(code), "pgcopy {}", args.join(" "));
+        }
+    }
+}

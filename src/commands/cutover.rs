@@ -21,6 +21,7 @@ use crate::units::format_bytes;
 use anyhow::{bail, Context, Result};
 use postgres::Client;
 use serde_json::json;
+use std::io::Write as _;
 use std::time::{Duration, Instant};
 
 /// How often the slot is looked at.
@@ -138,7 +139,8 @@ pub(crate) fn run(cfg: &CutoverConfig) -> Result<Exit> {
         if let Some(checks) = &checks {
             verify::write_summary(checks)?;
         }
-        println!(
+        let _ = writeln!(
+            crate::output::format::stdout(),
             "cut over in {:.1}s: the destination holds every transaction the source \
              committed before the mark{}",
             downtime.as_secs_f64(),

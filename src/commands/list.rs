@@ -140,5 +140,5 @@ fn write_listing(entries: &[Entry], exact: bool) -> std::io::Result<()> {
         total_rows.map_or("?".into(), |n| n.to_string()),
         format_bytes(entries.iter().map(|e| e.bytes).sum()),
     ]);
-    write_table(&mut std::io::stdout().lock(), "llrr", &rows)
+    write_table(&mut crate::output::format::stdout(), "llrr", &rows)
 }

@@ -11,12 +11,17 @@ pub(crate) mod verify;
 
 use crate::cli::config::Command;
 use crate::exit::Exit;
+use std::io::Write as _;
 
 /// Runs a command; an `Err` is reported with exit code 2 (nothing was written).
 pub(crate) fn run(command: Command) -> anyhow::Result<Exit> {
     match command {
         Command::Version => {
-            println!("pgcopy {}", env!("CARGO_PKG_VERSION"));
+            let _ = writeln!(
+                crate::output::format::stdout(),
+                "pgcopy {}",
+                env!("CARGO_PKG_VERSION")
+            );
             Ok(Exit::Success)
         }
         Command::List(cfg) => list::run(&cfg),

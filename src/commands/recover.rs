@@ -11,6 +11,7 @@ use crate::schema::indexes;
 use crate::state::file::{State, StateFile};
 use anyhow::{bail, Result};
 use postgres::Client;
+use std::io::Write as _;
 
 pub(crate) fn run(cfg: &RecoverConfig) -> Result<Exit> {
     let mut dest = cfg.dest.connect()?;
@@ -18,7 +19,8 @@ pub(crate) fn run(cfg: &RecoverConfig) -> Result<Exit> {
     lock_destination(&mut dest, &cfg.dest)?;
     let file = StateFile::new(&cfg.state_dir, &identity.database, &identity.key());
     let Some(state) = pending(&mut dest, &file, &cfg.dest)? else {
-        println!(
+        let _ = writeln!(
+            crate::output::format::stdout(),
             "{}: nothing to recover (no state file {})",
             cfg.dest,
             file.path.display()
@@ -26,17 +28,23 @@ pub(crate) fn run(cfg: &RecoverConfig) -> Result<Exit> {
         return Ok(Exit::Success);
     };
     if state.plan.is_some() {
-        println!(
+        let _ =
+            writeln!(crate::output::format::stdout(), 
             "{}: an interrupted copy finished {} tables; `pgcopy copy --resume` copies the rest",
             cfg.dest,
             state.done.len()
         );
     }
     if state.validate.is_empty() {
-        println!("{}: every foreign key is in place", cfg.dest);
+        let _ = writeln!(
+            crate::output::format::stdout(),
+            "{}: every foreign key is in place",
+            cfg.dest
+        );
         return Ok(Exit::Success);
     }
-    println!(
+    let _ = writeln!(
+        crate::output::format::stdout(),
         "{}: every foreign key is back, but {} stay NOT VALID until a copy makes the data \
          whole again: {}",
         cfg.dest,

@@ -42,7 +42,7 @@ pub(crate) fn run(cfg: &StatusConfig) -> Result<Exit> {
 }
 
 fn write_status(found: &Readiness, followers: &[Follower]) -> std::io::Result<()> {
-    let mut out = std::io::stdout().lock();
+    let mut out = crate::output::format::stdout();
     let mut rows = vec![vec![
         "follow needs".to_string(),
         "the source has".into(),

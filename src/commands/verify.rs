@@ -36,7 +36,7 @@ pub(crate) fn run(cfg: &VerifyConfig) -> Result<Exit> {
 /// Each table's comparison and, last, how many differ.
 pub(crate) fn write_summary(checks: &[Check]) -> Result<()> {
     let mismatches = checks.iter().filter(|c| !c.matches()).count();
-    let mut out = std::io::stdout().lock();
+    let mut out = crate::output::format::stdout();
     write_checks(&mut out, &checks.iter().collect::<Vec<_>>())
         .and_then(|()| {
             writeln!(

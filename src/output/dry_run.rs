@@ -42,7 +42,7 @@ impl Planned<'_> {
             findings,
             refusals,
         } = self;
-        let mut out = std::io::stdout().lock();
+        let mut out = crate::output::format::stdout();
         writeln!(out, "dry run: nothing was changed")?;
         writeln!(out, "source:      {}", cfg.source)?;
         writeln!(out, "destination: {}", cfg.dest)?;

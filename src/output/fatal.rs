@@ -4,6 +4,7 @@
 
 use crate::exit::Exit;
 use crate::pg::error::describe;
+use std::io::Write as _;
 use std::process::ExitCode;
 
 /// The exit of a command that returned `err`; `json` also prints it as a document.
@@ -12,7 +13,7 @@ pub(crate) fn exit_for(err: &anyhow::Error, json: bool) -> ExitCode {
         return ExitCode::SUCCESS;
     }
     let message = describe(err);
-    eprintln!("pgcopy: error: {message}");
+    let _ = writeln!(super::format::stderr(), "pgcopy: error: {message}");
     if json {
         let doc = serde_json::json!({
             "pgcopy_version": env!("CARGO_PKG_VERSION"),

@@ -41,11 +41,42 @@ pub(crate) fn write_table(
     Ok(())
 }
 
-/// Writes a JSON document to stdout; a closed pipe comes back as an error, not a panic.
+/// Writes a JSON document to stdout (see `stdout`).
 pub(crate) fn print_json(doc: &serde_json::Value) -> io::Result<()> {
-    let mut out = io::stdout().lock();
+    let mut out = stdout();
     writeln!(out, "{doc:#}")?;
     out.flush()
+}
+
+/// Standard output, for all pgcopy prints there. A reader that closed the pipe (`pgcopy
+/// list | head -1`) has what it wanted: writing on is no error and no panic, and the run
+/// keeps the exit code it earned, as ripgrep and fd do.
+pub(crate) fn stdout() -> Closable<io::StdoutLock<'static>> {
+    Closable(io::stdout().lock())
+}
+
+/// Standard error, likewise (`pgcopy list 2>&1 | head -1`).
+pub(crate) fn stderr() -> Closable<io::StderrLock<'static>> {
+    Closable(io::stderr().lock())
+}
+
+/// A stream whose reader may have gone: what is written after is dropped.
+pub(crate) struct Closable<W>(W);
+
+impl<W: Write> Write for Closable<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self.0.write(buf) {
+            Err(err) if err.kind() == io::ErrorKind::BrokenPipe => Ok(buf.len()),
+            other => other,
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self.0.flush() {
+            Err(err) if err.kind() == io::ErrorKind::BrokenPipe => Ok(()),
+            other => other,
+        }
+    }
 }
 
 #[cfg(test)]

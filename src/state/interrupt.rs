@@ -5,6 +5,7 @@
 
 use crate::exit::Exit;
 use anyhow::{Context, Result};
+use std::io::Write as _;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 static SIGNALS: AtomicUsize = AtomicUsize::new(0);
@@ -20,14 +21,19 @@ pub(crate) fn install() -> Result<()> {
     ctrlc::set_handler(|| match SIGNALS.fetch_add(1, Ordering::SeqCst) {
         0 => {
             STOP.store(true, Ordering::SeqCst);
-            eprintln!(
+            // Never a panic in the handler, whatever stderr is.
+            let _ = writeln!(
+                std::io::stderr(),
                 "\npgcopy: interrupted: stopping (a copy puts the destination's keys back first)"
             );
         }
-        1 => eprintln!(
-            "\npgcopy: still putting the destination's keys back; interrupt once more to exit \
-             at once and leave that to `pgcopy recover`"
-        ),
+        1 => {
+            let _ = writeln!(
+                std::io::stderr(),
+                "\npgcopy: still putting the destination's keys back; interrupt once more to \
+                 exit at once and leave that to `pgcopy recover`"
+            );
+        }
         _ => std::process::exit(i32::from(Exit::Interrupted.code())),
     })
     .context("installing the Ctrl-C handler")

@@ -219,7 +219,7 @@ pub(super) fn finish(
         print_json(&report.to_json()).context("writing the report")?;
     } else if cfg.verbosity != Verbosity::Quiet || code != Exit::Success {
         report
-            .write(&mut std::io::stdout().lock())
+            .write(&mut crate::output::format::stdout())
             .context("writing the report")?;
     }
     Ok((code, None))

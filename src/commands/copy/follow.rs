@@ -38,6 +38,7 @@ use postgres::Client;
 use serde_json::json;
 use std::collections::{HashMap, HashSet};
 use std::io::IsTerminal;
+use std::io::Write as _;
 use std::sync::atomic::AtomicU64;
 use std::time::{Duration, Instant};
 
@@ -678,7 +679,7 @@ fn finish(
     if cfg.json {
         log::info!("{said}");
     } else if cfg.verbosity != crate::cli::config::Verbosity::Quiet {
-        println!("{said}");
+        let _ = writeln!(crate::output::format::stdout(), "{said}");
     }
     Ok(Followed {
         exit,
