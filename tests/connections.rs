@@ -99,7 +99,7 @@ fn reads_connections_from_files_and_the_environment() {
     let (src, dst) = pair!();
     both(&src, &dst, "CREATE TABLE t (id int)");
     src.exec("INSERT INTO t SELECT generate_series(1, 10)");
-    let dir = std::env::temp_dir().join(format!("pgcopy-conn-files-{}", std::process::id()));
+    let dir = util::scratch_dir("conn-files");
     std::fs::create_dir_all(&dir).expect("creating a temp dir");
     let source_file = dir.join("source.conn");
     std::fs::write(&source_file, format!("# the source\n\n{}\n", src.url())).expect("writing");

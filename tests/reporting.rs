@@ -20,7 +20,7 @@ fn json(text: &str) -> serde_json::Value {
 #[test]
 fn on_a_terminal_a_bar_stays_in_place_and_log_lines_stay_whole() {
     let (src, dst) = with_pgbench(pair!());
-    let dir = std::env::temp_dir().join(format!("pgcopy-pty-{}", std::process::id()));
+    let dir = util::scratch_dir("pty");
     std::fs::create_dir_all(&dir).expect("creating a temp dir");
     let typescript = dir.join("typescript");
     let binary = env!("CARGO_BIN_EXE_pgcopy");

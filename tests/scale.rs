@@ -103,10 +103,11 @@ fn copies_a_single_200_mib_bytea_value() {
 
 /// A lane takes its next table only once its writer is done with the last, so a table never
 /// waits behind another table's index builds and `ANALYZE` while a lane is free. `slow`
-/// comes first (the largest file, of dead rows) and its index build and `ANALYZE` take
-/// seconds on the destination (an expression index on a function that sleeps there for its
-/// few live rows); `other` holds the second lane at a lock until `slow`'s index is being
-/// built. `last` must then go on the second lane while `slow` is still being completed.
+/// comes first (the largest file, of dead rows), and its `ANALYZE` (of an expression index
+/// on a function) waits on the destination for an advisory lock the test holds; `other`
+/// holds the second lane at a lock until `slow`'s index is being built. `last` must then be
+/// copied on the second lane while `slow`'s build still waits: it cannot finish before the
+/// test lets it, so no timing decides the outcome, only the order of events.
 #[test]
 fn a_table_never_waits_behind_another_tables_index_builds() {
     let (src, dst) = pair!();
@@ -115,8 +116,10 @@ fn a_table_never_waits_behind_another_tables_index_builds() {
         &dst,
         "CREATE FUNCTION nap(x int) RETURNS int LANGUAGE plpgsql IMMUTABLE AS $$
          BEGIN
-             IF x < 0 AND current_setting('pgcopy_test.nap', true) = 'on' THEN
-                 PERFORM pg_sleep(0.5);
+             IF x < 0 AND current_setting('pgcopy_test.nap', true) = 'on'
+                AND current_query() ~* '^\\s*(ANALYZE|CREATE)' THEN
+                 PERFORM pg_advisory_lock_shared(4242);
+                 PERFORM pg_advisory_unlock_shared(4242);
              END IF;
              RETURN x;
          END $$;
@@ -141,13 +144,18 @@ fn a_table_never_waits_behind_another_tables_index_builds() {
         "ALTER DATABASE {} SET pgcopy_test.nap = 'on'",
         dst.quoted_name()
     ));
+    // slow's index build waits for this session's lock until it is let go.
+    let mut gate = dst.client();
+    gate.batch_execute("SELECT pg_advisory_lock(4242)")
+        .expect("taking the advisory lock");
     let locker = util::lock_table(&dst, "other");
     let mut child = util::spawn_copy(&src, &dst, &["--parallel", "2"]);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let building = "SELECT count(*) FROM pg_stat_activity
-                    WHERE application_name = 'pgcopy' AND datname = current_database()
-                      AND state = 'active' AND query ~ '(INDEX|ANALYZE).*slow'";
-    while dst.scalar_i64(building) == 0 {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let waiting = "SELECT count(*) FROM pg_stat_activity
+                   WHERE application_name = 'pgcopy' AND datname = current_database()
+                     AND wait_event_type = 'Lock' AND wait_event = 'advisory'
+                     AND query ~ '(INDEX|ANALYZE).*slow'";
+    while dst.scalar_i64(waiting) == 0 {
         if child.try_wait().expect("pgcopy").is_some() || Instant::now() > deadline {
             panic!("slow's indexes were never built: {:?}", util::finish(child));
         }
@@ -158,6 +166,8 @@ fn a_table_never_waits_behind_another_tables_index_builds() {
     client
         .batch_execute("SET lock_timeout = '50ms'")
         .expect("setting lock_timeout");
+    // last comes while slow's build still waits: had it waited behind it, it would not
+    // come before the gate opens, and the deadline would fail the test.
     loop {
         // Blocked while last's load transaction is open: not there yet.
         let copied = client
@@ -169,16 +179,18 @@ fn a_table_never_waits_behind_another_tables_index_builds() {
         }
         if child.try_wait().expect("pgcopy").is_some() || Instant::now() > deadline {
             panic!(
-                "last was never copied while pgcopy ran: {:?}",
+                "last was not copied while slow's index build waited: {:?}",
                 util::finish(child)
             );
         }
         std::thread::sleep(Duration::from_millis(20));
     }
     assert!(
-        dst.scalar_i64(building) > 0,
-        "last waited until slow's index builds and ANALYZE were over"
+        dst.scalar_i64(waiting) > 0,
+        "slow's build went on without the gate"
     );
+    gate.batch_execute("SELECT pg_advisory_unlock(4242)")
+        .expect("letting the build go on");
     let out = util::finish(child);
     assert_exit!(out, exit::SUCCESS);
     assert_same_data(&src, &dst, &["slow", "other", "last"]);

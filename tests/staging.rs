@@ -388,7 +388,7 @@ fn a_weak_or_readable_masking_key_is_warned_about() {
         "email",
         "[mask.\"public.person\"]\nemail = \"email\"\n",
     );
-    let key_file = std::env::temp_dir().join(format!("{}.key", src.name));
+    let key_file = util::scratch_dir(&format!("{}.key", src.name));
     std::fs::write(&key_file, "                    \n").unwrap();
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o644)).unwrap();

@@ -233,7 +233,7 @@ fn copy_between(src: &TestDb, dst: &TestDb, eighteen: bool) {
 
     // A subset and masks inside JSON, in each version's SQL: the closure, jsonb_set, the
     // keyed rewrite, verify of the subset. (18's NOT ENFORCED key is not followed.)
-    let rules = std::env::temp_dir().join(format!("{}-rules.toml", dst.name));
+    let rules = util::scratch_dir(&format!("{}-rules.toml", dst.name));
     std::fs::write(
         &rules,
         r#"
@@ -371,7 +371,7 @@ fn an_18_destination_analyzes_masked_and_subset_tables_rather_than_take_the_sour
          INSERT INTO visit SELECT i, 1 + i % 5000, i % 100 FROM generate_series(1, 20000) i;
          ANALYZE person, visit;",
     );
-    let rules = std::env::temp_dir().join(format!("{}.toml", dst.name));
+    let rules = util::scratch_dir(&format!("{}.toml", dst.name));
     std::fs::write(
         &rules,
         r#"

@@ -29,7 +29,7 @@ pub(crate) fn run(cfg: &RecoverConfig) -> Result<Exit> {
     };
     if state.plan.is_some() {
         let _ =
-            writeln!(crate::output::format::stdout(), 
+            writeln!(crate::output::format::stdout(),
             "{}: an interrupted copy finished {} tables; `pgcopy copy --resume` copies the rest",
             cfg.dest,
             state.done.len()

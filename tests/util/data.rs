@@ -155,7 +155,7 @@ pub fn with_keys((src, dst): (TestDb, TestDb)) -> (TestDb, TestDb) {
 /// A rules file (`--rules`) of the test's, named after its database and `name`, in the
 /// temporary directory.
 pub fn rules_file(db: &TestDb, name: &str, text: &str) -> String {
-    let path = std::env::temp_dir().join(format!("{}-{name}.toml", db.name));
+    let path = super::run::scratch_dir(&format!("{}-{name}.toml", db.name));
     std::fs::write(&path, text).expect("writing the rules file");
     path.display().to_string()
 }

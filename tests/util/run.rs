@@ -291,7 +291,7 @@ pub(super) fn shell_quote(s: &str) -> String {
 /// Where the binary keeps its state files in tests: a directory of this test process, so
 /// runs never find the state of another process (or of the user running the tests).
 pub fn state_home() -> PathBuf {
-    std::env::temp_dir().join(format!("pgcopy-test-state-{}", std::process::id()))
+    scratch_dir("state")
 }
 
 /// The directory that holds pgcopy's state files under `state_home()`.
@@ -309,9 +309,9 @@ fn empty_home() -> &'static Path {
     })
 }
 
-/// A path in a directory of this test process for files the tests write (an empty `HOME`,
-/// password files, certificates); not created. The first call removes those of test
-/// processes that are gone.
+/// A path of this test process for files the tests write (an empty `HOME`, state files,
+/// rules files, password files, certificates); not created. The first call removes those
+/// of test processes that are gone, so no run leaves anything behind in `$TMPDIR` for good.
 pub fn scratch_dir(name: &str) -> PathBuf {
     const PREFIX: &str = "pgcopy-test-scratch-";
     static SWEPT: OnceLock<()> = OnceLock::new();
@@ -328,7 +328,12 @@ pub fn scratch_dir(name: &str) -> PathBuf {
                 .and_then(|rest| rest.split('-').next());
             if let Some(pid) = pid {
                 if !Path::new("/proc").join(pid).exists() {
-                    let _ = std::fs::remove_dir_all(entry.path());
+                    let path = entry.path();
+                    let _ = if path.is_dir() {
+                        std::fs::remove_dir_all(path)
+                    } else {
+                        std::fs::remove_file(path)
+                    };
                 }
             }
         }
