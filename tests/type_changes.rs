@@ -1,5 +1,6 @@
 //! Columns whose type the destination changed: a widened type (`int` to `bigint`,
-//! `varchar(10)` to `text`, `json` to `jsonb`, a domain over the source's type, …) is copied
+//! `varchar(10)` to `text`, `json` to `jsonb`, a domain over the source's type, anything
+//! into an unbounded text column, …) is copied
 //! exactly, in binary and in text tables; a narrowed one is refused while planning, naming
 //! every column, unless `--allow-narrowing`, and then a value that does not fit fails its
 //! table with the row's key while the old rows stay.
@@ -36,6 +37,16 @@ const WIDENED: &[(&str, &str, &str)] = &[
     ("varchar(5)[]", "text[]", "ARRAY['a' || (i % 100)]"),
     ("float4", "float8", "i / 7.0"),
     ("date", "timestamp", "'2024-01-01'::date + i"),
+    // Into an unbounded text column, every value's text form.
+    ("int", "text", "i * 7"),
+    (
+        "timestamptz",
+        "text",
+        "'2024-01-01 00:00+02'::timestamptz + i * interval '1 h'",
+    ),
+    ("int[]", "text", "ARRAY[i, NULL]"),
+    ("numeric", "varchar", "i / 3.0"),
+    ("bytea", "text", "decode(md5(i::text), 'hex')"),
 ];
 
 /// Narrowed pairs: (source type, destination type, a value of row `i` that fits, one that
@@ -170,6 +181,7 @@ fn widened_columns_are_copied_exactly_in_binary_and_text_tables() {
         "converts public.wide_binary: \"c13\" character varying(5)[] → text[] (an implicit cast; cast to text[] by the source)",
         "converts public.wide_text: \"c0\" integer → bigint (an implicit cast; cast to bigint by the source)",
         "converts public.wide_text: \"c4\" character varying(10) → text (an implicit cast; read from text by the destination)",
+        "converts public.wide_binary: \"c16\" integer → text (its text form, into a text column without a limit; cast to text by the source)",
     ] {
         assert!(dry.stdout.contains(expected), "{expected}: {dry:?}");
     }

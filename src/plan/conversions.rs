@@ -15,7 +15,11 @@
 //!    the source's type (PostgreSQL's mark of a lossless widening) and the destination's
 //!    type has no modifier — except the implicit casts that are not exact (`INEXACT`), and
 //!    plus `json` to `jsonb`, an assignment cast that keeps every JSON value.
-//! 3. Anything else narrows: refused while planning unless `--allow-narrowing`.
+//! 3. Into an unbounded text type (`text`, `varchar` without a length, `citext`) from any
+//!    other type, arrays too: exact, since every value has a text form that fits (as
+//!    pg_dump's data restores into one); cast to text by the source, in its pinned output
+//!    settings (`TEXT_SETTINGS`).
+//! 4. Anything else narrows: refused while planning unless `--allow-narrowing`.
 
 use crate::pg::sql::quote_ident;
 use crate::plan::{Format, TablePlan};
@@ -155,6 +159,22 @@ pub(crate) fn classify(
     dst: &TypeFacts,
     cast: Option<Cast>,
 ) -> (bool, How, String) {
+    let decided = by_type(src, dst, cast);
+    if !decided.0 && takes_any_text(dst) {
+        // Every value of every type has a text form, which an unbounded text column
+        // takes, as pg_dump's data restores into one.
+        let how = if dst.builtin {
+            How::Cast(dst.cast_to.clone())
+        } else {
+            How::Text
+        };
+        return (true, how, "its text form, into a text column without a limit".into());
+    }
+    decided
+}
+
+/// `classify` by the types' and the casts' rules alone (1 and 2 of the module's comment).
+fn by_type(src: &TypeFacts, dst: &TypeFacts, cast: Option<Cast>) -> (bool, How, String) {
     if src.array != dst.array {
         let why = "an array on one side only".to_string();
         return (false, How::Text, why);
@@ -206,6 +226,14 @@ pub(crate) fn classify(
         Some(_) => (false, How::Text, "no implicit cast".into()),
         None => (false, How::Text, "no cast".into()),
     }
+}
+
+/// An unbounded text type (`text`, `varchar` without a length, `citext`), not an array:
+/// every value's text form fits it.
+fn takes_any_text(dst: &TypeFacts) -> bool {
+    !dst.array
+        && dst.typmod == -1
+        && (dst.is("text") || dst.is("varchar") || dst.name == "citext")
 }
 
 /// Whether every value of a type with modifier `src` fits the same type with modifier
@@ -440,6 +468,16 @@ mod tests {
             &facts("jsonb", -1, ""),
             ASSIGNMENT
         ));
+        // Anything into an unbounded text column: its text form, cast by the source.
+        let text = facts("text", -1, "");
+        let mut array = facts("int4", -1, "");
+        array.array = true;
+        for source in [facts("int4", -1, ""), facts("timestamptz", -1, ""), array] {
+            let (exact, how, _) = classify(&source, &text, None);
+            assert!(exact);
+            assert_eq!(how, How::Cast("text".into()));
+        }
+        assert!(exact(&facts("int4", -1, ""), &facts("varchar", -1, ""), None));
     }
 
     #[test]

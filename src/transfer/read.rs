@@ -22,7 +22,13 @@ pub(crate) fn read(
 ) -> Result<u64> {
     conn.reset().context("ending the last source transaction")?;
     let mut begin = snapshot.begin_sql();
-    if table.format == Format::Text {
+    // A text table's values, and those the source casts (to text, say), are written in
+    // the output settings the destination and `verify` expect.
+    let cast = table
+        .conversions
+        .iter()
+        .any(|c| matches!(c.how, crate::plan::conversions::How::Cast(_)));
+    if table.format == Format::Text || cast {
         begin = format!("{begin}; {TEXT_SETTINGS}");
     }
     if table.subset.is_some() {
