@@ -17,14 +17,13 @@ fn json(text: &str) -> serde_json::Value {
     serde_json::from_str(text).unwrap_or_else(|e| panic!("not JSON ({e}):\n{text}"))
 }
 
-#[test]
-fn on_a_terminal_a_bar_stays_in_place_and_log_lines_stay_whole() {
-    let (src, dst) = with_pgbench(pair!());
-    let dir = util::scratch_dir("pty");
+/// `pgcopy copy` between the two under a pseudo-terminal (`script`), as a person at a
+/// terminal would run it: its exit code and the screen it drew.
+fn copy_on_a_terminal(src: &TestDb, dst: &TestDb) -> (util::Output, String) {
+    let dir = util::scratch_dir(&format!("pty-{}", dst.name));
     std::fs::create_dir_all(&dir).expect("creating a temp dir");
     let typescript = dir.join("typescript");
     let binary = env!("CARGO_BIN_EXE_pgcopy");
-    // `script` gives pgcopy a pseudo-terminal, as a person at a terminal would have.
     let inner = format!(
         "{binary} copy --yes --batch-size 8KiB --source {} --dest {}",
         src.url(),
@@ -37,9 +36,16 @@ fn on_a_terminal_a_bar_stays_in_place_and_log_lines_stay_whole() {
             .env("XDG_STATE_HOME", util::state_home())
             .env("COLUMNS", "150"),
     );
-    assert_exit!(out, exit::SUCCESS);
     let screen = std::fs::read_to_string(&typescript).expect("reading the typescript");
     std::fs::remove_dir_all(&dir).expect("removing the temp dir");
+    (out, screen)
+}
+
+#[test]
+fn on_a_terminal_a_bar_stays_in_place_and_log_lines_stay_whole() {
+    let (src, dst) = with_pgbench(pair!());
+    let (out, screen) = copy_on_a_terminal(&src, &dst);
+    assert_exit!(out, exit::SUCCESS);
 
     assert!(screen.contains("tables"), "a bar was drawn: {screen}");
     assert!(
@@ -47,6 +53,8 @@ fn on_a_terminal_a_bar_stays_in_place_and_log_lines_stay_whole() {
         "the bar ends complete: {screen:?}"
     );
     assert!(screen.contains("100.00 %"), "{screen:?}");
+    // The sizes in MiB, as every other line says them; none in pbr's MB.
+    assert!(screen.contains(" MiB of ") && !screen.contains(" MB"), "{screen:?}");
     // Every log line starts a line of its own: at a line start, or right after the erase
     // sequence that takes the bar's frame away first.
     for (at, _) in screen.match_indices("pgcopy: ") {
@@ -62,6 +70,15 @@ fn on_a_terminal_a_bar_stays_in_place_and_log_lines_stay_whole() {
         src.checksum("pgbench_accounts", &[]),
         dst.checksum("pgbench_accounts", &[])
     );
+
+    // A table that fails: the bar never says the copy is whole.
+    both(&src, &dst, "CREATE TABLE broken (v int)");
+    src.exec("INSERT INTO broken VALUES (500)");
+    dst.exec("ALTER TABLE broken ADD CONSTRAINT small CHECK (v < 100)");
+    let (out, screen) = copy_on_a_terminal(&src, &dst);
+    assert_exit!(out, exit::TABLES_FAILED);
+    assert!(screen.contains("4/5 tables, 1 failed"), "{screen:?}");
+    assert!(!screen.contains("100.00 %"), "{screen:?}");
 }
 
 #[test]
@@ -91,9 +108,10 @@ fn without_a_terminal_progress_comes_as_plain_lines_without_carriage_returns() {
         "{out:?}"
     );
     assert!(
-        out.stderr.contains("pgcopy: info: progress: 1/2 tables"),
+        out.stderr.contains("pgcopy: info: progress: 1/2 tables, "),
         "{out:?}"
     );
+    assert!(out.stderr.contains(" on disk, "), "{out:?}");
     assert!(out.stderr.contains("in flight: slow"), "{out:?}");
 }
 
@@ -197,7 +215,7 @@ fn list_shows_tables_rows_and_sizes_with_partitions_under_their_parent() {
         .lines()
         .map(|l| l.split_whitespace().collect())
         .collect();
-    assert_eq!(lines[0], ["schema", "table", "rows", "size"], "{out:?}");
+    assert_eq!(lines[0], ["schema", "table", "rows", "on", "disk"], "{out:?}");
     assert_eq!(
         &lines[1][..3],
         ["public", "big", "5000"],

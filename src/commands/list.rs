@@ -115,7 +115,8 @@ fn write_listing(entries: &[Entry], exact: bool) -> std::io::Result<()> {
         "schema".to_string(),
         "table".into(),
         rows_header.into(),
-        "size".into(),
+        // Table, indexes and TOAST: what the database takes, more than a copy carries.
+        "on disk".into(),
     ]];
     let line = |entry: &Entry, indent: &str| {
         vec![

@@ -48,7 +48,8 @@ impl Planned<'_> {
         writeln!(out, "destination: {}", cfg.dest)?;
         writeln!(
             out,
-            "{} tables, {} on disk, {} at a time, in this order:",
+            "{} tables, {} of table data on disk (heap and TOAST: what the copy reads; indexes \
+             are built on the destination), {} at a time, in this order:",
             plan.tables.len(),
             format_bytes(plan.data_bytes()),
             cfg.parallel
@@ -56,7 +57,7 @@ impl Planned<'_> {
         let mut rows = vec![vec![
             "table".to_string(),
             "est. rows".into(),
-            "size".into(),
+            "data on disk".into(),
             "format".into(),
             "left out".into(),
         ]];

@@ -9,7 +9,7 @@ use crate::plan::Plan;
 use crate::transfer::lanes::Lane;
 use crate::transfer::Counters;
 use crate::units::{format_bytes, format_duration};
-use pbr::{ProgressBar, Units};
+use pbr::ProgressBar;
 use std::io::Write;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
@@ -60,11 +60,12 @@ impl<'a> Progress<'a> {
     pub(crate) fn new(plan: &'a Plan, display: Display) -> Progress<'a> {
         let bar = (display == Display::Bar).then(|| {
             let frame = Frame::default();
+            // Measured in the tables' data on disk; the figures, in MiB as everywhere, are
+            // in the message.
             let mut pb = ProgressBar::on(frame.clone(), plan.data_bytes().max(1));
-            pb.set_units(Units::Bytes);
             pb.set_max_refresh_rate(None);
-            pb.show_counter = true;
-            pb.show_speed = true;
+            pb.show_counter = false;
+            pb.show_speed = false;
             pb.show_time_left = true;
             if let Some(width) = terminal_width() {
                 pb.set_width(Some(width));
@@ -94,34 +95,46 @@ impl<'a> Progress<'a> {
             return;
         }
         self.last = Instant::now();
+        let copied = counters.copied.lock().map_or(0, |c| c.len());
+        let failed = done.saturating_sub(copied);
         let bytes = counters.bytes.load(Ordering::Relaxed);
         let rows = counters.rows.load(Ordering::Relaxed);
         let elapsed = self.started.elapsed();
         let rows_per_sec = rows as f64 / elapsed.as_secs_f64().max(0.001);
-        let in_flight: Vec<&str> = lanes
+        let mut flying: Vec<usize> = lanes
             .iter()
-            .filter_map(|lane| {
-                let index = lane.current.load(Ordering::Relaxed);
-                self.plan.tables.get(index).map(|t| t.name.name.as_str())
-            })
+            .map(|lane| lane.current.load(Ordering::Relaxed))
+            .filter(|&index| index < total_tables)
             .collect();
+        flying.sort_unstable();
+        flying.dedup();
+        let in_flight: Vec<&str> = flying
+            .iter()
+            .map(|&i| self.plan.tables[i].name.name.as_str())
+            .collect();
+        let position = on_disk_done(self.plan, counters, &flying);
+        let total = self.plan.data_bytes();
+        let tables = if failed > 0 {
+            format!("{copied}/{total_tables} tables, {failed} failed")
+        } else {
+            format!("{copied}/{total_tables} tables")
+        };
+        let secs = elapsed.as_secs_f64().max(0.001);
         match &mut self.bar {
             Some((bar, frame)) => {
-                // The estimate is the tables' size on disk; the stream can be larger or
-                // smaller, and the last frame says 100 %.
-                bar.total = if last_frame {
-                    bytes.max(1)
-                } else {
-                    bar.total.max(bytes)
-                };
                 bar.message(&format!(
-                    "{done}/{total_tables} tables {} rows {} rows/s {} [{}] ",
+                    "{tables} · {} of {} on disk · {} sent {}/s · {} rows {} rows/s · {} [{}] ",
+                    format_bytes(position),
+                    format_bytes(total),
+                    format_bytes(bytes),
+                    format_bytes((bytes as f64 / secs) as u64),
                     rows_of(rows, self.estimated_rows),
                     format_count(rows_per_sec as u64),
                     format_duration(elapsed),
                     shorten(&in_flight.join(","), 30)
                 ));
-                bar.set(bytes);
+                // Never 100 % for a copy with a table that failed or was not copied.
+                bar.set(position);
                 let text = frame
                     .0
                     .lock()
@@ -132,20 +145,19 @@ impl<'a> Progress<'a> {
                 }
             }
             None => {
-                let secs = elapsed.as_secs_f64().max(0.001);
-                let total = self.plan.data_bytes();
-                let eta = (bytes > 0 && total > bytes).then(|| {
+                let eta = (position > 0 && total > position).then(|| {
                     format_duration(Duration::from_secs_f64(
-                        secs / bytes as f64 * (total - bytes) as f64,
+                        secs / position as f64 * (total - position) as f64,
                     ))
                 });
                 log::info!(
-                    "progress: {done}/{total_tables} tables, {} of ~{}, {} rows, {}/s, \
-                     {rows_per_sec:.0} rows/s, elapsed {}, ETA {}, in flight: {}",
-                    format_bytes(bytes),
+                    "progress: {tables}, {} of ~{} on disk, {} sent ({}/s), {} rows \
+                     ({rows_per_sec:.0}/s), elapsed {}, ETA {}, in flight: {}",
+                    format_bytes(position),
                     format_bytes(total),
-                    rows_of(rows, self.estimated_rows),
+                    format_bytes(bytes),
                     format_bytes((bytes as f64 / secs) as u64),
+                    rows_of(rows, self.estimated_rows),
                     format_duration(elapsed),
                     eta.as_deref().unwrap_or("?"),
                     if in_flight.is_empty() {
@@ -162,6 +174,20 @@ impl<'a> Progress<'a> {
     pub(crate) fn finish(&mut self) {
         logging::end_bar();
     }
+}
+
+/// How much of the tables' data on disk is copied: the tables copied whole, and of those
+/// in flight (`flying`) what their streams sent so far, at most their size (a stream is
+/// often smaller than the table's pages, sometimes larger). A table that failed counts for
+/// nothing: the total is reached only when every table was copied.
+fn on_disk_done(plan: &Plan, counters: &Counters, flying: &[usize]) -> u64 {
+    let done = counters.disk_done.load(Ordering::Relaxed);
+    let sending = counters
+        .bytes
+        .load(Ordering::Relaxed)
+        .saturating_sub(counters.bytes_done.load(Ordering::Relaxed));
+    let flying: u64 = flying.iter().map(|&i| plan.tables[i].data_bytes).sum();
+    (done + sending.min(flying)).min(plan.data_bytes())
 }
 
 fn rows_of(rows: u64, estimate: u64) -> String {

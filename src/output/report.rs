@@ -104,7 +104,8 @@ impl Report<'_> {
         let mut rows = vec![vec![
             "table".to_string(),
             "rows".into(),
-            "bytes".into(),
+            // The COPY stream's bytes, not the tables' size on disk.
+            "sent".into(),
             "time".into(),
             "MiB/s".into(),
             "format".into(),

@@ -244,7 +244,13 @@ impl Shared<'_> {
 
     /// A table's final outcome.
     fn table_done(&self, index: usize, outcome: TableOutcome) {
+        self.counters
+            .bytes_done
+            .fetch_add(outcome.bytes, Ordering::Relaxed);
         if outcome.error.is_none() {
+            self.counters
+                .disk_done
+                .fetch_add(self.plan.tables[index].data_bytes, Ordering::Relaxed);
             if let Ok(mut copied) = self.counters.copied.lock() {
                 copied.push((index, outcome.filenode));
             }

@@ -42,7 +42,13 @@ pub(crate) struct Settings {
 /// Counters shared by the pipe's threads.
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
+    /// Bytes of the COPY streams sent so far.
     pub(crate) bytes: AtomicU64,
+    /// Of those, the bytes of tables done (copied or failed).
+    pub(crate) bytes_done: AtomicU64,
+    /// The tables copied whole, as their data's size on disk (heap and TOAST): what the
+    /// progress is measured in, the plan knowing no stream's size beforehand.
+    pub(crate) disk_done: AtomicU64,
     pub(crate) rows: AtomicU64,
     pub(crate) tables_done: AtomicUsize,
     /// Plan indexes of the tables copied completely, in the order they finished, with the
