@@ -500,3 +500,43 @@ fn a_state_file_is_never_applied_to_a_clone_of_its_destination() {
     assert_exit!(out, exit::SUCCESS);
     assert_eq!(foreign_keys(&on_a), keys, "{out:?}");
 }
+
+/// A run killed with the keys dropped, then a table whose key it dropped is dropped too:
+/// its key cannot come back. Every later copy says so and how to forget it; `recover
+/// --forget-gone` forgets it, saying what, and puts back the rest.
+#[test]
+fn a_state_file_naming_a_table_dropped_since_is_explained_and_cleared() {
+    let (src, dst) = with_keys(pair!());
+    let locker = lock_table(&dst, "blocker");
+    let mut child = spawn_copy(&src, &dst, &[]);
+    wait_for_blocked_pgcopy(&dst, &locker);
+    child.kill().expect("sending SIGKILL");
+    assert_exit!(finish(child), exit::KILLED);
+    drop(locker);
+    wait_for_pgcopy_gone(&dst);
+    // c references b: its key is in the state file, and c is gone.
+    dst.exec("DROP TABLE c");
+    src.exec("DROP TABLE c");
+    let out = copy(&src, &dst, &[]);
+    assert_exit!(out, exit::USAGE);
+    assert!(
+        out.stderr
+            .contains("tables that no longer exist here (dropped since)")
+            && out.stderr.contains("the key c_b_id_fkey on public.c")
+            && out.stderr.contains("`pgcopy recover --forget-gone`"),
+        "{out:?}"
+    );
+    let out = util::run(util::pgcopy().args(["recover", "--dest", &dst.url(), "--forget-gone"]));
+    assert!(
+        out.stderr
+            .contains("forgetting what the state file lists for tables dropped since"),
+        "{out:?}"
+    );
+    assert!(
+        out.stderr.contains("started 20"),
+        "an RFC 3339 time: {out:?}"
+    );
+    let out = copy(&src, &dst, &[]);
+    assert_exit!(out, exit::SUCCESS);
+    assert_eq!(state_count(&dst, "fk"), 0);
+}

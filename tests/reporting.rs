@@ -54,7 +54,10 @@ fn on_a_terminal_a_bar_stays_in_place_and_log_lines_stay_whole() {
     );
     assert!(screen.contains("100.00 %"), "{screen:?}");
     // The sizes in MiB, as every other line says them; none in pbr's MB.
-    assert!(screen.contains(" MiB of ") && !screen.contains(" MB"), "{screen:?}");
+    assert!(
+        screen.contains(" MiB of ") && !screen.contains(" MB"),
+        "{screen:?}"
+    );
     // Every log line starts a line of its own: at a line start, or right after the erase
     // sequence that takes the bar's frame away first.
     for (at, _) in screen.match_indices("pgcopy: ") {
@@ -215,7 +218,11 @@ fn list_shows_tables_rows_and_sizes_with_partitions_under_their_parent() {
         .lines()
         .map(|l| l.split_whitespace().collect())
         .collect();
-    assert_eq!(lines[0], ["schema", "table", "rows", "on", "disk"], "{out:?}");
+    assert_eq!(
+        lines[0],
+        ["schema", "table", "rows", "on", "disk"],
+        "{out:?}"
+    );
     assert_eq!(
         &lines[1][..3],
         ["public", "big", "5000"],

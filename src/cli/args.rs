@@ -249,6 +249,11 @@ pub(crate) struct RecoverArgs {
     #[argh(option)]
     pub(crate) state_dir: Option<PathBuf>,
 
+    /// forget what the state file lists for tables dropped since (their keys and indexes
+    /// cannot be put back), after saying what
+    #[argh(switch)]
+    pub(crate) forget_gone: bool,
+
     /// errors only
     #[argh(switch, short = 'q')]
     pub(crate) quiet: bool,

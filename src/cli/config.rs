@@ -100,6 +100,8 @@ pub(crate) struct VerifyConfig {
 pub(crate) struct RecoverConfig {
     pub(crate) dest: Target,
     pub(crate) state_dir: PathBuf,
+    /// Forget what the state file lists for tables dropped since.
+    pub(crate) forget_gone: bool,
     pub(crate) verbosity: Verbosity,
 }
 
@@ -196,6 +198,7 @@ pub(crate) fn from_args(args: Box<args::Args>) -> Result<Command> {
         args::Command::Recover(a) => Command::Recover(Box::new(RecoverConfig {
             dest: dest(a.dest, a.dest_file.as_deref())?,
             state_dir: state_dir(a.state_dir)?,
+            forget_gone: a.forget_gone,
             verbosity: verbosity(a.quiet, a.verbose)?,
         })),
         args::Command::Status(a) => Command::Status(Box::new(StatusConfig {
@@ -386,7 +389,14 @@ fn resolve_target(
             _ => bail!("no {role} connection: pass --{role}, --{role}-file or set {env_var}"),
         },
     };
-    Target::parse(text.trim()).with_context(|| format!("invalid {role} connection string"))
+    let side = if role == "source" {
+        "the source"
+    } else {
+        "the destination"
+    };
+    Target::parse(text.trim())
+        .map(|target| target.with_side(side))
+        .with_context(|| format!("invalid {role} connection string"))
 }
 
 /// The first line of a connection file that is neither blank nor a `#` comment.

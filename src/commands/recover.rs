@@ -18,7 +18,7 @@ pub(crate) fn run(cfg: &RecoverConfig) -> Result<Exit> {
     let identity = Identity::read(&mut dest)?;
     lock_destination(&mut dest, &cfg.dest)?;
     let file = StateFile::new(&cfg.state_dir, &identity.database, &identity.key());
-    let Some(state) = pending(&mut dest, &file, &cfg.dest)? else {
+    let Some(state) = pending_forgetting(&mut dest, &file, &cfg.dest, cfg.forget_gone)? else {
         let _ = writeln!(
             crate::output::format::stdout(),
             "{}: nothing to recover (no state file {})",
@@ -76,6 +76,17 @@ pub(crate) fn pending(
     file: &StateFile,
     target: &Target,
 ) -> Result<Option<State>> {
+    pending_forgetting(dest, file, target, false)
+}
+
+/// `pending`; with `forget_gone`, what the file lists for tables dropped since is
+/// forgotten (else it stops there, saying so and how to forget it).
+fn pending_forgetting(
+    dest: &mut Client,
+    file: &StateFile,
+    target: &Target,
+    forget_gone: bool,
+) -> Result<Option<State>> {
     for aside in file.set_aside_files()? {
         let Some(state) = aside.load()? else {
             continue;
@@ -123,8 +134,84 @@ pub(crate) fn pending(
     if state.keys.is_empty() && state.validate.is_empty() && state.indexes.is_empty() {
         return Ok(Some(state));
     }
+    let state = without_gone(dest, file, state, forget_gone)?;
     let remaining = put_back(dest, file, state, target)?;
     Ok(Some(remaining))
+}
+
+/// What the state lists for tables that are gone from the destination (dropped since the
+/// run that wrote it) cannot be put back: forgotten when asked, saying what, else an error
+/// that says how to forget it; nothing else the file lists is touched.
+fn without_gone(dest: &mut Client, file: &StateFile, state: State, forget: bool) -> Result<State> {
+    let mut gone_keys = Vec::new();
+    for key in state.keys.iter().chain(&state.validate) {
+        let referenced = referenced_table(&key.definition);
+        let missing = !exists(dest, &key.table.quoted())?
+            || referenced.is_some_and(|r| !exists(dest, r).unwrap_or(true));
+        if missing {
+            gone_keys.push(key.clone());
+        }
+    }
+    let gone_indexes: Vec<String> = state
+        .indexes
+        .iter()
+        .filter(|i| !exists(dest, &i.table.quoted()).unwrap_or(false))
+        .map(|i| format!("{} on {}", display_ident(&i.name), i.table))
+        .collect();
+    if gone_keys.is_empty() && gone_indexes.is_empty() {
+        return Ok(state);
+    }
+    let what = describe_keys(&gone_keys)
+        .split(", ")
+        .filter(|s| !s.is_empty())
+        .map(|s| format!("the key {s}"))
+        .chain(gone_indexes.iter().map(|i| format!("the index {i}")))
+        .collect::<Vec<_>>()
+        .join(", ");
+    if !forget {
+        bail!(
+            "the state file {} lists what an earlier run dropped on tables that no longer \
+             exist here (dropped since): {what}; it cannot be put back. `pgcopy recover \
+             --forget-gone` forgets it (and puts back the rest)",
+            file.path.display()
+        );
+    }
+    log::warn!("forgetting what the state file lists for tables dropped since: {what}");
+    let kept = |k: &Constraint| !gone_keys.iter().any(|g| g.same_key(k));
+    let state = State {
+        keys: state.keys.into_iter().filter(kept).collect(),
+        validate: state.validate.into_iter().filter(kept).collect(),
+        indexes: state
+            .indexes
+            .into_iter()
+            .filter(|i| exists(dest, &i.table.quoted()).unwrap_or(true))
+            .collect(),
+        ..state
+    };
+    file.store(&state)?;
+    Ok(state)
+}
+
+/// Whether the destination has the table `quoted` names.
+fn exists(dest: &mut Client, quoted: &str) -> Result<bool> {
+    Ok(dest
+        .query_one("SELECT to_regclass($1) IS NOT NULL", &[&quoted])?
+        .get(0))
+}
+
+/// The table a foreign key's definition (`pg_get_constraintdef`) references, as written
+/// there: what follows `REFERENCES ` up to its column list.
+fn referenced_table(definition: &str) -> Option<&str> {
+    let rest = &definition[definition.find("REFERENCES ")? + "REFERENCES ".len()..];
+    let mut quoted = false;
+    for (i, c) in rest.char_indices() {
+        match c {
+            '"' => quoted = !quoted,
+            '(' if !quoted => return Some(rest[..i].trim()),
+            _ => {}
+        }
+    }
+    None
 }
 
 /// Whether everything `state` lists as dropped is in place: its keys and its indexes.
@@ -138,10 +225,10 @@ fn all_in_place(dest: &mut Client, state: &State) -> Result<bool> {
 /// Puts back the indexes and keys `state` lists and records what remains in `file`.
 fn put_back(dest: &mut Client, file: &StateFile, state: State, target: &Target) -> Result<State> {
     log::warn!(
-        "an earlier run (pid {}, started at {} s since 1970) did not finish on {target}: \
-         putting back the {} constraints and {} indexes it had dropped, first",
+        "an earlier run (pid {}, started {}) did not finish on {target}: putting back the {} \
+         constraints and {} indexes it had dropped, first",
         state.pid,
-        state.started,
+        crate::units::rfc3339(state.started),
         state.keys.len() + state.validate.len(),
         state.indexes.len()
     );
@@ -182,4 +269,22 @@ fn put_back(dest: &mut Client, file: &StateFile, state: State, target: &Target) 
         );
     }
     Ok(remaining)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_the_table_a_key_references() {
+        assert_eq!(
+            referenced_table("FOREIGN KEY (a) REFERENCES public.t(id) ON DELETE CASCADE"),
+            Some("public.t")
+        );
+        assert_eq!(
+            referenced_table(r#"FOREIGN KEY (a, b) REFERENCES "odd(name)"."x y"(a, b)"#),
+            Some(r#""odd(name)"."x y""#)
+        );
+        assert_eq!(referenced_table("CHECK (v > 0)"), None);
+    }
 }

@@ -209,7 +209,8 @@ impl Report<'_> {
         if self.interrupted {
             writeln!(
                 out,
-                "interrupted: the tables not marked ok kept their old rows"
+                "interrupted: the tables not marked ok kept their old rows; `pgcopy copy \
+                 --resume` with the same arguments copies only those"
             )?;
         }
         if let Some(checks) = self.checks {

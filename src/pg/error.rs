@@ -43,6 +43,19 @@ impl std::fmt::Display for TryLater {
 
 impl std::error::Error for TryLater {}
 
+/// Work stopped on purpose (an interrupt, the source's snapshot lost): said as it is, not
+/// with the steps it stopped in ("reading the source: reading from the source: …").
+#[derive(Debug)]
+pub(crate) struct Stopped(pub String);
+
+impl std::fmt::Display for Stopped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Stopped {}
+
 /// An error said in words an operator can act on (see `Target::explain`), which keeps the
 /// error it explains so that its kind is still known.
 #[derive(Debug)]
@@ -125,8 +138,12 @@ pub(crate) fn backoff(attempt: u32) -> Duration {
     Duration::from_secs(1u64 << attempt.saturating_sub(1).min(5)).min(Duration::from_secs(30))
 }
 
-/// An error and its causes on one line, server errors as `db_error` shows them.
+/// An error and its causes on one line, server errors as `db_error` shows them; work
+/// stopped on purpose as why it stopped alone.
 pub(crate) fn describe(err: &anyhow::Error) -> String {
+    if let Some(stopped) = err.chain().find_map(|c| c.downcast_ref::<Stopped>()) {
+        return stopped.0.clone();
+    }
     let mut parts: Vec<String> = Vec::new();
     for cause in err.chain() {
         if let Some(pg) = cause.downcast_ref::<postgres::Error>() {

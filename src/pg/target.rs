@@ -37,6 +37,8 @@ pub(crate) struct Target {
     /// Whether to connect without TLS: from the start under `sslmode=allow`, after TLS
     /// failed under `prefer`, as libpq does; every later connection (pools, readers) follows.
     plain: Arc<AtomicBool>,
+    /// Which side of a copy it is ("the source"), for messages that must say so.
+    side: Option<&'static str>,
 }
 
 impl Target {
@@ -59,7 +61,14 @@ impl Target {
             tls,
             passfile,
             from_passfile: Arc::new(OnceLock::new()),
+            side: None,
         }
+    }
+
+    /// The same target, named as a side of a copy in the messages of a failed connection.
+    pub(crate) fn with_side(mut self, side: &'static str) -> Target {
+        self.side = Some(side);
+        self
     }
 
     /// Opens a session of the postgres crate, set up (see `session_setup`), and checks that
@@ -143,7 +152,10 @@ impl Target {
                 cause: err,
             })
         })
-        .with_context(|| format!("connecting to {self}"))
+        .with_context(|| match self.side {
+            Some(side) => format!("connecting to {side} ({self})"),
+            None => format!("connecting to {self}"),
+        })
     }
 
     /// The postgres crate says why a connection failed only in words where its own

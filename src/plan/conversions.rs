@@ -168,7 +168,11 @@ pub(crate) fn classify(
         } else {
             How::Text
         };
-        return (true, how, "its text form, into a text column without a limit".into());
+        return (
+            true,
+            how,
+            "its text form, into a text column without a limit".into(),
+        );
     }
     decided
 }
@@ -231,9 +235,7 @@ fn by_type(src: &TypeFacts, dst: &TypeFacts, cast: Option<Cast>) -> (bool, How, 
 /// An unbounded text type (`text`, `varchar` without a length, `citext`), not an array:
 /// every value's text form fits it.
 fn takes_any_text(dst: &TypeFacts) -> bool {
-    !dst.array
-        && dst.typmod == -1
-        && (dst.is("text") || dst.is("varchar") || dst.name == "citext")
+    !dst.array && dst.typmod == -1 && (dst.is("text") || dst.is("varchar") || dst.name == "citext")
 }
 
 /// Whether every value of a type with modifier `src` fits the same type with modifier
@@ -477,7 +479,11 @@ mod tests {
             assert!(exact);
             assert_eq!(how, How::Cast("text".into()));
         }
-        assert!(exact(&facts("int4", -1, ""), &facts("varchar", -1, ""), None));
+        assert!(exact(
+            &facts("int4", -1, ""),
+            &facts("varchar", -1, ""),
+            None
+        ));
     }
 
     #[test]

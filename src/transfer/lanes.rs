@@ -7,7 +7,7 @@
 //! A reader takes its next unit only once its writer is done with the last, so no unit
 //! waits behind another's index builds and `ANALYZE` while a lane is idle.
 
-use crate::pg::error::{self, describe};
+use crate::pg::error::{self, describe, Stopped};
 use crate::pg::pool::{Pool, PooledClient, ReaderPool, ReaderSessions, Sessions};
 
 use crate::pg::wire;
@@ -367,7 +367,10 @@ fn read_table(
                 bail!("stopped reading because the destination failed");
             }
             if shared.quit.requested() {
-                bail!("stopped: {}", shared.quit.reason());
+                return Err(anyhow::Error::new(Stopped(format!(
+                    "not copied, {}: it kept its old rows",
+                    shared.quit.reason()
+                ))));
             }
             chunks
                 .send(Msg::Chunk(chunk))

@@ -260,7 +260,7 @@ fn copy_tables(
                 progress.tick(&counters, lanes);
                 record(false);
                 if interrupt::requested() {
-                    stop.request("the copy was interrupted");
+                    stop.request("interrupted");
                 }
                 // The snapshot lives in this session: once it is gone nothing more can
                 // be read consistently, so the copy stops instead of retrying in vain.
