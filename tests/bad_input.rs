@@ -248,3 +248,30 @@ fn tables_the_roles_may_not_read_or_write_are_refused_while_planning() {
     assert_exit!(out, exit::SUCCESS);
     assert_eq!(dst.count("open_t"), 1);
 }
+
+/// Help groups a command's options by purpose with their arguments' names, and a typing
+/// mistake in an option or a command is answered with what was meant.
+#[test]
+fn help_is_grouped_and_a_typo_gets_a_suggestion() {
+    let out = util::run(util::pgcopy().args(["help", "copy"]));
+    assert_exit!(out, exit::SUCCESS);
+    for expected in [
+        "Connections:\n  --source CONN",
+        "What to copy:\n  --include-tables LIST",
+        "How it runs:\n  --parallel N",
+        "The destination:\n  --fk-mode MODE",
+        "Output:\n  --no-progress",
+        "3 --verify found a table that differs",
+        "each piece commits on its own",
+    ] {
+        assert!(out.stdout.contains(expected), "{expected}: {out:?}");
+    }
+    let out = util::run(util::pgcopy().args(["help"]));
+    assert!(out.stdout.contains("\n  3 a verification"), "{out:?}");
+    let out = util::run(util::pgcopy().args(["copy", "--paralel", "2"]));
+    assert_exit!(out, exit::USAGE);
+    assert!(out.stderr.contains("Did you mean --parallel?"), "{out:?}");
+    let out = util::run(util::pgcopy().args(["cpy"]));
+    assert_exit!(out, exit::USAGE);
+    assert!(out.stderr.contains("Did you mean copy?"), "{out:?}");
+}

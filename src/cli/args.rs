@@ -5,6 +5,7 @@
 //! (connections, filters, parallelism) are declared in each; `config.rs` reads and checks
 //! each kind in one place.
 
+use super::help;
 use argh::FromArgs;
 use std::path::PathBuf;
 
@@ -18,6 +19,10 @@ use std::path::PathBuf;
     error_code(
         2,
         "usage, configuration, connection or schema error, before anything was written"
+    ),
+    error_code(
+        3,
+        "a verification (verify, copy --verify, cutover --verify) found a difference"
     ),
     error_code(130, "interrupted")
 )]
@@ -49,56 +54,57 @@ pub(crate) enum Command {
     subcommand,
     name = "copy",
     help_triggers("-h", "--help", "help"),
-    note = "Each table is replaced in one destination transaction (TRUNCATE, then COPY): a table that fails keeps its old rows.\nThe destination schema must already exist and match the source's: columns are matched by name.",
+    note = "Each table is replaced in one destination transaction (TRUNCATE, then COPY): a table that fails keeps its old rows. A big table copied in pieces (--split-tables-larger-than, or over 1 GiB into an empty table) is emptied first and each piece commits on its own: a failed one leaves the pieces before it, which --resume goes on from.\nThe destination schema must already exist and match the source's: columns are matched by name.",
     error_code(0, "success: every selected table was copied"),
     error_code(1, "one or more tables failed; the others were copied"),
     error_code(
         2,
         "usage, configuration, connection or schema error, before anything was written"
     ),
+    error_code(3, "--verify found a table that differs"),
     error_code(130, "interrupted")
 )]
 pub(crate) struct CopyArgs {
     /// source connection: URL or key=value string (default: $PGCOPY_SOURCE)
-    #[argh(option)]
+    #[argh(option, arg_name = "CONN")]
     pub(crate) source: Option<String>,
 
     /// read the source connection from the first non-comment line of this file
-    #[argh(option)]
+    #[argh(option, arg_name = "PATH")]
     pub(crate) source_file: Option<PathBuf>,
 
     /// destination connection: URL or key=value string (default: $PGCOPY_DEST)
-    #[argh(option)]
+    #[argh(option, arg_name = "CONN")]
     pub(crate) dest: Option<String>,
 
     /// read the destination connection from the first non-comment line of this file
-    #[argh(option)]
+    #[argh(option, arg_name = "PATH")]
     pub(crate) dest_file: Option<PathBuf>,
 
     /// tables copied at once, each with one reader and one writer connection (default 4)
-    #[argh(option, default = "4")]
+    #[argh(option, default = "4", arg_name = "N")]
     pub(crate) parallel: usize,
 
     /// bytes per chunk passed from reader to writer, with an optional KiB or MiB suffix
     /// (default 256KiB); data in flight is at most about parallel x 6 x batch size
-    #[argh(option)]
+    #[argh(option, arg_name = "SIZE")]
     pub(crate) batch_size: Option<String>,
 
     /// comma-separated glob patterns (* and ?) of tables to copy, matched against `table`
     /// and `schema.table`; may be repeated
-    #[argh(option)]
+    #[argh(option, arg_name = "LIST")]
     pub(crate) include_tables: Vec<String>,
 
     /// comma-separated glob patterns of tables to leave out (applied after the includes)
-    #[argh(option)]
+    #[argh(option, arg_name = "LIST")]
     pub(crate) exclude_tables: Vec<String>,
 
     /// comma-separated glob patterns of schemas to copy
-    #[argh(option)]
+    #[argh(option, arg_name = "LIST")]
     pub(crate) include_schemas: Vec<String>,
 
     /// comma-separated glob patterns of schemas to leave out
-    #[argh(option)]
+    #[argh(option, arg_name = "LIST")]
     pub(crate) exclude_schemas: Vec<String>,
 
     /// check everything and print the plan, but change nothing
@@ -114,7 +120,7 @@ pub(crate) struct CopyArgs {
     pub(crate) no_progress: bool,
 
     /// seconds between progress lines when there is no bar (default 5)
-    #[argh(option, default = "5")]
+    #[argh(option, default = "5", arg_name = "SECONDS")]
     pub(crate) progress_interval: u64,
 
     /// print the report as one JSON document on stdout (and nothing else there)
@@ -123,12 +129,12 @@ pub(crate) struct CopyArgs {
 
     /// further tries for a table that fails with a transient error (lost connection,
     /// server restart, deadlock), and for following after one, with backoff (default 3)
-    #[argh(option, default = "3")]
+    #[argh(option, default = "3", arg_name = "N")]
     pub(crate) retries: u32,
 
     /// seconds to wait for locks: on the source tables before the snapshot (else nothing
     /// is copied), on a destination table before that table fails (default 60)
-    #[argh(option, default = "60")]
+    #[argh(option, default = "60", arg_name = "SECONDS")]
     pub(crate) lock_timeout: u64,
 
     /// copy only the tables an interrupted or failed run to this destination did not finish
@@ -150,7 +156,7 @@ pub(crate) struct CopyArgs {
 
     /// mask columns as this TOML file says, and refuse to copy columns its `require`
     /// patterns name unmasked (see conf/rules.example.toml)
-    #[argh(option)]
+    #[argh(option, arg_name = "FILE")]
     pub(crate) rules: Option<PathBuf>,
 
     /// errors only: no progress, no log lines below errors, no report unless it failed
@@ -163,7 +169,7 @@ pub(crate) struct CopyArgs {
 
     /// how foreign keys and triggers are kept out of the load's way: auto (default:
     /// replica if the role may use it, else drop), replica, drop or none
-    #[argh(option)]
+    #[argh(option, arg_name = "MODE")]
     pub(crate) fk_mode: Option<String>,
 
     /// let the destination's user triggers fire for the copied rows
@@ -190,7 +196,7 @@ pub(crate) struct CopyArgs {
     /// the destination's indexes during the load: keep (maintained row by row), rebuild
     /// (dropped and built after the data, in the table's load transaction) or auto
     /// (default: rebuild for tables of 1 MiB and more)
-    #[argh(option)]
+    #[argh(option, arg_name = "MODE")]
     pub(crate) indexes: Option<String>,
 
     /// do not ANALYZE the copied tables afterwards (they then have no planner statistics
@@ -201,7 +207,7 @@ pub(crate) struct CopyArgs {
     /// copy every table larger than SIZE (heap and TOAST, e.g. 10GiB) in pieces of about
     /// SIZE at once, also tables with rows on the destination; each piece commits on its
     /// own (default: tables over 1GiB whose destination table is empty)
-    #[argh(option)]
+    #[argh(option, arg_name = "SIZE")]
     pub(crate) split_tables_larger_than: Option<String>,
 
     /// copy every table as one stream, in one transaction
@@ -220,7 +226,7 @@ pub(crate) struct CopyArgs {
 
     /// directory for the state files that let an interrupted run be put back
     /// (default $XDG_STATE_HOME/pgcopy or ~/.local/state/pgcopy)
-    #[argh(option)]
+    #[argh(option, arg_name = "DIR")]
     pub(crate) state_dir: Option<PathBuf>,
 }
 
@@ -238,15 +244,15 @@ pub(crate) struct CopyArgs {
 )]
 pub(crate) struct RecoverArgs {
     /// destination connection: URL or key=value string (default: $PGCOPY_DEST)
-    #[argh(option)]
+    #[argh(option, arg_name = "CONN")]
     pub(crate) dest: Option<String>,
 
     /// read the destination connection from the first non-comment line of this file
-    #[argh(option)]
+    #[argh(option, arg_name = "PATH")]
     pub(crate) dest_file: Option<PathBuf>,
 
     /// directory of the state files (default $XDG_STATE_HOME/pgcopy or ~/.local/state/pgcopy)
-    #[argh(option)]
+    #[argh(option, arg_name = "DIR")]
     pub(crate) state_dir: Option<PathBuf>,
 
     /// forget what the state file lists for tables dropped since (their keys and indexes
@@ -274,27 +280,27 @@ pub(crate) struct RecoverArgs {
 )]
 pub(crate) struct ListArgs {
     /// source connection: URL or key=value string (default: $PGCOPY_SOURCE)
-    #[argh(option)]
+    #[argh(option, arg_name = "CONN")]
     pub(crate) source: Option<String>,
 
     /// read the source connection from the first non-comment line of this file
-    #[argh(option)]
+    #[argh(option, arg_name = "PATH")]
     pub(crate) source_file: Option<PathBuf>,
 
     /// comma-separated glob patterns (* and ?) of tables to list; may be repeated
-    #[argh(option)]
+    #[argh(option, arg_name = "LIST")]
     pub(crate) include_tables: Vec<String>,
 
     /// comma-separated glob patterns of tables to leave out
-    #[argh(option)]
+    #[argh(option, arg_name = "LIST")]
     pub(crate) exclude_tables: Vec<String>,
 
     /// comma-separated glob patterns of schemas to list
-    #[argh(option)]
+    #[argh(option, arg_name = "LIST")]
     pub(crate) include_schemas: Vec<String>,
 
     /// comma-separated glob patterns of schemas to leave out
-    #[argh(option)]
+    #[argh(option, arg_name = "LIST")]
     pub(crate) exclude_schemas: Vec<String>,
 
     /// count rows exactly (reads every table) instead of using the planner's estimate
@@ -329,27 +335,27 @@ pub(crate) struct ListArgs {
 )]
 pub(crate) struct StatusArgs {
     /// source connection: URL or key=value string (default: $PGCOPY_SOURCE)
-    #[argh(option)]
+    #[argh(option, arg_name = "CONN")]
     pub(crate) source: Option<String>,
 
     /// read the source connection from the first non-comment line of this file
-    #[argh(option)]
+    #[argh(option, arg_name = "PATH")]
     pub(crate) source_file: Option<PathBuf>,
 
     /// comma-separated glob patterns (* and ?) of tables to follow; may be repeated
-    #[argh(option)]
+    #[argh(option, arg_name = "LIST")]
     pub(crate) include_tables: Vec<String>,
 
     /// comma-separated glob patterns of tables to leave out
-    #[argh(option)]
+    #[argh(option, arg_name = "LIST")]
     pub(crate) exclude_tables: Vec<String>,
 
     /// comma-separated glob patterns of schemas to follow
-    #[argh(option)]
+    #[argh(option, arg_name = "LIST")]
     pub(crate) include_schemas: Vec<String>,
 
     /// comma-separated glob patterns of schemas to leave out
-    #[argh(option)]
+    #[argh(option, arg_name = "LIST")]
     pub(crate) exclude_schemas: Vec<String>,
 
     /// print the status as one JSON document
@@ -382,19 +388,19 @@ pub(crate) struct StatusArgs {
 )]
 pub(crate) struct CutoverArgs {
     /// source connection: URL or key=value string (default: $PGCOPY_SOURCE)
-    #[argh(option)]
+    #[argh(option, arg_name = "CONN")]
     pub(crate) source: Option<String>,
 
     /// read the source connection from the first non-comment line of this file
-    #[argh(option)]
+    #[argh(option, arg_name = "PATH")]
     pub(crate) source_file: Option<PathBuf>,
 
     /// destination connection: URL or key=value string (default: $PGCOPY_DEST)
-    #[argh(option)]
+    #[argh(option, arg_name = "CONN")]
     pub(crate) dest: Option<String>,
 
     /// read the destination connection from the first non-comment line of this file
-    #[argh(option)]
+    #[argh(option, arg_name = "PATH")]
     pub(crate) dest_file: Option<PathBuf>,
 
     /// once the follower is done, compare every table its filters select now, those created
@@ -409,7 +415,7 @@ pub(crate) struct CutoverArgs {
     pub(crate) allow_unfollowed: bool,
 
     /// seconds to wait for the follower to reach the mark (default 600)
-    #[argh(option, default = "600")]
+    #[argh(option, default = "600", arg_name = "SECONDS")]
     pub(crate) timeout: u64,
 
     /// print the result (the mark, the downtime, the comparison) as one JSON document on
@@ -441,24 +447,24 @@ pub(crate) struct CutoverArgs {
 )]
 pub(crate) struct AbandonArgs {
     /// source connection: URL or key=value string (default: $PGCOPY_SOURCE)
-    #[argh(option)]
+    #[argh(option, arg_name = "CONN")]
     pub(crate) source: Option<String>,
 
     /// read the source connection from the first non-comment line of this file
-    #[argh(option)]
+    #[argh(option, arg_name = "PATH")]
     pub(crate) source_file: Option<PathBuf>,
 
     /// destination connection: URL or key=value string (default: $PGCOPY_DEST)
-    #[argh(option)]
+    #[argh(option, arg_name = "CONN")]
     pub(crate) dest: Option<String>,
 
     /// read the destination connection from the first non-comment line of this file
-    #[argh(option)]
+    #[argh(option, arg_name = "PATH")]
     pub(crate) dest_file: Option<PathBuf>,
 
     /// directory of the state files, where the foreign keys a follower kept dropped are
     /// recorded (default $XDG_STATE_HOME/pgcopy or ~/.local/state/pgcopy)
-    #[argh(option)]
+    #[argh(option, arg_name = "DIR")]
     pub(crate) state_dir: Option<PathBuf>,
 
     /// errors only
@@ -483,27 +489,27 @@ pub(crate) struct AbandonArgs {
 )]
 pub(crate) struct VerifyArgs {
     /// source connection: URL or key=value string (default: $PGCOPY_SOURCE)
-    #[argh(option)]
+    #[argh(option, arg_name = "CONN")]
     pub(crate) source: Option<String>,
 
     /// read the source connection from the first non-comment line of this file
-    #[argh(option)]
+    #[argh(option, arg_name = "PATH")]
     pub(crate) source_file: Option<PathBuf>,
 
     /// destination connection: URL or key=value string (default: $PGCOPY_DEST)
-    #[argh(option)]
+    #[argh(option, arg_name = "CONN")]
     pub(crate) dest: Option<String>,
 
     /// read the destination connection from the first non-comment line of this file
-    #[argh(option)]
+    #[argh(option, arg_name = "PATH")]
     pub(crate) dest_file: Option<PathBuf>,
 
     /// tables checked at once on each side (default 4)
-    #[argh(option, default = "4")]
+    #[argh(option, default = "4", arg_name = "N")]
     pub(crate) parallel: usize,
 
     /// seconds to wait for the locks on the source tables before the snapshot (default 60)
-    #[argh(option, default = "60")]
+    #[argh(option, default = "60", arg_name = "SECONDS")]
     pub(crate) lock_timeout: u64,
 
     /// compare the large objects even though --include-tables or --include-schemas narrow
@@ -512,7 +518,7 @@ pub(crate) struct VerifyArgs {
     pub(crate) large_objects: bool,
 
     /// the rules file the copy masked with: masked columns are left out of the comparison
-    #[argh(option)]
+    #[argh(option, arg_name = "FILE")]
     pub(crate) rules: Option<PathBuf>,
 
     /// do not compare the large objects
@@ -520,19 +526,19 @@ pub(crate) struct VerifyArgs {
     pub(crate) no_large_objects: bool,
 
     /// comma-separated glob patterns (* and ?) of tables to verify; may be repeated
-    #[argh(option)]
+    #[argh(option, arg_name = "LIST")]
     pub(crate) include_tables: Vec<String>,
 
     /// comma-separated glob patterns of tables to leave out
-    #[argh(option)]
+    #[argh(option, arg_name = "LIST")]
     pub(crate) exclude_tables: Vec<String>,
 
     /// comma-separated glob patterns of schemas to verify
-    #[argh(option)]
+    #[argh(option, arg_name = "LIST")]
     pub(crate) include_schemas: Vec<String>,
 
     /// comma-separated glob patterns of schemas to leave out
-    #[argh(option)]
+    #[argh(option, arg_name = "LIST")]
     pub(crate) exclude_schemas: Vec<String>,
 
     /// print the result as one JSON document
@@ -564,9 +570,38 @@ pub(crate) fn parse(args: &[String]) -> Parsed {
     let strs: Vec<&str> = args.iter().map(String::as_str).collect();
     match Args::from_args(&["pgcopy"], &strs) {
         Ok(args) => Parsed::Args(Box::new(args)),
-        Err(exit) => Parsed::Exit {
-            output: exit.output,
-            success: exit.status.is_ok(),
+        Err(exit) if exit.status.is_ok() => Parsed::Exit {
+            output: help::grouped(&exit.output),
+            success: true,
         },
+        Err(exit) => Parsed::Exit {
+            output: suggest(&strs, exit.output),
+            success: false,
+        },
+    }
+}
+
+/// argh's error, and for an unknown option or command the closest known one.
+fn suggest(args: &[&str], output: String) -> String {
+    let Some(unknown) = output
+        .lines()
+        .find_map(|l| l.strip_prefix("Unrecognized argument: "))
+    else {
+        return output;
+    };
+    // The command's own help lists its options; the program's, its commands.
+    let command = args.iter().find(|a| !a.starts_with('-') && **a != unknown);
+    let help = match command {
+        Some(command) => Args::from_args(&["pgcopy"], &[command, "--help"]),
+        None => Args::from_args(&["pgcopy"], &["--help"]),
+    };
+    let offered = help
+        .err()
+        .map(|e| help::offered(&e.output))
+        .unwrap_or_default();
+    let known: Vec<&str> = offered.iter().map(String::as_str).collect();
+    match help::did_you_mean(unknown, &known) {
+        Some(meant) => format!("{}\nDid you mean {meant}?", output.trim_end()),
+        None => output,
     }
 }

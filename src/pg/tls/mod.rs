@@ -1,6 +1,6 @@
 //! TLS as libpq does it: `sslmode`, `sslrootcert`, `sslcert` and `sslkey` turned into the one
 //! connector type every connection uses (rustls with the ring provider, so pgcopy stays one
-//! static binary without OpenSSL).
+//! binary that needs no OpenSSL, only libc).
 //!
 //! `postgres::Config` only knows `disable`, `prefer` and `require`, and does no certificate
 //! checks of its own: what libpq's `verify-ca` and `verify-full` add is the verifier of the
