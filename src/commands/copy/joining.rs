@@ -44,6 +44,9 @@ pub(super) struct Watcher<'a> {
     sessions: Option<(Client, Client)>,
     /// What was last said of each table not taken up: said again only when it changes.
     said: HashMap<TableName, String>,
+    /// The source's tables as of the last look, in a few bytes: while they stay the same
+    /// and nothing waits to be taken up, a look ends there.
+    seen: Option<String>,
 }
 
 impl<'a> Watcher<'a> {
@@ -63,6 +66,7 @@ impl<'a> Watcher<'a> {
             replica,
             sessions: None,
             said: HashMap::new(),
+            seen: None,
         })
     }
 
@@ -76,6 +80,11 @@ impl<'a> Watcher<'a> {
         let Some((source, _)) = self.sessions.as_mut() else {
             return Ok(Vec::new());
         };
+        let seen = tables_fingerprint(source)?;
+        if self.said.is_empty() && self.seen.as_ref() == Some(&seen) {
+            return Ok(Vec::new());
+        }
+        self.seen = Some(seen);
         let new = follow::unfollowed(source, &self.filter, followed)?;
         if new.is_empty() {
             return Ok(Vec::new());
@@ -210,4 +219,21 @@ impl<'a> Watcher<'a> {
             .with_context(|| format!("publishing {}", table.name))?;
         Ok((quiet, outcome.rows))
     }
+}
+
+/// The source's tables and partitions, in a few bytes: which there are, their names and
+/// whether they are partitions. Cheaper than the catalog's whole listing, which a look
+/// needs only when this changed.
+fn tables_fingerprint(source: &mut Client) -> Result<String> {
+    Ok(source
+        .query_one(
+            "SELECT coalesce(md5(string_agg(c.oid::text || ' ' || c.relnamespace::text || ' ' ||
+                                            c.relname || ' ' || c.relispartition::text,
+                                            ',' ORDER BY c.oid)), '')
+               FROM pg_catalog.pg_class c
+              WHERE c.relkind IN ('r', 'p') AND c.relpersistence <> 't'",
+            &[],
+        )
+        .context("looking at the source's tables")?
+        .get(0))
 }
