@@ -555,3 +555,39 @@ fn large_transactions_stream_as_they_run_and_aborted_ones_leave_nothing() {
     }
     assert_nothing_left(&src, &dst);
 }
+
+/// A colleague's restore between two follows (`pg_restore --clean`: tables dropped and
+/// made again, another copy's rows in them): going on would apply the changes since onto
+/// other data. The resumed follower refuses, naming the tables.
+#[test]
+fn a_restore_between_two_follows_is_refused_by_the_resumed_follower() {
+    let (logical, destination) = (
+        logical_cluster(),
+        util::start_cluster(ClusterOptions::default()),
+    );
+    let src = logical.create_db(&test_name!());
+    let dst = destination.create_db(&test_name!());
+    let schema = "CREATE TABLE log (v text); ALTER TABLE log REPLICA IDENTITY FULL;
+                  CREATE TABLE kept (id int PRIMARY KEY)";
+    util::both(&src, &dst, schema);
+    src.exec("INSERT INTO log VALUES ('a'); INSERT INTO kept VALUES (1)");
+    let mut follower = util::spawn_copy(&src, &dst, &["--follow"]);
+    wait_following(&dst, &mut follower);
+    follower.kill().expect("kill -9 of the follower");
+    util::finish(follower);
+    src.exec("INSERT INTO log VALUES ('b')");
+    dst.exec("DROP TABLE log; CREATE TABLE log (v text); INSERT INTO log VALUES ('a'), ('b')");
+    let out = util::copy(&src, &dst, &["--follow", "--resume"]);
+    assert_exit!(out, exit::USAGE);
+    assert!(
+        out.stderr.contains(
+            "not resuming: these destination tables are not those the follower followed into"
+        ) && out.stderr.contains("\"public\".\"log\""),
+        "{out:?}"
+    );
+    assert_eq!(dst.count("log"), 2, "nothing applied over the restore");
+    let out =
+        util::run(util::pgcopy().args(["abandon", "--source", &src.url(), "--dest", &dst.url()]));
+    assert_exit!(out, exit::SUCCESS);
+    assert_nothing_left(&src, &dst);
+}

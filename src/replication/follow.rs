@@ -15,7 +15,7 @@ use crate::schema::catalog::{self, Table};
 use anyhow::{Context, Result};
 use postgres::error::SqlState;
 use postgres::Client;
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
@@ -47,6 +47,21 @@ pub(crate) fn unfollowed(
         .into_iter()
         .filter(|t| t.readable && !followed.contains(&t.name))
         .collect())
+}
+
+/// The destination's OIDs of `tables` (by quoted name), those it has: which tables a
+/// follower applies to, to tell them from tables dropped and made again since.
+pub(crate) fn dest_oids(dest: &mut Client, tables: &[TableName]) -> Result<BTreeMap<String, u32>> {
+    let names: Vec<String> = tables.iter().map(TableName::quoted).collect();
+    let rows = dest
+        .query(
+            "SELECT t.name, pg_catalog.to_regclass(t.name)::oid
+               FROM unnest($1::text[]) AS t(name)
+              WHERE pg_catalog.to_regclass(t.name) IS NOT NULL",
+            &[&names],
+        )
+        .context("reading the destination's tables")?;
+    Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
 }
 
 /// What to follow with.

@@ -15,6 +15,7 @@ use crate::state::file::fnv1a;
 use anyhow::{bail, Context, Result};
 use postgres::error::SqlState;
 use postgres::Client;
+use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
 
@@ -268,10 +269,12 @@ fn running_writers(client: &mut Client) -> Result<String> {
 /// The key of the publication's comment under which the follower's filters are.
 const FOLLOWS: &str = "pgcopy follows";
 
-/// The filters the follower of the publication `name` follows by, as its comment records
-/// them; `None` when there is no such publication or it records none (a publication made
-/// by an older pgcopy, which follows only the tables published).
-pub(crate) fn recorded_filter(client: &mut Client, name: &str) -> Result<Option<TableFilter>> {
+/// The key under which the comment records the destination's tables (their OIDs, by
+/// quoted name) that the follower applies changes to.
+const INTO: &str = "pgcopy follows into";
+
+/// The publication's comment, read as the JSON document pgcopy wrote there.
+fn comment(client: &mut Client, name: &str) -> Result<Option<serde_json::Value>> {
     let comment: Option<String> = client
         .query_opt(
             "SELECT obj_description(oid, 'pg_publication') FROM pg_catalog.pg_publication
@@ -280,9 +283,61 @@ pub(crate) fn recorded_filter(client: &mut Client, name: &str) -> Result<Option<
         )
         .with_context(|| format!("reading the publication {name}"))?
         .and_then(|row| row.get(0));
-    Ok(comment
-        .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok())
-        .and_then(|doc| TableFilter::from_json(doc.get(FOLLOWS)?)))
+    Ok(comment.and_then(|text| serde_json::from_str(&text).ok()))
+}
+
+/// The filters the follower of the publication `name` follows by, as its comment records
+/// them; `None` when there is no such publication or it records none (a publication made
+/// by an older pgcopy, which follows only the tables published).
+pub(crate) fn recorded_filter(client: &mut Client, name: &str) -> Result<Option<TableFilter>> {
+    Ok(comment(client, name)?.and_then(|doc| TableFilter::from_json(doc.get(FOLLOWS)?)))
+}
+
+/// The destination's tables the follower of `name` applies to, as the comment records
+/// them: their OIDs by quoted name (none recorded by an older pgcopy).
+pub(crate) fn recorded_tables(client: &mut Client, name: &str) -> Result<BTreeMap<String, u32>> {
+    let Some(doc) = comment(client, name)? else {
+        return Ok(BTreeMap::new());
+    };
+    Ok(doc
+        .get(INTO)
+        .and_then(|into| into.as_object())
+        .map(|into| {
+            into.iter()
+                .filter_map(|(table, oid)| {
+                    Some((table.clone(), u32::try_from(oid.as_u64()?).ok()?))
+                })
+                .collect()
+        })
+        .unwrap_or_default())
+}
+
+/// Records on the publication's comment the destination tables (OIDs by quoted name) the
+/// follower of `name` applies to, beside those recorded before: a resumed follower checks
+/// that they are still those tables (not dropped and made again by a restore).
+pub(crate) fn record_tables(
+    client: &mut Client,
+    name: &str,
+    tables: &BTreeMap<String, u32>,
+) -> Result<()> {
+    let mut doc = comment(client, name)?.unwrap_or_else(|| serde_json::json!({}));
+    let into = doc
+        .as_object_mut()
+        .context("the publication's comment is not pgcopy's")?
+        .entry(INTO)
+        .or_insert_with(|| serde_json::json!({}));
+    if let Some(into) = into.as_object_mut() {
+        for (table, oid) in tables {
+            into.insert(table.clone(), serde_json::json!(oid));
+        }
+    }
+    client
+        .batch_execute(&format!(
+            "COMMENT ON PUBLICATION {} IS {}",
+            quote_ident(name),
+            quote_literal(&doc.to_string())
+        ))
+        .with_context(|| format!("recording the followed tables on the publication {name}"))
 }
 
 /// Drops the slot and the publication named `name`, those that exist; returns the slot as

@@ -106,6 +106,7 @@ pub(super) fn resume(cfg: &CopyConfig) -> Result<Option<Exit>> {
     let slot_exists = slot::find(&mut source, &name)?.is_some();
     match (progress::find(&mut dest, &name)?, slot_exists) {
         (Some((_, at)), true) => {
+            same_tables(&mut source, &mut dest, &name)?;
             log::info!(
                 "resuming: the destination holds every source transaction up to {}",
                 LsnText(at)
@@ -152,6 +153,66 @@ pub(super) fn forget_replaced(dest: &mut Client) -> Result<()> {
         LsnText(at)
     );
     Ok(())
+}
+
+/// Refuses to go on following into tables that are not those the follower followed into:
+/// dropped and made again since (a restore with `--clean`, another tool), they hold other
+/// data, and applying the changes since onto it would mix the two.
+fn same_tables(source: &mut Client, dest: &mut Client, name: &str) -> Result<()> {
+    let recorded = slot::recorded_tables(source, name)?;
+    if recorded.is_empty() {
+        return Ok(());
+    }
+    let names: Vec<TableName> = recorded
+        .keys()
+        .filter_map(|quoted| parse_quoted(quoted))
+        .collect();
+    let now = follow::dest_oids(dest, &names)?;
+    let replaced: Vec<&str> = recorded
+        .iter()
+        .filter(|(table, oid)| now.get(*table) != Some(*oid))
+        .map(|(table, _)| table.as_str())
+        .collect();
+    if replaced.is_empty() {
+        return Ok(());
+    }
+    bail!(
+        "not resuming: these destination tables are not those the follower followed into \
+         (dropped and created again since, or gone: a restore, another tool): {}; applying \
+         the source's changes since onto what they hold would mix two copies. `pgcopy \
+         abandon`, then `pgcopy copy --follow` again",
+        replaced.join(", ")
+    )
+}
+
+/// A table's name back from its quoted form (`"schema"."table"`).
+fn parse_quoted(quoted: &str) -> Option<TableName> {
+    let mut parts = Vec::new();
+    let mut rest = quoted;
+    while let Some(after) = rest.strip_prefix('"') {
+        let mut name = String::new();
+        let mut chars = after.char_indices().peekable();
+        let mut end = None;
+        while let Some((i, c)) = chars.next() {
+            if c == '"' {
+                if chars.peek().map(|(_, n)| *n) == Some('"') {
+                    name.push('"');
+                    chars.next();
+                } else {
+                    end = Some(i + 1);
+                    break;
+                }
+            } else {
+                name.push(c);
+            }
+        }
+        parts.push(name);
+        rest = after.get(end?..)?.strip_prefix('.').unwrap_or("");
+    }
+    match parts.as_slice() {
+        [schema, table] => Some(TableName::new(schema, table)),
+        _ => None,
+    }
 }
 
 /// A slot this run made, dropped with its publication if the run ends before following
@@ -214,6 +275,18 @@ pub(super) fn after_copy(
     }
     let ledger = Ledger::choose(&mut dest)?.map_err(anyhow::Error::msg)?;
     ledger.create(&mut dest, &slot.name, slot.consistent_point)?;
+    // Which destination tables these are, for a resumed follower to check.
+    let mut source = cfg.source.connect()?;
+    let mut tables: Vec<TableName> = follow::published(&mut source, &slot.name)?
+        .into_iter()
+        .collect();
+    tables.sort();
+    slot::record_tables(
+        &mut source,
+        &slot.name,
+        &follow::dest_oids(&mut dest, &tables)?,
+    )?;
+    drop(source);
     if ledger == Ledger::Table {
         log::info!(
             "recording how far following got in {} on the destination (the role may not use \
@@ -686,4 +759,20 @@ fn finish(
         mark: Some(at),
         sequences_set,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_back_quoted_table_names() {
+        let odd = TableName::new("we\"ird", "a.b");
+        assert_eq!(parse_quoted(&odd.quoted()), Some(odd));
+        assert_eq!(
+            parse_quoted("\"public\".\"t\""),
+            Some(TableName::new("public", "t"))
+        );
+        assert_eq!(parse_quoted("public.t"), None);
+    }
 }

@@ -217,6 +217,10 @@ impl<'a> Watcher<'a> {
         holder
             .batch_execute("COMMIT")
             .with_context(|| format!("publishing {}", table.name))?;
+        let oids = follow::dest_oids(dest, &names)?;
+        if let Some((source, _)) = self.sessions.as_mut() {
+            slot::record_tables(source, &self.name, &oids)?;
+        }
         Ok((quiet, outcome.rows))
     }
 }
