@@ -1,5 +1,6 @@
 //! The `cutover` command, run once the application has stopped writing to the source: it
-//! writes the mark into the source's WAL (a transactional `pg_logical_emit_message`, so
+//! checks that every table the follower's filters select is followed (or that it may go
+//! on without some, `--allow-unfollowed`), writes the mark into the source's WAL (a transactional `pg_logical_emit_message`, so
 //! every transaction committed before it comes before it in the stream), and waits until
 //! the follower has applied everything up to it, set the sequences and dropped its slot,
 //! which is when the destination is ready. That time is the downtime, and it says so. A

@@ -3,6 +3,8 @@
 //! source snapshot and the plan against both catalogs, every refusal before anything
 //! changes), `apply` (record the undo, drop the keys, run the lanes) and `finish` (sequences,
 //! keys back, views, verify, the state file, the report). A dry run stops after planning.
+//! With `--follow`, `follow` runs the follower after the copy, and `joining` takes up the
+//! tables that appear on the source while it follows.
 
 mod apply;
 mod finish;
