@@ -5,9 +5,8 @@
 //! `wal_level = replica` source and a `wal_level = logical` cluster of the test's own.
 
 use crate::util::{
-    self, assert_exit, assert_nothing_left, cut_over, cut_over_to, exit, logical_cluster,
-    logical_options, pgbench, test_name, wait_following, wait_pgbench, wait_streaming,
-    wait_streaming_anew, ClusterOptions,
+    self, assert_exit, assert_nothing_left, cut_over, cut_over_to, exit, logical_options, pgbench,
+    test_name, wait_following, wait_pgbench, wait_streaming, wait_streaming_anew, ClusterOptions,
 };
 
 #[test]
@@ -164,12 +163,7 @@ const TABLES: &[&str] = &[
 /// A source cluster to follow and a destination cluster, each with the test's database
 /// holding `SCHEMA`, the source's filled by `load`.
 fn loaded_pair(name: &str) -> (util::Cluster, util::Cluster, util::TestDb, util::TestDb) {
-    let (logical, destination) = (
-        logical_cluster(),
-        util::start_cluster(ClusterOptions::default()),
-    );
-    let src = logical.create_db(name);
-    let dst = destination.create_db(name);
+    let (logical, destination, src, dst) = util::logical_pair(name);
     util::both(&src, &dst, SCHEMA);
     load(&src);
     (logical, destination, src, dst)
@@ -490,12 +484,7 @@ fn a_slot_waiting_for_a_running_transaction_gives_up_after_the_lock_timeout() {
 
 #[test]
 fn a_table_without_replica_identity_is_refused_before_anything_is_created() {
-    let (logical, destination) = (
-        logical_cluster(),
-        util::start_cluster(ClusterOptions::default()),
-    );
-    let src = logical.create_db(&test_name!());
-    let dst = destination.create_db(&test_name!());
+    let (_logical, _destination, src, dst) = util::logical_pair(&test_name!());
     util::both(
         &src,
         &dst,

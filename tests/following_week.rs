@@ -22,12 +22,7 @@ const TWINS: &str = "
 
 #[test]
 fn full_identity_rows_are_found_by_their_exact_values_and_identity_columns_taken_as_sent() {
-    let (logical, destination) = (
-        logical_cluster(),
-        util::start_cluster(ClusterOptions::default()),
-    );
-    let src = logical.create_db(&test_name!());
-    let dst = destination.create_db(&test_name!());
+    let (_logical, _destination, src, dst) = util::logical_pair(&test_name!());
     util::both(&src, &dst, TWINS);
     // The destination's sequence is elsewhere: the values must come from the source.
     dst.exec("SELECT setval('ids_id_seq', 500); SELECT setval('ids_full_id_seq', 500)");
@@ -195,12 +190,7 @@ fn wait_published(src: &util::TestDb, follower: &mut std::process::Child, table:
 /// into them by `UPDATE`, before the follower takes them up and after.
 #[test]
 fn partitions_and_tables_made_while_following_are_followed_from_their_first_row() {
-    let (logical, destination) = (
-        logical_cluster(),
-        util::start_cluster(ClusterOptions::default()),
-    );
-    let src = logical.create_db(&test_name!());
-    let dst = destination.create_db(&test_name!());
+    let (_logical, _destination, src, dst) = util::logical_pair(&test_name!());
     util::both(
         &src,
         &dst,
@@ -289,12 +279,7 @@ fn partitions_and_tables_made_while_following_are_followed_from_their_first_row(
 /// only when cutover is told to.
 #[test]
 fn a_table_only_the_source_has_holds_up_the_cutover_until_it_is_followed() {
-    let (logical, destination) = (
-        logical_cluster(),
-        util::start_cluster(ClusterOptions::default()),
-    );
-    let src = logical.create_db(&test_name!());
-    let dst = destination.create_db(&test_name!());
+    let (_logical, _destination, src, dst) = util::logical_pair(&test_name!());
     util::both(&src, &dst, "CREATE TABLE kept (id int PRIMARY KEY)");
     src.exec("INSERT INTO kept SELECT generate_series(1, 10)");
     let mut follower = util::spawn_copy(&src, &dst, &["--follow"]);
@@ -366,12 +351,7 @@ fn a_table_only_the_source_has_holds_up_the_cutover_until_it_is_followed() {
 /// `--resume` starts over; with nothing left to resume, `--resume` refuses.
 #[test]
 fn a_plain_copy_between_two_follows_is_never_applied_over_again() {
-    let (logical, destination) = (
-        logical_cluster(),
-        util::start_cluster(ClusterOptions::default()),
-    );
-    let src = logical.create_db(&test_name!());
-    let dst = destination.create_db(&test_name!());
+    let (_logical, _destination, src, dst) = util::logical_pair(&test_name!());
     util::both(
         &src,
         &dst,
@@ -561,12 +541,7 @@ fn large_transactions_stream_as_they_run_and_aborted_ones_leave_nothing() {
 /// other data. The resumed follower refuses, naming the tables.
 #[test]
 fn a_restore_between_two_follows_is_refused_by_the_resumed_follower() {
-    let (logical, destination) = (
-        logical_cluster(),
-        util::start_cluster(ClusterOptions::default()),
-    );
-    let src = logical.create_db(&test_name!());
-    let dst = destination.create_db(&test_name!());
+    let (_logical, _destination, src, dst) = util::logical_pair(&test_name!());
     let schema = "CREATE TABLE log (v text); ALTER TABLE log REPLICA IDENTITY FULL;
                   CREATE TABLE kept (id int PRIMARY KEY)";
     util::both(&src, &dst, schema);

@@ -12,6 +12,15 @@ pub fn logical_cluster() -> Cluster {
     start_cluster(logical_options())
 }
 
+/// A source cluster to follow and a destination cluster of its own, each with an empty
+/// database named `name`: slots and origins are a cluster's, so each test has its pair.
+pub fn logical_pair(name: &str) -> (Cluster, Cluster, TestDb, TestDb) {
+    let (logical, destination) = (logical_cluster(), start_cluster(ClusterOptions::default()));
+    let src = logical.create_db(name);
+    let dst = destination.create_db(name);
+    (logical, destination, src, dst)
+}
+
 pub fn logical_options() -> ClusterOptions {
     ClusterOptions::default()
         .conf("wal_level", "logical")

@@ -159,7 +159,13 @@ pub(super) fn forget_replaced(dest: &mut Client) -> Result<()> {
 /// dropped and made again since (a restore with `--clean`, another tool), they hold other
 /// data, and applying the changes since onto it would mix the two.
 fn same_tables(source: &mut Client, dest: &mut Client, name: &str) -> Result<()> {
-    let recorded = slot::recorded_tables(source, name)?;
+    // Those still published: a table dropped on the source is followed no more.
+    let published: HashSet<String> = follow::published(source, name)?
+        .iter()
+        .map(TableName::quoted)
+        .collect();
+    let mut recorded = slot::recorded_tables(source, name)?;
+    recorded.retain(|table, _| published.contains(table));
     if recorded.is_empty() {
         return Ok(());
     }
@@ -273,9 +279,8 @@ pub(super) fn after_copy(
         put_keys_back(cfg, &mut dest)?;
         return Ok(copied);
     }
-    let ledger = Ledger::choose(&mut dest)?.map_err(anyhow::Error::msg)?;
-    ledger.create(&mut dest, &slot.name, slot.consistent_point)?;
-    // Which destination tables these are, for a resumed follower to check.
+    // Which destination tables these are, for a resumed follower to check: recorded
+    // before the progress, so that a follower with a record of its progress has them.
     let mut source = cfg.source.connect()?;
     let mut tables: Vec<TableName> = follow::published(&mut source, &slot.name)?
         .into_iter()
@@ -287,6 +292,8 @@ pub(super) fn after_copy(
         &follow::dest_oids(&mut dest, &tables)?,
     )?;
     drop(source);
+    let ledger = Ledger::choose(&mut dest)?.map_err(anyhow::Error::msg)?;
+    ledger.create(&mut dest, &slot.name, slot.consistent_point)?;
     if ledger == Ledger::Table {
         log::info!(
             "recording how far following got in {} on the destination (the role may not use \
