@@ -252,19 +252,17 @@ fn partitions_and_tables_made_while_following_are_followed_from_their_first_row(
             .contains("following public.events_2027_02, new on the source: copied its 40 rows"),
         "{followed:?}"
     );
-    for table in [
-        "events_2026_11",
-        "events_2026_12",
-        "events_2027_01",
-        "events_2027_02",
-        "audit",
-    ] {
-        assert_eq!(
-            src.checksum(table, &[]),
-            dst.checksum(table, &[]),
-            "{table}"
-        );
-    }
+    util::assert_same_data(
+        &src,
+        &dst,
+        &[
+            "events_2026_11",
+            "events_2026_12",
+            "events_2027_01",
+            "events_2027_02",
+            "audit",
+        ],
+    );
     assert_eq!(dst.count("events_2027_01"), 50 + 5 + 20);
     assert_eq!(
         dst.scalar_i64("SELECT last_value FROM audit_id_seq"),
@@ -335,13 +333,7 @@ fn a_table_only_the_source_has_holds_up_the_cutover_until_it_is_followed() {
         out.stdout.contains("verified 3 tables: 2 match, 1 differ"),
         "{out:?}"
     );
-    for table in ["kept", "fresh"] {
-        assert_eq!(
-            src.checksum(table, &[]),
-            dst.checksum(table, &[]),
-            "{table}"
-        );
-    }
+    util::assert_same_data(&src, &dst, &["kept", "fresh"]);
     assert_nothing_left(&src, &dst);
 }
 
@@ -526,13 +518,7 @@ fn large_transactions_stream_as_they_run_and_aborted_ones_leave_nothing() {
     assert!(!stats.starts_with("0 "), "{stats}: {followed:?}");
     assert_eq!(dst.count("big"), 20000);
     assert_eq!(dst.count("big WHERE v = 'updated'"), 5000);
-    for table in ["big", "small"] {
-        assert_eq!(
-            src.checksum(table, &[]),
-            dst.checksum(table, &[]),
-            "{table}"
-        );
-    }
+    util::assert_same_data(&src, &dst, &["big", "small"]);
     assert_nothing_left(&src, &dst);
 }
 

@@ -87,7 +87,8 @@ impl<'a> Watcher<'a> {
         self.seen = Some(seen);
         let new = follow::unfollowed(source, &self.filter, followed)?;
         // What was said of tables gone since (dropped, or taken up) is said no more.
-        self.said.retain(|said, _| new.iter().any(|t| &t.name == said));
+        self.said
+            .retain(|said, _| new.iter().any(|t| &t.name == said));
         if new.is_empty() {
             return Ok(Vec::new());
         }
