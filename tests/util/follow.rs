@@ -152,6 +152,19 @@ pub fn wait_streaming_anew(src: &TestDb, follower: &mut std::process::Child, bef
     }
 }
 
+/// Asserts a follower's stderr says it went on from the destination's record at least
+/// `times` times: once for each session it lost, or more while the destination was starting.
+pub fn assert_went_on(followed: &Output, times: usize) {
+    let said = followed
+        .stderr
+        .matches("going on from where the destination is")
+        .count();
+    assert!(
+        said >= times,
+        "went on {said} times, not {times}: {followed:?}"
+    );
+}
+
 /// What an exited follower wrote on stderr, for the message of a test that expected it to
 /// run on.
 fn said(follower: &mut std::process::Child) -> String {
