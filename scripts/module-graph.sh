@@ -22,6 +22,7 @@ edges=$(find src -name '*.rs' | sort | while read -r file; do
     top=${top%.rs}
     dir=$(dirname "$rel")
     awk -v top="$top" -v rel="$rel" -v dir="$dir" '
+        BEGIN { depth = (dir == ".") ? 0 : split(dir, d, "/") }
         /^#\[cfg\(test\)\]/ { exit }
         /^[[:space:]]*\/\// { next }
         {
@@ -32,29 +33,33 @@ edges=$(find src -name '*.rs' | sort | while read -r file; do
                 line = substr(line, RSTART + RLENGTH)
                 n = split(path, part, "::")
                 if (part[1] != top) print "top", top, part[1]
-                # Within a folder: the unit named just below this file'"'"'s folder.
-                m = split(dir, d, "/")
-                if (dir == ".") continue
-                same = 1
-                for (i = 1; i <= m; i++) if (part[i] != d[i]) { same = 0; break }
-                if (same && n > m) unit(part[m + 1])
+                # Within each folder above this file: the unit named just below it.
+                for (m = 1; m <= depth; m++) {
+                    same = 1
+                    for (i = 1; i <= m; i++) if (part[i] != d[i]) { same = 0; break }
+                    if (same && n > m) unit(m, part[m + 1])
+                }
             }
             line = $0
             while (match(line, /(^|[^a-z_:])super::[a-z_]+/)) {
                 name = substr(line, RSTART, RLENGTH)
                 sub(/.*super::/, "", name)
                 line = substr(line, RSTART + RLENGTH)
-                if (rel !~ /\/mod\.rs$/) unit(name)
+                if (rel !~ /\/mod\.rs$/ && depth > 0) unit(depth, name)
             }
         }
-        function unit(name,    self, here) {
-            here = rel
-            sub("^" dir "/", "", here)
+        # An edge in the folder made of the first m parts of the folder of this file, from the
+        # file or subfolder this file is in there to `name`. The mod.rs of a folder is the folder
+        # itself: what it names is what its folder exports, not an edge inside it.
+        function unit(m, name,    i, folder, here, self) {
+            folder = d[1]
+            for (i = 2; i <= m; i++) folder = folder "/" d[i]
+            here = substr(rel, length(folder) + 2)
             self = here
             sub(/\/.*/, "", self)
             sub(/\.rs$/, "", self)
             if (self == "mod" || name == self) return
-            print "file", dir, self, name
+            print "file", folder, self, name
         }
     ' "$file"
 done | sort -u)

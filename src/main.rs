@@ -11,6 +11,7 @@ mod output;
 mod pg;
 mod plan;
 mod replication;
+mod rules;
 mod schema;
 mod state;
 mod transfer;

@@ -5,7 +5,7 @@ use crate::cli::args;
 use crate::pg::target::Target;
 use crate::plan::filter::{parse_list, TableFilter};
 use crate::plan::pieces::SplitMode;
-use crate::plan::rules::Rules;
+use crate::rules::Rules;
 use crate::schema::fk_mode::FkMode;
 use crate::schema::indexes::IndexMode;
 use anyhow::{bail, Context, Result};

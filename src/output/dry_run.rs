@@ -97,7 +97,7 @@ impl Planned<'_> {
                     "masks {}.{}: {}",
                     table.name,
                     mask.target(),
-                    mask.rule.describe()
+                    mask.describe.clone()
                 )?;
             }
         }
@@ -222,7 +222,7 @@ impl Planned<'_> {
                 "masks": t.masks.iter().map(|m| serde_json::json!({
                     "column": m.column,
                     "path": m.path,
-                    "rule": m.rule.describe(),
+                    "rule": m.describe,
                 })).collect::<Vec<_>>(),
                 "subset": t.subset.as_ref().map(|s| serde_json::json!({
                     "rule": s.describe,

@@ -3,21 +3,17 @@
 
 pub(crate) mod conversions;
 pub(crate) mod filter;
-pub(crate) mod json_require;
-pub(crate) mod masked_keys;
 pub(crate) mod misfits;
 pub(crate) mod pieces;
+pub(crate) mod reading;
 pub(crate) mod refusals;
-pub(crate) mod rules;
 pub(crate) mod snapshot;
-pub(crate) mod subset;
 
 use crate::pg::sql::{column_list, TableName};
 use crate::plan::conversions::{Conversion, How};
 use crate::plan::filter::TableFilter;
 use crate::plan::pieces::Split;
-use crate::plan::rules::Mask;
-use crate::plan::subset::Subset;
+use crate::plan::reading::{Mask, Reads, Subset};
 use crate::schema::catalog::{self, Column, Table};
 use crate::schema::indexes::Index;
 use crate::schema::statistics::Statistics;
@@ -58,8 +54,10 @@ pub(crate) struct TablePlan {
     pub(crate) text_reason: Option<String>,
     /// The copied columns whose type is another on the destination, and how each travels.
     pub(crate) conversions: Vec<Conversion>,
-    /// The columns the rules file masks, read masked from the source.
+    /// The columns the rules file masks.
     pub(crate) masks: Vec<Mask>,
+    /// How the reader masks them: what the source reads instead, what pgcopy rewrites.
+    pub(crate) reads: Reads,
     /// The rows the rules' subsets keep, where they keep fewer than all.
     pub(crate) subset: Option<Subset>,
     pub(crate) estimated_rows: Option<u64>,
@@ -162,7 +160,7 @@ impl TablePlan {
     /// The source's `COPY … TO STDOUT`, of the whole table or of one of its pieces.
     pub(crate) fn copy_out_sql(&self, piece: Option<usize>) -> String {
         let range = piece.and_then(|p| self.split.as_ref()?.pieces.get(p));
-        let casts = self.masks.iter().any(|m| !m.rule.in_client())
+        let casts = self.masks.iter().any(|m| !m.in_client)
             || self
                 .conversions
                 .iter()
@@ -204,14 +202,8 @@ impl TablePlan {
             .iter()
             .map(|column| {
                 let conversion = self.conversions.iter().find(|c| c.column == column.name);
-                let masks: Vec<&Mask> = self
-                    .masks
-                    .iter()
-                    .filter(|m| m.column == column.name)
-                    .collect();
-                let whole = masks.iter().find(|m| m.path.is_empty());
-                let inside = Mask::json_expr(&column.name, &column.type_name, &masks);
-                match whole.map(|m| m.source_expr(&column.type_name)).or(inside) {
+                let masked = self.reads.source.iter().find(|(c, _)| c == &column.name);
+                match masked.map(|(_, expr)| expr.clone()) {
                     Some(masked) => match conversion.map(|c| &c.how) {
                         Some(How::Cast(to)) => format!("({masked})::{to}"),
                         _ => masked,
@@ -387,6 +379,7 @@ pub(crate) fn add_destination_only_partitions(
             text_reason: None,
             conversions: Vec::new(),
             masks: Vec::new(),
+            reads: Reads::default(),
             subset: None,
             estimated_rows: Some(0),
             data_bytes: 0,
@@ -444,6 +437,7 @@ pub(crate) fn build(client: &mut Client, selected: &[Table]) -> Result<Plan> {
                     .then(|| format!("no portable binary form for {}", text_columns.join(", "))),
                 conversions: Vec::new(),
                 masks: Vec::new(),
+                reads: Reads::default(),
                 subset: None,
                 estimated_rows: table.estimated_rows,
                 data_bytes: table.data_bytes,

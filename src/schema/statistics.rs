@@ -7,10 +7,9 @@
 
 use crate::pg::server;
 use crate::pg::sql::{name_arrays, quote_literal, TableName};
-use crate::plan::Plan;
 use anyhow::{Context, Result};
 use postgres::Client;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 /// The first destination version with `pg_restore_relation_stats`.
 const FIRST_VERSION: i32 = 180000;
@@ -28,15 +27,19 @@ pub(crate) struct Statistics {
     pub(crate) statements: Vec<String>,
 }
 
-/// Reads, in the copy's snapshot, the statistics of the planned tables that have some on
-/// the source, when the destination can take them; sets them on the plan's tables.
-pub(crate) fn plan(source: &mut Client, dest: &mut Client, plan: &mut Plan) -> Result<()> {
+/// Reads, in the copy's snapshot, the statistics of the tables `names` that have some on
+/// the source, when the destination can take them: by table, those it has.
+pub(crate) fn read(
+    source: &mut Client,
+    dest: &mut Client,
+    names: &[TableName],
+) -> Result<BTreeMap<TableName, Statistics>> {
+    let mut found = BTreeMap::new();
     if server::version(dest)? < FIRST_VERSION {
-        return Ok(());
+        return Ok(found);
     }
     let version = server::version(source)?;
-    let names = plan.names();
-    let (schemas, tables) = name_arrays(&names);
+    let (schemas, tables) = name_arrays(names);
     let relallfrozen = if version >= 180000 {
         "c.relallfrozen::text"
     } else {
@@ -134,23 +137,21 @@ pub(crate) fn plan(source: &mut Client, dest: &mut Client, plan: &mut Plan) -> R
             &args,
         ));
     }
-    for table in &mut plan.tables {
+    for name in names {
         // Statistics of the columns only: a table the source never analyzed has none.
-        let (Some(relation), Some(attributes)) =
-            (relations.get(&table.name), columns.remove(&table.name))
-        else {
+        let (Some(relation), Some(attributes)) = (relations.get(name), columns.remove(name)) else {
             continue;
         };
         let mut statements = vec![restore_call(
             "pg_restore_relation_stats",
             version,
-            &table.name,
+            name,
             relation,
         )];
         statements.extend(attributes);
-        table.statistics = Some(Statistics { statements });
+        found.insert(name.clone(), Statistics { statements });
     }
-    Ok(())
+    Ok(found)
 }
 
 /// `SELECT pg_restore_…_stats('version', …, 'schemaname', …, 'relname', …, name, value,

@@ -104,7 +104,7 @@ pub(crate) fn digest_sql(table: &TablePlan, on_source: bool) -> String {
         _ => format!(
             "SELECT {hashed} FROM ONLY {} AS {} {condition}",
             table.name.quoted(),
-            crate::plan::subset::ROW
+            crate::plan::reading::ROW
         ),
     };
     format!(
@@ -249,7 +249,7 @@ fn query_digest(
     }
     tx.batch_execute(TEXT_SETTINGS)?;
     if table.is_some_and(|t| t.subset.is_some()) {
-        tx.batch_execute(crate::plan::subset::SETTINGS)?;
+        tx.batch_execute(crate::plan::reading::SETTINGS)?;
     }
     log::debug!("verify: {sql}");
     let row = tx.query_one(sql, &[])?;
@@ -283,6 +283,7 @@ mod tests {
             text_reason: None,
             conversions: Vec::new(),
             masks: Vec::new(),
+            reads: Default::default(),
             subset: None,
             estimated_rows: None,
             data_bytes: 0,

@@ -7,11 +7,9 @@
 //! outcomes out.
 
 pub(crate) mod compare;
-pub(crate) mod json_mask;
 pub(crate) mod lanes;
-pub(crate) mod mask;
-pub(crate) mod permute;
 pub(crate) mod read;
+pub(crate) mod rewrite;
 pub(crate) mod rows;
 pub(crate) mod schedule;
 pub(crate) mod sessions;

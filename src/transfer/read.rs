@@ -6,7 +6,7 @@ use crate::pg::server::SnapshotId;
 use crate::pg::sql::TEXT_SETTINGS;
 use crate::pg::wire;
 use crate::plan::{Format, TablePlan};
-use crate::transfer::mask::Masker;
+use crate::transfer::rewrite::RowRewriter;
 use crate::transfer::rows::RowCounter;
 use anyhow::{Context, Result};
 
@@ -32,7 +32,7 @@ pub(crate) fn read(
         begin = format!("{begin}; {TEXT_SETTINGS}");
     }
     if table.subset.is_some() {
-        begin = format!("{begin}; {}", crate::plan::subset::SETTINGS);
+        begin = format!("{begin}; {}", crate::plan::reading::SETTINGS);
     }
     conn.execute(&begin)
         .context("importing the source snapshot")?;
@@ -42,7 +42,7 @@ pub(crate) fn read(
     log::debug!("source: {sql}");
     let mut counter = RowCounter::new(table.format == Format::Binary);
     // Columns the rules hash are masked here, as the rows pass.
-    let mut masker = Masker::for_table(table)?;
+    let mut masker = RowRewriter::for_table(table)?;
     let mut chunk = Vec::with_capacity(batch_size);
     let mut pass = |chunk: Vec<u8>| -> Result<()> {
         let before = counter.rows();
@@ -93,7 +93,7 @@ pub(crate) fn read(
 /// syntax for type integer: \"ann@corp.com\""): its SQLSTATE, which keeps its kind, and the
 /// rules the source applies there. A lost session or a lock, which quote nothing, as it is.
 fn without_values(table: &TablePlan, err: anyhow::Error) -> anyhow::Error {
-    if table.masks.iter().all(|m| m.rule.in_client()) {
+    if table.masks.iter().all(|m| m.in_client) {
         return err;
     }
     let Some(server) = err
@@ -108,8 +108,8 @@ fn without_values(table: &TablePlan, err: anyhow::Error) -> anyhow::Error {
     let rules: Vec<String> = table
         .masks
         .iter()
-        .filter(|m| !m.rule.in_client())
-        .map(|m| format!("{} ({})", m.target(), m.rule.describe()))
+        .filter(|m| !m.in_client)
+        .map(|m| format!("{} ({})", m.target(), m.describe))
         .collect();
     anyhow::Error::new(wire::ServerError {
         severity: server.severity.clone(),

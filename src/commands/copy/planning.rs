@@ -154,7 +154,7 @@ pub(super) fn plan(cfg: &CopyConfig, prepared: Prepared) -> Result<Work<'_>> {
             cfg.allow_narrowing,
         ),
     );
-    refusals.extend(plan::rules::wire_refusals(&plan));
+    refusals.extend(crate::rules::wire_refusals(&plan));
     let fingerprint = fingerprint(&source_id, &plan);
     let full_plan = plan.clone();
     // A follower starting over has a new snapshot: nothing of an earlier one is kept.
@@ -218,7 +218,10 @@ pub(super) fn plan(cfg: &CopyConfig, prepared: Prepared) -> Result<Work<'_>> {
     }
     resume_pieces(&mut dest, &mut plan, &saved_pieces)?;
     if cfg.analyze {
-        statistics::plan(&mut snapshot.client, &mut dest, &mut plan)?;
+        let mut found = statistics::read(&mut snapshot.client, &mut dest, &plan.names())?;
+        for table in &mut plan.tables {
+            table.statistics = found.remove(&table.name);
+        }
         // The source's statistics describe the source's rows: a masked table's would
         // carry its values (most common values, histograms), a subset's the whole table.
         // Those tables are analyzed instead.
@@ -229,7 +232,7 @@ pub(super) fn plan(cfg: &CopyConfig, prepared: Prepared) -> Result<Work<'_>> {
         }
     }
     if cfg.dry_run {
-        plan::subset::count(&mut snapshot.client, &mut plan)?;
+        crate::rules::subset::count(&mut snapshot.client, &mut plan)?;
     }
     refusals.extend(plan::refusals::rights_refusals(
         &plan,
@@ -326,8 +329,8 @@ fn fingerprint(source: &Identity, plan: &Plan) -> String {
                 .map(|m| {
                     // A keyed mask under another key is another copy: the key's
                     // fingerprint, never the key.
-                    let key = m.key.as_ref().map_or(String::new(), |k| k.fingerprint());
-                    format!("{}={}{key}", m.target(), m.rule.describe())
+                    let key = m.key.as_deref().unwrap_or_default();
+                    format!("{}={}{key}", m.target(), m.describe)
                 })
                 .collect();
             format!(

@@ -7,8 +7,8 @@
 //! text (`hash` makes a number, the fakes a string); `null` stays `null`; anything else at
 //! a masked path (an object, an array, a boolean) becomes `null`, never left as it was.
 
-use crate::plan::rules::Keyed;
-use crate::transfer::mask::{masked, Hmac, Kind};
+use crate::rules::rewrite::hmac::Hmac;
+use crate::rules::rewrite::values::{masked, Keyed, Kind};
 use anyhow::{bail, Result};
 
 /// One path step: an object's key or an array's index, as written in the rule; `*` is any.

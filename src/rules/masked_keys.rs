@@ -9,10 +9,10 @@
 //! hash's hex digits, a `text` all of them).
 
 use crate::pg::sql::{display_ident, TableName};
-use crate::plan::rules::{MaskRule, Rule};
-use crate::plan::subset::Edge;
 use crate::plan::Plan;
-use crate::transfer::mask::Kind;
+use crate::rules::masks::{MaskRule, Rule};
+use crate::rules::rewrite::values::Kind;
+use crate::rules::subset::Edge;
 
 /// What following the keys did to the rules' masks.
 pub(crate) struct Followed {
@@ -168,7 +168,7 @@ fn type_of<'p>(plan: &'p Plan, table: &TableName, column: &str) -> Option<&'p st
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plan::rules::Keyed;
+    use crate::rules::rewrite::values::Keyed;
 
     fn rule(table: &str, column: &str, rule: Rule) -> MaskRule {
         MaskRule {

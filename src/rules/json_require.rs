@@ -8,8 +8,8 @@
 
 use crate::pg::sql::{display_ident, quote_ident};
 use crate::plan::filter::Glob;
-use crate::plan::rules::Kept;
 use crate::plan::Plan;
+use crate::rules::Kept;
 use anyhow::{Context, Result};
 use postgres::Client;
 
