@@ -42,6 +42,16 @@ pub(crate) enum Command {
     Version,
 }
 
+/// What `copy` does, chosen once from `--follow` and `--resume`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum CopyMode {
+    /// Copy once; `resume`: only the tables an interrupted copy did not finish.
+    Copy { resume: bool },
+    /// Copy, then follow the source (logical replication) until `cutover`; `resume`: go on
+    /// from where an earlier follower of this destination got.
+    Follow { resume: bool },
+}
+
 #[derive(Debug)]
 pub(crate) struct CopyConfig {
     pub(crate) source: Target,
@@ -70,9 +80,8 @@ pub(crate) struct CopyConfig {
     pub(crate) progress_interval: Duration,
     pub(crate) json: bool,
     pub(crate) verify: bool,
-    pub(crate) resume: bool,
-    /// Follow the source after the copy (logical replication) until `cutover`.
-    pub(crate) follow: bool,
+    /// A copy, or a copy and then following, each from the start or resumed.
+    pub(crate) mode: CopyMode,
     /// The rules file: masks, and the column names that must be masked.
     pub(crate) rules: Option<Rules>,
     pub(crate) retries: u32,
@@ -280,8 +289,10 @@ pub(crate) fn from_args(args: Box<args::Args>) -> Result<Command> {
                 progress_interval: Duration::from_secs(a.progress_interval.max(1)),
                 json: a.json,
                 verify: a.verify,
-                resume: a.resume,
-                follow: a.follow,
+                mode: match a.follow {
+                    true => CopyMode::Follow { resume: a.resume },
+                    false => CopyMode::Copy { resume: a.resume },
+                },
                 rules: rules_for_copy(a.rules.as_deref(), a.follow)?,
                 retries: a.retries,
                 lock_timeout: lock_timeout(a.lock_timeout),

@@ -1,15 +1,18 @@
-//! The commands: `copy`, `list`, `verify`, `recover`, `status`, `cutover`, `abandon` (and
-//! `version`), each from its validated configuration to an exit code.
+//! The commands: `copy` (and `copy --follow`, in `follow`), `list`, `verify`, `recover`,
+//! `status`, `cutover`, `abandon` (and `version`), each from its validated configuration to
+//! an exit code; `keys` puts back the foreign keys a run dropped, for all of them.
 
 pub(crate) mod abandon;
 pub(crate) mod copy;
 pub(crate) mod cutover;
+pub(crate) mod follow;
+pub(crate) mod keys;
 pub(crate) mod list;
 pub(crate) mod recover;
 pub(crate) mod status;
 pub(crate) mod verify;
 
-use crate::cli::config::Command;
+use crate::cli::config::{Command, CopyMode};
 use crate::exit::Exit;
 use std::io::Write as _;
 
@@ -25,7 +28,10 @@ pub(crate) fn run(command: Command) -> anyhow::Result<Exit> {
             Ok(Exit::Success)
         }
         Command::List(cfg) => list::run(&cfg),
-        Command::Copy(cfg) => copy::run(&cfg),
+        Command::Copy(cfg) => match cfg.mode {
+            CopyMode::Copy { resume } => copy::run(&cfg, resume),
+            CopyMode::Follow { resume } => follow::run(&cfg, resume),
+        },
         Command::Recover(cfg) => recover::run(&cfg),
         Command::Status(cfg) => status::run(&cfg),
         Command::Cutover(cfg) => cutover::run(&cfg),

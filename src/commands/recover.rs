@@ -2,6 +2,7 @@
 //! from its state file. `pgcopy recover` does only this; `pgcopy copy` does it first.
 
 use crate::cli::config::RecoverConfig;
+use crate::commands::keys;
 use crate::exit::Exit;
 use crate::pg::server::{lock_destination, Identity};
 use crate::pg::sql::display_ident;
@@ -49,16 +50,9 @@ pub(crate) fn run(cfg: &RecoverConfig) -> Result<Exit> {
          whole again: {}",
         cfg.dest,
         state.validate.len(),
-        describe_keys(&state.validate)
+        keys::describe_keys(&state.validate)
     );
     Ok(Exit::TablesFailed)
-}
-
-fn describe_keys(keys: &[Constraint]) -> String {
-    keys.iter()
-        .map(|k| format!("{} on {}", display_ident(&k.name), k.table))
-        .collect::<Vec<_>>()
-        .join(", ")
 }
 
 /// If this destination has a state file, puts its keys back and validates what should be
@@ -97,7 +91,7 @@ fn pending_forgetting(
                  {target}: it is this server's",
                 aside.path.display()
             );
-            let remaining = put_back(dest, &aside, state, target)?;
+            let remaining = keys::put_back_state(dest, &aside, state, target)?;
             // What is left of it (keys to validate, tables to resume) is this server's.
             let merged = match file.load()? {
                 Some(current) => State {
@@ -135,7 +129,7 @@ fn pending_forgetting(
         return Ok(Some(state));
     }
     let state = without_gone(dest, file, state, forget_gone)?;
-    let remaining = put_back(dest, file, state, target)?;
+    let remaining = keys::put_back_state(dest, file, state, target)?;
     Ok(Some(remaining))
 }
 
@@ -161,7 +155,7 @@ fn without_gone(dest: &mut Client, file: &StateFile, state: State, forget: bool)
     if gone_keys.is_empty() && gone_indexes.is_empty() {
         return Ok(state);
     }
-    let what = describe_keys(&gone_keys)
+    let what = keys::describe_keys(&gone_keys)
         .split(", ")
         .filter(|s| !s.is_empty())
         .map(|s| format!("the key {s}"))
@@ -220,55 +214,6 @@ fn all_in_place(dest: &mut Client, state: &State) -> Result<bool> {
         constraints::all_in_place(dest, &state.keys)?
             && indexes::all_present(dest, &state.indexes)?,
     )
-}
-
-/// Puts back the indexes and keys `state` lists and records what remains in `file`.
-fn put_back(dest: &mut Client, file: &StateFile, state: State, target: &Target) -> Result<State> {
-    log::warn!(
-        "an earlier run (pid {}, started {}) did not finish on {target}: putting back the {} \
-         constraints and {} indexes it had dropped, first",
-        state.pid,
-        crate::units::rfc3339(state.started),
-        state.keys.len() + state.validate.len(),
-        state.indexes.len()
-    );
-    // Indexes first: a key needs the unique index it references.
-    let (indexes_left, problems) = indexes::rebuild_missing(dest, &state.indexes, 1);
-    for problem in &problems {
-        log::warn!("{problem}");
-    }
-    let state = State {
-        indexes: indexes_left,
-        ..state
-    };
-    if !state.indexes.is_empty() {
-        file.store(&state)?;
-        bail!(
-            "could not build again every index the earlier run dropped; the state file {} is \
-             kept for another try",
-            file.path.display()
-        );
-    }
-    let all: Vec<Constraint> = state.keys.iter().chain(&state.validate).cloned().collect();
-    let restored = constraints::restore_all(dest, &all)?;
-    for problem in &restored.problems {
-        log::warn!("{problem}");
-    }
-    let remaining = State {
-        keys: restored.missing,
-        validate: restored.unvalidated,
-        ..state
-    };
-    file.store(&remaining)?;
-    if !remaining.keys.is_empty() {
-        bail!(
-            "could not put back every constraint the earlier run dropped ({}); the state file \
-             {} is kept for another try",
-            describe_keys(&remaining.keys),
-            file.path.display()
-        );
-    }
-    Ok(remaining)
 }
 
 #[cfg(test)]

@@ -3,6 +3,7 @@
 //! PostgreSQL's own subscriptions keep theirs), else a row of `pgcopy.follow_progress`, a
 //! table pgcopy makes for a role without those privileges and drops again at the end.
 
+use crate::pg::server::Identity;
 use crate::pg::sql::{display_ident, quote_literal};
 use crate::replication::decode::Lsn;
 use crate::replication::slot::{parse_lsn, LsnText};
@@ -217,4 +218,23 @@ fn drop_schema_if_made_here(dest: &mut Client) -> Result<()> {
         Err(err) if err.code() == Some(&SqlState::DEPENDENT_OBJECTS_STILL_EXIST) => Ok(()),
         Err(err) => Err(err).with_context(|| format!("dropping the schema {SCHEMA}")),
     }
+}
+
+/// Before a copy without `--follow` replaces the destination's data: a follower that
+/// stopped there cannot go on from where it was (it would apply again what this copy
+/// brings), so its record of how far it got goes. A `--resume` then starts over.
+pub(crate) fn forget_replaced(dest: &mut Client) -> Result<()> {
+    let name = crate::replication::slot::name_for(&Identity::read(dest)?.key());
+    let Some((_, at)) = find(dest, &name)? else {
+        return Ok(());
+    };
+    forget(dest, &name)?;
+    log::warn!(
+        "this destination was following a source up to {} (the follower {name}, stopped): \
+         this copy replaces its data, so that follower's record of its progress is dropped, \
+         and `pgcopy copy --follow --resume` starts over with a new copy; `pgcopy abandon` \
+         drops its slot on the source",
+        LsnText(at)
+    );
+    Ok(())
 }

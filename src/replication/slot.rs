@@ -12,6 +12,7 @@ use crate::pg::wire;
 use crate::plan::filter::TableFilter;
 use crate::replication::decode::Lsn;
 use crate::state::file::fnv1a;
+use crate::units::format_bytes;
 use anyhow::{bail, Context, Result};
 use postgres::error::SqlState;
 use postgres::Client;
@@ -418,6 +419,37 @@ fn slots(client: &mut Client, condition: &str, value: &str) -> Result<Vec<Follow
             lag: r.get(4),
         })
         .collect())
+}
+
+/// Names each slot an earlier `copy --follow` left on the source and nobody streams from:
+/// it keeps WAL there until it is dropped. `replaced` is the slot of a follower into this
+/// destination, whose data this copy replaces: following cannot go on from it. Best
+/// effort: a source that cannot say is not a reason to stop.
+pub(crate) fn warn_left_behind(source: &mut Client, replaced: Option<&str>) {
+    match followers(source) {
+        Ok(slots) => {
+            for follower in slots.into_iter().filter(|f| !f.active) {
+                let (name, held) = (follower.slot, format_bytes(follower.held));
+                if Some(name.as_str()) == replaced {
+                    log::warn!(
+                        "the replication slot {name} of a stopped `pgcopy copy --follow` into \
+                         this destination is left on the source, holding {held} of WAL: this \
+                         copy replaces the data it followed into, so it cannot go on from \
+                         there; drop it with `pgcopy abandon` (a `copy --follow --resume` \
+                         starts over with a new copy)"
+                    );
+                } else {
+                    log::warn!(
+                        "the replication slot {name} that a `pgcopy copy --follow` made is \
+                         left on the source, holding {held} of WAL: go on with `pgcopy copy \
+                         --follow --resume`, or drop it with `pgcopy abandon` (both with the \
+                         --dest it followed into)"
+                    );
+                }
+            }
+        }
+        Err(err) => log::debug!("could not list the source's replication slots: {err:#}"),
+    }
 }
 
 #[cfg(test)]

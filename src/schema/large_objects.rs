@@ -88,6 +88,36 @@ pub(crate) fn plan(source: &mut impl GenericClient) -> Result<Vec<LargeObject>> 
         .collect())
 }
 
+/// The large objects again, as the source has them now (a snapshot of its own): what
+/// following does at cutover, since logical replication does not carry them. `None` when
+/// neither side has any; else how many were copied, and their bytes.
+pub(crate) fn copy_as_now(
+    source: &Target,
+    dest: &Target,
+    stop: &dyn Fn() -> bool,
+) -> Result<Option<(usize, u64)>> {
+    let mut holder = source.connect()?;
+    let mut snapshot = begin_read_only(&mut holder, None)?;
+    let id = SnapshotId(
+        snapshot
+            .query_one("SELECT pg_catalog.pg_export_snapshot()", &[])?
+            .get(0),
+    );
+    let objects = plan(&mut snapshot)?;
+    let dest_has: bool = dest
+        .connect()?
+        .query_one(
+            "SELECT EXISTS (SELECT FROM pg_catalog.pg_largeobject_metadata)",
+            &[],
+        )?
+        .get(0);
+    if objects.is_empty() && !dest_has {
+        return Ok(None);
+    }
+    let bytes = copy(source, dest, &id, &objects, &AtomicU64::new(0), stop)?;
+    Ok(Some((objects.len(), bytes)))
+}
+
 /// Replaces the destination's large objects with `objects`, read from the source in the
 /// `snapshot`, in one destination transaction: a failure leaves the
 /// destination's as they were. `stop` is checked between pieces. Returns the bytes copied.

@@ -3,6 +3,7 @@
 
 use super::apply::{Applied, Copied};
 use super::planning::Work;
+use super::KeyPolicy;
 use crate::cli::config::{CopyConfig, Verbosity};
 use crate::exit::Exit;
 use crate::output::format::print_json;
@@ -27,15 +28,15 @@ use postgres::Client;
 use std::collections::HashMap;
 
 /// Puts everything back and reports; what could not be done is in the report and the exit
-/// code, never an `Err` (except for a report that could not be written). A copy that a
-/// follower goes on from leaves, when everything was copied, its keys dropped in drop mode
-/// (recorded in the state file: following puts them back at cutover) and its `--json`
-/// report unprinted, returned for following to finish.
+/// code, never an `Err` (except for a report that could not be written). Under
+/// `KeyPolicy::LeaveDropped`, a copy that copied everything leaves its keys dropped in drop
+/// mode (recorded in the state file, for the command that goes on from it) and its `--json`
+/// report unprinted, returned for that command to finish.
 pub(super) fn finish(
     cfg: &CopyConfig,
     work: Work,
     applied: Applied,
-    following: bool,
+    key_policy: KeyPolicy,
 ) -> Result<(Exit, Option<serde_json::Value>)> {
     let Work {
         mut dest,
@@ -94,7 +95,11 @@ pub(super) fn finish(
         problems.extend(failed);
         journal.indexes = left;
     }
-    let keep_dropped = following
+    let leave_dropped = match key_policy {
+        KeyPolicy::LeaveDropped { why } => Some(why),
+        KeyPolicy::PutBack => None,
+    };
+    let keep_dropped = leave_dropped.is_some()
         && mode == FkMode::Drop
         && problems.is_empty()
         && outcomes.iter().all(|o| o.error.is_none())
@@ -102,9 +107,9 @@ pub(super) fn finish(
     let restored = if keep_dropped {
         if !keys.is_empty() {
             log::info!(
-                "the {} foreign keys stay dropped while following; they are put back at \
-                 cutover",
-                keys.len()
+                "the {} foreign keys stay dropped {}",
+                keys.len(),
+                leave_dropped.unwrap_or_default()
             );
         }
         Restored {
@@ -212,7 +217,7 @@ pub(super) fn finish(
         checks: checks.as_deref(),
     };
     let code = report.exit_code();
-    if cfg.json && following && code == Exit::Success {
+    if cfg.json && leave_dropped.is_some() && code == Exit::Success {
         return Ok((code, Some(report.to_json())));
     }
     if cfg.json {
@@ -308,10 +313,6 @@ fn put_keys_back(
     keys: &[Constraint],
     problems: &mut Vec<String>,
 ) -> Restored {
-    let nothing_back = || Restored {
-        missing: keys.to_vec(),
-        ..Restored::default()
-    };
     if keys.is_empty() {
         return Restored::default();
     }
@@ -320,18 +321,12 @@ fn put_keys_back(
             "could not reconnect to put the foreign keys back: {}",
             describe(&err)
         ));
-        return nothing_back();
+        return Restored {
+            missing: keys.to_vec(),
+            ..Restored::default()
+        };
     }
-    match constraints::restore_all(dest, keys) {
-        Ok(restored) => {
-            problems.extend(restored.problems.iter().cloned());
-            restored
-        }
-        Err(err) => {
-            problems.push(describe(&err));
-            nothing_back()
-        }
-    }
+    crate::commands::keys::put_back(dest, keys, problems)
 }
 
 /// Checks that the main destination session is alive, and replaces it (taking pgcopy's

@@ -1,15 +1,13 @@
-//! The `copy` command, in the phases it goes through: `prepare` (connect, check the two sides
-//! are two databases, take pgcopy's lock, recover what an earlier run left), `planning` (the
-//! source snapshot and the plan against both catalogs, every refusal before anything
-//! changes), `apply` (record the undo, drop the keys, run the lanes) and `finish` (sequences,
-//! keys back, views, verify, the state file, the report). A dry run stops after planning.
-//! With `--follow`, `follow` runs the follower after the copy, and `joining` takes up the
-//! tables that appear on the source while it follows.
+//! The copy pipeline, in the phases it goes through: `prepare` (connect, check the two
+//! sides are two databases, take pgcopy's lock, recover what an earlier run left),
+//! `planning` (the source snapshot and the plan against both catalogs, every refusal before
+//! anything changes), `apply` (record the undo, drop the keys, run the lanes) and `finish`
+//! (sequences, keys back, views, verify, the state file, the report). A dry run stops after
+//! planning. `run` is the `copy` command; `copy --follow` runs the same pipeline on its
+//! slot's snapshot (`Pipeline`), and knows what follows it.
 
 mod apply;
 mod finish;
-mod follow;
-mod joining;
 mod planning;
 mod prepare;
 
@@ -18,40 +16,80 @@ use crate::exit::Exit;
 use crate::output::format::print_json;
 use crate::output::{confirm, dry_run};
 use crate::plan;
+use crate::plan::snapshot::ExportFrom;
+use crate::replication::progress;
 use anyhow::{Context, Result};
 use planning::Work;
+use postgres::Client;
 
-/// Runs a copy. An `Err` means nothing on the destination was changed; once changing has
-/// begun, failures end up in the report and the exit code instead, after everything was
-/// put back.
-pub(crate) fn run(cfg: &CopyConfig) -> Result<Exit> {
-    if cfg.follow && cfg.resume && !cfg.dry_run {
-        if let Some(exit) = follow::resume(cfg)? {
-            return Ok(exit);
-        }
-    }
-    let prepared = prepare::prepare(cfg)?;
-    let mut work = planning::plan(cfg, prepared)?;
+/// What the command that runs the pipeline gives it, chosen once.
+pub(crate) struct Pipeline<'a> {
+    /// The command, as a refusal names it.
+    pub(crate) command: &'static str,
+    /// Refusals of the command's own, checked on the prepared sessions (source, then
+    /// destination) before the snapshot is taken, and shown with the plan's.
+    pub(crate) checks: Option<Checks<'a>>,
+    pub(crate) snapshot: SnapshotFrom<'a>,
+    pub(crate) keys: KeyPolicy,
+    /// Copy only the tables an interrupted copy did not finish.
+    pub(crate) resume: bool,
+}
+
+/// A command's own checks (see `Pipeline::checks`).
+pub(crate) type Checks<'a> = &'a mut dyn FnMut(&mut Client, &mut Client) -> Result<Vec<String>>;
+
+/// Where the copy's snapshot comes from.
+pub(crate) enum SnapshotFrom<'a> {
+    /// The copy's own: the copy replaces what the destination held, with it what a stopped
+    /// follower had followed into (whose record of its progress goes).
+    Own,
+    /// Exported, once the tables are locked, by what the command makes then (a replication
+    /// slot; `None` in a dry run, which makes nothing).
+    Exported(Option<ExportFrom<'a>>),
+}
+
+/// What becomes of the destination's foreign keys the load dropped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum KeyPolicy {
+    /// Put back, validated, once the load ends.
+    PutBack,
+    /// Left dropped in drop mode when everything was copied (recorded in the state file),
+    /// for the command that goes on from the copy to put back, as `why` tells the log; its
+    /// `--json` report is returned unprinted for that command to complete.
+    LeaveDropped { why: &'static str },
+}
+
+/// The `copy` command: the pipeline on a snapshot of its own, the keys put back.
+pub(crate) fn run(cfg: &CopyConfig, resume: bool) -> Result<Exit> {
+    let pipeline = Pipeline {
+        command: "copy",
+        checks: None,
+        snapshot: SnapshotFrom::Own,
+        keys: KeyPolicy::PutBack,
+        resume,
+    };
+    Ok(run_pipeline(cfg, pipeline)?.0)
+}
+
+/// Runs the pipeline; returns its exit code, and the `--json` report where `KeyPolicy`
+/// leaves it unprinted. An `Err` means nothing on the destination was changed; once
+/// changing has begun, failures end up in the report and the exit code instead, after
+/// everything was put back.
+pub(crate) fn run_pipeline(
+    cfg: &CopyConfig,
+    mut pipeline: Pipeline<'_>,
+) -> Result<(Exit, Option<serde_json::Value>)> {
+    let prepared = prepare::prepare(cfg, &pipeline.snapshot)?;
+    let mut work = planning::plan(cfg, prepared, &mut pipeline)?;
     if cfg.dry_run {
-        return show_plan(cfg, &work);
+        return Ok((show_plan(cfg, &work)?, None));
     }
     confirm::confirm(cfg, &mut work.dest, &work.plan)?;
-    if !cfg.follow {
-        follow::forget_replaced(&mut work.dest)?;
+    if let SnapshotFrom::Own = pipeline.snapshot {
+        progress::forget_replaced(&mut work.dest)?;
     }
     let applied = apply::apply(cfg, &mut work)?;
-    // The slot outlives the copy's sessions; until following starts, it is dropped if the
-    // run ends.
-    let mut made = follow::Made {
-        slot: work.slot.take(),
-        source: &cfg.source,
-    };
-    let following = made.slot.is_some();
-    let (copied, report) = finish::finish(cfg, work, applied, following)?;
-    match made.take() {
-        Some(slot) => follow::after_copy(cfg, slot, copied, report),
-        None => Ok(copied),
-    }
+    finish::finish(cfg, work, applied, pipeline.keys)
 }
 
 /// The dry run: what the copy would do, and why it would be refused, if it would.

@@ -3,16 +3,15 @@
 //! foreign keys to drop, the triggers to keep from firing, the indexes to build again — and
 //! every reason to refuse, all before anything changes.
 
-use super::follow;
 use super::prepare::Prepared;
+use super::{Pipeline, SnapshotFrom};
 use crate::cli::config::CopyConfig;
 use crate::pg::error::{self, describe};
 use crate::pg::server::Identity;
 use crate::pg::sql::TableName;
 use crate::plan::pieces;
-use crate::plan::snapshot::{self, Snapshot, Source};
+use crate::plan::snapshot::{self, ExportFrom, Snapshot, Source};
 use crate::plan::{self, Plan, Replace};
-use crate::replication::slot::SlotMaker;
 use crate::schema::catalog::{self, Rights};
 use crate::schema::constraints::{self, Constraint};
 use crate::schema::fk_mode::FkMode;
@@ -28,7 +27,7 @@ use postgres::Client;
 use std::collections::{HashMap, HashSet};
 
 /// Everything a copy will do, decided; and the sessions it will do it with.
-pub(super) struct Work<'a> {
+pub(super) struct Work {
     pub(super) dest: Client,
     pub(super) state_file: StateFile,
     pub(super) snapshot: Snapshot,
@@ -51,56 +50,32 @@ pub(super) struct Work<'a> {
     pub(super) findings: Vec<String>,
     /// Why the copy is refused; empty when it may go on.
     pub(super) refusals: Vec<String>,
-    /// The replication slot the snapshot came from, with `--follow`.
-    pub(super) slot: follow::Made<'a>,
 }
 
-pub(super) fn plan(cfg: &CopyConfig, prepared: Prepared) -> Result<Work<'_>> {
+pub(super) fn plan(
+    cfg: &CopyConfig,
+    prepared: Prepared,
+    pipeline: &mut Pipeline<'_>,
+) -> Result<Work> {
     let Prepared {
-        source,
+        mut source,
         source_id,
         mut dest,
         state_file,
         previous,
     } = prepared;
-    let mut source = source;
-    let follow_name = if cfg.follow {
-        Some(follow::name(&mut dest)?)
-    } else {
-        None
-    };
     let mut refusals = Vec::new();
-    if let Some(name) = &follow_name {
-        refusals.extend(follow::refusals(cfg, &mut source, &mut dest, name)?);
+    if let Some(checks) = pipeline.checks.as_mut() {
+        refusals.extend(checks(&mut source, &mut dest)?);
         if !refusals.is_empty() && !cfg.dry_run {
-            return Err(plan::refusals::refuse("copy --follow", &refusals));
+            return Err(plan::refusals::refuse(pipeline.command, &refusals));
         }
     }
-    // With --follow the snapshot comes from the slot (none in a dry run).
-    let mut maker = match &follow_name {
-        Some(name) if !cfg.dry_run => Some(SlotMaker::new(
-            &cfg.source,
-            name.clone(),
-            crate::pg::server::version(&mut source)?,
-            cfg.lock_timeout,
-            cfg.filter.clone(),
-        )),
+    let export: Option<ExportFrom<'_>> = match &mut pipeline.snapshot {
+        SnapshotFrom::Exported(Some(export)) => Some(&mut **export),
         _ => None,
     };
-    let mut make = maker
-        .as_mut()
-        .map(|maker| move |tables: &[TableName]| maker.make(tables));
-    let taken = snapshot::take(
-        &cfg.source,
-        source,
-        &cfg.filter,
-        cfg.lock_timeout,
-        make.as_mut().map(|f| f as snapshot::ExportFrom<'_>),
-    );
-    let slot = follow::Made {
-        slot: maker.and_then(SlotMaker::into_slot),
-        source: &cfg.source,
-    };
+    let taken = snapshot::take(&cfg.source, source, &cfg.filter, cfg.lock_timeout, export);
     let Source {
         mut snapshot,
         tables: selected,
@@ -157,8 +132,7 @@ pub(super) fn plan(cfg: &CopyConfig, prepared: Prepared) -> Result<Work<'_>> {
     refusals.extend(crate::rules::wire_refusals(&plan));
     let fingerprint = fingerprint(&source_id, &plan);
     let full_plan = plan.clone();
-    // A follower starting over has a new snapshot: nothing of an earlier one is kept.
-    let resume_tables = cfg.resume && !cfg.follow;
+    let resume_tables = pipeline.resume;
     let done_before = if resume_tables {
         resume(&mut dest, &mut plan, previous.as_ref(), &fingerprint)?
     } else {
@@ -241,7 +215,7 @@ pub(super) fn plan(cfg: &CopyConfig, prepared: Prepared) -> Result<Work<'_>> {
         &cfg.dest.to_string(),
     ));
     if !refusals.is_empty() && !cfg.dry_run {
-        return Err(plan::refusals::refuse("copy", &refusals));
+        return Err(plan::refusals::refuse(pipeline.command, &refusals));
     }
     Ok(Work {
         dest,
@@ -259,7 +233,6 @@ pub(super) fn plan(cfg: &CopyConfig, prepared: Prepared) -> Result<Work<'_>> {
         views,
         findings,
         refusals,
-        slot,
     })
 }
 

@@ -12,7 +12,7 @@
 //! the role may not publish it) is named once, with what stands in the way, and again if
 //! that changes; `cutover` refuses to finish while one is left (see `unfollowed`).
 
-use super::follow::drop_keys_while_following;
+use super::quiet::drop_keys_while_following;
 use crate::cli::config::CopyConfig;
 use crate::pg::error::{describe, kind, Kind};
 use crate::pg::server::SnapshotId;
