@@ -1,11 +1,11 @@
 //! Net changes: what a group of source transactions does to each row of a table, folded
 //! into one change per row (pgbench's ten branch rows take thousands of updates a second;
 //! the destination needs ten), so that the applier sends one statement per row and the
-//! inserts many rows to a statement. The applier decides where (`apply::Folding`): rows
-//! folded by key only where rows of different keys cannot see each other (the key the only
-//! unique index, no trigger or rule that fires), so that the net change of every row, in
-//! any order, leaves the table as the changes one by one would; elsewhere only inserts,
-//! each under a number of its own.
+//! inserts many rows to a statement. The applier decides where (`apply::state::Folding`,
+//! chosen in `apply::relations`): rows folded by key only where rows of different keys
+//! cannot see each other (the key the only unique index, no trigger or rule that fires), so
+//! that the net change of every row, in any order, leaves the table as the changes one by
+//! one would; elsewhere only inserts, each under a number of its own.
 
 use crate::replication::decode::Value;
 use std::collections::HashMap;

@@ -1,174 +1,10 @@
-//! The messages of PostgreSQL's `pgoutput` logical replication plugin, protocol versions 1
-//! and 2 (2 adds streamed transactions: their blocks, commits and aborts, and the
-//! transaction ID carried by each change inside a block), decoded from the bytes of one
-//! XLogData (one message each). Pure functions over bytes with no I/O; unit-tested on bytes
-//! captured from a real PostgreSQL 15 server.
+//! Decoding one pgoutput message, the whole payload of one XLogData, by its tag: each kind
+//! of message, from the transactions' bounds to the changes of rows and the blocks,
+//! commits and aborts of streamed transactions.
 
+use super::message::{Column, Message, Relation};
+use super::reader::{old_tuple, tuple, Reader};
 use anyhow::{bail, Context, Result};
-
-/// A position in the source's WAL.
-pub(crate) type Lsn = u64;
-
-/// One pgoutput message. Timestamps are microseconds since 2000-01-01 00:00 UTC.
-#[derive(Debug, Clone, PartialEq, Eq)]
-// `Message::Message` is the protocol's own name for what `pg_logical_emit_message` sends.
-#[allow(clippy::enum_variant_names)]
-pub(crate) enum Message {
-    /// The start of a transaction whose commit record is at `final_lsn`.
-    Begin {
-        final_lsn: Lsn,
-        commit_time: i64,
-        xid: u32,
-    },
-    /// The end of the transaction; `flags` is unused (0) in protocol 1.
-    Commit {
-        flags: u8,
-        commit_lsn: Lsn,
-        end_lsn: Lsn,
-        commit_time: i64,
-    },
-    /// The transaction came from replication origin `name`, where it committed at `commit_lsn`.
-    Origin {
-        commit_lsn: Lsn,
-        name: String,
-    },
-    /// The shape of a table, sent before its first change in a session and again after DDL.
-    Relation(Relation),
-    /// A type that is not built in, sent before the first Relation with a column of it.
-    Type {
-        oid: u32,
-        namespace: String,
-        name: String,
-    },
-    /// A row inserted into the table with oid `relation`.
-    Insert {
-        relation: u32,
-        new: Vec<Value>,
-    },
-    /// `old` is the replica identity key ('K') or the whole old row ('O'), when the server sent one.
-    Update {
-        relation: u32,
-        old: Option<Old>,
-        new: Vec<Value>,
-    },
-    /// A row deleted, identified by its key or, for `REPLICA IDENTITY FULL`, its whole row.
-    Delete {
-        relation: u32,
-        old: Old,
-    },
-    /// `TRUNCATE` of the published tables among `relations`, with its options.
-    Truncate {
-        relations: Vec<u32>,
-        cascade: bool,
-        restart_identity: bool,
-    },
-    /// `pg_logical_emit_message`.
-    Message {
-        transactional: bool,
-        lsn: Lsn,
-        prefix: String,
-        content: Vec<u8>,
-    },
-    /// The start of a block of a streamed transaction's changes (protocol 2): each change
-    /// until `StreamStop` is of it, or of one of its subtransactions.
-    StreamStart {
-        xid: u32,
-        first: bool,
-    },
-    StreamStop,
-    /// A streamed transaction committed: its changes, streamed before, are applied now.
-    StreamCommit {
-        xid: u32,
-        commit_lsn: Lsn,
-        end_lsn: Lsn,
-        commit_time: i64,
-    },
-    /// A streamed transaction (`subxid == xid`) or one of its subtransactions aborted:
-    /// what it streamed is dropped.
-    StreamAbort {
-        xid: u32,
-        subxid: u32,
-    },
-}
-
-/// A table as pgoutput describes it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Relation {
-    /// The table's oid, which the row messages refer to.
-    pub(crate) oid: u32,
-    /// The schema, unquoted, as sent: `pg_catalog` is sent as the empty string.
-    pub(crate) namespace: String,
-    /// The table name, unquoted.
-    pub(crate) name: String,
-    /// `pg_class.relreplident`: b'd' default, b'n' nothing, b'f' full, b'i' index.
-    pub(crate) replica_identity: u8,
-    /// The columns in order, without generated columns.
-    pub(crate) columns: Vec<Column>,
-}
-
-/// One column of a [`Relation`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Column {
-    /// Whether the column is part of the replica identity (every column, for FULL).
-    pub(crate) key: bool,
-    /// The column name, unquoted.
-    pub(crate) name: String,
-    /// The oid of the column's type.
-    pub(crate) type_oid: u32,
-    /// The type modifier (`atttypmod`), -1 when there is none.
-    pub(crate) type_mod: i32,
-}
-
-/// The old row an Update or Delete identifies its row by.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Old {
-    /// The replica identity key; every column is sent, those outside the key as [`Value::Null`].
-    Key(Vec<Value>),
-    /// The whole old row, for `REPLICA IDENTITY FULL`.
-    Row(Vec<Value>),
-}
-
-/// One column's value in a row.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub(crate) enum Value {
-    /// SQL NULL.
-    Null,
-    /// An unchanged TOASTed value the server did not send ('u').
-    Unchanged,
-    /// The value in the type's text output format.
-    Text(Vec<u8>),
-    /// The value in the type's binary send format (only with the `binary` option).
-    Binary(Vec<u8>),
-}
-
-/// Whether a message is about a streamed transaction: its blocks' start and stop, its
-/// commit or abort.
-pub(crate) fn streams(bytes: &[u8]) -> bool {
-    matches!(bytes.first(), Some(b'S' | b'E' | b'c' | b'A'))
-}
-
-/// Whether a message inside a streamed block is a change (or a description), which carries
-/// the ID of its (sub)transaction after its tag; those are what a streamed transaction
-/// holds until its commit.
-pub(crate) fn streamed_change(bytes: &[u8]) -> bool {
-    matches!(
-        bytes.first(),
-        Some(b'R' | b'Y' | b'I' | b'U' | b'D' | b'T' | b'M')
-    )
-}
-
-/// Decodes a change sent inside a streamed block (see `streamed_change`): the ID of the
-/// (sub)transaction it belongs to, and the change.
-pub(crate) fn parse_streamed(bytes: &[u8]) -> Result<(u32, Message)> {
-    let xid = bytes
-        .get(1..5)
-        .context("a streamed change ends before its transaction ID")?;
-    let xid = u32::from_be_bytes([xid[0], xid[1], xid[2], xid[3]]);
-    let mut without = Vec::with_capacity(bytes.len() - 4);
-    without.push(bytes[0]);
-    without.extend_from_slice(&bytes[5..]);
-    Ok((xid, parse(&without)?))
-}
 
 /// Decodes one pgoutput message: the whole payload of one XLogData.
 pub(crate) fn parse(bytes: &[u8]) -> Result<Message> {
@@ -281,17 +117,6 @@ fn delete(r: &mut Reader) -> Result<Message> {
     Ok(Message::Delete { relation, old })
 }
 
-fn old_tuple(r: &mut Reader, kind: u8) -> Result<Old> {
-    match kind {
-        b'K' => Ok(Old::Key(tuple(r).context("in the old key")?)),
-        b'O' => Ok(Old::Row(tuple(r).context("in the old row")?)),
-        _ => bail!(
-            "expected 'K' or 'O' before the old row, found {:?}",
-            char::from(kind)
-        ),
-    }
-}
-
 fn truncate(r: &mut Reader) -> Result<Message> {
     let (n, options) = (r.u32()?, r.u8()?);
     // Only these two bits exist; dropping an unknown one would drop what it asks for.
@@ -344,118 +169,10 @@ fn stream_abort(r: &mut Reader) -> Result<Message> {
     })
 }
 
-fn tuple(r: &mut Reader) -> Result<Vec<Value>> {
-    let n = r.u16()?;
-    let value = |r: &mut Reader| -> Result<Value> {
-        Ok(match r.u8()? {
-            b'n' => Value::Null,
-            b'u' => Value::Unchanged,
-            b't' => Value::Text(r.counted()?),
-            b'b' => Value::Binary(r.counted()?),
-            other => bail!("unknown value kind {:?}", char::from(other)),
-        })
-    };
-    (1..=n)
-        .map(|i| value(r).with_context(|| format!("in column {i} of {n}")))
-        .collect()
-}
-
-/// Reads the big-endian fields of one message; `pos` never passes the end of `bytes`.
-struct Reader<'a> {
-    bytes: &'a [u8],
-    pos: usize,
-}
-
-impl<'a> Reader<'a> {
-    fn bytes(&mut self, n: usize) -> Result<&'a [u8]> {
-        let (len, pos) = (self.bytes.len(), self.pos);
-        let Some(taken) = self.bytes[pos..].get(..n) else {
-            bail!("the pgoutput message ends after {len} bytes, inside a {n}-byte field at byte {pos}");
-        };
-        self.pos += n;
-        Ok(taken)
-    }
-
-    fn array<const N: usize>(&mut self) -> Result<[u8; N]> {
-        let mut array = [0; N];
-        array.copy_from_slice(self.bytes(N)?);
-        Ok(array)
-    }
-
-    fn u8(&mut self) -> Result<u8> {
-        self.array().map(u8::from_be_bytes)
-    }
-
-    fn u16(&mut self) -> Result<u16> {
-        self.array().map(u16::from_be_bytes)
-    }
-
-    fn u32(&mut self) -> Result<u32> {
-        self.array().map(u32::from_be_bytes)
-    }
-
-    fn i32(&mut self) -> Result<i32> {
-        self.array().map(i32::from_be_bytes)
-    }
-
-    fn u64(&mut self) -> Result<u64> {
-        self.array().map(u64::from_be_bytes)
-    }
-
-    fn i64(&mut self) -> Result<i64> {
-        self.array().map(i64::from_be_bytes)
-    }
-
-    fn tag(&mut self, expected: u8, before: &str) -> Result<()> {
-        match self.u8()? {
-            found if found == expected => Ok(()),
-            found => bail!(
-                "expected {:?} before {before}, found {:?}",
-                char::from(expected),
-                char::from(found)
-            ),
-        }
-    }
-
-    fn flag(&mut self) -> Result<bool> {
-        match self.u8()? {
-            0 => Ok(false),
-            1 => Ok(true),
-            other => bail!("the flags at byte {} are {other}, not 0 or 1", self.pos - 1),
-        }
-    }
-
-    fn string(&mut self) -> Result<String> {
-        let (rest, pos) = (&self.bytes[self.pos..], self.pos);
-        let Some(len) = rest.iter().position(|&b| b == 0) else {
-            bail!("the pgoutput message ends inside the string at byte {pos}, before its NUL");
-        };
-        let text = std::str::from_utf8(&rest[..len])
-            .with_context(|| format!("the string at byte {pos} is not UTF-8"))?;
-        self.pos += len + 1;
-        Ok(text.to_owned())
-    }
-
-    /// An Int32 length and that many bytes.
-    fn counted(&mut self) -> Result<Vec<u8>> {
-        let len = self.i32()?;
-        let Ok(len) = usize::try_from(len) else {
-            bail!("negative length {len} at byte {}", self.pos - 4);
-        };
-        Ok(self.bytes(len)?.to_vec())
-    }
-
-    fn finish(&self) -> Result<()> {
-        match self.bytes.len() - self.pos {
-            0 => Ok(()),
-            extra => bail!("{extra} byte(s) left over after the message's last field"),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::replication::decode::{Old, Value};
 
     // Captured from PostgreSQL 15.18 (wal_level=logical) with
     //   SELECT lsn, encode(data, 'hex') FROM pg_logical_slot_peek_binary_changes('cap', NULL, NULL,
@@ -512,22 +229,6 @@ mod tests {
     const ORIGIN: &str = "4f0000000000abcdef757073747265616d00";
     const DELETE_FULL: &str = "44000040084f0002740000000132740000000178";
     const COMMIT_ORIGIN: &str = "4300000000000193c728000000000193c7700002b0ec8515f340";
-
-    // Captured from PostgreSQL 15.18 with logical_decoding_work_mem = 64kB and
-    //   pg_logical_slot_peek_binary_changes('cap', NULL, NULL, 'proto_version', '2',
-    //     'publication_names', 'p', 'streaming', 'on')
-    // after CREATE TABLE s (id int PRIMARY KEY, v text); CREATE PUBLICATION p FOR TABLE s;
-    // and, each its own transaction (727, then 729):
-    //   INSERT INTO s SELECT i, repeat('x', 200) FROM generate_series(1, 1000) i;
-    //   BEGIN; INSERT INTO s SELECT i, repeat('y', 200) FROM generate_series(10001, 11000) i;
-    //     ROLLBACK;
-    const STREAM_START: &str = "53000002d701";
-    const STREAM_RELATION: &str =
-        "52000002d7000040097075626c69630073006400020169640000000017ffffffff00760000000019ffffffff";
-    const STREAM_INSERT: &str = "49000002d7000040094e000274000000013174000000c87878787878787878787878787878787878787878787878787878787878787878787878787878787878787878787878787878787878787878787878787878787878787878787878787878787878787878787878787878787878787878787878787878787878787878787878787878787878787878787878787878787878787878787878787878787878787878787878787878787878787878787878787878787878787878787878787878787878787878787878787878787878787878787878787878787878787878";
-    const STREAM_STOP: &str = "45";
-    const STREAM_COMMIT: &str = "63000002d700000000000158d570000000000158d5a0000304ff1f66bc9d";
-    const STREAM_ABORT: &str = "41000002d9000002d9";
 
     fn hex(s: &str) -> Vec<u8> {
         let byte = |i| u8::from_str_radix(&s[i..i + 2], 16).unwrap();
@@ -740,56 +441,6 @@ mod tests {
             commit_time,
         };
         assert_eq!(decode(COMMIT_ORIGIN), commit);
-    }
-
-    #[test]
-    fn streamed_transactions_and_their_changes() {
-        assert!(streams(&hex(STREAM_START)) && streams(&hex(STREAM_STOP)));
-        assert_eq!(
-            decode(STREAM_START),
-            Message::StreamStart {
-                xid: 727,
-                first: true
-            }
-        );
-        assert_eq!(decode(STREAM_STOP), Message::StreamStop);
-        let relation = hex(STREAM_RELATION);
-        assert!(streamed_change(&relation) && !streams(&relation));
-        let (xid, message) = parse_streamed(&relation).unwrap();
-        let Message::Relation(r) = message else {
-            panic!("not a Relation: {message:?}")
-        };
-        assert_eq!((xid, r.oid, r.name.as_str()), (727, 16393, "s"));
-        let (xid, message) = parse_streamed(&hex(STREAM_INSERT)).unwrap();
-        let new = vec![t("1"), t(&"x".repeat(200))];
-        assert_eq!(
-            (xid, message),
-            (
-                727,
-                Message::Insert {
-                    relation: 16393,
-                    new
-                }
-            )
-        );
-        assert_eq!(
-            decode(STREAM_COMMIT),
-            Message::StreamCommit {
-                xid: 727,
-                commit_lsn: 0x158d570,
-                end_lsn: 0x158d5a0,
-                commit_time: 0x304ff1f66bc9d,
-            }
-        );
-        assert_eq!(
-            decode(STREAM_ABORT),
-            Message::StreamAbort {
-                xid: 729,
-                subxid: 729
-            }
-        );
-        // A streamed change read as an unstreamed one is not one.
-        assert!(parse(&hex(STREAM_INSERT)).is_err());
     }
 
     #[test]

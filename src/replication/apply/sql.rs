@@ -1,10 +1,6 @@
-//! The statements the applier runs for the source's changes of rows, and the destination
-//! table they run on. A table is read from the destination's catalog once per description
-//! the stream sends: whether the source's columns fit it, each column's type (every
-//! parameter is prepared with it, so a composite or a domain is read as itself), which
-//! columns have no `=`, and which are identity columns `GENERATED ALWAYS`. A statement is
-//! prepared once per shape: a table, a kind of change, which columns it sets, which find
-//! the row and which guard it.
+//! The statements the applier runs for the source's changes of rows, as text. A statement
+//! is prepared once per shape: a table, a kind of change, which columns it sets, which find
+//! the row and which guard it; a run of inserts may go as one `COPY` instead.
 //!
 //! Identity columns `GENERATED ALWAYS` take the source's values as sent: inserts say
 //! `OVERRIDING SYSTEM VALUE`; updates leave them alone where unchanged (the server refuses
@@ -20,137 +16,11 @@
 //! cannot be used here: a row of the columns the stream sent is not a stored record, and
 //! the parser compares two row constructors column by column.)
 
-use crate::pg::sql::{quote_ident, TableName};
-use crate::replication::decode::{Column, Message, Old, Relation, Value};
-use anyhow::{bail, Context, Result};
-use postgres::error::SqlState;
-use postgres::Client;
-use std::collections::{HashMap, HashSet};
+use super::table::Target;
+use crate::pg::sql::quote_ident;
+use crate::replication::decode::{Old, Value};
+use anyhow::{bail, Result};
 use std::fmt::Write as _;
-
-/// A followed table: as the source described it, and its columns as the destination has
-/// them, in the source's order.
-#[derive(Clone, Debug)]
-pub(crate) struct Target {
-    pub(crate) name: TableName,
-    pub(crate) relation: Relation,
-    pub(crate) columns: Vec<DestColumn>,
-}
-
-/// What the destination says of one column the source sends.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub(crate) struct DestColumn {
-    /// The column's type: every parameter for it is prepared with this type.
-    pub(crate) type_oid: u32,
-    /// Its type has no `=` (`json`, `point`, an array of those): compared by its text where
-    /// a `REPLICA IDENTITY FULL` row is found by it.
-    pub(crate) by_text: bool,
-    /// An identity column `GENERATED ALWAYS`.
-    pub(crate) always: bool,
-}
-
-impl Target {
-    /// A table the stream described: checks that the source's columns fit the destination's
-    /// (else the follower stops before applying the transaction) and reads their types.
-    pub(crate) fn read(
-        catalog: &mut Client,
-        name: TableName,
-        relation: Relation,
-    ) -> Result<Target> {
-        let rows = catalog.query(
-            "SELECT a.attname::text, a.atttypid,
-                    a.attidentity = 'a',
-                    format_type(CASE WHEN t.typcategory = 'A' AND t.typelem <> 0 THEN t.typelem
-                                     ELSE a.atttypid END, NULL),
-                    a.attnotnull AND NOT a.atthasdef AND a.attidentity = ''
-               FROM pg_catalog.pg_attribute a
-               JOIN pg_catalog.pg_type t ON t.oid = a.atttypid
-              WHERE a.attrelid = pg_catalog.to_regclass($1) AND a.attnum > 0
-                AND NOT a.attisdropped AND a.attgenerated = ''",
-            &[&name.quoted()],
-        )?;
-        let dest: HashMap<String, (u32, bool, String, bool)> = rows
-            .iter()
-            .map(|r| (r.get(0), (r.get(1), r.get(2), r.get(3), r.get(4))))
-            .collect();
-        check_fits(&name, &relation.columns, &dest)?;
-        let full = relation.replica_identity == b'f';
-        let mut comparable: HashMap<String, bool> = HashMap::new();
-        let mut columns = Vec::with_capacity(relation.columns.len());
-        for column in &relation.columns {
-            let (type_oid, always, element, _) = &dest[&column.name];
-            // Only a FULL table's rows are found by columns that may lack `=`.
-            let by_text = full && !has_equality(catalog, element, &mut comparable)?;
-            columns.push(DestColumn {
-                type_oid: *type_oid,
-                by_text,
-                always: *always,
-            });
-        }
-        Ok(Target {
-            name,
-            relation,
-            columns,
-        })
-    }
-}
-
-/// Whether values of `ty` can be compared with `=`: asked of the parser, which knows every
-/// way a type may have one.
-fn has_equality(catalog: &mut Client, ty: &str, known: &mut HashMap<String, bool>) -> Result<bool> {
-    if let Some(&equal) = known.get(ty) {
-        return Ok(equal);
-    }
-    let equal = match catalog.batch_execute(&format!(
-        "SELECT NULL::{ty} IS NOT DISTINCT FROM NULL::{ty}"
-    )) {
-        Ok(()) => true,
-        Err(err) if err.code() == Some(&SqlState::UNDEFINED_FUNCTION) => false,
-        Err(err) => return Err(err).with_context(|| format!("asking whether {ty} has =")),
-    };
-    known.insert(ty.to_string(), equal);
-    Ok(equal)
-}
-
-/// Whether a table's columns as the source now describes them fit the destination's
-/// (`dest`: name, then type, identity, element type and whether a value is required):
-/// every source column is there to take its value, and every destination column that must
-/// be given one is among them.
-fn check_fits(
-    table: &TableName,
-    columns: &[Column],
-    dest: &HashMap<String, (u32, bool, String, bool)>,
-) -> Result<()> {
-    let resume = "fix the destination, then resume with `pgcopy copy --follow --resume`; \
-                  nothing of the source transaction that changed it was applied";
-    if dest.is_empty() {
-        bail!("the source changed {table}, which the destination no longer has: {resume}");
-    }
-    for column in columns {
-        if !dest.contains_key(&column.name) {
-            bail!(
-                "the source's table {table} has a column {} that the destination's lacks \
-                 (a schema change on the source): {resume}",
-                quote_ident(&column.name)
-            );
-        }
-    }
-    let sent: HashSet<&str> = columns.iter().map(|c| c.name.as_str()).collect();
-    let mut required: Vec<&String> = dest
-        .iter()
-        .filter(|(name, column)| column.3 && !sent.contains(name.as_str()))
-        .map(|(name, _)| name)
-        .collect();
-    required.sort();
-    if let Some(name) = required.first() {
-        bail!(
-            "the source's table {table} no longer has the column {}, which the destination \
-             requires (NOT NULL, no default): {resume}",
-            quote_ident(name)
-        );
-    }
-    Ok(())
-}
 
 /// The statements prepared so far are told apart by their shape: the table (and the
 /// generation of its description), the kind, which columns they set, match and guard, and
@@ -378,94 +248,12 @@ pub(crate) fn copy_rows<'r>(rows: impl IntoIterator<Item = &'r Vec<Value>>) -> R
     Ok(out)
 }
 
-/// A change of rows, taken apart: its table, its kind (`I`, `U`, `D`; `u` and `d` when
-/// the row is found by the whole old row, `REPLICA IDENTITY FULL`), the new values, the
-/// values that find the row, and the old row or key as the stream sent it.
-pub(crate) struct Parts<'m> {
-    pub(crate) relation: u32,
-    pub(crate) kind: u8,
-    pub(crate) new: Option<&'m [Value]>,
-    pub(crate) by: Option<&'m [Value]>,
-    pub(crate) old: Option<&'m Old>,
-}
-
-pub(crate) fn parts(message: &Message) -> Option<Parts<'_>> {
-    let (relation, kind, new, by, old) = match message {
-        Message::Insert { relation, new } => (relation, b'I', Some(new), None, None),
-        Message::Update { relation, old, new } => match old {
-            Some(o @ Old::Key(values)) => (relation, b'U', Some(new), Some(values), Some(o)),
-            Some(o @ Old::Row(values)) => (relation, b'u', Some(new), Some(values), Some(o)),
-            // The key did not change: the new row finds it.
-            None => (relation, b'U', Some(new), Some(new), None),
-        },
-        Message::Delete { relation, old } => match old {
-            Old::Key(values) => (relation, b'D', None, Some(values), Some(old)),
-            Old::Row(values) => (relation, b'd', None, Some(values), Some(old)),
-        },
-        _ => return None,
-    };
-    Some(Parts {
-        relation: *relation,
-        kind,
-        new: new.map(Vec::as_slice),
-        by: by.map(Vec::as_slice),
-        old,
-    })
-}
-
-/// The values of the columns marked in `which`, as text parameters.
-pub(crate) fn present<'v>(values: &'v [Value], which: &[bool]) -> Result<Vec<Option<&'v [u8]>>> {
-    let mut params = Vec::new();
-    for (value, wanted) in values.iter().zip(which) {
-        if !wanted {
-            continue;
-        }
-        params.push(match value {
-            Value::Null => None,
-            Value::Text(bytes) => Some(bytes.as_slice()),
-            Value::Unchanged => bail!("the stream left out a value pgcopy needs"),
-            Value::Binary(_) => bail!("the stream sent a value in binary, which was not asked for"),
-        });
-    }
-    Ok(params)
-}
-
-/// Which columns find the row: the replica identity's (marked in the table's description),
-/// or with `REPLICA IDENTITY FULL` every column whose old value was sent.
-pub(crate) fn match_columns(relation: &Relation, by: &[Value], full: bool) -> Vec<bool> {
-    relation
-        .columns
-        .iter()
-        .zip(by)
-        .map(|(column, value)| {
-            if full {
-                !matches!(value, Value::Unchanged)
-            } else {
-                column.key
-            }
-        })
-        .collect()
-}
-
-/// `(id)=(5)`, for messages.
-pub(crate) fn key_text(relation: &Relation, by: &[Value], matched: &[bool]) -> String {
-    let mut names = Vec::new();
-    let mut values = Vec::new();
-    for ((column, value), wanted) in relation.columns.iter().zip(by).zip(matched) {
-        if *wanted {
-            names.push(column.name.as_str());
-            values.push(match value {
-                Value::Text(bytes) => String::from_utf8_lossy(bytes).into_owned(),
-                _ => "NULL".into(),
-            });
-        }
-    }
-    format!("({})=({})", names.join(", "), values.join(", "))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::pg::sql::TableName;
+    use crate::replication::apply::table::DestColumn;
+    use crate::replication::decode::{Column, Relation};
 
     fn column(name: &str, key: bool) -> Column {
         Column {
@@ -619,13 +407,5 @@ mod tests {
             copy_sql(&table),
             r#"COPY "public"."t" ("id", "v") FROM STDIN"#
         );
-    }
-
-    #[test]
-    fn passes_text_values_and_nulls_and_refuses_a_missing_one() {
-        let values = [Value::Text(b"1".to_vec()), Value::Null, Value::Unchanged];
-        let params = present(&values, &[true, true, false]).unwrap();
-        assert_eq!(params, vec![Some(&b"1"[..]), None]);
-        assert!(present(&values, &[true, true, true]).is_err());
     }
 }
