@@ -1,9 +1,10 @@
 //! The `pgcopy` binary: parse arguments, set up logging, run, map the outcome to an exit code.
-//! The modules follow the pipeline: arguments (`cli`), talking to PostgreSQL (`pg`), what
-//! the databases hold (`schema`), what will be copied (`plan`), moving the rows
-//! (`transfer`), what outlives a run (`state`), what the user sees (`output`), and the
-//! commands that put them together (`commands`).
-
+//! The modules, each naming only those before it here (beside the leaf helpers `exit` and
+//! `units`), which `scripts/module-graph.sh` checks: talking to PostgreSQL (`pg`), what the
+//! databases hold (`schema`), what outlives a run (`state`), what will be copied (`plan`),
+//! what `--rules` means (`rules`), moving the rows (`transfer`), following a live source
+//! (`replication`), the arguments as a validated configuration (`cli`), what the user sees
+//! (`output`), and the commands that put them together (`commands`).
 mod cli;
 mod commands;
 mod exit;

@@ -6,8 +6,8 @@
 //! transactions until they commit: `spool`); the pgoutput decoder, pure functions over bytes
 //! (`decode`); and the applier, which owns the destination session and commits its progress
 //! with what it applied (`apply`, which folds each group's changes into one per row with
-//! `net` and records how far it got with `progress`). Imports `pg/`, `schema/`, `plan/` and
-//! `state/`; imported only by `commands/`.
+//! `net` and records how far it got with `progress`). Imports `pg/`, `schema/`, `plan/`,
+//! `state/` and `units`; imported only by `commands/`.
 
 pub(crate) mod apply;
 pub(crate) mod decode;

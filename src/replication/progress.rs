@@ -1,7 +1,9 @@
 //! The destination's record of how far following got, written in the same commit as what
 //! was applied: a replication origin where the destination role may use one (as
 //! PostgreSQL's own subscriptions keep theirs), else a row of `pgcopy.follow_progress`, a
-//! table pgcopy makes for a role without those privileges and drops again at the end.
+//! table pgcopy makes for a role without those privileges and drops again at the end. A
+//! copy that replaces the destination's data voids a stopped follower's record
+//! (`forget_replaced`).
 
 use crate::pg::server::Identity;
 use crate::pg::sql::{display_ident, quote_literal};

@@ -2,7 +2,8 @@
 //! selection (made first, so the slot's decoding sees it from its first change), then a
 //! logical replication slot of `pgoutput` whose creation exports the snapshot the copy reads
 //! in. Both are named after the destination (`pgcopy_follow_…`), so `cutover`, `abandon` and
-//! a resumed follower find them from the two connection strings alone.
+//! a resumed follower find them from the two connection strings alone; any copy names the
+//! slots stopped followers left there (`warn_left_behind`).
 
 use crate::pg::error::sqlstate;
 use crate::pg::server::SnapshotId;
