@@ -1,5 +1,6 @@
-//! The validated configuration: connection strings resolved from flags, files and the
-//! environment, sizes parsed, filters compiled. Everything after `cli.rs` reads this.
+//! The validated configuration, one per command: connection strings resolved from flags,
+//! files and the environment, sizes parsed, filters compiled, the rules file loaded, the
+//! state directory found. Everything after the argh structs (`args`) reads this, not them.
 
 use crate::cli::args;
 use crate::pg::target::Target;

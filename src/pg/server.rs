@@ -3,9 +3,9 @@
 //! a destination, and the one way a session enters the copy's snapshot.
 
 use crate::pg::sql::quote_literal;
-use crate::pg::target::Target;
 use anyhow::{bail, Context, Result};
 use postgres::{Client, IsolationLevel, Transaction};
+use std::fmt;
 
 /// The server's `server_version_num` (150004 for 15.4).
 pub(crate) fn version(client: &mut Client) -> Result<i32> {
@@ -95,7 +95,7 @@ impl Identity {
 /// Takes the session advisory lock that one pgcopy at a time holds on a destination
 /// database. The server releases it when the session ends, even after `kill -9`, so a state
 /// file found while holding the lock is one that no running pgcopy is still using.
-pub(crate) fn lock_destination(client: &mut Client, target: &Target) -> Result<()> {
+pub(crate) fn lock_destination(client: &mut Client, target: &dyn fmt::Display) -> Result<()> {
     let locked: bool = client
         .query_one(
             "SELECT pg_try_advisory_lock(hashtext('pgcopy destination'))",

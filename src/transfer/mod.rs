@@ -1,10 +1,10 @@
 //! Moving the rows: the lanes of readers and writers (`lanes`) and what they take next
-//! (`schedule`), one
-//! table or piece out of the source (`read`) and into the destination (`write`), the
-//! sessions each lane keeps (`sessions`), counting rows in the COPY stream (`rows`), tables
-//! in pieces (`splits`), and comparing what both sides hold (`compare`). Here: what the
-//! lanes share with the main thread — settings in, counters and a stop request across,
-//! outcomes out.
+//! (`schedule`), one table or piece out of the source (`read`) and into the destination
+//! (`write`), the sessions each lane keeps (`sessions`), counting rows in the COPY stream
+//! (`rows`), tables in pieces (`splits`), masking fields in the client as they pass (`mask`;
+//! inside JSON documents `json_mask`, integers by a keyed permutation `permute`), and
+//! comparing what both sides hold (`compare`). Here: what the lanes share with the main
+//! thread — settings in, counters and a stop request across, outcomes out.
 
 pub(crate) mod compare;
 pub(crate) mod lanes;

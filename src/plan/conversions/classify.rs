@@ -1,8 +1,5 @@
-//! Columns whose type differs between the source and the destination: whether the
-//! destination's type takes every source value exactly (a widened column: `int` to `bigint`,
-//! `varchar(10)` to `text`, a domain over the source's type), decided from both catalogs;
-//! and how each travels (as it is, cast by the source, or parsed from text by the
-//! destination). Which source row a narrowed column refused is `misfits`' job.
+//! The rule that decides one column whose type differs: exact or narrowed, and how it
+//! travels, over what both catalogs say of its types (pure, unit-tested here).
 //!
 //! The rule, in order (both sides' domains read as their base types, arrays as their
 //! elements, and an array never matching a non-array):
@@ -21,15 +18,19 @@
 //!    settings (`TEXT_SETTINGS`).
 //! 4. Anything else narrows: refused while planning unless `--allow-narrowing`.
 
-use crate::pg::sql::quote_ident;
-use crate::plan::{Format, TablePlan};
-use crate::schema::catalog::{self, Column};
-use anyhow::{Context, Result};
-use postgres::Client;
+use super::facts::{Cast, TypeFacts};
 
-/// The first OID a user object can get: types below it are built in, the same by name on
-/// every server, so the source can cast to them.
-const FIRST_NORMAL_OID: u32 = 16384;
+/// How a converted column's values travel.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum How {
+    /// The bytes as they are: the same binary form (a domain, a type modifier, a
+    /// binary-coercible cast); the destination's receive function applies its modifier.
+    AsIs,
+    /// Cast by the source in its `COPY (SELECT …)`, to this built-in type.
+    Cast(String),
+    /// The table travels as text, and the destination's input function reads the value.
+    Text,
+}
 
 /// Implicit casts that do not keep every value: into floating point from types with more
 /// digits than its mantissa, and into the time-zoned types, whose result depends on the
@@ -44,114 +45,6 @@ const INEXACT: [(&str, &str); 8] = [
     ("timestamp", "timestamptz"),
     ("time", "timetz"),
 ];
-
-/// How a converted column's values travel.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) enum How {
-    /// The bytes as they are: the same binary form (a domain, a type modifier, a
-    /// binary-coercible cast); the destination's receive function applies its modifier.
-    AsIs,
-    /// Cast by the source in its `COPY (SELECT …)`, to this built-in type.
-    Cast(String),
-    /// The table travels as text, and the destination's input function reads the value.
-    Text,
-}
-
-/// One column whose type differs between the two sides.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct Conversion {
-    pub(crate) column: String,
-    /// `format_type` on the source and on the destination.
-    pub(crate) from: String,
-    pub(crate) to: String,
-    /// Every source value fits the destination's type exactly.
-    pub(crate) exact: bool,
-    pub(crate) how: How,
-    /// Why it is exact or not, in a few words.
-    pub(crate) why: String,
-    /// The destination's type as the source can name it: a built-in type, with its
-    /// modifier.
-    pub(crate) dest_type: Option<String>,
-}
-
-impl Conversion {
-    /// The column as the source reads it for the copy: cast where the conversion is the
-    /// source's, also in a text table, so that a value is the same whichever format its
-    /// table travels in (`real` 0.1 read as text would become another `double precision`).
-    pub(crate) fn source_expr(&self) -> String {
-        match &self.how {
-            How::Cast(to) => format!("{}::{to}", quote_ident(&self.column)),
-            _ => quote_ident(&self.column),
-        }
-    }
-
-    /// The column as the source renders it for `verify`: as the destination's type where
-    /// the conversion is exact and the source knows that type, so that `1.5` widened to
-    /// `numeric(8,3)` compares as `1.500`.
-    pub(crate) fn digest_expr(&self) -> String {
-        match &self.dest_type {
-            Some(to) if self.exact => format!("{}::{to}", quote_ident(&self.column)),
-            _ => quote_ident(&self.column),
-        }
-    }
-}
-
-impl Conversion {
-    /// The conversion in a line, as a table of `format` carries it.
-    pub(crate) fn line(&self, format: Format) -> String {
-        let how = match (&self.how, format) {
-            (How::Cast(to), _) => format!("cast to {to} by the source"),
-            (How::AsIs, Format::Binary) => "the bytes as they are".to_string(),
-            _ => "read from text by the destination".to_string(),
-        };
-        let what = if self.exact {
-            self.why.clone()
-        } else {
-            format!("narrowed: {}", self.why)
-        };
-        format!(
-            "{:?} {} → {} ({what}; {how})",
-            self.column, self.from, self.to
-        )
-    }
-}
-
-/// What one side's catalog says of a column's type.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct TypeFacts {
-    /// The base type (domains read through), or for an array its element's base type:
-    /// schema and name as stored.
-    pub(crate) schema: String,
-    pub(crate) name: String,
-    pub(crate) typmod: i32,
-    /// The name of the type's `typmodin` function, which alone knows what its modifier
-    /// means; empty for a type without modifiers.
-    pub(crate) typmodin: String,
-    pub(crate) array: bool,
-    /// A built-in type (below `FirstNormalObjectId`): the source has it by the same name.
-    pub(crate) builtin: bool,
-    /// `format_type` of the base type with its modifier: what the source casts to.
-    pub(crate) cast_to: String,
-    /// The column's type is a domain over the base type.
-    pub(crate) domain: bool,
-}
-
-impl TypeFacts {
-    fn qualified(&self) -> String {
-        format!("{}.{}", quote_ident(&self.schema), quote_ident(&self.name))
-    }
-
-    fn is(&self, name: &str) -> bool {
-        self.schema == "pg_catalog" && self.name == name
-    }
-}
-
-/// An entry of the destination's `pg_cast`: `castcontext` and `castmethod`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct Cast {
-    pub(crate) context: char,
-    pub(crate) method: char,
-}
 
 /// Decides one column: exact or not, and how it travels. Pure, over the catalogs' facts.
 pub(crate) fn classify(
@@ -272,142 +165,6 @@ fn numeric_precision_scale(typmod: i32) -> (i32, i32) {
     let precision = (m >> 16) & 0xffff;
     let scale = ((m & 0x7ff) ^ 1024) - 1024;
     (precision, scale)
-}
-
-/// The facts of the given (type OID, type modifier) pairs, in their order.
-fn facts(client: &mut Client, types: &[(u32, i32)]) -> Result<Vec<TypeFacts>> {
-    let (oids, typmods): (Vec<u32>, Vec<i32>) = types.iter().copied().unzip();
-    let rows = client
-        .query(
-            "WITH RECURSIVE chain(i, typ, typmod, depth) AS (
-                 SELECT w.i, w.typ, w.typmod, 0
-                 FROM unnest($1::oid[], $2::int4[]) WITH ORDINALITY AS w(typ, typmod, i)
-               UNION ALL
-                 SELECT c.i, t.typbasetype, t.typtypmod, c.depth + 1
-                 FROM chain c JOIN pg_type t ON t.oid = c.typ
-                 WHERE t.typtype = 'd'
-             ),
-             base AS (
-                 SELECT DISTINCT ON (c.i) c.i, c.typ, c.typmod, c.depth > 0 AS domain
-                 FROM chain c ORDER BY c.i, c.depth DESC
-             )
-             SELECT b.i, n.nspname, e.typname, b.typmod, b.domain,
-                    coalesce(p.proname, '') AS typmodin,
-                    t.typelem <> 0 AND t.typlen = -1 AS is_array,
-                    e.oid AS elem, format_type(b.typ, b.typmod) AS cast_to
-             FROM base b
-             JOIN pg_type t ON t.oid = b.typ
-             JOIN pg_type e
-               ON e.oid = CASE WHEN t.typelem <> 0 AND t.typlen = -1 THEN t.typelem ELSE t.oid END
-             JOIN pg_namespace n ON n.oid = e.typnamespace
-             LEFT JOIN pg_proc p ON p.oid = t.typmodin
-             ORDER BY b.i",
-            &[&oids, &typmods],
-        )
-        .context("reading the columns' types")?;
-    Ok(rows
-        .iter()
-        .map(|row| TypeFacts {
-            schema: row.get("nspname"),
-            name: row.get("typname"),
-            typmod: row.get("typmod"),
-            typmodin: row.get("typmodin"),
-            array: row.get("is_array"),
-            builtin: row.get::<_, u32>("elem") < FIRST_NORMAL_OID,
-            cast_to: row.get("cast_to"),
-            domain: row.get("domain"),
-        })
-        .collect())
-}
-
-/// The destination's casts between the given (source facts, destination facts) pairs.
-fn casts(dest: &mut Client, pairs: &[(&TypeFacts, &TypeFacts)]) -> Result<Vec<Option<Cast>>> {
-    let sources: Vec<String> = pairs.iter().map(|(s, _)| s.qualified()).collect();
-    let targets: Vec<String> = pairs.iter().map(|(_, d)| d.qualified()).collect();
-    let rows = dest
-        .query(
-            "SELECT w.i, c.castcontext::text, c.castmethod::text
-             FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS w(src, dst, i)
-             JOIN pg_cast c ON c.castsource = to_regtype(w.src)
-                           AND c.casttarget = to_regtype(w.dst)",
-            &[&sources, &targets],
-        )
-        .context("reading the destination's casts")?;
-    let mut found = vec![None; pairs.len()];
-    for row in rows {
-        let i = row.get::<_, i64>(0) as usize - 1;
-        let first = |s: String| s.chars().next().unwrap_or(' ');
-        found[i] = Some(Cast {
-            context: first(row.get(1)),
-            method: first(row.get(2)),
-        });
-    }
-    Ok(found)
-}
-
-/// A column of a planned table whose type is another on the destination.
-pub(crate) struct Changed<'a> {
-    pub(crate) table: usize,
-    pub(crate) source: &'a Column,
-    pub(crate) dest: &'a Column,
-}
-
-/// Classifies the changed columns, reading both catalogs once; the conversions come back
-/// in the order of `changed`, with whether the destination's type can travel in binary.
-pub(crate) fn decide(
-    source: &mut Client,
-    dest: &mut Client,
-    changed: &[Changed],
-) -> Result<Vec<(Conversion, bool)>> {
-    if changed.is_empty() {
-        return Ok(Vec::new());
-    }
-    let src_facts = facts(
-        source,
-        &changed
-            .iter()
-            .map(|c| (c.source.type_oid, c.source.type_mod))
-            .collect::<Vec<_>>(),
-    )?;
-    let dst_facts = facts(
-        dest,
-        &changed
-            .iter()
-            .map(|c| (c.dest.type_oid, c.dest.type_mod))
-            .collect::<Vec<_>>(),
-    )?;
-    let pairs: Vec<(&TypeFacts, &TypeFacts)> = src_facts.iter().zip(&dst_facts).collect();
-    let casts = casts(dest, &pairs)?;
-    let mut dest_types: Vec<u32> = changed.iter().map(|c| c.dest.type_oid).collect();
-    dest_types.sort_unstable();
-    dest_types.dedup();
-    let unsafe_types = catalog::binary_unsafe_types(dest, &dest_types)?;
-    Ok(changed
-        .iter()
-        .zip(pairs.iter().zip(casts))
-        .map(|(c, ((s, d), cast))| {
-            let (exact, how, why) = classify(s, d, cast);
-            let conversion = Conversion {
-                column: c.source.name.clone(),
-                from: c.source.type_name.clone(),
-                to: c.dest.type_name.clone(),
-                exact,
-                how,
-                why,
-                dest_type: d.builtin.then(|| d.cast_to.clone()),
-            };
-            (conversion, !unsafe_types.contains(&c.dest.type_oid))
-        })
-        .collect())
-}
-
-/// The conversions of a table, for the dry run and the logs: one line each.
-pub(crate) fn lines(table: &TablePlan) -> Vec<String> {
-    table
-        .conversions
-        .iter()
-        .map(|c| format!("{}: {}", table.name, c.line(table.format)))
-        .collect()
 }
 
 #[cfg(test)]
