@@ -5,8 +5,8 @@
 //! `wal_level = replica` source and a `wal_level = logical` cluster of the test's own.
 
 use crate::util::{
-    self, assert_exit, assert_nothing_left, cut_over, cut_over_to, exit, logical_options, pgbench,
-    test_name, wait_following, wait_pgbench, wait_streaming, wait_streaming_anew, ClusterOptions,
+    self, assert_exit, assert_nothing_left, cut_over, exit, logical_options, pgbench, test_name,
+    wait_following, wait_pgbench, wait_streaming_anew, ClusterOptions,
 };
 
 #[test]
@@ -228,7 +228,7 @@ fn follows_what_the_source_commits_during_and_after_the_copy_until_cutover() {
     let history = src.count("pgbench_history");
     assert!(history > 100, "pgbench made {history} transactions");
 
-    let (out, followed) = cut_over(&src, &dst, follower, &["--verify"]);
+    let (out, followed) = cut_over(&src.url(), &dst.url(), follower, &["--verify"]);
     assert!(out.stdout.contains("cut over in "), "{out:?}");
     // One document on stdout: the copy's report, and what following did.
     let doc: serde_json::Value = serde_json::from_str(&followed.stdout).expect("one JSON document");
@@ -300,11 +300,11 @@ fn a_follower_killed_mid_transaction_resumes_without_losing_or_doubling_one() {
         let killed = util::finish(follower);
         assert_eq!(killed.code, 128 + 9, "{killed:?}");
         follower = util::spawn_copy(&src, &dst, &["--follow", "--resume"]);
-        wait_streaming(&src, &mut follower);
+        wait_streaming_anew(&src, &mut follower, 0);
     }
     src.exec(EDITS);
     wait_pgbench(writers);
-    let (_, followed) = cut_over(&src, &dst, follower, &[]);
+    let (_, followed) = cut_over(&src.url(), &dst.url(), follower, &[]);
     assert!(
         followed
             .stderr
@@ -408,7 +408,7 @@ fn table_owners_without_superuser_follow_with_keys_dropped_and_triggers_quiet() 
     let follower = spawn(&["--follow", "--resume"]);
     src.exec(EDITS);
     wait_pgbench(writers);
-    let (out, followed) = cut_over_to(&from_reader, &as_owner, follower, &["--json"]);
+    let (out, followed) = cut_over(&from_reader, &as_owner, follower, &["--json"]);
     assert!(
         followed.stderr.contains("put back 1 of 1 constraints"),
         "{followed:?}"
@@ -468,8 +468,7 @@ fn a_slot_waiting_for_a_running_transaction_gives_up_after_the_lock_timeout() {
     // A cutover started while no follower streams waits a moment for one.
     follower.kill().expect("kill -9 of the follower");
     util::finish(follower);
-    let cutover = util::pgcopy()
-        .args(["cutover", "--source", &src.url(), "--dest", &dst.url()])
+    let cutover = util::cutover_command(&src.url(), &dst.url(), &[])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -542,8 +541,8 @@ fn a_source_schema_change_stops_the_follower_until_the_destination_has_it() {
 
     dst.exec("ALTER TABLE docs ADD COLUMN tag text");
     let mut resumed = util::spawn_copy(&src, &dst, &["--follow", "--resume"]);
-    wait_streaming(&src, &mut resumed);
-    cut_over(&src, &dst, resumed, &[]);
+    wait_streaming_anew(&src, &mut resumed, 0);
+    cut_over(&src.url(), &dst.url(), resumed, &[]);
     util::assert_same_data(&src, &dst, TABLES);
     assert_eq!(
         dst.scalar_string("SELECT tag FROM docs WHERE id = 500"),
@@ -572,7 +571,7 @@ fn follows_between_major_versions_either_way() {
         wait_following(&dst, &mut follower);
         src.exec(EDITS);
         wait_pgbench(writers);
-        cut_over(&src, &dst, follower, &["--timeout", "60"]);
+        cut_over(&src.url(), &dst.url(), follower, &["--timeout", "60"]);
         for table in TABLES {
             assert_eq!(
                 src.checksum(table, &[]),
@@ -592,17 +591,16 @@ fn a_follower_rides_out_a_destination_restart_and_a_lost_source_connection() {
     wait_following(&dst, &mut follower);
     std::thread::sleep(std::time::Duration::from_secs(1));
     // Each loss is waited out until a new session streams: the old one may stay a moment.
-    let streaming = "SELECT coalesce(max(active_pid), 0) FROM pg_replication_slots";
-    let before = src.scalar_i64(streaming);
+    let before = util::streaming_pid(&src);
     destination.restart();
     wait_streaming_anew(&src, &mut follower, before);
     std::thread::sleep(std::time::Duration::from_secs(1));
-    let before = src.scalar_i64(streaming);
+    let before = util::streaming_pid(&src);
     src.exec("SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE active");
     wait_streaming_anew(&src, &mut follower, before);
     src.exec(EDITS);
     wait_pgbench(writers);
-    let (_, followed) = cut_over(&src, &dst, follower, &[]);
+    let (_, followed) = cut_over(&src.url(), &dst.url(), follower, &[]);
     util::assert_went_on(&followed, 2);
     util::assert_same_data(&src, &dst, TABLES);
     assert_nothing_left(&src, &dst);
@@ -635,7 +633,7 @@ fn a_follower_killed_during_its_copy_starts_over_with_a_new_slot() {
         "a new slot"
     );
     wait_pgbench(writers);
-    let (_, followed) = cut_over(&src, &dst, resumed, &[]);
+    let (_, followed) = cut_over(&src.url(), &dst.url(), resumed, &[]);
     assert!(
         followed.stderr.contains(
             "the destination has no record of the earlier follower's progress: it stopped during \
@@ -654,7 +652,7 @@ fn an_interrupted_follower_is_named_until_it_is_abandoned() {
     // In drop mode, which keeps the keys dropped until cutover.
     let mut follower = util::spawn_copy(&src, &dst, &["--follow", "--fk-mode", "drop"]);
     wait_following(&dst, &mut follower);
-    wait_streaming(&src, &mut follower);
+    wait_streaming_anew(&src, &mut follower, 0);
     let keys = "SELECT count(*) FROM pg_constraint WHERE contype = 'f' AND convalidated";
     assert_eq!(dst.scalar_i64(keys), 0);
     let status = std::process::Command::new("kill")

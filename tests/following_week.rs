@@ -7,7 +7,7 @@
 
 use crate::util::{
     self, assert_exit, assert_nothing_left, cut_over, exit, logical_cluster, pgbench, test_name,
-    wait_following, wait_pgbench, wait_streaming_anew, ClusterOptions,
+    wait_following, wait_pgbench, wait_published, wait_streaming_anew, ClusterOptions,
 };
 
 /// Rows whose every column is equal by `=` to another row's but whose bytes differ: `0` and
@@ -54,7 +54,7 @@ fn full_identity_rows_are_found_by_their_exact_values_and_identity_columns_taken
          UPDATE ids SET id = DEFAULT WHERE id = 3;
          UPDATE ids_full SET id = DEFAULT, v = 'renumbered' WHERE id = 3",
     );
-    let (_, followed) = cut_over(&src, &dst, follower, &["--verify"]);
+    let (_, followed) = cut_over(&src.url(), &dst.url(), follower, &["--verify"]);
     for table in ["twins", "ids", "ids_full"] {
         assert_eq!(
             src.checksum(table, &[]),
@@ -134,11 +134,10 @@ fn a_restarted_source_is_followed_again_without_losing_or_doubling_a_row() {
     );
     let mut follower = util::spawn_copy(&src, &dst, &["--follow", "--retries", "8"]);
     wait_following(&dst, &mut follower);
-    let streaming = "SELECT coalesce(max(active_pid), 0) FROM pg_replication_slots";
     for stop in ["fast", "immediate"] {
         let writers = pgbench(&src, 2, 3);
         wait_pgbench(writers);
-        let before = src.scalar_i64(streaming);
+        let before = util::streaming_pid(&src);
         if stop == "fast" {
             logical.stop();
         } else {
@@ -149,7 +148,7 @@ fn a_restarted_source_is_followed_again_without_losing_or_doubling_a_row() {
     }
     let writers = pgbench(&src, 2, 2);
     wait_pgbench(writers);
-    let (_, followed) = cut_over(&src, &dst, follower, &[]);
+    let (_, followed) = cut_over(&src.url(), &dst.url(), follower, &[]);
     util::assert_went_on(&followed, 2);
     util::assert_same_data(
         &src,
@@ -162,22 +161,6 @@ fn a_restarted_source_is_followed_again_without_losing_or_doubling_a_row() {
         ],
     );
     assert_nothing_left(&src, &dst);
-}
-
-/// Waits until the follower publishes `table`, a table made since its copy.
-fn wait_published(src: &util::TestDb, follower: &mut std::process::Child, table: &str) {
-    let started = std::time::Instant::now();
-    let query = format!("SELECT count(*) FROM pg_publication_tables WHERE tablename = '{table}'");
-    while src.scalar_i64(&query) == 0 {
-        if let Ok(Some(status)) = follower.try_wait() {
-            panic!("the follower exited with {status} before it took up {table}");
-        }
-        assert!(
-            started.elapsed().as_secs() < 120,
-            "the follower never took up {table}"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
 }
 
 /// The partition job of a DBA's week, on both sides: next month's partition created, a
@@ -236,7 +219,7 @@ fn partitions_and_tables_made_while_following_are_followed_from_their_first_row(
          DELETE FROM events WHERE id = 2002;
          INSERT INTO audit (what) VALUES ('streamed')",
     );
-    let (out, followed) = cut_over(&src, &dst, follower, &["--verify"]);
+    let (out, followed) = cut_over(&src.url(), &dst.url(), follower, &["--verify"]);
     assert!(
         out.stdout.contains("verified 5 tables: 5 match, 0 differ"),
         "{out:?}"
@@ -283,7 +266,7 @@ fn a_table_only_the_source_has_holds_up_the_cutover_until_it_is_followed() {
          CREATE TABLE bare (v text);
          INSERT INTO bare VALUES ('x')",
     );
-    let out = util::cutover_to(&src.url(), &dst.url(), &[]);
+    let out = util::run(&mut util::cutover_command(&src.url(), &dst.url(), &[]));
     assert_exit!(out, exit::USAGE);
     for expected in [
         "not cutting over",
@@ -297,7 +280,7 @@ fn a_table_only_the_source_has_holds_up_the_cutover_until_it_is_followed() {
     wait_published(&src, &mut follower, "fresh");
     src.exec("UPDATE fresh SET v = 'w' WHERE id <= 3; INSERT INTO kept VALUES (11)");
     // `bare` has no key: publishing it would break the application's updates.
-    let out = util::cutover_to(&src.url(), &dst.url(), &[]);
+    let out = util::run(&mut util::cutover_command(&src.url(), &dst.url(), &[]));
     assert_exit!(out, exit::USAGE);
     assert!(
         out.stderr.contains(
@@ -307,7 +290,11 @@ fn a_table_only_the_source_has_holds_up_the_cutover_until_it_is_followed() {
         "{out:?}"
     );
     assert!(!out.stderr.contains("public.fresh"), "{out:?}");
-    let out = util::cutover_to(&src.url(), &dst.url(), &["--allow-unfollowed", "--verify"]);
+    let out = util::run(&mut util::cutover_command(
+        &src.url(),
+        &dst.url(),
+        &["--allow-unfollowed", "--verify"],
+    ));
     let followed = util::finish(follower);
     assert_exit!(followed, exit::SUCCESS);
     assert_exit!(out, exit::VERIFY_MISMATCH);
@@ -371,7 +358,7 @@ fn a_plain_copy_between_two_follows_is_never_applied_over_again() {
     let mut resumed = util::spawn_copy(&src, &dst, &["--follow", "--resume"]);
     wait_following(&dst, &mut resumed);
     write(201, 210);
-    let (_, followed) = cut_over(&src, &dst, resumed, &["--verify"]);
+    let (_, followed) = cut_over(&src.url(), &dst.url(), resumed, &["--verify"]);
     assert!(followed.stderr.contains("starting over"), "{followed:?}");
     assert_eq!(dst.count("log"), 210);
     assert_eq!(src.checksum("keyed", &[]), dst.checksum("keyed", &[]));
@@ -430,8 +417,8 @@ fn followers_say_what_stands_in_their_way_and_what_they_did() {
 
     let mut follower = util::spawn_copy(&src, &dst, &["--follow"]);
     wait_following(&dst, &mut follower);
-    cut_over(&src, &dst, follower, &[]);
-    let out = util::cutover_to(&src.url(), &dst.url(), &[]);
+    cut_over(&src.url(), &dst.url(), follower, &[]);
+    let out = util::run(&mut util::cutover_command(&src.url(), &dst.url(), &[]));
     assert_exit!(out, exit::USAGE);
     assert!(
         out.stderr
@@ -505,7 +492,7 @@ fn large_transactions_stream_as_they_run_and_aborted_ones_leave_nothing() {
         "SELECT stream_txns || ' streamed, ' || spill_txns || ' spilled'
            FROM pg_stat_replication_slots WHERE slot_name LIKE 'pgcopy_follow_%'",
     );
-    let (_, followed) = cut_over(&src, &dst, follower, &["--verify"]);
+    let (_, followed) = cut_over(&src.url(), &dst.url(), follower, &["--verify"]);
     assert!(
         stats.ends_with(" streamed, 0 spilled"),
         "{stats}: {followed:?}"

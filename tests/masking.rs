@@ -26,11 +26,6 @@ fn load(db: &util::TestDb) {
     );
 }
 
-/// A rules file for the test, in the temp directory, named after its length.
-fn rules_file(db: &util::TestDb, text: &str) -> String {
-    util::rules_file(db, &text.len().to_string(), text)
-}
-
 const RULES: &str = r#"
 require = ["*email*", "*phone*"]
 [mask."public.customer"]
@@ -54,7 +49,7 @@ fn masks_columns_on_the_source_leaving_nulls_null_and_the_rest_as_it_was() {
         "CREATE TABLE events_2027 PARTITION OF events FOR VALUES FROM ('2027-01-01') TO ('2028-01-01');
          INSERT INTO events VALUES (-1, 'old@corp.com', '2027-06-01')",
     );
-    let rules = rules_file(&src, RULES);
+    let rules = util::rules_file(&src, "rules", RULES);
 
     // The dry run says what each masked column becomes.
     let out = util::copy(&src, &dst, &["--rules", &rules, "--dry-run"]);
@@ -134,7 +129,7 @@ fn rules_naming_what_is_not_there_or_leaving_a_required_column_unmasked_refuse_t
     load(&src);
     dst.exec("INSERT INTO customer (id) VALUES (1000)");
     let refused = |text: &str, says: &str| {
-        let rules = rules_file(&src, text);
+        let rules = util::rules_file(&src, "refused", text);
         let out = util::copy(&src, &dst, &["--rules", &rules]);
         assert_exit!(out, exit::USAGE);
         assert!(out.stderr.contains(says), "{says}: {out:?}");
@@ -169,7 +164,7 @@ fn rules_naming_what_is_not_there_or_leaving_a_required_column_unmasked_refuse_t
         "range must be a positive number, not \"lots\"",
     );
     // Following would apply the source's changes unmasked.
-    let rules = rules_file(&src, RULES);
+    let rules = util::rules_file(&src, "rules", RULES);
     let out = util::copy(&src, &dst, &["--rules", &rules, "--follow"]);
     assert_exit!(out, exit::USAGE);
     assert!(out.stderr.contains("--rules with --follow"), "{out:?}");
@@ -206,8 +201,9 @@ fn hashed_columns_join_across_tables_stay_unique_and_are_the_same_every_run() {
          INSERT INTO login_event SELECT i, 'user' || (i % 500 + 1), i FROM generate_series(1, 2000) i",
     );
     // The same login in both tables, hashed alike: the key still joins, and validates.
-    let rules = rules_file(
+    let rules = util::rules_file(
         &src,
+        "hashed",
         r#"
         [mask."public.account"]
         id = "hash"
@@ -295,7 +291,11 @@ fn hashed_columns_join_across_tables_stay_unique_and_are_the_same_every_run() {
     assert!(out.stderr.contains("set PGCOPY_MASK_KEY"), "{out:?}");
     src.exec("ALTER TABLE login_event ADD COLUMN at date");
     dst.exec("ALTER TABLE login_event ADD COLUMN at date");
-    let dated = rules_file(&src, "[mask.\"public.login_event\"]\nat = \"hash\"");
+    let dated = util::rules_file(
+        &src,
+        "dated",
+        "[mask.\"public.login_event\"]\nat = \"hash\"",
+    );
     let mut cmd = util::copy_command(&src.url(), &dst.url(), &["--rules", &dated]);
     let out = util::run(cmd.env("PGCOPY_MASK_KEY", KEY));
     assert_exit!(out, exit::USAGE);
@@ -328,8 +328,9 @@ fn json_paths_are_masked_inside_documents_and_every_other_byte_kept() {
              CASE WHEN i % 5 <> 0 THEN jsonb_build_object('other', i) END
          FROM generate_series(1, 50) i",
     );
-    let rules = rules_file(
+    let rules = util::rules_file(
         &src,
+        "json",
         r#"
         require = ["*email*"]
         [mask."public.account"]
@@ -423,7 +424,7 @@ fn json_paths_are_masked_inside_documents_and_every_other_byte_kept() {
             "one inside the other",
         ),
     ] {
-        let bad = rules_file(&src, text);
+        let bad = util::rules_file(&src, "bad", text);
         let mut cmd = util::copy_command(&src.url(), &dst.url(), &["--rules", &bad]);
         let out = util::run(cmd.env("PGCOPY_MASK_KEY", KEY));
         assert_exit!(out, exit::USAGE);
@@ -451,8 +452,9 @@ fn the_key_reaches_neither_server_in_any_statement() {
             db.quoted_name()
         ));
     }
-    let rules = rules_file(
+    let rules = util::rules_file(
         &src,
+        "rules",
         r#"
         [mask."public.person"]
         email = "email"
@@ -522,7 +524,11 @@ fn a_keyed_rule_is_checked_against_the_type_the_destination_takes() {
     src.exec("CREATE TABLE contact (id int PRIMARY KEY, email varchar(40))");
     dst.exec("CREATE TABLE contact (id int PRIMARY KEY, email varchar(20))");
     src.exec("INSERT INTO contact VALUES (1, 'ann@corp.com')");
-    let rules = rules_file(&src, "[mask.\"public.contact\"]\nemail = \"email\"");
+    let rules = util::rules_file(
+        &src,
+        "narrowed",
+        "[mask.\"public.contact\"]\nemail = \"email\"",
+    );
     let mut cmd = util::copy_command(
         &src.url(),
         &dst.url(),

@@ -233,9 +233,9 @@ fn copy_between(src: &TestDb, dst: &TestDb, eighteen: bool) {
 
     // A subset and masks inside JSON, in each version's SQL: the closure, jsonb_set, the
     // keyed rewrite, verify of the subset. (18's NOT ENFORCED key is not followed.)
-    let rules = util::scratch_dir(&format!("{}-rules.toml", dst.name));
-    std::fs::write(
-        &rules,
+    let rules = util::rules_file(
+        dst,
+        "rules",
         r#"
         [subset."public.parent"]
         limit = 10
@@ -246,9 +246,7 @@ fn copy_between(src: &TestDb, dst: &TestDb, eighteen: bool) {
         id = "hash"
         "doc.i" = "hash"
         "#,
-    )
-    .expect("writing the rules file");
-    let rules = rules.display().to_string();
+    );
     let mut cmd = util::copy_command(&src.url(), &dst.url(), &["--rules", &rules, "--verify"]);
     let out = util::run(cmd.env("PGCOPY_MASK_KEY", "a-key-across-versions-0123"));
     assert_exit!(out, exit::SUCCESS);
@@ -371,18 +369,17 @@ fn an_18_destination_analyzes_masked_and_subset_tables_rather_than_take_the_sour
          INSERT INTO visit SELECT i, 1 + i % 5000, i % 100 FROM generate_series(1, 20000) i;
          ANALYZE person, visit;",
     );
-    let rules = util::scratch_dir(&format!("{}.toml", dst.name));
-    std::fs::write(
-        &rules,
+    let rules = util::rules_file(
+        &dst,
+        "rules",
         r#"
         [mask."public.person"]
         email = { rule = "sql", expr = "'user' || id || '@example.invalid'" }
         [subset."public.visit"]
         where = "day < 10"
         "#,
-    )
-    .unwrap();
-    let out = util::copy(&src, &dst, &["--rules", rules.to_str().unwrap()]);
+    );
+    let out = util::copy(&src, &dst, &["--rules", &rules]);
     assert_exit!(out, exit::SUCCESS);
     assert!(out.stdout.contains("tables analyzed: 2"), "{out:?}");
     // The masked table's statistics are its masked values, never the source's.

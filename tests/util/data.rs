@@ -151,11 +151,3 @@ pub fn with_keys((src, dst): (TestDb, TestDb)) -> (TestDb, TestDb) {
     dst.exec("ALTER TABLE blocker ENABLE TRIGGER blocker_reject");
     (src, dst)
 }
-
-/// A rules file (`--rules`) of the test's, named after its database and `name`, in the
-/// temporary directory.
-pub fn rules_file(db: &TestDb, name: &str, text: &str) -> String {
-    let path = super::run::scratch_dir(&format!("{}-{name}.toml", db.name));
-    std::fs::write(&path, text).expect("writing the rules file");
-    path.display().to_string()
-}

@@ -1,10 +1,12 @@
 //! Following a live source from the tests' side: a cluster that can be followed
 //! (`wal_level = logical`), pgbench writing in the background, waiting until a follower
-//! follows or streams (again), cutting over, and checking that nothing of it is left.
+//! follows, streams (again) or takes up a new table, cutting over, and checking what it
+//! said and that nothing of it is left.
 
 use super::cluster::{bindir, start_cluster, Cluster, ClusterOptions};
 use super::db::TestDb;
 use super::run::{assert_exit, exit, finish, pgcopy, run, Output};
+use std::process::{Child, Command};
 
 /// A source cluster that can be followed. Each test has its own, and a destination cluster
 /// of its own too: slots and replication origins are the cluster's, not a database's.
@@ -30,7 +32,7 @@ pub fn logical_options() -> ClusterOptions {
 
 /// pgbench's TPC-B-like transactions from `clients` sessions for `seconds`, in the
 /// background.
-pub fn pgbench(db: &TestDb, clients: u32, seconds: u32) -> std::process::Child {
+pub fn pgbench(db: &TestDb, clients: u32, seconds: u32) -> Child {
     std::process::Command::new(bindir().join("pgbench"))
         .args(["-n", "-c", &clients.to_string(), "-T", &seconds.to_string()])
         .arg(db.url())
@@ -40,7 +42,7 @@ pub fn pgbench(db: &TestDb, clients: u32, seconds: u32) -> std::process::Child {
         .expect("starting pgbench")
 }
 
-pub fn wait_pgbench(child: std::process::Child) {
+pub fn wait_pgbench(child: Child) {
     let out = child.wait_with_output().expect("waiting for pgbench");
     assert!(
         out.status.success(),
@@ -51,54 +53,79 @@ pub fn wait_pgbench(child: std::process::Child) {
 
 /// Waits until the follower's copy is done: the destination then records its progress,
 /// in a replication origin or in pgcopy's table.
-pub fn wait_following(dst: &TestDb, follower: &mut std::process::Child) {
+pub fn wait_following(dst: &TestDb, follower: &mut Child) {
+    let recorded = "SELECT (SELECT count(*) FROM pg_replication_origin)
+                         + (to_regclass('pgcopy.follow_progress') IS NOT NULL)::int";
+    wait_while_running(follower, 120, "following", || dst.scalar_i64(recorded) == 1);
+}
+
+/// The backend that streams a slot of `src` now, 0 when none does: what
+/// `wait_streaming_anew` is given before a session is lost.
+pub fn streaming_pid(src: &TestDb) -> i64 {
+    src.scalar_i64("SELECT coalesce(max(active_pid), 0) FROM pg_replication_slots")
+}
+
+/// Waits until a slot is streamed by a session other than `before` (a `streaming_pid`, or
+/// 0 for a follower just started or resumed: any session).
+pub fn wait_streaming_anew(src: &TestDb, follower: &mut Child, before: i64) {
+    let query = "SELECT count(*) FROM pg_replication_slots WHERE active AND active_pid <> $1";
+    let mut client = src.client();
+    wait_while_running(follower, 60, "streaming (again)", || {
+        client
+            .query_one(query, &[&(before as i32)])
+            .expect("asking for the slot")
+            .get::<_, i64>(0)
+            > 0
+    });
+}
+
+/// Waits until the follower publishes `table`, a table made since its copy.
+pub fn wait_published(src: &TestDb, follower: &mut Child, table: &str) {
+    let query = format!("SELECT count(*) FROM pg_publication_tables WHERE tablename = '{table}'");
+    wait_while_running(follower, 120, &format!("taking up {table}"), || {
+        src.scalar_i64(&query) > 0
+    });
+}
+
+/// The one wait of the follow tests: polls `done` until it holds, and fails the test when
+/// the follower exits first (with what it said) or `done` still does not hold after
+/// `limit` seconds.
+fn wait_while_running(
+    follower: &mut Child,
+    limit: u64,
+    what: &str,
+    mut done: impl FnMut() -> bool,
+) {
     let started = std::time::Instant::now();
-    loop {
-        let recorded = "SELECT (SELECT count(*) FROM pg_replication_origin)
-                             + (to_regclass('pgcopy.follow_progress') IS NOT NULL)::int";
-        if dst.scalar_i64(recorded) == 1 {
-            return;
-        }
+    while !done() {
         if let Ok(Some(status)) = follower.try_wait() {
             panic!(
-                "the follower exited with {status} before following: {}",
+                "the follower exited with {status} before {what}: {}",
                 said(follower)
             );
         }
         assert!(
-            started.elapsed().as_secs() < 120,
-            "the follower never started following"
+            started.elapsed().as_secs() < limit,
+            "the follower never got to {what} in {limit} s"
         );
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
 }
 
-pub fn cutover_to(source: &str, dest: &str, extra: &[&str]) -> Output {
-    run(pgcopy()
-        .args(["cutover", "--source", source, "--dest", dest])
-        .args(extra))
+/// The `pgcopy cutover` command line between two connection strings, not yet run: a
+/// cutover expected to refuse is `run`, one to wait for a follower is spawned.
+pub fn cutover_command(source: &str, dest: &str, extra: &[&str]) -> Command {
+    let mut cmd = pgcopy();
+    cmd.args(["cutover", "--source", source, "--dest", dest])
+        .args(extra);
+    cmd
 }
 
-/// Cuts over and waits for the follower, both of which must exit 0 (a follower still
-/// running after a failed cutover is killed, so the failure shows what it said); returns
-/// what each printed.
-pub fn cut_over(
-    src: &TestDb,
-    dst: &TestDb,
-    follower: std::process::Child,
-    extra: &[&str],
-) -> (Output, Output) {
-    cut_over_to(&src.url(), &dst.url(), follower, extra)
-}
-
-/// `cut_over` between two connection strings.
-pub fn cut_over_to(
-    source: &str,
-    dest: &str,
-    mut follower: std::process::Child,
-    extra: &[&str],
-) -> (Output, Output) {
-    let out = cutover_to(source, dest, extra);
+/// Cuts over between two connection strings and waits for the follower, both of which
+/// must exit 0 (a follower still running after a failed cutover is killed, so the failure
+/// shows what it said); returns what each printed.
+pub fn cut_over(source: &str, dest: &str, mut follower: Child, extra: &[&str]) -> (Output, Output) {
+    let out = run(&mut cutover_command(source, dest, extra));
     if out.code != 0 {
         follower.kill().ok();
     }
@@ -125,33 +152,6 @@ pub fn assert_nothing_left(src: &TestDb, dst: &TestDb) {
     );
 }
 
-/// Waits until a resumed follower streams from the slot.
-pub fn wait_streaming(src: &TestDb, follower: &mut std::process::Child) {
-    wait_streaming_anew(src, follower, 0);
-}
-
-/// Waits until a slot is streamed by a session other than `before`.
-pub fn wait_streaming_anew(src: &TestDb, follower: &mut std::process::Child, before: i64) {
-    let started = std::time::Instant::now();
-    let query = "SELECT count(*) FROM pg_replication_slots WHERE active AND active_pid <> $1";
-    let mut client = src.client();
-    while client
-        .query_one(query, &[&(before as i32)])
-        .expect("asking for the slot")
-        .get::<_, i64>(0)
-        == 0
-    {
-        if let Ok(Some(status)) = follower.try_wait() {
-            panic!("the follower exited with {status}: {}", said(follower));
-        }
-        assert!(
-            started.elapsed().as_secs() < 60,
-            "the follower never streamed (again)"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-}
-
 /// Asserts a follower's stderr says it went on from the destination's record at least
 /// `times` times: once for each session it lost, or more while the destination was starting.
 pub fn assert_went_on(followed: &Output, times: usize) {
@@ -167,7 +167,7 @@ pub fn assert_went_on(followed: &Output, times: usize) {
 
 /// What an exited follower wrote on stderr, for the message of a test that expected it to
 /// run on.
-fn said(follower: &mut std::process::Child) -> String {
+fn said(follower: &mut Child) -> String {
     let mut text = String::new();
     if let Some(mut stderr) = follower.stderr.take() {
         std::io::Read::read_to_string(&mut stderr, &mut text).ok();

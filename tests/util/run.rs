@@ -1,6 +1,7 @@
 //! Running the `pgcopy` binary as a user would: the one runner (`pgcopy()`), the commands
-//! built on it (`copy`, `verify`, a copy in the background), what a run did (`Output`), and
-//! `assert_exit!`, which shows the command and everything it printed when the code is wrong.
+//! built on it (`copy`, `verify`, a copy in the background), what a run did (`Output`),
+//! `assert_exit!`, which shows the command and everything it printed when the code is wrong,
+//! and the files a run sees (its state directory, its `HOME`, a rules file).
 //!
 //! Every run is hermetic: no `PG*` variable of the caller's, state files in a directory of this
 //! test process, an empty `HOME` (so the caller's `~/.pgpass` and `~/.postgresql/root.crt`
@@ -297,6 +298,14 @@ pub fn state_home() -> PathBuf {
 /// The directory that holds pgcopy's state files under `state_home()`.
 pub fn state_dir() -> PathBuf {
     state_home().join("pgcopy")
+}
+
+/// A rules file (`--rules`) of the test's, named after its database and `name`, in this
+/// test process's scratch directory: the one way a test writes one.
+pub fn rules_file(db: &TestDb, name: &str, text: &str) -> String {
+    let path = scratch_dir(&format!("{}-{name}.toml", db.name));
+    std::fs::write(&path, text).expect("writing the rules file");
+    path.display().to_string()
 }
 
 /// The `HOME` of every run: an empty directory of this test process.
