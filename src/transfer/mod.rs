@@ -1,8 +1,8 @@
 //! Moving the rows: the lanes of readers and writers (`lanes`) and what they take next
 //! (`schedule`), one table or piece out of the source (`read`) and into the destination
 //! (`write`), the sessions each lane keeps (`sessions`), counting rows in the COPY stream
-//! (`rows`), tables in pieces (`splits`), masking fields in the client as they pass (`mask`;
-//! inside JSON documents `json_mask`, integers by a keyed permutation `permute`), and
+//! (`rows`), tables in pieces (`splits`), rewriting the fields the plan says as they pass
+//! (`rewrite`: the rules' keyed masks, through `plan::reading`, never a rules type), and
 //! comparing what both sides hold (`compare`). Here: what the lanes share with the main
 //! thread — settings in, counters and a stop request across, outcomes out.
 

@@ -1,6 +1,7 @@
 //! The validated configuration, one per command: connection strings resolved from flags,
 //! files and the environment, sizes parsed, filters compiled, the rules file loaded, the
-//! state directory found. Everything after the argh structs (`args`) reads this, not them.
+//! state directory found (`values`), and what a command does chosen once, as an enum
+//! (`CopyMode`). Everything after the argh structs (`args`) reads this, not them.
 
 mod values;
 
