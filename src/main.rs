@@ -22,6 +22,7 @@ use cli::args::{self as cli_args, Parsed};
 use exit::Exit;
 use std::io::Write as _;
 use std::process::ExitCode;
+use std::time::SystemTime;
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -36,14 +37,20 @@ fn main() -> ExitCode {
             return Exit::Usage.into();
         }
     };
-    let command = match cli::config::from_args(args) {
-        Ok(command) => command,
-        Err(err) => return output::fatal::exit_for(&err, false),
+    let (command, observe) = match cli::config::from_args(args) {
+        Ok(parsed) => parsed,
+        Err(err) => return output::fatal::exit_for(&err, false).into(),
     };
-    output::logging::init(command.verbosity());
+    output::logging::init(command.verbosity(), observe.log_format);
     let json = command.json();
-    match commands::run(command) {
-        Ok(exit) => exit.into(),
+    let name = command.name();
+    let started = SystemTime::now();
+    let exit = match commands::run(command) {
+        Ok(exit) => exit,
         Err(err) => output::fatal::exit_for(&err, json),
+    };
+    if let Some(path) = &observe.metrics_file {
+        output::metrics::textfile::after_run(path, name, started, exit);
     }
+    exit.into()
 }

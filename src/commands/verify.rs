@@ -96,6 +96,7 @@ pub(crate) fn checks(cfg: &VerifyConfig) -> Result<Vec<Check>> {
         cfg.parallel,
     )?;
     note_masked(&plan, &mut checks);
+    crate::output::metrics::run::verified(checks.iter().all(Check::matches));
     Ok(checks)
 }
 

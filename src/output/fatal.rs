@@ -5,15 +5,18 @@
 use crate::exit::Exit;
 use crate::pg::error::describe;
 use std::io::Write as _;
-use std::process::ExitCode;
 
 /// The exit of a command that returned `err`; `json` also prints it as a document.
-pub(crate) fn exit_for(err: &anyhow::Error, json: bool) -> ExitCode {
+pub(crate) fn exit_for(err: &anyhow::Error, json: bool) -> Exit {
     if is_broken_pipe(err) {
-        return ExitCode::SUCCESS;
+        return Exit::Success;
     }
     let message = describe(err);
-    let _ = writeln!(super::format::stderr(), "pgcopy: error: {message}");
+    let _ = write!(
+        super::format::stderr(),
+        "{}",
+        super::logging::fatal_line(&message)
+    );
     if json {
         let doc = serde_json::json!({
             "pgcopy_version": env!("CARGO_PKG_VERSION"),
@@ -24,7 +27,7 @@ pub(crate) fn exit_for(err: &anyhow::Error, json: bool) -> ExitCode {
         // Nothing is left to tell if stdout is gone too.
         let _ = super::format::print_json(&doc);
     }
-    Exit::Usage.into()
+    Exit::Usage
 }
 
 /// Output cut short by a closed pipe (`pgcopy list | head`) is not an error.

@@ -8,5 +8,6 @@ pub(crate) mod dry_run;
 pub(crate) mod fatal;
 pub(crate) mod format;
 pub(crate) mod logging;
+pub(crate) mod metrics;
 pub(crate) mod progress;
 pub(crate) mod report;

@@ -123,6 +123,20 @@ pub(crate) struct CopyArgs {
     #[argh(switch, short = 'v')]
     pub(crate) verbose: bool,
 
+    /// at the end, also on failure, write the run's Prometheus metrics to PATH (the
+    /// node_exporter textfile format, written atomically)
+    #[argh(option, arg_name = "PATH")]
+    pub(crate) metrics_file: Option<std::path::PathBuf>,
+
+    /// log lines on stderr as text (the default) or json: one JSON object per line
+    #[argh(option, arg_name = "FORMAT")]
+    pub(crate) log_format: Option<String>,
+
+    /// serve Prometheus metrics at http://ADDR/metrics while copying and following: PORT
+    /// (on 127.0.0.1) or HOST:PORT (0.0.0.0:PORT for every interface)
+    #[argh(option, arg_name = "ADDR")]
+    pub(crate) metrics_listen: Option<String>,
+
     /// how foreign keys and triggers are kept out of the load's way: auto (default:
     /// replica if the role may use it, else drop), replica, drop or none
     #[argh(option, arg_name = "MODE")]

@@ -53,6 +53,15 @@ pub(crate) struct StatusArgs {
     /// every SQL statement sent (RUST_LOG, when set, decides instead)
     #[argh(switch, short = 'v')]
     pub(crate) verbose: bool,
+
+    /// at the end, also on failure, write the run's Prometheus metrics to PATH (the
+    /// node_exporter textfile format, written atomically)
+    #[argh(option, arg_name = "PATH")]
+    pub(crate) metrics_file: Option<std::path::PathBuf>,
+
+    /// log lines on stderr as text (the default) or json: one JSON object per line
+    #[argh(option, arg_name = "FORMAT")]
+    pub(crate) log_format: Option<String>,
 }
 
 #[derive(FromArgs, Debug)]
@@ -114,6 +123,15 @@ pub(crate) struct CutoverArgs {
     /// every SQL statement sent (RUST_LOG, when set, decides instead)
     #[argh(switch, short = 'v')]
     pub(crate) verbose: bool,
+
+    /// at the end, also on failure, write the run's Prometheus metrics to PATH (the
+    /// node_exporter textfile format, written atomically)
+    #[argh(option, arg_name = "PATH")]
+    pub(crate) metrics_file: Option<std::path::PathBuf>,
+
+    /// log lines on stderr as text (the default) or json: one JSON object per line
+    #[argh(option, arg_name = "FORMAT")]
+    pub(crate) log_format: Option<String>,
 }
 
 #[derive(FromArgs, Debug)]
@@ -158,4 +176,13 @@ pub(crate) struct AbandonArgs {
     /// every SQL statement sent (RUST_LOG, when set, decides instead)
     #[argh(switch, short = 'v')]
     pub(crate) verbose: bool,
+
+    /// at the end, also on failure, write the run's Prometheus metrics to PATH (the
+    /// node_exporter textfile format, written atomically)
+    #[argh(option, arg_name = "PATH")]
+    pub(crate) metrics_file: Option<std::path::PathBuf>,
+
+    /// log lines on stderr as text (the default) or json: one JSON object per line
+    #[argh(option, arg_name = "FORMAT")]
+    pub(crate) log_format: Option<String>,
 }

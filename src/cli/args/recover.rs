@@ -40,4 +40,13 @@ pub(crate) struct RecoverArgs {
     /// every SQL statement sent (RUST_LOG, when set, decides instead)
     #[argh(switch, short = 'v')]
     pub(crate) verbose: bool,
+
+    /// at the end, also on failure, write the run's Prometheus metrics to PATH (the
+    /// node_exporter textfile format, written atomically)
+    #[argh(option, arg_name = "PATH")]
+    pub(crate) metrics_file: Option<std::path::PathBuf>,
+
+    /// log lines on stderr as text (the default) or json: one JSON object per line
+    #[argh(option, arg_name = "FORMAT")]
+    pub(crate) log_format: Option<String>,
 }

@@ -6,8 +6,8 @@
 mod values;
 
 use values::{
-    dest, filter, large_objects, lock_timeout, parallel, parse_size, rules_for_copy, source, split,
-    state_dir, verbosity,
+    dest, filter, large_objects, lock_timeout, metrics_listen, parallel, parse_size,
+    rules_for_copy, source, split, state_dir, verbosity,
 };
 
 use crate::cli::args;
@@ -91,6 +91,8 @@ pub(crate) struct CopyConfig {
     pub(crate) verify: bool,
     /// A copy, or a copy and then following, each from the start or resumed.
     pub(crate) mode: CopyMode,
+    /// `--metrics-listen`: where to serve metrics while it runs.
+    pub(crate) metrics_listen: Option<std::net::SocketAddr>,
     /// The rules file: masks, and the column names that must be masked.
     pub(crate) rules: Option<Rules>,
     pub(crate) retries: u32,
@@ -134,6 +136,20 @@ impl Command {
             Command::Recover(c) => c.verbosity,
             Command::Verify(c) => c.verbosity,
             Command::Version => Verbosity::Normal,
+        }
+    }
+
+    /// The command's name, as the metrics' `command` label.
+    pub(crate) fn name(&self) -> &'static str {
+        match self {
+            Command::Copy(_) => "copy",
+            Command::List(_) => "list",
+            Command::Status(_) => "status",
+            Command::Cutover(_) => "cutover",
+            Command::Abandon(_) => "abandon",
+            Command::Recover(_) => "recover",
+            Command::Verify(_) => "verify",
+            Command::Version => "version",
         }
     }
 
@@ -188,13 +204,50 @@ pub(crate) struct AbandonConfig {
     pub(crate) verbosity: Verbosity,
 }
 
+/// How a run reports beside its own output, for whoever runs it unattended: the log's
+/// format, and where its metrics go at the end.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Observe {
+    pub(crate) log_format: LogFormat,
+    pub(crate) metrics_file: Option<PathBuf>,
+}
+
+/// `--log-format`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) enum LogFormat {
+    /// `pgcopy: info: …`, for people.
+    #[default]
+    Text,
+    /// One JSON object per line, for journald and log shippers.
+    Json,
+}
+
 /// Validates the raw arguments; every error here is a usage error (exit code 2).
-pub(crate) fn from_args(args: Box<args::Args>) -> Result<Command> {
+pub(crate) fn from_args(args: Box<args::Args>) -> Result<(Command, Observe)> {
     let command = match args.command {
-        _ if args.version => return Ok(Command::Version),
+        _ if args.version => return Ok((Command::Version, Observe::default())),
         None => bail!("no command given; run `pgcopy help` for the commands"),
         Some(command) => command,
     };
+    let (metrics_file, log_format) = match &command {
+        args::Command::Copy(a) => (a.metrics_file.clone(), a.log_format.clone()),
+        args::Command::List(a) => (a.metrics_file.clone(), a.log_format.clone()),
+        args::Command::Verify(a) => (a.metrics_file.clone(), a.log_format.clone()),
+        args::Command::Recover(a) => (a.metrics_file.clone(), a.log_format.clone()),
+        args::Command::Status(a) => (a.metrics_file.clone(), a.log_format.clone()),
+        args::Command::Cutover(a) => (a.metrics_file.clone(), a.log_format.clone()),
+        args::Command::Abandon(a) => (a.metrics_file.clone(), a.log_format.clone()),
+        args::Command::Version(_) => (None, None),
+    };
+    let observe = Observe {
+        log_format: values::log_format(log_format.as_deref())?,
+        metrics_file,
+    };
+    Ok((command_of(command)?, observe))
+}
+
+/// Each command's configuration, from its raw arguments.
+fn command_of(command: args::Command) -> Result<Command> {
     Ok(match command {
         args::Command::Version(_) => Command::Version,
         args::Command::Verify(a) => Command::Verify(Box::new(VerifyConfig {
@@ -302,6 +355,11 @@ pub(crate) fn from_args(args: Box<args::Args>) -> Result<Command> {
                     true => CopyMode::Follow { resume: a.resume },
                     false => CopyMode::Copy { resume: a.resume },
                 },
+                metrics_listen: a
+                    .metrics_listen
+                    .as_deref()
+                    .map(metrics_listen)
+                    .transpose()?,
                 rules: rules_for_copy(a.rules.as_deref(), a.follow)?,
                 retries: a.retries,
                 lock_timeout: lock_timeout(a.lock_timeout),

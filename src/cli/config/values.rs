@@ -1,12 +1,13 @@
 //! Turning flag values, files and the environment into configuration values: connection
 //! targets, sizes, the table filter, the state directory, the rules file for a copy.
 
-use super::{Verbosity, MAX_PARALLEL};
+use super::{LogFormat, Verbosity, MAX_PARALLEL};
 use crate::pg::target::Target;
 use crate::plan::filter::{parse_list, TableFilter};
 use crate::plan::pieces::SplitMode;
 use crate::rules::Rules;
 use anyhow::{bail, Context, Result};
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -43,6 +44,29 @@ pub(super) fn verbosity(quiet: bool, verbose: bool) -> Result<Verbosity> {
         (false, true) => Verbosity::Verbose,
         (false, false) => Verbosity::Normal,
     })
+}
+
+/// `--log-format text|json`.
+pub(super) fn log_format(text: Option<&str>) -> Result<LogFormat> {
+    Ok(match text.unwrap_or("text") {
+        "text" => LogFormat::Text,
+        "json" => LogFormat::Json,
+        other => bail!("--log-format is text or json, not {other:?}"),
+    })
+}
+
+/// `--metrics-listen`: `PORT` on the loopback address, or `HOST:PORT` (a name is resolved;
+/// `0.0.0.0:PORT` listens on every interface).
+pub(super) fn metrics_listen(text: &str) -> Result<SocketAddr> {
+    if let Ok(port) = text.parse::<u16>() {
+        return Ok(SocketAddr::from(([127, 0, 0, 1], port)));
+    }
+    text.to_socket_addrs()
+        .ok()
+        .and_then(|mut addrs| addrs.next())
+        .with_context(|| {
+            format!("--metrics-listen takes PORT or HOST:PORT (0.0.0.0:9187), not {text:?}")
+        })
 }
 
 /// The copy's rules file, which following cannot honour: the changes it applies would

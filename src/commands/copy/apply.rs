@@ -4,6 +4,7 @@
 
 use super::planning::Work;
 use crate::cli::config::{CopyConfig, Verbosity};
+use crate::output::metrics::live::{Copying, LIVE};
 use crate::output::progress::{Display, Progress};
 use crate::pg::error::{self, describe};
 use crate::pg::server::SnapshotId;
@@ -16,12 +17,13 @@ use crate::schema::indexes::SavedIndex;
 use crate::schema::large_objects::{self, LargeObject};
 use crate::state::file::{Done, PieceState, State, StateFile};
 use crate::state::interrupt;
-use crate::transfer::lanes;
+use crate::transfer::lanes::{self, Lane};
 use crate::transfer::{Counters, Settings, Stop, TableOutcome};
 use crate::units::format_bytes;
 use anyhow::Result;
 use std::io::IsTerminal;
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 /// How often the main thread checks that the source snapshot's session is alive.
@@ -258,6 +260,7 @@ fn copy_tables(
         let result = {
             lanes::run(plan, &settings, &source, &dest, &counters, &stop, |lanes| {
                 progress.tick(&counters, lanes);
+                live_figures(plan, &counters, lanes);
                 record(false);
                 if interrupt::requested() {
                     stop.request("interrupted");
@@ -283,6 +286,7 @@ fn copy_tables(
         (result, large_objects)
     });
     record(true);
+    live_figures(plan, &counters, &[]);
     progress.finish();
     let stopped = source_lost.map(|lost| {
         format!("{lost}; the tables not copied kept their old rows: copy again, or with --resume")
@@ -294,6 +298,22 @@ fn copy_tables(
         stopped,
         large_objects,
     }
+}
+
+/// What `--metrics-listen` serves of the copy: from the lanes' counters, on the main
+/// thread at each tick.
+fn live_figures(plan: &Plan, counters: &Counters, lanes: &[Lane]) {
+    let copied = counters.copied.lock().map(|c| c.len()).unwrap_or_default() as u64;
+    let done = counters.tables_done.load(Ordering::Relaxed) as u64;
+    LIVE.copying(Copying {
+        tables_planned: plan.tables.len() as u64,
+        tables_in_flight: lanes.iter().filter(|l| l.busy()).count() as u64,
+        tables_done: copied,
+        tables_failed: done.saturating_sub(copied),
+        planned_bytes: plan.data_bytes(),
+        bytes: counters.bytes.load(Ordering::Relaxed),
+        rows: counters.rows.load(Ordering::Relaxed),
+    });
 }
 
 /// Names the source row that did not fit, for each table that failed on a value of a

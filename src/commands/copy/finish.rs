@@ -8,6 +8,7 @@ use crate::cli::config::{CopyConfig, Verbosity};
 use crate::exit::Exit;
 use crate::output::format::print_json;
 use crate::output::logging;
+use crate::output::metrics;
 use crate::output::report::Report;
 use crate::pg::error::{self, describe};
 use crate::pg::server::lock_destination;
@@ -190,6 +191,16 @@ pub(super) fn finish(
     }
     for problem in &problems {
         log::error!("{problem}");
+    }
+    let failed = outcomes.iter().filter(|o| o.error.is_some()).count();
+    metrics::run::copied(
+        (outcomes.len() - failed + done_before.len()) as u64,
+        failed as u64,
+        outcomes.iter().map(|o| o.rows).sum(),
+        outcomes.iter().map(|o| o.bytes).sum(),
+    );
+    if let Some(checks) = &checks {
+        metrics::run::verified(checks.iter().all(compare::Check::matches));
     }
     let report = Report {
         source: cfg.source.to_string(),

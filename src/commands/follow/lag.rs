@@ -10,9 +10,9 @@ use postgres::Client;
 /// What the source and the applier say of how far behind the follower is.
 pub(super) struct Lag {
     /// The slot, as the source sees it (when it could be asked).
-    slot: Option<slot::Follower>,
+    pub(super) slot: Option<slot::Follower>,
     /// Seconds since the last applied transaction committed on the source.
-    last_commit_ago: Option<f64>,
+    pub(super) last_commit_ago: Option<f64>,
 }
 
 impl Lag {
@@ -23,6 +23,13 @@ impl Lag {
                 ((receive::now_micros() - applied.last_commit_time) as f64 / 1e6).max(0.0)
             }),
         }
+    }
+
+    /// How far behind, in seconds, as the source measured it last; 0 when it has nothing
+    /// to measure because the follower confirmed all there is.
+    pub(super) fn seconds(&self) -> Option<f64> {
+        let slot = self.slot.as_ref()?;
+        slot.lag.or((slot.behind == 0).then_some(0.0))
     }
 
     /// `, 1.2 MiB behind the source (lag 0.4s), the slot holds 3.4 MiB of WAL, the last

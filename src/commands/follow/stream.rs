@@ -11,6 +11,8 @@ use crate::cli::config::{CopyConfig, Verbosity};
 use crate::exit::Exit;
 use crate::output::format::print_json;
 use crate::output::logging;
+use crate::output::metrics::live::{Following, LIVE};
+use crate::output::metrics::unix_seconds;
 use crate::output::progress::{draw_status, format_count};
 use crate::pg::error::{backoff, describe, kind, TryLater};
 use crate::pg::server::{self, lock_destination};
@@ -24,7 +26,7 @@ use crate::state::interrupt;
 use anyhow::{Context, Result};
 use serde_json::json;
 use std::io::IsTerminal;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 /// Follows (see `run`) and, with `--json`, prints the run's one document: the copy's
 /// `report` when this run copied, with what following did added as `following`. A failure
@@ -121,6 +123,7 @@ fn run(
             ));
         }
         tries += 1;
+        LIVE.retried();
         let wait = backoff(tries);
         log::warn!(
             "following stopped: {}; going on from where the destination is in {}s (try {tries} \
@@ -177,6 +180,10 @@ fn follow_once(
             ));
         } else {
             log::info!(
+                transactions,
+                rows,
+                lag_bytes = lag.slot.as_ref().map(|f| f.behind),
+                lag_seconds = lag.seconds();
                 "following: {transactions} transactions applied ({:.0}/s), {rows} rows \
                  ({:.0}/s){}",
                 per_second(applied.transactions, last.0.transactions),
@@ -184,6 +191,17 @@ fn follow_once(
                 lag.sentence()
             );
         }
+        LIVE.following(Following {
+            transactions,
+            rows,
+            per_second: per_second(applied.transactions, last.0.transactions),
+            lag_bytes: lag.slot.as_ref().map(|f| f.behind),
+            lag_seconds: lag.seconds(),
+            slot_bytes: lag.slot.as_ref().map(|f| f.held),
+            last_commit: lag
+                .last_commit_ago
+                .map(|ago| unix_seconds(SystemTime::now()) - ago),
+        });
         last = (*applied, Instant::now());
     };
     let sessions = Sessions {

@@ -4,7 +4,7 @@
 use crate::transfer::schedule::Job;
 use crate::transfer::sessions::Cancels;
 use anyhow::Result;
-use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 /// No table in flight on a lane.
@@ -27,4 +27,11 @@ pub(crate) struct Lane {
     pub(super) abandon: AtomicUsize,
     /// Cancel handles for the lane's two connections, used when the user interrupts.
     pub(super) cancel: Mutex<Cancels>,
+}
+
+impl Lane {
+    /// Whether a table is in flight on it.
+    pub(crate) fn busy(&self) -> bool {
+        self.current.load(Ordering::Relaxed) != IDLE
+    }
 }
