@@ -9,6 +9,8 @@ mod connections;
 mod copying;
 /// The destination as production has it: non-superuser roles, forced RLS, matviews, large objects.
 mod destination;
+/// The manual against `--help`: every option documented once in docs/; a short README; links.
+mod documentation;
 /// Kills, crashes, restarts and lost sessions mid-copy; `recover` and `--resume` afterwards.
 mod faults;
 /// Following a live source: whether it can be followed (`status`).
