@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs the cross-version test group (tests/versions.rs) for every pair of PostgreSQL majors,
 # source and destination, and prints the matrix (a Markdown table) with the date and the
-# builds used: what the README's version table is. Not part of CI, which runs three pairs.
+# builds used: what docs/versions.md's version table is. Not part of CI, which runs three pairs.
 #
 #   scripts/version-matrix.sh              # 13 14 15 16 17 18
 #   scripts/version-matrix.sh 15 17 18     # some majors
