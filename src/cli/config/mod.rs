@@ -1,9 +1,13 @@
 //! The validated configuration, one per command: connection strings resolved from flags,
 //! files and the environment, sizes parsed, filters compiled, the rules file loaded, the
-//! state directory found (`values`), and what a command does chosen once, as an enum
-//! (`CopyMode`). Everything after the argh structs (`args`) reads this, not them.
+//! state directory found (`values`), the shell of `completions` (`shell`), and what a
+//! command does chosen once, as an enum (`CopyMode`). Everything after the argh structs
+//! (`args`) reads this, not them.
 
+mod shell;
 mod values;
+
+pub(crate) use shell::Shell;
 
 use values::{
     dest, filter, large_objects, lock_timeout, parallel, parse_size, rules_for_copy, source, split,
@@ -48,6 +52,10 @@ pub(crate) enum Command {
     Abandon(Box<AbandonConfig>),
     Recover(Box<RecoverConfig>),
     Verify(Box<VerifyConfig>),
+    /// Print the completion script for this shell.
+    Completions(Shell),
+    /// Print the manual page.
+    Man,
     Version,
 }
 
@@ -133,7 +141,7 @@ impl Command {
             Command::Abandon(c) => c.verbosity,
             Command::Recover(c) => c.verbosity,
             Command::Verify(c) => c.verbosity,
-            Command::Version => Verbosity::Normal,
+            Command::Completions(_) | Command::Man | Command::Version => Verbosity::Normal,
         }
     }
 
@@ -197,6 +205,8 @@ pub(crate) fn from_args(args: Box<args::Args>) -> Result<Command> {
     };
     Ok(match command {
         args::Command::Version(_) => Command::Version,
+        args::Command::Completions(a) => Command::Completions(a.shell.parse()?),
+        args::Command::Man(_) => Command::Man,
         args::Command::Verify(a) => Command::Verify(Box::new(VerifyConfig {
             source: source(a.source, a.source_file.as_deref())?,
             dest: dest(a.dest, a.dest_file.as_deref())?,
