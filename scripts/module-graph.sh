@@ -120,7 +120,7 @@ else
 fi
 
 echo "Largest files of src/ (limit $limit lines):"
-find src -name '*.rs' -exec wc -l {} + | grep -v ' total$' | sort -rn | head -5 | sed 's/^/  /'
+find src -name '*.rs' -exec wc -l {} + | grep -v ' total$' | sort -rn | awk 'NR <= 5 { print "  " $0 }'
 over=$(find src -name '*.rs' -exec wc -l {} + | grep -v ' total$' | awk -v l=$limit '$1 > l')
 if [[ -n $over ]]; then
     echo "Files past $limit lines:"

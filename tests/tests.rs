@@ -3,6 +3,8 @@
 
 /// Refusals before anything is written: usage errors, unworkable connections, schema mismatches.
 mod bad_input;
+/// `completions` and `man`: every flag help shows in each shell's script and the page, checked.
+mod completions;
 /// libpq's ways in: `PG*` variables, connection files, passwords, TLS modes and certificates.
 mod connections;
 /// Copying data: types, column order, partitions, quoted names, filters, dry runs, ANALYZE.

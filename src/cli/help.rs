@@ -1,7 +1,8 @@
 //! What argh prints, made readable: a command's options grouped by purpose, as psql and
 //! ripgrep group theirs, each with the name of its argument (`--parallel N`), from the same
-//! definitions `--help` comes from; and an unknown option or command answered with the
-//! closest known one ("did you mean --parallel?").
+//! definitions `--help` comes from (the groups and the names also shape the manual page);
+//! and an unknown option or command answered with the closest known one ("did you mean
+//! --parallel?").
 
 /// The groups of options, in the order help shows them, and the options of each (a flag
 /// in none goes under the last, "Other").
@@ -97,21 +98,9 @@ pub(crate) fn grouped(help: &str) -> String {
                 more.push(next.to_string());
             }
         }
-        let mut placed = vec![false; options.len()];
-        let mut sections: Vec<(&str, Vec<usize>)> = Vec::new();
-        for (heading, flags) in GROUPS {
-            let members: Vec<usize> = (0..options.len())
-                .filter(|&i| !placed[i] && flags.iter().any(|f| flag_of(&options[i].0) == *f))
-                .collect();
-            for &i in &members {
-                placed[i] = true;
-            }
-            sections.push((heading, members));
-        }
-        let other: Vec<usize> = (0..options.len()).filter(|&i| !placed[i]).collect();
-        sections.push(("Other", other));
+        let longs: Vec<&str> = options.iter().map(|(line, _)| flag_of(line)).collect();
         let mut first = true;
-        for (heading, members) in sections.into_iter().filter(|(_, m)| !m.is_empty()) {
+        for (heading, members) in groups(&longs) {
             if !first {
                 out.push('\n');
             }
@@ -129,6 +118,25 @@ pub(crate) fn grouped(help: &str) -> String {
         }
     }
     out
+}
+
+/// The groups a command's options are shown in, in help's order ("Other" last, empty ones
+/// left out): each heading with the indexes of its options in `longs`, their long flags.
+pub(crate) fn groups(longs: &[&str]) -> Vec<(&'static str, Vec<usize>)> {
+    let mut placed = vec![false; longs.len()];
+    let mut sections = Vec::new();
+    for (heading, flags) in GROUPS {
+        let members: Vec<usize> = (0..longs.len())
+            .filter(|&i| !placed[i] && flags.contains(&longs[i]))
+            .collect();
+        for &i in &members {
+            placed[i] = true;
+        }
+        sections.push((*heading, members));
+    }
+    sections.push(("Other", (0..longs.len()).filter(|&i| !placed[i]).collect()));
+    sections.retain(|(_, members)| !members.is_empty());
+    sections
 }
 
 /// `--parallel`, the long flag of an option line (`  -q, --quiet   …` gives `--quiet`; a
@@ -149,7 +157,7 @@ fn flag_of(line: &str) -> &str {
 
 /// The argument each option takes, from the usage line: `[--parallel <N>]` gives
 /// (`--parallel`, `N`).
-fn argument_names(help: &str) -> Vec<(String, String)> {
+pub(crate) fn argument_names(help: &str) -> Vec<(String, String)> {
     let usage = help
         .lines()
         .find(|l| l.starts_with("Usage:"))

@@ -1,6 +1,7 @@
 //! The commands: `copy` (and `copy --follow`, in `follow`), `list`, `verify`, `recover`,
-//! `status`, `cutover`, `abandon` (and `version`), each from its validated configuration to
-//! an exit code; `keys` puts back the foreign keys a run dropped, for all of them.
+//! `status`, `cutover`, `abandon` (and `completions`, `man` and `version`, which print what
+//! `cli` makes), each from its validated configuration to an exit code; `keys` puts back the
+//! foreign keys a run dropped, for all of them.
 
 pub(crate) mod abandon;
 pub(crate) mod copy;
@@ -13,8 +14,10 @@ pub(crate) mod status;
 pub(crate) mod verify;
 
 use crate::cli::config::{Command, CopyMode};
+use crate::cli::manual;
 use crate::exit::Exit;
 use crate::output::metrics::serve;
+use anyhow::Context as _;
 use std::io::Write as _;
 
 /// Runs a command; an `Err` is reported with exit code 2 (nothing was written).
@@ -26,6 +29,18 @@ pub(crate) fn run(command: Command) -> anyhow::Result<Exit> {
                 "pgcopy {}",
                 env!("CARGO_PKG_VERSION")
             );
+            Ok(Exit::Success)
+        }
+        Command::Completions(shell) => {
+            crate::output::format::stdout()
+                .write_all(manual::completions(shell).as_bytes())
+                .with_context(|| format!("writing the {} completion script", shell.name()))?;
+            Ok(Exit::Success)
+        }
+        Command::Man => {
+            crate::output::format::stdout()
+                .write_all(manual::man_page().as_bytes())
+                .context("writing the manual page")?;
             Ok(Exit::Success)
         }
         Command::List(cfg) => list::run(&cfg),

@@ -128,7 +128,8 @@ pub(crate) struct CopyArgs {
     #[argh(option, arg_name = "PATH")]
     pub(crate) metrics_file: Option<std::path::PathBuf>,
 
-    /// log lines on stderr as text (the default) or json: one JSON object per line
+    /// how log lines on stderr look (json: one JSON object per line, for log collectors;
+    /// text by default): text or json
     #[argh(option, arg_name = "FORMAT")]
     pub(crate) log_format: Option<String>,
 

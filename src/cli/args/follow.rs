@@ -59,7 +59,8 @@ pub(crate) struct StatusArgs {
     #[argh(option, arg_name = "PATH")]
     pub(crate) metrics_file: Option<std::path::PathBuf>,
 
-    /// log lines on stderr as text (the default) or json: one JSON object per line
+    /// how log lines on stderr look (json: one JSON object per line, for log collectors;
+    /// text by default): text or json
     #[argh(option, arg_name = "FORMAT")]
     pub(crate) log_format: Option<String>,
 }
@@ -129,7 +130,8 @@ pub(crate) struct CutoverArgs {
     #[argh(option, arg_name = "PATH")]
     pub(crate) metrics_file: Option<std::path::PathBuf>,
 
-    /// log lines on stderr as text (the default) or json: one JSON object per line
+    /// how log lines on stderr look (json: one JSON object per line, for log collectors;
+    /// text by default): text or json
     #[argh(option, arg_name = "FORMAT")]
     pub(crate) log_format: Option<String>,
 }
@@ -182,7 +184,8 @@ pub(crate) struct AbandonArgs {
     #[argh(option, arg_name = "PATH")]
     pub(crate) metrics_file: Option<std::path::PathBuf>,
 
-    /// log lines on stderr as text (the default) or json: one JSON object per line
+    /// how log lines on stderr look (json: one JSON object per line, for log collectors;
+    /// text by default): text or json
     #[argh(option, arg_name = "FORMAT")]
     pub(crate) log_format: Option<String>,
 }

@@ -1,7 +1,8 @@
 //! Command-line syntax: the raw argh structs, the program's own (`Args`, its commands) here
-//! and each command's options in the file of its kind, and reading the command line into
-//! them (`parse`: argh's help made readable, an unknown option answered with the closest
-//! known one). Only `config.rs` reads the structs.
+//! and each command's options in the file of its kind, reading the command line into them
+//! (`parse`: argh's help made readable, an unknown option answered with the closest known
+//! one), and argh's help of any command (`help`), which the manual is made from. Only
+//! `config.rs` reads the structs.
 //!
 //! Declared boilerplate: argh has no way to share a group of options between subcommands
 //! (no `flatten`), so the options `copy`, `verify`, `list` and `status` have in common
@@ -10,11 +11,13 @@
 
 mod check;
 mod copy;
+mod docs;
 mod follow;
 mod recover;
 
 pub(crate) use check::{ListArgs, VerifyArgs};
 pub(crate) use copy::CopyArgs;
+pub(crate) use docs::{CompletionsArgs, ManArgs};
 pub(crate) use follow::{AbandonArgs, CutoverArgs, StatusArgs};
 pub(crate) use recover::RecoverArgs;
 
@@ -57,6 +60,8 @@ pub(crate) enum Command {
     Cutover(CutoverArgs),
     Abandon(AbandonArgs),
     Verify(VerifyArgs),
+    Completions(CompletionsArgs),
+    Man(ManArgs),
     Version(VersionArgs),
 }
 
@@ -87,6 +92,16 @@ pub(crate) fn parse(args: &[String]) -> Parsed {
     }
 }
 
+/// argh's help, as `--help` prints it before `help::grouped`: the program's, or a command's
+/// (empty for a command argh does not know).
+pub(crate) fn help(command: Option<&str>) -> String {
+    let args: Vec<&str> = command.into_iter().chain(["--help"]).collect();
+    match Args::from_args(&["pgcopy"], &args) {
+        Err(exit) if exit.status.is_ok() => exit.output,
+        _ => String::new(),
+    }
+}
+
 /// argh's error, and for an unknown option or command the closest known one.
 fn suggest(args: &[&str], output: String) -> String {
     let Some(unknown) = output
@@ -97,14 +112,7 @@ fn suggest(args: &[&str], output: String) -> String {
     };
     // The command's own help lists its options; the program's, its commands.
     let command = args.iter().find(|a| !a.starts_with('-') && **a != unknown);
-    let help = match command {
-        Some(command) => Args::from_args(&["pgcopy"], &[command, "--help"]),
-        None => Args::from_args(&["pgcopy"], &["--help"]),
-    };
-    let offered = help
-        .err()
-        .map(|e| help::offered(&e.output))
-        .unwrap_or_default();
+    let offered = help::offered(&help(command.copied()));
     let known: Vec<&str> = offered.iter().map(String::as_str).collect();
     match help::did_you_mean(unknown, &known) {
         Some(meant) => format!("{}\nDid you mean {meant}?", output.trim_end()),

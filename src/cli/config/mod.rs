@@ -1,9 +1,13 @@
 //! The validated configuration, one per command: connection strings resolved from flags,
 //! files and the environment, sizes parsed, filters compiled, the rules file loaded, the
-//! state directory found (`values`), and what a command does chosen once, as an enum
-//! (`CopyMode`). Everything after the argh structs (`args`) reads this, not them.
+//! state directory found (`values`), the shell of `completions` (`shell`), and what a
+//! command does chosen once, as an enum (`CopyMode`). Everything after the argh structs
+//! (`args`) reads this, not them.
 
+mod shell;
 mod values;
+
+pub(crate) use shell::Shell;
 
 use values::{
     dest, filter, large_objects, lock_timeout, metrics_listen, parallel, parse_size,
@@ -48,6 +52,10 @@ pub(crate) enum Command {
     Abandon(Box<AbandonConfig>),
     Recover(Box<RecoverConfig>),
     Verify(Box<VerifyConfig>),
+    /// Print the completion script for this shell.
+    Completions(Shell),
+    /// Print the manual page.
+    Man,
     Version,
 }
 
@@ -135,7 +143,7 @@ impl Command {
             Command::Abandon(c) => c.verbosity,
             Command::Recover(c) => c.verbosity,
             Command::Verify(c) => c.verbosity,
-            Command::Version => Verbosity::Normal,
+            Command::Completions(_) | Command::Man | Command::Version => Verbosity::Normal,
         }
     }
 
@@ -149,6 +157,8 @@ impl Command {
             Command::Abandon(_) => "abandon",
             Command::Recover(_) => "recover",
             Command::Verify(_) => "verify",
+            Command::Completions(_) => "completions",
+            Command::Man => "man",
             Command::Version => "version",
         }
     }
@@ -237,7 +247,9 @@ pub(crate) fn from_args(args: Box<args::Args>) -> Result<(Command, Observe)> {
         args::Command::Status(a) => (a.metrics_file.clone(), a.log_format.clone()),
         args::Command::Cutover(a) => (a.metrics_file.clone(), a.log_format.clone()),
         args::Command::Abandon(a) => (a.metrics_file.clone(), a.log_format.clone()),
-        args::Command::Version(_) => (None, None),
+        args::Command::Version(_) | args::Command::Completions(_) | args::Command::Man(_) => {
+            (None, None)
+        }
     };
     let observe = Observe {
         log_format: values::log_format(log_format.as_deref())?,
@@ -250,6 +262,8 @@ pub(crate) fn from_args(args: Box<args::Args>) -> Result<(Command, Observe)> {
 fn command_of(command: args::Command) -> Result<Command> {
     Ok(match command {
         args::Command::Version(_) => Command::Version,
+        args::Command::Completions(a) => Command::Completions(a.shell.parse()?),
+        args::Command::Man(_) => Command::Man,
         args::Command::Verify(a) => Command::Verify(Box::new(VerifyConfig {
             source: source(a.source, a.source_file.as_deref())?,
             dest: dest(a.dest, a.dest_file.as_deref())?,

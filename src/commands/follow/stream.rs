@@ -161,14 +161,23 @@ fn follow_once(
         None => cfg.source.connect_replication()?,
     };
     let base = *total;
-    let mut last = (Applied::default(), Instant::now());
     let bar = cfg.progress && cfg.verbosity != Verbosity::Quiet && std::io::stderr().is_terminal();
+    // The status line and the metrics endpoint are brought up to date every second; log
+    // lines come every progress interval.
+    let tick = match bar || cfg.metrics_listen.is_some() {
+        true => Duration::from_secs(1),
+        false => cfg.progress_interval,
+    };
+    let mut last = (Applied::default(), Instant::now());
+    let mut logged = last;
     let report = |applied: &Applied, _server_end: Lsn| {
         let lag = Lag::now(&mut source, name, applied);
-        let seconds = last.1.elapsed().as_secs_f64().max(0.001);
         let transactions = base.transactions + applied.transactions;
         let rows = base.rows + applied.rows;
-        let per_second = |now: u64, then: u64| (now - then) as f64 / seconds;
+        let rate = |since: &(Applied, Instant), now: u64, then: u64| {
+            (now - then) as f64 / since.1.elapsed().as_secs_f64().max(0.001)
+        };
+        let per_second = |now: u64, then: u64| rate(&last, now, then);
         if bar {
             draw_status(&format!(
                 "following: {} tx {}/s · {} rows {}/s{}",
@@ -178,7 +187,7 @@ fn follow_once(
                 format_count(per_second(applied.rows, last.0.rows) as u64),
                 lag.short()
             ));
-        } else {
+        } else if logged.1.elapsed() + tick / 2 >= cfg.progress_interval {
             log::info!(
                 transactions,
                 rows,
@@ -186,10 +195,11 @@ fn follow_once(
                 lag_seconds = lag.seconds();
                 "following: {transactions} transactions applied ({:.0}/s), {rows} rows \
                  ({:.0}/s){}",
-                per_second(applied.transactions, last.0.transactions),
-                per_second(applied.rows, last.0.rows),
+                rate(&logged, applied.transactions, logged.0.transactions),
+                rate(&logged, applied.rows, logged.0.rows),
                 lag.sentence()
             );
+            logged = (*applied, Instant::now());
         }
         LIVE.following(Following {
             transactions,
@@ -220,11 +230,7 @@ fn follow_once(
         sessions,
         what,
         &interrupt::requested,
-        if bar {
-            Duration::from_secs(1)
-        } else {
-            cfg.progress_interval
-        },
+        tick,
         report,
         |followed| watcher.look(followed),
     )?;
