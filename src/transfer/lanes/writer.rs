@@ -85,7 +85,7 @@ pub(super) fn writer_lane(
         };
         match result {
             Ok(loaded) if job.piece.is_some() => {
-                log::debug!("copied {what} ({} rows)", loaded.rows);
+                log::debug!(table:% = table.name, rows = loaded.rows; "copied {what} ({} rows)", loaded.rows);
                 if let Some(progress) = shared.piece_done(job, incoming.bytes, Ok(loaded)) {
                     if let Err(unsent) = finished.send((job.index, progress)) {
                         let (index, progress) = unsent.into_inner();
@@ -95,6 +95,7 @@ pub(super) fn writer_lane(
             }
             Ok(write::Loaded { rows, filenode }) => {
                 log::debug!(
+                    table:% = table.name, rows, bytes = incoming.bytes;
                     "copied {} ({rows} rows, {})",
                     table.name,
                     crate::units::format_bytes(incoming.bytes)
@@ -130,6 +131,7 @@ pub(super) fn writer_lane(
             {
                 let wait = error::backoff(job.attempt);
                 log::warn!(
+                    table:% = table.name, attempt = job.attempt;
                     "{what}: {}; trying again in {} (try {} of {})",
                     describe(&err),
                     crate::units::format_duration(wait),
@@ -139,7 +141,7 @@ pub(super) fn writer_lane(
                 shared.schedule.retry_later(job, wait);
             }
             Err(err) if job.piece.is_some() => {
-                log::error!("{what} failed: {}", describe(&err));
+                log::error!(table:% = table.name; "{what} failed: {}", describe(&err));
                 if let Some(progress) = shared.piece_done(job, incoming.bytes, Err(err)) {
                     if let Err(unsent) = finished.send((job.index, progress)) {
                         let (index, progress) = unsent.into_inner();
@@ -148,7 +150,7 @@ pub(super) fn writer_lane(
                 }
             }
             Err(err) => {
-                log::error!("{what} failed: {}", describe(&err));
+                log::error!(table:% = table.name; "{what} failed: {}", describe(&err));
                 let outcome = TableOutcome {
                     bytes: incoming.bytes,
                     elapsed: started.elapsed(),
