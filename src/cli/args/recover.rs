@@ -11,6 +11,10 @@ use std::path::PathBuf;
     help_triggers("-h", "--help", "help"),
     error_code(0, "success: nothing was left, or everything was put back"),
     error_code(
+        1,
+        "every key is back, but some stay NOT VALID until a copy makes the data whole again"
+    ),
+    error_code(
         2,
         "usage, configuration or connection error, or something could not be put back"
     )
