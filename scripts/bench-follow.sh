@@ -40,30 +40,18 @@ scale=${1:-10}
 seconds=${2:-10}
 runs=${3:-3}
 
-ensure_postgres --clients
-release_pgcopy
-bindir=$(pg_bindir)
-WORKDIR=$(cluster_workdir)
 follower=
 cleanup() {
     [[ -n $follower ]] && kill -9 "$follower" 2>/dev/null || true
-    cluster_stop src || true
-    cluster_stop dst || true
-    rm -rf "$WORKDIR"
+    follow_pair_stop
 }
 trap cleanup EXIT
-settings=("${PRODUCTION_SETTINGS[@]}" max_replication_slots=8 max_wal_senders=8)
-cluster_start src "$(free_port)" "${settings[@]}" wal_level=logical
-cluster_start dst "$(free_port)" "${settings[@]}" wal_level=replica
-cluster_psql src postgres -c "CREATE DATABASE bench"
-for db in ours native; do cluster_psql dst postgres -c "CREATE DATABASE $db"; done
-src_conn=(-h "$WORKDIR/src/sock" -p "$(cluster_port src)" -U postgres)
-
-echo "==> pgbench -i -s $scale" >&2
-"$bindir/pgbench" -i -q -s "$scale" "${src_conn[@]}" bench >/dev/null 2>&1
-cluster_psql src bench -c "ALTER TABLE pgbench_history REPLICA IDENTITY FULL"
-schema=$("$bindir/pg_dump" -s "${src_conn[@]}" bench)
-for db in ours native; do cluster_psql dst "$db" -q <<<"$schema" >/dev/null; done
+follow_pair "$scale"
+settings=("${follow_settings[@]}")
+for db in ours native; do
+    cluster_psql dst postgres -c "CREATE DATABASE $db"
+    cluster_psql dst "$db" -q <<<"$bench_schema" >/dev/null
+done
 insert_only=$WORKDIR/insert.sql
 cat >"$insert_only" <<'EOF'
 \set aid random(1, 100000 * :scale)
@@ -73,7 +61,6 @@ cat >"$insert_only" <<'EOF'
 INSERT INTO pgbench_history (tid, bid, aid, delta, mtime) VALUES (:tid, :bid, :aid, :delta, CURRENT_TIMESTAMP);
 EOF
 
-src_url=$(cluster_url src bench)
 ours_url=$(cluster_url dst ours)
 slot_sql() { # NAME-PATTERN: how far behind the source's WAL the slot confirmed, in bytes
     cluster_psql src bench -Atc "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn)

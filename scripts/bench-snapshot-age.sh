@@ -29,10 +29,6 @@ scale=${1:-50}
 rate=${2:-200}
 runs=${3:-3}
 
-ensure_postgres --clients
-release_pgcopy
-bindir=$(pg_bindir)
-WORKDIR=$(cluster_workdir)
 follower=
 writers=
 sampler=
@@ -40,28 +36,18 @@ cleanup() {
     for pid in "$follower" "$writers" "$sampler"; do
         [[ -n $pid ]] && kill -9 "$pid" 2>/dev/null || true
     done
-    cluster_stop src || true
-    cluster_stop dst || true
-    rm -rf "$WORKDIR"
+    follow_pair_stop
 }
 trap cleanup EXIT
-settings=("${PRODUCTION_SETTINGS[@]}" max_replication_slots=8 max_wal_senders=8)
-cluster_start src "$(free_port)" "${settings[@]}" wal_level=logical
-cluster_start dst "$(free_port)" "${settings[@]}" wal_level=replica
-cluster_psql src postgres -qc "CREATE DATABASE bench"
-src_conn=(-h "$WORKDIR/src/sock" -p "$(cluster_port src)" -U postgres)
-echo "==> pgbench -i -s $scale" >&2
-"$bindir/pgbench" -i -q -s "$scale" "${src_conn[@]}" bench >/dev/null 2>&1
-cluster_psql src bench -qc "ALTER TABLE pgbench_history REPLICA IDENTITY FULL"
-schema=$("$bindir/pg_dump" -s "${src_conn[@]}" bench)
-src_url=$(cluster_url src bench)
+follow_pair "$scale"
+settings=("${follow_settings[@]}")
 size=$(cluster_psql src bench -Atc "SELECT pg_size_pretty(pg_database_size('bench'))")
 
 # A fresh destination database for each run.
 fresh_destination() {
     cluster_psql dst postgres -qc "DROP DATABASE IF EXISTS run WITH (FORCE)"
     cluster_psql dst postgres -qc "CREATE DATABASE run"
-    cluster_psql dst run -q <<<"$schema" >/dev/null
+    cluster_psql dst run -q <<<"$bench_schema" >/dev/null
     dst_url=$(cluster_url dst run)
 }
 

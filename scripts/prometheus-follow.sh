@@ -17,34 +17,21 @@ scale=${1:-5}
 seconds=${2:-15}
 clients=${3:-4}
 
-ensure_postgres --clients
 command -v prometheus >/dev/null || {
     echo "prometheus is missing: apt-get install prometheus" >&2
     exit 1
 }
-release_pgcopy
-bindir=$(pg_bindir)
-WORKDIR=$(cluster_workdir)
 follower=
 prom=
 cleanup() {
     [[ -n $follower ]] && kill -9 "$follower" 2>/dev/null || true
     [[ -n $prom ]] && kill "$prom" 2>/dev/null || true
-    cluster_stop src || true
-    cluster_stop dst || true
-    rm -rf "$WORKDIR"
+    follow_pair_stop
 }
 trap cleanup EXIT
-settings=("${PRODUCTION_SETTINGS[@]}" max_replication_slots=8 max_wal_senders=8)
-cluster_start src "$(free_port)" "${settings[@]}" wal_level=logical
-cluster_start dst "$(free_port)" "${settings[@]}" wal_level=replica
-cluster_psql src postgres -qc "CREATE DATABASE bench"
+follow_pair "$scale"
 cluster_psql dst postgres -qc "CREATE DATABASE bench"
-src_conn=(-h "$WORKDIR/src/sock" -p "$(cluster_port src)" -U postgres)
-echo "==> pgbench -i -s $scale" >&2
-"$bindir/pgbench" -i -q -s "$scale" "${src_conn[@]}" bench >/dev/null 2>&1
-cluster_psql src bench -qc "ALTER TABLE pgbench_history REPLICA IDENTITY FULL"
-"$bindir/pg_dump" -s "${src_conn[@]}" bench | cluster_psql dst bench -q >/dev/null
+cluster_psql dst bench -q <<<"$bench_schema" >/dev/null
 
 metrics_port=$(free_port)
 prom_port=$(free_port)
@@ -70,7 +57,6 @@ else
 fi
 prom=$!
 
-src_url=$(cluster_url src bench)
 dst_url=$(cluster_url dst bench)
 echo "==> pgcopy copy --follow --metrics-listen $metrics_port" >&2
 "$PGCOPY_BIN" copy --source "$src_url" --dest "$dst_url" --yes --no-progress \
@@ -92,12 +78,15 @@ until [[ $(query 'up{job="pgcopy"}') == 1 ]]; do sleep 0.5; done
 echo "==> pgbench: $clients clients for ${seconds}s, then idle" >&2
 "$bindir/pgbench" -n -c "$clients" -T "$seconds" "${src_conn[@]}" bench >/dev/null 2>&1 &
 writers=$!
-printf '%8s  %14s  %10s  %14s  %12s\n' second lag_bytes lag_seconds applied_tx tx_per_s
+printf '%8s  %14s  %10s  %14s  %12s\n' seconds lag_bytes lag_seconds applied_tx tx_per_s
 zero=0
+t0=$(date +%s.%N)
 for ((t = 1; t <= seconds + 120; t++)); do
     sleep 1
     lag=$(query 'pgcopy_follow_lag_bytes')
-    printf '%8d  %14s  %10s  %14s  %12s\n' "$t" "$lag" "$(query 'pgcopy_follow_lag_seconds')" \
+    printf '%8.1f  %14s  %10s  %14s  %12s\n' \
+        "$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { print b - a }')" \
+        "$lag" "$(query 'pgcopy_follow_lag_seconds')" \
         "$(query 'pgcopy_follow_transactions_total')" \
         "$(query 'rate(pgcopy_follow_transactions_total[5s])')"
     if ! kill -0 "$writers" 2>/dev/null && [[ $lag == 0 ]]; then

@@ -39,6 +39,11 @@ fn promtool_accepts(text: &str) {
     );
 }
 
+/// The value of `name{command="…"}` in a run's metrics file `text`, if it has one.
+fn of_run(text: &str, command: &str, name: &str) -> Option<f64> {
+    sample(text, &format!("{name}{{command=\"{command}\"}}"))
+}
+
 /// The value of the sample `series` (name and labels, as written) in `text`, if there is one.
 fn sample(text: &str, series: &str) -> Option<f64> {
     text.lines()
@@ -85,7 +90,7 @@ fn a_run_leaves_metrics_an_alert_on_the_last_success_can_read() {
     assert!(lines.iter().any(|l| l["level"] == "info"), "{}", out.stderr);
     let first = metrics_file(&file);
     promtool_accepts(&first);
-    let copy = |name: &str| sample(&first, &format!("{name}{{command=\"copy\"}}"));
+    let copy = |name: &str| of_run(&first, "copy", name);
     assert_eq!(copy("pgcopy_run_success"), Some(1.0), "{first}");
     assert_eq!(copy("pgcopy_run_exit_code"), Some(0.0), "{first}");
     assert_eq!(copy("pgcopy_run_tables_copied"), Some(4.0), "{first}");
@@ -119,7 +124,7 @@ fn a_run_leaves_metrics_an_alert_on_the_last_success_can_read() {
     assert_exit!(out, exit::USAGE);
     let second = metrics_file(&file);
     promtool_accepts(&second);
-    let copy = |name: &str| sample(&second, &format!("{name}{{command=\"copy\"}}"));
+    let copy = |name: &str| of_run(&second, "copy", name);
     assert_eq!(copy("pgcopy_run_success"), Some(0.0), "{second}");
     assert_eq!(copy("pgcopy_run_exit_code"), Some(2.0), "{second}");
     assert_eq!(
@@ -140,7 +145,7 @@ fn a_run_leaves_metrics_an_alert_on_the_last_success_can_read() {
     assert_exit!(out, exit::VERIFY_MISMATCH);
     let text = metrics_file(&verified);
     promtool_accepts(&text);
-    let verify = |name: &str| sample(&text, &format!("{name}{{command=\"verify\"}}"));
+    let verify = |name: &str| of_run(&text, "verify", name);
     assert_eq!(verify("pgcopy_run_verify_ok"), Some(0.0), "{text}");
     assert_eq!(verify("pgcopy_run_exit_code"), Some(3.0), "{text}");
     assert_eq!(

@@ -271,3 +271,33 @@ bench_pair() {
     local side
     for side in src dst; do cluster_psql "$side" postgres -c "CREATE DATABASE bench"; done
 }
+
+# follow_pair SCALE: the following scripts' two servers with production's settings and room
+# for slots, src at wal_level=logical and dst at replica, stopped and removed by
+# follow_pair_stop (their EXIT trap calls it); a database "bench" on the source holding
+# pgbench's data at SCALE, its history with REPLICA IDENTITY FULL (following asks that of a
+# table without a key). PGCOPY_BIN built. Sets WORKDIR, bindir, follow_settings, src_conn
+# (pgbench's and pg_dump's connection options for it), src_url and bench_schema (its
+# `pg_dump -s`, for the destination databases).
+follow_pair() {
+    ensure_postgres --clients
+    release_pgcopy
+    bindir=$(pg_bindir)
+    WORKDIR=$(cluster_workdir)
+    follow_settings=("${PRODUCTION_SETTINGS[@]}" max_replication_slots=8 max_wal_senders=8)
+    cluster_start src "$(free_port)" "${follow_settings[@]}" wal_level=logical
+    cluster_start dst "$(free_port)" "${follow_settings[@]}" wal_level=replica
+    cluster_psql src postgres -qc "CREATE DATABASE bench"
+    src_conn=(-h "$WORKDIR/src/sock" -p "$(cluster_port src)" -U postgres)
+    echo "==> pgbench -i -s $1" >&2
+    "$bindir/pgbench" -i -q -s "$1" "${src_conn[@]}" bench >/dev/null 2>&1
+    cluster_psql src bench -qc "ALTER TABLE pgbench_history REPLICA IDENTITY FULL"
+    bench_schema=$("$bindir/pg_dump" -s "${src_conn[@]}" bench)
+    src_url=$(cluster_url src bench)
+}
+
+follow_pair_stop() {
+    cluster_stop src || true
+    cluster_stop dst || true
+    rm -rf "$WORKDIR"
+}

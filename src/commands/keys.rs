@@ -9,7 +9,7 @@ use crate::pg::target::Target;
 use crate::schema::constraints::{self, Constraint, Restored};
 use crate::schema::indexes;
 use crate::state::file::{State, StateFile};
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use postgres::Client;
 use std::path::Path;
 
@@ -23,17 +23,22 @@ pub(crate) fn state_file(state_dir: &Path, dest: &mut Client) -> Result<StateFil
     ))
 }
 
-/// Puts `keys` back, validated where they were valid; what could not be done goes to
+/// Puts `keys` back, validated where they were valid, once `ready` made sure the session
+/// can (a copy reconnects one the server closed meanwhile); what could not be done goes to
 /// `problems`. Nothing is recorded here: the caller's state file says what is left.
 pub(crate) fn put_back(
     dest: &mut Client,
     keys: &[Constraint],
     problems: &mut Vec<String>,
+    ready: impl FnOnce(&mut Client) -> Result<()>,
 ) -> Restored {
     if keys.is_empty() {
         return Restored::default();
     }
-    match constraints::restore_all(dest, keys) {
+    let restored = ready(dest)
+        .context("could not reconnect to put the foreign keys back")
+        .and_then(|()| constraints::restore_all(dest, keys));
+    match restored {
         Ok(restored) => {
             problems.extend(restored.problems.iter().cloned());
             restored

@@ -15,7 +15,7 @@ use crate::pg::server::lock_destination;
 use crate::pg::sql::TableName;
 use crate::plan::snapshot::Snapshot;
 use crate::plan::Plan;
-use crate::schema::constraints::{self, Constraint, Restored};
+use crate::schema::constraints::{self, Restored};
 use crate::schema::fk_mode::FkMode;
 use crate::schema::indexes;
 use crate::schema::matviews::{self, MatView};
@@ -118,7 +118,9 @@ pub(super) fn finish(
             ..Restored::default()
         }
     } else {
-        put_keys_back(cfg, &mut dest, &keys, &mut problems)
+        crate::commands::keys::put_back(&mut dest, &keys, &mut problems, |dest| {
+            ensure_connected(cfg, dest)
+        })
     };
     // Views built from a table this run copied, and those built from no copied table that
     // the destination has unpopulated; the others hold what they held.
@@ -315,29 +317,6 @@ fn set_sequences(
     let (set, failed) = sequences::set(dest, &sequences::to_set(sequences, &tables));
     problems.extend(failed);
     set
-}
-
-/// Puts the foreign keys back, on a new connection if the first one was lost meanwhile.
-fn put_keys_back(
-    cfg: &CopyConfig,
-    dest: &mut Client,
-    keys: &[Constraint],
-    problems: &mut Vec<String>,
-) -> Restored {
-    if keys.is_empty() {
-        return Restored::default();
-    }
-    if let Err(err) = ensure_connected(cfg, dest) {
-        problems.push(format!(
-            "could not reconnect to put the foreign keys back: {}",
-            describe(&err)
-        ));
-        return Restored {
-            missing: keys.to_vec(),
-            ..Restored::default()
-        };
-    }
-    crate::commands::keys::put_back(dest, keys, problems)
 }
 
 /// Checks that the main destination session is alive, and replaces it (taking pgcopy's
