@@ -263,6 +263,11 @@ fn a_follower_serves_its_lag_as_it_falls_to_zero() {
         sample(&copied, "pgcopy_copy_rows_total") > Some(0.0),
         "{copied}"
     );
+    assert_eq!(
+        sample(&copied, "pgcopy_copy_in_flight_bytes"),
+        Some(0.0),
+        "every table done: {copied}"
+    );
     assert!(
         copied.contains(&format!(
             "pgcopy_build_info{{version=\"{}\"}} 1",

@@ -312,6 +312,10 @@ fn live_figures(plan: &Plan, counters: &Counters, lanes: &[Lane]) {
         tables_failed: done.saturating_sub(copied),
         planned_bytes: plan.data_bytes(),
         bytes: counters.bytes.load(Ordering::Relaxed),
+        in_flight_bytes: counters
+            .bytes
+            .load(Ordering::Relaxed)
+            .saturating_sub(counters.bytes_done.load(Ordering::Relaxed)),
         rows: counters.rows.load(Ordering::Relaxed),
     });
 }

@@ -13,6 +13,7 @@ pub(crate) struct Live {
     tables_failed: AtomicU64,
     planned_bytes: AtomicU64,
     bytes: AtomicU64,
+    in_flight_bytes: AtomicU64,
     rows: AtomicU64,
     following: AtomicBool,
     transactions: AtomicU64,
@@ -39,6 +40,7 @@ pub(crate) static LIVE: Live = Live {
     tables_failed: AtomicU64::new(0),
     planned_bytes: AtomicU64::new(0),
     bytes: AtomicU64::new(0),
+    in_flight_bytes: AtomicU64::new(0),
     rows: AtomicU64::new(0),
     following: AtomicBool::new(false),
     transactions: AtomicU64::new(0),
@@ -60,6 +62,8 @@ pub(crate) struct Copying {
     pub(crate) tables_failed: u64,
     pub(crate) planned_bytes: u64,
     pub(crate) bytes: u64,
+    /// Of those, the bytes of tables still in flight.
+    pub(crate) in_flight_bytes: u64,
     pub(crate) rows: u64,
 }
 
@@ -100,6 +104,7 @@ impl Live {
         set(&self.tables_failed, c.tables_failed);
         set(&self.planned_bytes, c.planned_bytes);
         set(&self.bytes, c.bytes);
+        set(&self.in_flight_bytes, c.in_flight_bytes);
         set(&self.rows, c.rows);
     }
 
@@ -150,6 +155,11 @@ impl Live {
                 "pgcopy_copy_bytes_total",
                 "Bytes of COPY data sent to the destination.",
                 get(&self.bytes),
+            ),
+            gauge(
+                "pgcopy_copy_in_flight_bytes",
+                "Of the bytes sent, those of tables (or pieces) still being copied.",
+                get(&self.in_flight_bytes),
             ),
             counter(
                 "pgcopy_copy_rows_total",
