@@ -50,4 +50,17 @@ if command -v man >/dev/null 2>&1; then
     man -w pgcopy >/dev/null
 fi
 bash -c 'source /usr/share/bash-completion/completions/pgcopy && complete -p pgcopy' >/dev/null
+# The follower's unit, as systemd reads an instance of it (where systemd's tools are here).
+if command -v systemd-analyze >/dev/null 2>&1; then
+    units=$(mktemp -d)
+    cp /lib/systemd/system/pgcopy-follow@.service "$units/pgcopy-follow@check.service"
+    said=$(systemd-analyze verify "$units/pgcopy-follow@check.service" 2>&1 || true)
+    rm -rf "$units"
+    [[ -z $said ]] || {
+        echo "systemd-analyze verify pgcopy-follow@.service: $said" >&2
+        exit 1
+    }
+else
+    echo "systemd-analyze is not here: the unit's syntax is not checked" >&2
+fi
 echo "installed $deb: /usr/bin/pgcopy runs, its man page and completions are in place" >&2
