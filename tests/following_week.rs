@@ -488,16 +488,23 @@ fn large_transactions_stream_as_they_run_and_aborted_ones_leave_nothing() {
         );
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
-    let stats = src.scalar_string(
-        "SELECT stream_txns || ' streamed, ' || spill_txns || ' spilled'
-           FROM pg_stat_replication_slots WHERE slot_name LIKE 'pgcopy_follow_%'",
-    );
+    // A source of PostgreSQL 14 or later streams them to the follower as they run (13 can
+    // only spill them to its own disk, and keeps no statistics of its slots).
+    let streams = src.scalar_i64("SELECT current_setting('server_version_num')::int") >= 140000;
+    let stats = streams.then(|| {
+        src.scalar_string(
+            "SELECT stream_txns || ' streamed, ' || spill_txns || ' spilled'
+               FROM pg_stat_replication_slots WHERE slot_name LIKE 'pgcopy_follow_%'",
+        )
+    });
     let (_, followed) = cut_over(&src.url(), &dst.url(), follower, &["--verify"]);
-    assert!(
-        stats.ends_with(" streamed, 0 spilled"),
-        "{stats}: {followed:?}"
-    );
-    assert!(!stats.starts_with("0 "), "{stats}: {followed:?}");
+    if let Some(stats) = stats {
+        assert!(
+            stats.ends_with(" streamed, 0 spilled"),
+            "{stats}: {followed:?}"
+        );
+        assert!(!stats.starts_with("0 "), "{stats}: {followed:?}");
+    }
     assert_eq!(dst.count("big"), 20000);
     assert_eq!(dst.count("big WHERE v = 'updated'"), 5000);
     util::assert_same_data(&src, &dst, &["big", "small"]);

@@ -398,3 +398,41 @@ fn an_18_destination_analyzes_masked_and_subset_tables_rather_than_take_the_sour
         2000
     );
 }
+
+/// PostgreSQL 13 runs its replication origin functions for superusers only, whoever may
+/// call them: a follower whose destination role is no superuser records how far it got in
+/// pgcopy's own table there, and follows until cutover.
+#[test]
+fn a_role_that_is_no_superuser_follows_into_a_13_destination() {
+    let source = util::logical_cluster();
+    let destination =
+        util::start_cluster(ClusterOptions::default().server_bindir(&util::server_bindir_of(13)));
+    let name = test_name!();
+    let (src, dst) = (source.create_db(&name), destination.create_db(&name));
+    util::both(&src, &dst, "CREATE TABLE t (id int PRIMARY KEY, v text)");
+    src.exec("INSERT INTO t SELECT i, 'v' || i FROM generate_series(1, 100) i");
+    let role = "follows_into_13";
+    dst.exec(&format!(
+        "CREATE ROLE {role} LOGIN; GRANT CREATE ON DATABASE {} TO {role};
+         ALTER TABLE t OWNER TO {role}",
+        dst.quoted_name()
+    ));
+    let as_role = dst.url_as(role);
+    let mut follower = util::copy_command(&src.url(), &as_role, &["--follow"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("starting pgcopy");
+    util::wait_following(&dst, &mut follower);
+    src.exec(
+        "INSERT INTO t VALUES (101, 'after the copy'); UPDATE t SET v = 'changed' WHERE id = 1",
+    );
+    let (_, followed) = util::cut_over(&src.url(), &as_role, follower, &["--verify"]);
+    assert!(
+        followed.stderr.contains("pgcopy.follow_progress"),
+        "recorded in pgcopy's table: {followed:?}"
+    );
+    assert_eq!(dst.count("t"), 101);
+    assert_eq!(dst.scalar_string("SELECT v FROM t WHERE id = 1"), "changed");
+    util::assert_nothing_left(&src, &dst);
+}

@@ -36,6 +36,10 @@ impl Ledger {
             .query_one(
                 "SELECT has_function_privilege('pg_catalog.pg_replication_origin_create(text)',
                                                'EXECUTE')
+                    -- Before 14 the functions run for superusers only, whoever may call them.
+                    AND (current_setting('server_version_num')::int >= 140000
+                         OR (SELECT rolsuper FROM pg_catalog.pg_roles
+                             WHERE rolname = current_user))
                     AND has_function_privilege(
                             'pg_catalog.pg_replication_origin_session_setup(text)', 'EXECUTE')
                     AND has_function_privilege(

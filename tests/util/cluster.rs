@@ -114,6 +114,12 @@ impl ClusterOptions {
     }
 }
 
+/// The server programs the source side runs (`PGCOPY_TEST_SOURCE_BINDIR`, else the
+/// system's): a cluster a test follows is a source.
+pub fn source_bindir() -> PathBuf {
+    side_bindir("PGCOPY_TEST_SOURCE_BINDIR")
+}
+
 /// The server programs a side runs: the directory in `variable`
 /// (`PGCOPY_TEST_SOURCE_BINDIR`, `PGCOPY_TEST_DEST_BINDIR`), else the system's.
 fn side_bindir(variable: &str) -> PathBuf {

@@ -23,8 +23,10 @@ pub fn logical_pair(name: &str) -> (Cluster, Cluster, TestDb, TestDb) {
     (logical, destination, src, dst)
 }
 
+/// A source's settings for following, on the source side's server programs.
 pub fn logical_options() -> ClusterOptions {
     ClusterOptions::default()
+        .server_bindir(&super::source_bindir())
         .conf("wal_level", "logical")
         .conf("max_replication_slots", "8")
         .conf("max_wal_senders", "8")
