@@ -3,6 +3,9 @@
 
 /// Refusals before anything is written: usage errors, unworkable connections, schema mismatches.
 mod bad_input;
+/// The chunked initial copy of `copy --follow`: chunks read while rows change, reconciled
+/// through the stream; the snapshots it holds; a follower killed during it, resumed.
+mod chunked;
 /// `completions` and `man`: every flag help shows in each shell's script and the page, checked.
 mod completions;
 /// libpq's ways in: `PG*` variables, connection files, passwords, TLS modes and certificates.

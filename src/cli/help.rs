@@ -33,6 +33,7 @@ const GROUPS: &[(&str, &[&str])] = &[
             "--batch-size",
             "--split-tables-larger-than",
             "--no-split",
+            "--chunk-size",
             "--lock-timeout",
             "--retries",
             "--timeout",

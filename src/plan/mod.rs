@@ -1,6 +1,7 @@
 //! What a copy will do: which tables, which of their columns, in which format and order,
 //! and the check that the destination can take it before anything is written.
 
+pub(crate) mod chunks;
 pub(crate) mod conversions;
 pub(crate) mod filter;
 pub(crate) mod misfits;

@@ -66,6 +66,18 @@ pub(crate) struct Split {
     pub(crate) done: Vec<bool>,
     /// The destination table's file when those pieces were committed (0 for none).
     pub(crate) filenode: u32,
+    /// Each piece's range of key values, where they are known (a split by key made by
+    /// this run, or resumed from a state file that has them).
+    pub(crate) ranges: Vec<KeyRange>,
+}
+
+/// A piece's range of key values, as text, from `low` on (`None`: from the start) and
+/// below `high` (`None`: to the end), with the key columns' types.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct KeyRange {
+    pub(crate) types: Vec<String>,
+    pub(crate) low: Option<Vec<String>>,
+    pub(crate) high: Option<Vec<String>>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -161,7 +173,7 @@ pub(crate) fn cut(
     Ok(notes)
 }
 
-fn is_empty(dest: &mut Client, table: &TableName) -> Result<bool> {
+pub(crate) fn is_empty(dest: &mut Client, table: &TableName) -> Result<bool> {
     let sql = format!(
         "SELECT NOT EXISTS (SELECT 1 FROM ONLY {} LIMIT 1)",
         table.quoted()
@@ -173,7 +185,10 @@ fn is_empty(dest: &mut Client, table: &TableName) -> Result<bool> {
 }
 
 /// The primary key's columns, in key order, with their types.
-fn primary_key(source: &mut Client, table: &TableName) -> Result<Option<Vec<(String, String)>>> {
+pub(crate) fn primary_key(
+    source: &mut Client,
+    table: &TableName,
+) -> Result<Option<Vec<(String, String)>>> {
     let rows = source
         .query(
             "SELECT a.attname::text, format_type(a.atttypid, a.atttypmod)
@@ -197,9 +212,21 @@ fn by_key(
     key: Vec<(String, String)>,
     count: usize,
 ) -> Result<Option<Split>> {
-    if let [(column, _)] = key.as_slice() {
+    Ok(key_bounds(source, table, &key, count)?.map(|bounds| key_split(key, &bounds)))
+}
+
+/// Values of `key` (its columns' text forms) that cut `table` into about `count` ranges of
+/// as many rows: from the key's histogram where it is fresh, else from a sampled scan taken
+/// at even steps. `None` when the sample is too small to cut the table.
+pub(crate) fn key_bounds(
+    source: &mut Client,
+    table: &TableName,
+    key: &[(String, String)],
+    count: usize,
+) -> Result<Option<Vec<Vec<String>>>> {
+    if let [(column, _)] = key {
         if let Some(bounds) = histogram_bounds(source, table, column, count)? {
-            return Ok(Some(key_split(key, &bounds)));
+            return Ok(Some(bounds));
         }
     }
     // A table never vacuumed or analyzed has no row estimate: guess from its pages rather
@@ -249,7 +276,7 @@ fn by_key(
     if bounds.is_empty() {
         return Ok(None);
     }
-    Ok(Some(key_split(key, &bounds)))
+    Ok(Some(bounds))
 }
 
 /// Bounds for `count` ranges of a one-column key from the planner's histogram of it, where
@@ -293,7 +320,36 @@ fn histogram_bounds(
 }
 
 /// The split by ranges of `key` between `bounds` (text values of its columns).
-fn key_split(key: Vec<(String, String)>, bounds: &[Vec<String>]) -> Split {
+pub(crate) fn key_split(key: Vec<(String, String)>, bounds: &[Vec<String>]) -> Split {
+    let pieces = key_conditions(&key, bounds);
+    let types: Vec<String> = key.iter().map(|(_, type_name)| type_name.clone()).collect();
+    let lows = std::iter::once(None).chain(bounds.iter().cloned().map(Some));
+    let highs = bounds
+        .iter()
+        .cloned()
+        .map(Some)
+        .chain(std::iter::once(None));
+    let ranges = lows
+        .zip(highs)
+        .map(|(low, high)| KeyRange {
+            types: types.clone(),
+            low,
+            high,
+        })
+        .collect();
+    Split {
+        by: By::Key(key.into_iter().map(|(name, _)| name).collect()),
+        done: vec![false; pieces.len()],
+        filenode: 0,
+        pieces,
+        ranges,
+    }
+}
+
+/// The `WHERE` conditions of the ranges of `key` (its columns and their types) between
+/// `bounds`: below the first, between each two (the lower bound in, the upper out), from
+/// the last on.
+pub(crate) fn key_conditions(key: &[(String, String)], bounds: &[Vec<String>]) -> Vec<String> {
     let columns: Vec<String> = key.iter().map(|(name, _)| quote_ident(name)).collect();
     // One column compares as itself, so the key's index serves the range; several as a
     // row, which compares column by column as the key's order does.
@@ -308,17 +364,35 @@ fn key_split(key: Vec<(String, String)>, bounds: &[Vec<String>]) -> Split {
         row_of(
             values
                 .iter()
-                .zip(&key)
+                .zip(key)
                 .map(|(value, (_, type_name))| format!("{}::{type_name}", quote_literal(value)))
                 .collect(),
         )
     };
-    let pieces = ranges(bounds, |value, op| format!("{row} {op} {}", literal(value)));
-    Split {
-        by: By::Key(key.into_iter().map(|(name, _)| name).collect()),
-        done: vec![false; pieces.len()],
-        filenode: 0,
-        pieces,
+    ranges(bounds, |value, op| format!("{row} {op} {}", literal(value)))
+}
+
+impl KeyRange {
+    /// As the state file keeps it.
+    pub(crate) fn to_text(&self) -> String {
+        serde_json::json!({ "types": self.types, "low": self.low, "high": self.high }).to_string()
+    }
+
+    /// From the state file's text.
+    pub(crate) fn from_text(text: &str) -> Result<KeyRange> {
+        let value: serde_json::Value =
+            serde_json::from_str(text).context("reading a piece's range in the state file")?;
+        let list = |v: &serde_json::Value| -> Option<Vec<String>> {
+            v.as_array()?
+                .iter()
+                .map(|item| item.as_str().map(String::from))
+                .collect()
+        };
+        Ok(KeyRange {
+            types: list(&value["types"]).context("a piece's range without its types")?,
+            low: list(&value["low"]),
+            high: list(&value["high"]),
+        })
     }
 }
 
@@ -340,6 +414,7 @@ fn by_pages(source: &mut Client, table: &TableName, count: usize) -> Result<Spli
         done: vec![false; pieces.len()],
         filenode: 0,
         pieces,
+        ranges: Vec::new(),
     })
 }
 
@@ -375,6 +450,20 @@ mod tests {
                 "WHERE id >= 20"
             ]
         );
+    }
+
+    #[test]
+    fn ranges_survive_the_state_file() {
+        let split = key_split(
+            vec![("id".into(), "bigint".into())],
+            &[vec!["10".into()], vec!["20".into()]],
+        );
+        assert_eq!(split.ranges.len(), 3);
+        assert_eq!(split.ranges[0].low, None);
+        assert_eq!(split.ranges[1].high, Some(vec!["20".to_string()]));
+        for range in &split.ranges {
+            assert_eq!(&KeyRange::from_text(&range.to_text()).unwrap(), range);
+        }
     }
 
     #[test]

@@ -8,6 +8,7 @@ use crate::pg::wire;
 use crate::plan;
 use crate::plan::filter::TableFilter;
 use crate::replication::apply::{self, Applied, Applier, Ended, Joined};
+use crate::replication::chunks::Chunks;
 use crate::replication::decode::Lsn;
 use crate::replication::receive::{self, Shared};
 use crate::replication::slot::{parse_lsn, LsnText};
@@ -72,6 +73,8 @@ pub(crate) struct Sessions {
     pub(crate) apply: wire::Connection,
     /// Another destination session, for the applier's questions about tables.
     pub(crate) catalog: Client,
+    /// A source session, for rows a change left values out of (see `chunks::fetch`).
+    pub(crate) source: Client,
 }
 
 /// What is followed, and from where.
@@ -104,6 +107,7 @@ pub(crate) fn run(
         mut stream,
         apply,
         mut catalog,
+        source,
     } = sessions;
     let Stream {
         name,
@@ -153,6 +157,8 @@ pub(crate) fn run(
     log::info!("following the source from {}", LsnText(start));
     let shared = Shared::default();
     let (send, changes) = crossbeam_channel::bounded(CHANNEL);
+    let mut catalog = catalog;
+    let chunks = Chunks::load(&mut catalog, name, source)?;
     let mut applier = Applier::new(
         apply,
         catalog,
@@ -161,7 +167,8 @@ pub(crate) fn run(
         &shared,
         start,
         setup,
-    );
+    )
+    .with_chunks(chunks);
     std::thread::scope(|scope| {
         let receiver = scope.spawn(|| receive::receive(stream, send, &shared, interrupted));
         let mut progress = progress;

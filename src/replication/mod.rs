@@ -10,6 +10,7 @@
 //! `state/` and `units`; imported only by `commands/`.
 
 pub(crate) mod apply;
+pub(crate) mod chunks;
 pub(crate) mod decode;
 pub(crate) mod follow;
 pub(crate) mod net;

@@ -3,22 +3,20 @@
 //! PostgreSQL's own subscriptions keep theirs), else a row of `pgcopy.follow_progress`, a
 //! table pgcopy makes for a role without those privileges and drops again at the end. A
 //! copy that replaces the destination's data voids a stopped follower's record
-//! (`forget_replaced`).
+//! (`forget_replaced`), and the chunks its initial copy recorded (`plan::chunks`).
 
 use crate::pg::server::Identity;
 use crate::pg::sql::{display_ident, quote_literal};
+use crate::plan::chunks;
 use crate::replication::decode::Lsn;
 use crate::replication::slot::{parse_lsn, LsnText};
+use crate::schema::own::{self, CAN_MAKE_TABLE, SCHEMA};
 use anyhow::{Context, Result};
-use postgres::error::SqlState;
 use postgres::Client;
 
-/// The schema and table a role without replication origins keeps its progress in.
-pub(crate) const SCHEMA: &str = "pgcopy";
+/// The table a role without replication origins keeps its progress in (in pgcopy's own
+/// schema, `schema::own`).
 pub(crate) const TABLE: &str = "pgcopy.follow_progress";
-
-/// The comment on a schema pgcopy made itself, which it may therefore drop when empty.
-const MADE_HERE: &str = "made by pgcopy copy --follow; dropped when empty";
 
 /// Where the progress is kept.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -34,7 +32,8 @@ impl Ledger {
     pub(crate) fn choose(dest: &mut Client) -> Result<std::result::Result<Ledger, String>> {
         let row = dest
             .query_one(
-                "SELECT has_function_privilege('pg_catalog.pg_replication_origin_create(text)',
+                &format!(
+                    "SELECT has_function_privilege('pg_catalog.pg_replication_origin_create(text)',
                                                'EXECUTE')
                     -- Before 14 the functions run for superusers only, whoever may call them.
                     AND (current_setting('server_version_num')::int >= 140000
@@ -45,13 +44,10 @@ impl Ledger {
                     AND has_function_privilege(
                             'pg_catalog.pg_replication_origin_xact_setup(pg_lsn, timestamptz)',
                             'EXECUTE'),
-                        CASE WHEN to_regclass($1) IS NOT NULL
-                             THEN has_table_privilege($1, 'SELECT, INSERT, UPDATE, DELETE')
-                             WHEN to_regnamespace($2) IS NOT NULL
-                             THEN has_schema_privilege($2, 'CREATE')
-                             ELSE has_database_privilege(current_database(), 'CREATE') END,
-                        current_user::text, current_database()::text",
-                &[&TABLE, &SCHEMA],
+                        {CAN_MAKE_TABLE},
+                        current_user::text, current_database()::text"
+                ),
+                &[&TABLE],
             )
             .context("asking the destination where following may record its progress")?;
         if row.get::<_, bool>(0) {
@@ -83,15 +79,7 @@ impl Ledger {
             )),
             Ledger::Table => {
                 let mut tx = dest.transaction()?;
-                let schema: Option<bool> = tx
-                    .query_one("SELECT to_regnamespace($1) IS NOT NULL", &[&SCHEMA])?
-                    .get(0);
-                if schema != Some(true) {
-                    tx.batch_execute(&format!(
-                        "CREATE SCHEMA {SCHEMA}; COMMENT ON SCHEMA {SCHEMA} IS {}",
-                        quote_literal(MADE_HERE)
-                    ))?;
-                }
+                own::ensure(&mut tx)?;
                 tx.batch_execute(&format!(
                     "CREATE TABLE IF NOT EXISTS {TABLE} (
                          slot text PRIMARY KEY,
@@ -183,6 +171,8 @@ pub(crate) fn find(dest: &mut Client, name: &str) -> Result<Option<(Ledger, Lsn)
 /// schema with it if pgcopy made it and nothing else is in it. Returns where the record
 /// said the destination was, if there was one.
 pub(crate) fn forget(dest: &mut Client, name: &str) -> Result<Option<Lsn>> {
+    // The chunks its initial copy recorded go with it.
+    chunks::forget(dest, name)?;
     let found = find(dest, name)?;
     match found {
         Some((Ledger::Origin, _)) => {
@@ -200,30 +190,11 @@ pub(crate) fn forget(dest: &mut Client, name: &str) -> Result<Option<Lsn>> {
             }
             tx.commit()
                 .with_context(|| format!("removing {name} from {TABLE}"))?;
-            drop_schema_if_made_here(dest)?;
+            own::drop_if_made_here(dest)?;
         }
         None => {}
     }
     Ok(found.map(|(_, at)| at))
-}
-
-/// Drops the schema pgcopy made for its table once it is empty; one that was there before,
-/// or holds anything else, stays.
-fn drop_schema_if_made_here(dest: &mut Client) -> Result<()> {
-    let ours: bool = dest
-        .query_one(
-            "SELECT coalesce(obj_description(to_regnamespace($1), 'pg_namespace') = $2, false)",
-            &[&SCHEMA, &MADE_HERE],
-        )?
-        .get(0);
-    if !ours {
-        return Ok(());
-    }
-    match dest.batch_execute(&format!("DROP SCHEMA {SCHEMA}")) {
-        Ok(()) => Ok(()),
-        Err(err) if err.code() == Some(&SqlState::DEPENDENT_OBJECTS_STILL_EXIST) => Ok(()),
-        Err(err) => Err(err).with_context(|| format!("dropping the schema {SCHEMA}")),
-    }
 }
 
 /// Before a copy without `--follow` replaces the destination's data: a follower that
@@ -232,7 +203,8 @@ fn drop_schema_if_made_here(dest: &mut Client) -> Result<()> {
 pub(crate) fn forget_replaced(dest: &mut Client) -> Result<()> {
     let name = crate::replication::slot::name_for(&Identity::read(dest)?.key());
     let Some((_, at)) = find(dest, &name)? else {
-        return Ok(());
+        // A follower stopped during its chunked copy: what it copied is replaced.
+        return chunks::forget(dest, &name);
     };
     forget(dest, &name)?;
     log::warn!(

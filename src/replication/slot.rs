@@ -206,6 +206,17 @@ impl<'a> SlotMaker<'a> {
         Ok(snapshot)
     }
 
+    /// Ends the export of the last slot's snapshot once it was imported: a replication
+    /// session holds it (and the source's xmin horizon) until its next command.
+    pub(crate) fn release_snapshot(&mut self) -> Result<()> {
+        if let Some(slot) = self.slot.as_mut() {
+            slot.session
+                .query_rows("IDENTIFY_SYSTEM")
+                .context("letting the replication slot's snapshot go")?;
+        }
+        Ok(())
+    }
+
     /// The slot made last, if any.
     pub(crate) fn into_slot(self) -> Option<Slot> {
         self.slot
@@ -390,6 +401,16 @@ pub(crate) fn followers(client: &mut Client) -> Result<Vec<Follower>> {
 }
 
 /// The slot `name`, if the source has it.
+/// Where the slot `name`'s stream starts for a follower that never confirmed any of it.
+pub(crate) fn start_of(client: &mut Client, name: &str) -> Result<Lsn> {
+    let sql = "SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = $1";
+    let lsn: Option<String> = client
+        .query_opt(sql, &[&name])
+        .with_context(|| format!("reading the replication slot {name}"))?
+        .and_then(|row| row.get(0));
+    parse_lsn(&lsn.with_context(|| format!("the replication slot {name} is gone"))?)
+}
+
 pub(crate) fn find(client: &mut Client, name: &str) -> Result<Option<Follower>> {
     Ok(slots(client, "slot_name = $1", name)?.into_iter().next())
 }

@@ -8,6 +8,7 @@ pub(crate) mod fk_mode;
 pub(crate) mod indexes;
 pub(crate) mod large_objects;
 pub(crate) mod matviews;
+pub(crate) mod own;
 pub(crate) mod sequences;
 pub(crate) mod statistics;
 pub(crate) mod triggers;

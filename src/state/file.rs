@@ -63,6 +63,9 @@ pub(crate) struct PieceState {
     /// The table's file when the piece was committed (0 while not done): a resumed run
     /// takes up the pieces only while the table still has it, as with `Done`.
     pub(crate) filenode: u32,
+    /// The piece's range of key values, where the run that cut it knew them, as
+    /// `plan::pieces` writes it.
+    pub(crate) range: Option<String>,
 }
 
 /// A table a run copied completely, and the file its load left it in
@@ -148,7 +151,7 @@ impl State {
         }
         for piece in &self.pieces {
             out.push_str(&format!(
-                "piece\t{}\t{}\t{}\t{}\t{}\t{}\n",
+                "piece\t{}\t{}\t{}\t{}\t{}\t{}",
                 escape(&piece.table.schema),
                 escape(&piece.table.name),
                 escape(&piece.key),
@@ -156,6 +159,10 @@ impl State {
                 piece.filenode,
                 escape(&piece.condition)
             ));
+            if let Some(range) = &piece.range {
+                out.push_str(&format!("\t{}", escape(range)));
+            }
+            out.push('\n');
         }
         for index in &self.indexes {
             let mut fields = vec![
@@ -197,13 +204,16 @@ impl State {
                         statements: statements.to_vec(),
                     })
                 }
-                [tag, schema, table, key, done, filenode, condition] if tag == "piece" => {
+                [tag, schema, table, key, done, filenode, condition, range @ ..]
+                    if tag == "piece" && range.len() <= 1 =>
+                {
                     state.pieces.push(PieceState {
                         table: TableName::new(schema.clone(), table.clone()),
                         key: key.clone(),
                         condition: condition.clone(),
                         done: done == "1",
                         filenode: filenode.parse()?,
+                        range: range.first().cloned(),
                     })
                 }
                 [tag, validated, partitioned, outside, schema, table, name, definition, kind, references_partitioned, comment]
@@ -434,6 +444,7 @@ mod tests {
             condition: "WHERE ROW(\"site\", \"n\") >= ROW('a\tb''c'::text, '5'::integer)".into(),
             done: true,
             filenode: 24_576,
+            range: Some("{\"low\": [\"a\tb\"]}".into()),
         }];
         state.indexes = vec![SavedIndex {
             table: TableName::new("public", "big"),

@@ -21,10 +21,20 @@ use std::sync::atomic::{AtomicU64, AtomicUsize};
 use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
+/// Which snapshot each read is in.
+#[derive(Clone, Debug)]
+pub(crate) enum ReadSnapshot {
+    /// The copy's one snapshot, exported: `SET TRANSACTION SNAPSHOT …`.
+    Exported(SnapshotId),
+    /// A snapshot of its own for each table or piece, held only while it is read; its
+    /// writer records it, with the piece's range, in `plan::chunks`' record for this slot,
+    /// in the commit that loads the rows (the chunked copy of `copy --follow`).
+    EachRead { slot: String },
+}
+
 /// What the pipe needs besides the plan.
 pub(crate) struct Settings {
-    /// `SET TRANSACTION SNAPSHOT …` for the exported source snapshot.
-    pub(crate) snapshot: SnapshotId,
+    pub(crate) snapshot: ReadSnapshot,
     pub(crate) batch_size: usize,
     pub(crate) parallel: usize,
     /// Writers run with `session_replication_role = replica` (`--fk-mode replica`).

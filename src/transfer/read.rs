@@ -1,14 +1,25 @@
 //! One table, or one piece of it, out of the source: a `REPEATABLE READ` transaction in the
-//! copy's snapshot, the table locked as the snapshot's session has it, and `COPY … TO STDOUT`
-//! cut into chunks of the batch size, its rows counted from the stream as they pass.
+//! copy's snapshot, or in one of its own taken for this read (`ReadSnapshot`), the table
+//! locked as the snapshot's session has it, and `COPY … TO STDOUT` cut into chunks of the
+//! batch size, its rows counted from the stream as they pass.
 
-use crate::pg::server::SnapshotId;
+use crate::pg::server::BEGIN_READ_ONLY;
 use crate::pg::sql::TEXT_SETTINGS;
 use crate::pg::wire;
+use crate::plan::chunks::{Seen, TAKE_SQL};
 use crate::plan::{Format, TablePlan};
 use crate::transfer::rewrite::RowRewriter;
 use crate::transfer::rows::RowCounter;
+use crate::transfer::ReadSnapshot;
 use anyhow::{Context, Result};
+
+/// What a read sent.
+#[derive(Clone, Debug)]
+pub(crate) struct Read {
+    pub(crate) rows: u64,
+    /// The snapshot it took for itself, if it took one.
+    pub(crate) seen: Option<Seen>,
+}
 
 /// Reads `table` (or its `piece`) and hands each chunk to `send` with the rows completed in
 /// it; returns the rows the source sent. An error of `send` stops the read.
@@ -16,12 +27,15 @@ pub(crate) fn read(
     conn: &mut wire::Connection,
     table: &TablePlan,
     piece: Option<usize>,
-    snapshot: &SnapshotId,
+    snapshot: &ReadSnapshot,
     batch_size: usize,
     mut send: impl FnMut(Vec<u8>, u64) -> Result<()>,
-) -> Result<u64> {
+) -> Result<Read> {
     conn.reset().context("ending the last source transaction")?;
-    let mut begin = snapshot.begin_sql();
+    let mut begin = match snapshot {
+        ReadSnapshot::Exported(id) => id.begin_sql(),
+        ReadSnapshot::EachRead { .. } => BEGIN_READ_ONLY.to_string(),
+    };
     // A text table's values, and those the source casts (to text, say), are written in
     // the output settings the destination and `verify` expect.
     let cast = table
@@ -38,6 +52,12 @@ pub(crate) fn read(
         .context("importing the source snapshot")?;
     conn.execute(&table.lock_sql())
         .map_err(|err| table.lock_failed(err))?;
+    // LOCK takes no snapshot: this statement takes the read's own, once the table is
+    // locked, so nothing truncates or rewrites it between the two.
+    let seen = match snapshot {
+        ReadSnapshot::Exported(_) => None,
+        ReadSnapshot::EachRead { .. } => Some(take(conn)?),
+    };
     let sql = table.copy_out_sql(piece);
     log::debug!("source: {sql}");
     let mut counter = RowCounter::new(table.format == Format::Binary);
@@ -85,7 +105,21 @@ pub(crate) fn read(
     let rows = counter.finish()?;
     conn.execute("COMMIT")
         .context("ending the source transaction")?;
-    Ok(rows)
+    Ok(Read { rows, seen })
+}
+
+/// Takes the open transaction's snapshot, and the WAL position right after (`TAKE_SQL`).
+fn take(conn: &mut wire::Connection) -> Result<Seen> {
+    let rows = conn
+        .query_rows(TAKE_SQL)
+        .context("taking the read's snapshot")?;
+    match rows.first().map(Vec::as_slice) {
+        Some([Some(snapshot), Some(horizon)]) => Ok(Seen {
+            snapshot: snapshot.clone(),
+            horizon: horizon.clone(),
+        }),
+        _ => anyhow::bail!("the source gave no snapshot for the read"),
+    }
 }
 
 /// A failure of a table the source masks (`sql`, `fixed`, `noise` in its `COPY (SELECT …)`)

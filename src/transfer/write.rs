@@ -7,10 +7,12 @@
 
 use crate::pg::error::describe;
 use crate::pg::sql::TEXT_SETTINGS;
+use crate::plan::chunks;
 use crate::plan::{Format, TablePlan};
 use crate::schema::indexes;
 use crate::schema::statistics;
-use crate::transfer::{Settings, StatsFrom};
+use crate::transfer::read::Read;
+use crate::transfer::{ReadSnapshot, Settings, StatsFrom};
 use anyhow::{bail, Context, Result};
 use postgres::error::SqlState;
 use postgres::{Client, GenericClient, Transaction};
@@ -21,8 +23,8 @@ use std::time::Duration;
 /// What the writer gets next from its reader.
 pub(crate) enum Piece {
     Chunk(Vec<u8>),
-    /// The end of the table, with the rows the source sent.
-    End(u64),
+    /// The end of the table, with what the source sent.
+    End(Read),
 }
 
 /// Replaces one destination table's rows in one transaction; returns the rows written and
@@ -46,11 +48,16 @@ pub(crate) fn write_table(
     // maintaining them row by row, and a rollback brings them back as they were.
     empty(&mut tx, settings, table)?;
     let written = if table.on_source {
-        copy_in(&mut tx, table, false, bytes, next)?
+        let read = copy_in(&mut tx, table, false, bytes, next)?;
+        if let ReadSnapshot::EachRead { slot } = &settings.snapshot {
+            let seen = read.seen.as_ref().context("a read without its snapshot")?;
+            chunks::record(&mut tx, slot, &table.name, None, seen)?;
+        }
+        read.rows
     } else {
         // A partition only the destination has: emptied, nothing to copy.
         match next()? {
-            Piece::End(0) => 0,
+            Piece::End(Read { rows: 0, .. }) => 0,
             _ => bail!("internal error: rows for a table the source does not have"),
         }
     };
@@ -100,6 +107,10 @@ pub(crate) fn empty_for_pieces(
 /// Empties the table of the rows the load replaces and drops the indexes built again after
 /// it.
 fn empty(tx: &mut Transaction, settings: &Settings, table: &TablePlan) -> Result<()> {
+    // What was recorded of the table's chunks goes with its rows.
+    if let ReadSnapshot::EachRead { slot } = &settings.snapshot {
+        chunks::forget_table(tx, slot, &table.name)?;
+    }
     let clear = table.clear_sql();
     log::debug!("destination: {clear}");
     tx.batch_execute(&clear)
@@ -114,10 +125,12 @@ fn empty(tx: &mut Transaction, settings: &Settings, table: &TablePlan) -> Result
 /// returns the rows written. The table was emptied before; a failure rolls back this piece
 /// only. `clear` is the piece's range when an earlier run may have committed it without
 /// recording so (it was killed in between): its rows go first, so the piece lands once.
+/// In the chunked copy, the piece's snapshot and range are recorded in the same commit.
 pub(crate) fn write_piece(
     settings: &Settings,
     bytes: &AtomicU64,
     table: &TablePlan,
+    piece: usize,
     clear: Option<&str>,
     client: &mut Client,
     next: impl FnMut() -> Result<Piece>,
@@ -130,12 +143,33 @@ pub(crate) fn write_piece(
             .map_err(|err| locked(err, settings.lock_timeout))
             .context("removing what an interrupted run may have left of the piece")?;
     }
-    let written = copy_in(&mut tx, table, true, bytes, next).map_err(|err| match err
-        .downcast::<postgres::Error>()
-    {
-        Ok(pg) => locked(pg, settings.lock_timeout),
-        Err(err) => err,
+    let read = copy_in(&mut tx, table, true, bytes, next).map_err(|err| {
+        match err.downcast::<postgres::Error>() {
+            Ok(pg) => locked(pg, settings.lock_timeout),
+            Err(err) => err,
+        }
     })?;
+    if let ReadSnapshot::EachRead { slot } = &settings.snapshot {
+        let seen = read.seen.as_ref().context("a read without its snapshot")?;
+        let split = table
+            .split
+            .as_ref()
+            .context("a piece of a table not split")?;
+        let condition = split.pieces.get(piece).context("no such piece")?;
+        let range = split
+            .ranges
+            .get(piece)
+            .context("a chunk without its range of keys")?;
+        let key = split.key_columns();
+        chunks::record(
+            &mut tx,
+            slot,
+            &table.name,
+            Some((condition, key, range)),
+            seen,
+        )?;
+    }
+    let written = read.rows;
     let filenode = filenode(&mut tx, table)?;
     tx.commit().context("committing on the destination")?;
     Ok(Loaded {
@@ -192,15 +226,15 @@ pub(crate) struct Loaded {
     pub(crate) filenode: u32,
 }
 
-/// Streams the reader's chunks into `COPY … FROM STDIN`; returns the rows written, which
-/// must be the rows the source sent.
+/// Streams the reader's chunks into `COPY … FROM STDIN`; returns what the reader said it
+/// sent, whose rows the destination must have taken.
 fn copy_in(
     tx: &mut Transaction,
     table: &TablePlan,
     piece: bool,
     bytes: &AtomicU64,
     mut next: impl FnMut() -> Result<Piece>,
-) -> Result<u64> {
+) -> Result<Read> {
     let sql = table.copy_in_sql(piece);
     log::debug!("destination: {sql}");
     let mut writer = tx
@@ -214,16 +248,19 @@ fn copy_in(
                     .context("writing to the destination")?;
                 bytes.fetch_add(chunk.len() as u64, Ordering::Relaxed);
             }
-            Piece::End(rows) => break rows,
+            Piece::End(read) => break read,
         }
     };
     let written = writer
         .finish()
         .context("finishing COPY on the destination")?;
-    if written != sent {
-        bail!("the source sent {sent} rows but the destination took {written}");
+    if written != sent.rows {
+        bail!(
+            "the source sent {} rows but the destination took {written}",
+            sent.rows
+        );
     }
-    Ok(written)
+    Ok(sent)
 }
 
 /// Gives the freshly loaded table planner statistics: without them the first queries

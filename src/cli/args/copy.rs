@@ -185,6 +185,12 @@ pub(crate) struct CopyArgs {
     #[argh(switch)]
     pub(crate) no_split: bool,
 
+    /// with --follow: read each table bigger than SIZE in ranges of its key of about SIZE,
+    /// each in a short snapshot of its own, instead of --split-tables-larger-than's pieces
+    /// (default 64MiB)
+    #[argh(option, arg_name = "SIZE")]
+    pub(crate) chunk_size: Option<String>,
+
     /// accept tables outside the selection that reference copied tables; their foreign
     /// keys come back NOT VALID
     #[argh(switch)]

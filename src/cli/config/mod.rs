@@ -10,7 +10,7 @@ mod values;
 pub(crate) use shell::Shell;
 
 use values::{
-    dest, filter, large_objects, lock_timeout, metrics_listen, parallel, parse_size,
+    chunk_bytes, dest, filter, large_objects, lock_timeout, metrics_listen, parallel, parse_size,
     rules_for_copy, source, split, state_dir, verbosity,
 };
 
@@ -90,6 +90,9 @@ pub(crate) struct CopyConfig {
     pub(crate) index_mode: IndexMode,
     /// Which tables are copied in pieces.
     pub(crate) split: SplitMode,
+    /// With `--follow`: the size of the ranges big tables are read in, each in a snapshot
+    /// of its own.
+    pub(crate) chunk_bytes: u64,
     pub(crate) allow_outside_references: bool,
     /// Copy columns whose destination type may not take every source value.
     pub(crate) allow_narrowing: bool,
@@ -359,6 +362,7 @@ fn command_of(command: args::Command) -> Result<Command> {
                 analyze: !a.no_analyze,
                 index_mode: a.indexes.as_deref().unwrap_or("auto").parse()?,
                 split: split(a.split_tables_larger_than.as_deref(), a.no_split)?,
+                chunk_bytes: chunk_bytes(a.chunk_size.as_deref(), a.follow)?,
                 allow_outside_references: a.allow_outside_references,
                 allow_narrowing: a.allow_narrowing,
                 state_dir: state_dir(a.state_dir)?,

@@ -156,6 +156,24 @@ fn read_conn_file(path: &Path) -> Result<String> {
 }
 
 /// `--split-tables-larger-than SIZE` or `--no-split`, not both.
+/// The chunked copy's default chunk: read in about a second, even on a busy source.
+const CHUNK_BYTES: u64 = 64 << 20;
+
+/// `--chunk-size`, which only `--follow` reads in chunks.
+pub(super) fn chunk_bytes(size: Option<&str>, follow: bool) -> Result<u64> {
+    let Some(size) = size else {
+        return Ok(CHUNK_BYTES);
+    };
+    if !follow {
+        bail!("--chunk-size is for copy --follow, whose initial copy is read in chunks");
+    }
+    let bytes = parse_size(size).context("invalid --chunk-size")?;
+    if bytes < 1024 * 1024 {
+        bail!("--chunk-size must be at least 1MiB");
+    }
+    Ok(bytes as u64)
+}
+
 pub(super) fn split(larger_than: Option<&str>, off: bool) -> Result<SplitMode> {
     match (larger_than, off) {
         (Some(_), true) => bail!("--split-tables-larger-than and --no-split contradict each other"),

@@ -3,6 +3,7 @@
 //! progress and recording finished tables as they finish.
 
 use super::planning::Work;
+use super::Chunks;
 use crate::cli::config::{CopyConfig, Verbosity};
 use crate::output::metrics::live::{Copying, LIVE};
 use crate::output::progress::{Display, Progress};
@@ -10,7 +11,7 @@ use crate::pg::error::{self, describe};
 use crate::pg::server::SnapshotId;
 use crate::plan::misfits;
 use crate::plan::snapshot::Snapshot;
-use crate::plan::Plan;
+use crate::plan::{self, Plan};
 use crate::schema::constraints;
 use crate::schema::fk_mode::FkMode;
 use crate::schema::indexes::SavedIndex;
@@ -18,9 +19,9 @@ use crate::schema::large_objects::{self, LargeObject};
 use crate::state::file::{Done, PieceState, State, StateFile};
 use crate::state::interrupt;
 use crate::transfer::lanes::{self, Lane};
-use crate::transfer::{Counters, Settings, Stop, TableOutcome};
+use crate::transfer::{Counters, ReadSnapshot, Settings, Stop, TableOutcome};
 use crate::units::format_bytes;
-use anyhow::Result;
+use anyhow::{Context, Result};
 use std::io::IsTerminal;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::Ordering;
@@ -37,9 +38,15 @@ pub(super) struct Applied {
     pub(super) copied: Copied,
 }
 
-/// Drops the keys and loads the tables. An `Err` means nothing was changed (the keys could
-/// not be dropped); after that, failures are in the outcomes.
-pub(super) fn apply(cfg: &CopyConfig, work: &mut Work) -> Result<Applied> {
+/// Drops the keys and loads the tables, in `chunks` if given (a `resume`d chunked copy
+/// keeps what the destination recorded of it). An `Err` means nothing was changed (the keys
+/// could not be dropped); after that, failures are in the outcomes.
+pub(super) fn apply(
+    cfg: &CopyConfig,
+    work: &mut Work,
+    chunks: Option<&mut Chunks<'_>>,
+    resume: bool,
+) -> Result<Applied> {
     let Work {
         dest,
         state_file,
@@ -51,6 +58,7 @@ pub(super) fn apply(cfg: &CopyConfig, work: &mut Work) -> Result<Applied> {
         keys,
         carried,
         large_objects,
+        chunked,
         ..
     } = work;
     let mode = *mode;
@@ -99,13 +107,40 @@ pub(super) fn apply(cfg: &CopyConfig, work: &mut Work) -> Result<Applied> {
         state_file.store(&journal)?;
         return Err(err);
     }
+    let read = match chunks {
+        Some(chunks) => {
+            // Each read takes its own snapshot: the one planning was taken in goes.
+            plan::chunks::start(dest, &chunks.slot, !resume)?;
+            snapshot
+                .client
+                .batch_execute("COMMIT")
+                .context("ending the planning snapshot's transaction")?;
+            (chunks.release)()?;
+            log::info!(
+                "reading each table, and each chunk of the tables bigger than {}, in a \
+                 snapshot of its own, held only while it is read",
+                format_bytes(chunks.bytes)
+            );
+            ReadSnapshot::EachRead {
+                slot: chunks.slot.clone(),
+            }
+        }
+        None => ReadSnapshot::Exported(snapshot.id.clone()),
+    };
+    debug_assert_eq!(
+        chunked.is_some(),
+        matches!(read, ReadSnapshot::EachRead { .. })
+    );
     let copied = catch_unwind(AssertUnwindSafe(|| {
         copy_tables(
             cfg,
             plan,
             snapshot,
+            read,
             mode,
-            large_objects.as_deref(),
+            // The chunked copy has no one snapshot to read them in: following copies them
+            // at cutover, as they are then.
+            large_objects.as_deref().filter(|_| chunked.is_none()),
             (state_file, &mut journal),
         )
     }))
@@ -132,12 +167,14 @@ fn resumable_pieces(plan: &Plan) -> Vec<PieceState> {
                 .pieces
                 .iter()
                 .zip(&split.done)
-                .map(|(condition, &done)| PieceState {
+                .enumerate()
+                .map(|(piece, (condition, &done))| PieceState {
                     table: table.name.clone(),
                     key: split.key_columns().join(", "),
                     condition: condition.clone(),
                     done,
                     filenode: split.filenode,
+                    range: split.ranges.get(piece).map(|r| r.to_text()),
                 })
         })
         .collect()
@@ -150,13 +187,15 @@ fn copy_tables(
     cfg: &CopyConfig,
     plan: &Plan,
     snapshot: &mut Snapshot,
+    read: ReadSnapshot,
     mode: FkMode,
     objects: Option<&[LargeObject]>,
     journal: (&StateFile, &mut State),
 ) -> Copied {
     let (state_file, journal) = journal;
+    let chunked = matches!(read, ReadSnapshot::EachRead { .. });
     let settings = Settings {
-        snapshot: snapshot.id.clone(),
+        snapshot: read,
         batch_size: cfg.batch_size,
         parallel: cfg.parallel,
         replica: mode == FkMode::Replica,
@@ -292,7 +331,10 @@ fn copy_tables(
         format!("{lost}; the tables not copied kept their old rows: copy again, or with --resume")
     });
     let mut outcomes = result.unwrap_or_else(|err| failed_all(plan, &describe(&err)));
-    explain_misfits(cfg, plan, &snapshot.id, &mut outcomes);
+    // The rows that did not fit are looked for in the copy's one snapshot.
+    if !chunked {
+        explain_misfits(cfg, plan, &snapshot.id, &mut outcomes);
+    }
     Copied {
         outcomes,
         stopped,

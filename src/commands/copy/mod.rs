@@ -7,6 +7,7 @@
 //! slot's snapshot (`Pipeline`), and knows what follows it.
 
 mod apply;
+mod chunked;
 mod finish;
 mod planning;
 mod prepare;
@@ -33,6 +34,20 @@ pub(crate) struct Pipeline<'a> {
     pub(crate) keys: KeyPolicy,
     /// Copy only the tables an interrupted copy did not finish.
     pub(crate) resume: bool,
+    /// Read each table or piece in a snapshot of its own (`copy --follow`); `None`: every
+    /// table in the one snapshot.
+    pub(crate) chunks: Option<Chunks<'a>>,
+}
+
+/// The chunked copy (see `plan::chunks`): tables bigger than `bytes` read in ranges of
+/// their key, every table and range in a snapshot of its own, each recorded on the
+/// destination for the follower of `slot` in the commit that loads its rows.
+pub(crate) struct Chunks<'a> {
+    pub(crate) slot: String,
+    pub(crate) bytes: u64,
+    /// Ends, once planning is done, what else holds the snapshot planning was taken in
+    /// (the replication slot's session that exported it).
+    pub(crate) release: &'a mut dyn FnMut() -> Result<()>,
 }
 
 /// A command's own checks (see `Pipeline::checks`).
@@ -67,6 +82,7 @@ pub(crate) fn run(cfg: &CopyConfig, resume: bool) -> Result<Exit> {
         snapshot: SnapshotFrom::Own,
         keys: KeyPolicy::PutBack,
         resume,
+        chunks: None,
     };
     Ok(run_pipeline(cfg, pipeline)?.0)
 }
@@ -88,7 +104,7 @@ pub(crate) fn run_pipeline(
     if let SnapshotFrom::Own = pipeline.snapshot {
         progress::forget_replaced(&mut work.dest)?;
     }
-    let applied = apply::apply(cfg, &mut work)?;
+    let applied = apply::apply(cfg, &mut work, pipeline.chunks.as_mut(), pipeline.resume)?;
     finish::finish(cfg, work, applied, pipeline.keys)
 }
 

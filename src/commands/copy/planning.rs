@@ -50,6 +50,8 @@ pub(super) struct Work {
     pub(super) findings: Vec<String>,
     /// Why the copy is refused; empty when it may go on.
     pub(super) refusals: Vec<String>,
+    /// The slot the chunked copy records its chunks for (see `Pipeline::chunks`).
+    pub(super) chunked: Option<String>,
 }
 
 pub(super) fn plan(
@@ -133,6 +135,10 @@ pub(super) fn plan(
     let fingerprint = fingerprint(&source_id, &plan);
     let full_plan = plan.clone();
     let resume_tables = pipeline.resume;
+    let mut previous = previous;
+    if let (true, Some(chunks), Some(previous)) = (resume_tables, &pipeline.chunks, &mut previous) {
+        super::chunked::take_up_recorded(&mut dest, &chunks.slot, previous)?;
+    }
     let done_before = if resume_tables {
         resume(&mut dest, &mut plan, previous.as_ref(), &fingerprint)?
     } else {
@@ -187,7 +193,11 @@ pub(super) fn plan(
     if cfg.index_mode != IndexMode::Keep {
         choose_index_rebuilds(cfg, &mut dest, &mut plan, &rights, mode)?;
     }
-    for note in pieces::cut(&mut snapshot.client, &mut dest, &mut plan, cfg.split)? {
+    let notes = match &pipeline.chunks {
+        Some(chunks) => plan::chunks::cut::cut(&mut snapshot.client, &mut plan, chunks.bytes)?,
+        None => pieces::cut(&mut snapshot.client, &mut dest, &mut plan, cfg.split)?,
+    };
+    for note in notes {
         log::info!("{note}");
     }
     resume_pieces(&mut dest, &mut plan, &saved_pieces)?;
@@ -233,6 +243,7 @@ pub(super) fn plan(
         views,
         findings,
         refusals,
+        chunked: pipeline.chunks.as_ref().map(|c| c.slot.clone()),
     })
 }
 
@@ -368,6 +379,12 @@ fn resume_pieces(dest: &mut Client, plan: &mut Plan, saved: &[PieceState]) -> Re
             pieces: pieces.iter().map(|p| p.condition.clone()).collect(),
             done: pieces.iter().map(|p| p.done).collect(),
             filenode,
+            ranges: pieces
+                .iter()
+                .map(|p| p.range.as_deref().map(pieces::KeyRange::from_text))
+                .collect::<Option<Result<Vec<_>>>>()
+                .transpose()?
+                .unwrap_or_default(),
         });
         table.indexes.clear();
     }

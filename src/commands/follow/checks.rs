@@ -19,11 +19,13 @@ pub(super) fn name(dest: &mut Client) -> Result<String> {
 }
 
 /// Why this copy may not follow; checked before anything is created on either side.
+/// `resuming`: the copy goes on with the slot an earlier run made.
 pub(super) fn refusals(
     cfg: &CopyConfig,
     source: &mut Client,
     dest: &mut Client,
     name: &str,
+    resuming: bool,
 ) -> Result<Vec<String>> {
     let mut refusals = Vec::new();
     source.batch_execute(crate::pg::server::BEGIN_READ_ONLY)?;
@@ -46,7 +48,7 @@ pub(super) fn refusals(
             t.table, t.identity, t.fix
         ));
     }
-    if slot::find(source, name)?.is_some() {
+    if !resuming && slot::find(source, name)?.is_some() {
         refusals.push(format!(
             "a follower of this destination is already there (the source's replication slot \
              {name}): go on with `pgcopy copy --follow --resume`, or give it up with \

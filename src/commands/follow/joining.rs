@@ -193,7 +193,7 @@ impl<'a> Watcher<'a> {
             }
         }
         let settings = Settings {
-            snapshot,
+            snapshot: crate::transfer::ReadSnapshot::Exported(snapshot),
             batch_size: cfg.batch_size,
             parallel: 1,
             replica: self.replica,

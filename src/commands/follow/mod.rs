@@ -1,9 +1,11 @@
-//! `copy --follow`: the checks before anything is created (`checks`), the slot the copy's
-//! snapshot comes from, the copy pipeline run on that snapshot with the keys left dropped,
-//! then following itself (`stream`) with the destination kept quiet (`quiet`), tables that
-//! appear on the source taken up as it goes (`joining`), until the cutover mark, which ends
-//! it (`end`). `--resume` goes on from the destination's recorded progress (`resume`); a
-//! follower stopped during its initial copy has lost its snapshot and starts over.
+//! `copy --follow`: the checks before anything is created (`checks`), the slot made first,
+//! the copy pipeline run in chunks (each table, and each key range of a big one, read in a
+//! short snapshot of its own and recorded with it on the destination: `plan::chunks`) with
+//! the keys left dropped, then following itself (`stream`) from the slot's start, each
+//! change of a copied table decided by the snapshot of the chunk that holds its row, with
+//! the destination kept quiet (`quiet`), tables that appear on the source taken up as it
+//! goes (`joining`), until the cutover mark, which ends it (`end`). `--resume` goes on from
+//! the destination's recorded progress, or from the chunks it recorded (`resume`).
 
 mod checks;
 mod end;
@@ -14,31 +16,50 @@ mod resume;
 mod stream;
 
 use crate::cli::config::CopyConfig;
-use crate::commands::copy::{self, KeyPolicy, Pipeline, SnapshotFrom};
+use crate::commands::copy::{self, Chunks, KeyPolicy, Pipeline, SnapshotFrom};
 use crate::commands::keys;
 use crate::exit::Exit;
 use crate::pg::error::describe;
+use crate::pg::server::SnapshotId;
 use crate::pg::server::{self, lock_destination};
 use crate::pg::sql::TableName;
+use crate::pg::wire;
+use crate::plan::chunks;
+use crate::replication::decode::Lsn;
 use crate::replication::follow;
 use crate::replication::progress::{self, Ledger};
 use crate::replication::slot::{self, Slot, SlotMaker};
-use anyhow::Result;
+use anyhow::{Context, Result};
+use std::cell::RefCell;
 
 /// `copy --follow`: resumes an earlier follower where there is one to go on from; else
 /// copies on the snapshot of a slot made for it, and follows from that slot.
 pub(crate) fn run(cfg: &CopyConfig, resume: bool) -> Result<Exit> {
     if resume && !cfg.dry_run {
-        if let Some(exit) = resume::resume(cfg)? {
-            return Ok(exit);
+        match resume::resume(cfg)? {
+            resume::Resumed::Followed(exit) => return Ok(exit),
+            resume::Resumed::Copy { name, start } => return resume_copy(cfg, name, start),
+            resume::Resumed::Anew => {}
         }
     }
-    let name = checks::name(&mut cfg.dest.connect()?)?;
+    let mut dest = cfg.dest.connect()?;
+    let name = checks::name(&mut dest)?;
+    let chunked = chunks::can_record(&mut dest)?;
+    if !chunked {
+        log::warn!(
+            "reading every table in the one snapshot of the slot, held on the source for the \
+             whole copy: the destination role may not create {}, where the chunked copy \
+             records what it read",
+            chunks::TABLE
+        );
+    }
+    drop(dest);
     let mut check = |source: &mut postgres::Client, dest: &mut postgres::Client| {
-        checks::refusals(cfg, source, dest, &name)
+        checks::refusals(cfg, source, dest, &name, false)
     };
-    // The snapshot comes from the slot (none in a dry run).
-    let mut maker = match cfg.dry_run {
+    // The slot is made first (none in a dry run); planning takes its snapshot, and the
+    // chunked copy lets it go once planned.
+    let maker = RefCell::new(match cfg.dry_run {
         true => None,
         false => Some(SlotMaker::new(
             &cfg.source,
@@ -47,35 +68,104 @@ pub(crate) fn run(cfg: &CopyConfig, resume: bool) -> Result<Exit> {
             cfg.lock_timeout,
             cfg.filter.clone(),
         )),
-    };
+    });
     let copied = {
-        let mut make = maker
-            .as_mut()
-            .map(|maker| move |tables: &[TableName]| maker.make(tables));
+        let mut make = |tables: &[TableName]| -> Result<SnapshotId> {
+            maker
+                .borrow_mut()
+                .as_mut()
+                .context("no slot is made in a dry run")?
+                .make(tables)
+        };
+        let mut release = || -> Result<()> {
+            match maker.borrow_mut().as_mut() {
+                Some(maker) => maker.release_snapshot(),
+                None => Ok(()),
+            }
+        };
+        let exports = maker.borrow().is_some();
         copy::run_pipeline(
             cfg,
             Pipeline {
                 command: "copy --follow",
                 checks: Some(&mut check),
-                snapshot: SnapshotFrom::Exported(make.as_mut().map(|f| f as _)),
+                snapshot: SnapshotFrom::Exported(exports.then_some(&mut make as _)),
                 keys: KeyPolicy::LeaveDropped {
                     why: "while following; they are put back at cutover",
                 },
                 resume: false,
+                chunks: chunked.then(|| Chunks {
+                    slot: name.clone(),
+                    bytes: cfg.chunk_bytes,
+                    release: &mut release,
+                }),
             },
         )
     };
     // The slot outlives the copy's sessions; until following starts, it is dropped if the
-    // run ends.
+    // run ends, unless it ended with chunks recorded to resume from.
     let mut made = Made {
-        slot: maker.and_then(SlotMaker::into_slot),
+        slot: maker.into_inner().and_then(SlotMaker::into_slot),
         source: &cfg.source,
     };
     let (copied, report) = copied?;
     match made.take() {
-        Some(slot) => after_copy(cfg, slot, copied, report),
+        Some(slot) => after_copy(
+            cfg,
+            Started {
+                name: slot.name,
+                start: slot.consistent_point,
+                session: Some(slot.session),
+                chunked,
+            },
+            copied,
+            report,
+        ),
         None => Ok(copied),
     }
+}
+
+/// `--resume` of a follower stopped during its chunked copy: the chunks it did not record
+/// are copied now, each in a snapshot of its own, and following starts from the slot's
+/// start, `start`, as it would have.
+fn resume_copy(cfg: &CopyConfig, name: String, start: Lsn) -> Result<Exit> {
+    let mut check = |source: &mut postgres::Client, dest: &mut postgres::Client| {
+        checks::refusals(cfg, source, dest, &name, true)
+    };
+    let mut release = || Ok(());
+    let (copied, report) = copy::run_pipeline(
+        cfg,
+        Pipeline {
+            command: "copy --follow --resume",
+            checks: Some(&mut check),
+            snapshot: SnapshotFrom::Exported(None),
+            keys: KeyPolicy::LeaveDropped {
+                why: "while following; they are put back at cutover",
+            },
+            resume: true,
+            chunks: Some(Chunks {
+                slot: name.clone(),
+                bytes: cfg.chunk_bytes,
+                release: &mut release,
+            }),
+        },
+    )?;
+    let started = Started {
+        name: name.clone(),
+        start,
+        session: None,
+        chunked: true,
+    };
+    after_copy(cfg, started, copied, report)
+}
+
+/// The slot following starts from: its name, where its stream starts, the session that
+/// made it (if this run made it), and whether the copy was chunked.
+struct Started {
+    name: String,
+    start: Lsn,
+    session: Option<wire::Connection>,
+    chunked: bool,
 }
 
 /// A slot this run made, dropped with its publication if the run ends before following
@@ -118,20 +208,28 @@ impl Drop for Made<'_> {
 /// copy's `--json` report, which following completes.
 fn after_copy(
     cfg: &CopyConfig,
-    slot: Slot,
+    slot: Started,
     copied: Exit,
     report: Option<serde_json::Value>,
 ) -> Result<Exit> {
     let mut dest = cfg.dest.connect()?;
     if copied != Exit::Success {
-        log::error!(
-            "not following: the copy did not finish whole; dropping the replication slot {}",
-            slot.name
-        );
         let name = slot.name.clone();
-        drop(slot);
-        let mut source = cfg.source.connect()?;
-        slot::drop_both(&mut source, &name)?;
+        drop(slot.session);
+        if slot.chunked {
+            log::error!(
+                "not following yet: the copy did not finish whole; the replication slot {name} \
+                 stays, and `pgcopy copy --follow --resume` copies the chunks not recorded \
+                 (`pgcopy abandon` drops the slot instead)"
+            );
+        } else {
+            log::error!(
+                "not following: the copy did not finish whole; dropping the replication slot \
+                 {name}"
+            );
+            let mut source = cfg.source.connect()?;
+            slot::drop_both(&mut source, &name)?;
+        }
         lock_destination(&mut dest, &cfg.dest)?;
         keys::put_back_recorded(&cfg.state_dir, &mut dest)?;
         return Ok(copied);
@@ -150,7 +248,7 @@ fn after_copy(
     )?;
     drop(source);
     let ledger = Ledger::choose(&mut dest)?.map_err(anyhow::Error::msg)?;
-    ledger.create(&mut dest, &slot.name, slot.consistent_point)?;
+    ledger.create(&mut dest, &slot.name, slot.start)?;
     if ledger == Ledger::Table {
         log::info!(
             "recording how far following got in {} on the destination (the role may not use \
@@ -159,5 +257,5 @@ fn after_copy(
         );
     }
     drop(dest);
-    stream::follow(cfg, &slot.name, Some(slot.session), report)
+    stream::follow(cfg, &slot.name, slot.session, report)
 }

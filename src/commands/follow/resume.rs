@@ -1,10 +1,13 @@
 //! `copy --follow --resume`: going on from the destination's recorded progress with the
-//! same slot, once the destination tables are checked to be those it followed into; or
-//! starting over, when the earlier follower stopped during its initial copy.
+//! same slot, once the destination tables are checked to be those it followed into; going
+//! on with the chunked copy, when the earlier follower stopped during it; or starting over,
+//! when it stopped during a copy in one snapshot.
 
 use crate::cli::config::CopyConfig;
 use crate::exit::Exit;
 use crate::pg::sql::TableName;
+use crate::plan::chunks;
+use crate::replication::decode::Lsn;
 use crate::replication::follow;
 use crate::replication::progress;
 use crate::replication::slot::{self, LsnText};
@@ -12,10 +15,21 @@ use anyhow::{bail, Result};
 use postgres::Client;
 use std::collections::HashSet;
 
+/// What `--resume` goes on with.
+pub(super) enum Resumed {
+    /// The earlier follower got past its copy: this run followed on, and ended so.
+    Followed(Exit),
+    /// It stopped during its chunked copy: the chunks it did not record are copied, then
+    /// following starts at `start`, the slot `name`'s start.
+    Copy { name: String, start: Lsn },
+    /// It stopped during a copy in one snapshot, which is gone: everything again.
+    Anew,
+}
+
 /// `--follow --resume`: follows from where the destination is, when an earlier follower got
-/// past its copy; `None` when the copy must be made (again) first, after dropping what a
-/// follower stopped during its copy left.
-pub(super) fn resume(cfg: &CopyConfig) -> Result<Option<Exit>> {
+/// past its copy; else says how the copy goes on, after dropping what a follower stopped
+/// during a copy in one snapshot left.
+pub(super) fn resume(cfg: &CopyConfig) -> Result<Resumed> {
     let mut source = cfg.source.connect()?;
     let mut dest = cfg.dest.connect()?;
     let name = super::checks::name(&mut dest)?;
@@ -27,13 +41,25 @@ pub(super) fn resume(cfg: &CopyConfig) -> Result<Option<Exit>> {
                 "resuming: the destination holds every source transaction up to {}",
                 LsnText(at)
             );
-            Ok(Some(super::stream::follow(cfg, &name, None, None)?))
+            Ok(Resumed::Followed(super::stream::follow(
+                cfg, &name, None, None,
+            )?))
         }
         (Some(_), false) => bail!(
             "the destination was following the source, but the source's replication slot \
              {name} is gone, and with it the changes since: copy again with --follow, \
              without --resume, after `pgcopy abandon` drops the destination's record of it"
         ),
+        (None, true) if chunks::exists(&mut dest, &name)? => {
+            let start = slot::start_of(&mut source, &name)?;
+            log::warn!(
+                "resuming the initial copy: the chunks the earlier follower recorded on the \
+                 destination stay, the others are copied now; following starts from the \
+                 slot {name}'s start, {}",
+                LsnText(start)
+            );
+            Ok(Resumed::Copy { name, start })
+        }
         (None, true) => {
             log::warn!(
                 "the destination has no record of the earlier follower's progress: it stopped \
@@ -41,7 +67,7 @@ pub(super) fn resume(cfg: &CopyConfig) -> Result<Option<Exit>> {
                  its data since; starting over with a new slot and snapshot (dropping {name})"
             );
             slot::drop_both(&mut source, &name)?;
-            Ok(None)
+            Ok(Resumed::Anew)
         }
         (None, false) => bail!(
             "nothing to resume: no follower of {} on {} (no replication slot {name}, and no \

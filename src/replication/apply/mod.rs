@@ -26,6 +26,7 @@
 //! one way only: `run` into the rest, `relations` into `staging` and `pipeline`, `staging`
 //! into `pipeline`.
 
+mod chunked;
 mod mark;
 mod parts;
 mod pipeline;

@@ -10,6 +10,7 @@ use super::relations::Joined;
 use super::sql::{update_columns, Shape};
 use super::state::{Applied, Applier, Expect, Folding, Group, What};
 use crate::pg::sql::{quote_ident, TableName};
+use crate::replication::chunks::Truncation;
 use crate::replication::decode::{Lsn, Message, Value};
 use crate::replication::net;
 use crate::replication::progress::Ledger;
@@ -139,7 +140,9 @@ impl Applier<'_> {
 
     fn apply(&mut self, message: Message) -> Result<()> {
         match message {
-            Message::Begin { final_lsn, .. } => {
+            Message::Begin { final_lsn, xid, .. } => {
+                self.xid = xid;
+                self.final_lsn = final_lsn;
                 // A transaction whose commit lies before where the destination already is
                 // was applied by an earlier run.
                 self.skipping = final_lsn < self.applied_before;
@@ -181,10 +184,27 @@ impl Applier<'_> {
                 self.send_staged(None)?;
                 let mut names = Vec::new();
                 for relation in relations {
-                    if let Some(known) = self.followed_table(relation)? {
-                        names.push(known.target.name.quoted());
-                        self.quiet_triggers(relation)?;
+                    let Some(known) = self.followed_table(relation)? else {
+                        continue;
+                    };
+                    let name = known.target.name.clone();
+                    match self.truncation(&name) {
+                        Truncation::Whole => names.push(name.quoted()),
+                        Truncation::None => continue,
+                        Truncation::Ranges(conditions) => {
+                            let conditions: Vec<&str> = conditions
+                                .iter()
+                                .map(|c| c.trim_start_matches("WHERE "))
+                                .collect();
+                            let sql = format!(
+                                "DELETE FROM ONLY {} WHERE ({})",
+                                name.quoted(),
+                                conditions.join(") OR (")
+                            );
+                            self.queue_once(&sql, None, format!("`{sql}`"))?;
+                        }
                     }
+                    self.quiet_triggers(relation)?;
                 }
                 if names.is_empty() {
                     return Ok(());
@@ -226,13 +246,19 @@ impl Applier<'_> {
     /// to say which row it was if it fails: formatting that for every row would cost more
     /// than the row.
     fn change(&mut self, message: Message) -> Result<()> {
-        let Some(Parts { relation, kind, .. }) = parts(&message) else {
+        let Some(Parts { relation, .. }) = parts(&message) else {
             bail!("not a change of rows");
         };
-        let full = kind.is_ascii_lowercase();
         if self.followed_table(relation)?.is_none() {
             return Ok(());
         }
+        let Some(message) = self.through_chunks(message)? else {
+            return Ok(());
+        };
+        let Some(Parts { kind, .. }) = parts(&message) else {
+            bail!("not a change of rows");
+        };
+        let full = kind.is_ascii_lowercase();
         self.quiet_triggers(relation)?;
         let folding = self.known[&relation].folding;
         if folding != Folding::Never {

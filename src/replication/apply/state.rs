@@ -7,6 +7,8 @@ use super::sql::Shape;
 use super::table::Target;
 use crate::pg::sql::TableName;
 use crate::pg::wire;
+use crate::plan::chunks::keys::Key;
+use crate::replication::chunks::Chunks;
 use crate::replication::decode::{Lsn, Message, Value};
 use crate::replication::net;
 use crate::replication::receive::Shared;
@@ -92,6 +94,14 @@ pub(crate) struct Applier<'a> {
     pub(super) group: Group,
     /// Transactions that end before this were applied before: skipped if sent again.
     pub(super) applied_before: Lsn,
+    /// The chunks the initial copy read, which decide the changes of their tables.
+    pub(super) chunks: Chunks,
+    /// Rows of copied tables a key update moved in whose row the source no longer had when
+    /// asked: their changes are left until one inserts the key again.
+    pub(super) absent: HashSet<(TableName, Key)>,
+    /// The transaction being applied: its id, and where its commit is.
+    pub(super) xid: u32,
+    pub(super) final_lsn: Lsn,
     pub(super) skipping: bool,
     /// The transaction being applied holds this follower's cutover mark.
     pub(super) cutover: bool,
@@ -133,6 +143,10 @@ impl<'a> Applier<'a> {
             queued: Vec::new(),
             group: Group::default(),
             applied_before,
+            chunks: Chunks::default(),
+            absent: HashSet::new(),
+            xid: 0,
+            final_lsn: 0,
             skipping: false,
             cutover: false,
             notified_end: None,
@@ -143,5 +157,13 @@ impl<'a> Applier<'a> {
             inserts: 0,
             applied: Applied::default(),
         }
+    }
+}
+
+impl Applier<'_> {
+    /// Decides the changes of the tables the initial copy read in chunks by `chunks`.
+    pub(crate) fn with_chunks(mut self, chunks: Chunks) -> Self {
+        self.chunks = chunks;
+        self
     }
 }

@@ -1,6 +1,7 @@
 //! One lane: a reader–writer pair's state, which the main thread watches, and what a
 //! reader tells its writer.
 
+use crate::transfer::read::Read;
 use crate::transfer::schedule::Job;
 use crate::transfer::sessions::Cancels;
 use anyhow::Result;
@@ -15,8 +16,8 @@ pub(super) enum Msg {
     /// The next table to write.
     Begin(Job),
     Chunk(Vec<u8>),
-    /// The table's stream ended: the rows the source sent, or why it stopped.
-    End(Result<u64>),
+    /// The table's stream ended: what the source sent, or why it stopped.
+    End(Result<Read>),
 }
 
 /// One reader–writer pair; its counters let the main thread show what is in flight.

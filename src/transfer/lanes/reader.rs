@@ -7,7 +7,7 @@ use crate::pg::error::{describe, Stopped};
 use crate::pg::pool::{Pool, PooledClient, ReaderPool, ReaderSessions, Sessions};
 use crate::pg::wire;
 use crate::plan::TablePlan;
-use crate::transfer::read;
+use crate::transfer::read::{self, Read};
 use crate::transfer::schedule::{Job, Next};
 use crate::transfer::sessions::{LaneConnection, Session, SOURCE};
 use crate::transfer::TableOutcome;
@@ -79,7 +79,10 @@ pub(super) fn reader_lane(
         let result = if table.on_source {
             read_table(shared, lane, job, table, &mut session.client, &chunks)
         } else {
-            Ok(0)
+            Ok(Read {
+                rows: 0,
+                seen: None,
+            })
         };
         session.ended(&shared.losses, &result, true);
         if chunks.send(Msg::End(result)).is_err() {
@@ -104,8 +107,8 @@ fn next_job(shared: &Shared) -> Option<Job> {
     }
 }
 
-/// Streams one table, or one piece of it, to the lane's writer; returns the number of rows
-/// sent. Stops when the writer failed this try or the copy is stopping.
+/// Streams one table, or one piece of it, to the lane's writer; returns what it sent.
+/// Stops when the writer failed this try or the copy is stopping.
 fn read_table(
     shared: &Shared,
     lane: &Lane,
@@ -113,7 +116,7 @@ fn read_table(
     table: &TablePlan,
     conn: &mut wire::Connection,
     chunks: &Sender<Msg>,
-) -> Result<u64> {
+) -> Result<Read> {
     let settings = shared.settings;
     read::read(
         conn,

@@ -57,6 +57,7 @@ pub(super) fn writer_lane(
                 shared.settings,
                 &shared.counters.bytes,
                 table,
+                piece,
                 table
                     .split
                     .as_ref()

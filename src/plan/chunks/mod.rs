@@ -1,0 +1,216 @@
+//! The chunked initial copy of `copy --follow`: which tables are read in ranges of a key and
+//! which whole (`cut`), the key values pgcopy places in those ranges itself (`keys`), and the
+//! destination's record of every range read — the snapshot it was read in, and the WAL
+//! position read with it — written in the same commit as the range's rows. The follower
+//! decides each change of a copied table by the snapshot of the range that holds its key;
+//! `--resume` goes on at the ranges not recorded.
+
+pub(crate) mod cut;
+pub(crate) mod keys;
+
+use crate::pg::sql::TableName;
+use crate::plan::pieces::KeyRange;
+use crate::schema::own::{self, CAN_MAKE_TABLE};
+use anyhow::{Context, Result};
+use postgres::{Client, GenericClient};
+
+/// The record, in pgcopy's own schema.
+pub(crate) const TABLE: &str = "pgcopy.follow_chunks";
+
+/// The statement a chunk's read runs first in its `REPEATABLE READ` transaction: it takes
+/// the snapshot, and the WAL's insert position right after. Every transaction the snapshot
+/// sees wrote its commit record before that position (a transaction leaves the running set
+/// only after its commit record is in), so a change committed there or after is one the
+/// chunk does not hold.
+pub(crate) const TAKE_SQL: &str =
+    "SELECT pg_current_snapshot()::text, pg_current_wal_insert_lsn()::text";
+
+/// What a chunk's read saw, as the source wrote it: `pg_current_snapshot()` and the WAL
+/// position after it (see `TAKE_SQL`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Seen {
+    pub(crate) snapshot: String,
+    pub(crate) horizon: String,
+}
+
+/// One range read, as recorded.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Recorded {
+    pub(crate) table: TableName,
+    /// The key columns and the range, for a table read in ranges; `None` for a table read
+    /// whole.
+    pub(crate) range: Option<(Vec<String>, KeyRange)>,
+    /// The range's rows, as `WHERE …` (empty for a table read whole).
+    pub(crate) condition: String,
+    pub(crate) seen: Seen,
+}
+
+/// Whether the destination role may keep the record (it makes the table, and the schema
+/// if missing).
+pub(crate) fn can_record(dest: &mut Client) -> Result<bool> {
+    Ok(dest
+        .query_one(&format!("SELECT {CAN_MAKE_TABLE}"), &[&TABLE])
+        .context("asking the destination whether pgcopy may record the chunks it copies")?
+        .get(0))
+}
+
+/// Makes the record's table where it is missing; a copy that starts over (`fresh`) forgets
+/// what an earlier follower of `slot` recorded.
+pub(crate) fn start(dest: &mut Client, slot: &str, fresh: bool) -> Result<()> {
+    let mut tx = dest.transaction()?;
+    own::ensure(&mut tx)?;
+    tx.batch_execute(&format!(
+        "CREATE TABLE IF NOT EXISTS {TABLE} (
+             slot text NOT NULL,
+             table_schema text NOT NULL,
+             table_name text NOT NULL,
+             condition text NOT NULL,
+             key text[],
+             types text[],
+             low text[],
+             high text[],
+             snapshot text NOT NULL,
+             horizon pg_lsn NOT NULL,
+             PRIMARY KEY (slot, table_schema, table_name, condition));
+         COMMENT ON TABLE {TABLE} IS 'the ranges pgcopy copy --follow copied, each with its \
+         snapshot; dropped at cutover or by pgcopy abandon'"
+    ))?;
+    if fresh {
+        tx.execute(&format!("DELETE FROM {TABLE} WHERE slot = $1"), &[&slot])?;
+    }
+    tx.commit()
+        .with_context(|| format!("making {TABLE} on the destination"))
+}
+
+/// Whether anything is recorded for `slot`.
+pub(crate) fn exists(dest: &mut Client, slot: &str) -> Result<bool> {
+    let table: bool = dest
+        .query_one("SELECT to_regclass($1) IS NOT NULL", &[&TABLE])?
+        .get(0);
+    if !table {
+        return Ok(false);
+    }
+    Ok(dest
+        .query_one(
+            &format!("SELECT EXISTS (SELECT FROM {TABLE} WHERE slot = $1)"),
+            &[&slot],
+        )
+        .with_context(|| format!("reading {TABLE}"))?
+        .get(0))
+}
+
+/// Forgets what is recorded of `table`, in the transaction that empties it.
+pub(crate) fn forget_table(
+    tx: &mut impl GenericClient,
+    slot: &str,
+    table: &TableName,
+) -> Result<()> {
+    tx.execute(
+        &format!("DELETE FROM {TABLE} WHERE slot = $1 AND table_schema = $2 AND table_name = $3"),
+        &[&slot, &table.schema, &table.name],
+    )
+    .with_context(|| format!("forgetting the chunks of {table} recorded in {TABLE}"))?;
+    Ok(())
+}
+
+/// Records, in the transaction that loads its rows, that `table` (or its piece, by
+/// `condition`, with its key columns and range) was read as `seen` says.
+pub(crate) fn record(
+    tx: &mut impl GenericClient,
+    slot: &str,
+    table: &TableName,
+    piece: Option<(&str, &[String], &KeyRange)>,
+    seen: &Seen,
+) -> Result<()> {
+    let condition = piece.map_or("", |(condition, _, _)| condition);
+    let key = piece.map(|(_, key, _)| key.to_vec());
+    let range = piece.map(|(_, _, range)| range);
+    let types = range.map(|r| r.types.clone());
+    let low = range.and_then(|r| r.low.clone());
+    let high = range.and_then(|r| r.high.clone());
+    tx.execute(
+        &format!(
+            "INSERT INTO {TABLE} AS c (slot, table_schema, table_name, condition, key, types,
+                                       low, high, snapshot, horizon)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10::text::pg_lsn)
+             ON CONFLICT (slot, table_schema, table_name, condition) DO UPDATE
+             SET key = excluded.key, types = excluded.types, low = excluded.low,
+                 high = excluded.high, snapshot = excluded.snapshot,
+                 horizon = excluded.horizon"
+        ),
+        &[
+            &slot,
+            &table.schema,
+            &table.name,
+            &condition,
+            &key,
+            &types,
+            &low,
+            &high,
+            &seen.snapshot,
+            &seen.horizon,
+        ],
+    )
+    .with_context(|| format!("recording the chunk of {table} copied in {TABLE}"))?;
+    Ok(())
+}
+
+/// Everything recorded for `slot`.
+pub(crate) fn load(dest: &mut Client, slot: &str) -> Result<Vec<Recorded>> {
+    if !exists(dest, slot)? {
+        return Ok(Vec::new());
+    }
+    let rows = dest
+        .query(
+            &format!(
+                "SELECT table_schema, table_name, key, types, low, high, snapshot,
+                        horizon::text, condition
+                 FROM {TABLE} WHERE slot = $1"
+            ),
+            &[&slot],
+        )
+        .with_context(|| format!("reading {TABLE}"))?;
+    Ok(rows
+        .iter()
+        .map(|row| Recorded {
+            table: TableName::new(row.get::<_, String>(0), row.get::<_, String>(1)),
+            range: row.get::<_, Option<Vec<String>>>(2).map(|key| {
+                (
+                    key,
+                    KeyRange {
+                        types: row.get::<_, Option<Vec<String>>>(3).unwrap_or_default(),
+                        low: row.get(4),
+                        high: row.get(5),
+                    },
+                )
+            }),
+            seen: Seen {
+                snapshot: row.get(6),
+                horizon: row.get(7),
+            },
+            condition: row.get(8),
+        })
+        .collect())
+}
+
+/// Forgets `slot`'s record; the table goes when no follower is left in it (the schema is
+/// the progress ledger's to drop, after it).
+pub(crate) fn forget(dest: &mut Client, slot: &str) -> Result<()> {
+    let table: bool = dest
+        .query_one("SELECT to_regclass($1) IS NOT NULL", &[&TABLE])?
+        .get(0);
+    if !table {
+        return Ok(());
+    }
+    let mut tx = dest.transaction()?;
+    tx.execute(&format!("DELETE FROM {TABLE} WHERE slot = $1"), &[&slot])?;
+    let left: i64 = tx
+        .query_one(&format!("SELECT count(*) FROM {TABLE}"), &[])?
+        .get(0);
+    if left == 0 {
+        tx.batch_execute(&format!("DROP TABLE {TABLE}"))?;
+    }
+    tx.commit()
+        .with_context(|| format!("removing {slot} from {TABLE}"))?;
+    own::drop_if_made_here(dest)
+}

@@ -1,0 +1,340 @@
+//! The chunked initial copy of `copy --follow`: every table, and every key range of a big
+//! one, read in a short snapshot of its own while writers keep changing the rows being
+//! read — updates, deletes, re-inserts, keys moved between ranges read and not read, a
+//! TOASTed value an update leaves alone, a TRUNCATE between two chunks — then reconciled
+//! through the stream, so that the destination equals the source at cutover; the snapshots
+//! pgcopy holds on the source, as the source's own `pg_stat_activity` shows them; and a
+//! follower killed during its copy going on with `--resume` from the chunks it recorded.
+
+use crate::util::{
+    self, assert_exit, assert_nothing_left, cut_over, exit, test_name, wait_following, TestDb,
+};
+use std::process::Child;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+const SCHEMA: &str = "
+    CREATE TABLE items (id bigint PRIMARY KEY, n int NOT NULL, pad text, body text);
+    CREATE TABLE notes (k uuid PRIMARY KEY, v int NOT NULL, pad text);
+    CREATE TABLE loose (v int, pad text);
+    ALTER TABLE loose REPLICA IDENTITY FULL;
+    CREATE TABLE emptied (id int PRIMARY KEY, pad text);
+    CREATE TABLE writes (id bigserial PRIMARY KEY, at pg_lsn NOT NULL, what text NOT NULL);";
+
+/// Every table, as the checks name them.
+const TABLES: &[&str] = &["items", "notes", "loose", "emptied", "writes"];
+
+/// Rows of `items`: about 24 MB, 24 chunks of the smallest --chunk-size. Their keys are
+/// even, so that a key update can move a row to any odd key, into a chunk read before or
+/// after its own; every 500th row has a body stored out of line (TOASTed).
+const ITEMS: i64 = 100_000;
+
+fn loaded_pair(name: &str) -> (util::Cluster, util::Cluster, TestDb, TestDb) {
+    let (logical, destination, src, dst) = util::logical_pair(name);
+    util::both(&src, &dst, SCHEMA);
+    src.exec(&format!(
+        "INSERT INTO items
+         SELECT 2 * g, 0, repeat('p', 200),
+                CASE WHEN g % 500 = 0 THEN
+                    (SELECT string_agg(md5(g::text || i::text), '') FROM generate_series(1, 300) i)
+                END
+         FROM generate_series(1, {ITEMS}) g;
+         INSERT INTO notes SELECT gen_random_uuid(), g, repeat('n', 200)
+         FROM generate_series(1, 20000) g;
+         INSERT INTO loose SELECT g, repeat('l', 100) FROM generate_series(1, 20000) g;
+         INSERT INTO emptied SELECT g, repeat('e', 200) FROM generate_series(1, 40000) g;
+         ANALYZE;"
+    ));
+    (logical, destination, src, dst)
+}
+
+/// A writer changing rows of every table, one change to a transaction, each logging where
+/// the WAL was in `writes`, until `stop`: updates, deletes, re-inserts, a delete and an
+/// insert of one key in one transaction, keys moved anywhere in the key space (from ranges
+/// read into ranges not read yet and back), updates and moves of rows whose TOASTed body
+/// they leave alone.
+fn writer(src: &TestDb) -> (&'static AtomicBool, JoinHandle<u64>) {
+    let stop: &'static AtomicBool = Box::leak(Box::new(AtomicBool::new(false)));
+    let mut client = src.client();
+    let thread = std::thread::spawn(move || {
+        let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = move |below: i64| -> i64 {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            1 + (seed % below as u64) as i64
+        };
+        let mut done = 0;
+        while !stop.load(Ordering::SeqCst) {
+            let (r, r2) = (next(2 * ITEMS + 2_000), next(ITEMS + 1_000) * 2 - 1);
+            let toasted = (next(ITEMS / 500) * 1000).to_string();
+            let (what, sql) = match done % 9 {
+                0 => (
+                    "update",
+                    format!("UPDATE items SET n = n + 1 WHERE id = {r}"),
+                ),
+                1 => ("delete", format!("DELETE FROM items WHERE id = {r}")),
+                2 => (
+                    "insert",
+                    format!(
+                        "INSERT INTO items VALUES ({r}, 1, 'new', NULL)
+                         ON CONFLICT (id) DO UPDATE SET n = items.n + 1"
+                    ),
+                ),
+                3 => (
+                    "move",
+                    format!(
+                        "UPDATE items SET id = {r2}, n = n + 1 WHERE id = {r}
+                         AND NOT EXISTS (SELECT FROM items WHERE id = {r2})"
+                    ),
+                ),
+                4 => (
+                    "delete and insert again",
+                    format!(
+                        "DELETE FROM items WHERE id = {r};
+                         INSERT INTO items VALUES ({r}, 7, 'again', NULL)"
+                    ),
+                ),
+                5 => (
+                    "update leaving the TOASTed body",
+                    format!("UPDATE items SET n = n + 1 WHERE id = {toasted}"),
+                ),
+                6 => (
+                    "move leaving the TOASTed body",
+                    format!(
+                        "UPDATE items SET id = {r2} WHERE id = {toasted}
+                         AND NOT EXISTS (SELECT FROM items WHERE id = {r2})"
+                    ),
+                ),
+                7 => (
+                    "notes",
+                    "UPDATE notes SET k = gen_random_uuid(), v = v + 1
+                     WHERE k = (SELECT k FROM notes ORDER BY k OFFSET (random() * 1000)::int
+                                LIMIT 1)"
+                        .to_string(),
+                ),
+                _ => (
+                    "loose",
+                    format!(
+                        "UPDATE loose SET v = v + 100000 WHERE v = {v};
+                         DELETE FROM loose WHERE v = {w}",
+                        v = r % 20_000,
+                        w = r2 % 20_000
+                    ),
+                ),
+            };
+            let sql = format!(
+                "BEGIN; {sql}; INSERT INTO writes (at, what) VALUES (pg_current_wal_lsn(), '{what}');
+                 COMMIT"
+            );
+            client.batch_execute(&sql).expect("a writer's transaction");
+            done += 1;
+        }
+        done
+    });
+    (stop, thread)
+}
+
+/// Polls `ready` until it holds, failing the test if the follower exits first or it never
+/// holds.
+fn wait_for(follower: &mut Child, what: &str, mut ready: impl FnMut() -> bool) {
+    let started = Instant::now();
+    while !ready() {
+        if let Ok(Some(status)) = follower.try_wait() {
+            panic!("the follower exited with {status} before {what}");
+        }
+        assert!(started.elapsed().as_secs() < 120, "never got to {what}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// How many chunks of `table` the destination recorded (0 before the record exists).
+fn recorded(dst: &TestDb, table: &str) -> i64 {
+    if dst.scalar_i64("SELECT (to_regclass('pgcopy.follow_chunks') IS NULL)::int") == 1 {
+        return 0;
+    }
+    dst.scalar_i64(&format!(
+        "SELECT count(*) FROM pgcopy.follow_chunks WHERE table_name = '{table}'"
+    ))
+}
+
+/// The first and the last horizon of `table`'s chunks, as text.
+fn horizons(dst: &TestDb, table: &str) -> (String, String) {
+    let rows = dst.rows_text(&format!(
+        "SELECT min(horizon)::text, max(horizon)::text FROM pgcopy.follow_chunks
+         WHERE table_name = '{table}'"
+    ));
+    let row = &rows[0];
+    (
+        row[0].clone().expect("chunks"),
+        row[1].clone().expect("chunks"),
+    )
+}
+
+#[test]
+fn chunks_read_while_rows_change_under_them_add_up_to_the_source_at_cutover() {
+    let (_logical, _destination, src, dst) = loaded_pair(&test_name!());
+    let (stop, writing) = writer(&src);
+    let mut follower = util::spawn_copy(
+        &src,
+        &dst,
+        &["--follow", "--chunk-size", "1MiB", "--parallel", "1"],
+    );
+    // While the copy runs (the slot made, not streamed yet): the snapshots pgcopy's
+    // sessions hold, with the source's next transaction id; and, once a chunk of `emptied`
+    // is recorded, that table emptied and filled again across its whole key range, so that
+    // chunks read before and after the TRUNCATE both hold its rows.
+    let mut samples: Vec<(i64, Option<i64>)> = Vec::new();
+    let mut truncated_at = None;
+    let mut source = src.client();
+    wait_for(&mut follower, "following", || {
+        let row = source
+            .query_one(
+                "SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint,
+                        (SELECT min(backend_xmin::text::bigint) FROM pg_stat_activity
+                         WHERE application_name = 'pgcopy' AND backend_xmin IS NOT NULL),
+                        (SELECT bool_or(NOT active) FROM pg_replication_slots)",
+                &[],
+            )
+            .expect("sampling pg_stat_activity");
+        if row.get::<_, Option<bool>>(2) == Some(true) {
+            samples.push((row.get(0), row.get(1)));
+        }
+        if truncated_at.is_none() && recorded(&dst, "emptied") > 0 {
+            src.exec(
+                "BEGIN; TRUNCATE emptied;
+                 INSERT INTO emptied SELECT g, 'after' FROM generate_series(1, 40000, 13) g;
+                 COMMIT",
+            );
+            truncated_at = Some(src.scalar_string("SELECT pg_current_wal_lsn()::text"));
+        }
+        dst.scalar_i64(
+            "SELECT (SELECT count(*) FROM pg_replication_origin)
+                    + (to_regclass('pgcopy.follow_progress') IS NOT NULL)::int",
+        ) == 1
+    });
+    wait_following(&dst, &mut follower);
+    stop.store(true, Ordering::SeqCst);
+    let writes = writing.join().expect("the writer");
+    assert!(writes > 100, "the writer made {writes} transactions");
+
+    // The source's own record of the order of events. Writes committed between the first
+    // and the last chunk of `items`, whose rows they changed while the chunks were read.
+    let (first, last) = horizons(&dst, "items");
+    let during = src.scalar_i64(&format!(
+        "SELECT count(*) FROM writes WHERE at > '{first}' AND at < '{last}'"
+    ));
+    assert!(
+        during >= 20,
+        "only {during} writes between the chunks {first} and {last}"
+    );
+    assert!(recorded(&dst, "items") >= 10, "items was read in chunks");
+    // The TRUNCATE came between two chunks of `emptied`: some read before it, some after.
+    let truncated_at = truncated_at.expect("emptied was truncated during the copy");
+    let (first, last) = horizons(&dst, "emptied");
+    assert_eq!(
+        src.scalar_string(&format!(
+            "SELECT ('{first}'::pg_lsn < '{truncated_at}' AND '{truncated_at}' < '{last}')::text"
+        )),
+        "true",
+        "TRUNCATE at {truncated_at}, chunks of emptied from {first} to {last}"
+    );
+    // No snapshot the copy held at its end was taken before its start: the oldest
+    // snapshot of pgcopy's sessions in the last sample is younger than the transactions
+    // running at the first (a copy in one snapshot holds that one throughout).
+    let held: Vec<&(i64, Option<i64>)> = samples.iter().filter(|s| s.1.is_some()).collect();
+    assert!(
+        held.len() >= 2,
+        "samples of the copy's snapshots: {samples:?}"
+    );
+    let (first_next, _) = held[0];
+    let (_, last_oldest) = held[held.len() - 1];
+    assert!(
+        last_oldest.unwrap() >= *first_next,
+        "the copy still held a snapshot from its start: {samples:?}"
+    );
+    // The table without a key was read whole, in its own snapshot, and the log says why.
+    assert_eq!(recorded(&dst, "loose"), 1);
+
+    let (out, followed) = cut_over(&src.url(), &dst.url(), follower, &["--verify"]);
+    assert_exit!(followed, exit::SUCCESS);
+    assert!(out.stdout.contains("cut over in "), "{out:?}");
+    assert!(
+        followed
+            .stderr
+            .contains("loose is read whole, in a snapshot of its own held while it is read"),
+        "{followed:?}"
+    );
+    util::assert_same_data(&src, &dst, TABLES);
+    assert_eq!(dst.count("emptied"), 3077, "{followed:?}");
+    assert_nothing_left(&src, &dst);
+    assert_eq!(
+        dst.scalar_i64("SELECT count(*) FROM pg_namespace WHERE nspname = 'pgcopy'"),
+        0,
+        "the record of the chunks is gone with the follower"
+    );
+}
+
+/// A follower killed during its chunked copy, at `kill_when`, goes on with `--resume`: the
+/// chunks recorded before the kill stay as they were, and the destination equals the
+/// source at cutover.
+fn killed_and_resumed(name: &str, kill_when: &str, ready: impl Fn(&TestDb, &TestDb) -> bool) {
+    let (_logical, _destination, src, dst) = loaded_pair(name);
+    let (stop, writing) = writer(&src);
+    let args = ["--follow", "--chunk-size", "1MiB", "--parallel", "1"];
+    let mut follower = util::spawn_copy(&src, &dst, &args);
+    wait_for(&mut follower, kill_when, || ready(&src, &dst));
+    follower.kill().expect("kill -9 of the follower");
+    let _ = follower.wait();
+    let kept = "SELECT table_name, condition, snapshot FROM pgcopy.follow_chunks ORDER BY 1, 2";
+    let before = dst.rows_text(kept);
+    assert!(!before.is_empty(), "chunks recorded before the kill");
+
+    let mut args = args.to_vec();
+    args.push("--resume");
+    let mut resumed = util::spawn_copy(&src, &dst, &args);
+    wait_following(&dst, &mut resumed);
+    let after = dst.rows_text(kept);
+    let again: Vec<_> = before.iter().filter(|c| !after.contains(c)).collect();
+    if !again.is_empty() {
+        resumed.kill().ok();
+        let said = util::finish(resumed);
+        panic!("chunks recorded before the kill were read again: {again:?}\nBEFORE {before:?}\nAFTER {after:?}\n{said:?}");
+    }
+    assert!(after.len() > before.len(), "the others were read on resume");
+    stop.store(true, Ordering::SeqCst);
+    writing.join().expect("the writer");
+    let (_, followed) = cut_over(&src.url(), &dst.url(), resumed, &["--verify"]);
+    assert_exit!(followed, exit::SUCCESS);
+    assert!(
+        followed.stderr.contains("resuming the initial copy"),
+        "{followed:?}"
+    );
+    util::assert_same_data(&src, &dst, TABLES);
+    assert_nothing_left(&src, &dst);
+}
+
+#[test]
+fn a_follower_killed_in_the_middle_of_a_chunk_resumes_from_the_chunks_it_recorded() {
+    killed_and_resumed(&test_name!(), "a chunk being read", |src, dst| {
+        recorded(dst, "items") >= 3
+            && src.scalar_i64(
+                "SELECT count(*) FROM pg_stat_activity
+                 WHERE application_name = 'pgcopy' AND state = 'active'
+                   AND query LIKE 'COPY (SELECT%items%'",
+            ) > 0
+    });
+}
+
+#[test]
+fn a_follower_killed_between_two_chunks_resumes_from_the_chunks_it_recorded() {
+    killed_and_resumed(&test_name!(), "a chunk recorded", |src, dst| {
+        recorded(dst, "items") >= 5
+            && src.scalar_i64(
+                "SELECT count(*) FROM pg_stat_activity
+                 WHERE application_name = 'pgcopy' AND state = 'active'
+                   AND query LIKE 'COPY%'",
+            ) == 0
+    });
+}
