@@ -149,13 +149,15 @@ fn wait_for(follower: &mut Child, what: &str, mut ready: impl FnMut() -> bool) {
     }
 }
 
-/// How many chunks of `table` the destination recorded (0 before the record exists).
+/// How many chunks of `table` the destination recorded as copied (0 before the record
+/// exists).
 fn recorded(dst: &TestDb, table: &str) -> i64 {
     if dst.scalar_i64("SELECT (to_regclass('pgcopy.follow_chunks') IS NULL)::int") == 1 {
         return 0;
     }
     dst.scalar_i64(&format!(
-        "SELECT count(*) FROM pgcopy.follow_chunks WHERE table_name = '{table}'"
+        "SELECT count(*) FROM pgcopy.follow_chunks
+         WHERE table_name = '{table}' AND snapshot IS NOT NULL"
     ))
 }
 
@@ -179,7 +181,15 @@ fn chunks_read_while_rows_change_under_them_add_up_to_the_source_at_cutover() {
     let mut follower = util::spawn_copy(
         &src,
         &dst,
-        &["--follow", "--chunk-size", "1MiB", "--parallel", "1"],
+        &[
+            "--follow",
+            "--chunk-size",
+            "1MiB",
+            "--parallel",
+            "1",
+            "--progress-interval",
+            "1",
+        ],
     );
     // While the copy runs (the slot made, not streamed yet): the snapshots pgcopy's
     // sessions hold, with the source's next transaction id; and, once a chunk of `emptied`
@@ -266,6 +276,13 @@ fn chunks_read_while_rows_change_under_them_add_up_to_the_source_at_cutover() {
             .contains("loose is read whole, in a snapshot of its own held while it is read"),
         "{followed:?}"
     );
+    // The progress lines count the chunks, in all and of the table in flight.
+    let progress = followed
+        .stderr
+        .lines()
+        .find(|l| l.contains("progress: ") && l.contains(" chunks)") && l.contains("items "))
+        .unwrap_or_else(|| panic!("no progress line counts chunks: {followed:?}"));
+    assert!(progress.contains("/"), "{progress}");
     util::assert_same_data(&src, &dst, TABLES);
     assert_eq!(dst.count("emptied"), 3077, "{followed:?}");
     assert_nothing_left(&src, &dst);
@@ -287,9 +304,42 @@ fn killed_and_resumed(name: &str, kill_when: &str, ready: impl Fn(&TestDb, &Test
     wait_for(&mut follower, kill_when, || ready(&src, &dst));
     follower.kill().expect("kill -9 of the follower");
     let _ = follower.wait();
-    let kept = "SELECT table_name, condition, snapshot FROM pgcopy.follow_chunks ORDER BY 1, 2";
+    let kept = "SELECT table_name, condition, snapshot FROM pgcopy.follow_chunks
+                WHERE snapshot IS NOT NULL ORDER BY 1, 2";
     let before = dst.rows_text(kept);
     assert!(!before.is_empty(), "chunks recorded before the kill");
+    // `status` counts them, and the others.
+    let out = util::run(util::pgcopy().args([
+        "status",
+        "--source",
+        &src.url(),
+        "--dest",
+        &dst.url(),
+        "--json",
+    ]));
+    let doc: serde_json::Value = serde_json::from_str(&out.stdout).expect("one JSON document");
+    let copy = &doc["initial_copy"];
+    assert_eq!(
+        copy["chunks_copied"].as_u64(),
+        Some(before.len() as u64),
+        "{out:?}"
+    );
+    assert!(
+        copy["chunks"].as_u64() > Some(before.len() as u64),
+        "{out:?}"
+    );
+    let items = copy["tables"]
+        .as_array()
+        .and_then(|t| t.iter().find(|t| t["table"] == "items"))
+        .unwrap_or_else(|| panic!("items in {out:?}"));
+    assert!(items["chunks"].as_u64() >= Some(10), "{out:?}");
+    let text =
+        util::run(util::pgcopy().args(["status", "--source", &src.url(), "--dest", &dst.url()]));
+    assert!(
+        text.stdout.contains(&format!("{} of ", before.len()))
+            && text.stdout.contains(" chunks copied"),
+        "{text:?}"
+    );
 
     let mut args = args.to_vec();
     args.push("--resume");

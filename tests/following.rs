@@ -612,12 +612,12 @@ fn a_follower_rides_out_a_destination_restart_and_a_lost_source_connection() {
 }
 
 #[test]
-fn a_follower_killed_during_its_copy_starts_over_with_a_new_slot() {
+fn a_follower_killed_before_its_copy_recorded_a_chunk_starts_over_with_a_new_slot() {
     let (_logical, _destination, src, dst) = loaded_pair(&test_name!());
     let writers = pgbench(&src, 2, 8);
     let mut follower = util::spawn_copy(&src, &dst, &["--follow"]);
     let started = std::time::Instant::now();
-    // Made, its snapshot exported, the copy reading.
+    // Made, the copy planning (a chunk recorded takes `chunked.rs`'s way: going on).
     while src.scalar_i64(
         "SELECT count(*) FROM pg_replication_slots WHERE confirmed_flush_lsn IS NOT NULL",
     ) == 0
@@ -641,9 +641,8 @@ fn a_follower_killed_during_its_copy_starts_over_with_a_new_slot() {
     let (_, followed) = cut_over(&src.url(), &dst.url(), resumed, &[]);
     assert!(
         followed.stderr.contains(
-            "the destination has no record of the earlier follower's progress: it stopped during \
-             its initial copy, whose snapshot is gone with it, or a copy replaced its data since; \
-             starting over with a new slot and snapshot"
+            "the destination has no record of the earlier follower's progress, nor of a chunk \
+             it copied: it stopped before its initial copy recorded one"
         ),
         "{followed:?}"
     );

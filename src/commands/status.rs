@@ -2,13 +2,16 @@
 //! (`copy --follow`): each requirement with what the source has and what to do, and the
 //! selected tables without a usable replica identity with the statement that fixes each;
 //! and the followers pgcopy has on it: each slot, whether one streams from it, how far
-//! behind it is and the WAL it holds.
+//! behind it is and the WAL it holds; with `--dest`, the chunks of that destination's
+//! follower's initial copy, copied and to copy, per table and in all.
 
 use crate::cli::config::StatusConfig;
 use crate::exit::Exit;
 use crate::output::format::{print_json, write_table};
-use crate::pg::server::BEGIN_READ_ONLY;
+use crate::pg::server::{Identity, BEGIN_READ_ONLY};
+use crate::pg::sql::TableName;
 use crate::plan;
+use crate::plan::chunks;
 use crate::replication::readiness::{self, Readiness};
 use crate::replication::slot::{self, Follower};
 use crate::schema::catalog;
@@ -29,10 +32,15 @@ pub(crate) fn run(cfg: &StatusConfig) -> Result<Exit> {
     found
         .requirements
         .push(readiness::replication_session(&cfg.source));
+    let copy = match &cfg.dest {
+        Some(dest) => Some(initial_copy(&mut dest.connect()?)?),
+        None => None,
+    };
     if cfg.json {
-        print_json(&status_json(cfg, &found, &followers)).context("writing the status")?;
+        print_json(&status_json(cfg, &found, &followers, copy.as_ref()))
+            .context("writing the status")?;
     } else {
-        write_status(&found, &followers).context("writing the status")?;
+        write_status(&found, &followers, copy.as_ref()).context("writing the status")?;
     }
     Ok(if found.ready() {
         Exit::Success
@@ -41,7 +49,32 @@ pub(crate) fn run(cfg: &StatusConfig) -> Result<Exit> {
     })
 }
 
-fn write_status(found: &Readiness, followers: &[Follower]) -> std::io::Result<()> {
+/// The chunks of the initial copy of the follower of a destination: its slot, and per
+/// table the chunks copied and in all (none when it copied none or ended).
+struct InitialCopy {
+    slot: String,
+    tables: Vec<(TableName, i64, i64)>,
+}
+
+impl InitialCopy {
+    fn totals(&self) -> (i64, i64) {
+        self.tables
+            .iter()
+            .fold((0, 0), |(d, a), (_, done, all)| (d + done, a + all))
+    }
+}
+
+fn initial_copy(dest: &mut postgres::Client) -> Result<InitialCopy> {
+    let slot = slot::name_for(&Identity::read(dest)?.key());
+    let tables = chunks::counts(dest, &slot)?;
+    Ok(InitialCopy { slot, tables })
+}
+
+fn write_status(
+    found: &Readiness,
+    followers: &[Follower],
+    copy: Option<&InitialCopy>,
+) -> std::io::Result<()> {
     let mut out = crate::output::format::stdout();
     let mut rows = vec![vec![
         "follow needs".to_string(),
@@ -86,6 +119,21 @@ fn write_status(found: &Readiness, followers: &[Follower]) -> std::io::Result<()
             format_bytes(f.held)
         )?;
     }
+    if let Some(copy) = copy.filter(|c| !c.tables.is_empty()) {
+        let (done, all) = copy.totals();
+        let left: Vec<&(TableName, i64, i64)> =
+            copy.tables.iter().filter(|(_, d, a)| d < a).collect();
+        writeln!(
+            out,
+            "initial copy of follower {}: {done} of {all} chunks copied, {} of {} tables whole",
+            copy.slot,
+            copy.tables.len() - left.len(),
+            copy.tables.len()
+        )?;
+        for (table, done, all) in left {
+            writeln!(out, "  {table}: {done} of {all} chunks copied")?;
+        }
+    }
     writeln!(
         out,
         "{}",
@@ -98,7 +146,26 @@ fn write_status(found: &Readiness, followers: &[Follower]) -> std::io::Result<()
 }
 
 /// The `--json` status; its fields are documented in the README.
-fn status_json(cfg: &StatusConfig, found: &Readiness, followers: &[Follower]) -> serde_json::Value {
+fn status_json(
+    cfg: &StatusConfig,
+    found: &Readiness,
+    followers: &[Follower],
+    copy: Option<&InitialCopy>,
+) -> serde_json::Value {
+    let copy = copy.map(|copy| {
+        let (done, all) = copy.totals();
+        json!({
+            "slot": copy.slot,
+            "chunks_copied": done,
+            "chunks": all,
+            "tables": copy.tables.iter().map(|(table, done, all)| json!({
+                "schema": table.schema,
+                "table": table.name,
+                "chunks_copied": done,
+                "chunks": all,
+            })).collect::<Vec<_>>(),
+        })
+    });
     json!({
         "pgcopy_version": env!("CARGO_PKG_VERSION"),
         "source": cfg.source.to_string(),
@@ -122,5 +189,6 @@ fn status_json(cfg: &StatusConfig, found: &Readiness, followers: &[Follower]) ->
             "wal_held_bytes": f.held,
             "lag_seconds": f.lag,
         })).collect::<Vec<_>>(),
+        "initial_copy": copy,
     })
 }

@@ -54,6 +54,9 @@ pub(crate) struct Progress<'a> {
     started: Instant,
     last: Instant,
     estimated_rows: u64,
+    /// The copy is read in chunks (`copy --follow`): their counts are shown, in all and per
+    /// table in flight.
+    chunked: bool,
 }
 
 impl<'a> Progress<'a> {
@@ -79,7 +82,43 @@ impl<'a> Progress<'a> {
             started: Instant::now(),
             last: Instant::now() - FRAME_INTERVAL,
             estimated_rows: plan.tables.iter().filter_map(|t| t.estimated_rows).sum(),
+            chunked: false,
         }
+    }
+
+    /// Shows the chunks done and to do (see `chunked`).
+    pub(crate) fn in_chunks(mut self) -> Self {
+        self.chunked = true;
+        self
+    }
+
+    /// Per table, its chunks done and in all (each table a chunk, or its pieces).
+    fn chunks(&self, counters: &Counters) -> Vec<(usize, usize)> {
+        let mut chunks: Vec<(usize, usize)> = self
+            .plan
+            .tables
+            .iter()
+            .map(|t| match &t.split {
+                Some(split) => (
+                    split.done.iter().filter(|&&d| d).count(),
+                    split.pieces.len(),
+                ),
+                None => (0, 1),
+            })
+            .collect();
+        if let Ok(pieces) = counters.pieces_copied.lock() {
+            for &(index, _, _) in pieces.iter() {
+                chunks[index].0 += 1;
+            }
+        }
+        if let Ok(copied) = counters.copied.lock() {
+            for &(index, _) in copied.iter() {
+                if self.plan.tables[index].split.is_none() {
+                    chunks[index].0 = 1;
+                }
+            }
+        }
+        chunks
     }
 
     pub(crate) fn tick(&mut self, counters: &Counters, lanes: &[Lane]) {
@@ -108,17 +147,33 @@ impl<'a> Progress<'a> {
             .collect();
         flying.sort_unstable();
         flying.dedup();
-        let in_flight: Vec<&str> = flying
+        let chunks = match self.chunked {
+            true => self.chunks(counters),
+            false => Vec::new(),
+        };
+        let in_flight: Vec<String> = flying
             .iter()
-            .map(|&i| self.plan.tables[i].name.name.as_str())
+            .map(|&i| {
+                let name = self.plan.tables[i].name.name.as_str();
+                match chunks.get(i) {
+                    Some((done, all)) if *all > 1 => format!("{name} {done}/{all}"),
+                    _ => name.to_string(),
+                }
+            })
             .collect();
         let position = on_disk_done(self.plan, counters, &flying);
         let total = self.plan.data_bytes();
-        let tables = if failed > 0 {
+        let mut tables = if failed > 0 {
             format!("{copied}/{total_tables} tables, {failed} failed")
         } else {
             format!("{copied}/{total_tables} tables")
         };
+        if self.chunked {
+            let (done, all) = chunks
+                .iter()
+                .fold((0, 0), |(d, a), (done, all)| (d + done, a + all));
+            tables.push_str(&format!(" ({done}/{all} chunks)"));
+        }
         let secs = elapsed.as_secs_f64().max(0.001);
         match &mut self.bar {
             Some((bar, frame)) => {

@@ -26,6 +26,15 @@ pub(crate) struct StatusArgs {
     #[argh(option, arg_name = "PATH")]
     pub(crate) source_file: Option<PathBuf>,
 
+    /// destination connection: URL or key=value string (default: $PGCOPY_DEST); with it,
+    /// also the chunks of its follower's initial copy, copied and to copy
+    #[argh(option, arg_name = "CONN")]
+    pub(crate) dest: Option<String>,
+
+    /// read the destination connection from the first non-comment line of this file
+    #[argh(option, arg_name = "PATH")]
+    pub(crate) dest_file: Option<PathBuf>,
+
     /// comma-separated glob patterns (* and ?) of tables to follow; may be repeated
     #[argh(option, arg_name = "LIST")]
     pub(crate) include_tables: Vec<String>,

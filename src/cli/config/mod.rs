@@ -191,6 +191,8 @@ pub(crate) struct ListConfig {
 #[derive(Debug)]
 pub(crate) struct StatusConfig {
     pub(crate) source: Target,
+    /// The destination whose follower's initial copy is shown, when one is given.
+    pub(crate) dest: Option<Target>,
     pub(crate) filter: TableFilter,
     pub(crate) json: bool,
     pub(crate) verbosity: Verbosity,
@@ -291,6 +293,10 @@ fn command_of(command: args::Command) -> Result<Command> {
         })),
         args::Command::Status(a) => Command::Status(Box::new(StatusConfig {
             source: source(a.source, a.source_file.as_deref())?,
+            dest: match (&a.dest, &a.dest_file, std::env::var_os("PGCOPY_DEST")) {
+                (None, None, None) => None,
+                _ => Some(dest(a.dest, a.dest_file.as_deref())?),
+            },
             filter: filter(
                 &a.include_tables,
                 &a.exclude_tables,

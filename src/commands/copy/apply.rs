@@ -111,6 +111,7 @@ pub(super) fn apply(
         Some(chunks) => {
             // Each read takes its own snapshot: the one planning was taken in goes.
             plan::chunks::start(dest, &chunks.slot, !resume)?;
+            plan::chunks::plan(dest, &chunks.slot, &chunk_units(plan))?;
             snapshot
                 .client
                 .batch_execute("COMMIT")
@@ -154,6 +155,23 @@ pub(super) fn apply(
         journal,
         copied,
     })
+}
+
+/// What the chunked copy reads: each table the source has, whole or in its ranges.
+fn chunk_units(plan: &Plan) -> Vec<plan::chunks::Unit<'_>> {
+    let mut units = Vec::new();
+    for table in plan.tables.iter().filter(|t| t.on_source) {
+        match &table.split {
+            Some(split) => units.extend(split.pieces.iter().zip(&split.ranges).map(
+                |(condition, range)| {
+                    let piece = (condition.as_str(), split.key_columns(), range);
+                    (&table.name, Some(piece))
+                },
+            )),
+            None => units.push((&table.name, None)),
+        }
+    }
+    units
 }
 
 /// The pieces of the tables split by key, as the state file records them before the load:
@@ -211,7 +229,10 @@ fn copy_tables(
     } else {
         Display::Lines(cfg.progress_interval)
     };
-    let mut progress = Progress::new(plan, display);
+    let mut progress = match chunked {
+        true => Progress::new(plan, display).in_chunks(),
+        false => Progress::new(plan, display),
+    };
     // Tables are recorded as done in the state file about once a second, so that after a
     // crash `--resume` repeats at most the last second's worth.
     let done_before = journal.done.clone();

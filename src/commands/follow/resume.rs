@@ -62,9 +62,10 @@ pub(super) fn resume(cfg: &CopyConfig) -> Result<Resumed> {
         }
         (None, true) => {
             log::warn!(
-                "the destination has no record of the earlier follower's progress: it stopped \
-                 during its initial copy, whose snapshot is gone with it, or a copy replaced \
-                 its data since; starting over with a new slot and snapshot (dropping {name})"
+                "the destination has no record of the earlier follower's progress, nor of a \
+                 chunk it copied: it stopped before its initial copy recorded one, or during \
+                 a copy in one snapshot, which is gone with it, or a copy replaced its data \
+                 since; starting over with a new slot (dropping {name})"
             );
             slot::drop_both(&mut source, &name)?;
             Ok(Resumed::Anew)

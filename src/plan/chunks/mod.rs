@@ -1,9 +1,9 @@
 //! The chunked initial copy of `copy --follow`: which tables are read in ranges of a key and
 //! which whole (`cut`), the key values pgcopy places in those ranges itself (`keys`), and the
-//! destination's record of every range read — the snapshot it was read in, and the WAL
-//! position read with it — written in the same commit as the range's rows. The follower
-//! decides each change of a copied table by the snapshot of the range that holds its key;
-//! `--resume` goes on at the ranges not recorded.
+//! destination's record of every range to read and, once read, the snapshot it was read in
+//! and the WAL position read with it, written in the same commit as the range's rows. The
+//! follower decides each change of a copied table by the snapshot of the range that holds
+//! its key; `--resume` goes on at the ranges not recorded; `status` counts them.
 
 pub(crate) mod cut;
 pub(crate) mod keys;
@@ -69,11 +69,11 @@ pub(crate) fn start(dest: &mut Client, slot: &str, fresh: bool) -> Result<()> {
              types text[],
              low text[],
              high text[],
-             snapshot text NOT NULL,
-             horizon pg_lsn NOT NULL,
+             snapshot text,
+             horizon pg_lsn,
              PRIMARY KEY (slot, table_schema, table_name, condition));
-         COMMENT ON TABLE {TABLE} IS 'the ranges pgcopy copy --follow copied, each with its \
-         snapshot; dropped at cutover or by pgcopy abandon'"
+         COMMENT ON TABLE {TABLE} IS 'the ranges pgcopy copy --follow copies, each with its \
+         snapshot once copied; dropped at cutover or by pgcopy abandon'"
     ))?;
     if fresh {
         tx.execute(&format!("DELETE FROM {TABLE} WHERE slot = $1"), &[&slot])?;
@@ -82,31 +82,100 @@ pub(crate) fn start(dest: &mut Client, slot: &str, fresh: bool) -> Result<()> {
         .with_context(|| format!("making {TABLE} on the destination"))
 }
 
-/// Whether anything is recorded for `slot`.
-pub(crate) fn exists(dest: &mut Client, slot: &str) -> Result<bool> {
-    let table: bool = dest
+/// One table or range to copy: the table, and for a range its `WHERE …` condition, key
+/// columns and range.
+pub(crate) type Unit<'a> = (&'a TableName, Option<(&'a str, &'a [String], &'a KeyRange)>);
+
+/// Records what the copy about to start reads, as not read yet, in place of what an
+/// earlier plan left to read.
+pub(crate) fn plan(dest: &mut Client, slot: &str, units: &[Unit<'_>]) -> Result<()> {
+    let mut tx = dest.transaction()?;
+    tx.execute(
+        &format!("DELETE FROM {TABLE} WHERE slot = $1 AND snapshot IS NULL"),
+        &[&slot],
+    )?;
+    let insert = tx.prepare(&format!(
+        "INSERT INTO {TABLE} (slot, table_schema, table_name, condition, key, types, low, high)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING"
+    ))?;
+    for (table, piece) in units {
+        let condition = piece.map_or("", |(condition, _, _)| condition);
+        let key = piece.map(|(_, key, _)| key.to_vec());
+        let range = piece.map(|(_, _, range)| range);
+        tx.execute(
+            &insert,
+            &[
+                &slot,
+                &table.schema,
+                &table.name,
+                &condition,
+                &key,
+                &range.map(|r| r.types.clone()),
+                &range.and_then(|r| r.low.clone()),
+                &range.and_then(|r| r.high.clone()),
+            ],
+        )?;
+    }
+    tx.commit()
+        .with_context(|| format!("recording the chunks to copy in {TABLE}"))
+}
+
+/// How many of each table's chunks were copied, and how many it has, for `slot`.
+pub(crate) fn counts(dest: &mut Client, slot: &str) -> Result<Vec<(TableName, i64, i64)>> {
+    if !table_exists(dest)? {
+        return Ok(Vec::new());
+    }
+    let rows = dest
+        .query(
+            &format!(
+                "SELECT table_schema, table_name, count(snapshot), count(*) FROM {TABLE}
+                 WHERE slot = $1 GROUP BY 1, 2 ORDER BY 1, 2"
+            ),
+            &[&slot],
+        )
+        .with_context(|| format!("reading {TABLE}"))?;
+    Ok(rows
+        .iter()
+        .map(|r| {
+            let table = TableName::new(r.get::<_, String>(0), r.get::<_, String>(1));
+            (table, r.get(2), r.get(3))
+        })
+        .collect())
+}
+
+fn table_exists(dest: &mut Client) -> Result<bool> {
+    Ok(dest
         .query_one("SELECT to_regclass($1) IS NOT NULL", &[&TABLE])?
-        .get(0);
-    if !table {
+        .get(0))
+}
+
+/// Whether a chunk was copied for `slot`.
+pub(crate) fn exists(dest: &mut Client, slot: &str) -> Result<bool> {
+    if !table_exists(dest)? {
         return Ok(false);
     }
     Ok(dest
         .query_one(
-            &format!("SELECT EXISTS (SELECT FROM {TABLE} WHERE slot = $1)"),
+            &format!(
+                "SELECT EXISTS (SELECT FROM {TABLE} WHERE slot = $1 AND snapshot IS NOT NULL)"
+            ),
             &[&slot],
         )
         .with_context(|| format!("reading {TABLE}"))?
         .get(0))
 }
 
-/// Forgets what is recorded of `table`, in the transaction that empties it.
+/// Forgets what was copied of `table`, in the transaction that empties it.
 pub(crate) fn forget_table(
     tx: &mut impl GenericClient,
     slot: &str,
     table: &TableName,
 ) -> Result<()> {
     tx.execute(
-        &format!("DELETE FROM {TABLE} WHERE slot = $1 AND table_schema = $2 AND table_name = $3"),
+        &format!(
+            "DELETE FROM {TABLE} WHERE slot = $1 AND table_schema = $2 AND table_name = $3
+             AND snapshot IS NOT NULL"
+        ),
         &[&slot, &table.schema, &table.name],
     )
     .with_context(|| format!("forgetting the chunks of {table} recorded in {TABLE}"))?;
@@ -155,9 +224,9 @@ pub(crate) fn record(
     Ok(())
 }
 
-/// Everything recorded for `slot`.
+/// Every chunk copied for `slot`.
 pub(crate) fn load(dest: &mut Client, slot: &str) -> Result<Vec<Recorded>> {
-    if !exists(dest, slot)? {
+    if !table_exists(dest)? {
         return Ok(Vec::new());
     }
     let rows = dest
@@ -165,7 +234,7 @@ pub(crate) fn load(dest: &mut Client, slot: &str) -> Result<Vec<Recorded>> {
             &format!(
                 "SELECT table_schema, table_name, key, types, low, high, snapshot,
                         horizon::text, condition
-                 FROM {TABLE} WHERE slot = $1"
+                 FROM {TABLE} WHERE slot = $1 AND snapshot IS NOT NULL"
             ),
             &[&slot],
         )
@@ -196,10 +265,7 @@ pub(crate) fn load(dest: &mut Client, slot: &str) -> Result<Vec<Recorded>> {
 /// Forgets `slot`'s record; the table goes when no follower is left in it (the schema is
 /// the progress ledger's to drop, after it).
 pub(crate) fn forget(dest: &mut Client, slot: &str) -> Result<()> {
-    let table: bool = dest
-        .query_one("SELECT to_regclass($1) IS NOT NULL", &[&TABLE])?
-        .get(0);
-    if !table {
+    if !table_exists(dest)? {
         return Ok(());
     }
     let mut tx = dest.transaction()?;

@@ -85,6 +85,18 @@ impl Chunks {
             source: Some(source),
             ..Chunks::default()
         };
+        let left: Vec<String> = chunks::counts(dest, slot)?
+            .into_iter()
+            .filter(|(_, done, all)| done < all)
+            .map(|(table, done, all)| format!("{table} ({done} of {all})"))
+            .collect();
+        if !left.is_empty() {
+            bail!(
+                "the initial copy did not copy every chunk of {}: `pgcopy copy --follow \
+                 --resume` copies them",
+                left.join(", ")
+            );
+        }
         for recorded in chunks::load(dest, slot)? {
             chunks.add(recorded)?;
         }
