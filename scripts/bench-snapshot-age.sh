@@ -1,26 +1,29 @@
 #!/usr/bin/env bash
-# What `copy --follow`'s initial copy costs the source while it reads (issue 31's baseline,
-# and its measure once the copy is chunked): on two throwaway servers with production's
-# settings (fsync on; the source at wal_level=logical), pgbench's database at SCALE on the
-# source (pgbench_accounts is the big keyed table), pgbench writing to it at RATE
-# transactions per second throughout, and `pgcopy copy --follow` copying it.
+# What `copy --follow`'s initial copy costs the source while it reads: the copy in one
+# snapshot (pgcopy before issue 31, built from BASELINE_REF) against the chunked copy (this
+# checkout), in one run, on the same data. Two throwaway servers with production's settings
+# (fsync on; the source at wal_level=logical), pgbench's database at SCALE on the source —
+# the mixed set: pgbench_accounts, the big keyed table (read in chunks), pgbench_history
+# without a key (read whole), two small tables — and pgbench writing to it at RATE
+# transactions per second throughout.
 #
 #   scripts/bench-snapshot-age.sh [SCALE (50)] [RATE (200)] [RUNS (3)]
 #
-# Each run samples, once a second, from the source's own pg_stat_activity, pgcopy's sessions
-# (application_name pgcopy) that hold a snapshot (backend_xmin not null): the oldest one's
-# age in transactions (age(backend_xmin)), and in seconds (now() - xact_start). Printed per
-# run: the initial copy's time (start until the destination records its progress), the
-# largest of both ages, and the rows per second the follower applied while the copy ran
-# (today: none, it applies only after the copy), from its --metrics-listen endpoint. Then, once: a follower killed (-9) half-way
-# through its copy and resumed with --resume: how much of the copy is read again (today all
-# of it: the snapshot is gone with the session, and it starts over with a new slot).
+# Each run, alternating the two builds, samples once a second from the source's own
+# pg_stat_activity pgcopy's sessions (application_name pgcopy) that hold a snapshot
+# (backend_xmin not null): the oldest one's age in transactions (age(backend_xmin)) and in
+# seconds (now() - xact_start). Printed per build: the initial copy's time (start until the
+# destination records its progress), the largest of both ages, the rows the follower applied
+# while the copy ran (from its --metrics-listen endpoint). Then, once per build: a follower
+# killed (-9) half-way through its copy and resumed with --resume: the bytes read again
+# (sent before the kill + sent by the resumed run - a whole copy's), from the endpoints.
 #
-# The medians and ranges of the runs are printed with the settings. The vacuum horizon a
-# snapshot holds back is the source's whole cluster's: every dead row newer than the
-# oldest age printed here waits for the copy to end.
+# The vacuum horizon a snapshot holds back is the source's whole cluster's: every dead row
+# newer than the oldest age printed here waits until that snapshot ends.
 #
-# PGCOPY_BIN (else `cargo build --release` here), PG_BINDIR (see scripts/lib/cluster.sh).
+# PGCOPY_BIN (else `cargo build --release` here), BASELINE_BIN (else BASELINE_REF, default
+# e8760bf, built in a worktree under the work directory), CHUNK (a --chunk-size for the
+# chunked build), PG_BINDIR (see scripts/lib/cluster.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=scripts/lib/cluster.sh
@@ -42,6 +45,17 @@ trap cleanup EXIT
 follow_pair "$scale"
 settings=("${follow_settings[@]}")
 size=$(cluster_psql src bench -Atc "SELECT pg_size_pretty(pg_database_size('bench'))")
+
+if [[ -z ${BASELINE_BIN:-} ]]; then
+    ref=${BASELINE_REF:-e8760bf}
+    git worktree add --detach "$WORKDIR/baseline" "$ref" >&2
+    (cd "$WORKDIR/baseline" && CARGO_TARGET_DIR=$WORKDIR/baseline-target \
+        cargo build --release --locked >&2)
+    BASELINE_BIN=$WORKDIR/baseline-target/release/pgcopy
+    git worktree remove --force "$WORKDIR/baseline"
+fi
+chunked_args=()
+[[ -n ${CHUNK:-} ]] && chunked_args=(--chunk-size "$CHUNK")
 
 # A fresh destination database for each run.
 fresh_destination() {
@@ -69,16 +83,19 @@ following() {
 }
 
 metrics_port=$(free_port)
+# start_follower BIN [ARGS…]
 start_follower() {
-    "$PGCOPY_BIN" copy --source "$src_url" --dest "$dst_url" --yes --no-progress --quiet \
+    local bin=$1
+    shift
+    "$bin" copy --source "$src_url" --dest "$dst_url" --yes --no-progress --quiet \
         --follow --metrics-listen "$metrics_port" "$@" &
     follower=$!
 }
 
-# Rows the follower has applied so far, as its endpoint says (0 before it follows).
-applied_rows() {
+# A figure of the follower's endpoint (0 before it serves).
+metric() {
     curl -fsS "http://127.0.0.1:$metrics_port/metrics" 2>/dev/null |
-        awk '$1 == "pgcopy_follow_rows_total" { print $2; found = 1 } END { if (!found) print 0 }'
+        awk -v name="$1" '$1 == name { print $2; found = 1 } END { if (!found) print 0 }'
 }
 
 stop_follower() {
@@ -94,64 +111,96 @@ abandon() {
 median() { sort -n | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 range() { sort -n | awk 'NR == 1 { lo = $1 } { hi = $1 } END { print lo "–" hi }'; }
 
-"$bindir/pgbench" -n -c 4 -R "$rate" -T 100000 "${src_conn[@]}" bench >/dev/null 2>&1 &
-writers=$!
-results=$WORKDIR/results
-: >"$results"
-for ((run = 1; run <= runs; run++)); do
-    fresh_destination
-    samples=$WORKDIR/samples.$run
-    : >"$samples"
-    sample_snapshots "$samples" &
-    sampler=$!
-    history_before=$(cluster_psql src bench -Atc "SELECT count(*) FROM pgbench_history")
-    started=$(date +%s.%N)
-    start_follower
+# until_following: waits for the follower's copy to end; fails if it exits first.
+until_following() {
     until following; do
         kill -0 "$follower" 2>/dev/null || { echo "the follower ended during its copy" >&2; exit 1; }
         sleep 0.2
     done
+}
+
+# One copy by BUILD (baseline or chunked): "seconds max-age max-held applied bytes".
+measure() {
+    local build=$1 bin=$2
+    shift 2
+    fresh_destination
+    local samples=$WORKDIR/samples
+    : >"$samples"
+    sample_snapshots "$samples" &
+    sampler=$!
+    local started copied
+    started=$(date +%s.%N)
+    start_follower "$bin" "$@"
+    until_following
     copied=$(date +%s.%N)
-    # Rows the follower applied while it copied (before its copy ended, the changes since
-    # its snapshot wait in the slot).
-    applied_during=$(applied_rows)
+    local applied bytes
+    applied=$(metric pgcopy_follow_rows_total)
+    bytes=$(metric pgcopy_copy_bytes_total)
     kill "$sampler" 2>/dev/null || true
     wait "$sampler" 2>/dev/null || true
     sampler=
+    local copy_s max_age max_held
     copy_s=$(awk -v a="$started" -v b="$copied" 'BEGIN { printf "%.1f", b - a }')
     max_age=$(awk '{ print $1 }' "$samples" | sort -n | tail -n 1)
     max_held=$(awk '{ print $2 }' "$samples" | sort -n | tail -n 1)
-    echo "$copy_s ${max_age:-0} ${max_held:-0} $applied_during" >>"$results"
-    printf 'run %d: initial copy %ss; oldest snapshot %s transactions, held %ss; applied during the copy: %s rows (history before: %s)\n' \
-        "$run" "$copy_s" "${max_age:-0}" "${max_held:-0}" "$applied_during" "$history_before" >&2
+    echo "$copy_s ${max_age:-0} ${max_held:-0} $applied $bytes" >>"$WORKDIR/results.$build"
+    printf '%s: initial copy %ss; oldest snapshot %s transactions, held %ss; applied during the copy: %s rows\n' \
+        "$build" "$copy_s" "${max_age:-0}" "${max_held:-0}" "$applied" >&2
     stop_follower
     abandon
-done
+}
 
-# A follower killed half-way through its copy, then resumed.
-fresh_destination
-half=$(awk '{ print $1 }' "$results" | median | awk '{ printf "%.1f", $1 / 2 }')
-start_follower
-sleep "$half"
-kill -9 "$follower"
-wait "$follower" 2>/dev/null || true
-follower=
-started=$(date +%s.%N)
-start_follower --resume
-until following; do sleep 0.2; done
-resumed_s=$(awk -v a="$started" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')
-stop_follower
-abandon
+# A follower of BUILD killed half-way through its copy, then resumed: "bytes-read-again".
+killed() {
+    local build=$1 bin=$2
+    shift 2
+    fresh_destination
+    local half whole
+    half=$(awk '{ print $1 }' "$WORKDIR/results.$build" | median | awk '{ printf "%.1f", $1 / 2 }')
+    whole=$(awk '{ print $5 }' "$WORKDIR/results.$build" | median)
+    start_follower "$bin" "$@"
+    sleep "$half"
+    local before again
+    before=$(metric pgcopy_copy_bytes_total)
+    kill -9 "$follower"
+    wait "$follower" 2>/dev/null || true
+    follower=
+    start_follower "$bin" --resume "$@"
+    until_following
+    again=$(metric pgcopy_copy_bytes_total)
+    stop_follower
+    abandon
+    awk -v b="$before" -v a="$again" -v w="$whole" 'BEGIN { d = b + a - w; printf "%d %d\n", (d < 0 ? 0 : d), b }'
+}
+
+mib() { awk '{ printf "%.1f MiB", $1 / 1048576 }'; }
+
+"$bindir/pgbench" -n -c 4 -R "$rate" -T 100000 "${src_conn[@]}" bench >/dev/null 2>&1 &
+writers=$!
+for ((run = 1; run <= runs; run++)); do
+    measure baseline "$BASELINE_BIN"
+    measure chunked "$PGCOPY_BIN" "${chunked_args[@]}"
+done
+read -r baseline_again baseline_before < <(killed baseline "$BASELINE_BIN")
+read -r chunked_again chunked_before < <(killed chunked "$PGCOPY_BIN" "${chunked_args[@]}")
 kill "$writers" 2>/dev/null || true
 wait "$writers" 2>/dev/null || true
 writers=
 
+column() { awk -v c="$1" '{ print $c }' "$WORKDIR/results.$2"; }
+figure() { echo "$(column "$1" "$2" | median) ($(column "$1" "$2" | range))"; }
+ratio=$(awk -v c="$(column 1 chunked | median)" -v b="$(column 1 baseline | median)" \
+    'BEGIN { printf "%.2f", c / b }')
 cat <<EOF
-pgcopy $("$PGCOPY_BIN" version | awk '{ print $2 }'), source: pgbench scale $scale ($size), pgbench -R $rate writing throughout
+pgcopy $("$PGCOPY_BIN" version | awk '{ print $2 }') (chunked${CHUNK:+, --chunk-size $CHUNK}) against $("$BASELINE_BIN" version | awk '{ print $2 }') built from ${BASELINE_REF:-e8760bf} (one snapshot)
+source: pgbench scale $scale ($size), pgbench -R $rate writing throughout; medians (ranges) of $runs runs each, alternating
 settings: ${settings[*]} wal_level=logical (source), replica (destination)
-initial copy (s), median (range) of $runs:            $(awk '{ print $1 }' "$results" | median) ($(awk '{ print $1 }' "$results" | range))
-oldest snapshot, age(backend_xmin) (transactions):   $(awk '{ print $2 }' "$results" | median) ($(awk '{ print $2 }' "$results" | range))
-oldest snapshot held (s):                            $(awk '{ print $3 }' "$results" | median) ($(awk '{ print $3 }' "$results" | range))
-rows applied while the copy ran:                     $(awk '{ print $4 }' "$results" | median)
-killed (-9) after ${half}s of its copy, resumed:     ${resumed_s}s to copy again (the whole copy read again)
+                                            one snapshot          chunked
+initial copy (s):                           $(figure 1 baseline)    $(figure 1 chunked)    chunked/one snapshot: $ratio
+oldest snapshot, age(backend_xmin) (xids):  $(figure 2 baseline)    $(figure 2 chunked)
+oldest snapshot held (s):                   $(figure 3 baseline)    $(figure 3 chunked)
+rows applied while the copy ran:            $(column 4 baseline | median)    $(column 4 chunked | median)
+killed -9 half-way, then --resume, read again:
+  one snapshot: $(echo "$baseline_again" | mib) of the $(echo "$baseline_before" | mib) sent before the kill
+  chunked:      $(echo "$chunked_again" | mib) of the $(echo "$chunked_before" | mib) sent before the kill
 EOF

@@ -187,7 +187,7 @@ pub(crate) struct CopyArgs {
 
     /// with --follow: read each table bigger than SIZE in ranges of its key of about SIZE,
     /// each in a short snapshot of its own, instead of --split-tables-larger-than's pieces
-    /// (default 64MiB)
+    /// (default 16MiB)
     #[argh(option, arg_name = "SIZE")]
     pub(crate) chunk_size: Option<String>,
 

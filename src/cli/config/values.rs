@@ -156,8 +156,10 @@ fn read_conn_file(path: &Path) -> Result<String> {
 }
 
 /// `--split-tables-larger-than SIZE` or `--no-split`, not both.
-/// The chunked copy's default chunk: read in about a second, even on a busy source.
-const CHUNK_BYTES: u64 = 64 << 20;
+/// The chunked copy's default chunk: read in well under a second on the benchmark, where
+/// 64MiB held its snapshots three times longer and a kill read four times more again, for
+/// the same copy time (see docs/performance.md).
+const CHUNK_BYTES: u64 = 16 << 20;
 
 /// `--chunk-size`, which only `--follow` reads in chunks.
 pub(super) fn chunk_bytes(size: Option<&str>, follow: bool) -> Result<u64> {

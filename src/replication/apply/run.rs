@@ -189,7 +189,10 @@ impl Applier<'_> {
                     };
                     let name = known.target.name.clone();
                     match self.truncation(&name) {
-                        Truncation::Whole => names.push(name.quoted()),
+                        Truncation::Whole => {
+                            self.absent.retain(|(table, _)| table != &name);
+                            names.push(name.quoted());
+                        }
                         Truncation::None => continue,
                         Truncation::Ranges(conditions) => {
                             let conditions: Vec<&str> = conditions

@@ -52,7 +52,28 @@ impl Chunk {
 struct Table {
     /// The key columns the ranges follow, and how each orders (empty: read whole).
     key: Vec<(String, Kind)>,
+    /// In the order of their ranges, which do not overlap.
     chunks: Vec<Chunk>,
+}
+
+impl Table {
+    /// The chunk whose range holds `key` (the one chunk of a table read whole).
+    fn holding(&self, key: Option<&Key>) -> Option<&Chunk> {
+        let Some(key) = key else {
+            return self.chunks.first().filter(|c| c.range.is_none());
+        };
+        let after = self.chunks.partition_point(|c| {
+            c.range
+                .as_ref()
+                .is_some_and(|r| r.low.as_ref() <= Some(key))
+        });
+        let chunk = self.chunks.get(after.checked_sub(1)?)?;
+        chunk
+            .range
+            .as_ref()
+            .is_some_and(|r| r.contains(key))
+            .then_some(chunk)
+    }
 }
 
 /// The copied tables, as the destination recorded their chunks.
@@ -100,6 +121,7 @@ impl Chunks {
         for recorded in chunks::load(dest, slot)? {
             chunks.add(recorded)?;
         }
+        chunks.sort();
         if !chunks.tables.is_empty() {
             log::debug!(
                 "{} tables were copied in chunks; the stream's changes to them are decided by \
@@ -109,6 +131,16 @@ impl Chunks {
             );
         }
         Ok(chunks)
+    }
+
+    /// Puts each table's chunks in the order of their ranges, for `Table::holding`.
+    fn sort(&mut self) {
+        for table in self.tables.values_mut() {
+            table.chunks.sort_by(|a, b| {
+                let low = |c: &Chunk| c.range.as_ref().map(|r| r.low.clone());
+                low(a).cmp(&low(b))
+            });
+        }
     }
 
     fn add(&mut self, recorded: Recorded) -> Result<()> {
@@ -202,12 +234,7 @@ impl Chunks {
         let Some(known) = self.tables.get(table) else {
             return Ok(Decision::Apply);
         };
-        let chunk = known.chunks.iter().find(|chunk| match (&chunk.range, key) {
-            (Some(range), Some(key)) => range.contains(key),
-            (None, _) => true,
-            (Some(_), None) => false,
-        });
-        match chunk {
+        match known.holding(key) {
             Some(chunk) => Ok(chunk.decide(xid, commit)),
             None => bail!(
                 "{table}: no chunk recorded holds the row {key:?}: its initial copy is not \
@@ -314,13 +341,14 @@ mod tests {
     #[test]
     fn decides_by_the_snapshot_of_the_chunk_that_holds_the_row() {
         let mut chunks = Chunks::default();
-        // Read before transaction 105 committed, and after.
-        chunks
-            .add(chunk(None, Some("100"), "105:105:", "0/100"))
-            .unwrap();
+        // Read before transaction 105 committed, and after; recorded in any order.
         chunks
             .add(chunk(Some("100"), None, "106:106:", "0/200"))
             .unwrap();
+        chunks
+            .add(chunk(None, Some("100"), "105:105:", "0/100"))
+            .unwrap();
+        chunks.sort();
         let t = TableName::new("public", "t");
         let key = |n: i64| Some(vec![crate::plan::chunks::keys::Part::Int(n)]);
         let decide = |n, xid, at| chunks.decide(&t, key(n).as_ref(), xid, at).unwrap();
@@ -337,6 +365,12 @@ mod tests {
             Decision::Apply,
             "at the horizon: after"
         );
+        assert_eq!(
+            decide(100, 105, 0x90),
+            Decision::Skip,
+            "a low bound is in its range"
+        );
+        assert_eq!(decide(99, 105, 0x90), Decision::Apply);
         assert!(chunks.decides(&t, 0x1ff) && !chunks.decides(&t, 0x200));
         assert_eq!(
             chunks.truncation(&t, 105, 0x90),
