@@ -142,7 +142,11 @@ fn wait_for(follower: &mut Child, what: &str, mut ready: impl FnMut() -> bool) {
     let started = Instant::now();
     while !ready() {
         if let Ok(Some(status)) = follower.try_wait() {
-            panic!("the follower exited with {status} before {what}");
+            let mut said = String::new();
+            if let Some(mut stderr) = follower.stderr.take() {
+                std::io::Read::read_to_string(&mut stderr, &mut said).ok();
+            }
+            panic!("the follower exited with {status} before {what}: {said}");
         }
         assert!(started.elapsed().as_secs() < 120, "never got to {what}");
         std::thread::sleep(Duration::from_millis(10));
@@ -266,6 +270,7 @@ fn chunks_read_while_rows_change_under_them_add_up_to_the_source_at_cutover() {
     );
     // The table without a key was read whole, in its own snapshot, and the log says why.
     assert_eq!(recorded(&dst, "loose"), 1);
+    let dst_chunks = dst.scalar_i64("SELECT count(*) FROM pgcopy.follow_chunks");
 
     let (out, followed) = cut_over(&src.url(), &dst.url(), follower, &["--verify"]);
     assert_exit!(followed, exit::SUCCESS);
@@ -276,13 +281,17 @@ fn chunks_read_while_rows_change_under_them_add_up_to_the_source_at_cutover() {
             .contains("loose is read whole, in a snapshot of its own held while it is read"),
         "{followed:?}"
     );
-    // The progress lines count the chunks, in all and of the table in flight.
-    let progress = followed
+    // The progress lines count the chunks, the last one all of them done.
+    let chunks = dst_chunks;
+    let last = followed
         .stderr
         .lines()
-        .find(|l| l.contains("progress: ") && l.contains(" chunks)") && l.contains("items "))
-        .unwrap_or_else(|| panic!("no progress line counts chunks: {followed:?}"));
-    assert!(progress.contains("/"), "{progress}");
+        .rfind(|l| l.contains("progress: "))
+        .unwrap_or_else(|| panic!("no progress line: {followed:?}"));
+    assert!(
+        last.contains(&format!("5/5 tables ({chunks}/{chunks} chunks)")),
+        "{last}"
+    );
     util::assert_same_data(&src, &dst, TABLES);
     assert_eq!(dst.count("emptied"), 3077, "{followed:?}");
     assert_nothing_left(&src, &dst);

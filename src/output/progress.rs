@@ -225,6 +225,16 @@ impl<'a> Progress<'a> {
         }
     }
 
+    /// The last figures, once the lanes are done: a chunked copy's log ends with its chunks
+    /// counted (a bar shows them in its last frame anyway).
+    pub(crate) fn last(&mut self, counters: &Counters) {
+        if self.chunked && matches!(self.display, Display::Lines(_)) {
+            self.last = self.started;
+            self.display = Display::Lines(Duration::ZERO);
+            self.tick(counters, &[]);
+        }
+    }
+
     /// Takes the bar down, leaving its last frame on screen.
     pub(crate) fn finish(&mut self) {
         logging::end_bar();

@@ -1,6 +1,6 @@
 //! Following, put together: the slot's session started streaming from where the destination
-//! is (`progress`), the receiver on a thread of its own, the applier on the caller's, a
-//! bounded channel between them.
+//! is (`progress`), the receiver on a thread of its own, the applier on the caller's (with
+//! the chunks the initial copy recorded, `chunks`), a bounded channel between them.
 
 use crate::pg::error::{sqlstate, TryLater};
 use crate::pg::sql::{quote_ident, quote_literal, TableName};

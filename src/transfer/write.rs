@@ -3,7 +3,8 @@
 //! again, triggers back on, commit; then its `ANALYZE`. Any error rolls the whole
 //! transaction back, so the table keeps its old rows and everything it had. A table copied
 //! in pieces (see `plan::pieces`) is emptied first in a transaction of its own, then each
-//! piece loads and commits on its own.
+//! piece loads and commits on its own. In the chunked copy, each table or piece records the
+//! snapshot it was read in (`plan::chunks`) in the commit that loads it.
 
 use crate::pg::error::describe;
 use crate::pg::sql::TEXT_SETTINGS;

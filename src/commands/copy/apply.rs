@@ -1,6 +1,8 @@
 //! The third phase of a copy, where the destination changes: record what will be undone,
 //! drop the foreign keys, and run the lanes (with the large objects beside them), showing
-//! progress and recording finished tables as they finish.
+//! progress and recording finished tables as they finish. A chunked copy (`copy --follow`)
+//! first records its chunks to read on the destination and lets the planning snapshot go:
+//! each read takes its own.
 
 use super::planning::Work;
 use super::Chunks;
@@ -112,11 +114,16 @@ pub(super) fn apply(
             // Each read takes its own snapshot: the one planning was taken in goes.
             plan::chunks::start(dest, &chunks.slot, !resume)?;
             plan::chunks::plan(dest, &chunks.slot, &chunk_units(plan))?;
+            let planned: String = snapshot
+                .client
+                .query_one("SELECT pg_current_snapshot()::text", &[])?
+                .get(0);
             snapshot
                 .client
                 .batch_execute("COMMIT")
                 .context("ending the planning snapshot's transaction")?;
             (chunks.release)()?;
+            plan::chunks::wait_until_seen(&mut snapshot.client, &planned)?;
             log::info!(
                 "reading each table, and each chunk of the tables bigger than {}, in a \
                  snapshot of its own, held only while it is read",
@@ -347,6 +354,7 @@ fn copy_tables(
     });
     record(true);
     live_figures(plan, &counters, &[]);
+    progress.last(&counters);
     progress.finish();
     let stopped = source_lost.map(|lost| {
         format!("{lost}; the tables not copied kept their old rows: copy again, or with --resume")

@@ -1,7 +1,8 @@
 //! The second phase of a copy: take the source snapshot and plan against both catalogs —
 //! the tables, sequences, large objects and views; what an interrupted run finished; the
-//! foreign keys to drop, the triggers to keep from firing, the indexes to build again — and
-//! every reason to refuse, all before anything changes.
+//! foreign keys to drop, the triggers to keep from firing, the indexes to build again; the
+//! pieces, or the chunks of a chunked copy — and every reason to refuse, all before anything
+//! changes.
 
 use super::prepare::Prepared;
 use super::{Pipeline, SnapshotFrom};

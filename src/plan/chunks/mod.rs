@@ -7,12 +7,14 @@
 
 pub(crate) mod cut;
 pub(crate) mod keys;
+pub(crate) mod visibility;
 
 use crate::pg::sql::TableName;
 use crate::plan::pieces::KeyRange;
 use crate::schema::own::{self, CAN_MAKE_TABLE};
 use anyhow::{Context, Result};
 use postgres::{Client, GenericClient};
+use visibility::Snapshot;
 
 /// The record, in pgcopy's own schema.
 pub(crate) const TABLE: &str = "pgcopy.follow_chunks";
@@ -43,6 +45,30 @@ pub(crate) struct Recorded {
     /// The range's rows, as `WHERE …` (empty for a table read whole).
     pub(crate) condition: String,
     pub(crate) seen: Seen,
+}
+
+/// Waits until a snapshot taken now sees every transaction `planned` (the snapshot planning
+/// ran in, which the slot exported) saw. A transaction that committed before the slot's
+/// consistent point is not in the stream, and has written its commit, but may not have left
+/// the source's running set yet: a chunk read in a snapshot that does not see it would lose
+/// its changes. Once one snapshot sees them all, every later one does.
+pub(crate) fn wait_until_seen(source: &mut Client, planned: &str) -> Result<()> {
+    let planned = Snapshot::parse(planned)?;
+    let mut waited = 0;
+    loop {
+        let now: String = source
+            .query_one("SELECT pg_current_snapshot()::text", &[])
+            .context("reading the source's snapshot")?
+            .get(0);
+        if Snapshot::parse(&now)?.covers(&planned) {
+            if waited > 0 {
+                log::debug!("waited {waited} times for transactions committed before the slot");
+            }
+            return Ok(());
+        }
+        waited += 1;
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
 }
 
 /// Whether the destination role may keep the record (it makes the table, and the schema

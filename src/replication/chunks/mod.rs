@@ -2,19 +2,17 @@
 //! with the snapshot it was read in, from the destination's record; and, for each change
 //! of a copied table, whether the chunk that holds its row already has it. A transaction
 //! the chunk's snapshot saw is in the chunk's rows, and is left; any other is applied onto
-//! them, in commit order, as onto a copy made in one snapshot (`visibility`).
-
-pub(crate) mod visibility;
+//! them, in commit order, as onto a copy made in one snapshot (`plan::chunks::visibility`).
 
 use crate::pg::sql::{quote_ident, TableName, TEXT_SETTINGS};
 use crate::plan::chunks::keys::{Key, Kind, Range};
+use crate::plan::chunks::visibility::Snapshot;
 use crate::plan::chunks::{self, Recorded};
 use crate::replication::decode::{Lsn, Value};
 use crate::replication::slot::parse_lsn;
 use anyhow::{bail, Context, Result};
 use postgres::Client;
 use std::collections::HashMap;
-use visibility::Snapshot;
 
 /// What becomes of one change, or of one side of a key update.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

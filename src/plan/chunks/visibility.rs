@@ -57,6 +57,16 @@ impl Snapshot {
         }
     }
 
+    /// Whether this snapshot sees every transaction `earlier` sees: none `earlier` saw
+    /// committed is still running in it.
+    pub(crate) fn covers(&self, earlier: &Snapshot) -> bool {
+        self.xmax >= earlier.xmax
+            && self
+                .xip
+                .iter()
+                .all(|x| *x >= earlier.xmax || earlier.xip.binary_search(x).is_ok())
+    }
+
     /// Whether the transaction `xid`, which committed (its changes are in the stream), had
     /// committed when the snapshot was taken.
     pub(crate) fn sees(&self, xid: u32) -> bool {
@@ -82,6 +92,17 @@ mod tests {
         assert!(Snapshot::parse("5:5:").unwrap().sees(4));
         assert!(Snapshot::parse("nonsense").is_err());
         assert!(Snapshot::parse("9:5:").is_err());
+    }
+
+    #[test]
+    fn covers_what_an_earlier_snapshot_saw() {
+        let earlier = Snapshot::parse("100:110:103,105").unwrap();
+        assert!(Snapshot::parse("103:120:103,111").unwrap().covers(&earlier));
+        assert!(Snapshot::parse("120:120:").unwrap().covers(&earlier));
+        // 104 had committed for the earlier one, and is still running here: a transaction
+        // whose commit was written but that has not left the running set yet.
+        assert!(!Snapshot::parse("104:120:104").unwrap().covers(&earlier));
+        assert!(!Snapshot::parse("100:109:").unwrap().covers(&earlier));
     }
 
     #[test]
