@@ -7,9 +7,9 @@
 //! follower killed during its copy going on with `--resume` from the chunks it recorded.
 
 use crate::util::{
-    self, assert_exit, assert_nothing_left, cut_over, exit, test_name, wait_following, TestDb,
+    self, assert_exit, assert_nothing_left, cut_over, exit, test_name, wait_following,
+    wait_while_running, TestDb,
 };
-use std::process::Child;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -136,23 +136,6 @@ fn writer(src: &TestDb) -> (&'static AtomicBool, JoinHandle<u64>) {
     (stop, thread)
 }
 
-/// Polls `ready` until it holds, failing the test if the follower exits first or it never
-/// holds.
-fn wait_for(follower: &mut Child, what: &str, mut ready: impl FnMut() -> bool) {
-    let started = Instant::now();
-    while !ready() {
-        if let Ok(Some(status)) = follower.try_wait() {
-            let mut said = String::new();
-            if let Some(mut stderr) = follower.stderr.take() {
-                std::io::Read::read_to_string(&mut stderr, &mut said).ok();
-            }
-            panic!("the follower exited with {status} before {what}: {said}");
-        }
-        assert!(started.elapsed().as_secs() < 120, "never got to {what}");
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
 /// How many chunks of `table` the destination recorded as copied (0 before the record
 /// exists).
 fn recorded(dst: &TestDb, table: &str) -> i64 {
@@ -202,7 +185,7 @@ fn chunks_read_while_rows_change_under_them_add_up_to_the_source_at_cutover() {
     let mut samples: Vec<(i64, Option<i64>)> = Vec::new();
     let mut truncated_at = None;
     let mut source = src.client();
-    wait_for(&mut follower, "following", || {
+    wait_while_running(&mut follower, 120, "following", || {
         let row = source
             .query_one(
                 "SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint,
@@ -346,7 +329,7 @@ fn killed_and_resumed(name: &str, kill: Kill) {
     // A table with two chunks at least still to copy, once one chunk was copied.
     let pending = "SELECT table_name FROM pgcopy.follow_chunks WHERE snapshot IS NULL
                    GROUP BY 1 HAVING count(*) >= 2 ORDER BY count(*) DESC LIMIT 1";
-    wait_for(&mut follower, "a table with chunks to copy", || {
+    wait_while_running(&mut follower, 120, "a table with chunks to copy", || {
         if recorded(&dst, "%") == 0 {
             return false;
         }
@@ -363,7 +346,7 @@ fn killed_and_resumed(name: &str, kill: Kill) {
         };
         holder.execute(&held, &[]).expect("holding the copy") > 0 || kill == Kill::Between
     });
-    wait_for(&mut follower, "its writer waiting", || {
+    wait_while_running(&mut follower, 120, "its writer waiting", || {
         dst.scalar_i64(
             "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a USING (pid)
              WHERE NOT l.granted AND a.application_name = 'pgcopy'",

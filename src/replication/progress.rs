@@ -180,16 +180,7 @@ pub(crate) fn forget(dest: &mut Client, name: &str) -> Result<Option<Lsn>> {
                 .with_context(|| format!("dropping the replication origin {name}"))?;
         }
         Some((Ledger::Table, _)) => {
-            let mut tx = dest.transaction()?;
-            tx.execute(&format!("DELETE FROM {TABLE} WHERE slot = $1"), &[&name])?;
-            let left: i64 = tx
-                .query_one(&format!("SELECT count(*) FROM {TABLE}"), &[])?
-                .get(0);
-            if left == 0 {
-                tx.batch_execute(&format!("DROP TABLE {TABLE}"))?;
-            }
-            tx.commit()
-                .with_context(|| format!("removing {name} from {TABLE}"))?;
+            own::forget_rows(dest, TABLE, name)?;
             own::drop_if_made_here(dest)?;
         }
         None => {}

@@ -1,6 +1,7 @@
 //! pgcopy's own schema on the destination, `pgcopy`, which holds what following records
-//! beside the data (`replication::progress`'s table, `plan::chunks`' record): made by
-//! pgcopy where it is missing, and dropped again once empty if pgcopy made it.
+//! beside the data (`replication::progress`'s table, `plan::chunks`' record, each with a row
+//! per follower): made by pgcopy where it is missing; a follower's rows forgotten, a table
+//! dropped with its last row, and the schema once empty if pgcopy made it.
 
 use crate::pg::sql::quote_literal;
 use anyhow::{Context, Result};
@@ -35,6 +36,21 @@ pub(crate) const CAN_MAKE_TABLE: &str = "CASE WHEN to_regclass($1) IS NOT NULL
          WHEN to_regnamespace('pgcopy') IS NOT NULL
          THEN has_schema_privilege('pgcopy', 'CREATE')
          ELSE has_database_privilege(current_database(), 'CREATE') END";
+
+/// Deletes `slot`'s rows from pgcopy's `table` (keyed by a `slot` column), and the table
+/// when no other follower is left in it, in a transaction of its own.
+pub(crate) fn forget_rows(dest: &mut Client, table: &str, slot: &str) -> Result<()> {
+    let mut tx = dest.transaction()?;
+    tx.execute(&format!("DELETE FROM {table} WHERE slot = $1"), &[&slot])?;
+    let left: i64 = tx
+        .query_one(&format!("SELECT count(*) FROM {table}"), &[])?
+        .get(0);
+    if left == 0 {
+        tx.batch_execute(&format!("DROP TABLE {table}"))?;
+    }
+    tx.commit()
+        .with_context(|| format!("removing {slot} from {table}"))
+}
 
 /// Drops the schema once it is empty if pgcopy made it; one that was there before, or
 /// holds anything else, stays.

@@ -92,7 +92,7 @@ pub fn wait_published(src: &TestDb, follower: &mut Child, table: &str) {
 /// The one wait of the follow tests: polls `done` until it holds, and fails the test when
 /// the follower exits first (with what it said) or `done` still does not hold after
 /// `limit` seconds.
-fn wait_while_running(
+pub fn wait_while_running(
     follower: &mut Child,
     limit: u64,
     what: &str,

@@ -294,15 +294,6 @@ pub(crate) fn forget(dest: &mut Client, slot: &str) -> Result<()> {
     if !table_exists(dest)? {
         return Ok(());
     }
-    let mut tx = dest.transaction()?;
-    tx.execute(&format!("DELETE FROM {TABLE} WHERE slot = $1"), &[&slot])?;
-    let left: i64 = tx
-        .query_one(&format!("SELECT count(*) FROM {TABLE}"), &[])?
-        .get(0);
-    if left == 0 {
-        tx.batch_execute(&format!("DROP TABLE {TABLE}"))?;
-    }
-    tx.commit()
-        .with_context(|| format!("removing {slot} from {TABLE}"))?;
+    own::forget_rows(dest, TABLE, slot)?;
     own::drop_if_made_here(dest)
 }
