@@ -4,6 +4,7 @@
 
 use crate::pg::error::{sqlstate, TryLater};
 use crate::pg::sql::{quote_ident, quote_literal, TableName};
+use crate::pg::target::Target;
 use crate::pg::wire;
 use crate::plan;
 use crate::plan::filter::TableFilter;
@@ -73,8 +74,8 @@ pub(crate) struct Sessions {
     pub(crate) apply: wire::Connection,
     /// Another destination session, for the applier's questions about tables.
     pub(crate) catalog: Client,
-    /// A source session, for rows a change left values out of (see `chunks::fetch`).
-    pub(crate) source: Client,
+    /// The source, for rows a change left values out of (see `chunks::fetch`).
+    pub(crate) source: Target,
 }
 
 /// What is followed, and from where.

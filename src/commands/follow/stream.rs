@@ -218,7 +218,7 @@ fn follow_once(
         stream,
         apply: apply_session,
         catalog,
-        source: cfg.source.connect()?,
+        source: cfg.source.clone(),
     };
     let what = follow::Stream {
         name: name.to_string(),

@@ -5,6 +5,7 @@
 //! them, in commit order, as onto a copy made in one snapshot (`plan::chunks::visibility`).
 
 use crate::pg::sql::{quote_ident, TableName, TEXT_SETTINGS};
+use crate::pg::target::Target;
 use crate::plan::chunks::keys::{Key, Kind, Range};
 use crate::plan::chunks::visibility::Snapshot;
 use crate::plan::chunks::{self, Recorded};
@@ -80,8 +81,10 @@ pub(crate) struct Chunks {
     tables: HashMap<TableName, Table>,
     /// The latest horizon of any chunk: past it, every change applies.
     last: Lsn,
-    /// A session on the source, for the rows `fetch` looks up.
-    source: Option<Client>,
+    /// The source, for the rows `fetch` looks up, and the session opened to it for the
+    /// first (rarely any: a key update between chunks that left a TOASTed value).
+    source: Option<Target>,
+    session: Option<Client>,
 }
 
 /// How a TRUNCATE of a copied table applies.
@@ -97,9 +100,9 @@ pub(crate) enum Truncation {
 }
 
 impl Chunks {
-    /// What the destination recorded for the follower of `slot`; `source` is a session on
-    /// the source, for `fetch`.
-    pub(crate) fn load(dest: &mut Client, slot: &str, source: Client) -> Result<Chunks> {
+    /// What the destination recorded for the follower of `slot`; `source` is where `fetch`
+    /// reads.
+    pub(crate) fn load(dest: &mut Client, slot: &str, source: Target) -> Result<Chunks> {
         let mut chunks = Chunks {
             source: Some(source),
             ..Chunks::default()
@@ -277,8 +280,12 @@ impl Chunks {
             .iter()
             .map(|t| t as &(dyn postgres::types::ToSql + Sync))
             .collect();
+        if self.session.is_none() {
+            let target = self.source.as_ref().context("no source to read from")?;
+            self.session = Some(target.connect()?);
+        }
         let source = self
-            .source
+            .session
             .as_mut()
             .context("no source session to read from")?;
         let mut tx = source.transaction()?;
