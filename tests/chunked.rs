@@ -4,7 +4,8 @@
 //! TOASTed value an update leaves alone, a TRUNCATE between two chunks — then reconciled
 //! through the stream, so that the destination equals the source at cutover; the snapshots
 //! pgcopy holds on the source, as the source's own `pg_stat_activity` shows them; and a
-//! follower killed during its copy going on with `--resume` from the chunks it recorded.
+//! follower killed during its copy going on with `--resume` from the chunks it recorded; a
+//! table whose other unique index two chunks could clash in, read whole.
 
 use crate::util::{
     self, assert_exit, assert_nothing_left, cut_over, exit, test_name, wait_following,
@@ -424,4 +425,87 @@ fn a_follower_killed_in_the_middle_of_a_chunk_resumes_from_the_chunks_it_recorde
 #[test]
 fn a_follower_killed_between_two_chunks_resumes_from_the_chunks_it_recorded() {
     killed_and_resumed(&test_name!(), Kill::Between);
+}
+
+/// A table with a unique index besides the key its chunks would follow is read whole:
+/// between the reads of two of its chunks, a value can move from a row of one to a row of
+/// the other, and be in both chunks' rows until the stream moves it, which no unique index
+/// allows. The copy is held on the destination once the first chunk of `mirrored` is read
+/// (its record waits for a row lock), and every email of the table is moved to the row at
+/// the mirror image of its key: in two chunks read before and after that, the second would
+/// hold emails of the first. `included`, whose primary key carries a column it does not
+/// order by (`INCLUDE`), is read in chunks of that key alone, the key its deletes carry.
+#[test]
+fn a_table_with_another_unique_index_is_read_whole_and_its_moved_values_follow() {
+    let (_logical, _destination, src, dst) = util::logical_pair(&test_name!());
+    util::both(
+        &src,
+        &dst,
+        "CREATE TABLE ahead (v int, pad text);
+         ALTER TABLE ahead REPLICA IDENTITY FULL;
+         CREATE TABLE mirrored (id bigint PRIMARY KEY, email text NOT NULL UNIQUE, pad text);
+         CREATE TABLE included (id bigint, n int NOT NULL, pad text, PRIMARY KEY (id) INCLUDE (n));",
+    );
+    src.exec(
+        "INSERT INTO ahead SELECT g, repeat('a', 300) FROM generate_series(1, 10000) g;
+         INSERT INTO mirrored SELECT g, 'e' || g, repeat('m', 300) FROM generate_series(1, 4000) g;
+         INSERT INTO included SELECT g, g, repeat('i', 300) FROM generate_series(1, 4000) g;
+         ANALYZE;",
+    );
+    let waiting = "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a USING (pid)
+                   WHERE NOT l.granted AND a.application_name = 'pgcopy'";
+    // `ahead`, the biggest table, is read first (whole: it has no key): its load waits for
+    // this lock while the chunks of `mirrored`, all still to read, are held in turn.
+    let mut ahead = dst.client();
+    ahead
+        .batch_execute("BEGIN; LOCK TABLE ahead IN ACCESS EXCLUSIVE MODE")
+        .expect("holding ahead");
+    let args = ["--follow", "--chunk-size", "1MiB", "--parallel", "1"];
+    let mut follower = util::spawn_copy(&src, &dst, &args);
+    wait_while_running(&mut follower, 120, "the load of ahead waiting", || {
+        dst.scalar_i64(waiting) > 0
+    });
+    let mut holder = dst.client();
+    holder.batch_execute("BEGIN").expect("BEGIN");
+    let held = holder
+        .execute(
+            "SELECT FROM pgcopy.follow_chunks
+             WHERE table_name = 'mirrored' AND snapshot IS NULL FOR UPDATE",
+            &[],
+        )
+        .expect("holding the chunks of mirrored");
+    assert!(held > 0, "the chunks of mirrored are still to read");
+    ahead.batch_execute("ROLLBACK").expect("ROLLBACK");
+    wait_while_running(&mut follower, 120, "a chunk of mirrored read", || {
+        dst.scalar_i64(waiting) > 0
+    });
+    src.exec(
+        "BEGIN;
+         UPDATE mirrored SET email = 'moving ' || id;
+         UPDATE mirrored SET email = 'e' || (4001 - id);
+         COMMIT;
+         DELETE FROM included WHERE id % 7 = 0;
+         UPDATE included SET n = -n WHERE id % 5 = 0;",
+    );
+    holder.batch_execute("ROLLBACK").expect("ROLLBACK");
+    wait_following(&dst, &mut follower);
+    let (_, followed) = cut_over(&src.url(), &dst.url(), follower, &["--verify"]);
+    assert_exit!(followed, exit::SUCCESS);
+    assert!(
+        followed.stderr.contains(
+            "mirrored is read whole, in a snapshot of its own held while it is read: its \
+             unique index mirrored_email_key does not hold its key"
+        ),
+        "{followed:?}"
+    );
+    assert!(
+        !followed.stderr.contains("included is read whole"),
+        "{followed:?}"
+    );
+    util::assert_same_data(&src, &dst, &["ahead", "mirrored", "included"]);
+    assert_eq!(
+        src.scalar_string("SELECT email FROM mirrored WHERE id = 1"),
+        "e4000"
+    );
+    assert_nothing_left(&src, &dst);
 }

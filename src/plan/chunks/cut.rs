@@ -2,9 +2,11 @@
 //! than a chunk whose key every change in the stream carries (the replica identity's
 //! columns: the primary key under `DEFAULT`, the index of `USING INDEX`; under `FULL` the
 //! primary key or a unique index), NOT NULL and of types pgcopy orders itself
-//! (`keys::Kind`), is cut into ranges of about a chunk, with bounds taken as `plan::pieces`
-//! takes them. Any other table is read whole, in a snapshot of its own held while it is
-//! read, and the plan says why.
+//! (`keys::Kind`), and whose other unique indexes and exclusion constraints all hold that
+//! key (so no two chunks, read at different times, can hold rows that clash in them), is
+//! cut into ranges of about a chunk, with bounds taken as `plan::pieces` takes them. Any
+//! other table is read whole, in a snapshot of its own held while it is read, and the plan
+//! says why.
 
 use super::keys::Kind;
 use crate::pg::sql::TableName;
@@ -47,6 +49,10 @@ pub(crate) fn cut(source: &mut Client, plan: &mut Plan, chunk_bytes: u64) -> Res
                 continue;
             }
         };
+        if let Some(why) = clash(source, &table.name, &key)? {
+            notes.push(whole(&why));
+            continue;
+        }
         let count = table
             .data_bytes
             .div_ceil(chunk_bytes.max(1))
@@ -72,9 +78,9 @@ fn chunk_key(
                     bool_and(a.attnotnull)
              FROM pg_catalog.pg_class c
              JOIN pg_catalog.pg_index i ON i.indrelid = c.oid
-             CROSS JOIN LATERAL unnest(i.indkey::int2[]) WITH ORDINALITY AS k(attnum, ord)
+             CROSS JOIN LATERAL generate_series(0, i.indnkeyatts - 1) AS k(ord)
              JOIN pg_catalog.pg_attribute a
-               ON a.attrelid = i.indrelid AND a.attnum = k.attnum
+               ON a.attrelid = i.indrelid AND a.attnum = i.indkey[k.ord]
              WHERE c.oid = $1::text::regclass AND i.indisunique AND i.indisvalid
                AND i.indpred IS NULL AND i.indexprs IS NULL
              GROUP BY c.relreplident, i.indexrelid, i.indisprimary, i.indisreplident
@@ -118,4 +124,44 @@ fn chunk_key(
         return Ok(Ok(names.into_iter().zip(types).collect()));
     }
     Ok(Err(why))
+}
+
+/// Why rows of `table` in two chunks could clash in a unique index or an exclusion
+/// constraint other than `key`'s, if they could: one whose key columns do not include all
+/// of `key`'s. Two chunks are read at different times: a value that moved from a row of one
+/// to a row of the other between their reads is in both, until the stream moves it.
+fn clash(
+    source: &mut Client,
+    table: &TableName,
+    key: &[(String, String)],
+) -> Result<Option<String>> {
+    let rows = source
+        .query(
+            "SELECT c.relname::text, i.indisexclusion,
+                    ARRAY(SELECT a.attname::text
+                            FROM generate_series(0, i.indnkeyatts - 1) AS k(n)
+                            JOIN pg_catalog.pg_attribute a
+                              ON a.attrelid = i.indrelid AND a.attnum = i.indkey[k.n])
+             FROM pg_catalog.pg_index i
+             JOIN pg_catalog.pg_class c ON c.oid = i.indexrelid
+             WHERE i.indrelid = $1::text::regclass AND (i.indisunique OR i.indisexclusion)
+             ORDER BY c.relname",
+            &[&table.quoted()],
+        )
+        .with_context(|| format!("reading the unique indexes of {table}"))?;
+    for row in rows {
+        let (index, exclusion, columns): (String, bool, Vec<String>) =
+            (row.get(0), row.get(1), row.get(2));
+        if exclusion {
+            return Ok(Some(format!(
+                "its exclusion constraint {index} could hold rows of two chunks read at                  different times against each other"
+            )));
+        }
+        if !key.iter().all(|(name, _)| columns.contains(name)) {
+            return Ok(Some(format!(
+                "its unique index {index} does not hold its key, so rows of two chunks read                  at different times could share a value in it"
+            )));
+        }
+    }
+    Ok(None)
 }
