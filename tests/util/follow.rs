@@ -53,12 +53,21 @@ pub fn wait_pgbench(child: Child) {
     );
 }
 
-/// Waits until the follower's copy is done: the destination then records its progress,
-/// in a replication origin or in pgcopy's table.
+/// Waits until the follower's copy is done: the destination records its progress (in a
+/// replication origin or in pgcopy's table), and no chunk of its copy is left to read.
 pub fn wait_following(dst: &TestDb, follower: &mut Child) {
+    wait_while_running(follower, 120, "following", || copy_over(dst));
+}
+
+/// Whether the follower into `dst` recorded its progress and has no chunk left to copy.
+pub fn copy_over(dst: &TestDb) -> bool {
     let recorded = "SELECT (SELECT count(*) FROM pg_replication_origin)
                          + (to_regclass('pgcopy.follow_progress') IS NOT NULL)::int";
-    wait_while_running(follower, 120, "following", || dst.scalar_i64(recorded) == 1);
+    let chunks = "SELECT (to_regclass('pgcopy.follow_chunks') IS NOT NULL)::int";
+    dst.scalar_i64(recorded) == 1
+        && (dst.scalar_i64(chunks) == 0
+            || dst.scalar_i64("SELECT count(*) FROM pgcopy.follow_chunks WHERE snapshot IS NULL")
+                == 0)
 }
 
 /// The backend that streams a slot of `src` now, 0 when none does: what
@@ -106,10 +115,14 @@ pub fn wait_while_running(
                 said(follower)
             );
         }
-        assert!(
-            started.elapsed().as_secs() < limit,
-            "the follower never got to {what} in {limit} s"
-        );
+        if started.elapsed().as_secs() >= limit {
+            let _ = follower.kill();
+            let _ = follower.wait();
+            panic!(
+                "the follower never got to {what} in {limit} s: {}",
+                said(follower)
+            );
+        }
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
 }
@@ -174,5 +187,5 @@ fn said(follower: &mut Child) -> String {
     if let Some(mut stderr) = follower.stderr.take() {
         std::io::Read::read_to_string(&mut stderr, &mut text).ok();
     }
-    text
+    text + &super::run::spooled_stderr(follower.id())
 }

@@ -7,13 +7,15 @@
 //! test process, an empty `HOME` (so the caller's `~/.pgpass` and `~/.postgresql/root.crt`
 //! never take part), stdin closed, and a timeout that kills a hang.
 
+use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::fmt;
 use std::io::Read;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::OnceLock;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, OnceLock};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -130,12 +132,38 @@ pub fn verify_to(source: &str, dest: &str, extra: &[&str]) -> Output {
 }
 
 /// `pgcopy copy --yes` started in the background, for tests that act on it mid-copy.
+///
+/// Its output goes to files, read when it is collected (`finish`, `spooled_stderr`): a pipe
+/// nobody reads while the test does other things fills up, and then blocks the run.
 pub fn spawn_copy(src: &TestDb, dst: &TestDb, extra: &[&str]) -> Child {
-    copy_command(&src.url(), &dst.url(), extra)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
+    static SPAWNED: AtomicUsize = AtomicUsize::new(0);
+    let dir = std::env::temp_dir().join("pgcopy-test-output");
+    std::fs::create_dir_all(&dir).expect("making the directory for background output");
+    let n = SPAWNED.fetch_add(1, Ordering::SeqCst);
+    let path = |what: &str| dir.join(format!("{}-{n}.{what}", std::process::id()));
+    let (out, err) = (path("out"), path("err"));
+    let file = |path: &Path| std::fs::File::create(path).expect("a file for background output");
+    let child = copy_command(&src.url(), &dst.url(), extra)
+        .stdout(file(&out))
+        .stderr(file(&err))
         .spawn()
-        .expect("starting pgcopy")
+        .expect("starting pgcopy");
+    spooled().insert(child.id(), (out, err));
+    child
+}
+
+/// Where the output of the background runs `spawn_copy` started goes, by process id.
+fn spooled() -> std::sync::MutexGuard<'static, BTreeMap<u32, (PathBuf, PathBuf)>> {
+    static SPOOLED: Mutex<BTreeMap<u32, (PathBuf, PathBuf)>> = Mutex::new(BTreeMap::new());
+    SPOOLED.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// What a background run `spawn_copy` started (its process `id`) wrote on stderr so far.
+pub fn spooled_stderr(id: u32) -> String {
+    let path = spooled().get(&id).map(|(_, err)| err.clone());
+    path.and_then(|p| std::fs::read(p).ok())
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default()
 }
 
 /// Waits for a background pgcopy and collects what it printed. A run that hangs is killed
@@ -186,11 +214,24 @@ fn collect(mut child: Child, command: String) -> Output {
     let stdout = drain(child.stdout.take());
     let stderr = drain(child.stderr.take());
     let status = wait_until(&mut child, Instant::now() + timeout);
+    let read = |path: &Path| {
+        let bytes = std::fs::read(path).unwrap_or_default();
+        let _ = std::fs::remove_file(path);
+        String::from_utf8_lossy(&bytes).into_owned()
+    };
+    let (mut out, mut err) = (
+        stdout.join().expect("the stdout reader panicked"),
+        stderr.join().expect("the stderr reader panicked"),
+    );
+    if let Some((out_file, err_file)) = spooled().remove(&child.id()) {
+        out = read(&out_file);
+        err = read(&err_file);
+    }
     let output = Output {
         command,
         code: status.map(exit_code).unwrap_or(-1),
-        stdout: stdout.join().expect("the stdout reader panicked"),
-        stderr: stderr.join().expect("the stderr reader panicked"),
+        stdout: out,
+        stderr: err,
     };
     if status.is_none() {
         panic!("killed after {timeout:?} without finishing:{output:?}");
