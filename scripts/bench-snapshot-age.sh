@@ -13,8 +13,9 @@
 # pg_stat_activity pgcopy's sessions (application_name pgcopy) that hold a snapshot
 # (backend_xmin not null): the oldest one's age in transactions (age(backend_xmin)) and in
 # seconds (now() - xact_start). Printed per build: the initial copy's time (start until the
-# destination records its progress), the largest of both ages, the rows the follower applied
-# while the copy ran (from its --metrics-listen endpoint). Then, once per build: a follower
+# destination records its progress and no chunk is left to read), the largest of both ages,
+# the rows the follower applied while the copy ran, and per second of it (from its
+# --metrics-listen endpoint). Then, once per build: a follower
 # killed (-9) half-way through its copy and resumed with --resume: the bytes read again
 # (sent before the kill + sent by the resumed run - a whole copy's), from the endpoints.
 #
@@ -23,7 +24,9 @@
 #
 # PGCOPY_BIN (else `cargo build --release` here), BASELINE_BIN (else BASELINE_REF, default
 # e8760bf, built in a worktree under the work directory), CHUNK (a --chunk-size for the
-# chunked build), PG_BINDIR (see scripts/lib/cluster.sh).
+# chunked build), CHUNKED_OPTIONS (more options for it, e.g. "--indexes keep"), ONLY=accounts (the one big keyed table alone: both builds copy and follow
+# pgbench_accounts only, which pgbench updates in every transaction), PG_BINDIR (see
+# scripts/lib/cluster.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=scripts/lib/cluster.sh
@@ -56,6 +59,14 @@ if [[ -z ${BASELINE_BIN:-} ]]; then
 fi
 chunked_args=()
 [[ -n ${CHUNK:-} ]] && chunked_args=(--chunk-size "$CHUNK")
+# shellcheck disable=SC2206 # words on purpose: options
+[[ -n ${CHUNKED_OPTIONS:-} ]] && chunked_args+=($CHUNKED_OPTIONS)
+both_args=()
+data="the mixed set"
+if [[ ${ONLY:-} == accounts ]]; then
+    both_args=(--include-tables pgbench_accounts)
+    data="pgbench_accounts alone"
+fi
 
 # A fresh destination database for each run.
 fresh_destination() {
@@ -77,9 +88,19 @@ sample_snapshots() {
     done
 }
 
+# Whether the follower's copy is over: every table done (its endpoint says so), the
+# destination records its progress, and no chunk is left to read (the chunked follower
+# records its progress from the start, and applies while the copy goes).
 following() {
+    local planned
+    planned=$(metric 'pgcopy_tables{state="planned"}')
+    [[ $planned != 0 && $(metric 'pgcopy_tables{state="done"}') == "$planned" ]] || return 1
     [[ $(cluster_psql dst run -Atc "SELECT (SELECT count(*) FROM pg_replication_origin)
-              + (to_regclass('pgcopy.follow_progress') IS NOT NULL)::int") == 1 ]]
+              + (to_regclass('pgcopy.follow_progress') IS NOT NULL)::int") == 1 ]] || return 1
+    [[ $(cluster_psql dst run -Atc "SELECT to_regclass('pgcopy.follow_chunks') IS NULL") == t ]] &&
+        return 0
+    [[ $(cluster_psql dst run -Atc \
+        "SELECT count(*) FROM pgcopy.follow_chunks WHERE snapshot IS NULL") == 0 ]]
 }
 
 metrics_port=$(free_port)
@@ -88,7 +109,7 @@ start_follower() {
     local bin=$1
     shift
     "$bin" copy --source "$src_url" --dest "$dst_url" --yes --no-progress --quiet \
-        --follow --metrics-listen "$metrics_port" "$@" &
+        --follow --metrics-listen "$metrics_port" "${both_args[@]}" "$@" &
     follower=$!
 }
 
@@ -143,9 +164,11 @@ measure() {
     copy_s=$(awk -v a="$started" -v b="$copied" 'BEGIN { printf "%.1f", b - a }')
     max_age=$(awk '{ print $1 }' "$samples" | sort -n | tail -n 1)
     max_held=$(awk '{ print $2 }' "$samples" | sort -n | tail -n 1)
-    echo "$copy_s ${max_age:-0} ${max_held:-0} $applied $bytes" >>"$WORKDIR/results.$build"
-    printf '%s: initial copy %ss; oldest snapshot %s transactions, held %ss; applied during the copy: %s rows\n' \
-        "$build" "$copy_s" "${max_age:-0}" "${max_held:-0}" "$applied" >&2
+    local per_second
+    per_second=$(awk -v r="$applied" -v s="$copy_s" 'BEGIN { printf "%.0f", r / s }')
+    echo "$copy_s ${max_age:-0} ${max_held:-0} $applied $bytes $per_second" >>"$WORKDIR/results.$build"
+    printf '%s: initial copy %ss; oldest snapshot %s transactions, held %ss; applied during the copy: %s rows (%s/s)\n' \
+        "$build" "$copy_s" "${max_age:-0}" "${max_held:-0}" "$applied" "$per_second" >&2
     stop_follower
     abandon
 }
@@ -192,14 +215,15 @@ figure() { echo "$(column "$1" "$2" | median) ($(column "$1" "$2" | range))"; }
 ratio=$(awk -v c="$(column 1 chunked | median)" -v b="$(column 1 baseline | median)" \
     'BEGIN { printf "%.2f", c / b }')
 cat <<EOF
-pgcopy $("$PGCOPY_BIN" version | awk '{ print $2 }') (chunked${CHUNK:+, --chunk-size $CHUNK}) against $("$BASELINE_BIN" version | awk '{ print $2 }') built from ${BASELINE_REF:-e8760bf} (one snapshot)
-source: pgbench scale $scale ($size), pgbench -R $rate writing throughout; medians (ranges) of $runs runs each, alternating
+pgcopy $("$PGCOPY_BIN" version | awk '{ print $2 }') (chunked${CHUNK:+, --chunk-size $CHUNK}${CHUNKED_OPTIONS:+, $CHUNKED_OPTIONS}) against $("$BASELINE_BIN" version | awk '{ print $2 }') built from ${BASELINE_REF:-e8760bf} (one snapshot)
+source: pgbench scale $scale ($size), $data, pgbench -R $rate writing throughout; medians (ranges) of $runs runs each, alternating
 settings: ${settings[*]} wal_level=logical (source), replica (destination)
                                             one snapshot          chunked
 initial copy (s):                           $(figure 1 baseline)    $(figure 1 chunked)    chunked/one snapshot: $ratio
 oldest snapshot, age(backend_xmin) (xids):  $(figure 2 baseline)    $(figure 2 chunked)
 oldest snapshot held (s):                   $(figure 3 baseline)    $(figure 3 chunked)
-rows applied while the copy ran:            $(column 4 baseline | median)    $(column 4 chunked | median)
+rows applied while the copy ran:            $(figure 4 baseline)    $(figure 4 chunked)
+  per second of the copy:                   $(figure 6 baseline)    $(figure 6 chunked)
 killed -9 half-way, then --resume, read again:
   one snapshot: $(echo "$baseline_again" | mib) of the $(echo "$baseline_before" | mib) sent before the kill
   chunked:      $(echo "$chunked_again" | mib) of the $(echo "$chunked_before" | mib) sent before the kill

@@ -179,37 +179,34 @@ fn chunks_read_while_rows_change_under_them_add_up_to_the_source_at_cutover() {
             "1",
         ],
     );
-    // While the copy runs (the slot made, not streamed yet): the snapshots pgcopy's
-    // sessions hold, with the source's next transaction id; and, once a chunk of `emptied`
-    // is recorded, that table emptied and filled again across its whole key range, so that
-    // chunks read before and after the TRUNCATE both hold its rows.
-    let mut samples: Vec<(i64, Option<i64>)> = Vec::new();
+    // While the copy runs: the source's next transaction id once the first chunk is
+    // recorded; how far following applied the stream while chunks were left to read; and,
+    // between two chunks of `emptied`, that table emptied and filled again across its whole
+    // key range, so that chunks read before and after the TRUNCATE both hold its rows.
+    let mut first_next: Option<i64> = None;
+    let mut held_xmin: Option<i64> = None;
+    let mut applied_during = 0;
+    let follower_id = follower.id();
     let mut truncated_at = None;
     let mut source = src.client();
+    let next_xid = "SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint";
     wait_while_running(&mut follower, 120, "following", || {
-        let row = source
-            .query_one(
-                "SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint,
-                        (SELECT min(backend_xmin::text::bigint) FROM pg_stat_activity
-                         WHERE application_name = 'pgcopy' AND backend_xmin IS NOT NULL),
-                        (SELECT bool_or(NOT active) FROM pg_replication_slots)",
-                &[],
-            )
-            .expect("sampling pg_stat_activity");
-        if row.get::<_, Option<bool>>(2) == Some(true) {
-            samples.push((row.get(0), row.get(1)));
+        if first_next.is_none() && recorded(&dst, "%") > 0 {
+            first_next = Some(src.scalar_i64(next_xid));
         }
-        if truncated_at.is_none() && recorded(&dst, "emptied") > 0 {
-            // The copy of `emptied` held on the destination until its next chunk's writer
-            // waits: the chunks after that one are read after the TRUNCATE.
+        if truncated_at.is_none() && recorded(&dst, "items") > 0 {
+            // The copy of `emptied` held on the destination, from before it begins (the
+            // bigger `items` goes first) until its first chunk's writer waits: the chunks
+            // after that one are read after the TRUNCATE. The oldest snapshot pgcopy holds on
+            // the source meanwhile, if any, is that chunk's.
             let mut holder = dst.client();
             holder
                 .batch_execute("BEGIN; LOCK TABLE emptied IN ACCESS EXCLUSIVE MODE")
                 .expect("holding emptied");
             let started = Instant::now();
             while dst.scalar_i64(
-                "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a USING (pid)
-                 WHERE NOT l.granted AND a.application_name = 'pgcopy'",
+                "SELECT count(*) FROM pg_locks
+                 WHERE NOT granted AND relation = 'emptied'::regclass",
             ) == 0
             {
                 assert!(
@@ -218,18 +215,68 @@ fn chunks_read_while_rows_change_under_them_add_up_to_the_source_at_cutover() {
                 );
                 std::thread::sleep(Duration::from_millis(10));
             }
-            src.exec(
-                "BEGIN; TRUNCATE emptied;
-                 INSERT INTO emptied SELECT g, 'after' FROM generate_series(1, 40000, 13) g;
-                 COMMIT",
-            );
-            truncated_at = Some(src.scalar_string("SELECT pg_current_wal_lsn()::text"));
+            held_xmin = source
+                .query_one(
+                    "SELECT min(backend_xmin::text::bigint) FROM pg_stat_activity
+                     WHERE application_name = 'pgcopy' AND backend_type = 'client backend'",
+                    &[],
+                )
+                .expect("sampling pg_stat_activity")
+                .get(0);
+            // Meanwhile following applies what the writer commits to the tables whole on
+            // the destination (`items`, once its indexes are back), and leaves the rest to
+            // their chunks, which are still to read: the destination records its progress.
+            let said = util::spooled_stderr(follower_id);
+            let start = said
+                .split("changes committed after ")
+                .nth(1)
+                .and_then(|rest| rest.split_whitespace().next())
+                .unwrap_or_else(|| panic!("no slot's start: {said}"))
+                .to_string();
+            while applied_during < 5 {
+                assert!(
+                    started.elapsed().as_secs() < 120,
+                    "following applied {applied_during} writes while the copy was held"
+                );
+                std::thread::sleep(Duration::from_millis(50));
+                let Some(lsn) = dst
+                    .rows_text("SELECT max(remote_lsn)::text FROM pg_replication_origin_status")[0]
+                    [0]
+                .clone() else {
+                    continue;
+                };
+                applied_during = src.scalar_i64(&format!(
+                    "SELECT count(*) FROM writes WHERE at > '{start}' AND at < '{lsn}'"
+                ));
+            }
+            // The TRUNCATE waits on the source for the chunk's read, which waits for its
+            // writer, held here: it is let go once the TRUNCATE waits in turn (or is done).
+            let mut truncator = src.client();
+            let truncating = std::thread::spawn(move || {
+                truncator
+                    .batch_execute(
+                        "BEGIN; TRUNCATE emptied;
+                         INSERT INTO emptied SELECT g, 'after' FROM generate_series(1, 40000, 13) g;
+                         COMMIT",
+                    )
+                    .expect("TRUNCATE emptied");
+                truncator
+                    .query_one("SELECT pg_current_wal_lsn()::text", &[])
+                    .expect("the WAL position")
+                    .get::<_, String>(0)
+            });
+            while !truncating.is_finished()
+                && src.scalar_i64(
+                    "SELECT count(*) FROM pg_locks
+                     WHERE NOT granted AND relation = 'emptied'::regclass",
+                ) == 0
+            {
+                std::thread::sleep(Duration::from_millis(10));
+            }
             holder.batch_execute("ROLLBACK").expect("ROLLBACK");
+            truncated_at = Some(truncating.join().expect("the TRUNCATE"));
         }
-        dst.scalar_i64(
-            "SELECT (SELECT count(*) FROM pg_replication_origin)
-                    + (to_regclass('pgcopy.follow_progress') IS NOT NULL)::int",
-        ) == 1
+        util::copy_over(&dst)
     });
     wait_following(&dst, &mut follower);
     stop.store(true, Ordering::SeqCst);
@@ -257,19 +304,14 @@ fn chunks_read_while_rows_change_under_them_add_up_to_the_source_at_cutover() {
         "true",
         "TRUNCATE at {truncated_at}, chunks of emptied from {first} to {last}"
     );
-    // No snapshot the copy held at its end was taken before its start: the oldest
-    // snapshot of pgcopy's sessions in the last sample is younger than the transactions
-    // running at the first (a copy in one snapshot holds that one throughout).
-    let held: Vec<&(i64, Option<i64>)> = samples.iter().filter(|s| s.1.is_some()).collect();
+    // Any snapshot the copy held while it waited for `emptied`, long after its first chunk,
+    // is younger than the transactions running then (a copy in one snapshot holds the one
+    // it was planned in throughout), as the source's `pg_stat_activity` shows it.
+    let first_next = first_next.expect("a chunk recorded");
     assert!(
-        held.len() >= 2,
-        "samples of the copy's snapshots: {samples:?}"
-    );
-    let (first_next, _) = held[0];
-    let (_, last_oldest) = held[held.len() - 1];
-    assert!(
-        last_oldest.unwrap() >= *first_next,
-        "the copy still held a snapshot from its start: {samples:?}"
+        held_xmin.is_none_or(|held| held >= first_next),
+        "the copy still held a snapshot ({held_xmin:?}) from before its first chunk \
+         ({first_next})"
     );
     // The table without a key was read whole, in its own snapshot, and the log says why.
     assert_eq!(recorded(&dst, "loose"), 1);
@@ -283,6 +325,10 @@ fn chunks_read_while_rows_change_under_them_add_up_to_the_source_at_cutover() {
             .stderr
             .contains("loose is read whole, in a snapshot of its own held while it is read"),
         "{followed:?}"
+    );
+    assert!(
+        applied_during >= 5,
+        "following applied while chunks were read"
     );
     // The progress lines count the chunks, the last one all of them done.
     let chunks = dst_chunks;

@@ -108,3 +108,13 @@ pub(crate) fn lock_destination(client: &mut Client, target: &dyn fmt::Display) -
     }
     Ok(())
 }
+
+/// Reads a WAL position as PostgreSQL writes it (`16/B374D848`).
+pub(crate) fn parse_lsn(text: &str) -> Result<u64> {
+    let (high, low) = text
+        .split_once('/')
+        .with_context(|| format!("{text:?} is not a WAL position"))?;
+    let high = u64::from_str_radix(high, 16).with_context(|| format!("reading {text:?}"))?;
+    let low = u64::from_str_radix(low, 16).with_context(|| format!("reading {text:?}"))?;
+    Ok(high << 32 | low)
+}

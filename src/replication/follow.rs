@@ -7,6 +7,7 @@ use crate::pg::sql::{quote_ident, quote_literal, TableName};
 use crate::pg::target::Target;
 use crate::pg::wire;
 use crate::plan;
+use crate::plan::chunks::registry::Registry;
 use crate::plan::filter::TableFilter;
 use crate::replication::apply::{self, Applied, Applier, Ended, Joined};
 use crate::replication::chunks::Chunks;
@@ -19,6 +20,7 @@ use postgres::error::SqlState;
 use postgres::Client;
 use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Batches of decoded changes on their way to the applier: enough to keep it busy while
@@ -76,6 +78,9 @@ pub(crate) struct Sessions {
     pub(crate) catalog: Client,
     /// The source, for rows a change left values out of (see `chunks::fetch`).
     pub(crate) source: Target,
+    /// The chunks of the copy going on while this follows; else the destination's record
+    /// of them is read.
+    pub(crate) copying: Option<Arc<Registry>>,
 }
 
 /// What is followed, and from where.
@@ -109,6 +114,7 @@ pub(crate) fn run(
         apply,
         mut catalog,
         source,
+        copying,
     } = sessions;
     let Stream {
         name,
@@ -159,7 +165,10 @@ pub(crate) fn run(
     let shared = Shared::default();
     let (send, changes) = crossbeam_channel::bounded(CHANNEL);
     let mut catalog = catalog;
-    let chunks = Chunks::load(&mut catalog, name, source)?;
+    let chunks = match copying {
+        Some(registry) => Chunks::sharing(registry, source),
+        None => Chunks::load(&mut catalog, name, source)?,
+    };
     let mut applier = Applier::new(
         apply,
         catalog,

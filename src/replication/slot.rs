@@ -39,15 +39,7 @@ impl fmt::Display for LsnText {
     }
 }
 
-/// Reads a WAL position as PostgreSQL writes it.
-pub(crate) fn parse_lsn(text: &str) -> Result<Lsn> {
-    let (high, low) = text
-        .split_once('/')
-        .with_context(|| format!("{text:?} is not a WAL position"))?;
-    let high = u64::from_str_radix(high, 16).with_context(|| format!("reading {text:?}"))?;
-    let low = u64::from_str_radix(low, 16).with_context(|| format!("reading {text:?}"))?;
-    Ok(high << 32 | low)
-}
+pub(crate) use crate::pg::server::parse_lsn;
 
 /// A slot made for a copy, and the replication session that made it, which must stay idle
 /// while its exported snapshot is being imported.
@@ -220,6 +212,11 @@ impl<'a> SlotMaker<'a> {
     /// The slot made last, if any.
     pub(crate) fn into_slot(self) -> Option<Slot> {
         self.slot
+    }
+
+    /// The slot made last, if any, which the caller now answers for.
+    pub(crate) fn take_slot(&mut self) -> Option<Slot> {
+        self.slot.take()
     }
 }
 

@@ -17,8 +17,9 @@ pub(crate) mod splits;
 pub(crate) mod write;
 
 use crate::pg::server::SnapshotId;
+use crate::plan::chunks::registry::Registry;
 use std::sync::atomic::{AtomicU64, AtomicUsize};
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 /// Which snapshot each read is in.
@@ -28,8 +29,12 @@ pub(crate) enum ReadSnapshot {
     Exported(SnapshotId),
     /// A snapshot of its own for each table or piece, held only while it is read; its
     /// writer records it, with the piece's range, in `plan::chunks`' record for this slot,
-    /// in the commit that loads the rows (the chunked copy of `copy --follow`).
-    EachRead { slot: String },
+    /// in the commit that loads the rows (the chunked copy of `copy --follow`), and in the
+    /// registry the follower applying the stream meanwhile decides by.
+    EachRead {
+        slot: String,
+        registry: Arc<Registry>,
+    },
 }
 
 /// What the pipe needs besides the plan.

@@ -6,6 +6,7 @@
 use crate::pg::server::BEGIN_READ_ONLY;
 use crate::pg::sql::TEXT_SETTINGS;
 use crate::pg::wire;
+use crate::plan::chunks::visibility::Snapshot;
 use crate::plan::chunks::{Seen, TAKE_SQL};
 use crate::plan::{Format, TablePlan};
 use crate::transfer::rewrite::RowRewriter;
@@ -48,15 +49,50 @@ pub(crate) fn read(
     if table.subset.is_some() {
         begin = format!("{begin}; {}", crate::plan::reading::SETTINGS);
     }
-    conn.execute(&begin)
-        .context("importing the source snapshot")?;
-    conn.execute(&table.lock_sql())
-        .map_err(|err| table.lock_failed(err))?;
-    // LOCK takes no snapshot: this statement takes the read's own, once the table is
-    // locked, so nothing truncates or rewrites it between the two.
+    let start = |conn: &mut wire::Connection| -> Result<()> {
+        conn.execute(&begin)
+            .context("importing the source snapshot")?;
+        conn.execute(&table.lock_sql())
+            .map_err(|err| table.lock_failed(err))
+    };
     let seen = match snapshot {
-        ReadSnapshot::Exported(_) => None,
-        ReadSnapshot::EachRead { .. } => Some(take(conn)?),
+        ReadSnapshot::Exported(_) => {
+            start(conn)?;
+            None
+        }
+        ReadSnapshot::EachRead { registry, .. } => {
+            let condition = piece
+                .and_then(|p| table.split.as_ref()?.pieces.get(p))
+                .map_or("", String::as_str);
+            // The follower leaves to this chunk the changes it reads from now on; those it
+            // left before must be in the snapshot.
+            let required = registry.begin(&table.name, condition);
+            let mut tries = 0;
+            loop {
+                start(conn)?;
+                // LOCK takes no snapshot: this statement takes the read's own, once the
+                // table is locked, so nothing truncates or rewrites it between the two.
+                let seen = take(conn)?;
+                let snapshot = Snapshot::parse(&seen.snapshot)?;
+                if required.iter().all(|xid| snapshot.sees(*xid)) {
+                    registry.taken(&table.name, condition, &snapshot, &seen.horizon)?;
+                    if tries > 0 {
+                        log::debug!(
+                            "{}: took the read's snapshot {} times, until it saw every \
+                             transaction the follower left to it",
+                            table.name,
+                            tries + 1
+                        );
+                    }
+                    break Some(seen);
+                }
+                // Committed (the stream had it), not out of the running set yet.
+                tries += 1;
+                conn.execute("ROLLBACK")
+                    .context("ending a snapshot taken too early")?;
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+        }
     };
     let sql = table.copy_out_sql(piece);
     log::debug!("source: {sql}");

@@ -8,7 +8,7 @@
 
 use crate::pg::error::describe;
 use crate::pg::sql::TEXT_SETTINGS;
-use crate::plan::chunks;
+use crate::plan::chunks::{self, Seen};
 use crate::plan::{Format, TablePlan};
 use crate::schema::indexes;
 use crate::schema::statistics;
@@ -48,17 +48,17 @@ pub(crate) fn write_table(
     // Indexes are built again after the data, in this transaction: a sorted build beats
     // maintaining them row by row, and a rollback brings them back as they were.
     empty(&mut tx, settings, table)?;
-    let written = if table.on_source {
+    let (written, read_seen) = if table.on_source {
         let read = copy_in(&mut tx, table, false, bytes, next)?;
-        if let ReadSnapshot::EachRead { slot } = &settings.snapshot {
+        if let ReadSnapshot::EachRead { slot, .. } = &settings.snapshot {
             let seen = read.seen.as_ref().context("a read without its snapshot")?;
             chunks::record(&mut tx, slot, &table.name, None, seen)?;
         }
-        read.rows
+        (read.rows, read.seen)
     } else {
         // A partition only the destination has: emptied, nothing to copy.
         match next()? {
-            Piece::End(Read { rows: 0, .. }) => 0,
+            Piece::End(Read { rows: 0, .. }) => (0, None),
             _ => bail!("internal error: rows for a table the source does not have"),
         }
     };
@@ -80,10 +80,25 @@ pub(crate) fn write_table(
     // load apart from anything the table held before, for --resume (see `State::done`).
     let filenode = filenode(&mut tx, table)?;
     tx.commit().context("committing on the destination")?;
+    recorded(settings, table, "", read_seen.as_ref())?;
     Ok(Loaded {
         rows: written,
         filenode,
     })
+}
+
+/// Tells the follower applying the stream during the chunked copy that a chunk of `table`
+/// (by its `condition`) is loaded, read as `seen` says.
+fn recorded(
+    settings: &Settings,
+    table: &TablePlan,
+    condition: &str,
+    seen: Option<&Seen>,
+) -> Result<()> {
+    if let (ReadSnapshot::EachRead { registry, .. }, Some(seen)) = (&settings.snapshot, seen) {
+        registry.recorded(&table.name, condition, seen)?;
+    }
+    Ok(())
 }
 
 /// Empties a table that is copied in pieces, and drops the indexes built again after the
@@ -109,7 +124,7 @@ pub(crate) fn empty_for_pieces(
 /// it.
 fn empty(tx: &mut Transaction, settings: &Settings, table: &TablePlan) -> Result<()> {
     // What was recorded of the table's chunks goes with its rows.
-    if let ReadSnapshot::EachRead { slot } = &settings.snapshot {
+    if let ReadSnapshot::EachRead { slot, .. } = &settings.snapshot {
         chunks::forget_table(tx, slot, &table.name)?;
     }
     let clear = table.clear_sql();
@@ -150,7 +165,8 @@ pub(crate) fn write_piece(
             Err(err) => err,
         }
     })?;
-    if let ReadSnapshot::EachRead { slot } = &settings.snapshot {
+    let mut condition_of = None;
+    if let ReadSnapshot::EachRead { slot, .. } = &settings.snapshot {
         let seen = read.seen.as_ref().context("a read without its snapshot")?;
         let split = table
             .split
@@ -169,10 +185,14 @@ pub(crate) fn write_piece(
             Some((condition, key, range)),
             seen,
         )?;
+        condition_of = Some(condition.as_str());
     }
     let written = read.rows;
     let filenode = filenode(&mut tx, table)?;
     tx.commit().context("committing on the destination")?;
+    if let Some(condition) = condition_of {
+        recorded(settings, table, condition, read.seen.as_ref())?;
+    }
     Ok(Loaded {
         rows: written,
         filenode,

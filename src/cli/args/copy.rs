@@ -99,9 +99,9 @@ pub(crate) struct CopyArgs {
     #[argh(switch)]
     pub(crate) resume: bool,
 
-    /// after the copy, apply every change committed on the source since its snapshot, one
-    /// source transaction after another, until `pgcopy cutover` (logical replication; see
-    /// `pgcopy status` for what the source needs)
+    /// while the copy goes and after it, apply every change committed on the source since
+    /// the copy began, one source transaction after another, until `pgcopy cutover`
+    /// (logical replication; see `pgcopy status` for what the source needs)
     #[argh(switch)]
     pub(crate) follow: bool,
 

@@ -11,6 +11,7 @@ use crate::output::metrics::live::{Copying, LIVE};
 use crate::output::progress::{Display, Progress};
 use crate::pg::error::{self, describe};
 use crate::pg::server::SnapshotId;
+use crate::plan::chunks::registry::Registry;
 use crate::plan::misfits;
 use crate::plan::snapshot::Snapshot;
 use crate::plan::{self, Plan};
@@ -27,6 +28,7 @@ use anyhow::{Context, Result};
 use std::io::IsTerminal;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// How often the main thread checks that the source snapshot's session is alive.
@@ -114,6 +116,18 @@ pub(super) fn apply(
             // Each read takes its own snapshot: the one planning was taken in goes.
             plan::chunks::start(dest, &chunks.slot, !resume)?;
             plan::chunks::plan(dest, &chunks.slot, &chunk_units(plan))?;
+            let registry = Arc::new(Registry::new(
+                plan::chunks::load(dest, &chunks.slot, true)?,
+                false,
+            )?);
+            // A split table's indexes go for its load, and come back after its last chunk:
+            // in this run, or, resumed, in the one it goes on from.
+            registry.rebuilt(
+                plan.tables
+                    .iter()
+                    .filter(|t| t.split.is_some() && (resume || !t.indexes.is_empty()))
+                    .map(|t| &t.name),
+            );
             let planned: String = snapshot
                 .client
                 .query_one("SELECT pg_current_snapshot()::text", &[])?
@@ -122,8 +136,12 @@ pub(super) fn apply(
                 .client
                 .batch_execute("COMMIT")
                 .context("ending the planning snapshot's transaction")?;
-            (chunks.release)()?;
+            (chunks.release)(registry.clone())?;
             plan::chunks::wait_until_seen(&mut snapshot.client, &planned)?;
+            if resume {
+                // The follower killed before may have left changes to chunks not read yet.
+                plan::chunks::wait_until_committed_seen(&mut snapshot.client)?;
+            }
             log::info!(
                 "reading each table, and each chunk of the tables bigger than {}, in a \
                  snapshot of its own, held only while it is read",
@@ -131,6 +149,7 @@ pub(super) fn apply(
             );
             ReadSnapshot::EachRead {
                 slot: chunks.slot.clone(),
+                registry,
             }
         }
         None => ReadSnapshot::Exported(snapshot.id.clone()),

@@ -13,7 +13,7 @@ use std::collections::HashSet;
 
 /// Marks done, in `previous`, the tables and pieces the destination recorded for `slot`.
 pub(super) fn take_up_recorded(dest: &mut Client, slot: &str, previous: &mut State) -> Result<()> {
-    let recorded = chunks::load(dest, slot)?;
+    let recorded = chunks::load(dest, slot, false)?;
     if recorded.is_empty() {
         return Ok(());
     }

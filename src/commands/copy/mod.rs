@@ -17,11 +17,13 @@ use crate::exit::Exit;
 use crate::output::format::print_json;
 use crate::output::{confirm, dry_run};
 use crate::plan;
+use crate::plan::chunks::registry::Registry;
 use crate::plan::snapshot::ExportFrom;
 use crate::replication::progress;
 use anyhow::{Context, Result};
 use planning::Work;
 use postgres::Client;
+use std::sync::Arc;
 
 /// What the command that runs the pipeline gives it, chosen once.
 pub(crate) struct Pipeline<'a> {
@@ -45,9 +47,10 @@ pub(crate) struct Pipeline<'a> {
 pub(crate) struct Chunks<'a> {
     pub(crate) slot: String,
     pub(crate) bytes: u64,
-    /// Ends, once planning is done, what else holds the snapshot planning was taken in
-    /// (the replication slot's session that exported it).
-    pub(crate) release: &'a mut dyn FnMut() -> Result<()>,
+    /// Called once planning is done, before the first read, with the chunks every read
+    /// and load goes through: ends what else holds the snapshot planning was taken in (the
+    /// replication slot's session that exported it), and starts following.
+    pub(crate) release: &'a mut dyn FnMut(Arc<Registry>) -> Result<()>,
 }
 
 /// A command's own checks (see `Pipeline::checks`).

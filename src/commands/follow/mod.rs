@@ -1,12 +1,14 @@
 //! `copy --follow`: the checks before anything is created (`checks`), the slot made first,
 //! the copy pipeline run in chunks (each table, and each key range of a big one, read in a
 //! short snapshot of its own and recorded with it on the destination: `plan::chunks`) with
-//! the keys left dropped, then following itself (`stream`) from the slot's start, each
-//! change of a copied table decided by the snapshot of the chunk that holds its row, with
-//! the destination kept quiet (`quiet`), tables that appear on the source taken up as it
-//! goes (`joining`), until the cutover mark, which ends it (`end`). `--resume` goes on from
-//! the destination's recorded progress, or from the chunks it recorded (`resume`).
+//! the keys left dropped, and following itself (`stream`) started alongside from the slot's
+//! start, each change of a copied table decided by the chunk that holds its row as the copy
+//! goes on (`alongside`), with the destination kept quiet (`quiet`), tables that appear on
+//! the source taken up as it goes (`joining`), until the cutover mark, which ends it
+//! (`end`). `--resume` goes on from the destination's recorded progress and the chunks it
+//! recorded (`resume`).
 
+mod alongside;
 mod checks;
 mod end;
 mod joining;
@@ -29,6 +31,7 @@ use crate::replication::decode::Lsn;
 use crate::replication::follow;
 use crate::replication::progress::{self, Ledger};
 use crate::replication::slot::{self, Slot, SlotMaker};
+use alongside::Alongside;
 use anyhow::{Context, Result};
 use std::cell::RefCell;
 
@@ -69,60 +72,84 @@ pub(crate) fn run(cfg: &CopyConfig, resume: bool) -> Result<Exit> {
             cfg.filter.clone(),
         )),
     });
-    let copied = {
-        let mut make = |tables: &[TableName]| -> Result<SnapshotId> {
-            maker
-                .borrow_mut()
-                .as_mut()
-                .context("no slot is made in a dry run")?
-                .make(tables)
-        };
-        let mut release = || -> Result<()> {
-            match maker.borrow_mut().as_mut() {
-                Some(maker) => maker.release_snapshot(),
-                None => Ok(()),
-            }
-        };
-        let exports = maker.borrow().is_some();
-        copy::run_pipeline(
-            cfg,
-            Pipeline {
-                command: "copy --follow",
-                checks: Some(&mut check),
-                snapshot: SnapshotFrom::Exported(exports.then_some(&mut make as _)),
-                keys: KeyPolicy::LeaveDropped {
-                    why: "while following; they are put back at cutover",
+    std::thread::scope(|scope| {
+        let mut alongside = Alongside::new(scope, cfg);
+        let copied = {
+            let mut make = |tables: &[TableName]| -> Result<SnapshotId> {
+                maker
+                    .borrow_mut()
+                    .as_mut()
+                    .context("no slot is made in a dry run")?
+                    .make(tables)
+            };
+            // Once planned: the slot's snapshot goes, and following starts from the slot.
+            let mut release = |registry| -> Result<()> {
+                let slot = match maker.borrow_mut().as_mut() {
+                    Some(maker) => {
+                        maker.release_snapshot()?;
+                        maker.take_slot()
+                    }
+                    None => None,
+                };
+                let Some(slot) = slot else {
+                    return Ok(());
+                };
+                // Until following starts, the slot is this run's to drop if it fails.
+                if let Err(err) = ready_to_follow(cfg, &slot.name, slot.consistent_point) {
+                    drop_made(&cfg.source, slot);
+                    return Err(err);
+                }
+                alongside.start(
+                    &slot.name,
+                    slot.consistent_point,
+                    Some(slot.session),
+                    registry,
+                )
+            };
+            let exports = maker.borrow().is_some();
+            copy::run_pipeline(
+                cfg,
+                Pipeline {
+                    command: "copy --follow",
+                    checks: Some(&mut check),
+                    snapshot: SnapshotFrom::Exported(exports.then_some(&mut make as _)),
+                    keys: KeyPolicy::LeaveDropped {
+                        why: "while following; they are put back at cutover",
+                    },
+                    resume: false,
+                    chunks: chunked.then(|| Chunks {
+                        slot: name.clone(),
+                        bytes: cfg.chunk_bytes,
+                        release: &mut release,
+                    }),
                 },
-                resume: false,
-                chunks: chunked.then(|| Chunks {
-                    slot: name.clone(),
-                    bytes: cfg.chunk_bytes,
-                    release: &mut release,
-                }),
-            },
-        )
-    };
-    // The slot outlives the copy's sessions; until following starts, it is dropped if the
-    // run ends, unless it ended with chunks recorded to resume from.
-    let mut made = Made {
-        slot: maker.into_inner().and_then(SlotMaker::into_slot),
-        source: &cfg.source,
-    };
-    let (copied, report) = copied?;
-    match made.take() {
-        Some(slot) => after_copy(
-            cfg,
-            Started {
-                name: slot.name,
-                start: slot.consistent_point,
-                session: Some(slot.session),
-                chunked,
-            },
-            copied,
-            report,
-        ),
-        None => Ok(copied),
-    }
+            )
+        };
+        if alongside.started() {
+            return alongside.end(copied);
+        }
+        // The slot outlives the copy's sessions; until following starts, it is dropped if
+        // the run ends, unless it ended with chunks recorded to resume from.
+        let mut made = Made {
+            slot: maker.into_inner().and_then(SlotMaker::into_slot),
+            source: &cfg.source,
+        };
+        let (copied, report) = copied?;
+        match made.take() {
+            Some(slot) => after_copy(
+                cfg,
+                Started {
+                    name: slot.name,
+                    start: slot.consistent_point,
+                    session: Some(slot.session),
+                    chunked,
+                },
+                copied,
+                report,
+            ),
+            None => Ok(copied),
+        }
+    })
 }
 
 /// `--resume` of a follower stopped during its chunked copy: the chunks it did not record
@@ -132,31 +159,41 @@ fn resume_copy(cfg: &CopyConfig, name: String, start: Lsn) -> Result<Exit> {
     let mut check = |source: &mut postgres::Client, dest: &mut postgres::Client| {
         checks::refusals(cfg, source, dest, &name, true)
     };
-    let mut release = || Ok(());
-    let (copied, report) = copy::run_pipeline(
-        cfg,
-        Pipeline {
-            command: "copy --follow --resume",
-            checks: Some(&mut check),
-            snapshot: SnapshotFrom::Exported(None),
-            keys: KeyPolicy::LeaveDropped {
-                why: "while following; they are put back at cutover",
+    std::thread::scope(|scope| {
+        let mut alongside = Alongside::new(scope, cfg);
+        let mut release = |registry| {
+            ready_to_follow(cfg, &name, start)?;
+            alongside.start(&name, start, None, registry)
+        };
+        let copied = copy::run_pipeline(
+            cfg,
+            Pipeline {
+                command: "copy --follow --resume",
+                checks: Some(&mut check),
+                snapshot: SnapshotFrom::Exported(None),
+                keys: KeyPolicy::LeaveDropped {
+                    why: "while following; they are put back at cutover",
+                },
+                resume: true,
+                chunks: Some(Chunks {
+                    slot: name.clone(),
+                    bytes: cfg.chunk_bytes,
+                    release: &mut release,
+                }),
             },
-            resume: true,
-            chunks: Some(Chunks {
-                slot: name.clone(),
-                bytes: cfg.chunk_bytes,
-                release: &mut release,
-            }),
-        },
-    )?;
-    let started = Started {
-        name: name.clone(),
-        start,
-        session: None,
-        chunked: true,
-    };
-    after_copy(cfg, started, copied, report)
+        );
+        if alongside.started() {
+            return alongside.end(copied);
+        }
+        let (copied, report) = copied?;
+        let started = Started {
+            name: name.clone(),
+            start,
+            session: None,
+            chunked: true,
+        };
+        after_copy(cfg, started, copied, report)
+    })
 }
 
 /// The slot following starts from: its name, where its stream starts, the session that
@@ -185,21 +222,25 @@ impl Made<'_> {
 impl Drop for Made<'_> {
     fn drop(&mut self) {
         if let Some(slot) = self.slot.take() {
-            let name = slot.name.clone();
-            drop(slot);
-            let dropped = self
-                .source
-                .connect()
-                .and_then(|mut source| slot::drop_both(&mut source, &name).map(drop));
-            match dropped {
-                Ok(()) => log::info!("dropped the replication slot and publication {name}"),
-                Err(err) => log::error!(
-                    "could not drop the replication slot {name} ({}): `pgcopy abandon` drops \
-                     it, else the source keeps WAL for it",
-                    describe(&err)
-                ),
-            }
+            drop_made(self.source, slot);
         }
+    }
+}
+
+/// Drops a slot this run made, and its publication, before following started from it.
+fn drop_made(source: &crate::pg::target::Target, slot: Slot) {
+    let name = slot.name.clone();
+    drop(slot);
+    let dropped = source
+        .connect()
+        .and_then(|mut source| slot::drop_both(&mut source, &name).map(drop));
+    match dropped {
+        Ok(()) => log::info!("dropped the replication slot and publication {name}"),
+        Err(err) => log::error!(
+            "could not drop the replication slot {name} ({}): `pgcopy abandon` drops it, else \
+             the source keeps WAL for it",
+            describe(&err)
+        ),
     }
 }
 
@@ -234,21 +275,28 @@ fn after_copy(
         keys::put_back_recorded(&cfg.state_dir, &mut dest)?;
         return Ok(copied);
     }
+    drop(dest);
+    ready_to_follow(cfg, &slot.name, slot.start)?;
+    stream::follow(cfg, &slot.name, slot.session, move || report, None)
+}
+
+/// Records, before following starts from `start`, which destination tables the follower of
+/// `name` applies to, and where it is: its progress ledger, made here unless an earlier
+/// follower made it.
+fn ready_to_follow(cfg: &CopyConfig, name: &str, start: Lsn) -> Result<()> {
+    let mut dest = cfg.dest.connect()?;
+    if progress::find(&mut dest, name)?.is_some() {
+        return Ok(());
+    }
     // Which destination tables these are, for a resumed follower to check: recorded
     // before the progress, so that a follower with a record of its progress has them.
     let mut source = cfg.source.connect()?;
-    let mut tables: Vec<TableName> = follow::published(&mut source, &slot.name)?
-        .into_iter()
-        .collect();
+    let mut tables: Vec<TableName> = follow::published(&mut source, name)?.into_iter().collect();
     tables.sort();
-    slot::record_tables(
-        &mut source,
-        &slot.name,
-        &follow::dest_oids(&mut dest, &tables)?,
-    )?;
+    slot::record_tables(&mut source, name, &follow::dest_oids(&mut dest, &tables)?)?;
     drop(source);
     let ledger = Ledger::choose(&mut dest)?.map_err(anyhow::Error::msg)?;
-    ledger.create(&mut dest, &slot.name, slot.start)?;
+    ledger.create(&mut dest, name, start)?;
     if ledger == Ledger::Table {
         log::info!(
             "recording how far following got in {} on the destination (the role may not use \
@@ -256,6 +304,5 @@ fn after_copy(
             progress::TABLE
         );
     }
-    drop(dest);
-    stream::follow(cfg, &slot.name, slot.session, report)
+    Ok(())
 }

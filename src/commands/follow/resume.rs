@@ -19,8 +19,8 @@ use std::collections::HashSet;
 pub(super) enum Resumed {
     /// The earlier follower got past its copy: this run followed on, and ended so.
     Followed(Exit),
-    /// It stopped during its chunked copy: the chunks it did not record are copied, then
-    /// following starts at `start`, the slot `name`'s start.
+    /// It stopped during its chunked copy: the chunks it did not record are copied, while
+    /// following goes on from `start` (where the destination is, or the slot `name`'s start).
     Copy { name: String, start: Lsn },
     /// It stopped during a copy in one snapshot, which is gone: everything again.
     Anew,
@@ -34,7 +34,20 @@ pub(super) fn resume(cfg: &CopyConfig) -> Result<Resumed> {
     let mut dest = cfg.dest.connect()?;
     let name = super::checks::name(&mut dest)?;
     let slot_exists = slot::find(&mut source, &name)?.is_some();
+    let unread = chunks::counts(&mut dest, &name)?
+        .iter()
+        .any(|(_, read, all)| read < all);
     match (progress::find(&mut dest, &name)?, slot_exists) {
+        (Some((_, at)), true) if unread => {
+            same_tables(&mut source, &mut dest, &name)?;
+            log::warn!(
+                "resuming the initial copy: the chunks the earlier follower recorded on the \
+                 destination stay, the others are copied now, while following goes on from \
+                 {}, where the destination is",
+                LsnText(at)
+            );
+            Ok(Resumed::Copy { name, start: at })
+        }
         (Some((_, at)), true) => {
             same_tables(&mut source, &mut dest, &name)?;
             log::info!(
@@ -42,7 +55,11 @@ pub(super) fn resume(cfg: &CopyConfig) -> Result<Resumed> {
                 LsnText(at)
             );
             Ok(Resumed::Followed(super::stream::follow(
-                cfg, &name, None, None,
+                cfg,
+                &name,
+                None,
+                || None,
+                None,
             )?))
         }
         (Some(_), false) => bail!(

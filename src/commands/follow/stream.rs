@@ -17,6 +17,7 @@ use crate::output::progress::{draw_status, format_count};
 use crate::pg::error::{backoff, describe, kind, TryLater};
 use crate::pg::server::{self, lock_destination};
 use crate::pg::wire;
+use crate::plan::chunks::registry::Registry;
 use crate::replication::apply::{self, Applied, Ended};
 use crate::replication::decode::Lsn;
 use crate::replication::follow::{self, Sessions};
@@ -26,24 +27,29 @@ use crate::state::interrupt;
 use anyhow::{Context, Result};
 use serde_json::json;
 use std::io::IsTerminal;
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 /// Follows (see `run`) and, with `--json`, prints the run's one document: the copy's
-/// `report` when this run copied, with what following did added as `following`. A failure
-/// is in that document too, and in the exit code.
+/// report when this run copied (`report` gives it once the copy is over), with what
+/// following did added as `following`. A failure is in that document too, and in the exit
+/// code. `copying`: the chunks of a copy going on meanwhile (see `Chunks::sharing`).
 pub(super) fn follow(
     cfg: &CopyConfig,
     name: &str,
     first: Option<wire::Connection>,
-    report: Option<serde_json::Value>,
+    report: impl FnOnce() -> Option<serde_json::Value>,
+    copying: Option<Arc<Registry>>,
 ) -> Result<Exit> {
     let started = Instant::now();
     let mut total = Applied::default();
-    let result = run(cfg, name, first, &mut total, started);
+    let stopped_with_copy = copying.clone();
+    let result = run(cfg, name, first, &mut total, started, copying);
     logging::end_bar();
     if !cfg.json {
         return result.map(|followed| followed.exit);
     }
+    let report = report();
     let (exit, ended, error) = match &result {
         Ok(followed) if followed.mark.is_some() => (followed.exit, "cutover", None),
         Ok(followed) => (followed.exit, "interrupted", None),
@@ -57,8 +63,11 @@ pub(super) fn follow(
             "destination": cfg.dest.to_string(),
         })
     });
-    doc["status"] = json!(exit.status());
-    doc["exit_code"] = json!(exit.code());
+    // A copy that stopped stopped following: the run ends as the copy's report says.
+    if !stopped_with_copy.is_some_and(|c| c.stopped()) {
+        doc["status"] = json!(exit.status());
+        doc["exit_code"] = json!(exit.code());
+    }
     doc["following"] = json!({
         "slot": name,
         "ended": ended,
@@ -87,15 +96,24 @@ fn run(
     first: Option<wire::Connection>,
     total: &mut Applied,
     started: Instant,
+    copying: Option<Arc<Registry>>,
 ) -> Result<Followed> {
     interrupt::install()?;
     let mut first = first;
     let mut tries = 0;
+    let stopped = || copying.as_ref().is_some_and(|c| c.stopped());
     loop {
         let before = total.transactions;
-        let result = follow_once(cfg, name, first.take(), total);
+        let result = follow_once(cfg, name, first.take(), total, copying.clone());
         let err = match result {
-            Ok(Ended::Cutover { at }) => return super::end::finish(cfg, name, at, total, started),
+            Ok(Ended::Cutover { at }) => {
+                // The cutover mark came before the copy was over: the chunks still to read
+                // are read first.
+                if let Some(copying) = &copying {
+                    copying.wait(None)?;
+                }
+                return super::end::finish(cfg, name, at, total, started);
+            }
             Ok(Ended::Interrupted) => {
                 log::warn!(
                     "stopped following after {} transactions: the destination holds each of \
@@ -115,6 +133,18 @@ fn run(
         };
         if total.transactions > before {
             tries = 0;
+        }
+        if stopped() {
+            log::warn!(
+                "stopped following after {} transactions, as the copy stopped: {}",
+                total.transactions,
+                describe(&err)
+            );
+            return Ok(Followed {
+                exit: Exit::Interrupted,
+                mark: None,
+                sequences_set: 0,
+            });
         }
         if tries >= cfg.retries || !kind(&err).is_worth_retrying() || interrupt::requested() {
             return Err(err.context(
@@ -143,9 +173,13 @@ fn follow_once(
     name: &str,
     stream: Option<wire::Connection>,
     total: &mut Applied,
+    copying: Option<Arc<Registry>>,
 ) -> Result<Ended> {
     let mut catalog = cfg.dest.connect()?;
-    lock_destination(&mut catalog, &cfg.dest)?;
+    // Alongside a copy, the copy holds pgcopy's lock on the destination.
+    if copying.as_ref().is_none_or(|c| c.done()) {
+        lock_destination(&mut catalog, &cfg.dest)?;
+    }
     let (ledger, start) = progress::find(&mut catalog, name)?.with_context(|| {
         format!("the destination's record of how far it followed {name} is gone")
     })?;
@@ -178,7 +212,8 @@ fn follow_once(
             (now - then) as f64 / since.1.elapsed().as_secs_f64().max(0.001)
         };
         let per_second = |now: u64, then: u64| rate(&last, now, then);
-        if bar {
+        // The copy's own progress line is drawn while it goes on.
+        if bar && copying.as_ref().is_none_or(|c| c.done()) {
             draw_status(&format!(
                 "following: {} tx {}/s · {} rows {}/s{}",
                 format_count(transactions),
@@ -219,6 +254,7 @@ fn follow_once(
         apply: apply_session,
         catalog,
         source: cfg.source.clone(),
+        copying: copying.clone(),
     };
     let what = follow::Stream {
         name: name.to_string(),
@@ -227,14 +263,12 @@ fn follow_once(
         version: source_version,
         setup,
     };
-    let (ended, applied) = follow::run(
-        sessions,
-        what,
-        &interrupt::requested,
-        tick,
-        report,
-        |followed| watcher.look(followed),
-    )?;
+    let copy_stopped = copying.clone();
+    let interrupted =
+        move || interrupt::requested() || copy_stopped.as_ref().is_some_and(|c| c.stopped());
+    let (ended, applied) = follow::run(sessions, what, &interrupted, tick, report, |followed| {
+        watcher.look(followed)
+    })?;
     total.transactions += applied.transactions;
     total.rows += applied.rows;
     total.last_commit_time = applied.last_commit_time;

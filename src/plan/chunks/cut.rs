@@ -154,12 +154,14 @@ fn clash(
             (row.get(0), row.get(1), row.get(2));
         if exclusion {
             return Ok(Some(format!(
-                "its exclusion constraint {index} could hold rows of two chunks read at                  different times against each other"
+                "its exclusion constraint {index} could hold rows of two chunks read at \
+                 different times against each other"
             )));
         }
         if !key.iter().all(|(name, _)| columns.contains(name)) {
             return Ok(Some(format!(
-                "its unique index {index} does not hold its key, so rows of two chunks read                  at different times could share a value in it"
+                "its unique index {index} does not hold its key, so rows of two chunks read \
+                 at different times could share a value in it"
             )));
         }
     }

@@ -1,12 +1,15 @@
 //! The chunked initial copy of `copy --follow`: which tables are read in ranges of a key and
 //! which whole (`cut`), the key values pgcopy places in those ranges itself (`keys`), and the
 //! destination's record of every range to read and, once read, the snapshot it was read in
-//! and the WAL position read with it, written in the same commit as the range's rows. The
-//! follower decides each change of a copied table by the snapshot of the range that holds
-//! its key; `--resume` goes on at the ranges not recorded; `status` counts them.
+//! and the WAL position read with it, written in the same commit as the range's rows; what
+//! the lanes and the follower applying the stream meanwhile share of them (`registry`). The
+//! follower decides each change of a copied table by the range that holds its key;
+//! `--resume` goes on at the ranges not recorded, once every transaction committed is seen;
+//! `status` counts them.
 
 pub(crate) mod cut;
 pub(crate) mod keys;
+pub(crate) mod registry;
 pub(crate) mod visibility;
 
 use crate::pg::sql::TableName;
@@ -44,7 +47,8 @@ pub(crate) struct Recorded {
     pub(crate) range: Option<(Vec<String>, KeyRange)>,
     /// The range's rows, as `WHERE …` (empty for a table read whole).
     pub(crate) condition: String,
-    pub(crate) seen: Seen,
+    /// `None` for a range not read yet.
+    pub(crate) seen: Option<Seen>,
 }
 
 /// Waits until a snapshot taken now sees every transaction `planned` (the snapshot planning
@@ -67,6 +71,57 @@ pub(crate) fn wait_until_seen(source: &mut Client, planned: &str) -> Result<()> 
             return Ok(());
         }
         waited += 1;
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
+/// Waits until a snapshot taken now sees every transaction that has committed on the
+/// source: one whose commit a follower killed during its copy had from the stream, and left
+/// to a chunk not read yet, may not have left the running set (a commit waiting for a
+/// synchronous standby, say), and a chunk read in a snapshot that does not see it would lose
+/// its changes. A transaction that commits meanwhile makes it look again, until a look finds
+/// none. On a standby, which assigns no transaction ids, it waits for a snapshot that sees
+/// what one taken now sees.
+pub(crate) fn wait_until_committed_seen(source: &mut Client) -> Result<()> {
+    let standby: bool = source
+        .query_one("SELECT pg_is_in_recovery()", &[])
+        .context("asking whether the source is a standby")?
+        .get(0);
+    if standby {
+        let now: String = source
+            .query_one("SELECT pg_current_snapshot()::text", &[])
+            .context("reading the source's snapshot")?
+            .get(0);
+        return wait_until_seen(source, &now);
+    }
+    // Every transaction that could have committed before now has a lower id than this one.
+    let next: i64 = source
+        .query_one("SELECT pg_current_xact_id()::text::bigint", &[])
+        .context("taking a transaction id on the source")?
+        .get(0);
+    let mut looked = 0;
+    loop {
+        let committed: i64 = source
+            .query_one(
+                "WITH s AS (SELECT pg_current_snapshot() AS s)
+                 SELECT count(*) FROM s, LATERAL (
+                     SELECT x FROM pg_snapshot_xip(s.s) AS x WHERE x::text::bigint < $1
+                     UNION ALL
+                     SELECT g::text::xid8
+                     FROM generate_series(pg_snapshot_xmax(s.s)::text::bigint, $1 - 1) AS g
+                 ) AS xs(x)
+                 WHERE pg_xact_status(xs.x) = 'committed'",
+                &[&next],
+            )
+            .context("looking for transactions committed on the source and not seen yet")?
+            .get(0);
+        if committed == 0 {
+            if looked > 0 {
+                log::debug!("looked {looked} times for committed transactions not seen yet");
+            }
+            return Ok(());
+        }
+        looked += 1;
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
 }
@@ -250,8 +305,8 @@ pub(crate) fn record(
     Ok(())
 }
 
-/// Every chunk copied for `slot`.
-pub(crate) fn load(dest: &mut Client, slot: &str) -> Result<Vec<Recorded>> {
+/// Every chunk copied for `slot`; with `unread`, the chunks still to copy too.
+pub(crate) fn load(dest: &mut Client, slot: &str, unread: bool) -> Result<Vec<Recorded>> {
     if !table_exists(dest)? {
         return Ok(Vec::new());
     }
@@ -260,9 +315,9 @@ pub(crate) fn load(dest: &mut Client, slot: &str) -> Result<Vec<Recorded>> {
             &format!(
                 "SELECT table_schema, table_name, key, types, low, high, snapshot,
                         horizon::text, condition
-                 FROM {TABLE} WHERE slot = $1 AND snapshot IS NOT NULL"
+                 FROM {TABLE} WHERE slot = $1 AND (snapshot IS NOT NULL OR $2)"
             ),
-            &[&slot],
+            &[&slot, &unread],
         )
         .with_context(|| format!("reading {TABLE}"))?;
     Ok(rows
@@ -279,10 +334,10 @@ pub(crate) fn load(dest: &mut Client, slot: &str) -> Result<Vec<Recorded>> {
                     },
                 )
             }),
-            seen: Seen {
-                snapshot: row.get(6),
-                horizon: row.get(7),
-            },
+            seen: row
+                .get::<_, Option<String>>(6)
+                .zip(row.get::<_, Option<String>>(7))
+                .map(|(snapshot, horizon)| Seen { snapshot, horizon }),
             condition: row.get(8),
         })
         .collect())

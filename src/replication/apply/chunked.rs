@@ -4,6 +4,8 @@
 //! that moves a row between a chunk that saw it and one that did not applies as the half
 //! the destination lacks (the old row deleted, or the new one inserted, its unchanged
 //! TOASTed values read from the source). A TRUNCATE empties only the chunks read before it.
+//! While the copy goes on, a change of a chunk being read waits until it is loaded, and a
+//! TRUNCATE until its table is whole on the destination.
 
 use super::parts::parts;
 use super::state::Applier;
@@ -37,10 +39,10 @@ impl Applier<'_> {
         let chunks = &self.chunks;
         // Whether the destination holds the row with this key (from its chunk, or as the
         // changes applied since made it), and must get this change.
-        let place = |values: &[Value]| -> Result<(Option<Key>, bool)> {
+        let place = |values: &[Value]| -> Result<(Option<Key>, Decision)> {
             let key = chunks.key_of(&table, &columns, values)?;
-            let apply = chunks.decide(&table, key.as_ref(), xid, at)? == Decision::Apply;
-            Ok((key, apply))
+            let decision = chunks.decide(&table, key.as_ref(), xid, at)?;
+            Ok((key, decision))
         };
         let absent = |key: &Option<Key>| {
             key.as_ref()
@@ -57,6 +59,24 @@ impl Applier<'_> {
             } => (Some(place(values(old))?), Some(place(new)?)),
             _ => return Ok(Some(message)),
         };
+        let waits: Vec<&Option<Key>> = [&old, &new]
+            .into_iter()
+            .flatten()
+            .filter(|(_, d)| *d == Decision::Wait)
+            .map(|(key, _)| key)
+            .collect();
+        if !waits.is_empty() {
+            let keys: Vec<Option<Key>> = waits.into_iter().cloned().collect();
+            self.commit_before_waiting()?;
+            for key in keys {
+                self.chunks.wait_read(&table, key.as_ref())?;
+            }
+            return self.through_chunks(message);
+        }
+        let apply = |side: Option<(Option<Key>, Decision)>| {
+            side.map(|(key, decision)| (key, decision == Decision::Apply))
+        };
+        let (old, new) = (apply(old), apply(new));
         let moved = matches!((&old, &new), (Some((a, _)), Some((b, _))) if a != b);
         let lacking = old.as_ref().is_some_and(|(key, _)| absent(key));
         let forget = |applier: &mut Self, key: &Option<Key>| {
@@ -130,12 +150,31 @@ impl Applier<'_> {
         Ok(Some(Message::Insert { relation, new }))
     }
 
-    /// How a TRUNCATE of `table` in the transaction being applied applies (see `chunks`).
-    pub(super) fn truncation(&self, table: &TableName) -> Truncation {
-        if !self.chunks.decides(table, self.final_lsn) {
-            return Truncation::Whole;
+    /// Commits the transactions the open group holds whole before this one waits for a
+    /// chunk, if nothing of this one is queued yet: what was applied is recorded, and its
+    /// locks go, while the wait lasts. The group goes on in a new destination transaction.
+    fn commit_before_waiting(&mut self) -> Result<()> {
+        if self.group.open && self.group.transactions > 0 && self.changes_queued == 0 {
+            self.commit_group()?;
+            self.begin()?;
         }
-        self.chunks.truncation(table, self.xid, self.final_lsn)
+        Ok(())
+    }
+
+    /// How a TRUNCATE of `table` in the transaction being applied applies (see `chunks`),
+    /// once its chunks can tell.
+    pub(super) fn truncation(&mut self, table: &TableName) -> Result<Truncation> {
+        if !self.chunks.decides(table, self.final_lsn) {
+            return Ok(Truncation::Whole);
+        }
+        match self.chunks.truncation(table, self.xid, self.final_lsn) {
+            Truncation::Wait => {
+                self.commit_before_waiting()?;
+                self.chunks.wait(table)?;
+                self.truncation(table)
+            }
+            truncation => Ok(truncation),
+        }
     }
 }
 

@@ -103,6 +103,8 @@ pub(crate) struct Applier<'a> {
     pub(super) xid: u32,
     pub(super) final_lsn: Lsn,
     pub(super) skipping: bool,
+    /// Changes of the transaction being applied queued so far.
+    pub(super) changes_queued: usize,
     /// The transaction being applied holds this follower's cutover mark.
     pub(super) cutover: bool,
     /// Where `cutover` said its mark is, when it said so by notification.
@@ -148,6 +150,7 @@ impl<'a> Applier<'a> {
             xid: 0,
             final_lsn: 0,
             skipping: false,
+            changes_queued: 0,
             cutover: false,
             notified_end: None,
             setup,

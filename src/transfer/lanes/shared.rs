@@ -7,7 +7,7 @@ use crate::transfer::schedule::{Job, Schedule};
 use crate::transfer::sessions::Losses;
 use crate::transfer::splits::{self, SplitProgress};
 use crate::transfer::write;
-use crate::transfer::{Counters, Settings, Stop, TableOutcome};
+use crate::transfer::{Counters, ReadSnapshot, Settings, Stop, TableOutcome};
 use anyhow::Result;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
@@ -102,6 +102,9 @@ impl Shared<'_> {
             .bytes_done
             .fetch_add(outcome.bytes, Ordering::Relaxed);
         if outcome.error.is_none() {
+            if let ReadSnapshot::EachRead { registry, .. } = &self.settings.snapshot {
+                registry.complete(&self.plan.tables[index].name);
+            }
             self.counters
                 .disk_done
                 .fetch_add(self.plan.tables[index].data_bytes, Ordering::Relaxed);
