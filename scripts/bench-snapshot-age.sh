@@ -24,7 +24,8 @@
 #
 # PGCOPY_BIN (else `cargo build --release` here), BASELINE_BIN (else BASELINE_REF, default
 # e8760bf, built in a worktree under the work directory), CHUNK (a --chunk-size for the
-# chunked build), CHUNKED_OPTIONS (more options for it, e.g. "--indexes keep"), ONLY=accounts (the one big keyed table alone: both builds copy and follow
+# chunked build), CHUNKED_OPTIONS (more options for it, e.g. "--indexes keep"),
+# ONLY=accounts (the one big keyed table alone: both builds copy and follow
 # pgbench_accounts only, which pgbench updates in every transaction), PG_BINDIR (see
 # scripts/lib/cluster.sh).
 set -euo pipefail
