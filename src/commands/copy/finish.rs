@@ -31,7 +31,8 @@ use std::collections::HashMap;
 /// Puts everything back and reports; what could not be done is in the report and the exit
 /// code, never an `Err` (except for a report that could not be written). Under
 /// `KeyPolicy::LeaveDropped`, a copy that copied everything leaves its keys dropped in drop
-/// mode (recorded in the state file, for the command that goes on from it) and its `--json`
+/// mode, or in chunks (recorded in the state file, for the command that goes on from it:
+/// following puts them back at cutover) and its `--json`
 /// report unprinted, returned for that command to finish.
 pub(super) fn finish(
     cfg: &CopyConfig,
@@ -102,8 +103,10 @@ pub(super) fn finish(
         KeyPolicy::LeaveDropped { why } => Some(why),
         KeyPolicy::PutBack => None,
     };
+    // In drop mode following needs them dropped; after a chunked copy, following runs
+    // alongside, and putting them back would wait for the locks it holds, and it for theirs.
     let keep_dropped = leave_dropped.is_some()
-        && mode == FkMode::Drop
+        && (mode == FkMode::Drop || work_chunked)
         && problems.is_empty()
         && outcomes.iter().all(|o| o.error.is_none())
         && !interrupt::requested();
