@@ -64,8 +64,8 @@ pub(crate) fn read(
             let condition = piece
                 .and_then(|p| table.split.as_ref()?.pieces.get(p))
                 .map_or("", String::as_str);
-            // The follower leaves to this chunk the changes it reads from now on; those it
-            // left before must be in the snapshot.
+            // From now on the follower decides this chunk's changes by its snapshot; those it
+            // left to the chunk before must be in that snapshot.
             let required = registry.begin(&table.name, condition);
             let mut tries = 0;
             loop {
@@ -88,6 +88,19 @@ pub(crate) fn read(
                 }
                 // Committed (the stream had it), not out of the running set yet.
                 tries += 1;
+                if tries == 1000 {
+                    let unseen: Vec<u32> = required
+                        .iter()
+                        .copied()
+                        .filter(|xid| !snapshot.sees(*xid))
+                        .collect();
+                    log::warn!(
+                        "{}: still waiting for a snapshot that sees transactions {unseen:?}, \
+                         committed on the source (its stream has them) and still in its \
+                         running set",
+                        table.name
+                    );
+                }
                 conn.execute("ROLLBACK")
                     .context("ending a snapshot taken too early")?;
                 std::thread::sleep(std::time::Duration::from_millis(5));

@@ -4,8 +4,9 @@
 //! that moves a row between a chunk that saw it and one that did not applies as the half
 //! the destination lacks (the old row deleted, or the new one inserted, its unchanged
 //! TOASTed values read from the source). A TRUNCATE empties only the chunks read before it.
-//! While the copy goes on, a change of a chunk being read waits until it is loaded, and a
-//! TRUNCATE until its table is whole on the destination.
+//! While the copy goes on, a change a chunk being read did not see waits until the chunk is
+//! loaded (and its table whole, where its indexes are built again), and a TRUNCATE until its
+//! table is whole on the destination.
 
 use super::parts::parts;
 use super::state::Applier;

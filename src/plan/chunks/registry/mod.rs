@@ -235,13 +235,18 @@ impl Registry {
     /// Waits until `table` is whole on the destination (or, with `None`, the whole copy is
     /// over); fails if the copy stopped first.
     pub(crate) fn wait(&self, table: Option<&TableName>) -> Result<()> {
+        self.until(|inner| match table {
+            Some(table) => inner.tables.get(table).is_none_or(|t| t.whole),
+            None => inner.done,
+        })
+    }
+
+    /// Waits until `ready` holds of what the lanes recorded; fails if the copy stopped
+    /// first.
+    fn until(&self, ready: impl Fn(&Inner) -> bool) -> Result<()> {
         let mut inner = self.lock();
         loop {
-            let ready = match table {
-                Some(table) => inner.tables.get(table).is_none_or(|t| t.whole),
-                None => inner.done,
-            };
-            if ready {
+            if ready(&inner) {
                 return Ok(());
             }
             if let Some(why) = &inner.stopped {
@@ -270,25 +275,13 @@ impl Registry {
     /// `Decision::Wait`): its chunk loaded, and its table whole if its indexes are built
     /// again; fails if the copy stopped first.
     pub(crate) fn wait_read(&self, table: &TableName, key: Option<&Key>) -> Result<()> {
-        let mut inner = self.lock();
-        loop {
-            let read = inner.tables.get(table).is_none_or(|t| {
+        self.until(|inner| {
+            inner.tables.get(table).is_none_or(|t| {
                 t.holding(key)
                     .is_none_or(|c| !matches!(c.read, Read::Reading { .. }))
                     && t.ready()
-            });
-            if read {
-                return Ok(());
-            }
-            if let Some(why) = &inner.stopped {
-                bail!("the initial copy stopped: {why}");
-            }
-            inner = self
-                .changed
-                .wait_timeout(inner, Duration::from_secs(1))
-                .unwrap_or_else(PoisonError::into_inner)
-                .0;
-        }
+            })
+        })
     }
 
     /// Whether changes of `table` committed at `commit` are decided by its chunks.
