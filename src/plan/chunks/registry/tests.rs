@@ -24,6 +24,13 @@ fn chunk(low: Option<&str>, high: Option<&str>, seen: Option<(&str, &str)>) -> R
     }
 }
 
+fn seen(snapshot: &str, horizon: &str) -> Seen {
+    Seen {
+        snapshot: snapshot.into(),
+        horizon: horizon.into(),
+    }
+}
+
 fn t() -> TableName {
     TableName::new("public", "t")
 }
@@ -129,10 +136,6 @@ fn while_the_copy_goes_on_a_change_is_left_to_a_chunk_not_read_and_waits_for_one
         vec![112, 113],
         "left to it, and not seen by the last snapshot"
     );
-    let seen = |snapshot: &str, horizon: &str| Seen {
-        snapshot: snapshot.into(),
-        horizon: horizon.into(),
-    };
     chunks
         .recorded(&t, "WHERE id >= 100", &seen("113:113:", "0/340"))
         .unwrap();
@@ -187,14 +190,7 @@ fn a_table_whose_indexes_are_built_again_takes_changes_once_whole() {
     assert_eq!(decide(150, 110, 0x300), Decision::Skip, "not read yet");
     chunks.begin(&t, "WHERE id >= 100");
     chunks
-        .recorded(
-            &t,
-            "WHERE id >= 100",
-            &Seen {
-                snapshot: "111:111:".into(),
-                horizon: "0/400".into(),
-            },
-        )
+        .recorded(&t, "WHERE id >= 100", &seen("111:111:", "0/400"))
         .unwrap();
     assert_eq!(
         decide(5, 110, 0x300),
